@@ -1,0 +1,130 @@
+using Hl7.Fhir.Model;
+using MagCds.Core.Knowledge;
+
+namespace MagCds.Core.Evaluation;
+
+/// <summary>An Observation handed to the core, with how outputs should refer to it and where it sat in the request.</summary>
+/// <param name="Observation">The parsed Observation.</param>
+/// <param name="Reference">Literal reference for outputs (e.g. "Observation/123" or a Bundle fullUrl); null when it has none.</param>
+/// <param name="Location">FHIRPath-style location in the request, used in issues (e.g. "Bundle.entry[2].resource").</param>
+public sealed record EvaluationInput(Observation Observation, string? Reference, string Location);
+
+/// <summary>
+/// What every door hands to the core: the results to evaluate and, optionally, earlier results to use as history.
+/// Inputs also serve as history for each other (a Bundle may carry several results of one patient).
+/// </summary>
+public sealed record EvaluationRequest(IReadOnlyList<EvaluationInput> Inputs, IReadOnlyList<EvaluationInput> History)
+{
+    public static EvaluationRequest Of(params EvaluationInput[] inputs) => new(inputs, []);
+}
+
+public enum InputOutcome
+{
+    /// <summary>Interpreted (raised, not raised, or explicitly "cannot interpret"); outputs built.</summary>
+    Evaluated,
+    /// <summary>Entered-in-error: a retraction of every earlier output for this Observation was built.</summary>
+    Retracted,
+    /// <summary>Not evaluated; the issues say why (not anti-MAG, no value, status, no subject).</summary>
+    NotEvaluated,
+}
+
+/// <summary>The three interpretation categories; order matters (a higher value never yields a lower category).</summary>
+public enum Category
+{
+    NotElevated,
+    Elevated,
+    CannotInterpret,
+}
+
+/// <summary>The result for one input: its interpretation (when evaluated), its FHIR outputs and its issues.</summary>
+public sealed record InputResult(
+    EvaluationInput Input,
+    InputOutcome Outcome,
+    Interpretation? Interpretation,
+    RiskAssessment? RiskAssessment,
+    DetectedIssue? DetectedIssue,
+    IReadOnlyList<CoreIssue> Issues);
+
+public sealed record EvaluationResponse(IReadOnlyList<InputResult> Results, string KnowledgeVersion)
+{
+    /// <summary>Issues about the request as a whole (e.g. history of another patient that was not used).</summary>
+    public IReadOnlyList<CoreIssue> RequestIssues { get; init; } = [];
+
+    public IEnumerable<Resource> Outputs =>
+        Results.SelectMany(r => new Resource?[] { r.RiskAssessment, r.DetectedIssue }).OfType<Resource>();
+}
+
+/// <summary>A problem with one input, in MagCds's own codes (see <see cref="OutcomeCodes"/>).</summary>
+public sealed record CoreIssue(OutcomeCode Code, OperationOutcome.IssueSeverity Severity, string Message, string Location);
+
+/// <summary>How a value was read from the Observation.</summary>
+public sealed record ReadValue
+{
+    /// <summary>Numeric value (titres: the dilution denominator); null for qualitative results.</summary>
+    public decimal? Number { get; init; }
+    public Quantity.QuantityComparator? Comparator { get; init; }
+    /// <summary>Qualitative reading: true positive/detected, false negative/not detected, null not qualitative.</summary>
+    public bool? Positive { get; init; }
+    public string? UnitText { get; init; }
+    public string? UnitSystem { get; init; }
+    public string? UnitCode { get; init; }
+    /// <summary>The value as the lab sent it, for display (e.g. "&lt;1000 BTU", "1:1600", "positive").</summary>
+    public required string Display { get; init; }
+    /// <summary>How the value was read, when that is not obvious (titre ratios, unit mapping).</summary>
+    public string? ReadingNote { get; init; }
+
+    public bool HasUnit => !string.IsNullOrWhiteSpace(UnitText) || !string.IsNullOrWhiteSpace(UnitCode);
+}
+
+public enum IntervalOrigin
+{
+    ObservationReferenceRange,
+    ObservationInterpretation,
+    AssayProfile,
+    QualitativeResult,
+}
+
+/// <summary>The interval (or lab flag) a result was judged against, and where it came from.</summary>
+public sealed record IntervalBasis(
+    IntervalOrigin Origin,
+    decimal? Low,
+    decimal? High,
+    bool HighInclusive,
+    string Display,
+    string OriginText,
+    AssayProfile? Profile);
+
+/// <summary>Machine codes for "cannot interpret", carried in DetectedIssue.evidence.code.</summary>
+public enum CannotInterpretReason
+{
+    NoInterval,
+    UnitMismatch,
+    CensoredAcrossLimit,
+    NegativeValue,
+    ImplausibleValue,
+    UnreadableQualitative,
+    UnreadableRatio,
+    InterpretationConflict,
+}
+
+/// <summary>The interpretation of one result: the category, the basis that led to it, and the rule in plain words.</summary>
+public sealed record Interpretation
+{
+    public required Category Category { get; init; }
+    public required ReadValue Value { get; init; }
+    public IntervalBasis? Basis { get; init; }
+    public Stratum? Stratum { get; init; }
+    public CannotInterpretReason? Reason { get; init; }
+    /// <summary>The rule applied, in plain words.</summary>
+    public required string Rule { get; init; }
+    /// <summary>Rule id for RiskAssessment.method (assay profile id, or a built-in rule id).</summary>
+    public required string RuleId { get; init; }
+    public bool Preliminary { get; init; }
+    public IReadOnlyList<string> Notes { get; init; } = [];
+    public Trend? Trend { get; init; }
+}
+
+public sealed record TrendPoint(string Date, string Display, decimal? Number, string? Reference, bool IsCurrent);
+
+/// <summary>Earlier results of the same patient and same assay, oldest first, ending with the current one.</summary>
+public sealed record Trend(IReadOnlyList<TrendPoint> Points, decimal? PercentFromPrevious, decimal? PercentFromFirst, string? Note);

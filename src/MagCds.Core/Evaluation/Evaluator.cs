@@ -1,0 +1,116 @@
+using Hl7.Fhir.Model;
+using MagCds.Core.Knowledge;
+using MagCds.Core.Outputs;
+
+namespace MagCds.Core.Evaluation;
+
+/// <summary>Which Observation codes MagCds recognises: LOINC 39087-2 plus the deployer's "system|code" pairs.</summary>
+public sealed record EvaluationOptions
+{
+    public IReadOnlyList<string> AdditionalCodes { get; init; } = [];
+}
+
+/// <summary>
+/// The evaluation core's entry point, shared by every door: recognise, check status and subject, read the value,
+/// interpret it, add the trend from earlier results of the same patient and assay, and build the FHIR outputs.
+/// Pure and thread-safe: the same request always gives the same response, ids included.
+/// </summary>
+public sealed class Evaluator
+{
+    private readonly KnowledgeBase _knowledge;
+    private readonly Interpreter _interpreter;
+    private readonly OutputBuilder _outputs;
+    private readonly HashSet<string> _codes;
+
+    public Evaluator(KnowledgeBase knowledge, EvaluationOptions options)
+    {
+        _knowledge = knowledge;
+        _interpreter = new Interpreter(knowledge);
+        _outputs = new OutputBuilder(knowledge);
+        _codes = new HashSet<string>(StringComparer.Ordinal) { $"{CanonicalUrls.Loinc}|{CanonicalUrls.AntiMagLoinc}" };
+        foreach (var c in options.AdditionalCodes) _codes.Add(c.Trim());
+    }
+
+    public KnowledgeBase Knowledge => _knowledge;
+
+    public bool IsAntiMag(Observation obs) => obs.Code?.Coding.Any(c => _codes.Contains($"{c.System}|{c.Code}")) == true;
+
+    public EvaluationResponse Evaluate(EvaluationRequest request)
+    {
+        // History pool: supplied history plus the inputs themselves, each read once.
+        var pool = request.History.Concat(request.Inputs).Where(i => IsAntiMag(i.Observation)).Select(Prepare)
+            .Where(p => p.Subject is not null).ToLookup(p => p.Subject!, StringComparer.Ordinal);
+        var results = new List<InputResult>(request.Inputs.Count);
+        foreach (var input in request.Inputs) results.Add(EvaluateOne(input, pool));
+
+        // A supplied earlier result that belongs to none of the evaluated patients is never used; say so once.
+        var subjects = results.Where(r => r.Outcome != InputOutcome.NotEvaluated).Select(r => SubjectKey(r.Input.Observation)).ToHashSet();
+        var requestIssues = request.History
+            .Where(h => SubjectKey(h.Observation) is not { } s || !subjects.Contains(s))
+            .Select(h => new CoreIssue(OutcomeCodes.HistoryOtherPatient, OperationOutcome.IssueSeverity.Warning,
+                "This earlier result is not of the patient being evaluated and was not used.", h.Location))
+            .ToList();
+        return new EvaluationResponse(results, _knowledge.Version) { RequestIssues = requestIssues };
+    }
+
+    private InputResult EvaluateOne(EvaluationInput input, ILookup<string, Prepared> pool)
+    {
+        var obs = input.Observation;
+        InputResult NotEvaluated(OutcomeCode code, string message, OperationOutcome.IssueSeverity severity = OperationOutcome.IssueSeverity.Error) =>
+            new(input, InputOutcome.NotEvaluated, null, null, null, [new CoreIssue(code, severity, message, input.Location)]);
+
+        // "Not applicable" is information, not an error: an ORU Bundle carries many other tests.
+        if (!IsAntiMag(obs))
+            return NotEvaluated(OutcomeCodes.NotAntiMag, severity: OperationOutcome.IssueSeverity.Information, message:
+                $"The Observation code is not LOINC {CanonicalUrls.AntiMagLoinc} or a configured anti-MAG IgM code; MagCds does not apply to it.");
+        if (SubjectKey(obs) is null)
+            return NotEvaluated(OutcomeCodes.MissingSubject, "The Observation names no subject, so no patient-level output can be made.");
+
+        switch (obs.Status)
+        {
+            case ObservationStatus.EnteredInError:
+                return new InputResult(input, InputOutcome.Retracted, null, _outputs.Retraction(input), null,
+                    [new CoreIssue(OutcomeCodes.Retracted, OperationOutcome.IssueSeverity.Information,
+                        "The Observation is entered-in-error: every earlier MagCds output for it is retracted (see the returned RiskAssessment).", input.Location)]);
+            case ObservationStatus.Final or ObservationStatus.Amended or ObservationStatus.Corrected or ObservationStatus.Preliminary:
+                break;
+            default:
+                return NotEvaluated(OutcomeCodes.StatusNotEvaluated,
+                    $"The Observation status is '{obs.Status?.ToString() ?? "missing"}'; only final, amended, corrected and preliminary results are evaluated.");
+        }
+
+        var value = ValueReader.Read(obs);
+        if (value is null)
+        {
+            string why = obs.DataAbsentReason?.Coding.FirstOrDefault()?.Code ?? obs.DataAbsentReason?.Text ?? "none given";
+            return NotEvaluated(OutcomeCodes.MissingValue, $"The Observation carries no value (data absent reason: {why}).");
+        }
+
+        var interpretation = _interpreter.Interpret(obs, value);
+        interpretation = interpretation with { Trend = TrendBuilder.Build(Prepare(input), pool) };
+        var (ra, di) = _outputs.Build(input, interpretation);
+
+        var issues = new List<CoreIssue>();
+        if (interpretation.Preliminary)
+            issues.Add(new CoreIssue(OutcomeCodes.Preliminary, OperationOutcome.IssueSeverity.Warning,
+                "The result is preliminary; the outputs are marked preliminary and should be re-evaluated when the final result arrives.", input.Location));
+        if (interpretation.Category == Category.CannotInterpret)
+            issues.Add(new CoreIssue(OutcomeCodes.CannotInterpret, OperationOutcome.IssueSeverity.Warning, interpretation.Rule, input.Location));
+        return new InputResult(input, InputOutcome.Evaluated, interpretation, ra, di, issues);
+    }
+
+    private static Prepared Prepare(EvaluationInput input) =>
+        new(input, SubjectKey(input.Observation), ValueReader.Read(input.Observation), TrendBuilder.When(input.Observation),
+            DeterministicIds.ObservationKey(input));
+
+    /// <summary>Who the result is about: the literal subject reference, else its logical identifier.</summary>
+    public static string? SubjectKey(Observation obs) => obs.Subject switch
+    {
+        { Reference: { Length: > 0 } r } => "ref|" + r,
+        { Identifier: { Value: { Length: > 0 } v } id } => $"id|{id.System}|{v}",
+        _ => null,
+    };
+}
+
+/// <summary>An anti-MAG Observation read once for use as history.</summary>
+internal sealed record Prepared(EvaluationInput Input, string? Subject, ReadValue? Value, DateTimeOffset? When, string Identity);

@@ -1,0 +1,44 @@
+using Hl7.Fhir.Model;
+
+namespace MagCds.Core.Evaluation;
+
+/// <summary>A MagCds outcome code: the machine-readable reason an engine can route on, with its FHIR IssueType.</summary>
+public sealed record OutcomeCode(string Code, string Display, OperationOutcome.IssueType Type);
+
+/// <summary>
+/// Every code MagCds puts into OperationOutcome.issue.details (system <see cref="System"/>).
+/// The HTTP status that goes with each is decided by the door, not here.
+/// </summary>
+public static class OutcomeCodes
+{
+    public const string System = CanonicalUrls.Base + "/CodeSystem/magcds-outcome";
+
+    public static readonly OutcomeCode Evaluated = new("evaluated", "Summary of what was evaluated", OperationOutcome.IssueType.Informational);
+    public static readonly OutcomeCode NotAntiMag = new("not-anti-mag", "Not an anti-MAG IgM Observation", OperationOutcome.IssueType.NotSupported);
+    public static readonly OutcomeCode MissingValue = new("missing-value", "The Observation carries no value", OperationOutcome.IssueType.Required);
+    public static readonly OutcomeCode MissingSubject = new("missing-subject", "The Observation names no subject", OperationOutcome.IssueType.Required);
+    public static readonly OutcomeCode StatusNotEvaluated = new("status-not-evaluated", "Observation status is not evaluated", OperationOutcome.IssueType.BusinessRule);
+    public static readonly OutcomeCode HistoryOtherPatient = new("history-other-patient", "Earlier result of another patient ignored", OperationOutcome.IssueType.BusinessRule);
+    public static readonly OutcomeCode Preliminary = new("preliminary-result", "Preliminary result evaluated", OperationOutcome.IssueType.Informational);
+    public static readonly OutcomeCode Retracted = new("retracted", "Entered-in-error: earlier outputs retracted", OperationOutcome.IssueType.Informational);
+    public static readonly OutcomeCode CannotInterpret = new("cannot-interpret", "The result cannot be interpreted safely", OperationOutcome.IssueType.Informational);
+
+    // Request-level codes, raised by the doors.
+    public static readonly OutcomeCode Unparseable = new("unparseable", "The body is not valid FHIR", OperationOutcome.IssueType.Structure);
+    public static readonly OutcomeCode UnparseableEntry = new("unparseable-entry", "A Bundle entry is not valid FHIR", OperationOutcome.IssueType.Structure);
+    public static readonly OutcomeCode UnsupportedResource = new("unsupported-resource", "This resource type is not accepted here", OperationOutcome.IssueType.NotSupported);
+    public static readonly OutcomeCode InvalidParameters = new("invalid-parameters", "The Parameters resource does not match the operation", OperationOutcome.IssueType.Invalid);
+    public static readonly OutcomeCode UnsupportedMediaType = new("unsupported-media-type", "Content-Type is not FHIR JSON or XML", OperationOutcome.IssueType.NotSupported);
+    public static readonly OutcomeCode NotAcceptable = new("not-acceptable", "No acceptable response format", OperationOutcome.IssueType.NotSupported);
+    public static readonly OutcomeCode PayloadTooLarge = new("payload-too-large", "The body is larger than the configured limit", OperationOutcome.IssueType.TooLong);
+    public static readonly OutcomeCode NotFound = new("not-found", "No such resource or route", OperationOutcome.IssueType.NotFound);
+    public static readonly OutcomeCode NothingEvaluated = new("nothing-evaluated", "No input could be evaluated", OperationOutcome.IssueType.Processing);
+    public static readonly OutcomeCode InternalError = new("internal-error", "Unexpected error", OperationOutcome.IssueType.Exception);
+
+    public static IReadOnlyList<OutcomeCode> All { get; } =
+    [
+        Evaluated, NotAntiMag, MissingValue, MissingSubject, StatusNotEvaluated, HistoryOtherPatient, Preliminary, Retracted, CannotInterpret,
+        Unparseable, UnparseableEntry, UnsupportedResource, InvalidParameters, UnsupportedMediaType, NotAcceptable,
+        PayloadTooLarge, NotFound, NothingEvaluated, InternalError,
+    ];
+}

@@ -1,0 +1,77 @@
+using Hl7.Fhir.Model;
+
+namespace MagCds.Core.Evaluation;
+
+/// <summary>
+/// Monitoring: the earlier results of the same patient with the same assay (same code and same unit; values of
+/// different assays are never compared), oldest first, with the percent change from the previous and the first.
+/// </summary>
+internal static class TrendBuilder
+{
+    private static readonly HashSet<ObservationStatus?> Usable =
+        [ObservationStatus.Final, ObservationStatus.Amended, ObservationStatus.Corrected, ObservationStatus.Preliminary];
+
+    public static Trend? Build(Prepared current, ILookup<string, Prepared> pool)
+    {
+        if (current.Subject is null || current.When is not DateTimeOffset now || current.Value?.Number is null) return null;
+
+        var earlier = pool[current.Subject]
+            .Where(p => p.Identity != current.Identity
+                        && p.When < now
+                        && p.Value?.Number is not null
+                        && Usable.Contains(p.Input.Observation.Status)
+                        && SameAssay(current, p))
+            // The same result sent twice (or in two versions) counts once: keep its last version.
+            .GroupBy(p => p.Identity)
+            .Select(g => g.OrderBy(p => p.When).Last())
+            .OrderBy(p => p.When)
+            .ToList();
+        if (earlier.Count == 0) return null;
+
+        var points = earlier.Select(p => Point(p, false)).Append(Point(current, true)).ToList();
+        var prev = earlier[^1].Value!;
+        var first = earlier[0].Value!;
+        var cur = current.Value;
+        return new Trend(points, Percent(prev, cur), Percent(first, cur),
+            earlier.Any(p => p.Value!.Comparator is not null) || cur.Comparator is not null
+                ? "Percent changes are not computed against censored values (reported with <, <=, > or >=)."
+                : null);
+    }
+
+    private static TrendPoint Point(Prepared p, bool isCurrent) =>
+        new(DateText(p.Input.Observation), p.Value!.Display, p.Value.Number, p.Input.Reference, isCurrent);
+
+    private static decimal? Percent(ReadValue from, ReadValue to) =>
+        from.Comparator is null && to.Comparator is null && from.Number is > 0 && to.Number is decimal t
+            ? Math.Round((t - from.Number.Value) / from.Number.Value * 100m, 1, MidpointRounding.AwayFromZero)
+            : null;
+
+    private static bool SameAssay(Prepared a, Prepared b)
+    {
+        var va = a.Value!;
+        var vb = b.Value!;
+        static string Norm(string? s) => s?.Trim().ToLowerInvariant() ?? "";
+        bool sameUnit = Norm(va.UnitText) == Norm(vb.UnitText) && Norm(va.UnitCode) == Norm(vb.UnitCode) && Norm(va.UnitSystem) == Norm(vb.UnitSystem);
+        return sameUnit && a.Input.Observation.Code.Coding.Any(ca =>
+            b.Input.Observation.Code.Coding.Any(cb => ca.System == cb.System && ca.Code == cb.Code));
+    }
+
+    /// <summary>When the result applies: effective time, else issued.</summary>
+    public static DateTimeOffset? When(Observation obs)
+    {
+        string? text = obs.Effective switch
+        {
+            FhirDateTime dt => dt.Value,
+            Period p => p.Start,
+            Instant i => i.Value?.ToString("o"),
+            _ => null,
+        } ?? obs.IssuedElement?.Value?.ToString("o");
+        return text is not null && new FhirDateTime(text).TryToDateTimeOffset(out var dto) ? dto : null;
+    }
+
+    public static string DateText(Observation obs)
+    {
+        var when = When(obs);
+        return when is { } w ? w.ToString("yyyy-MM-dd", System.Globalization.CultureInfo.InvariantCulture) : "date unknown";
+    }
+}

@@ -1,0 +1,111 @@
+using System.Globalization;
+using Hl7.Fhir.Model;
+
+namespace MagCds.Core.Evaluation;
+
+/// <summary>
+/// Reads every value form a lab sends (Quantity with comparator, Ratio titre, Integer, qualitative
+/// CodeableConcept or string) into a <see cref="ReadValue"/>. Never throws: an unreadable value comes back
+/// as a <see cref="ReadValue"/> with neither a number nor a qualitative reading, and the classifier says why.
+/// </summary>
+public static class ValueReader
+{
+    // Words and codes labs use for qualitative anti-MAG results (v3-ObservationInterpretation and SNOMED CT).
+    private static readonly Dictionary<string, bool> QualitativeWords = new(StringComparer.OrdinalIgnoreCase)
+    {
+        ["positive"] = true, ["pos"] = true, ["detected"] = true, ["reactive"] = true, ["present"] = true,
+        ["negative"] = false, ["neg"] = false, ["not detected"] = false, ["undetected"] = false,
+        ["non-reactive"] = false, ["nonreactive"] = false, ["absent"] = false,
+    };
+
+    private static readonly Dictionary<(string System, string Code), bool> QualitativeCodes = new()
+    {
+        [("http://terminology.hl7.org/CodeSystem/v3-ObservationInterpretation", "POS")] = true,
+        [("http://terminology.hl7.org/CodeSystem/v3-ObservationInterpretation", "DET")] = true,
+        [("http://terminology.hl7.org/CodeSystem/v3-ObservationInterpretation", "NEG")] = false,
+        [("http://terminology.hl7.org/CodeSystem/v3-ObservationInterpretation", "ND")] = false,
+        [("http://snomed.info/sct", "10828004")] = true,   // Positive
+        [("http://snomed.info/sct", "260373001")] = true,  // Detected
+        [("http://snomed.info/sct", "260385009")] = false, // Negative
+        [("http://snomed.info/sct", "260415000")] = false, // Not detected
+    };
+
+    /// <summary>Null when the Observation has no value at all (the caller reports missing-value).</summary>
+    public static ReadValue? Read(Observation obs) => obs.Value switch
+    {
+        Quantity q => FromQuantity(q),
+        Ratio r => FromRatio(r),
+        Integer i when i.Value is int v => new ReadValue { Number = v, Display = v.ToString(CultureInfo.InvariantCulture) },
+        CodeableConcept cc => FromConcept(cc),
+        FhirString s when !string.IsNullOrWhiteSpace(s.Value) => FromString(s.Value),
+        null => null,
+        // Other types (boolean, time, period, sampled data...) are not a form labs use for this test.
+        DataType other => new ReadValue { Display = $"a value of type {other.TypeName}" },
+    };
+
+    private static ReadValue FromQuantity(Quantity q)
+    {
+        if (q.Value is not decimal v)
+            return new ReadValue { Display = "a quantity without a number", UnitText = q.Unit, UnitSystem = q.System, UnitCode = q.Code };
+        string unit = q.Unit ?? q.Code ?? "";
+        return new ReadValue
+        {
+            Number = v,
+            Comparator = q.Comparator,
+            UnitText = q.Unit,
+            UnitSystem = q.System,
+            UnitCode = q.Code,
+            Display = $"{ComparatorText(q.Comparator)}{Format(v)}{(unit.Length > 0 ? " " + unit : "")}",
+        };
+    }
+
+    /// <summary>A titre 1:1600 is read as 1600 (the dilution); any other ratio is not a titre and is not guessed at.</summary>
+    private static ReadValue FromRatio(Ratio r)
+    {
+        decimal? n = r.Numerator?.Value, d = r.Denominator?.Value;
+        string display = $"{(n is { } nn ? Format(nn) : "?")}:{(d is { } dd ? Format(dd) : "?")}";
+        if (n == 1 && d is { } den)
+        {
+            return new ReadValue
+            {
+                Number = den,
+                Comparator = r.Denominator!.Comparator,
+                UnitText = "titre",
+                Display = $"{ComparatorText(r.Denominator.Comparator)}{display}",
+                ReadingNote = $"The titre {display} is read as the dilution {Format(den)}.",
+            };
+        }
+        return new ReadValue { Display = display, UnitText = "titre" };
+    }
+
+    private static ReadValue FromConcept(CodeableConcept cc)
+    {
+        foreach (var c in cc.Coding)
+        {
+            if (c.System is { } s && c.Code is { } code && QualitativeCodes.TryGetValue((s, code), out bool pos))
+                return new ReadValue { Positive = pos, Display = c.Display ?? cc.Text ?? code };
+        }
+        string? text = cc.Text ?? cc.Coding.Select(c => c.Display).FirstOrDefault(d => d is not null);
+        return text is null ? new ReadValue { Display = "a coded value MagCds does not know" } : FromString(text);
+    }
+
+    private static ReadValue FromString(string text)
+    {
+        string t = text.Trim();
+        return QualitativeWords.TryGetValue(t, out bool pos)
+            ? new ReadValue { Positive = pos, Display = t }
+            : new ReadValue { Display = t.Length > 60 ? t[..60] + "…" : t };
+    }
+
+    public static string ComparatorText(Quantity.QuantityComparator? c) => c switch
+    {
+        Quantity.QuantityComparator.LessThan => "<",
+        Quantity.QuantityComparator.LessOrEqual => "<=",
+        Quantity.QuantityComparator.GreaterThan => ">",
+        Quantity.QuantityComparator.GreaterOrEqual => ">=",
+        _ => "",
+    };
+
+    /// <summary>Invariant formatting that keeps the lab's precision (a decimal keeps its scale: 0.50 stays 0.50).</summary>
+    public static string Format(decimal v) => v.ToString(CultureInfo.InvariantCulture);
+}

@@ -1,0 +1,160 @@
+using System.Text;
+using System.Xml;
+using Hl7.Fhir.Model;
+using Hl7.Fhir.Serialization;
+using Hl7.Fhir.Utility;
+using Hl7.Fhir.Validation;
+using MagCds.Core.Evaluation;
+using Microsoft.Net.Http.Headers;
+
+namespace MagCds.Service.FhirRest;
+
+public enum FhirFormat { Json, Xml }
+
+/// <summary>
+/// FHIR wire formats: reading a request body (JSON or XML, size-limited, no DTDs) with the Firely deserializers,
+/// negotiating the response format (_format, then Accept, then the request's own format), and writing resources.
+/// </summary>
+public static class FhirWire
+{
+    public const string JsonMediaType = "application/fhir+json";
+    public const string XmlMediaType = "application/fhir+xml";
+
+    private static readonly FhirJsonDeserializer Json = new(new DeserializerSettings());
+    private static readonly FhirXmlDeserializer Xml = new(new DeserializerSettings());
+
+    private static readonly XmlReaderSettings SafeXml = new()
+    {
+        DtdProcessing = DtdProcessing.Prohibit, // no DTD, so no external entities (XXE) and no entity expansion
+        XmlResolver = null,
+        MaxCharactersFromEntities = 0,
+        IgnoreComments = true,
+    };
+
+    public static FhirFormat? FromMediaType(string? mediaType)
+    {
+        if (mediaType is null || !MediaTypeHeaderValue.TryParse(mediaType, out var mt)) return null;
+        return mt.MediaType.Value?.ToLowerInvariant() switch
+        {
+            "application/fhir+json" or "application/json+fhir" or "application/json" or "text/json" => FhirFormat.Json,
+            "application/fhir+xml" or "application/xml+fhir" or "application/xml" or "text/xml" => FhirFormat.Xml,
+            _ => null,
+        };
+    }
+
+    /// <summary>The format of the request body; a body of another type is refused with 415.</summary>
+    public static FhirFormat RequestFormat(HttpRequest request) =>
+        FromMediaType(request.ContentType)
+        ?? throw new FhirRequestException(StatusCodes.Status415UnsupportedMediaType, OutcomeCodes.UnsupportedMediaType,
+            $"Content-Type must be {JsonMediaType} or {XmlMediaType}.");
+
+    /// <summary>The response format: _format, then Accept, then the request's own format, else JSON (R4 http.html).</summary>
+    public static FhirFormat ResponseFormat(HttpRequest request, FhirFormat? requestFormat)
+    {
+        if (request.Query["_format"].FirstOrDefault() is { Length: > 0 } f)
+        {
+            return f.ToLowerInvariant() switch
+            {
+                "json" => FhirFormat.Json,
+                "xml" => FhirFormat.Xml,
+                _ => FromMediaType(f) ?? throw NotAcceptable(),
+            };
+        }
+        if (!MediaTypeHeaderValue.TryParseList(request.Headers.Accept.OfType<string>().ToList(), out var accepts) || accepts.Count == 0)
+            return requestFormat ?? FhirFormat.Json;
+        foreach (var a in accepts.OrderByDescending(a => a.Quality ?? 1.0))
+        {
+            if (a.Quality == 0) continue;
+            if (FromMediaType(a.MediaType.Value) is { } fmt) return fmt;
+            if (a.MatchesAllTypes || a.MediaType.Equals("application/*")) return requestFormat ?? FhirFormat.Json;
+        }
+        throw NotAcceptable();
+    }
+
+    private static FhirRequestException NotAcceptable() =>
+        new(StatusCodes.Status406NotAcceptable, OutcomeCodes.NotAcceptable, $"MagCds answers in {JsonMediaType} or {XmlMediaType}.");
+
+    /// <summary>Reads the whole body, refusing more than <paramref name="limit"/> bytes with 413.</summary>
+    public static async Task<string> ReadBodyAsync(HttpRequest request, long limit, CancellationToken ct)
+    {
+        if (request.ContentLength > limit) throw TooLarge(limit);
+        using var buffer = new MemoryStream();
+        var chunk = new byte[81920];
+        int n;
+        while ((n = await request.Body.ReadAsync(chunk, ct)) > 0)
+        {
+            if (buffer.Length + n > limit) throw TooLarge(limit);
+            buffer.Write(chunk, 0, n);
+        }
+        try
+        {
+            return new UTF8Encoding(false, throwOnInvalidBytes: true).GetString(buffer.GetBuffer(), 0, (int)buffer.Length);
+        }
+        catch (DecoderFallbackException)
+        {
+            throw new FhirRequestException(StatusCodes.Status400BadRequest, OutcomeCodes.Unparseable, "The body is not valid UTF-8.");
+        }
+    }
+
+    private static FhirRequestException TooLarge(long limit) =>
+        new(StatusCodes.Status413PayloadTooLarge, OutcomeCodes.PayloadTooLarge, $"The body is larger than the limit of {limit} bytes.");
+
+    /// <summary>
+    /// Parses a resource. Errors inside one Bundle entry's resource do not sink the whole Bundle: that entry is
+    /// dropped and reported in <see cref="ParsedBody.BadEntries"/>; any other error refuses the body with 400.
+    /// </summary>
+    public static ParsedBody Parse(string body, FhirFormat format)
+    {
+        Resource? resource;
+        IEnumerable<CodedException> errors;
+        try
+        {
+            if (format == FhirFormat.Json)
+            {
+                Json.TryDeserializeResource(body, out resource, out errors);
+            }
+            else
+            {
+                using var reader = XmlReader.Create(new StringReader(body), SafeXml);
+                Xml.TryDeserializeResource(reader, out resource, out errors);
+            }
+        }
+        catch (Exception e) when (e is System.Text.Json.JsonException or XmlException or FormatException or InvalidOperationException or ArgumentException)
+        {
+            throw Unparseable(FirstLine(e.Message));
+        }
+
+        var list = errors.ToList();
+        if (list.Count == 0 && resource is not null) return new ParsedBody(resource, new Dictionary<int, string>());
+        if (resource is Bundle bundle && list.All(e => EntryIndex(e) is not null))
+        {
+            var bad = list.GroupBy(e => EntryIndex(e)!.Value)
+                .ToDictionary(g => g.Key, g => string.Join(" ", g.Select(e => FirstLine(e.Message))));
+            return new ParsedBody(bundle, bad);
+        }
+        throw Unparseable(string.Join(" ", list.Take(5).Select(e => FirstLine(e.Message))));
+    }
+
+    private static FhirRequestException Unparseable(string detail) =>
+        new(StatusCodes.Status400BadRequest, OutcomeCodes.Unparseable, "The body is not a valid FHIR R4 resource: " + detail);
+
+    /// <summary>The Bundle entry an error belongs to, from its instance path "Bundle.entry[3]...".</summary>
+    private static int? EntryIndex(CodedException e)
+    {
+        string? path = (e as CodedValidationException)?.InstancePath;
+        const string prefix = "Bundle.entry[";
+        if (path is null || !path.StartsWith(prefix, StringComparison.Ordinal)) return null;
+        int end = path.IndexOf(']', prefix.Length);
+        return end > 0 && int.TryParse(path.AsSpan(prefix.Length, end - prefix.Length), out int i) ? i : null;
+    }
+
+    private static string FirstLine(string s) => s.Split('\n')[0].Trim();
+
+    public static string Serialize(Resource resource, FhirFormat format) =>
+        format == FhirFormat.Json ? resource.ToJson() : resource.ToXml();
+
+    public static string MediaType(FhirFormat format) => format == FhirFormat.Json ? JsonMediaType : XmlMediaType;
+}
+
+/// <summary>A parsed body; for a Bundle, the entries that failed to parse (index → message) and were dropped.</summary>
+public sealed record ParsedBody(Resource Resource, IReadOnlyDictionary<int, string> BadEntries);

@@ -1,0 +1,38 @@
+using Hl7.Fhir.Model;
+using MagCds.Core.Evaluation;
+using Microsoft.Extensions.Options;
+
+namespace MagCds.Service.FhirRest;
+
+/// <summary>The FHIR REST door: <c>/fhir/metadata</c>, the OperationDefinition and <c>POST /fhir/Observation/$mag-evaluate</c>.</summary>
+public static class FhirRestEndpoints
+{
+    public static IEndpointRouteBuilder MapFhirRest(this IEndpointRouteBuilder app)
+    {
+        var fhir = app.MapGroup("/fhir");
+        fhir.MapGet("/metadata", (HttpRequest req, Conformance c) => new FhirResult(c.CapabilityStatement, FhirWire.ResponseFormat(req, null)));
+        fhir.MapGet("/OperationDefinition/{id}", (string id, HttpRequest req, Conformance c) =>
+            id == c.OperationDefinition.Id
+                ? new FhirResult(c.OperationDefinition, FhirWire.ResponseFormat(req, null))
+                : throw new FhirRequestException(StatusCodes.Status404NotFound, OutcomeCodes.NotFound, $"No OperationDefinition '{id}'."));
+        fhir.MapPost("/Observation/$" + MagEvaluateOperation.Name, EvaluateAsync);
+        return app;
+    }
+
+    /// <summary>Unknown routes answer 404 with an OperationOutcome, like every other error.</summary>
+    public static IResult NotFound(HttpRequest req) =>
+        throw new FhirRequestException(StatusCodes.Status404NotFound, OutcomeCodes.NotFound, "No such route. See /fhir/metadata.");
+
+    private static async Task<FhirResult> EvaluateAsync(
+        HttpRequest req, Evaluator evaluator, IOptions<FhirRestOptions> options, ILoggerFactory loggers, CancellationToken ct)
+    {
+        var requestFormat = FhirWire.RequestFormat(req);
+        var responseFormat = FhirWire.ResponseFormat(req, requestFormat);
+        string body = await FhirWire.ReadBodyAsync(req, options.Value.MaxRequestBodyBytes, ct);
+        var mapped = MagEvaluateOperation.ToRequest(FhirWire.Parse(body, requestFormat));
+        var response = evaluator.Evaluate(mapped.Request);
+        EvaluationLog.Write(loggers.CreateLogger("MagCds.FhirRest"), "fhir-rest", response);
+        var (resource, status) = MagEvaluateOperation.ToResponse(response, mapped.EntryIssues);
+        return new FhirResult(resource, responseFormat, status);
+    }
+}

@@ -1,0 +1,124 @@
+using Hl7.Fhir.Model;
+using MagCds.Core.Evaluation;
+
+namespace MagCds.Service.FhirRest;
+
+/// <summary>
+/// <c>$mag-evaluate</c>: translates the three accepted bodies (Observation, Parameters, Bundle) into one
+/// <see cref="EvaluationRequest"/> for the core, and the core's response into the output Parameters.
+/// No clinical logic lives here.
+/// </summary>
+public static class MagEvaluateOperation
+{
+    public const string Name = "mag-evaluate";
+
+    /// <summary>Input parameter names (the OperationDefinition in fhir-profiles/ must advertise exactly these).</summary>
+    public static class In
+    {
+        public const string Observation = "observation";
+        public const string History = "history";
+        public static readonly string[] All = [Observation, History];
+    }
+
+    /// <summary>Output parameter names.</summary>
+    public static class Out
+    {
+        public const string RiskAssessment = "riskAssessment";
+        public const string DetectedIssue = "detectedIssue";
+        public const string Outcome = "outcome";
+        public const string KnowledgeVersion = "knowledgeVersion";
+        public static readonly string[] All = [RiskAssessment, DetectedIssue, Outcome, KnowledgeVersion];
+    }
+
+    /// <summary>The request for the core, and issues about entries that could not even be read.</summary>
+    public sealed record Mapped(EvaluationRequest Request, IReadOnlyList<CoreIssue> EntryIssues);
+
+    public static Mapped ToRequest(ParsedBody body) => body.Resource switch
+    {
+        Observation o => new(EvaluationRequest.Of(new EvaluationInput(o, LocalReference(o), "Observation")), []),
+        Parameters p => FromParameters(p),
+        Bundle b => FromBundle(b, body.BadEntries),
+        var other => throw new FhirRequestException(StatusCodes.Status422UnprocessableEntity, OutcomeCodes.UnsupportedResource,
+            $"$mag-evaluate accepts an Observation, a Parameters or a Bundle, not a {other.TypeName}."),
+    };
+
+    private static Mapped FromParameters(Parameters p)
+    {
+        var inputs = new List<EvaluationInput>();
+        var history = new List<EvaluationInput>();
+        for (int i = 0; i < p.Parameter.Count; i++)
+        {
+            var part = p.Parameter[i];
+            string at = $"Parameters.parameter[{i}]";
+            var target = part.Name switch
+            {
+                In.Observation => inputs,
+                In.History => history,
+                _ => throw InvalidParameters($"Unknown parameter '{part.Name}' at {at}; expected '{In.Observation}' or '{In.History}'."),
+            };
+            if (part.Resource is not Observation o)
+                throw InvalidParameters($"Parameter '{part.Name}' at {at} must carry an Observation resource.");
+            target.Add(new EvaluationInput(o, LocalReference(o), at + ".resource"));
+        }
+        if (inputs.Count == 0) throw InvalidParameters($"At least one '{In.Observation}' parameter is required.");
+        return new Mapped(new EvaluationRequest(inputs, history), []);
+    }
+
+    /// <summary>Every Observation in a Bundle is an input (and history for the others); other resources are ignored.</summary>
+    private static Mapped FromBundle(Bundle b, IReadOnlyDictionary<int, string> badEntries)
+    {
+        var inputs = new List<EvaluationInput>();
+        var issues = new List<CoreIssue>();
+        for (int i = 0; i < b.Entry.Count; i++)
+        {
+            string at = $"Bundle.entry[{i}]";
+            if (badEntries.TryGetValue(i, out var why))
+            {
+                issues.Add(new CoreIssue(OutcomeCodes.UnparseableEntry, OperationOutcome.IssueSeverity.Error, why, at));
+                continue;
+            }
+            if (b.Entry[i].Resource is Observation o)
+                inputs.Add(new EvaluationInput(o, b.Entry[i].FullUrl ?? LocalReference(o), at + ".resource"));
+        }
+        if (inputs.Count == 0 && issues.Count == 0)
+            throw new FhirRequestException(StatusCodes.Status422UnprocessableEntity, OutcomeCodes.NotAntiMag, "The Bundle holds no Observation.");
+        return new Mapped(new EvaluationRequest(inputs, []), issues);
+    }
+
+    private static string? LocalReference(Observation o) => string.IsNullOrEmpty(o.Id) ? null : "Observation/" + o.Id;
+
+    private static FhirRequestException InvalidParameters(string message) =>
+        new(StatusCodes.Status400BadRequest, OutcomeCodes.InvalidParameters, message);
+
+    /// <summary>
+    /// The response: 200 with Parameters when at least one input was evaluated or retracted; otherwise 422 with
+    /// an OperationOutcome that says, per input, why nothing could be done.
+    /// </summary>
+    public static (Resource Body, int Status) ToResponse(EvaluationResponse response, IReadOnlyList<CoreIssue> entryIssues)
+    {
+        var issues = entryIssues.Concat(response.Results.SelectMany(r => r.Issues)).Concat(response.RequestIssues)
+            .Select(Outcomes.Issue).ToList();
+        int done = response.Results.Count(r => r.Outcome != InputOutcome.NotEvaluated);
+        if (done == 0)
+        {
+            var outcome = new OperationOutcome
+            {
+                Issue = [Outcomes.Issue(OutcomeCodes.NothingEvaluated, OperationOutcome.IssueSeverity.Error,
+                    "No input could be evaluated; the issues below say why for each."), .. issues],
+            };
+            return (outcome, StatusCodes.Status422UnprocessableEntity);
+        }
+
+        var parameters = new Parameters();
+        foreach (var r in response.Results)
+        {
+            if (r.RiskAssessment is not null) parameters.Add(Out.RiskAssessment, r.RiskAssessment);
+            if (r.DetectedIssue is not null) parameters.Add(Out.DetectedIssue, r.DetectedIssue);
+        }
+        issues.Insert(0, Outcomes.Issue(OutcomeCodes.Evaluated, OperationOutcome.IssueSeverity.Information,
+            $"{done} of {response.Results.Count + entryIssues.Count} inputs evaluated with MagCds knowledge {response.KnowledgeVersion}."));
+        parameters.Add(Out.Outcome, new OperationOutcome { Issue = issues });
+        parameters.Add(Out.KnowledgeVersion, new FhirString(response.KnowledgeVersion));
+        return (parameters, StatusCodes.Status200OK);
+    }
+}

@@ -1,0 +1,50 @@
+using Hl7.Fhir.Model;
+using MagCds.Core.Evaluation;
+using MagCds.Service.FhirRest;
+using Microsoft.AspNetCore.Diagnostics;
+
+namespace MagCds.Service.Hosting;
+
+/// <summary>
+/// The one place that turns failures into answers: a refused request becomes its OperationOutcome and status;
+/// anything unexpected becomes a 500 OperationOutcome with the correlation id and no exception details.
+/// </summary>
+public sealed partial class FhirErrorHandler(ILogger<FhirErrorHandler> logger) : IExceptionHandler
+{
+    /// <summary>Middleware options: every exception is answered by this handler (registered in DI), none falls through.</summary>
+    public static ExceptionHandlerOptions Options { get; } = new() { StatusCodeSelector = _ => StatusCodes.Status500InternalServerError, ExceptionHandler = _ => Task.CompletedTask };
+
+    public async ValueTask<bool> TryHandleAsync(HttpContext http, Exception exception, CancellationToken ct)
+    {
+        (int status, OperationOutcome outcome) = exception switch
+        {
+            FhirRequestException e => (e.Status, Outcomes.Error(e.Code, e.Message, http.TraceIdentifier)),
+            BadHttpRequestException { StatusCode: StatusCodes.Status413PayloadTooLarge } =>
+                (StatusCodes.Status413PayloadTooLarge, Outcomes.Error(OutcomeCodes.PayloadTooLarge, "The body is larger than the server accepts.", http.TraceIdentifier)),
+            BadHttpRequestException b => (b.StatusCode, Outcomes.Error(OutcomeCodes.Unparseable, "The request could not be read.", http.TraceIdentifier)),
+            OperationCanceledException when http.RequestAborted.IsCancellationRequested => (499, new OperationOutcome()),
+            _ => (StatusCodes.Status500InternalServerError,
+                Outcomes.Error(OutcomeCodes.InternalError, "MagCds could not complete the request; quote the id of this OperationOutcome to support.", http.TraceIdentifier)),
+        };
+        if (status >= 500) Unexpected(logger, exception.GetType().FullName ?? "", exception.StackTrace ?? "");
+        else Refused(logger, status, outcome.Issue.FirstOrDefault()?.Details?.Coding.FirstOrDefault()?.Code ?? "");
+
+        await new FhirResult(outcome, ErrorFormat(http.Request), status).ExecuteAsync(http);
+        return true;
+    }
+
+    /// <summary>The caller's preferred format when it can be told, else JSON: an error answer must never fail itself.</summary>
+    private static FhirFormat ErrorFormat(HttpRequest request)
+    {
+        try { return FhirWire.ResponseFormat(request, FhirWire.FromMediaType(request.ContentType)); }
+        catch (FhirRequestException) { return FhirFormat.Json; }
+    }
+
+    // Only the type and stack trace are logged: an exception message may quote the input (PHI).
+    // The client sees the generic OperationOutcome only.
+    [LoggerMessage(Level = LogLevel.Error, Message = "Unexpected failure {ExceptionType} at {StackTrace}")]
+    private static partial void Unexpected(ILogger logger, string exceptionType, string stackTrace);
+
+    [LoggerMessage(Level = LogLevel.Information, Message = "Request refused with {StatusCode} {OutcomeCode}")]
+    private static partial void Refused(ILogger logger, int statusCode, string outcomeCode);
+}

@@ -1,0 +1,30 @@
+using MagCds.Core.Knowledge;
+using MagCds.Service.FhirRest;
+using MagCds.Service.Hosting;
+using Serilog;
+
+try
+{
+    var builder = WebApplication.CreateBuilder(args);
+    builder.Services
+        .AddMagCdsLogging(builder.Configuration)
+        .AddMagCdsCore(builder.Configuration)
+        .AddFhirRestDoor(builder.Configuration);
+
+    var app = builder.Build();
+    app.UseCorrelation();
+    app.UseExceptionHandler(FhirErrorHandler.Options);
+    app.UseSerilogRequestLogging();
+    app.MapFhirRest();
+    app.MapFallback(FhirRestEndpoints.NotFound);
+    app.Run();
+}
+catch (KnowledgeInvalidException e)
+{
+    // A broken knowledge file must stop the service with a message that says what to fix, not a stack trace.
+    Console.Error.WriteLine($"MagCds cannot start: {e.Message}");
+    Environment.ExitCode = 78; // EX_CONFIG
+}
+
+/// <summary>Entry point, visible to WebApplicationFactory in the tests.</summary>
+public partial class Program;
