@@ -1,6 +1,7 @@
 using MagCds.Core.Knowledge;
 using MagCds.Service.FhirRest;
 using MagCds.Service.Hosting;
+using Microsoft.Extensions.Options;
 using Serilog;
 
 try
@@ -11,7 +12,7 @@ try
         .AddMagCdsCore(builder.Configuration)
         .AddFhirRestDoor(builder.Configuration);
 
-    var app = builder.Build();
+    var app = builder.Build().LoadMagCdsKnowledge();
     app.UseCorrelation();
     app.UseExceptionHandler(FhirErrorHandler.Options);
     app.UseSerilogRequestLogging();
@@ -19,9 +20,9 @@ try
     app.MapFallback(FhirRestEndpoints.NotFound);
     app.Run();
 }
-catch (KnowledgeInvalidException e)
+catch (Exception e) when (e is KnowledgeInvalidException or OptionsValidationException)
 {
-    // A broken knowledge file must stop the service with a message that says what to fix, not a stack trace.
+    // Broken knowledge or configuration stops the service with a message that says what to fix, not a stack trace.
     Console.Error.WriteLine($"MagCds cannot start: {e.Message}");
     Environment.ExitCode = 78; // EX_CONFIG
 }

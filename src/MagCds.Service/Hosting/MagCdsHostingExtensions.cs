@@ -12,16 +12,26 @@ namespace Microsoft.Extensions.DependencyInjection;
 public static class MagCdsHostingExtensions
 {
     /// <summary>
-    /// The evaluation core: knowledge loaded and checked now (a broken knowledge file stops start-up with its
-    /// message), and the evaluator as a singleton (it is pure and thread-safe).
+    /// The evaluation core: the knowledge (checked when loaded) and the evaluator, both singletons (pure and
+    /// thread-safe). <see cref="LoadMagCdsKnowledge"/> loads them at start-up so a broken file stops the service.
     /// </summary>
     public static IServiceCollection AddMagCdsCore(this IServiceCollection services, IConfiguration config)
     {
-        var options = config.GetSection(MagCdsOptions.Section).Get<MagCdsOptions>() ?? new MagCdsOptions();
-        var knowledge = KnowledgeLoader.Load(options.KnowledgeFile);
-        services.AddSingleton(knowledge);
-        services.AddSingleton(new Evaluator(knowledge, new EvaluationOptions { AdditionalCodes = options.AdditionalCodes }));
+        services.AddOptions<MagCdsOptions>().Bind(config.GetSection(MagCdsOptions.Section))
+            .Validate(o => o.AdditionalCodes.All(c => c.Split('|') is [{ Length: > 0 }, { Length: > 0 }]),
+                "MagCds:AdditionalCodes entries must be 'system|code', e.g. 'urn:oid:1.2.3|MAGM'.")
+            .ValidateOnStart();
+        services.AddSingleton(sp => KnowledgeLoader.Load(sp.GetRequiredService<IOptions<MagCdsOptions>>().Value.KnowledgeFile));
+        services.AddSingleton(sp => new Evaluator(sp.GetRequiredService<KnowledgeBase>(),
+            new EvaluationOptions { AdditionalCodes = sp.GetRequiredService<IOptions<MagCdsOptions>>().Value.AdditionalCodes }));
         return services;
+    }
+
+    /// <summary>Loads and checks the knowledge now, before the service listens (throws <see cref="KnowledgeInvalidException"/>).</summary>
+    public static WebApplication LoadMagCdsKnowledge(this WebApplication app)
+    {
+        app.Services.GetRequiredService<Evaluator>();
+        return app;
     }
 
     /// <summary>The FHIR REST door: its options, its conformance resources, and OperationOutcome error answers.</summary>

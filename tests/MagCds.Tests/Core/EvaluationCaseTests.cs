@@ -1,0 +1,172 @@
+using Hl7.Fhir.Model;
+using Hl7.Fhir.Serialization;
+using MagCds.Core.Evaluation;
+using MagCds.Core.Outputs;
+using MagCds.Service.FhirRest;
+using MagCds.Tests.Support;
+
+namespace MagCds.Tests.Core;
+
+/// <summary>The evaluation core over every case of cases.json (real FHIR files), without HTTP.</summary>
+public class EvaluationCaseTests
+{
+    private static IEnumerable<TestCaseData> Cases() => TestFiles.CaseData();
+    private static IEnumerable<TestCaseData> EvaluatedCases() => TestFiles.CaseData(c => c.Http == 200);
+    private static IEnumerable<TestCaseData> RefusedCases() => TestFiles.CaseData(c => c.Http != 200);
+
+    [TestCaseSource(nameof(EvaluatedCases))]
+    public void Each_case_gets_its_expected_interpretation(Case c)
+    {
+        var response = CoreUnderTest.EvaluateFile(c.File);
+        var first = response.Results.First(r => r.Outcome != InputOutcome.NotEvaluated);
+        var ra = first.RiskAssessment!;
+        Assert.Multiple(() =>
+        {
+            Assert.That(ra.Meta!.Tag.Single().Code, Is.EqualTo(c.Category));
+            Assert.That(first.Interpretation?.Stratum?.Id, Is.EqualTo(c.Stratum));
+            if (c.Rule is not null) Assert.That(ra.Method!.Coding.Single().Code, Is.EqualTo(c.Rule));
+            Assert.That(ra.StatusElement!.JsonValue, Is.EqualTo(c.Status));
+            Assert.That(response.Outputs.OfType<RiskAssessment>().Count(), Is.EqualTo(c.RiskAssessments));
+            Assert.That(response.Outputs.OfType<DetectedIssue>().Count(), Is.EqualTo(c.DetectedIssues));
+            if (c.Reason is not null)
+                Assert.That(OutputBuilder.ReasonCode(first.Interpretation!.Reason!.Value), Is.EqualTo(c.Reason));
+            Assert.That(first.Interpretation?.Trend?.PercentFromPrevious, Is.EqualTo(c.PercentFromPrevious));
+            Assert.That(first.Interpretation?.Trend?.PercentFromFirst, Is.EqualTo(c.PercentFromFirst));
+            var codes = response.Results.SelectMany(r => r.Issues).Concat(response.RequestIssues).Select(i => i.Code.Code).ToList();
+            foreach (var code in c.Codes ?? []) Assert.That(codes, Does.Contain(code));
+        });
+    }
+
+    [TestCaseSource(nameof(RefusedCases))]
+    public void Refused_cases_produce_no_output_and_say_why(Case c)
+    {
+        var response = CoreUnderTest.EvaluateFile(c.File);
+        Assert.That(response.Outputs, Is.Empty);
+        Assert.That(response.Results.Single().Outcome, Is.EqualTo(InputOutcome.NotEvaluated));
+        var codes = response.Results.Single().Issues.Select(i => i.Code.Code);
+        Assert.That(c.Codes!.Where(x => x != "nothing-evaluated"), Is.SubsetOf(codes));
+    }
+
+    [TestCaseSource(nameof(Cases))]
+    public void Every_output_is_valid_R4_and_states_its_basis(Case c)
+    {
+        var response = CoreUnderTest.EvaluateFile(c.File);
+        foreach (var output in response.Outputs)
+        {
+            FhirValidation.AssertValid(output);
+            if (output is RiskAssessment { Status: not ObservationStatus.EnteredInError } ra)
+            {
+                string rationale = ra.Prediction.Single().Rationale ?? "";
+                Assert.That(rationale, Does.Contain("Result: ").And.Contain("Rule: ").And.Contain("MagCds knowledge " + response.KnowledgeVersion));
+                Assert.That(ra.Method!.Coding.Single().Version, Is.EqualTo(response.KnowledgeVersion));
+                Assert.That(ra.Note.Any(n => n.Text != null && n.Text.StartsWith("References: ", StringComparison.Ordinal)), Is.True);
+            }
+            if (output is DetectedIssue di)
+            {
+                Assert.That(di.Detail, Does.Contain("Rule: ").And.Contain("References: "));
+                Assert.That(Uri.IsWellFormedUriString(di.Reference, UriKind.Absolute), Is.True);
+            }
+        }
+    }
+
+    [TestCaseSource(nameof(Cases))]
+    public void Same_input_gives_byte_identical_outputs(Case c)
+    {
+        string first = string.Join("\n", CoreUnderTest.EvaluateFile(c.File).Outputs.Select(o => o.ToJson()));
+        string second = string.Join("\n", CoreUnderTest.EvaluateFile(c.File).Outputs.Select(o => o.ToJson()));
+        Assert.That(second, Is.EqualTo(first));
+    }
+
+    [Test]
+    public void Treatments_are_presented_as_literature_options_never_orders()
+    {
+        var ra = CoreUnderTest.EvaluateFile("Observation-btu-medium.json").Outputs.OfType<RiskAssessment>().Single();
+        Assert.That(ra.Mitigation, Does.StartWith("Options reported in the literature, not orders:"));
+        Assert.That(ra.Mitigation, Does.Contain("plasma exchange").And.Contain("IVIg").And.Contain("rituximab"));
+        Assert.That(ra.Mitigation, Does.Not.Match(@"\b(start|give|administer|prescribe)\b").IgnoreCase);
+    }
+
+    [Test]
+    public void An_amended_result_gets_new_outputs_in_the_same_series_and_entered_in_error_retracts_that_series()
+    {
+        var original = CoreUnderTest.EvaluateFile("Observation-btu-medium.json").Outputs.OfType<RiskAssessment>().Single();
+        var amended = CoreUnderTest.EvaluateFile("Observation-status-amended.json").Outputs.OfType<RiskAssessment>().Single();
+        var retraction = CoreUnderTest.EvaluateFile("Observation-entered-in-error.json").Outputs.OfType<RiskAssessment>().Single();
+        static string Series(RiskAssessment r) => r.Identifier.Single(i => i.System == MagCds.Core.CanonicalUrls.ObservationSeriesSystem).Value ?? "";
+        Assert.Multiple(() =>
+        {
+            Assert.That(amended.Id, Is.Not.EqualTo(original.Id));
+            Assert.That(Series(amended), Is.EqualTo(Series(original)));
+            Assert.That(Series(retraction), Is.EqualTo(Series(original)));
+            Assert.That(retraction.Status, Is.EqualTo(ObservationStatus.EnteredInError));
+            Assert.That(retraction.Note.Single().Text ?? "", Does.Contain(Series(original)));
+        });
+    }
+
+    [Test]
+    public void A_local_code_is_recognised_once_configured()
+    {
+        var evaluator = new Evaluator(CoreUnderTest.Knowledge, new EvaluationOptions { AdditionalCodes = ["urn:oid:1.2.3.4.5.99|MAGM"] });
+        var response = CoreUnderTest.EvaluateFile("Observation-local-code.json", evaluator);
+        Assert.That(response.Results.Single().Interpretation?.Category, Is.EqualTo(Category.Elevated));
+    }
+
+    [Test]
+    public void Another_patients_result_is_never_used_as_history()
+    {
+        var response = CoreUnderTest.EvaluateFile("Parameters-history-other-patient.json");
+        var ra = response.Outputs.OfType<RiskAssessment>().Single();
+        Assert.Multiple(() =>
+        {
+            Assert.That(response.Results.Single().Interpretation!.Trend, Is.Null);
+            Assert.That(ra.Basis.Select(b => b.Reference), Is.EqualTo(new[] { "Observation/own-cur" }));
+            Assert.That(response.RequestIssues.Single().Code, Is.EqualTo(OutcomeCodes.HistoryOtherPatient));
+        });
+    }
+
+    [Test]
+    public void Inputs_of_two_patients_in_one_bundle_are_evaluated_separately()
+    {
+        var response = CoreUnderTest.EvaluateFile("Bundle-two-patients.json");
+        var bySubject = response.Outputs.OfType<RiskAssessment>().GroupBy(r => r.Subject.Reference ?? "").ToDictionary(g => g.Key, g => g.ToList());
+        Assert.That(bySubject["Patient/pat-b"].Single().Basis, Has.Count.EqualTo(1), "pat-b has no history of its own");
+        Assert.That(bySubject["Patient/pat-a"].SelectMany(r => r.Basis).Select(b => b.Reference),
+            Has.None.Contains("two-b"), "pat-a's trend never includes pat-b's result");
+    }
+
+    [Test]
+    public void The_trend_table_shows_dates_values_and_changes()
+    {
+        var ra = CoreUnderTest.EvaluateFile("Parameters-history-falling.json").Outputs.OfType<RiskAssessment>().Single();
+        string trend = ra.Note.Select(n => n.Text ?? "").Single(t => t.StartsWith("Trend", StringComparison.Ordinal));
+        Assert.That(trend, Does.Contain("| 2025-06-10 | 60000 BTU |").And.Contain("| 2026-03-02 | 20000 BTU (this result) |")
+            .And.Contain("previous result: -50.0%").And.Contain("first result shown: -66.7%"));
+        Assert.That(ra.Basis.Select(b => b.Reference), Is.EqualTo(new[] { "Observation/hist-cur", "Observation/hist-1", "Observation/hist-2" }));
+    }
+
+    [Test]
+    public void A_cannot_interpret_output_says_why_and_never_states_a_risk()
+    {
+        var response = CoreUnderTest.EvaluateFile("Observation-unknown-unit-no-range.json");
+        var ra = response.Outputs.OfType<RiskAssessment>().Single();
+        var di = response.Outputs.OfType<DetectedIssue>().Single();
+        Assert.Multiple(() =>
+        {
+            Assert.That(ra.Prediction.Single().QualitativeRisk, Is.Null);
+            Assert.That(di.Evidence.Single().Code.Single().Coding.Single().Code, Is.EqualTo("no-interval"));
+            Assert.That(di.Detail, Does.Contain("AU/mL").And.Contain("does not guess"));
+            Assert.That(di.Severity, Is.EqualTo(DetectedIssue.DetectedIssueSeverity.Low));
+        });
+    }
+
+    [Test]
+    public void Output_ids_do_not_reveal_input_identifiers()
+    {
+        var response = CoreUnderTest.EvaluateFile("Observation-btu-medium.json");
+        foreach (var o in response.Outputs)
+        {
+            Assert.That(o.ToJson(), Does.Not.Contain("ACC-BTU-MEDIUM"));
+            Assert.That(o.Id, Does.Match("^(ra|di)-[0-9a-f]{40}$"));
+        }
+    }
+}

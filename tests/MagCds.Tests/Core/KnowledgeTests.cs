@@ -1,0 +1,77 @@
+using System.Text.Json.Nodes;
+using MagCds.Core.Knowledge;
+
+namespace MagCds.Tests.Core;
+
+public class KnowledgeTests
+{
+    private static string EmbeddedJson()
+    {
+        using var s = typeof(KnowledgeLoader).Assembly.GetManifestResourceStream("MagCds.Core.Knowledge.knowledge.json")!;
+        return new StreamReader(s).ReadToEnd();
+    }
+
+    [Test]
+    public void Embedded_knowledge_loads_with_both_shipped_assay_profiles()
+    {
+        var kb = KnowledgeLoader.Load();
+        Assert.Multiple(() =>
+        {
+            Assert.That(kb.Version, Is.Not.Empty);
+            Assert.That(kb.AssayProfiles.Select(p => p.Id), Is.EquivalentTo(new[] { "source-document-units", "buhlmann-btu" }));
+            var btu = kb.AssayProfiles.Single(p => p.Id == "buhlmann-btu");
+            Assert.That(btu.ReferenceInterval.High, Is.EqualTo(1000m));
+            Assert.That(btu.Strata.Select(s => (s.Low, s.High)), Is.EqualTo(new (decimal, decimal?)[] { (1000m, 10000m), (10000m, 70000m), (70000m, null) }));
+            var units = kb.AssayProfiles.Single(p => p.Id == "source-document-units");
+            Assert.That((units.ReferenceInterval.Low, units.ReferenceInterval.High), Is.EqualTo(((decimal?)0.1m, 10m)));
+        });
+    }
+
+    [Test]
+    public void Every_statement_cites_a_known_source_and_the_two_references_of_the_source_document_are_present()
+    {
+        var kb = KnowledgeLoader.Load();
+        Assert.That(kb.Statements.All(s => s.Citations.Count > 0), Is.True);
+        var texts = string.Join(" ", kb.Citations.Select(c => c.Text));
+        Assert.That(texts, Does.Contain("10.1136/jnnp-2017-316715").And.Contain("17241126"));
+    }
+
+    private static string Broken(Action<JsonObject> edit)
+    {
+        var root = JsonNode.Parse(EmbeddedJson())!.AsObject();
+        edit(root);
+        string path = Path.Combine(Path.GetTempPath(), $"magcds-knowledge-{Guid.NewGuid():N}.json");
+        File.WriteAllText(path, root.ToJsonString());
+        return path;
+    }
+
+    private static IEnumerable<TestCaseData> BrokenFiles()
+    {
+        yield return new TestCaseData((Action<JsonObject>)(r => r["statements"]![0]!["citations"] = new JsonArray()), "cites nothing").SetArgDisplayNames("uncited statement");
+        yield return new TestCaseData((Action<JsonObject>)(r => r["statements"]![0]!["citations"] = new JsonArray("nowhere")), "cites unknown 'nowhere'").SetArgDisplayNames("unknown citation");
+        yield return new TestCaseData((Action<JsonObject>)(r => r["guidance"]!["elevated"] = new JsonArray("no-such-statement")), "unknown statement 'no-such-statement'").SetArgDisplayNames("unknown guidance statement");
+        yield return new TestCaseData((Action<JsonObject>)(r => r["assayProfiles"]![1]!["strata"]![1]!["low"] = 12000), "starts at 12000, expected 10000").SetArgDisplayNames("gap between strata");
+        yield return new TestCaseData((Action<JsonObject>)(r => r["assayProfiles"]![0]!["match"]!["units"] = new JsonArray()), "matches no unit").SetArgDisplayNames("profile without unit");
+        yield return new TestCaseData((Action<JsonObject>)(r => r["bogus"] = 1), "cannot be read").SetArgDisplayNames("unknown member");
+        yield return new TestCaseData((Action<JsonObject>)(r => r.Remove("version")), "cannot be read").SetArgDisplayNames("missing version");
+    }
+
+    [TestCaseSource(nameof(BrokenFiles))]
+    public void A_broken_knowledge_file_is_refused_with_a_message_that_says_what_is_wrong(Action<JsonObject> edit, string expected)
+    {
+        string path = Broken(edit);
+        try
+        {
+            var e = Assert.Throws<KnowledgeInvalidException>(() => KnowledgeLoader.Load(path));
+            Assert.That(e!.Message, Does.Contain(expected).And.Contain(path));
+        }
+        finally { File.Delete(path); }
+    }
+
+    [Test]
+    public void A_missing_knowledge_file_is_refused_clearly()
+    {
+        var e = Assert.Throws<KnowledgeInvalidException>(() => KnowledgeLoader.Load("/nonexistent/knowledge.json"));
+        Assert.That(e!.Message, Does.Contain("/nonexistent/knowledge.json"));
+    }
+}

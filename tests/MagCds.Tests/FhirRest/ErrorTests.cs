@@ -1,0 +1,164 @@
+using System.Diagnostics;
+using System.Net;
+using System.Text;
+using Hl7.Fhir.Model;
+using MagCds.Service.FhirRest;
+using MagCds.Tests.Support;
+
+namespace MagCds.Tests.FhirRest;
+
+/// <summary>Bad input gets a clear OperationOutcome with a machine-readable code and the right status; never a 500 or a stack trace.</summary>
+public class ErrorTests
+{
+    private MagCdsFactory _factory = null!;
+    private HttpClient _client = null!;
+
+    [OneTimeSetUp]
+    public void Start()
+    {
+        _factory = new MagCdsFactory(new Dictionary<string, string?> { ["MagCds:FhirRest:MaxRequestBodyBytes"] = "65536" });
+        _client = _factory.CreateClient();
+    }
+
+    [OneTimeTearDown]
+    public void Stop()
+    {
+        _client.Dispose();
+        _factory.Dispose();
+    }
+
+    private static string Obs => TestFiles.Text("Observation-btu-medium.json");
+
+    private static IEnumerable<TestCaseData> BadBodies()
+    {
+        TestCaseData Case(string name, string body, string mediaType, int status, string code) =>
+            new TestCaseData(body, mediaType, status, code).SetArgDisplayNames(name);
+        yield return Case("truncated JSON", Obs[..200], "application/fhir+json", 400, "unparseable");
+        yield return Case("not JSON at all", "hello", "application/fhir+json", 400, "unparseable");
+        yield return Case("empty body", "", "application/fhir+json", 400, "unparseable");
+        yield return Case("unknown element", Obs.Replace("\"status\": \"final\"", "\"status\": \"final\", \"bogus\": 1"), "application/fhir+json", 400, "unparseable");
+        yield return Case("decimal too large", Obs.Replace("25000", "1e308"), "application/fhir+json", 400, "unparseable");
+        yield return Case("NaN spelled out", Obs.Replace("25000", "NaN"), "application/fhir+json", 400, "unparseable");
+        yield return Case("no resourceType", "{\"status\":\"final\"}", "application/fhir+json", 400, "unparseable");
+        yield return Case("deep nesting", new string('[', 5000) + new string(']', 5000), "application/fhir+json", 400, "unparseable");
+        yield return Case("malformed XML", "<Observation xmlns=\"http://hl7.org/fhir\"><status value=\"final\"/>", "application/fhir+xml", 400, "unparseable");
+        yield return Case("XXE", "<?xml version=\"1.0\"?><!DOCTYPE o [<!ENTITY x SYSTEM \"file:///etc/passwd\">]><Observation xmlns=\"http://hl7.org/fhir\"><status value=\"&x;\"/></Observation>", "application/fhir+xml", 400, "unparseable");
+        yield return Case("billion laughs", "<?xml version=\"1.0\"?><!DOCTYPE l [<!ENTITY a \"aaaaaaaaaa\"><!ENTITY b \"&a;&a;&a;&a;&a;&a;&a;&a;&a;&a;\"><!ENTITY c \"&b;&b;&b;&b;&b;&b;&b;&b;&b;&b;\">]><Observation xmlns=\"http://hl7.org/fhir\"><status value=\"&c;\"/></Observation>", "application/fhir+xml", 400, "unparseable");
+        yield return Case("wrong content type", Obs, "text/plain", 415, "unsupported-media-type");
+        yield return Case("HTML form", "a=b", "application/x-www-form-urlencoded", 415, "unsupported-media-type");
+        yield return Case("a Patient", "{\"resourceType\":\"Patient\",\"id\":\"p\"}", "application/fhir+json", 422, "unsupported-resource");
+        yield return Case("Parameters with an unknown name", "{\"resourceType\":\"Parameters\",\"parameter\":[{\"name\":\"obs\",\"valueString\":\"x\"}]}", "application/fhir+json", 400, "invalid-parameters");
+        yield return Case("Parameters without observation", "{\"resourceType\":\"Parameters\",\"id\":\"p1\"}", "application/fhir+json", 400, "invalid-parameters");
+        yield return Case("Parameters with a value, not a resource", "{\"resourceType\":\"Parameters\",\"parameter\":[{\"name\":\"observation\",\"valueString\":\"x\"}]}", "application/fhir+json", 400, "invalid-parameters");
+        yield return Case("empty Bundle", "{\"resourceType\":\"Bundle\",\"type\":\"batch\"}", "application/fhir+json", 422, "not-anti-mag");
+    }
+
+    [TestCaseSource(nameof(BadBodies))]
+    public async Task Bad_input_gets_its_status_and_code_in_an_OperationOutcome(string body, string mediaType, int status, string code)
+    {
+        var sw = Stopwatch.StartNew();
+        var resp = await _client.PostAsync(Http.Evaluate, Http.Raw(body, mediaType));
+        sw.Stop();
+        string text = await resp.Content.ReadAsStringAsync();
+        Assert.That((int)resp.StatusCode, Is.EqualTo(status), text);
+        var oo = (OperationOutcome)await Http.ReadAsync(resp);
+        Assert.Multiple(() =>
+        {
+            Assert.That(Http.Codes(oo), Does.Contain(code));
+            Assert.That(oo.Issue.First().Code, Is.Not.Null);
+            Assert.That(oo.Id, Is.EqualTo(resp.Headers.GetValues("X-Request-Id").Single()), "the error carries the correlation id");
+            Assert.That(text, Does.Not.Contain("   at ").And.Not.Contain("Exception"), "no stack trace or exception name");
+        });
+    }
+
+    [Test]
+    public async Task Invalid_UTF8_is_refused_with_400()
+    {
+        var bytes = Encoding.UTF8.GetBytes(Obs).Concat(new byte[] { 0xC3, 0x28 }).ToArray();
+        var content = new ByteArrayContent(bytes);
+        content.Headers.ContentType = new("application/fhir+json");
+        var resp = await _client.PostAsync(Http.Evaluate, content);
+        Assert.That(resp.StatusCode, Is.EqualTo(HttpStatusCode.BadRequest));
+        Assert.That(Http.Codes((OperationOutcome)await Http.ReadAsync(resp)), Does.Contain("unparseable"));
+    }
+
+    [Test]
+    public async Task A_body_over_the_configured_limit_gets_413()
+    {
+        var big = new Bundle { Type = Bundle.BundleType.Batch };
+        var obs = TestFiles.Resource<Observation>("Observation-btu-medium.json");
+        for (int i = 0; i < 100; i++) big.Entry.Add(new Bundle.EntryComponent { Resource = obs });
+        var resp = await _client.PostAsync(Http.Evaluate, Http.Body(big, FhirFormat.Json));
+        Assert.That(resp.StatusCode, Is.EqualTo(HttpStatusCode.RequestEntityTooLarge));
+        Assert.That(Http.Codes((OperationOutcome)await Http.ReadAsync(resp)), Does.Contain("payload-too-large"));
+    }
+
+    [Test]
+    public async Task A_bundle_with_one_unreadable_entry_still_returns_the_good_results_and_says_which_entry_failed()
+    {
+        var bundle = TestFiles.Resource<Bundle>("Bundle-two-patients.json");
+        string json = FhirWire.Serialize(bundle, FhirFormat.Json).Replace("\"value\":640", "\"value\":\"abc\"");
+        var resp = await _client.PostAsync(Http.Evaluate, Http.Raw(json, "application/fhir+json"));
+        Assert.That(resp.StatusCode, Is.EqualTo(HttpStatusCode.OK));
+        var p = (Parameters)await Http.ReadAsync(resp);
+        var outcome = (OperationOutcome)p.Parameter.Single(x => x.Name == "outcome").Resource!;
+        var bad = outcome.Issue.Single(i => i.Details != null && i.Details.Coding.Any(c => c.Code == "unparseable-entry"));
+        Assert.Multiple(() =>
+        {
+            Assert.That(bad.Expression, Is.EqualTo(new[] { "Bundle.entry[1]" }));
+            Assert.That(p.Parameter.Count(x => x.Name == "riskAssessment"), Is.EqualTo(2), "the two good entries are evaluated");
+        });
+    }
+
+    [TestCase("text/html", 406)]
+    [TestCase("application/fhir+xml", 200)]
+    [TestCase("application/fhir+json;q=0.5, application/fhir+xml;q=0.9", 200)]
+    [TestCase("*/*", 200)]
+    public async Task Accept_is_honoured(string accept, int status)
+    {
+        using var req = new HttpRequestMessage(HttpMethod.Post, Http.Evaluate) { Content = Http.Raw(Obs, "application/fhir+json") };
+        req.Headers.TryAddWithoutValidation("Accept", accept);
+        var resp = await _client.SendAsync(req);
+        Assert.That((int)resp.StatusCode, Is.EqualTo(status));
+        string expected = status == 406 || accept == "*/*" ? "application/fhir+json" : "application/fhir+xml";
+        Assert.That(resp.Content.Headers.ContentType!.MediaType, Is.EqualTo(expected));
+    }
+
+    [TestCase("xml", "application/fhir+xml")]
+    [TestCase("json", "application/fhir+json")]
+    [TestCase("application/fhir+xml", "application/fhir+xml")]
+    public async Task Format_parameter_wins_over_Accept(string format, string expected)
+    {
+        using var req = new HttpRequestMessage(HttpMethod.Post, Http.Evaluate + "?_format=" + Uri.EscapeDataString(format)) { Content = Http.Raw(Obs, "application/fhir+json") };
+        req.Headers.TryAddWithoutValidation("Accept", "application/fhir+json");
+        var resp = await _client.SendAsync(req);
+        Assert.That(resp.StatusCode, Is.EqualTo(HttpStatusCode.OK));
+        Assert.That(resp.Content.Headers.ContentType!.MediaType, Is.EqualTo(expected));
+    }
+
+    [Test]
+    public async Task An_unknown_route_answers_404_with_an_OperationOutcome()
+    {
+        var resp = await _client.GetAsync("/fhir/Patient/123");
+        Assert.That(resp.StatusCode, Is.EqualTo(HttpStatusCode.NotFound));
+        Assert.That(Http.Codes((OperationOutcome)await Http.ReadAsync(resp)), Does.Contain("not-found"));
+    }
+
+    [Test]
+    public async Task The_callers_request_id_is_echoed_and_an_unsafe_one_is_replaced()
+    {
+        using var good = new HttpRequestMessage(HttpMethod.Post, Http.Evaluate) { Content = Http.Raw(Obs, "application/fhir+json") };
+        good.Headers.Add("X-Request-Id", "MSG-20260303.0001");
+        var r1 = await _client.SendAsync(good);
+        Assert.That(r1.Headers.GetValues("X-Request-Id").Single(), Is.EqualTo("MSG-20260303.0001"));
+
+        using var evil = new HttpRequestMessage(HttpMethod.Post, Http.Evaluate) { Content = Http.Raw(Obs, "application/fhir+json") };
+        evil.Headers.TryAddWithoutValidation("X-Request-Id", "x\"} injected {\"" + new string('a', 300));
+        var r2 = await _client.SendAsync(evil);
+        Assert.That(r2.Headers.GetValues("X-Request-Id").Single(), Does.Match("^[0-9a-f]{32}$"));
+
+        var lines = _factory.Logs.Lines.Where(l => l.Contains("MSG-20260303.0001", StringComparison.Ordinal)).ToList();
+        Assert.That(lines, Has.Count.GreaterThanOrEqualTo(2), "the evaluation line and the request line carry the correlation id");
+        Assert.That(lines.Any(l => l.Contains("Evaluated 1 inputs", StringComparison.Ordinal)), Is.True);
+    }
+}

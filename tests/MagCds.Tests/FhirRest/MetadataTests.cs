@@ -1,0 +1,64 @@
+using System.Net;
+using Hl7.Fhir.Model;
+using MagCds.Service.FhirRest;
+using MagCds.Tests.Support;
+
+namespace MagCds.Tests.FhirRest;
+
+public class MetadataTests
+{
+    private MagCdsFactory _factory = null!;
+    private HttpClient _client = null!;
+
+    [OneTimeSetUp]
+    public void Start()
+    {
+        _factory = new MagCdsFactory();
+        _client = _factory.CreateClient();
+    }
+
+    [OneTimeTearDown]
+    public void Stop()
+    {
+        _client.Dispose();
+        _factory.Dispose();
+    }
+
+    [TestCase("application/fhir+json")]
+    [TestCase("application/fhir+xml")]
+    public async Task Metadata_advertises_the_operation_in_both_formats(string accept)
+    {
+        using var req = new HttpRequestMessage(HttpMethod.Get, "/fhir/metadata");
+        req.Headers.TryAddWithoutValidation("Accept", accept);
+        var resp = await _client.SendAsync(req);
+        Assert.That(resp.StatusCode, Is.EqualTo(HttpStatusCode.OK));
+        Assert.That(resp.Content.Headers.ContentType!.MediaType, Is.EqualTo(accept));
+        var cs = (CapabilityStatement)await Http.ReadAsync(resp);
+        var op = cs.Rest.Single().Resource.Single(r => r.Type == "Observation").Operation.Single();
+        Assert.That((op.Name, op.Definition), Is.EqualTo(("mag-evaluate", "https://magcds.org/fhir/OperationDefinition/mag-evaluate")));
+        FhirValidation.AssertValid(cs);
+    }
+
+    [Test]
+    public async Task The_published_OperationDefinition_advertises_exactly_the_parameters_the_code_accepts_and_returns()
+    {
+        var resp = await _client.GetAsync("/fhir/OperationDefinition/mag-evaluate");
+        Assert.That(resp.StatusCode, Is.EqualTo(HttpStatusCode.OK));
+        var od = (OperationDefinition)await Http.ReadAsync(resp);
+        Assert.Multiple(() =>
+        {
+            Assert.That(od.Parameter.Where(p => p.Use == OperationParameterUse.In).Select(p => p.Name), Is.EquivalentTo(MagEvaluateOperation.In.All));
+            Assert.That(od.Parameter.Where(p => p.Use == OperationParameterUse.Out).Select(p => p.Name), Is.EquivalentTo(MagEvaluateOperation.Out.All));
+            Assert.That(od.Code, Is.EqualTo(MagEvaluateOperation.Name));
+        });
+        FhirValidation.AssertValid(od);
+    }
+
+    [Test]
+    public async Task Every_output_parameter_the_service_returns_is_declared()
+    {
+        var resp = await _client.PostAsync(Http.Evaluate, Http.Body(TestFiles.Resource("Bundle-two-patients.json"), FhirFormat.Json));
+        var p = (Parameters)await Http.ReadAsync(resp);
+        Assert.That(p.Parameter.Select(x => x.Name).Distinct(), Is.SubsetOf(MagEvaluateOperation.Out.All));
+    }
+}

@@ -1,0 +1,84 @@
+using System.Diagnostics;
+using System.Net;
+using System.Net.Sockets;
+using Hl7.Fhir.Model;
+using MagCds.Tests.Support;
+
+namespace MagCds.Tests.Startup;
+
+/// <summary>The built service as a real process on a real Kestrel socket, as an operator starts it.</summary>
+public class ServiceProcessTests
+{
+    private static string ServiceDll => Path.Combine(AppContext.BaseDirectory, "MagCds.Service.dll");
+
+    private static Process Start(int port, params (string Key, string Value)[] env)
+    {
+        var psi = new ProcessStartInfo("dotnet", [ServiceDll, "--urls", $"http://127.0.0.1:{port}"])
+        {
+            RedirectStandardError = true,
+            RedirectStandardOutput = true,
+            WorkingDirectory = AppContext.BaseDirectory,
+        };
+        foreach (var (k, v) in env) psi.Environment[k] = v;
+        return Process.Start(psi)!;
+    }
+
+    private static int FreePort()
+    {
+        using var l = new TcpListener(IPAddress.Loopback, 0);
+        l.Start();
+        return ((IPEndPoint)l.LocalEndpoint).Port;
+    }
+
+    [Test]
+    public async Task A_broken_knowledge_file_stops_the_service_with_a_clear_message()
+    {
+        string path = Path.Combine(Path.GetTempPath(), $"broken-knowledge-{Guid.NewGuid():N}.json");
+        await File.WriteAllTextAsync(path, "{ \"version\": \"x\" ");
+        try
+        {
+            using var p = Start(FreePort(), ("MagCds__KnowledgeFile", path));
+            string stderr = await p.StandardError.ReadToEndAsync();
+            await p.WaitForExitAsync(new CancellationTokenSource(TimeSpan.FromSeconds(60)).Token);
+            Assert.That(p.ExitCode, Is.EqualTo(78));
+            Assert.That(stderr, Does.StartWith("MagCds cannot start: ").And.Contain(path).And.Not.Contain("   at "));
+        }
+        finally { File.Delete(path); }
+    }
+
+    [Test]
+    public async Task A_malformed_local_code_setting_stops_the_service_with_a_clear_message()
+    {
+        using var p = Start(FreePort(), ("MagCds__AdditionalCodes__0", "MAGM-without-system"));
+        string stderr = await p.StandardError.ReadToEndAsync();
+        await p.WaitForExitAsync(new CancellationTokenSource(TimeSpan.FromSeconds(60)).Token);
+        Assert.That(p.ExitCode, Is.EqualTo(78));
+        Assert.That(stderr, Does.Contain("'system|code'"));
+    }
+
+    [Test]
+    public async Task The_service_answers_over_a_real_socket()
+    {
+        int port = FreePort();
+        using var p = Start(port);
+        try
+        {
+            using var client = new HttpClient { BaseAddress = new Uri($"http://127.0.0.1:{port}") };
+            HttpResponseMessage? resp = null;
+            for (int i = 0; i < 100 && resp is null; i++)
+            {
+                try { resp = await client.PostAsync(Http.Evaluate, Http.Raw(TestFiles.Text("Observation-btu-medium.json"), "application/fhir+json")); }
+                catch (HttpRequestException) { await Task.Delay(200); }
+            }
+            Assert.That(resp, Is.Not.Null, "the service did not start listening within 20 s");
+            Assert.That(resp!.StatusCode, Is.EqualTo(HttpStatusCode.OK));
+            var body = (Parameters)await Http.ReadAsync(resp);
+            Assert.That(body.Parameter.Select(x => x.Name), Does.Contain("detectedIssue"));
+        }
+        finally
+        {
+            p.Kill(entireProcessTree: true);
+            await p.WaitForExitAsync();
+        }
+    }
+}
