@@ -1,0 +1,15 @@
+# Multi-stage build: the SDK image builds, a small ASP.NET runtime image runs as a non-root user.
+FROM mcr.microsoft.com/dotnet/sdk:10.0 AS build
+WORKDIR /src
+COPY . .
+RUN dotnet publish src/MagCds.Service/MagCds.Service.csproj -c Release -o /app --no-self-contained
+
+FROM mcr.microsoft.com/dotnet/aspnet:10.0 AS runtime
+WORKDIR /app
+COPY --from=build /app .
+# Listen on all interfaces inside the container; publish the port explicitly in compose.
+ENV ASPNETCORE_URLS=http://0.0.0.0:8080 \
+    DOTNET_CLI_TELEMETRY_OPTOUT=1
+USER app
+EXPOSE 8080
+ENTRYPOINT ["dotnet", "MagCds.Service.dll"]

@@ -1,0 +1,42 @@
+using BenchmarkDotNet.Attributes;
+using MagCds.Core.Evaluation;
+using MagCds.Service.FhirRest;
+
+namespace MagCds.Benchmarks;
+
+/// <summary>
+/// The FHIR REST door's work in-process, without HTTP: JSON text → <see cref="FhirWire.Parse"/> →
+/// <see cref="MagEvaluateOperation.ToRequest"/> → <see cref="Evaluator.Evaluate"/> → <see cref="MagEvaluateOperation.ToResponse"/>
+/// → <see cref="FhirWire.Serialize"/>, against the floor of parsing and serialising the same input alone.
+/// The floor is the baseline, so the Ratio column reads "full path / floor" for each input file.
+/// </summary>
+[MemoryDiagnoser]
+public class DoorPathBenchmarks
+{
+    private Evaluator _evaluator = null!;
+    private string _json = "";
+
+    [Params(TestInputs.Single, TestInputs.WithHistory)]
+    public string File { get; set; } = TestInputs.Single;
+
+    [GlobalSetup]
+    public void Setup()
+    {
+        _evaluator = TestInputs.NewEvaluator();
+        _json = TestInputs.Text(File);
+        TestInputs.CheckEvaluates(_evaluator, _json, File);
+    }
+
+    [Benchmark(Baseline = true)]
+    public string ParseSerialise() =>
+        FhirWire.Serialize(FhirWire.Parse(_json, FhirFormat.Json).Resource, FhirFormat.Json);
+
+    [Benchmark]
+    public string ParseEvaluateSerialise()
+    {
+        var mapped = MagEvaluateOperation.ToRequest(FhirWire.Parse(_json, FhirFormat.Json));
+        var response = _evaluator.Evaluate(mapped.Request);
+        var (body, _) = MagEvaluateOperation.ToResponse(response, mapped.EntryIssues);
+        return FhirWire.Serialize(body, FhirFormat.Json);
+    }
+}

@@ -1,0 +1,36 @@
+using MagCds.Core.Evaluation;
+using MagCds.Core.Knowledge;
+using MagCds.Service.FhirRest;
+
+namespace MagCds.Benchmarks;
+
+/// <summary>The embedded test files and the evaluator as the service builds it (embedded knowledge, no extra codes).</summary>
+internal static class TestInputs
+{
+    /// <summary>One Observation alone, and one Observation with two earlier results (a trend is built).</summary>
+    public const string Single = "Observation-btu-medium.json";
+    public const string WithHistory = "Parameters-history-falling.json";
+
+    public static Evaluator NewEvaluator() => new(KnowledgeLoader.Load(), new EvaluationOptions());
+
+    public static string Text(string name)
+    {
+        using var s = typeof(TestInputs).Assembly.GetManifestResourceStream("TestData/" + name)
+                      ?? throw new FileNotFoundException("No embedded test file " + name);
+        using var r = new StreamReader(s);
+        return r.ReadToEnd();
+    }
+
+    /// <summary>
+    /// Runs the whole door path once and checks it answers 200 with outputs, so a benchmark never silently
+    /// measures an error path (for example after a change to the test data).
+    /// </summary>
+    public static void CheckEvaluates(Evaluator evaluator, string json, string name)
+    {
+        var mapped = MagEvaluateOperation.ToRequest(FhirWire.Parse(json, FhirFormat.Json));
+        var response = evaluator.Evaluate(mapped.Request);
+        var (_, status) = MagEvaluateOperation.ToResponse(response, mapped.EntryIssues);
+        if (status != 200 || !response.Outputs.Any())
+            throw new InvalidOperationException($"{name}: expected 200 with outputs, got {status} with {response.Outputs.Count()} outputs.");
+    }
+}
