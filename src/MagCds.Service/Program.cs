@@ -1,5 +1,7 @@
 using MagCds.Core.Knowledge;
+using MagCds.Service.CdsHooks;
 using MagCds.Service.FhirRest;
+using MagCds.Service.Knowledge;
 using MagCds.Service.Hosting;
 using Microsoft.Extensions.Options;
 using Serilog;
@@ -10,13 +12,18 @@ try
     builder.Services
         .AddMagCdsLogging(builder.Configuration)
         .AddMagCdsCore(builder.Configuration)
-        .AddFhirRestDoor(builder.Configuration);
+        .AddMagCdsStore(builder.Configuration)
+        .AddFhirRestDoor(builder.Configuration)
+        .AddCdsHooksDoor(builder.Configuration);
 
     var app = builder.Build().LoadMagCdsKnowledge();
     app.UseCorrelation();
     app.UseExceptionHandler(FhirErrorHandler.Options);
     app.UseSerilogRequestLogging();
+    app.UseCors();
     app.MapFhirRest();
+    app.MapCdsHooks();
+    app.MapKnowledge();
     app.MapFallback(FhirRestEndpoints.NotFound);
     app.Run();
 }

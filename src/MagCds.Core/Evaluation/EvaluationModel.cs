@@ -43,7 +43,11 @@ public sealed record InputResult(
     Interpretation? Interpretation,
     RiskAssessment? RiskAssessment,
     DetectedIssue? DetectedIssue,
-    IReadOnlyList<CoreIssue> Issues);
+    IReadOnlyList<CoreIssue> Issues)
+{
+    /// <summary>The words of the interpretation (for doors that render their own format, e.g. CDS Hooks cards).</summary>
+    public Outputs.Explanation? Explanation { get; init; }
+}
 
 public sealed record EvaluationResponse(IReadOnlyList<InputResult> Results, string KnowledgeVersion)
 {
@@ -124,7 +128,18 @@ public sealed record Interpretation
     public Trend? Trend { get; init; }
 }
 
-public sealed record TrendPoint(string Date, string Display, decimal? Number, string? Reference, bool IsCurrent);
+public sealed record TrendPoint(string Date, string Display, decimal? Number, string? Reference, bool IsCurrent, Category Category);
 
 /// <summary>Earlier results of the same patient and same assay, oldest first, ending with the current one.</summary>
-public sealed record Trend(IReadOnlyList<TrendPoint> Points, decimal? PercentFromPrevious, decimal? PercentFromFirst, string? Note);
+public sealed record Trend(IReadOnlyList<TrendPoint> Points, decimal? PercentFromPrevious, decimal? PercentFromFirst, string? Note)
+{
+    /// <summary>The category of the previous result of the same assay.</summary>
+    public Category PreviousCategory => Points[^2].Category;
+
+    /// <summary>
+    /// The result moved between raised and not raised since the previous result of the same assay (by the same
+    /// rules): a change worth showing even when the current result itself is not raised.
+    /// </summary>
+    public bool CategoryChanged => Points[^1].Category != PreviousCategory
+                                   && Points[^1].Category != Category.CannotInterpret && PreviousCategory != Category.CannotInterpret;
+}

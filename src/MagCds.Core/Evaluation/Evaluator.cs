@@ -33,7 +33,30 @@ public sealed class Evaluator
 
     public KnowledgeBase Knowledge => _knowledge;
 
-    public bool IsAntiMag(Observation obs) => obs.Code?.Coding.Any(c => _codes.Contains($"{c.System}|{c.Code}")) == true;
+    /// <summary>Statements of the knowledge with their citation labels and sources (e.g. the ordering guidance).</summary>
+    public (string Text, IReadOnlyList<Citation> Citations) Cite(IEnumerable<string> statementIds) => _outputs.Cite(statementIds);
+
+    public bool IsAntiMag(Observation obs) => IsAntiMagCode(obs.Code);
+
+    /// <summary>True when the concept (an Observation or ServiceRequest code) is a recognised anti-MAG IgM code.</summary>
+    public bool IsAntiMagCode(CodeableConcept? code) => code?.Coding.Any(c => _codes.Contains($"{c.System}|{c.Code}")) == true;
+
+    /// <summary>The recognised codes as "system|code", e.g. for a FHIR search.</summary>
+    public IReadOnlyCollection<string> RecognisedCodes => _codes;
+
+    /// <summary>
+    /// For doors that receive a patient's results rather than one result (CDS Hooks): the latest anti-MAG result that
+    /// can be evaluated becomes the input, every other one its history. Empty when there is none.
+    /// </summary>
+    public EvaluationRequest LatestWithHistory(IReadOnlyList<EvaluationInput> results)
+    {
+        var latest = results
+            .Where(r => IsAntiMag(r.Observation) && r.Observation.Status is ObservationStatus.Final or ObservationStatus.Amended
+                or ObservationStatus.Corrected or ObservationStatus.Preliminary)
+            .OrderByDescending(r => TrendBuilder.When(r.Observation) ?? DateTimeOffset.MinValue)
+            .FirstOrDefault();
+        return latest is null ? new EvaluationRequest([], []) : new EvaluationRequest([latest], results.Where(r => r != latest).ToList());
+    }
 
     public EvaluationResponse Evaluate(EvaluationRequest request)
     {
@@ -87,8 +110,12 @@ public sealed class Evaluator
         }
 
         var interpretation = _interpreter.Interpret(obs, value);
-        interpretation = interpretation with { Trend = TrendBuilder.Build(Prepare(input), pool) };
-        var (ra, di) = _outputs.Build(input, interpretation);
+        interpretation = interpretation with
+        {
+            Trend = TrendBuilder.Build(Prepare(input), interpretation.Category, pool,
+                p => _interpreter.Interpret(p.Input.Observation, p.Value!).Category),
+        };
+        var (ra, di, explanation) = _outputs.Build(input, interpretation);
 
         var issues = new List<CoreIssue>();
         if (interpretation.Preliminary)
@@ -96,7 +123,7 @@ public sealed class Evaluator
                 "The result is preliminary; the outputs are marked preliminary and should be re-evaluated when the final result arrives.", input.Location));
         if (interpretation.Category == Category.CannotInterpret)
             issues.Add(new CoreIssue(OutcomeCodes.CannotInterpret, OperationOutcome.IssueSeverity.Warning, interpretation.Rule, input.Location));
-        return new InputResult(input, InputOutcome.Evaluated, interpretation, ra, di, issues);
+        return new InputResult(input, InputOutcome.Evaluated, interpretation, ra, di, issues) { Explanation = explanation };
     }
 
     private static Prepared Prepare(EvaluationInput input) =>

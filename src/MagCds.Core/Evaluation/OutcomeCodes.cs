@@ -33,12 +33,15 @@ public static class OutcomeCodes
     public static readonly OutcomeCode PayloadTooLarge = new("payload-too-large", "The body is larger than the configured limit", OperationOutcome.IssueType.TooLong);
     public static readonly OutcomeCode NotFound = new("not-found", "No such resource or route", OperationOutcome.IssueType.NotFound);
     public static readonly OutcomeCode NothingEvaluated = new("nothing-evaluated", "No input could be evaluated", OperationOutcome.IssueType.Processing);
+    public static readonly OutcomeCode InvalidCdsRequest = new("invalid-cds-request", "The CDS Hooks request is not valid", OperationOutcome.IssueType.Invalid);
+    public static readonly OutcomeCode InvalidFeedback = new("invalid-feedback", "The CDS Hooks feedback is not valid", OperationOutcome.IssueType.Invalid);
+    public static readonly OutcomeCode DataUnavailable = new("data-unavailable", "The patient's results were neither prefetched nor obtainable", OperationOutcome.IssueType.Incomplete);
     public static readonly OutcomeCode InternalError = new("internal-error", "Unexpected error", OperationOutcome.IssueType.Exception);
 
     public static IReadOnlyList<OutcomeCode> All { get; } =
     [
         Evaluated, NotAntiMag, MissingValue, MissingSubject, StatusNotEvaluated, HistoryOtherPatient, Preliminary, Retracted, CannotInterpret,
         Unparseable, UnparseableEntry, UnsupportedResource, InvalidParameters, UnsupportedMediaType, NotAcceptable,
-        PayloadTooLarge, NotFound, NothingEvaluated, InternalError,
+        PayloadTooLarge, NotFound, NothingEvaluated, InvalidCdsRequest, InvalidFeedback, DataUnavailable, InternalError,
     ];
 }

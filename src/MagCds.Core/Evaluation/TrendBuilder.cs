@@ -11,7 +11,8 @@ internal static class TrendBuilder
     private static readonly HashSet<ObservationStatus?> Usable =
         [ObservationStatus.Final, ObservationStatus.Amended, ObservationStatus.Corrected, ObservationStatus.Preliminary];
 
-    public static Trend? Build(Prepared current, ILookup<string, Prepared> pool)
+    /// <param name="classify">The category of an earlier result by the same rules as the current one.</param>
+    public static Trend? Build(Prepared current, Category currentCategory, ILookup<string, Prepared> pool, Func<Prepared, Category> classify)
     {
         if (current.Subject is null || current.When is not DateTimeOffset now || current.Value?.Number is null) return null;
 
@@ -28,7 +29,7 @@ internal static class TrendBuilder
             .ToList();
         if (earlier.Count == 0) return null;
 
-        var points = earlier.Select(p => Point(p, false)).Append(Point(current, true)).ToList();
+        var points = earlier.Select(p => Point(p, false, classify(p))).Append(Point(current, true, currentCategory)).ToList();
         var prev = earlier[^1].Value!;
         var first = earlier[0].Value!;
         var cur = current.Value;
@@ -38,8 +39,8 @@ internal static class TrendBuilder
                 : null);
     }
 
-    private static TrendPoint Point(Prepared p, bool isCurrent) =>
-        new(DateText(p.Input.Observation), p.Value!.Display, p.Value.Number, p.Input.Reference, isCurrent);
+    private static TrendPoint Point(Prepared p, bool isCurrent, Category category) =>
+        new(DateText(p.Input.Observation), p.Value!.Display, p.Value.Number, p.Input.Reference, isCurrent, category);
 
     private static decimal? Percent(ReadValue from, ReadValue to) =>
         from.Comparator is null && to.Comparator is null && from.Number is > 0 && to.Number is decimal t

@@ -19,6 +19,8 @@ public sealed record KnowledgeBase
     public required IReadOnlyList<Statement> Statements { get; init; }
     public required Guidance Guidance { get; init; }
     public required IReadOnlyList<AssayProfile> AssayProfiles { get; init; }
+    /// <summary>The references the source document itself cites (shown as links next to the guidance).</summary>
+    public required IReadOnlyList<string> SourceReferences { get; init; }
 
     private FrozenDictionary<string, Citation>? _citations;
     private FrozenDictionary<string, Statement>? _statements;
@@ -43,7 +45,8 @@ public sealed record Guidance(
     IReadOnlyList<string> NotElevated,
     IReadOnlyList<string> CannotInterpret,
     IReadOnlyList<string> Trend,
-    IReadOnlyList<string> Background);
+    IReadOnlyList<string> Background,
+    IReadOnlyList<string> Ordering);
 
 /// <summary>
 /// A laboratory scale MagCds can interpret when the Observation carries no usable reference range of its own.

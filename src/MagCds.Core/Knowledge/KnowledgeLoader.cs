@@ -71,11 +71,13 @@ public static class KnowledgeLoader
             foreach (var c in s.Citations) Require(citations.Contains(c), $"statement '{s.Id}' cites unknown '{c}'");
         }
 
+        foreach (var c in kb.SourceReferences) Require(citations.Contains(c), $"sourceReferences names unknown citation '{c}'");
         var g = kb.Guidance;
         foreach (var (name, ids) in new[]
                  {
                      ("elevated", g.Elevated), ("options", g.Options), ("not-elevated", g.NotElevated),
                      ("cannot-interpret", g.CannotInterpret), ("trend", g.Trend), ("background", g.Background),
+                     ("ordering", g.Ordering),
                  })
         {
             Require(ids.Count > 0, $"guidance '{name}' lists no statement");

@@ -16,13 +16,36 @@ public sealed class OutputBuilder(KnowledgeBase knowledge)
     private const string RiskProbability = "http://terminology.hl7.org/CodeSystem/risk-probability";
     private const string ActCode = "http://terminology.hl7.org/CodeSystem/v3-ActCode";
 
-    public (RiskAssessment RiskAssessment, DetectedIssue? DetectedIssue) Build(EvaluationInput input, Interpretation i)
+    /// <summary>
+    /// The words of an interpretation, built once and used by every output and every door (RiskAssessment notes,
+    /// DetectedIssue detail, CDS Hooks card detail), so that they can never say different things.
+    /// </summary>
+    public Explanation Explain(Observation obs, Interpretation i)
+    {
+        var cited = new List<string>();
+        var guidance = new List<string> { Statements(CategoryStatements(i.Category), cited) };
+        if (i.Stratum is { } s) guidance.Add($"Titre group: {s.Name}. " + Statements(s.Statements, cited));
+        if (i.Basis?.Profile is { Caveats.Count: > 0 } p) guidance.Add("Caveat: " + Statements(p.Caveats, cited));
+        string? options = i.Category == Category.Elevated
+            ? "Options reported in the literature, not orders: " + Statements(knowledge.Guidance.Options, cited)
+            : null;
+        string? trend = i.Trend is { } t ? TrendText(t) + "\n\n" + Statements(knowledge.Guidance.Trend, cited) : null;
+        return new Explanation(Heading(i.Category), BasisText(obs, i), guidance, options, trend,
+            cited.Select(knowledge.Citation).ToList(), $"MagCds knowledge {knowledge.Version}. {knowledge.IntendedUse}");
+    }
+
+    public (RiskAssessment RiskAssessment, DetectedIssue? DetectedIssue, Explanation Explanation) Build(EvaluationInput input, Interpretation i)
     {
         var obs = input.Observation;
         var status = i.Preliminary ? ObservationStatus.Preliminary : ObservationStatus.Final;
-        var cited = new List<string>();
+        var x = Explain(obs, i);
         var (raId, raUrn) = DeterministicIds.For("ra", input, knowledge.Version);
-        string basisText = BasisText(obs, i);
+
+        var notes = new List<string> { x.Heading + " " + x.Guidance[0] };
+        notes.AddRange(x.Guidance.Skip(1));
+        if (x.Trend is not null) notes.Add(x.Trend);
+        notes.Add(x.ReferencesText);
+        notes.Add(x.KnowledgeLine);
 
         var ra = new RiskAssessment
         {
@@ -46,37 +69,22 @@ public sealed class OutputBuilder(KnowledgeBase knowledge)
                         Category.NotElevated => new CodeableConcept(RiskProbability, "low", "Low likelihood", "anti-MAG IgM result not raised"),
                         _ => null, // cannot interpret: no risk is stated at all
                     },
-                    Rationale = basisText,
+                    Rationale = x.Basis,
                 },
             ],
+            Mitigation = x.Options,
+            Note = notes.Select(n => new Annotation { Text = new Markdown(n) }).ToList(),
         };
-        if (i.Category == Category.Elevated)
-            ra.Mitigation = "Options reported in the literature, not orders: " + Statements(knowledge.Guidance.Options, cited);
 
-        var notes = new List<string> { Heading(i.Category) + " " + Statements(CategoryStatements(i.Category), cited) };
-        if (i.Stratum is { } s)
-            notes.Add($"Titre group: {s.Name}. " + Statements(s.Statements, cited));
-        if (i.Basis?.Profile is { Caveats.Count: > 0 } p)
-            notes.Add("Caveat: " + Statements(p.Caveats, cited));
-        if (i.Trend is { } t)
-            notes.Add(TrendText(t) + "\n\n" + Statements(knowledge.Guidance.Trend, cited));
-        notes.Add(References(cited));
-        notes.Add($"MagCds knowledge {knowledge.Version}. {knowledge.IntendedUse}");
-        ra.Note = notes.Select(n => new Annotation { Text = new Markdown(n) }).ToList();
+        if (i.Category == Category.NotElevated) return (ra, null, x);
 
-        if (i.Category == Category.NotElevated) return (ra, null);
+        var detail = new StringBuilder().Append(x.Heading).Append(' ').Append(x.Basis);
+        foreach (var g in x.Guidance) detail.Append("\n\n").Append(g);
+        if (x.Options is not null) detail.Append("\n\n").Append(x.Options);
+        if (x.Trend is not null) detail.Append("\n\n").Append(x.Trend);
+        detail.Append("\n\n").Append(x.ReferencesText);
 
         var (diId, diUrn) = DeterministicIds.For("di", input, knowledge.Version);
-        var detail = new StringBuilder()
-            .Append(Heading(i.Category)).Append(' ').Append(basisText);
-        var diCited = new List<string>();
-        detail.Append("\n\n").Append(Statements(CategoryStatements(i.Category), diCited));
-        if (i.Stratum is { } st) detail.Append("\n\nTitre group: ").Append(st.Name).Append(". ").Append(Statements(st.Statements, diCited));
-        if (i.Category == Category.Elevated)
-            detail.Append("\n\nOptions reported in the literature, not orders: ").Append(Statements(knowledge.Guidance.Options, diCited));
-        if (i.Trend is { } tr) detail.Append("\n\n").Append(TrendText(tr));
-        detail.Append("\n\n").Append(References(diCited));
-
         var di = new DetectedIssue
         {
             Id = diId,
@@ -105,7 +113,7 @@ public sealed class OutputBuilder(KnowledgeBase knowledge)
             Detail = detail.ToString(),
             Reference = PrimaryCitation(i).Url,
         };
-        return (ra, di);
+        return (ra, di, x);
     }
 
     /// <summary>
@@ -206,6 +214,14 @@ public sealed class OutputBuilder(KnowledgeBase knowledge)
 
     private static string Signed(decimal v) => (v > 0 ? "+" : "") + ValueReader.Format(v);
 
+    /// <summary>Statement texts with their citation labels, and the cited sources, for doors that show a statement on its own.</summary>
+    public (string Text, IReadOnlyList<Citation> Citations) Cite(IEnumerable<string> statementIds)
+    {
+        var cited = new List<string>();
+        string text = Statements(statementIds, cited);
+        return (text, cited.Select(knowledge.Citation).ToList());
+    }
+
     /// <summary>Statement texts, each followed by its citation labels; the cited ids are collected for the reference list.</summary>
     private string Statements(IEnumerable<string> ids, List<string> cited)
     {
@@ -218,9 +234,6 @@ public sealed class OutputBuilder(KnowledgeBase knowledge)
         }
         return sb.ToString();
     }
-
-    private string References(List<string> cited) =>
-        "References: " + string.Join(" ", cited.Select(c => knowledge.Citation(c)).Select(c => $"[{c.Label}] {c.Text} {c.Url}"));
 
     private Citation PrimaryCitation(Interpretation i) =>
         knowledge.Citation(i.Stratum is not null ? i.Stratum.Statements.Select(knowledge.Statement).First().Citations[0]
@@ -267,7 +280,7 @@ public sealed class OutputBuilder(KnowledgeBase knowledge)
         _ => "interpretation-conflict",
     };
 
-    private static string ReasonDisplay(CannotInterpretReason r) => r switch
+    public static string ReasonDisplay(CannotInterpretReason r) => r switch
     {
         CannotInterpretReason.NoInterval => "No reference range and no known assay for this unit",
         CannotInterpretReason.UnitMismatch => "Value and reference range are in different units",

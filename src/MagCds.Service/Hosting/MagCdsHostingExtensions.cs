@@ -1,6 +1,9 @@
 using MagCds.Core.Evaluation;
 using MagCds.Core.Knowledge;
+using MagCds.Service.CdsHooks;
 using MagCds.Service.FhirRest;
+using MagCds.Service.Storage;
+using Microsoft.Extensions.DependencyInjection.Extensions;
 using MagCds.Service.Hosting;
 using Microsoft.Extensions.Options;
 using Serilog;
@@ -40,6 +43,56 @@ public static class MagCdsHostingExtensions
         services.AddOptions<FhirRestOptions>().Bind(config.GetSection($"{MagCdsOptions.Section}:FhirRest")).ValidateDataAnnotations().ValidateOnStart();
         services.AddSingleton(sp => new Conformance(sp.GetRequiredService<KnowledgeBase>().Version));
         services.AddExceptionHandler<FhirErrorHandler>();
+        return services;
+    }
+
+    /// <summary>The durable store (SQLite by default): CDS Hooks feedback.</summary>
+    public static IServiceCollection AddMagCdsStore(this IServiceCollection services, IConfiguration config)
+    {
+        services.AddOptions<StoreOptions>().Bind(config.GetSection(StoreOptions.Section)).ValidateDataAnnotations().ValidateOnStart();
+        services.AddSingleton<FeedbackStore>();
+        return services;
+    }
+
+    /// <summary>The CDS Hooks door: services, JWT check, FHIR fallback queries (resilient), cards, feedback, CORS.</summary>
+    public static IServiceCollection AddCdsHooksDoor(this IServiceCollection services, IConfiguration config)
+    {
+        string[] asymmetric = ["ES256", "ES384", "ES512", "RS256", "RS384", "RS512", "PS256", "PS384", "PS512"];
+        services.AddOptions<CdsHooksOptions>().Bind(config.GetSection(CdsHooksOptions.Section)).ValidateDataAnnotations()
+            .Validate(o => o.Algorithms.Count > 0 && o.Algorithms.All(asymmetric.Contains),
+                "MagCds:CdsHooks:Algorithms may only name asymmetric algorithms (CDS Hooks forbids none and HMAC), e.g. ES384, RS384.")
+            .Validate(o => o.TrustedIssuers.All(i => !string.IsNullOrEmpty(i.Issuer) && (i.JwksUrl is not null || i.JwksFile is not null || i.AllowedJku.Count > 0)),
+                "Each MagCds:CdsHooks:TrustedIssuers entry needs Issuer and a key source: JwksUrl, JwksFile or AllowedJku.")
+            .Validate(o => o.TrustedIssuers.All(i => i.JwksFile is null || File.Exists(i.JwksFile)),
+                "A MagCds:CdsHooks:TrustedIssuers JwksFile does not exist.")
+            .ValidateOnStart();
+        services.TryAddSingleton(TimeProvider.System);
+        services.AddSingleton<CdsServiceCatalog>();
+        services.AddSingleton<CardBuilder>();
+        services.AddSingleton<PatientResults>();
+        services.AddSingleton<CdsHooksMetrics>();
+        services.AddSingleton<JwksProvider>();
+        services.AddSingleton<CdsJwtValidator>();
+
+        // No HttpClient request logging at all: its lines carry URLs with patient ids (no PHI in logs).
+        services.ConfigureHttpClientDefaults(b => b.RemoveAllLoggers());
+        var fhirTimeout = config.GetSection(CdsHooksOptions.Section).Get<CdsHooksOptions>()?.FhirQueryTimeoutSeconds ?? new CdsHooksOptions().FhirQueryTimeoutSeconds;
+        services.AddHttpClient(PatientResults.HttpClientName).AddStandardResilienceHandler(o =>
+        {
+            // Retries (408/429/5xx, with backoff and jitter) and the circuit breaker stay inside the time a hook call can wait.
+            var total = TimeSpan.FromSeconds(fhirTimeout);
+            o.TotalRequestTimeout.Timeout = total;
+            o.AttemptTimeout.Timeout = total / 2;
+            o.Retry.Delay = TimeSpan.FromMilliseconds(100);
+        });
+        services.AddHttpClient(JwksProvider.HttpClientName).AddStandardResilienceHandler();
+
+        services.AddCors();
+        services.AddOptions<Microsoft.AspNetCore.Cors.Infrastructure.CorsOptions>().Configure<IOptions<CdsHooksOptions>>((cors, cds) =>
+            cors.AddPolicy(CdsHooksEndpoints.CorsPolicy, p => p
+                .WithOrigins([.. cds.Value.AllowedOrigins])
+                .WithHeaders("Authorization", "Content-Type")
+                .WithMethods("GET", "POST")));
         return services;
     }
 

@@ -1,0 +1,147 @@
+using System.Security.Cryptography;
+using System.Text;
+using System.Text.Json;
+using Hl7.Fhir.Model;
+using Hl7.Fhir.Serialization;
+using MagCds.Core;
+using MagCds.Core.Evaluation;
+using MagCds.Core.Knowledge;
+using MagCds.Core.Outputs;
+
+namespace MagCds.Service.CdsHooks;
+
+/// <summary>
+/// Renders the core's result as a CDS Hooks card. It decides nothing clinical: the words come from the core's
+/// Explanation, and the suggestion carries the very RiskAssessment and DetectedIssue the FHIR REST door returns.
+/// </summary>
+public sealed class CardBuilder(Evaluator evaluator)
+{
+    private const int MaxSummary = 139;
+    private static readonly string OverrideSystem = CanonicalUrls.Base + "/CodeSystem/magcds-override-reason";
+
+    /// <summary>Why a clinician may dismiss a MagCds card; CDS Hooks requires a display for each.</summary>
+    public static IReadOnlyList<CdsCoding> OverrideReasons { get; } =
+    [
+        new("already-known", OverrideSystem, "Result already known and being acted on"),
+        new("not-relevant", OverrideSystem, "Not relevant to this patient's care now"),
+        new("assay-does-not-apply", OverrideSystem, "The interval or assay shown does not apply"),
+        new("disagree", OverrideSystem, "Disagree with the interpretation"),
+    ];
+
+    private KnowledgeBase Knowledge => evaluator.Knowledge;
+
+    /// <summary>A card about one evaluated result. <paramref name="forOrder"/>: the ordering context (always info, adds what the test is for).</summary>
+    public Card ResultCard(CdsCall call, InputResult result, string knowledgeUrl, bool forOrder)
+    {
+        var i = result.Interpretation!;
+        var x = result.Explanation!;
+        string indicator = !forOrder && i.Category == Category.Elevated ? "warning" : "info";
+        string seed = $"{call.HookInstance}|{call.ServiceId}|{result.RiskAssessment!.Id}";
+
+        var detail = new StringBuilder();
+        detail.Append("**").Append(x.Heading).Append("**\n\n").Append(x.Basis).Append("\n\n");
+        foreach (var g in x.Guidance) detail.Append(g).Append("\n\n");
+        var references = x.References.ToList();
+        if (forOrder)
+        {
+            var (purpose, cited) = evaluator.Cite(Knowledge.Guidance.Ordering);
+            if (!x.Guidance.Any(g => g.Contains(purpose, StringComparison.Ordinal))) detail.Append(purpose).Append("\n\n");
+            references.AddRange(cited.Where(c => !references.Contains(c)));
+        }
+        if (x.Options is not null) detail.Append(x.Options).Append("\n\n");
+        if (x.Trend is not null) detail.Append(x.Trend).Append("\n\n");
+        AppendReferences(detail, references);
+        detail.Append("\n\n_").Append(x.KnowledgeLine).Append('_');
+
+        var actions = new List<CdsAction> { Create(result.RiskAssessment, "Record the MagCds RiskAssessment of this result") };
+        if (result.DetectedIssue is not null) actions.Add(Create(result.DetectedIssue, "Record the MagCds DetectedIssue of this result"));
+
+        return new Card
+        {
+            Uuid = Uuid(seed + "|card"),
+            Summary = Summary(i, forOrder),
+            Detail = Escape(detail.ToString()),
+            Indicator = indicator,
+            Source = Source(knowledgeUrl),
+            Suggestions = [new Suggestion("Record this assessment", Uuid(seed + "|suggestion"), false, actions)],
+            SelectionBehavior = "at-most-one",
+            OverrideReasons = OverrideReasons,
+            Links = Links(),
+        };
+    }
+
+    /// <summary>The ordering card when the patient has no anti-MAG result on file.</summary>
+    public Card NoResultCard(CdsCall call, string knowledgeUrl)
+    {
+        var (purpose, cited) = evaluator.Cite(Knowledge.Guidance.Ordering);
+        var detail = new StringBuilder("No earlier anti-MAG IgM result was found for this patient.\n\n").Append(purpose).Append("\n\n");
+        AppendReferences(detail, cited);
+        return new Card
+        {
+            Uuid = Uuid($"{call.HookInstance}|{call.ServiceId}|no-result|card"),
+            Summary = "No earlier anti-MAG IgM result on file for this patient",
+            Detail = Escape(detail.ToString()),
+            Indicator = "info",
+            Source = Source(knowledgeUrl),
+            OverrideReasons = OverrideReasons,
+            Links = Links(),
+        };
+    }
+
+    /// <summary>Value, unit and interpretation in under 140 characters, e.g. "Anti-MAG IgM 25000 BTU: raised (limit below 1000 BTU), medium titre".</summary>
+    private static string Summary(Interpretation i, bool forOrder)
+    {
+        string what = i.Category switch
+        {
+            Category.Elevated => $"raised (limit {i.Basis?.Display ?? "lab flag"})" + (i.Stratum is { } s ? ", " + s.Name.Split(" (")[0] : ""),
+            Category.NotElevated when i.Trend is { CategoryChanged: true } => "not raised; the previous result was raised",
+            Category.NotElevated => $"not raised (limit {i.Basis?.Display ?? "lab flag"})",
+            _ => "cannot be interpreted safely",
+        };
+        if (i.Category == Category.Elevated && i.Trend is { CategoryChanged: true }) what += "; previous result not raised";
+        string text = $"{(forOrder ? "Latest anti-MAG IgM" : "Anti-MAG IgM")} {i.Value.Display}: {what}";
+        if (i.Preliminary) text = "Preliminary: " + text;
+        return text.Length <= MaxSummary ? text : text[..(MaxSummary - 1)] + "…";
+    }
+
+    private CardSource Source(string knowledgeUrl) => new($"MagCds, knowledge {Knowledge.Version}", knowledgeUrl);
+
+    private IReadOnlyList<CardLink> Links() =>
+        Knowledge.SourceReferences.Select(Knowledge.Citation).Select(c => new CardLink(c.Label, c.Url, "absolute")).ToList();
+
+    private static void AppendReferences(StringBuilder sb, IEnumerable<Citation> citations)
+    {
+        sb.Append("**References**\n");
+        foreach (var c in citations) sb.Append($"\n- [{c.Label}] {c.Text} <{c.Url}>");
+    }
+
+    private static CdsAction Create(Resource resource, string description) =>
+        new("create", description, JsonDocument.Parse(resource.ToJson()).RootElement.Clone());
+
+    /// <summary>
+    /// Card text is markdown an EHR renders; lab-supplied strings (units, free-text values) must not become HTML.
+    /// Reference URLs are written as autolinks &lt;url&gt; and kept; every other angle bracket is escaped.
+    /// </summary>
+    private static string Escape(string markdown)
+    {
+        var sb = new StringBuilder(markdown.Length + 16);
+        for (int k = 0; k < markdown.Length; k++)
+        {
+            char c = markdown[k];
+            if (c == '<' && markdown.AsSpan(k).StartsWith("<https://")) { int end = markdown.IndexOf('>', k); sb.Append(markdown, k, end - k + 1); k = end; }
+            else if (c == '<') sb.Append("&lt;");
+            else if (c == '>') sb.Append("&gt;");
+            else sb.Append(c);
+        }
+        return sb.ToString();
+    }
+
+    /// <summary>Deterministic UUID (same call, same card), so a retried hook call yields identical cards.</summary>
+    private static string Uuid(string seed)
+    {
+        var h = SHA256.HashData(Encoding.UTF8.GetBytes(seed));
+        h[6] = (byte)((h[6] & 0x0F) | 0x80);
+        h[8] = (byte)((h[8] & 0x3F) | 0x80);
+        return new Guid(h.AsSpan(0, 16), bigEndian: true).ToString();
+    }
+}

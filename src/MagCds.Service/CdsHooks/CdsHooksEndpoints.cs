@@ -1,0 +1,107 @@
+using MagCds.Core.Evaluation;
+using MagCds.Service.FhirRest;
+using MagCds.Service.Storage;
+using Microsoft.Extensions.Options;
+
+namespace MagCds.Service.CdsHooks;
+
+/// <summary>
+/// The CDS Hooks 2.0 door: discovery, the three services and their feedback. It translates hook calls into core
+/// requests and core results into cards; all interpretation is the core's.
+/// </summary>
+public static partial class CdsHooksEndpoints
+{
+    public const string CorsPolicy = "cds-hooks";
+
+    public static IEndpointRouteBuilder MapCdsHooks(this IEndpointRouteBuilder app)
+    {
+        var options = app.ServiceProvider.GetRequiredService<IOptions<CdsHooksOptions>>().Value;
+        var logger = app.ServiceProvider.GetRequiredService<ILoggerFactory>().CreateLogger("MagCds.CdsHooks");
+        if (options.AllowUnsignedCalls) UnsignedCallsAllowed(logger);
+        else if (options.TrustedIssuers.Count == 0) NoIssuer(logger);
+
+        var group = app.MapGroup("/cds-services").RequireCors(CorsPolicy);
+        // Discovery reveals nothing about patients, so EHR registration tools may read it without a token.
+        group.MapGet("", (CdsServiceCatalog catalog) => Results.Json(new DiscoveryResponse(catalog.Services), CdsJson.Options));
+        group.MapPost("/{id}", CallAsync);
+        group.MapPost("/{id}/feedback", FeedbackAsync);
+        return app;
+    }
+
+    private static async Task<IResult> CallAsync(
+        string id, HttpRequest req, CdsServiceCatalog catalog, CdsJwtValidator jwt, IOptions<CdsHooksOptions> options,
+        PatientResults results, Evaluator evaluator, CardBuilder cards, CdsHooksMetrics metrics, ILoggerFactory loggers, CancellationToken ct)
+    {
+        var o = options.Value;
+        if (!o.AllowUnsignedCalls && !await jwt.IsValidAsync(req, [EndpointUrl(req, o)], ct)) return Results.StatusCode(StatusCodes.Status401Unauthorized);
+        var service = catalog.Find(id) ?? throw UnknownService(id);
+        var call = CdsRequestReader.Read(await ReadJsonBodyAsync(req, o), service, o.AllowInsecureFhirServer);
+        string knowledgeUrl = BaseUrl(req, o) + "/knowledge";
+        var logger = loggers.CreateLogger("MagCds.CdsHooks");
+
+        var list = new List<Card>();
+        if (call.Hook == "patient-view")
+        {
+            var response = evaluator.Evaluate(evaluator.LatestWithHistory(await results.GetAsync(call, ct)));
+            EvaluationLog.Write(logger, call.ServiceId, response);
+            // A card only when there is something to act on: raised, not interpretable, or moved since last time.
+            if (response.Results is [{ Outcome: InputOutcome.Evaluated, Interpretation: { } i } r]
+                && (i.Category != Category.NotElevated || i.Trend is { CategoryChanged: true }))
+                list.Add(cards.ResultCard(call, r, knowledgeUrl, forOrder: false));
+        }
+        else if (AntiMagOrders(call, evaluator).Any())
+        {
+            var response = evaluator.Evaluate(evaluator.LatestWithHistory(await results.GetAsync(call, ct)));
+            EvaluationLog.Write(logger, call.ServiceId, response);
+            list.Add(response.Results is [{ Outcome: InputOutcome.Evaluated } r]
+                ? cards.ResultCard(call, r, knowledgeUrl, forOrder: true)
+                : cards.NoResultCard(call, knowledgeUrl));
+        }
+        foreach (var c in list) metrics.Card(call.ServiceId, c.Indicator);
+        return Results.Json(new CdsResponse(list), CdsJson.Options);
+    }
+
+    /// <summary>Draft ServiceRequests for anti-MAG IgM; for order-select only those the clinician selected.</summary>
+    private static IEnumerable<Hl7.Fhir.Model.ServiceRequest> AntiMagOrders(CdsCall call, Evaluator evaluator) =>
+        (call.DraftOrders?.Entry ?? []).Select(e => e.Resource).OfType<Hl7.Fhir.Model.ServiceRequest>()
+            .Where(sr => evaluator.IsAntiMagCode(sr.Code))
+            .Where(sr => call.Hook != "order-select" || call.Selections.Contains("ServiceRequest/" + sr.Id));
+
+    private static async Task<IResult> FeedbackAsync(
+        string id, HttpRequest req, CdsServiceCatalog catalog, CdsJwtValidator jwt, IOptions<CdsHooksOptions> options,
+        FeedbackStore store, CdsHooksMetrics metrics, CancellationToken ct)
+    {
+        var o = options.Value;
+        // aud is the URL invoked (…/feedback); some clients send the service URL, which is accepted too.
+        string url = EndpointUrl(req, o);
+        if (!o.AllowUnsignedCalls && !await jwt.IsValidAsync(req, [url, url[..^"/feedback".Length]], ct))
+            return Results.StatusCode(StatusCodes.Status401Unauthorized);
+        var service = catalog.Find(id) ?? throw UnknownService(id);
+        var items = FeedbackReader.Read(await ReadJsonBodyAsync(req, o), service.Id);
+        await store.AddAsync(items, ct);
+        foreach (var f in items) metrics.Feedback(service.Id, f.Outcome, f.OverrideCode);
+        return Results.Ok();
+    }
+
+    private static async Task<string> ReadJsonBodyAsync(HttpRequest req, CdsHooksOptions o)
+    {
+        if (FhirWire.FromMediaType(req.ContentType) != FhirFormat.Json)
+            throw new FhirRequestException(StatusCodes.Status415UnsupportedMediaType, OutcomeCodes.UnsupportedMediaType, "CDS Hooks requests are application/json.");
+        return await FhirWire.ReadBodyAsync(req, o.MaxRequestBodyBytes, req.HttpContext.RequestAborted);
+    }
+
+    private static string BaseUrl(HttpRequest req, CdsHooksOptions o) =>
+        string.IsNullOrEmpty(o.PublicBaseUrl) ? $"{req.Scheme}://{req.Host}{req.PathBase}" : o.PublicBaseUrl.TrimEnd('/');
+
+    /// <summary>The exact URL of the endpoint invoked, as the JWT aud must name it.</summary>
+    private static string EndpointUrl(HttpRequest req, CdsHooksOptions o) => BaseUrl(req, o) + req.Path;
+
+    private static FhirRequestException UnknownService(string id) =>
+        new(StatusCodes.Status404NotFound, OutcomeCodes.NotFound, $"No CDS Service '{id}'. See GET /cds-services.");
+
+    [LoggerMessage(Level = LogLevel.Warning, Message = "DEVELOPMENT MODE: CDS Hooks calls are accepted WITHOUT a valid JWT (MagCds:CdsHooks:AllowUnsignedCalls). Never use this with real patient data.")]
+    private static partial void UnsignedCallsAllowed(ILogger logger);
+
+    [LoggerMessage(Level = LogLevel.Information, Message = "No CDS Hooks issuer is trusted yet: every hook call gets 401 until MagCds:CdsHooks:TrustedIssuers is configured.")]
+    private static partial void NoIssuer(ILogger logger);
+}

@@ -1,0 +1,62 @@
+using System.ComponentModel.DataAnnotations;
+
+namespace MagCds.Service.CdsHooks;
+
+/// <summary>Options of the CDS Hooks door (section MagCds:CdsHooks). The defaults are secure: no issuer is trusted.</summary>
+public sealed class CdsHooksOptions
+{
+    public const string Section = "MagCds:CdsHooks";
+
+    /// <summary>
+    /// The public base URL EHRs call (e.g. https://magcds.hospital.org). JWT <c>aud</c> must equal this plus the
+    /// endpoint path. When empty, the URL of the incoming request is used (fine when no proxy rewrites it).
+    /// </summary>
+    public string? PublicBaseUrl { get; set; }
+
+    /// <summary>EHRs whose JWTs are accepted, each with where its keys come from.</summary>
+    public List<TrustedIssuer> TrustedIssuers { get; set; } = [];
+
+    /// <summary>Accepted JWT signature algorithms (CDS Hooks 2.0 recommends ES384 and RS384; none and HMAC are never accepted).</summary>
+    public List<string> Algorithms { get; set; } = ["ES384", "RS384"];
+
+    /// <summary>Tolerated clock difference for exp, iat and nbf.</summary>
+    [Range(0, 600)]
+    public int ClockSkewSeconds { get; set; } = 60;
+
+    /// <summary>Longest accepted token lifetime (exp - now); bounds the jti replay cache (best practice: at most an hour).</summary>
+    [Range(1, 60)]
+    public int MaxTokenLifetimeMinutes { get; set; } = 60;
+
+    /// <summary>DEVELOPMENT ONLY: accept calls without a valid JWT. The service logs a warning at start-up when on.</summary>
+    public bool AllowUnsignedCalls { get; set; }
+
+    /// <summary>Browser origins allowed by CORS (e.g. https://sandbox.cds-hooks.org); empty means no cross-origin access.</summary>
+    public List<string> AllowedOrigins { get; set; } = [];
+
+    /// <summary>Allow a plain-http <c>fhirServer</c> (test servers only; production FHIR servers use https).</summary>
+    public bool AllowInsecureFhirServer { get; set; }
+
+    /// <summary>Total time allowed for FHIR queries of one hook call (retries included) before answering 412.</summary>
+    [Range(1, 30)]
+    public int FhirQueryTimeoutSeconds { get; set; } = 4;
+
+    /// <summary>Largest accepted hook request or feedback body in bytes (prefetch included).</summary>
+    [Range(1024, 1L << 30)]
+    public long MaxRequestBodyBytes { get; set; } = 4 * 1024 * 1024;
+
+    /// <summary>How many of the patient's anti-MAG results are read for the trend (prefetch _count and query limit).</summary>
+    [Range(1, 100)]
+    public int MaxResults { get; set; } = 20;
+}
+
+/// <summary>An EHR trusted to call: its <c>iss</c>, and its JWKS by URL, by local file, or by allow-listed <c>jku</c> URLs.</summary>
+public sealed class TrustedIssuer
+{
+    [Required] public string Issuer { get; set; } = "";
+    /// <summary>JWKS URL configured for this issuer (used when the token has no jku).</summary>
+    public string? JwksUrl { get; set; }
+    /// <summary>JWKS as a local file, for EHRs whose key URL this service cannot reach.</summary>
+    public string? JwksFile { get; set; }
+    /// <summary>jku header values accepted for this issuer (exact match); a token with any other jku is refused.</summary>
+    public List<string> AllowedJku { get; set; } = [];
+}

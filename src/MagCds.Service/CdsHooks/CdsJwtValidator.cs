@@ -1,0 +1,150 @@
+using System.Collections.Concurrent;
+using Microsoft.Extensions.Options;
+using Microsoft.IdentityModel.JsonWebTokens;
+using Microsoft.IdentityModel.Tokens;
+
+namespace MagCds.Service.CdsHooks;
+
+/// <summary>
+/// Checks the JWT an EHR sends with every CDS Hooks call (CDS Hooks 2.0 "Trusting CDS Clients" and the
+/// best-practice list): issuer allow-listed; key found by kid in that issuer's JWKS (configured URL or file, or an
+/// allow-listed jku); signature ES384/RS384 only (never none or HMAC); aud equal to the exact endpoint URL; exp and
+/// iat within the clock skew and lifetime bound; jti never seen before within the token's lifetime.
+/// Parsing and cryptography are Microsoft.IdentityModel's. The token itself is never logged.
+/// </summary>
+public sealed partial class CdsJwtValidator(
+    IOptionsMonitor<CdsHooksOptions> options, JwksProvider jwks, TimeProvider time, ILogger<CdsJwtValidator> logger)
+{
+    private readonly JsonWebTokenHandler _handler = new();
+    private readonly ConcurrentDictionary<string, DateTimeOffset> _seenJti = new(StringComparer.Ordinal);
+    private long _lastSweep;
+
+    /// <summary>True when the request carries a valid token for <paramref name="audiences"/> (any one of them).</summary>
+    public async Task<bool> IsValidAsync(HttpRequest request, IReadOnlyList<string> audiences, CancellationToken ct)
+    {
+        var o = options.CurrentValue;
+        string header = request.Headers.Authorization.ToString();
+        if (!header.StartsWith("Bearer ", StringComparison.OrdinalIgnoreCase)) return Reject("no-bearer-token");
+        string token = header["Bearer ".Length..].Trim();
+        if (!_handler.CanReadToken(token)) return Reject("unreadable");
+
+        JsonWebToken jwt;
+        try { jwt = _handler.ReadJsonWebToken(token); }
+        catch (ArgumentException) { return Reject("unreadable"); }
+
+        // Cheap checks first, before any key is fetched.
+        if (!o.Algorithms.Contains(jwt.Alg, StringComparer.Ordinal)) return Reject("algorithm-not-allowed");
+        if (jwt.TryGetHeaderValue<string>("typ", out var typ) && !string.Equals(typ, "JWT", StringComparison.OrdinalIgnoreCase)) return Reject("typ");
+        var issuer = o.TrustedIssuers.FirstOrDefault(i => i.Issuer == jwt.Issuer);
+        if (issuer is null) return Reject("untrusted-issuer");
+        if (string.IsNullOrEmpty(jwt.Kid)) return Reject("no-kid");
+        if (string.IsNullOrEmpty(jwt.Id)) return Reject("no-jti");
+
+        string? keySource;
+        if (jwt.TryGetHeaderValue<string>("jku", out var jku) && !string.IsNullOrEmpty(jku))
+        {
+            if (!issuer.AllowedJku.Contains(jku, StringComparer.Ordinal)) return Reject("jku-not-allowed");
+            keySource = jku;
+        }
+        else keySource = issuer.JwksUrl ?? (issuer.JwksFile is null ? null : "file:" + issuer.JwksFile);
+        if (keySource is null) return Reject("no-key-source");
+
+        var key = await jwks.FindKeyAsync(keySource, jwt.Kid, ct);
+        if (key is null) return Reject("unknown-kid");
+
+        var skew = TimeSpan.FromSeconds(o.ClockSkewSeconds);
+        var now = time.GetUtcNow();
+        var parameters = new TokenValidationParameters
+        {
+            ValidIssuer = issuer.Issuer,
+            ValidAudiences = audiences,
+            IssuerSigningKey = key,
+            ValidAlgorithms = o.Algorithms,
+            RequireSignedTokens = true,
+            RequireExpirationTime = true,
+            ValidateLifetime = true,
+            ClockSkew = skew,
+            // The injected clock decides, so tests and replicas agree on "now".
+            LifetimeValidator = (nbf, exp, _, _) => exp is { } e && e.ToUniversalTime() + skew >= now.UtcDateTime && (nbf is null || nbf.Value.ToUniversalTime() - skew <= now.UtcDateTime),
+        };
+        var result = await _handler.ValidateTokenAsync(token, parameters);
+        if (!result.IsValid) return Reject(result.Exception?.GetType().Name ?? "invalid");
+
+        var iat = jwt.IssuedAt == DateTime.MinValue ? (DateTimeOffset?)null : new DateTimeOffset(jwt.IssuedAt, TimeSpan.Zero);
+        var exp = new DateTimeOffset(jwt.ValidTo, TimeSpan.Zero);
+        if (iat is null) return Reject("no-iat");
+        if (iat > now + skew) return Reject("iat-in-future");
+        if (exp - now > TimeSpan.FromMinutes(o.MaxTokenLifetimeMinutes)) return Reject("lifetime-too-long");
+
+        // Replay: a jti is remembered until its token expires, so it can never be used twice.
+        Sweep(now);
+        if (!_seenJti.TryAdd($"{issuer.Issuer}|{jwt.Id}", exp + skew)) return Reject("replayed-jti");
+        return true;
+    }
+
+    private void Sweep(DateTimeOffset now)
+    {
+        long last = Interlocked.Read(ref _lastSweep);
+        if (now.ToUnixTimeSeconds() - last < 30 || Interlocked.CompareExchange(ref _lastSweep, now.ToUnixTimeSeconds(), last) != last) return;
+        foreach (var (k, until) in _seenJti)
+            if (until < now) _seenJti.TryRemove(k, out _);
+    }
+
+    private bool Reject(string reason)
+    {
+        Rejected(logger, reason);
+        return false;
+    }
+
+    [LoggerMessage(Level = LogLevel.Warning, Message = "CDS Hooks JWT rejected: {Reason}")]
+    private static partial void Rejected(ILogger logger, string reason);
+}
+
+/// <summary>
+/// JWKS of trusted EHRs, by URL (fetched with a resilient HttpClient) or local file ("file:" + path), cached for ten
+/// minutes; an unknown kid triggers at most one refresh per source every 30 seconds (key rotation without hammering).
+/// </summary>
+public sealed class JwksProvider(IHttpClientFactory http, TimeProvider time)
+{
+    public const string HttpClientName = "cds-hooks-jwks";
+    private readonly ConcurrentDictionary<string, (JsonWebKeySet Keys, DateTimeOffset Fetched)> _cache = new(StringComparer.Ordinal);
+    private readonly SemaphoreSlim _gate = new(1, 1);
+
+    public async Task<SecurityKey?> FindKeyAsync(string source, string kid, CancellationToken ct)
+    {
+        var now = time.GetUtcNow();
+        if (_cache.TryGetValue(source, out var hit))
+        {
+            var key = Find(hit.Keys, kid);
+            if (key is not null && now - hit.Fetched < TimeSpan.FromMinutes(10)) return key;
+            if (key is null && now - hit.Fetched < TimeSpan.FromSeconds(30)) return null;
+        }
+        await _gate.WaitAsync(ct);
+        try
+        {
+            var keys = await LoadAsync(source, ct);
+            if (keys is null) return null;
+            _cache[source] = (keys, now);
+            return Find(keys, kid);
+        }
+        finally { _gate.Release(); }
+    }
+
+    private static SecurityKey? Find(JsonWebKeySet set, string kid) =>
+        set.Keys.FirstOrDefault(k => k.Kid == kid && (k.Use is null || k.Use == "sig"));
+
+    private async Task<JsonWebKeySet?> LoadAsync(string source, CancellationToken ct)
+    {
+        try
+        {
+            string json = source.StartsWith("file:", StringComparison.Ordinal)
+                ? await File.ReadAllTextAsync(source["file:".Length..], ct)
+                : await http.CreateClient(HttpClientName).GetStringAsync(source, ct);
+            return new JsonWebKeySet(json);
+        }
+        catch (Exception e) when (e is IOException or HttpRequestException or ArgumentException or UnauthorizedAccessException or TaskCanceledException or System.Text.Json.JsonException)
+        {
+            return null;
+        }
+    }
+}

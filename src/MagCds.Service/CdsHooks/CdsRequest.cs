@@ -1,0 +1,142 @@
+using System.Text.Json;
+using Hl7.Fhir.Model;
+using MagCds.Core.Evaluation;
+using MagCds.Service.FhirRest;
+
+namespace MagCds.Service.CdsHooks;
+
+/// <summary>What a prefetch key held: not sent (fetch it yourself), null (fetched, nothing found), a resource, or a failure.</summary>
+public abstract record PrefetchSlot
+{
+    public sealed record Missing : PrefetchSlot;
+    public sealed record Empty : PrefetchSlot;
+    public sealed record Found(Resource Resource) : PrefetchSlot;
+    /// <summary>The client could not satisfy the key and said so with an OperationOutcome.</summary>
+    public sealed record Failed : PrefetchSlot;
+
+    public static readonly PrefetchSlot NotSent = new Missing();
+}
+
+/// <summary>A validated CDS Hooks call. The access token is kept only for the FHIR queries of this call.</summary>
+public sealed record CdsCall(
+    string ServiceId,
+    string Hook,
+    string HookInstance,
+    Uri? FhirServer,
+    string? AccessToken,
+    string PatientId,
+    IReadOnlyList<string> Selections,
+    Bundle? DraftOrders,
+    IReadOnlyDictionary<string, PrefetchSlot> Prefetch)
+{
+    public PrefetchSlot Slot(string key) => Prefetch.TryGetValue(key, out var s) ? s : PrefetchSlot.NotSent;
+
+    // The token must never reach a log or an error message, even through a record's generated ToString.
+    public override string ToString() => $"CdsCall {{ ServiceId = {ServiceId}, Hook = {Hook} }}";
+}
+
+/// <summary>
+/// Reads and checks a CDS Hooks request body. Anything the spec requires that is missing or of the wrong type is a
+/// 400 with an OperationOutcome saying which member; members the spec does not define are ignored.
+/// </summary>
+public static class CdsRequestReader
+{
+    private static readonly JsonDocumentOptions JsonOptions = new() { MaxDepth = 128 };
+
+    public static CdsCall Read(string body, ServiceDescriptor service, bool allowInsecureFhirServer)
+    {
+        JsonDocument doc;
+        try { doc = JsonDocument.Parse(body, JsonOptions); }
+        catch (JsonException e) { throw Bad("The body is not valid JSON: " + e.Message.Split('.')[0] + "."); }
+        using (doc)
+        {
+            var root = doc.RootElement;
+            if (root.ValueKind != JsonValueKind.Object) throw Bad("The body must be a JSON object.");
+
+            string hook = RequiredString(root, "hook");
+            if (hook != service.Hook)
+                throw Bad($"Service '{service.Id}' answers the '{service.Hook}' hook, not '{hook}'.");
+            string hookInstance = RequiredString(root, "hookInstance");
+            if (!Guid.TryParse(hookInstance, out _)) throw Bad("hookInstance must be a UUID.");
+
+            Uri? fhirServer = null;
+            if (OptionalString(root, "fhirServer") is { } fs)
+            {
+                if (!Uri.TryCreate(fs, UriKind.Absolute, out fhirServer) || (fhirServer.Scheme != Uri.UriSchemeHttps && !(allowInsecureFhirServer && fhirServer.Scheme == Uri.UriSchemeHttp)))
+                    throw Bad("fhirServer must be an absolute https URL.");
+            }
+            string? token = null;
+            if (root.TryGetProperty("fhirAuthorization", out var auth) && auth.ValueKind != JsonValueKind.Null)
+            {
+                if (auth.ValueKind != JsonValueKind.Object) throw Bad("fhirAuthorization must be an object.");
+                if (fhirServer is null) throw Bad("fhirServer is required when fhirAuthorization is given.");
+                token = RequiredString(auth, "access_token", "fhirAuthorization.");
+                string type = RequiredString(auth, "token_type", "fhirAuthorization.");
+                if (!type.Equals("Bearer", StringComparison.OrdinalIgnoreCase)) throw Bad("fhirAuthorization.token_type must be Bearer.");
+            }
+            if (root.TryGetProperty("extension", out var ext) && ext.ValueKind != JsonValueKind.Object)
+                throw Bad("extension must be a JSON object.");
+
+            if (!root.TryGetProperty("context", out var ctx) || ctx.ValueKind != JsonValueKind.Object)
+                throw Bad("context is required and must be an object.");
+            RequiredString(ctx, "userId", "context.");
+            string patientId = RequiredString(ctx, "patientId", "context.");
+
+            var selections = new List<string>();
+            Bundle? draftOrders = null;
+            if (hook is "order-select" or "order-sign")
+            {
+                if (!ctx.TryGetProperty("draftOrders", out var d) || d.ValueKind != JsonValueKind.Object)
+                    throw Bad("context.draftOrders is required and must be a Bundle.");
+                draftOrders = ParseResource(d, "context.draftOrders") as Bundle ?? throw Bad("context.draftOrders must be a Bundle.");
+            }
+            if (hook == "order-select")
+            {
+                if (!ctx.TryGetProperty("selections", out var sel) || sel.ValueKind != JsonValueKind.Array)
+                    throw Bad("context.selections is required and must be an array.");
+                foreach (var s in sel.EnumerateArray())
+                    selections.Add(s.ValueKind == JsonValueKind.String ? s.GetString()! : throw Bad("context.selections must hold strings."));
+            }
+
+            var prefetch = new Dictionary<string, PrefetchSlot>();
+            if (root.TryGetProperty("prefetch", out var pf) && pf.ValueKind != JsonValueKind.Null)
+            {
+                if (pf.ValueKind != JsonValueKind.Object) throw Bad("prefetch must be an object.");
+                foreach (var p in pf.EnumerateObject())
+                {
+                    prefetch[p.Name] = p.Value.ValueKind switch
+                    {
+                        JsonValueKind.Null => new PrefetchSlot.Empty(),
+                        JsonValueKind.Object => ParseResource(p.Value, "prefetch." + p.Name) switch
+                        {
+                            OperationOutcome => new PrefetchSlot.Failed(),
+                            var r => new PrefetchSlot.Found(r),
+                        },
+                        _ => throw Bad($"prefetch.{p.Name} must be a FHIR resource or null."),
+                    };
+                }
+            }
+
+            return new CdsCall(service.Id, hook, hookInstance, fhirServer, token, patientId, selections, draftOrders, prefetch);
+        }
+    }
+
+    /// <summary>A FHIR resource inside the JSON, read by the Firely parser (entries of a Bundle that fail are dropped).</summary>
+    private static Resource ParseResource(JsonElement e, string where)
+    {
+        try { return FhirWire.Parse(e.GetRawText(), FhirFormat.Json).Resource; }
+        catch (FhirRequestException ex) { throw Bad($"{where}: {ex.Message}"); }
+    }
+
+    private static string RequiredString(JsonElement obj, string name, string prefix = "") =>
+        obj.TryGetProperty(name, out var v) && v.ValueKind == JsonValueKind.String && v.GetString() is { Length: > 0 } s
+            ? s
+            : throw Bad($"{prefix}{name} is required and must be a non-empty string.");
+
+    private static string? OptionalString(JsonElement obj, string name) =>
+        !obj.TryGetProperty(name, out var v) || v.ValueKind == JsonValueKind.Null ? null
+        : v.ValueKind == JsonValueKind.String ? v.GetString() : throw Bad($"{name} must be a string.");
+
+    private static FhirRequestException Bad(string message) =>
+        new(StatusCodes.Status400BadRequest, OutcomeCodes.InvalidCdsRequest, message);
+}

@@ -1,0 +1,69 @@
+using System.Globalization;
+using System.Text.Json;
+using MagCds.Core.Evaluation;
+using MagCds.Service.FhirRest;
+using MagCds.Service.Storage;
+
+namespace MagCds.Service.CdsHooks;
+
+/// <summary>Reads and checks a CDS Hooks feedback body ({"feedback": [...]}); anything malformed is a 400.</summary>
+public static class FeedbackReader
+{
+    public static IReadOnlyList<FeedbackItem> Read(string body, string serviceId)
+    {
+        JsonDocument doc;
+        try { doc = JsonDocument.Parse(body, new JsonDocumentOptions { MaxDepth = 32 }); }
+        catch (JsonException) { throw Bad("The body is not valid JSON."); }
+        using (doc)
+        {
+            if (doc.RootElement.ValueKind != JsonValueKind.Object || !doc.RootElement.TryGetProperty("feedback", out var list) || list.ValueKind != JsonValueKind.Array || list.GetArrayLength() == 0)
+                throw Bad("The body must be an object with a non-empty 'feedback' array.");
+            var items = new List<FeedbackItem>();
+            int n = 0;
+            foreach (var f in list.EnumerateArray())
+            {
+                string at = $"feedback[{n++}]";
+                if (f.ValueKind != JsonValueKind.Object) throw Bad($"{at} must be an object.");
+                string card = Str(f, "card", at) ?? throw Bad($"{at}.card is required.");
+                string outcome = Str(f, "outcome", at) ?? throw Bad($"{at}.outcome is required.");
+                if (outcome is not ("accepted" or "overridden")) throw Bad($"{at}.outcome must be 'accepted' or 'overridden'.");
+                string ts = Str(f, "outcomeTimestamp", at) ?? throw Bad($"{at}.outcomeTimestamp is required.");
+                if (!DateTimeOffset.TryParse(ts, CultureInfo.InvariantCulture, DateTimeStyles.AssumeUniversal, out var when) || !ts.Contains('T', StringComparison.Ordinal))
+                    throw Bad($"{at}.outcomeTimestamp must be an ISO 8601 date-time.");
+
+                var accepted = new List<string>();
+                if (f.TryGetProperty("acceptedSuggestions", out var acc))
+                {
+                    if (acc.ValueKind != JsonValueKind.Array) throw Bad($"{at}.acceptedSuggestions must be an array.");
+                    foreach (var a in acc.EnumerateArray())
+                        accepted.Add(a.ValueKind == JsonValueKind.Object ? Str(a, "id", at + ".acceptedSuggestions") ?? throw Bad($"{at}.acceptedSuggestions[].id is required.") : throw Bad($"{at}.acceptedSuggestions holds objects."));
+                }
+                if (outcome == "accepted" && accepted.Count == 0) throw Bad($"{at}.acceptedSuggestions is required for an accepted outcome.");
+
+                string? rSystem = null, rCode = null, rDisplay = null, comment = null;
+                if (f.TryGetProperty("overrideReason", out var or) && or.ValueKind != JsonValueKind.Null)
+                {
+                    if (or.ValueKind != JsonValueKind.Object) throw Bad($"{at}.overrideReason must be an object.");
+                    if (outcome != "overridden") throw Bad($"{at}.overrideReason is only for an overridden outcome.");
+                    if (or.TryGetProperty("reason", out var reason) && reason.ValueKind != JsonValueKind.Null)
+                    {
+                        if (reason.ValueKind != JsonValueKind.Object) throw Bad($"{at}.overrideReason.reason must be a Coding.");
+                        rCode = Str(reason, "code", at) ?? throw Bad($"{at}.overrideReason.reason.code is required.");
+                        rSystem = Str(reason, "system", at) ?? throw Bad($"{at}.overrideReason.reason.system is required.");
+                        rDisplay = Str(reason, "display", at);
+                    }
+                    comment = Str(or, "userComment", at);
+                }
+                items.Add(new FeedbackItem(serviceId, card, outcome, accepted, rSystem, rCode, rDisplay, comment, when));
+            }
+            return items;
+        }
+    }
+
+    private static string? Str(JsonElement o, string name, string at) =>
+        !o.TryGetProperty(name, out var v) || v.ValueKind == JsonValueKind.Null ? null
+        : v.ValueKind == JsonValueKind.String && v.GetString() is { Length: > 0 } s ? s
+        : throw Bad($"{at}.{name} must be a non-empty string.");
+
+    private static FhirRequestException Bad(string message) => new(StatusCodes.Status400BadRequest, OutcomeCodes.InvalidFeedback, message);
+}
