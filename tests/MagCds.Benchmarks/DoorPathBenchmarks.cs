@@ -11,6 +11,7 @@ namespace MagCds.Benchmarks;
 /// The floor is the baseline, so the Ratio column reads "full path / floor" for each input file.
 /// </summary>
 [MemoryDiagnoser]
+[Config(typeof(BenchmarkConfig))]
 public class DoorPathBenchmarks
 {
     private Evaluator _evaluator = null!;

@@ -9,6 +9,7 @@ namespace MagCds.Benchmarks;
 /// to the output POCOs (RiskAssessment, DetectedIssue). No parsing and no serialisation are measured.
 /// </summary>
 [MemoryDiagnoser]
+[Config(typeof(BenchmarkConfig))]
 public class EvaluateBenchmarks
 {
     private Evaluator _evaluator = null!;

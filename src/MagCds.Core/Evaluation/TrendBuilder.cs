@@ -67,7 +67,8 @@ internal static class TrendBuilder
             Instant i => i.Value?.ToString("o"),
             _ => null,
         } ?? obs.IssuedElement?.Value?.ToString("o");
-        return text is not null && new FhirDateTime(text).TryToDateTimeOffset(out var dto) ? dto : null;
+        // Partial dates ("2025-05", "2025-05-01") are common in lab feeds: they count from their start, in UTC.
+        return text is not null && Hl7.Fhir.ElementModel.Types.DateTime.TryParse(text, out var parsed) ? parsed.ToDateTimeOffset(TimeSpan.Zero) : null;
     }
 
     public static string DateText(Observation obs)

@@ -40,13 +40,11 @@ public sealed partial class CdsJwtValidator(
         if (string.IsNullOrEmpty(jwt.Kid)) return Reject("no-kid");
         if (string.IsNullOrEmpty(jwt.Id)) return Reject("no-jti");
 
-        string? keySource;
-        if (jwt.TryGetHeaderValue<string>("jku", out var jku) && !string.IsNullOrEmpty(jku))
-        {
-            if (!issuer.AllowedJku.Contains(jku, StringComparer.Ordinal)) return Reject("jku-not-allowed");
-            keySource = jku;
-        }
-        else keySource = issuer.JwksUrl ?? (issuer.JwksFile is null ? null : "file:" + issuer.JwksFile);
+        // A jku must be allow-listed. Keys come from the issuer's configured JWKS when there is one (a file serves EHRs
+        // whose key URL this service cannot reach), otherwise from the allow-listed jku.
+        string? jku = jwt.TryGetHeaderValue<string>("jku", out var j) && !string.IsNullOrEmpty(j) ? j : null;
+        if (jku is not null && !issuer.AllowedJku.Contains(jku, StringComparer.Ordinal)) return Reject("jku-not-allowed");
+        string? keySource = issuer.JwksFile is not null ? "file:" + issuer.JwksFile : issuer.JwksUrl ?? jku;
         if (keySource is null) return Reject("no-key-source");
 
         var key = await jwks.FindKeyAsync(keySource, jwt.Kid, ct);

@@ -10,16 +10,33 @@ using Serilog.Formatting.Compact;
 namespace MagCds.Tests.Support;
 
 /// <summary>The real service in memory, with every log event it writes captured for inspection.</summary>
-public sealed class MagCdsFactory(IReadOnlyDictionary<string, string?>? settings = null) : WebApplicationFactory<Program>
+public sealed class MagCdsFactory(IReadOnlyDictionary<string, string?>? settings = null, TimeProvider? time = null) : WebApplicationFactory<Program>
 {
     public CapturedLogs Logs { get; } = new();
+
+    /// <summary>Each factory gets its own SQLite file unless the test names one (e.g. to restart on the same store).</summary>
+    public string StorePath { get; } = settings?.GetValueOrDefault("MagCds:Store:SqliteConnectionString") is { } cs
+        ? cs["Data Source=".Length..]
+        : Path.Combine(Path.GetTempPath(), $"magcds-test-{Guid.NewGuid():N}.db");
 
     protected override void ConfigureWebHost(IWebHostBuilder builder)
     {
         builder.UseEnvironment("Testing");
+        builder.UseSetting("MagCds:Store:SqliteConnectionString", "Data Source=" + StorePath);
         foreach (var (k, v) in settings ?? new Dictionary<string, string?>()) builder.UseSetting(k, v);
-        builder.ConfigureTestServices(s => s.AddSingleton<ILogEventSink>(Logs));
+        builder.ConfigureTestServices(s =>
+        {
+            s.AddSingleton<ILogEventSink>(Logs);
+            if (time is not null) s.AddSingleton(time);
+        });
     }
+}
+
+/// <summary>A clock the test sets.</summary>
+public sealed class FixedClock(DateTimeOffset now) : TimeProvider
+{
+    public DateTimeOffset Now { get; set; } = now;
+    public override DateTimeOffset GetUtcNow() => Now;
 }
 
 /// <summary>A Serilog sink that keeps each event as the compact JSON the console would show.</summary>

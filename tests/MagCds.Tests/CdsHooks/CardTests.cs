@@ -1,0 +1,109 @@
+using System.Net;
+using System.Text.Json;
+using Hl7.Fhir.Model;
+using Hl7.Fhir.Serialization;
+using MagCds.Service.FhirRest;
+using MagCds.Tests.Support;
+
+namespace MagCds.Tests.CdsHooks;
+
+/// <summary>
+/// patient-view over every case of cases.json: a card exactly when the result is raised or cannot be interpreted,
+/// every card satisfies the CDS Hooks card rules, and its suggestion carries the same resources (content and ids)
+/// as the FHIR REST door for the same input.
+/// </summary>
+public class CardTests
+{
+    private MagCdsFactory _factory = null!;
+    private HttpClient _client = null!;
+
+    [OneTimeSetUp]
+    public void Start()
+    {
+        _factory = new MagCdsFactory(new Dictionary<string, string?> { ["MagCds:CdsHooks:AllowUnsignedCalls"] = "true" });
+        _client = _factory.CreateClient();
+    }
+
+    [OneTimeTearDown]
+    public void Stop()
+    {
+        _client.Dispose();
+        _factory.Dispose();
+    }
+
+    private static IEnumerable<TestCaseData> PatientCases() =>
+        TestFiles.CaseData(c => !c.File.StartsWith("Bundle-", StringComparison.Ordinal) && !c.File.Contains("no-subject", StringComparison.Ordinal));
+
+    /// <summary>The Observations of a case file: the Observation, or the Parameters' observation and history.</summary>
+    private static List<Observation> Observations(string file) => TestFiles.Resource(file) switch
+    {
+        Observation o => [o],
+        Parameters p => p.Parameter.Select(x => x.Resource).OfType<Observation>().ToList(),
+        _ => throw new InvalidOperationException(file),
+    };
+
+    [TestCaseSource(nameof(PatientCases))]
+    public async Task Patient_view_shows_a_valid_card_exactly_when_there_is_something_to_act_on(Case c)
+    {
+        var obs = Observations(c.File);
+        var resp = await _client.SendAsync(CdsKit.Post("/cds-services/magcds-patient-view", CdsKit.PatientView("pat-oakhaven", obs), null));
+        Assert.That(resp.StatusCode, Is.EqualTo(HttpStatusCode.OK));
+        using var json = JsonDocument.Parse(await resp.Content.ReadAsStringAsync());
+        Assert.That(CardRules.Violations(json.RootElement), Is.Empty);
+        var cards = json.RootElement.GetProperty("cards");
+
+        bool actionable = c.Category is "elevated" or "cannot-interpret";
+        Assert.That(cards.GetArrayLength(), Is.EqualTo(actionable ? 1 : 0));
+        if (!actionable) return;
+
+        var card = cards[0];
+        Assert.That(card.GetProperty("indicator").GetString(), Is.EqualTo(c.Category == "elevated" ? "warning" : "info"));
+        string summary = card.GetProperty("summary").GetString()!;
+        var first = Observations(c.File).First();
+        Assert.That(summary, Does.StartWith((first.Status == ObservationStatus.Preliminary ? "Preliminary: " : "") + "Anti-MAG IgM "));
+        Assert.That(summary, Does.Contain(c.Category == "elevated" ? "raised" : "cannot be interpreted"));
+        string detail = card.GetProperty("detail").GetString()!;
+        Assert.That(detail, Does.Contain("Rule: ").And.Contain("**References**").And.Contain("MagCds knowledge"));
+        if (c.PercentFromPrevious is not null) Assert.That(detail, Does.Contain("| date | result |"));
+
+        // The suggestion's resources are exactly what the FHIR REST door returns for the same input.
+        var rest = CoreUnderTest.EvaluateFile(c.File).Outputs.Select(o => o.ToJson()).ToList();
+        var actions = card.GetProperty("suggestions")[0].GetProperty("actions").EnumerateArray()
+            .Select(a => new FhirJsonDeserializer().DeserializeResource(a.GetProperty("resource").GetRawText()).ToJson()).ToList();
+        Assert.That(actions, Is.EqualTo(rest));
+    }
+
+    [Test]
+    public async Task A_result_that_fell_below_the_limit_since_the_previous_one_gets_an_info_card()
+    {
+        var previous = TestFiles.Resource<Observation>("Observation-btu-medium.json");
+        previous.Id = "earlier"; previous.Identifier[0].Value = "ACC-EARLIER"; previous.Effective = new FhirDateTime("2025-05-01");
+        previous.Issued = new DateTimeOffset(2025, 5, 2, 0, 0, 0, TimeSpan.Zero);
+        var latest = TestFiles.Resource<Observation>("Observation-btu-not-detected.json");
+        var resp = await _client.SendAsync(CdsKit.Post("/cds-services/magcds-patient-view", CdsKit.PatientView("pat-oakhaven", [latest, previous]), null));
+        using var json = JsonDocument.Parse(await resp.Content.ReadAsStringAsync());
+        var card = json.RootElement.GetProperty("cards").EnumerateArray().Single();
+        Assert.That(card.GetProperty("indicator").GetString(), Is.EqualTo("info"));
+        Assert.That(card.GetProperty("summary").GetString(), Is.EqualTo("Anti-MAG IgM 640 BTU: not raised; the previous result was raised"));
+    }
+
+    [Test]
+    public async Task The_same_call_twice_gives_identical_cards()
+    {
+        string body = CdsKit.PatientView("pat-oakhaven", Observations("Parameters-history-falling.json"));
+        string a = await (await _client.SendAsync(CdsKit.Post("/cds-services/magcds-patient-view", body, null))).Content.ReadAsStringAsync();
+        string b = await (await _client.SendAsync(CdsKit.Post("/cds-services/magcds-patient-view", body, null))).Content.ReadAsStringAsync();
+        Assert.That(b, Is.EqualTo(a));
+    }
+
+    [Test]
+    public async Task Markup_in_lab_supplied_text_is_escaped_in_the_card()
+    {
+        var obs = TestFiles.Resource<Observation>("Observation-unknown-unit-no-range.json");
+        ((Quantity)obs.Value!).Unit = "<img src=x onerror=alert(1)>";
+        var resp = await _client.SendAsync(CdsKit.Post("/cds-services/magcds-patient-view", CdsKit.PatientView("pat-oakhaven", [obs]), null));
+        using var json = JsonDocument.Parse(await resp.Content.ReadAsStringAsync());
+        string detail = json.RootElement.GetProperty("cards")[0].GetProperty("detail").GetString()!;
+        Assert.That(detail, Does.Not.Contain("<img").And.Contain("&lt;img"));
+    }
+}

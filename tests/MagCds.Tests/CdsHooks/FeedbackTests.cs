@@ -1,0 +1,71 @@
+using System.Net;
+using Hl7.Fhir.Model;
+using MagCds.Service.Storage;
+using MagCds.Tests.Support;
+using Microsoft.Extensions.DependencyInjection;
+
+namespace MagCds.Tests.CdsHooks;
+
+public class FeedbackTests
+{
+    private const string Url = "/cds-services/magcds-patient-view/feedback";
+    private static Dictionary<string, string?> Dev(string? store = null)
+    {
+        var d = new Dictionary<string, string?> { ["MagCds:CdsHooks:AllowUnsignedCalls"] = "true" };
+        if (store is not null) d["MagCds:Store:SqliteConnectionString"] = "Data Source=" + store;
+        return d;
+    }
+
+    private static IEnumerable<TestCaseData> Malformed()
+    {
+        yield return new TestCaseData("{}").SetArgDisplayNames("no feedback array");
+        yield return new TestCaseData("""{"feedback":[]}""").SetArgDisplayNames("empty array");
+        yield return new TestCaseData("""{"feedback":[{"outcome":"accepted","acceptedSuggestions":[{"id":"x"}],"outcomeTimestamp":"2021-12-11T10:05:31Z"}]}""").SetArgDisplayNames("no card");
+        yield return new TestCaseData("""{"feedback":[{"card":"c","outcome":"maybe","outcomeTimestamp":"2021-12-11T10:05:31Z"}]}""").SetArgDisplayNames("bad outcome");
+        yield return new TestCaseData("""{"feedback":[{"card":"c","outcome":"accepted","outcomeTimestamp":"2021-12-11T10:05:31Z"}]}""").SetArgDisplayNames("accepted without suggestions");
+        yield return new TestCaseData("""{"feedback":[{"card":"c","outcome":"overridden","outcomeTimestamp":"yesterday"}]}""").SetArgDisplayNames("bad timestamp");
+        yield return new TestCaseData("""{"feedback":[{"card":"c","outcome":"overridden","overrideReason":{"reason":{"code":"x"}},"outcomeTimestamp":"2021-12-11T10:05:31Z"}]}""").SetArgDisplayNames("reason without system");
+        yield return new TestCaseData("""{"feedback":[{"card":"c","outcome":"overridden","outcomeTimestamp":"2021-12-11T10:05:31Z"},{"card":null}]}""").SetArgDisplayNames("second item bad");
+        yield return new TestCaseData("not json").SetArgDisplayNames("not JSON");
+    }
+
+    [TestCaseSource(nameof(Malformed))]
+    public async Task Malformed_feedback_gets_400_and_stores_nothing(string body)
+    {
+        await using var f = new MagCdsFactory(Dev());
+        var resp = await f.CreateClient().SendAsync(CdsKit.Post(Url, body, null));
+        Assert.That(resp.StatusCode, Is.EqualTo(HttpStatusCode.BadRequest));
+        Assert.That(Http.Codes((OperationOutcome)await Http.ReadAsync(resp)), Does.Contain("invalid-feedback"));
+        Assert.That(await f.Services.GetRequiredService<FeedbackStore>().CountsAsync(CancellationToken.None), Is.Empty);
+    }
+
+    [Test]
+    public async Task Feedback_survives_a_restart()
+    {
+        string store = Path.Combine(Path.GetTempPath(), $"magcds-restart-{Guid.NewGuid():N}.db");
+        const string body = """{"feedback":[{"card":"c1","outcome":"overridden","overrideReason":{"reason":{"code":"already-known","system":"https://magcds.org/fhir/CodeSystem/magcds-override-reason","display":"Result already known and being acted on"},"userComment":"seen"},"outcomeTimestamp":"2026-11-20T10:00:00Z"}]}""";
+        await using (var first = new MagCdsFactory(Dev(store)))
+            Assert.That((await first.CreateClient().SendAsync(CdsKit.Post(Url, body, null))).StatusCode, Is.EqualTo(HttpStatusCode.OK));
+        await using var second = new MagCdsFactory(Dev(store));
+        var counts = await second.Services.GetRequiredService<FeedbackStore>().CountsAsync(CancellationToken.None);
+        Assert.That(counts.Single(), Is.EqualTo(new FeedbackCount("magcds-patient-view", "overridden", "already-known", 1)));
+    }
+
+    [Test]
+    public async Task Feedback_needs_a_valid_JWT_by_default()
+    {
+        await using var f = new MagCdsFactory();
+        var resp = await f.CreateClient().SendAsync(CdsKit.Post(Url, """{"feedback":[]}""", null));
+        Assert.That(resp.StatusCode, Is.EqualTo(HttpStatusCode.Unauthorized));
+    }
+
+    [Test]
+    public async Task Feedback_with_a_token_for_the_feedback_url_is_accepted()
+    {
+        using var kit = new CdsKit();
+        await using var f = new MagCdsFactory(kit.TrustSettings());
+        const string body = """{"feedback":[{"card":"c1","outcome":"accepted","acceptedSuggestions":[{"id":"s1"}],"outcomeTimestamp":"2026-11-20T10:00:00Z"}]}""";
+        var resp = await f.CreateClient().SendAsync(CdsKit.Post(Url, body, kit.Token(CdsKit.Base + Url)));
+        Assert.That(resp.StatusCode, Is.EqualTo(HttpStatusCode.OK));
+    }
+}

@@ -1,0 +1,119 @@
+using System.Net;
+using Microsoft.AspNetCore.Builder;
+using Microsoft.AspNetCore.Hosting;
+using Microsoft.AspNetCore.Http;
+using Microsoft.IdentityModel.Tokens;
+using MagCds.Tests.Support;
+
+namespace MagCds.Tests.CdsHooks;
+
+/// <summary>Only a correctly signed, fresh, unreplayed ES384/RS384 token from a trusted issuer for this exact URL gets in.</summary>
+public class JwtTests
+{
+    private CdsKit _kit = null!;
+    private MagCdsFactory _factory = null!;
+    private HttpClient _client = null!;
+    private const string Path = "/cds-services/magcds-patient-view";
+    private const string Aud = CdsKit.Base + Path;
+
+    [OneTimeSetUp]
+    public void Start()
+    {
+        _kit = new CdsKit();
+        _factory = new MagCdsFactory(_kit.TrustSettings());
+        _client = _factory.CreateClient();
+    }
+
+    [OneTimeTearDown]
+    public void Stop()
+    {
+        _client.Dispose();
+        _factory.Dispose();
+        _kit.Dispose();
+    }
+
+    private static string Body => CdsKit.PatientView("pat-oakhaven", [TestFiles.Resource("Observation-btu-medium.json")]);
+
+    private async Task<HttpResponseMessage> Call(string? token) => await _client.SendAsync(CdsKit.Post(Path, Body, token));
+
+    [Test]
+    public async Task A_valid_ES384_token_is_accepted() =>
+        Assert.That((await Call(_kit.Token(Aud))).StatusCode, Is.EqualTo(HttpStatusCode.OK));
+
+    [Test]
+    public async Task A_valid_RS384_token_is_accepted() =>
+        Assert.That((await Call(_kit.Token(Aud, _kit.RsaKey, SecurityAlgorithms.RsaSha384))).StatusCode, Is.EqualTo(HttpStatusCode.OK));
+
+    private static IEnumerable<TestCaseData> BadTokens()
+    {
+        TestCaseData C(string name, Func<CdsKit, string?> make) => new TestCaseData(make).SetArgDisplayNames(name);
+        yield return C("no token", _ => null);
+        yield return C("alg none", _ => CdsKit.UnsignedToken(Aud));
+        yield return C("HS256 with a shared secret", k => k.Token(Aud, new SymmetricSecurityKey(new byte[32]) { KeyId = "ec-key" }, SecurityAlgorithms.HmacSha256));
+        yield return C("ES256 (not allowed)", k => k.Token(Aud, k.EcKey, SecurityAlgorithms.EcdsaSha256));
+        yield return C("expired", k => k.Token(Aud, issued: DateTime.UtcNow.AddMinutes(-20), expires: DateTime.UtcNow.AddMinutes(-10)));
+        yield return C("iat in the future", k => k.Token(Aud, issued: DateTime.UtcNow.AddMinutes(10), expires: DateTime.UtcNow.AddMinutes(15)));
+        yield return C("lifetime over an hour", k => k.Token(Aud, expires: DateTime.UtcNow.AddHours(3)));
+        yield return C("wrong audience", k => k.Token(CdsKit.Base + "/cds-services/other-service"));
+        yield return C("audience of discovery", k => k.Token(CdsKit.Base + "/cds-services"));
+        yield return C("untrusted issuer", k => k.Token(Aud, issuer: "https://evil.example"));
+        yield return C("unknown kid", k => k.Token(Aud, new ECDsaSecurityKey(System.Security.Cryptography.ECDsa.Create(System.Security.Cryptography.ECCurve.NamedCurves.nistP384)) { KeyId = "other-kid" }));
+        yield return C("known kid, other key", k => k.Token(Aud, new ECDsaSecurityKey(System.Security.Cryptography.ECDsa.Create(System.Security.Cryptography.ECCurve.NamedCurves.nistP384)) { KeyId = "ec-key" }));
+        yield return C("jku not allow-listed", k => k.Token(Aud, header: new Dictionary<string, object> { ["jku"] = "https://evil.example/jwks" }));
+        yield return C("garbage", _ => "not.a.jwt");
+    }
+
+    [TestCaseSource(nameof(BadTokens))]
+    public async Task A_bad_token_gets_a_bare_401(Func<CdsKit, string?> make)
+    {
+        var resp = await Call(make(_kit));
+        Assert.That(resp.StatusCode, Is.EqualTo(HttpStatusCode.Unauthorized));
+        Assert.That(await resp.Content.ReadAsStringAsync(), Is.Empty, "no detail for the caller");
+    }
+
+    [Test]
+    public async Task A_replayed_jti_is_refused()
+    {
+        string token = _kit.Token(Aud);
+        Assert.That((await Call(token)).StatusCode, Is.EqualTo(HttpStatusCode.OK));
+        Assert.That((await Call(token)).StatusCode, Is.EqualTo(HttpStatusCode.Unauthorized));
+    }
+
+    [Test]
+    public async Task Tokens_never_reach_the_logs()
+    {
+        string token = _kit.Token(Aud);
+        await Call(token);
+        await Call(token); // replayed: rejected and logged as such
+        Assert.That(_factory.Logs.Lines.Any(l => l.Contains(token.Split('.')[2], StringComparison.Ordinal) || l.Contains(token.Split('.')[1], StringComparison.Ordinal)), Is.False);
+        Assert.That(_factory.Logs.Lines.Any(l => l.Contains("replayed-jti", StringComparison.Ordinal)), Is.True, "the reason is logged");
+    }
+}
+
+/// <summary>The key comes from an allow-listed jku served over real HTTP by a second, minimal Kestrel server.</summary>
+public class JkuTests
+{
+    [Test]
+    public async Task A_token_whose_allow_listed_jku_serves_the_key_is_accepted()
+    {
+        using var kit = new CdsKit();
+        var jwksApp = WebApplication.CreateBuilder();
+        jwksApp.WebHost.UseUrls("http://127.0.0.1:0");
+        await using var jwks = jwksApp.Build();
+        jwks.MapGet("/jwks", () => Results.Text(CdsKit.Jwks(kit.EcKey), "application/json"));
+        await jwks.StartAsync();
+        string jku = jwks.Urls.Single() + "/jwks";
+
+        var settings = kit.TrustSettings(jku);
+        settings.Remove("MagCds:CdsHooks:TrustedIssuers:0:JwksFile");
+        await using var factory = new MagCdsFactory(settings);
+        var client = factory.CreateClient();
+        string aud = CdsKit.Base + "/cds-services/magcds-patient-view";
+        string body = CdsKit.PatientView("pat-oakhaven", []);
+        var ok = await client.SendAsync(CdsKit.Post("/cds-services/magcds-patient-view", body, kit.Token(aud, header: new Dictionary<string, object> { ["jku"] = jku })));
+        var noJku = await client.SendAsync(CdsKit.Post("/cds-services/magcds-patient-view", body, kit.Token(aud)));
+        Assert.That(ok.StatusCode, Is.EqualTo(HttpStatusCode.OK));
+        Assert.That(noJku.StatusCode, Is.EqualTo(HttpStatusCode.Unauthorized), "without jku and without a configured JWKS there is no key");
+        await jwks.StopAsync();
+    }
+}

@@ -1,0 +1,71 @@
+using System.Net;
+using System.Text.Json;
+using Hl7.Fhir.Model;
+using MagCds.Tests.Support;
+
+namespace MagCds.Tests.CdsHooks;
+
+public class OrderHookTests
+{
+    private MagCdsFactory _factory = null!;
+    private HttpClient _client = null!;
+    private static readonly Coding AntiMag = new("http://loinc.org", "39087-2");
+    private static readonly Coding Glucose = new("http://loinc.org", "15074-8");
+
+    [OneTimeSetUp]
+    public void Start()
+    {
+        _factory = new MagCdsFactory(new Dictionary<string, string?> { ["MagCds:CdsHooks:AllowUnsignedCalls"] = "true" });
+        _client = _factory.CreateClient();
+    }
+
+    [OneTimeTearDown]
+    public void Stop()
+    {
+        _client.Dispose();
+        _factory.Dispose();
+    }
+
+    private async Task<JsonElement> Cards(string service, string body)
+    {
+        var resp = await _client.SendAsync(CdsKit.Post("/cds-services/" + service, body, null));
+        Assert.That(resp.StatusCode, Is.EqualTo(HttpStatusCode.OK), await resp.Content.ReadAsStringAsync());
+        var root = JsonDocument.Parse(await resp.Content.ReadAsStringAsync()).RootElement;
+        Assert.That(CardRules.Violations(root), Is.Empty);
+        return root.GetProperty("cards");
+    }
+
+    private static Resource[] History() => TestFiles.Resource<Parameters>("Parameters-history-falling.json").Parameter.Select(p => p.Resource!).ToArray();
+
+    [TestCase("order-select", "magcds-order-select")]
+    [TestCase("order-sign", "magcds-order-sign")]
+    public async Task An_anti_MAG_order_gets_an_info_card_with_the_latest_result_its_trend_and_what_the_test_is_for(string hook, string service)
+    {
+        var cards = await Cards(service, CdsKit.OrderHook(hook, "pat-oakhaven", AntiMag, selected: true, History()));
+        var card = cards.EnumerateArray().Single();
+        Assert.Multiple(() =>
+        {
+            Assert.That(card.GetProperty("indicator").GetString(), Is.EqualTo("info"));
+            Assert.That(card.GetProperty("summary").GetString(), Does.StartWith("Latest anti-MAG IgM 20000 BTU: raised"));
+            string detail = card.GetProperty("detail").GetString()!;
+            Assert.That(detail, Does.Contain("serves both the diagnosis and the monitoring of therapy"));
+            Assert.That(detail, Does.Contain("| 2026-03-02 | 20000 BTU (this result) |"));
+        });
+    }
+
+    [Test]
+    public async Task An_order_with_no_earlier_result_says_so_and_what_the_test_is_for()
+    {
+        var card = (await Cards("magcds-order-sign", CdsKit.OrderHook("order-sign", "pat-oakhaven", AntiMag, true, null))).EnumerateArray().Single();
+        Assert.That(card.GetProperty("summary").GetString(), Is.EqualTo("No earlier anti-MAG IgM result on file for this patient"));
+        Assert.That(card.GetProperty("detail").GetString(), Does.Contain("monitoring of therapy"));
+    }
+
+    [Test]
+    public async Task An_anti_MAG_order_that_is_not_selected_gets_no_card() =>
+        Assert.That((await Cards("magcds-order-select", CdsKit.OrderHook("order-select", "pat-oakhaven", AntiMag, selected: false, History()))).GetArrayLength(), Is.Zero);
+
+    [Test]
+    public async Task Another_test_being_ordered_gets_no_card() =>
+        Assert.That((await Cards("magcds-order-sign", CdsKit.OrderHook("order-sign", "pat-oakhaven", Glucose, true, History()))).GetArrayLength(), Is.Zero);
+}

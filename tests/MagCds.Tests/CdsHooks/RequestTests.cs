@@ -1,0 +1,189 @@
+using System.Diagnostics.Metrics;
+using System.Net;
+using System.Text.Json;
+using System.Text.Json.Nodes;
+using Hl7.Fhir.Model;
+using MagCds.Service.CdsHooks;
+using MagCds.Tests.Support;
+
+namespace MagCds.Tests.CdsHooks;
+
+/// <summary>Discovery, request validation (4xx with an OperationOutcome, never 500), patient safety, CORS and the secure default.</summary>
+public class RequestTests
+{
+    private MagCdsFactory _factory = null!;
+    private HttpClient _client = null!;
+
+    [OneTimeSetUp]
+    public void Start()
+    {
+        _factory = new MagCdsFactory(new Dictionary<string, string?>
+        {
+            ["MagCds:CdsHooks:AllowUnsignedCalls"] = "true",
+            ["MagCds:CdsHooks:AllowedOrigins:0"] = "https://sandbox.cds-hooks.org",
+        });
+        _client = _factory.CreateClient();
+    }
+
+    [OneTimeTearDown]
+    public void Stop()
+    {
+        _client.Dispose();
+        _factory.Dispose();
+    }
+
+    [Test]
+    public async Task Discovery_lists_the_three_services_with_their_prefetch()
+    {
+        var resp = await _client.GetAsync("/cds-services");
+        Assert.That(resp.StatusCode, Is.EqualTo(HttpStatusCode.OK));
+        var root = JsonDocument.Parse(await resp.Content.ReadAsStringAsync()).RootElement;
+        var services = root.GetProperty("services").EnumerateArray().ToList();
+        Assert.That(services.Select(s => (s.GetProperty("id").GetString(), s.GetProperty("hook").GetString())), Is.EquivalentTo(new[]
+        {
+            ((string?)"magcds-patient-view", (string?)"patient-view"), ("magcds-order-select", "order-select"), ("magcds-order-sign", "order-sign"),
+        }));
+        foreach (var s in services)
+        {
+            Assert.That(s.GetProperty("description").GetString(), Is.Not.Empty);
+            Assert.That(s.GetProperty("prefetch").GetProperty("antiMagResults").GetString(),
+                Is.EqualTo("Observation?patient={{context.patientId}}&code=http://loinc.org|39087-2&_sort=-date&_count=20"));
+            Assert.That(s.GetProperty("prefetch").GetProperty("patient").GetString(), Is.EqualTo("Patient/{{context.patientId}}"));
+            Assert.That(s.TryGetProperty("usageRequirements", out _), Is.False, "optional members are omitted, not null");
+        }
+    }
+
+    private static string Valid => CdsKit.PatientView("pat-oakhaven", [TestFiles.Resource("Observation-btu-medium.json")]);
+
+    private static IEnumerable<TestCaseData> BadRequests()
+    {
+        TestCaseData C(string name, Func<JsonObject, JsonNode?> edit, int status = 400) => new TestCaseData(edit, status).SetArgDisplayNames(name);
+        yield return C("wrong hook for the service", b => b["hook"] = "order-sign");
+        yield return C("unknown hook", b => b["hook"] = "lab-report-view");
+        yield return C("no hookInstance", b => b.Remove("hookInstance") ? b : b);
+        yield return C("hookInstance not a UUID", b => b["hookInstance"] = "123");
+        yield return C("no context", b => b.Remove("context") ? b : b);
+        yield return C("context not an object", b => b["context"] = "x");
+        yield return C("no patientId", b => b["context"]!.AsObject().Remove("patientId") ? b : b);
+        yield return C("no userId", b => b["context"]!.AsObject().Remove("userId") ? b : b);
+        yield return C("patientId a number", b => b["context"]!["patientId"] = 5);
+        yield return C("extension not an object", b => b["extension"] = "x");
+        yield return C("prefetch an array", b => b["prefetch"] = new JsonArray());
+        yield return C("prefetch value a string", b => b["prefetch"]!["antiMagResults"] = "Observation/1");
+        yield return C("prefetch value not FHIR", b => b["prefetch"]!["antiMagResults"] = new JsonObject { ["resourceType"] = "Nonsense" });
+        yield return C("fhirAuthorization without fhirServer", b => b["fhirAuthorization"] = new JsonObject { ["access_token"] = "t", ["token_type"] = "Bearer" });
+        yield return C("fhirServer not a URL", b => b["fhirServer"] = "not a url");
+    }
+
+    [TestCaseSource(nameof(BadRequests))]
+    public async Task A_malformed_call_gets_a_4xx_with_an_OperationOutcome(Func<JsonObject, JsonNode?> edit, int status)
+    {
+        var body = JsonNode.Parse(Valid)!.AsObject();
+        edit(body);
+        var resp = await _client.SendAsync(CdsKit.Post("/cds-services/magcds-patient-view", body.ToJsonString(), null));
+        Assert.That((int)resp.StatusCode, Is.EqualTo(status));
+        var oo = (OperationOutcome)await Http.ReadAsync(resp);
+        Assert.That(Http.Codes(oo), Does.Contain("invalid-cds-request"));
+    }
+
+    [TestCase("{not json", 400)]
+    [TestCase("[]", 400)]
+    [TestCase("", 400)]
+    public async Task Malformed_JSON_gets_400(string body, int status)
+    {
+        var resp = await _client.SendAsync(CdsKit.Post("/cds-services/magcds-patient-view", body, null));
+        Assert.That((int)resp.StatusCode, Is.EqualTo(status));
+    }
+
+    [Test]
+    public async Task Unknown_members_the_spec_allows_are_ignored()
+    {
+        var body = JsonNode.Parse(Valid)!.AsObject();
+        body["extension"] = new JsonObject { ["com.example.whatever"] = new JsonObject { ["deep"] = 1 } };
+        body["somethingNew"] = 42;
+        body["context"]!["encounterId"] = "89284";
+        var resp = await _client.SendAsync(CdsKit.Post("/cds-services/magcds-patient-view", body.ToJsonString(), null));
+        Assert.That(resp.StatusCode, Is.EqualTo(HttpStatusCode.OK));
+    }
+
+    [Test]
+    public async Task An_unknown_service_gets_404_and_a_wrong_content_type_415()
+    {
+        Assert.That((await _client.SendAsync(CdsKit.Post("/cds-services/nope", Valid, null))).StatusCode, Is.EqualTo(HttpStatusCode.NotFound));
+        var req = new HttpRequestMessage(HttpMethod.Post, "/cds-services/magcds-patient-view") { Content = new StringContent(Valid, System.Text.Encoding.UTF8, "text/plain") };
+        Assert.That((await _client.SendAsync(req)).StatusCode, Is.EqualTo(HttpStatusCode.UnsupportedMediaType));
+    }
+
+    [Test]
+    public async Task No_results_in_prefetch_means_no_card()
+    {
+        var resp = await _client.SendAsync(CdsKit.Post("/cds-services/magcds-patient-view", CdsKit.PatientView("pat-oakhaven", null), null));
+        Assert.That(await resp.Content.ReadAsStringAsync(), Is.EqualTo("{\"cards\":[]}"));
+    }
+
+    [Test]
+    public async Task No_prefetch_and_no_fhirServer_gets_412()
+    {
+        var resp = await _client.SendAsync(CdsKit.Post("/cds-services/magcds-patient-view", CdsKit.PatientView("pat-oakhaven", null, includeResultsKey: false), null));
+        Assert.That(resp.StatusCode, Is.EqualTo(HttpStatusCode.PreconditionFailed));
+        Assert.That(Http.Codes((OperationOutcome)await Http.ReadAsync(resp)), Does.Contain("data-unavailable"));
+    }
+
+    [Test]
+    public async Task An_OperationOutcome_in_the_prefetch_slot_and_no_fhirServer_gets_412_not_a_crash()
+    {
+        var oo = JsonNode.Parse("""{"resourceType":"OperationOutcome","issue":[{"severity":"error","code":"timeout"}]}""");
+        var resp = await _client.SendAsync(CdsKit.Post("/cds-services/magcds-patient-view", CdsKit.PatientView("pat-oakhaven", null, resultsSlot: oo), null));
+        Assert.That(resp.StatusCode, Is.EqualTo(HttpStatusCode.PreconditionFailed));
+    }
+
+    [Test]
+    public async Task Another_patients_results_are_ignored_and_counted()
+    {
+        long ignored = 0;
+        using var listener = new MeterListener();
+        listener.InstrumentPublished = (i, l) => { if (i.Meter.Name == CdsHooksMetrics.MeterName && i.Name.EndsWith("other_patient_observations_ignored", StringComparison.Ordinal)) l.EnableMeasurementEvents(i); };
+        listener.SetMeasurementEventCallback<long>((_, v, _, _) => Interlocked.Add(ref ignored, v));
+        listener.Start();
+
+        var someoneElse = TestFiles.Resource<Observation>("Observation-btu-high.json");
+        someoneElse.Subject = new ResourceReference("Patient/someone-else");
+        var mine = TestFiles.Resource<Observation>("Observation-btu-not-detected.json");
+        var resp = await _client.SendAsync(CdsKit.Post("/cds-services/magcds-patient-view", CdsKit.PatientView("pat-oakhaven", [someoneElse, mine]), null));
+        Assert.That(await resp.Content.ReadAsStringAsync(), Is.EqualTo("{\"cards\":[]}"), "the raised result of another patient yields no card");
+        Assert.That(Interlocked.Read(ref ignored), Is.EqualTo(1));
+    }
+
+    [Test]
+    public async Task CORS_allows_the_configured_origin_only()
+    {
+        async Task<HttpResponseMessage> Preflight(string origin)
+        {
+            var req = new HttpRequestMessage(HttpMethod.Options, "/cds-services/magcds-patient-view");
+            req.Headers.Add("Origin", origin);
+            req.Headers.Add("Access-Control-Request-Method", "POST");
+            req.Headers.Add("Access-Control-Request-Headers", "authorization,content-type");
+            return await _client.SendAsync(req);
+        }
+        var ok = await Preflight("https://sandbox.cds-hooks.org");
+        var other = await Preflight("https://evil.example");
+        Assert.That(ok.Headers.GetValues("Access-Control-Allow-Origin").Single(), Is.EqualTo("https://sandbox.cds-hooks.org"));
+        Assert.That(other.Headers.Contains("Access-Control-Allow-Origin"), Is.False);
+    }
+
+    [Test]
+    public async Task Development_mode_is_announced_at_start_up()
+    {
+        await _client.GetAsync("/cds-services");
+        Assert.That(_factory.Logs.Lines.Any(l => l.Contains("DEVELOPMENT MODE", StringComparison.Ordinal) && l.Contains("Warning", StringComparison.Ordinal)), Is.True);
+    }
+
+    [Test]
+    public async Task By_default_an_unsigned_call_is_refused()
+    {
+        await using var secure = new MagCdsFactory();
+        var resp = await secure.CreateClient().SendAsync(CdsKit.Post("/cds-services/magcds-patient-view", Valid, null));
+        Assert.That(resp.StatusCode, Is.EqualTo(HttpStatusCode.Unauthorized));
+        Assert.That(secure.Logs.Lines.Any(l => l.Contains("DEVELOPMENT MODE", StringComparison.Ordinal)), Is.False);
+    }
+}

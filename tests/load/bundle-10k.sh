@@ -1,0 +1,154 @@
+#!/usr/bin/env bash
+# Load check of the FHIR REST door with one large batch Bundle.
+#
+# Builds the service in Release, generates a batch Bundle of 10,000 anti-MAG IgM Observations (LOINC 39087-2,
+# BTU values across all titre groups, 2,000 patients with 5 results each on different dates, each Observation
+# with an identifier and a subject), starts the service on a free loopback port, posts the Bundle 5 times
+# (the first is a warm-up), and prints each post's HTTP status and curl time_total, then the service's peak
+# resident memory (VmHWM). Exits non-zero when any post does not answer 200, or when the service fails to start.
+#
+# Usage: tests/load/bundle-10k.sh            (from anywhere; only 127.0.0.1 is used)
+# Environment: PORT (default: a free port), POSTS (default 5), PATIENTS (default 2000), RESULTS_PER_PATIENT (default 5),
+#              SKIP_BUILD=1 to use the existing Release build.
+set -euo pipefail
+
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
+POSTS="${POSTS:-5}"
+PATIENTS="${PATIENTS:-2000}"
+RESULTS_PER_PATIENT="${RESULTS_PER_PATIENT:-5}"
+MAX_BODY=$((256 * 1024 * 1024))   # MagCds:FhirRest:MaxRequestBodyBytes for this run
+BIN="$ROOT/src/MagCds.Service/bin/Release/net10.0"
+export DOTNET_CLI_TELEMETRY_OPTOUT=1 DOTNET_NOLOGO=1
+
+WORK="$(mktemp -d "${TMPDIR:-/tmp}/magcds-load.XXXXXX")"
+SERVICE_PID=""
+cleanup() {
+    if [[ -n "$SERVICE_PID" ]] && kill -0 "$SERVICE_PID" 2>/dev/null; then
+        kill -TERM "$SERVICE_PID" 2>/dev/null || true
+        for _ in $(seq 1 50); do kill -0 "$SERVICE_PID" 2>/dev/null || break; sleep 0.2; done
+        kill -KILL "$SERVICE_PID" 2>/dev/null || true
+        wait "$SERVICE_PID" 2>/dev/null || true
+    fi
+    rm -rf "$WORK"
+}
+trap cleanup EXIT
+
+# 1. Build.
+if [[ "${SKIP_BUILD:-0}" != 1 ]]; then
+    echo "== building src/MagCds.Service (Release)"
+    dotnet build "$ROOT/src/MagCds.Service/MagCds.Service.csproj" -c Release -nologo -v quiet -clp:ErrorsOnly
+fi
+[[ -f "$BIN/MagCds.Service.dll" ]] || { echo "error: $BIN/MagCds.Service.dll not found" >&2; exit 1; }
+
+# 2. Generate the Bundle (deterministic: fixed seed).
+BUNDLE="$WORK/bundle-10k.json"
+python3 - "$BUNDLE" "$PATIENTS" "$RESULTS_PER_PATIENT" <<'PY'
+import datetime, json, random, sys, uuid
+path, patients, per_patient = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
+rng = random.Random(20261126)
+# Typical Bühlmann BTU levels: not raised (<1000), low (1000-9999), medium (10000-69999), high (>=70000).
+levels = [(100, 999), (1000, 9999), (10000, 69999), (70000, 150000)]
+start = datetime.datetime(2023, 1, 2, 8, 0, tzinfo=datetime.timezone.utc)
+entries = []
+n = 0
+for p in range(patients):
+    lo, hi = levels[rng.randrange(len(levels))]
+    base = rng.randint(lo, hi)
+    first = start + datetime.timedelta(days=rng.randrange(0, 365), minutes=rng.randrange(0, 600))
+    for k in range(per_patient):
+        n += 1
+        when = first + datetime.timedelta(days=91 * k + rng.randrange(0, 20))   # different dates, oldest first
+        value = max(50, int(base * rng.uniform(0.6, 1.4)))
+        obs = {
+            "resourceType": "Observation",
+            "identifier": [{"system": "urn:oid:2.16.840.1.113883.19.5.99", "value": f"LOAD-{n:06d}"}],
+            "status": "final",
+            "category": [{"coding": [{"system": "http://terminology.hl7.org/CodeSystem/observation-category", "code": "laboratory"}]}],
+            "code": {"coding": [{"system": "http://loinc.org", "code": "39087-2",
+                                 "display": "Myelin associated glycoprotein IgM Ab [Units/volume] in Serum"}],
+                     "text": "Anti-MAG IgM"},
+            "subject": {"reference": f"Patient/load-{p:05d}"},
+            "effectiveDateTime": when.strftime("%Y-%m-%dT%H:%M:%SZ"),
+            "issued": (when + datetime.timedelta(days=1)).strftime("%Y-%m-%dT%H:%M:%SZ"),
+            "valueQuantity": {"value": value, "unit": "BTU", "system": "http://unitsofmeasure.org", "code": "[arb'U]"},
+        }
+        entries.append({"fullUrl": f"urn:uuid:{uuid.UUID(int=rng.getrandbits(128), version=4)}",
+                        "resource": obs, "request": {"method": "POST", "url": "Observation"}})
+bundle = {"resourceType": "Bundle", "type": "batch", "entry": entries}
+with open(path, "w", encoding="utf-8") as f:
+    json.dump(bundle, f, separators=(",", ":"))
+print(f"== bundle: {len(entries)} Observations, {patients} patients, {per_patient} results each")
+PY
+echo "== bundle size: $(stat -c %s "$BUNDLE") bytes"
+
+# 3. Start the service on a free loopback port, from its own folder (so its appsettings.json applies).
+PORT="${PORT:-$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1]); s.close()')}"
+BASE="http://127.0.0.1:$PORT"
+echo "== starting service on $BASE"
+(
+    cd "$BIN"
+    export MagCds__FhirRest__MaxRequestBodyBytes="$MAX_BODY"
+    exec dotnet MagCds.Service.dll --urls "$BASE"
+) >"$WORK/service.log" 2>&1 &
+SERVICE_PID=$!
+
+ready=0
+for _ in $(seq 1 120); do
+    if ! kill -0 "$SERVICE_PID" 2>/dev/null; then break; fi
+    if curl -sf --noproxy '*' -o /dev/null --max-time 2 "$BASE/fhir/metadata"; then ready=1; break; fi
+    sleep 0.5
+done
+if [[ $ready != 1 ]]; then
+    echo "error: the service did not become ready; its log:" >&2
+    tail -n 40 "$WORK/service.log" >&2
+    exit 1
+fi
+echo "== service ready (pid $SERVICE_PID), VmHWM after start: $(awk '/^VmHWM/ {print $2, $3}' "/proc/$SERVICE_PID/status")"
+
+# 4. Post the Bundle.
+failed=0
+times=()
+for i in $(seq 1 "$POSTS"); do
+    out="$WORK/response-$i.json"
+    res="$(curl -sS --noproxy '*' --max-time 300 -o "$out" \
+        -H 'Content-Type: application/fhir+json' -H 'Accept: application/fhir+json' -H 'Expect:' \
+        --data-binary @"$BUNDLE" \
+        -w '%{http_code} %{time_total} %{size_download}' \
+        "$BASE/fhir/Observation/\$mag-evaluate")" || res="000 0 0"
+    read -r code t size <<<"$res"
+    label=$([[ $i == 1 ]] && echo "warm-up" || echo "measured")
+    printf 'post %d (%s): HTTP %s  time_total %ss  response %s bytes\n' "$i" "$label" "$code" "$t" "$size"
+    if [[ "$code" != 200 ]]; then
+        failed=1
+        echo "   response head: $(head -c 400 "$out" 2>/dev/null)" >&2
+    elif [[ $i == 1 ]]; then
+        # Check the answer once: one RiskAssessment per Observation, and what the outcome says.
+        python3 - "$out" <<'PY'
+import json, sys
+p = json.load(open(sys.argv[1], encoding="utf-8"))
+names = [x["name"] for x in p.get("parameter", [])]
+oo = next(x["resource"] for x in p["parameter"] if x["name"] == "outcome")
+print(f"   answer: {names.count('riskAssessment')} riskAssessment, {names.count('detectedIssue')} detectedIssue, "
+      f"{len(oo.get('issue', []))} outcome issues; \"{oo['issue'][0]['details']['text']}\"")
+PY
+    fi
+    [[ $i == 1 ]] || times+=("$t")
+    rm -f "$out"
+done
+
+# 5. Peak memory, then stop.
+hwm="$(awk '/^VmHWM/ {print $2}' "/proc/$SERVICE_PID/status")"
+rss="$(awk '/^VmRSS/ {print $2}' "/proc/$SERVICE_PID/status")"
+awk -v h="$hwm" -v r="$rss" 'BEGIN {printf "service peak RSS (VmHWM): %d kB (%.0f MiB); current VmRSS %d kB\n", h, h / 1024, r}'
+if ((${#times[@]} > 0)); then
+    printf '%s\n' "${times[@]}" | sort -g | awk '{a[NR]=$1} END {printf "measured posts: min %.3fs  median %.3fs  max %.3fs (n=%d)\n", a[1], (NR%2 ? a[(NR+1)/2] : (a[NR/2]+a[NR/2+1])/2), a[NR], NR}'
+fi
+if grep -q '"@l":"\(Error\|Fatal\)"' "$WORK/service.log"; then
+    echo "service logged errors:"; grep '"@l":"\(Error\|Fatal\)"' "$WORK/service.log" | head -n 5 | cut -c1-400
+fi
+
+if [[ $failed != 0 ]]; then
+    echo "FAIL: at least one post did not answer 200" >&2
+    exit 1
+fi
+echo "OK: all $POSTS posts answered 200"
