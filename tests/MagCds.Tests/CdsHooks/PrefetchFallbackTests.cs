@@ -1,0 +1,143 @@
+using System.Net;
+using System.Net.Sockets;
+using System.Text.Json;
+using System.Text.Json.Nodes;
+using Hl7.Fhir.Model;
+using MagCds.Tests.Support;
+
+namespace MagCds.Tests.CdsHooks;
+
+/// <summary>
+/// Prefetch semantics against a real FHIR server (Medplum's FHIR engine, tests/fhir-test-server): a missing key or an
+/// OperationOutcome means MagCds queries fhirServer with the call's access token; null means nothing found.
+/// </summary>
+[NonParallelizable]
+public class PrefetchFallbackTests
+{
+    private const string AccessToken = "ehr-access-token-7f3a91";
+    private const string Patient = "pat-fallback";
+    private FhirTestServer _fhir = null!;
+    private MagCdsFactory _factory = null!;
+    private HttpClient _client = null!;
+
+    [OneTimeSetUp]
+    public async Task Start()
+    {
+        _fhir = new FhirTestServer(requiredToken: AccessToken);
+        await _fhir.StartAsync();
+        _factory = new MagCdsFactory(new Dictionary<string, string?>
+        {
+            ["MagCds:CdsHooks:AllowUnsignedCalls"] = "true",
+            ["MagCds:CdsHooks:AllowInsecureFhirServer"] = "true",
+            ["MagCds:CdsHooks:FhirQueryTimeoutSeconds"] = "3",
+        });
+        _client = _factory.CreateClient();
+
+        var latest = TestFiles.Resource<Observation>("Observation-btu-medium.json");
+        latest.Id = null;
+        latest.Subject = new ResourceReference("Patient/" + Patient);
+        var earlier = TestFiles.Resource<Observation>("Observation-btu-high.json");
+        earlier.Id = null;
+        earlier.Subject = new ResourceReference("Patient/" + Patient);
+        earlier.Effective = new FhirDateTime("2025-09-01T08:00:00Z");
+        var someoneElse = TestFiles.Resource<Observation>("Observation-btu-low.json");
+        someoneElse.Id = null;
+        someoneElse.Subject = new ResourceReference("Patient/someone-else");
+        foreach (var o in new[] { latest, earlier, someoneElse }) await _fhir.SeedAsync(o);
+    }
+
+    [OneTimeTearDown]
+    public async Task Stop()
+    {
+        _client.Dispose();
+        await _factory.DisposeAsync();
+        await _fhir.DisposeAsync();
+    }
+
+    [SetUp]
+    public async Task ClearLog() => await _fhir.ClearRequestsAsync();
+
+    private async Task<HttpResponseMessage> Call(string body) =>
+        await _client.SendAsync(CdsKit.Post("/cds-services/magcds-patient-view", body, null));
+
+    private static JsonElement Card(string json) => JsonDocument.Parse(json).RootElement.GetProperty("cards").EnumerateArray().Single();
+
+    [Test]
+    public async Task A_missing_key_is_fetched_from_fhirServer_with_the_access_token()
+    {
+        var resp = await Call(CdsKit.PatientView(Patient, null, _fhir.BaseUrl, AccessToken, includeResultsKey: false));
+        string json = await resp.Content.ReadAsStringAsync();
+        Assert.That(resp.StatusCode, Is.EqualTo(HttpStatusCode.OK), json);
+        var card = Card(json);
+        Assert.That(card.GetProperty("summary").GetString(), Does.StartWith("Anti-MAG IgM 25000 BTU: raised"));
+        Assert.That(card.GetProperty("detail").GetString(), Does.Contain("88000 BTU").And.Contain("25000 BTU (this result)"), "the earlier result came from the server too");
+
+        var requests = await _fhir.RequestsAsync();
+        var search = requests.Single();
+        Assert.Multiple(() =>
+        {
+            Assert.That(search.Method, Is.EqualTo("GET"));
+            Assert.That(search.Url, Does.Contain("Observation?patient=" + Patient).And.Contain("39087-2").And.Contain("_sort=-date"));
+            Assert.That(search.HasAuthorization, Is.True);
+            Assert.That(search.Status, Is.EqualTo(200));
+        });
+    }
+
+    [Test]
+    public async Task An_OperationOutcome_in_the_slot_is_handled_by_fetching()
+    {
+        var oo = JsonNode.Parse("""{"resourceType":"OperationOutcome","issue":[{"severity":"error","code":"timeout"}]}""");
+        var resp = await Call(CdsKit.PatientView(Patient, null, _fhir.BaseUrl, AccessToken, resultsSlot: oo));
+        Assert.That(resp.StatusCode, Is.EqualTo(HttpStatusCode.OK));
+        Assert.That(Card(await resp.Content.ReadAsStringAsync()).GetProperty("indicator").GetString(), Is.EqualTo("warning"));
+        Assert.That(await _fhir.RequestsAsync(), Has.Count.EqualTo(1));
+    }
+
+    [Test]
+    public async Task A_null_key_means_nothing_found_and_nothing_is_fetched()
+    {
+        var resp = await Call(CdsKit.PatientView(Patient, null, _fhir.BaseUrl, AccessToken));
+        Assert.That(await resp.Content.ReadAsStringAsync(), Is.EqualTo("{\"cards\":[]}"));
+        Assert.That(await _fhir.RequestsAsync(), Is.Empty);
+    }
+
+    [Test]
+    public async Task A_full_prefetch_is_used_as_it_is()
+    {
+        var obs = TestFiles.Resource<Observation>("Observation-btu-low.json");
+        var resp = await Call(CdsKit.PatientView("pat-oakhaven", [obs], _fhir.BaseUrl, AccessToken));
+        Assert.That(Card(await resp.Content.ReadAsStringAsync()).GetProperty("summary").GetString(), Does.Contain("4500 BTU"));
+        Assert.That(await _fhir.RequestsAsync(), Is.Empty);
+    }
+
+    [Test]
+    public async Task A_server_that_refuses_the_token_gives_412()
+    {
+        var resp = await Call(CdsKit.PatientView(Patient, null, _fhir.BaseUrl, "wrong-token", includeResultsKey: false));
+        Assert.That(resp.StatusCode, Is.EqualTo(HttpStatusCode.PreconditionFailed));
+        Assert.That((await _fhir.RequestsAsync()).Single().Status, Is.EqualTo(401), "a 401 is not retried");
+    }
+
+    [Test]
+    public async Task An_unreachable_server_gives_412_in_bounded_time()
+    {
+        using var l = new TcpListener(IPAddress.Loopback, 0);
+        l.Start();
+        int port = ((IPEndPoint)l.LocalEndpoint).Port;
+        l.Stop(); // nothing listens there now
+        var sw = System.Diagnostics.Stopwatch.StartNew();
+        var resp = await Call(CdsKit.PatientView(Patient, null, $"http://127.0.0.1:{port}/fhir", AccessToken, includeResultsKey: false));
+        Assert.That(resp.StatusCode, Is.EqualTo(HttpStatusCode.PreconditionFailed));
+        Assert.That(sw.Elapsed, Is.LessThan(TimeSpan.FromSeconds(15)), "bounded by FhirQueryTimeoutSeconds (3 s), with slack for a loaded machine");
+    }
+
+    [Test]
+    public async Task Neither_the_access_token_nor_the_patient_id_reaches_the_logs()
+    {
+        await Call(CdsKit.PatientView(Patient, null, _fhir.BaseUrl, AccessToken, includeResultsKey: false));
+        await Call(CdsKit.PatientView(Patient, null, _fhir.BaseUrl, "wrong-token", includeResultsKey: false));
+        var lines = _factory.Logs.Lines;
+        Assert.That(lines, Is.Not.Empty);
+        Assert.That(lines.Where(l => l.Contains(AccessToken, StringComparison.Ordinal) || l.Contains("wrong-token", StringComparison.Ordinal) || l.Contains(Patient, StringComparison.Ordinal)), Is.Empty);
+    }
+}
