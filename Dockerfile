@@ -10,6 +10,8 @@ COPY --from=build /app .
 # Listen on all interfaces inside the container; publish the port explicitly in compose.
 ENV ASPNETCORE_URLS=http://0.0.0.0:8080 \
     DOTNET_CLI_TELEMETRY_OPTOUT=1
+# The embedded store lives on a volume the non-root user can write.
+RUN mkdir -p /data && chown app /data
 USER app
 EXPOSE 8080
 ENTRYPOINT ["dotnet", "MagCds.Service.dll"]

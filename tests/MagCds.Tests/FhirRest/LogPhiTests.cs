@@ -7,7 +7,8 @@ using MagCds.Tests.Support;
 namespace MagCds.Tests.FhirRest;
 
 /// <summary>
-/// No PHI in logs: every test file goes through the API in both formats (plus refused requests), and the captured
+/// No PHI in logs: every test file goes through the FHIR REST door in both formats (plus refused requests) and
+/// through the CDS Hooks door, and the captured
 /// log lines are searched for every name, identifier, id, birth date and result value in the test data.
 /// </summary>
 public class LogPhiTests
@@ -15,7 +16,7 @@ public class LogPhiTests
     [Test]
     public async Task The_logs_of_a_full_API_run_contain_none_of_the_PHI_in_the_test_data()
     {
-        using var factory = new MagCdsFactory();
+        using var factory = new MagCdsFactory(new Dictionary<string, string?> { ["MagCds:CdsHooks:AllowUnsignedCalls"] = "true" });
         using var client = factory.CreateClient();
         var files = TestFiles.AllFiles().ToList();
         foreach (var file in files)
@@ -27,6 +28,15 @@ public class LogPhiTests
             await client.PostAsync(Http.Evaluate, Http.Raw(TestFiles.Text(file), "text/plain"));
             // An unparseable one that quotes the PHI.
             await client.PostAsync(Http.Evaluate, Http.Raw(TestFiles.Text(file).Replace("\"status\"", "\"bogus\""), "application/fhir+json"));
+            // The same results through the CDS Hooks door, as prefetch of a patient-view call.
+            var observations = r switch
+            {
+                Observation o => [o],
+                Parameters p => p.Parameter.Select(x => x.Resource).OfType<Observation>().ToList(),
+                Bundle b => b.Entry.Select(e => e.Resource).OfType<Observation>().ToList(),
+                _ => new List<Observation>(),
+            };
+            await client.SendAsync(CdsKit.Post("/cds-services/magcds-patient-view", CdsKit.PatientView("pat-oakhaven", observations), null));
         }
 
         var phi = files.SelectMany(f => PhiIn(TestFiles.Resource(f))).Distinct().ToList();

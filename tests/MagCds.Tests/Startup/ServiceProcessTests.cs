@@ -19,6 +19,7 @@ public class ServiceProcessTests
             RedirectStandardOutput = true,
             WorkingDirectory = AppContext.BaseDirectory,
         };
+        psi.Environment["MagCds__Store__SqliteConnectionString"] = "Data Source=" + Path.Combine(Path.GetTempPath(), $"magcds-process-{Guid.NewGuid():N}.db");
         foreach (var (k, v) in env) psi.Environment[k] = v;
         return Process.Start(psi)!;
     }
