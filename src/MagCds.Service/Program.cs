@@ -18,8 +18,10 @@ try
 
     var app = builder.Build().LoadMagCdsKnowledge();
     app.UseCorrelation();
-    app.UseExceptionHandler(FhirErrorHandler.Options);
+    // Request logging sits outside the error handler, so it logs the status the caller really gets (a refused
+    // request is a 4xx line, not a 500 with an exception).
     app.UseSerilogRequestLogging();
+    app.UseExceptionHandler(FhirErrorHandler.Options);
     app.UseCors();
     app.MapFhirRest();
     app.MapCdsHooks();

@@ -9,14 +9,14 @@
 #
 # Usage: tests/load/bundle-10k.sh            (from anywhere; only 127.0.0.1 is used)
 # Environment: PORT (default: a free port), POSTS (default 5), PATIENTS (default 2000), RESULTS_PER_PATIENT (default 5),
-#              SKIP_BUILD=1 to use the existing Release build.
+#              MAX_BODY_BYTES (default 256 MiB), SKIP_BUILD=1 to use the existing Release build.
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
 POSTS="${POSTS:-5}"
 PATIENTS="${PATIENTS:-2000}"
 RESULTS_PER_PATIENT="${RESULTS_PER_PATIENT:-5}"
-MAX_BODY=$((256 * 1024 * 1024))   # MagCds:FhirRest:MaxRequestBodyBytes for this run
+MAX_BODY="${MAX_BODY_BYTES:-$((256 * 1024 * 1024))}"   # MagCds:FhirRest:MaxRequestBodyBytes for this run (Kestrel still caps bodies at 30,000,000 bytes)
 BIN="$ROOT/src/MagCds.Service/bin/Release/net10.0"
 export DOTNET_CLI_TELEMETRY_OPTOUT=1 DOTNET_NOLOGO=1
 

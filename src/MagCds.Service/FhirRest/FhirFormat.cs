@@ -77,6 +77,9 @@ public static class FhirWire
     /// <summary>Reads the whole body, refusing more than <paramref name="limit"/> bytes with 413.</summary>
     public static async Task<string> ReadBodyAsync(HttpRequest request, long limit, CancellationToken ct)
     {
+        // Each door has its own limit; Kestrel's server-wide one (30 MB by default) is set to it for this request.
+        if (request.HttpContext.Features.Get<Microsoft.AspNetCore.Http.Features.IHttpMaxRequestBodySizeFeature>() is { IsReadOnly: false } kestrel)
+            kestrel.MaxRequestBodySize = limit + 1;
         if (request.ContentLength > limit) throw TooLarge(limit);
         using var buffer = new MemoryStream();
         var chunk = new byte[81920];

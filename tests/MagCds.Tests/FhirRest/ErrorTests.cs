@@ -72,6 +72,17 @@ public class ErrorTests
     }
 
     [Test]
+    public async Task A_refused_request_is_logged_with_the_status_the_caller_got_and_no_exception()
+    {
+        using var req = new HttpRequestMessage(HttpMethod.Post, Http.Evaluate) { Content = Http.Raw(Obs[..100], "application/fhir+json") };
+        req.Headers.Add("X-Request-Id", "refused-request-log-check");
+        await _client.SendAsync(req);
+        var lines = _factory.Logs.Lines.Where(l => l.Contains("refused-request-log-check", StringComparison.Ordinal)).ToList();
+        Assert.That(lines.Any(l => l.Contains("responded 400", StringComparison.Ordinal)), Is.True, string.Join("\n", lines));
+        Assert.That(lines.Where(l => l.Contains("\"@x\"", StringComparison.Ordinal) || l.Contains("\"@l\":\"Error\"", StringComparison.Ordinal)), Is.Empty);
+    }
+
+    [Test]
     public async Task Invalid_UTF8_is_refused_with_400()
     {
         var bytes = Encoding.UTF8.GetBytes(Obs).Concat(new byte[] { 0xC3, 0x28 }).ToArray();

@@ -1,0 +1,86 @@
+#!/usr/bin/env bash
+# Load check of the CDS Hooks door: patient-view with 20 prefetched Observations, loaded by wrk on loopback with
+# 4 connections, once with JWT validation on (a pre-minted ES384 token with a unique jti per request) and once in
+# development mode (no JWT), so the cost of the check is visible. Prints requests/s, errors and latency percentiles.
+#
+# Usage: tests/load/cds-hooks-wrk.sh     Environment: DURATION (s, default 30), CONNECTIONS (4), THREADS (2),
+#        RATE_GUESS (requests/s used to size the token file, default 6000), SKIP_BUILD=1.
+# Needs: wrk (Debian package "wrk"). Only 127.0.0.1 is used.
+set -euo pipefail
+
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
+DURATION="${DURATION:-30}"; CONNECTIONS="${CONNECTIONS:-4}"; THREADS="${THREADS:-2}"; RATE_GUESS="${RATE_GUESS:-6000}"
+BIN="$ROOT/src/MagCds.Service/bin/Release/net10.0"
+TOOLS="$ROOT/tests/MagCds.LoadTools/bin/Release/net10.0/MagCds.LoadTools.dll"
+export DOTNET_CLI_TELEMETRY_OPTOUT=1 DOTNET_NOLOGO=1
+command -v wrk >/dev/null || { echo "error: wrk is not installed (apt-get install wrk)" >&2; exit 1; }
+
+WORK="$(mktemp -d "${TMPDIR:-/tmp}/magcds-wrk.XXXXXX")"
+SERVICE_PID=""
+stop_service() {
+    if [[ -n "$SERVICE_PID" ]] && kill -0 "$SERVICE_PID" 2>/dev/null; then
+        kill -TERM "$SERVICE_PID" 2>/dev/null || true
+        for _ in $(seq 1 50); do kill -0 "$SERVICE_PID" 2>/dev/null || break; sleep 0.2; done
+        kill -KILL "$SERVICE_PID" 2>/dev/null || true
+        wait "$SERVICE_PID" 2>/dev/null || true
+    fi
+    SERVICE_PID=""
+}
+trap 'stop_service; rm -rf "$WORK"' EXIT
+
+if [[ "${SKIP_BUILD:-0}" != 1 ]]; then
+    echo "== building (Release)"
+    dotnet build "$ROOT/src/MagCds.Service/MagCds.Service.csproj" -c Release -nologo -v quiet -clp:ErrorsOnly
+    dotnet build "$ROOT/tests/MagCds.LoadTools/MagCds.LoadTools.csproj" -c Release -nologo -v quiet -clp:ErrorsOnly
+fi
+
+PORT="$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1]); s.close()')"
+BASE="http://127.0.0.1:$PORT"
+URL="$BASE/cds-services/magcds-patient-view"
+TOKENS=$(( (DURATION + 15) * RATE_GUESS ))
+echo "== minting $TOKENS tokens (ES384, unique jti) for aud $URL"
+dotnet "$TOOLS" "$WORK" "$URL" "$TOKENS" >/dev/null
+
+start_service() { # $@: extra environment assignments
+    (
+        cd "$BIN"
+        export MagCds__Store__SqliteConnectionString="Data Source=$WORK/store.db"
+        for kv in "$@"; do export "${kv?}"; done
+        exec dotnet MagCds.Service.dll --urls "$BASE"
+    ) >"$WORK/service.log" 2>&1 &
+    SERVICE_PID=$!
+    for _ in $(seq 1 120); do
+        curl -sf --noproxy '*' -o /dev/null --max-time 2 "$BASE/cds-services" && return 0
+        kill -0 "$SERVICE_PID" 2>/dev/null || break
+        sleep 0.5
+    done
+    echo "error: the service did not start" >&2; tail -n 30 "$WORK/service.log" >&2; exit 1
+}
+
+run() { # $1 label, $2 tokens file or ""
+    echo "== $1: warm-up 5 s"
+    TOKENS="$2" BODY="$WORK/patient-view.json" THREADS="$THREADS" wrk -t"$THREADS" -c"$CONNECTIONS" -d5s -s "$ROOT/tests/load/cds-hooks-wrk.lua" "$URL" | tail -n 1
+    echo "== $1: measured ${DURATION} s, $CONNECTIONS connections, $THREADS threads"
+    # Tokens already used in the warm-up would be replays: give the measured run a fresh slice.
+    local file="$2"
+    if [[ -n "$file" ]]; then tail -n +$(( 5 * RATE_GUESS + 1 )) "$2" > "$WORK/tokens-measured.txt"; file="$WORK/tokens-measured.txt"; fi
+    TOKENS="$file" BODY="$WORK/patient-view.json" THREADS="$THREADS" wrk -t"$THREADS" -c"$CONNECTIONS" -d"${DURATION}s" -s "$ROOT/tests/load/cds-hooks-wrk.lua" "$URL" | tail -n 1
+    echo "   service RSS: $(awk '/^VmRSS/ {print $2, $3}' "/proc/$SERVICE_PID/status")"
+}
+
+# Check once that the call really yields a card, so the load is the real path.
+check() { # $@ curl auth args
+    local cards; cards="$(curl -s --noproxy '*' -X POST "$URL" -H 'Content-Type: application/json' "$@" --data-binary @"$WORK/patient-view.json" | python3 -c 'import json,sys; print(len(json.load(sys.stdin)["cards"]))')"
+    [[ "$cards" == 1 ]] || { echo "error: expected 1 card, got $cards" >&2; exit 1; }
+}
+
+start_service "MagCds__CdsHooks__TrustedIssuers__0__Issuer=$(cat "$WORK/issuer.txt")" "MagCds__CdsHooks__TrustedIssuers__0__JwksFile=$WORK/jwks.json" "MagCds__CdsHooks__PublicBaseUrl=$BASE"
+tail -n 1 "$WORK/tokens.txt" > "$WORK/one-token.txt"; head -n -1 "$WORK/tokens.txt" > "$WORK/t" && mv "$WORK/t" "$WORK/tokens.txt"
+check -H "Authorization: Bearer $(cat "$WORK/one-token.txt")"
+run "JWT validation on" "$WORK/tokens.txt"
+stop_service
+
+start_service "MagCds__CdsHooks__AllowUnsignedCalls=true"
+check
+run "development mode (no JWT)" ""
+stop_service
