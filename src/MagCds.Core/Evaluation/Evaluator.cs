@@ -34,7 +34,7 @@ public sealed class Evaluator
     public KnowledgeBase Knowledge => _knowledge;
 
     /// <summary>Statements of the knowledge with their citation labels and sources (e.g. the ordering guidance).</summary>
-    public (string Text, IReadOnlyList<Citation> Citations) Cite(IEnumerable<string> statementIds) => _outputs.Cite(statementIds);
+    public (string Text, IReadOnlyList<Citation> Citations) Cite(IReadOnlyList<string> statementIds) => _outputs.Cite(statementIds);
 
     public bool IsAntiMag(Observation obs) => IsAntiMagCode(obs.Code);
 
@@ -60,11 +60,14 @@ public sealed class Evaluator
 
     public EvaluationResponse Evaluate(EvaluationRequest request)
     {
-        // History pool: supplied history plus the inputs themselves, each read once.
-        var pool = request.History.Concat(request.Inputs).Where(i => IsAntiMag(i.Observation)).Select(Prepare)
-            .Where(p => p.Subject is not null).ToLookup(p => p.Subject!, StringComparer.Ordinal);
+        // Every input and history entry is read once (value, time, keys); inputs also serve as history.
+        var prepared = new Dictionary<EvaluationInput, Prepared>(ReferenceEqualityComparer.Instance);
+        foreach (var i in request.History.Concat(request.Inputs))
+            if (!prepared.ContainsKey(i)) prepared[i] = Prepare(i);
+        var pool = prepared.Values.Where(p => p.Subject is not null && IsAntiMag(p.Input.Observation))
+            .ToLookup(p => p.Subject!, StringComparer.Ordinal);
         var results = new List<InputResult>(request.Inputs.Count);
-        foreach (var input in request.Inputs) results.Add(EvaluateOne(input, pool));
+        foreach (var input in request.Inputs) results.Add(EvaluateOne(prepared[input], pool));
 
         // A supplied earlier result that belongs to none of the evaluated patients is never used; say so once.
         var subjects = results.Where(r => r.Outcome != InputOutcome.NotEvaluated).Select(r => SubjectKey(r.Input.Observation)).ToHashSet();
@@ -76,8 +79,9 @@ public sealed class Evaluator
         return new EvaluationResponse(results, _knowledge.Version) { RequestIssues = requestIssues };
     }
 
-    private InputResult EvaluateOne(EvaluationInput input, ILookup<string, Prepared> pool)
+    private InputResult EvaluateOne(Prepared current, ILookup<string, Prepared> pool)
     {
+        var input = current.Input;
         var obs = input.Observation;
         InputResult NotEvaluated(OutcomeCode code, string message, OperationOutcome.IssueSeverity severity = OperationOutcome.IssueSeverity.Error) =>
             new(input, InputOutcome.NotEvaluated, null, null, null, [new CoreIssue(code, severity, message, input.Location)]);
@@ -92,7 +96,7 @@ public sealed class Evaluator
         switch (obs.Status)
         {
             case ObservationStatus.EnteredInError:
-                return new InputResult(input, InputOutcome.Retracted, null, _outputs.Retraction(input), null,
+                return new InputResult(input, InputOutcome.Retracted, null, _outputs.Retraction(input, current.Keys), null,
                     [new CoreIssue(OutcomeCodes.Retracted, OperationOutcome.IssueSeverity.Information,
                         "The Observation is entered-in-error: every earlier MagCds output for it is retracted (see the returned RiskAssessment).", input.Location)]);
             case ObservationStatus.Final or ObservationStatus.Amended or ObservationStatus.Corrected or ObservationStatus.Preliminary:
@@ -102,7 +106,7 @@ public sealed class Evaluator
                     $"The Observation status is '{obs.Status?.ToString() ?? "missing"}'; only final, amended, corrected and preliminary results are evaluated.");
         }
 
-        var value = ValueReader.Read(obs);
+        var value = current.Value;
         if (value is null)
         {
             string why = obs.DataAbsentReason?.Coding.FirstOrDefault()?.Code ?? obs.DataAbsentReason?.Text ?? "none given";
@@ -112,10 +116,10 @@ public sealed class Evaluator
         var interpretation = _interpreter.Interpret(obs, value);
         interpretation = interpretation with
         {
-            Trend = TrendBuilder.Build(Prepare(input), interpretation.Category, pool,
+            Trend = TrendBuilder.Build(current, interpretation.Category, pool,
                 p => _interpreter.Interpret(p.Input.Observation, p.Value!).Category),
         };
-        var (ra, di, explanation) = _outputs.Build(input, interpretation);
+        var (ra, di, explanation) = _outputs.Build(input, current.Keys, current.When, interpretation);
 
         var issues = new List<CoreIssue>();
         if (interpretation.Preliminary)
@@ -128,7 +132,7 @@ public sealed class Evaluator
 
     private static Prepared Prepare(EvaluationInput input) =>
         new(input, SubjectKey(input.Observation), ValueReader.Read(input.Observation), TrendBuilder.When(input.Observation),
-            DeterministicIds.ObservationKey(input));
+            DeterministicIds.Keys(input));
 
     /// <summary>Who the result is about: the literal subject reference, else its logical identifier.</summary>
     public static string? SubjectKey(Observation obs) => obs.Subject switch
@@ -140,4 +144,4 @@ public sealed class Evaluator
 }
 
 /// <summary>An anti-MAG Observation read once for use as history.</summary>
-internal sealed record Prepared(EvaluationInput Input, string? Subject, ReadValue? Value, DateTimeOffset? When, string Identity);
+internal sealed record Prepared(EvaluationInput Input, string? Subject, ReadValue? Value, DateTimeOffset? When, DeterministicIds.InputKeys Keys);

@@ -17,13 +17,13 @@ internal static class TrendBuilder
         if (current.Subject is null || current.When is not DateTimeOffset now || current.Value?.Number is null) return null;
 
         var earlier = pool[current.Subject]
-            .Where(p => p.Identity != current.Identity
+            .Where(p => p.Keys.Observation != current.Keys.Observation
                         && p.When < now
                         && p.Value?.Number is not null
                         && Usable.Contains(p.Input.Observation.Status)
                         && SameAssay(current, p))
             // The same result sent twice (or in two versions) counts once: keep its last version.
-            .GroupBy(p => p.Identity)
+            .GroupBy(p => p.Keys.Observation)
             .Select(g => g.OrderBy(p => p.When).Last())
             .OrderBy(p => p.When)
             .ToList();
@@ -40,7 +40,7 @@ internal static class TrendBuilder
     }
 
     private static TrendPoint Point(Prepared p, bool isCurrent, Category category) =>
-        new(DateText(p.Input.Observation), p.Value!.Display, p.Value.Number, p.Input.Reference, isCurrent, category);
+        new(DateText(p.When), p.Value!.Display, p.Value.Number, p.Input.Reference, isCurrent, category);
 
     private static decimal? Percent(ReadValue from, ReadValue to) =>
         from.Comparator is null && to.Comparator is null && from.Number is > 0 && to.Number is decimal t
@@ -71,9 +71,6 @@ internal static class TrendBuilder
         return text is not null && Hl7.Fhir.ElementModel.Types.DateTime.TryParse(text, out var parsed) ? parsed.ToDateTimeOffset(TimeSpan.Zero) : null;
     }
 
-    public static string DateText(Observation obs)
-    {
-        var when = When(obs);
-        return when is { } w ? w.ToString("yyyy-MM-dd", System.Globalization.CultureInfo.InvariantCulture) : "date unknown";
-    }
+    public static string DateText(DateTimeOffset? when) =>
+        when is { } w ? w.ToString("yyyy-MM-dd", System.Globalization.CultureInfo.InvariantCulture) : "date unknown";
 }

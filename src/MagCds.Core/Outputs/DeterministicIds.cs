@@ -12,6 +12,11 @@ namespace MagCds.Core.Outputs;
 /// </summary>
 public static class DeterministicIds
 {
+    /// <summary>Observation identity, version and series (shared by every version's outputs) of one input.</summary>
+    public sealed record InputKeys(string Observation, string Version, string Series);
+
+    public sealed record OutputIds(string RiskAssessmentId, string RiskAssessmentUrn, string DetectedIssueId, string DetectedIssueUrn);
+
     /// <summary>
     /// Who the Observation is: its subject plus its first business identifier, else its literal reference, else
     /// (a resource with neither) a fingerprint of its content. The subject is part of it so that two patients'
@@ -33,19 +38,32 @@ public static class DeterministicIds
     public static string VersionKey(Observation obs) =>
         !string.IsNullOrEmpty(obs.Meta?.VersionId) ? "v|" + obs.Meta.VersionId : "f|" + Fingerprint(obs);
 
-    /// <summary>Series value shared by every output about one Observation (all versions): what a retraction targets.</summary>
-    public static string SeriesValue(EvaluationInput input) => ObservationKey(input)[..32];
-
-    /// <summary>A FHIR id ("ra-…", "di-…") and a urn:uuid for one output kind of one Observation version and knowledge version.</summary>
-    public static (string Id, string Urn) For(string kind, EvaluationInput input, string knowledgeVersion)
+    /// <summary>The keys of one input, computed once per evaluation.</summary>
+    public static InputKeys Keys(EvaluationInput input)
     {
-        string h = Hash(kind, ObservationKey(input), VersionKey(input.Observation), knowledgeVersion);
-        // RFC 4122 layout (version 8, "custom") so the urn:uuid is a well-formed UUID.
-        var g = Convert.FromHexString(h[..32]);
+        string key = ObservationKey(input);
+        return new InputKeys(key, VersionKey(input.Observation), key[..32]);
+    }
+
+    /// <summary>
+    /// Ids and urn:uuids of the RiskAssessment and DetectedIssue of one Observation version under one knowledge
+    /// version, from a single hash: the first half for the RiskAssessment, the second for the DetectedIssue.
+    /// </summary>
+    public static OutputIds For(InputKeys keys, string knowledgeVersion, string kind = "assessment")
+    {
+        byte[] h = SHA256.HashData(Encoding.UTF8.GetBytes(string.Join('\u001f', kind, keys.Observation, keys.Version, knowledgeVersion)));
+        string hex = Convert.ToHexStringLower(h);
+        return new OutputIds($"ra-{hex[..40]}", Urn(h.AsSpan(0, 16)), $"di-{hex[24..]}", Urn(h.AsSpan(16, 16)));
+    }
+
+    // RFC 9562 layout (version 8, "custom") so the urn:uuid is a well-formed UUID.
+    private static string Urn(ReadOnlySpan<byte> sixteen)
+    {
+        Span<byte> g = stackalloc byte[16];
+        sixteen.CopyTo(g);
         g[6] = (byte)((g[6] & 0x0F) | 0x80);
         g[8] = (byte)((g[8] & 0x3F) | 0x80);
-        string uuid = new Guid(g, bigEndian: true).ToString();
-        return ($"{kind}-{h[..40]}", "urn:uuid:" + uuid);
+        return "urn:uuid:" + new Guid(g, bigEndian: true).ToString();
     }
 
     private static string Fingerprint(Observation obs)

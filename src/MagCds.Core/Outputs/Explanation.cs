@@ -14,7 +14,9 @@ public sealed record Explanation(
     string? Options,
     string? Trend,
     IReadOnlyList<Citation> References,
-    string KnowledgeLine)
+    string KnowledgeLine,
+    string ReferencesText)
 {
-    public string ReferencesText => "References: " + string.Join(" ", References.Select(c => $"[{c.Label}] {c.Text} {c.Url}"));
+    /// <summary>The heading followed by the first guidance paragraph (the RiskAssessment's first note).</summary>
+    public required string FirstNote { get; init; }
 }

@@ -1,3 +1,4 @@
+using System.Collections.Concurrent;
 using System.Text;
 using Hl7.Fhir.Model;
 using MagCds.Core.Evaluation;
@@ -16,32 +17,54 @@ public sealed class OutputBuilder(KnowledgeBase knowledge)
     private const string RiskProbability = "http://terminology.hl7.org/CodeSystem/risk-probability";
     private const string ActCode = "http://terminology.hl7.org/CodeSystem/v3-ActCode";
 
+    // Text that depends only on the knowledge is rendered once and shared by every output (speed, and memory for
+    // large Bundles): statement blocks by (statement list, prefix), reference lists by the set of sources cited.
+    private readonly ConcurrentDictionary<(IReadOnlyList<string> Ids, string Prefix), Cited> _blocks = new(new BlockKeyComparer());
+    private readonly ConcurrentDictionary<string, (IReadOnlyList<Citation> Citations, string Text)> _references = new(StringComparer.Ordinal);
+    private readonly string _knowledgeLine = $"MagCds knowledge {knowledge.Version}. {knowledge.IntendedUse}";
+
+    /// <summary>A rendered block of statements with the ids of the sources it cites.</summary>
+    private sealed record Cited(string Text, IReadOnlyList<string> CitationIds);
+
     /// <summary>
     /// The words of an interpretation, built once and used by every output and every door (RiskAssessment notes,
     /// DetectedIssue detail, CDS Hooks card detail), so that they can never say different things.
     /// </summary>
-    public Explanation Explain(Observation obs, Interpretation i)
+    public Explanation Explain(Observation obs, Interpretation i, DateTimeOffset? when)
     {
-        var cited = new List<string>();
-        var guidance = new List<string> { Statements(CategoryStatements(i.Category), cited) };
-        if (i.Stratum is { } s) guidance.Add($"Titre group: {s.Name}. " + Statements(s.Statements, cited));
-        if (i.Basis?.Profile is { Caveats.Count: > 0 } p) guidance.Add("Caveat: " + Statements(p.Caveats, cited));
-        string? options = i.Category == Category.Elevated
-            ? "Options reported in the literature, not orders: " + Statements(knowledge.Guidance.Options, cited)
-            : null;
-        string? trend = i.Trend is { } t ? TrendText(t) + "\n\n" + Statements(knowledge.Guidance.Trend, cited) : null;
-        return new Explanation(Heading(i.Category), BasisText(obs, i), guidance, options, trend,
-            cited.Select(knowledge.Citation).ToList(), $"MagCds knowledge {knowledge.Version}. {knowledge.IntendedUse}");
+        var blocks = new List<Cited>(4) { Block(CategoryStatements(i.Category), "") };
+        if (i.Stratum is { } s) blocks.Add(Block(s.Statements, $"Titre group: {s.Name}. "));
+        if (i.Basis?.Profile is { Caveats.Count: > 0 } p) blocks.Add(Block(p.Caveats, "Caveat: "));
+        Cited? options = i.Category == Category.Elevated ? Block(knowledge.Guidance.Options, "Options reported in the literature, not orders: ") : null;
+        Cited? trendStatements = i.Trend is null ? null : Block(knowledge.Guidance.Trend, "");
+
+        var citedIds = new List<string>();
+        foreach (var c in blocks.Append(options).Append(trendStatements))
+            if (c is not null) foreach (var id in c.CitationIds) if (!citedIds.Contains(id)) citedIds.Add(id);
+        var (citations, referencesText) = _references.GetOrAdd(string.Join('|', citedIds), _ =>
+        {
+            var list = citedIds.Select(knowledge.Citation).ToList();
+            return (list, "References: " + string.Join(" ", list.Select(c => $"[{c.Label}] {c.Text} {c.Url}")));
+        });
+
+        return new Explanation(Heading(i.Category), BasisText(obs, i, when), blocks.Select(b => b.Text).ToList(), options?.Text,
+            i.Trend is { } t ? TrendText(t) + "\n\n" + trendStatements!.Text : null, citations, _knowledgeLine, referencesText)
+        {
+            FirstNote = Block(CategoryStatements(i.Category), Heading(i.Category) + " ").Text,
+        };
     }
 
-    public (RiskAssessment RiskAssessment, DetectedIssue? DetectedIssue, Explanation Explanation) Build(EvaluationInput input, Interpretation i)
+    public (RiskAssessment RiskAssessment, DetectedIssue? DetectedIssue, Explanation Explanation) Build(
+        EvaluationInput input, DeterministicIds.InputKeys keys, DateTimeOffset? when, Interpretation i)
     {
         var obs = input.Observation;
         var status = i.Preliminary ? ObservationStatus.Preliminary : ObservationStatus.Final;
-        var x = Explain(obs, i);
-        var (raId, raUrn) = DeterministicIds.For("ra", input, knowledge.Version);
+        var x = Explain(obs, i, when);
+        var ids = DeterministicIds.For(keys, knowledge.Version);
+        var occurrence = Occurrence(obs);
+        var observationRef = ObservationReference(input);
 
-        var notes = new List<string> { x.Heading + " " + x.Guidance[0] };
+        var notes = new List<string>(6) { x.FirstNote };
         notes.AddRange(x.Guidance.Skip(1));
         if (x.Trend is not null) notes.Add(x.Trend);
         notes.Add(x.ReferencesText);
@@ -49,14 +72,14 @@ public sealed class OutputBuilder(KnowledgeBase knowledge)
 
         var ra = new RiskAssessment
         {
-            Id = raId,
+            Id = ids.RiskAssessmentId,
             Meta = new Meta { Tag = [CategoryCoding(i.Category)] },
-            Identifier = Identifiers(raUrn, input),
+            Identifier = Identifiers(ids.RiskAssessmentUrn, keys),
             Status = status,
             Code = new CodeableConcept { Text = "Interpretation of a serum anti-MAG IgM result" },
             Subject = SubjectCopy(obs),
-            Occurrence = Occurrence(obs),
-            Basis = [ObservationReference(input), .. TrendReferences(i.Trend)],
+            Occurrence = occurrence,
+            Basis = [observationRef, .. TrendReferences(i.Trend)],
             Method = Method(i.RuleId, i.Basis?.Profile?.Name ?? i.RuleId),
             Prediction =
             [
@@ -84,12 +107,11 @@ public sealed class OutputBuilder(KnowledgeBase knowledge)
         if (x.Trend is not null) detail.Append("\n\n").Append(x.Trend);
         detail.Append("\n\n").Append(x.ReferencesText);
 
-        var (diId, diUrn) = DeterministicIds.For("di", input, knowledge.Version);
         var di = new DetectedIssue
         {
-            Id = diId,
+            Id = ids.DetectedIssueId,
             Meta = new Meta { Tag = [CategoryCoding(i.Category)] },
-            Identifier = Identifiers(diUrn, input),
+            Identifier = Identifiers(ids.DetectedIssueUrn, keys),
             Status = status,
             Code = new CodeableConcept
             {
@@ -98,8 +120,8 @@ public sealed class OutputBuilder(KnowledgeBase knowledge)
             },
             Severity = i.Category == Category.Elevated ? DetectedIssue.DetectedIssueSeverity.Moderate : DetectedIssue.DetectedIssueSeverity.Low,
             Patient = PatientReference(obs),
-            Identified = Occurrence(obs),
-            Implicated = [ObservationReference(input)],
+            Identified = occurrence is null ? null : (DataType)occurrence.DeepCopy(),
+            Implicated = [observationRef],
             Evidence =
             [
                 new DetectedIssue.EvidenceComponent
@@ -107,7 +129,7 @@ public sealed class OutputBuilder(KnowledgeBase knowledge)
                     Code = i.Reason is { } reason
                         ? [new CodeableConcept(CanonicalUrls.CannotInterpretSystem, ReasonCode(reason), ReasonDisplay(reason))]
                         : [],
-                    Detail = [ObservationReference(input), .. TrendReferences(i.Trend)],
+                    Detail = [(ResourceReference)observationRef.DeepCopy(), .. TrendReferences(i.Trend)],
                 },
             ],
             Detail = detail.ToString(),
@@ -120,16 +142,16 @@ public sealed class OutputBuilder(KnowledgeBase knowledge)
     /// For an entered-in-error Observation: a RiskAssessment with status entered-in-error that carries the series
     /// identifier shared by every earlier output about that Observation, so a receiver can retract them all.
     /// </summary>
-    public RiskAssessment Retraction(EvaluationInput input)
+    public RiskAssessment Retraction(EvaluationInput input, DeterministicIds.InputKeys keys)
     {
         var obs = input.Observation;
-        var (id, urn) = DeterministicIds.For("rx", input, knowledge.Version);
-        string series = DeterministicIds.SeriesValue(input);
+        var ids = DeterministicIds.For(keys, knowledge.Version, "retraction");
+        string series = keys.Series;
         return new RiskAssessment
         {
-            Id = id,
+            Id = "rx-" + ids.RiskAssessmentId[3..],
             Meta = new Meta { Tag = [new Coding(CanonicalUrls.InterpretationSystem, "retraction", "Retraction of earlier outputs")] },
-            Identifier = Identifiers(urn, input),
+            Identifier = Identifiers(ids.RiskAssessmentUrn, keys),
             Status = ObservationStatus.EnteredInError,
             Code = new CodeableConcept { Text = "Interpretation of a serum anti-MAG IgM result" },
             Subject = SubjectCopy(obs),
@@ -149,10 +171,10 @@ public sealed class OutputBuilder(KnowledgeBase knowledge)
         };
     }
 
-    private List<Identifier> Identifiers(string urn, EvaluationInput input) =>
+    private static List<Identifier> Identifiers(string urn, DeterministicIds.InputKeys keys) =>
     [
         new Identifier("urn:ietf:rfc:3986", urn),
-        new Identifier(CanonicalUrls.ObservationSeriesSystem, DeterministicIds.SeriesValue(input)),
+        new Identifier(CanonicalUrls.ObservationSeriesSystem, keys.Series),
     ];
 
     private CodeableConcept Method(string ruleId, string ruleName) => new()
@@ -182,10 +204,11 @@ public sealed class OutputBuilder(KnowledgeBase knowledge)
         _ => knowledge.Guidance.CannotInterpret,
     };
 
-    private string BasisText(Observation obs, Interpretation i)
+    private string BasisText(Observation obs, Interpretation i, DateTimeOffset? when)
     {
-        var sb = new StringBuilder();
-        sb.Append($"Result: {i.Value.Display}, status {obs.Status?.ToString().ToLowerInvariant()}, dated {TrendBuilder.DateText(obs)}.");
+        var sb = new StringBuilder(512);
+        sb.Append("Result: ").Append(i.Value.Display).Append(", status ").Append(StatusText(obs.Status))
+          .Append(", dated ").Append(TrendBuilder.DateText(when)).Append('.');
         if (i.Basis is { } b) sb.Append($" Judged against: {b.Display}, from {b.OriginText}.");
         sb.Append(" Rule: ").Append(i.Rule);
         foreach (var n in i.Notes) sb.Append(' ').Append(n);
@@ -215,25 +238,44 @@ public sealed class OutputBuilder(KnowledgeBase knowledge)
     private static string Signed(decimal v) => (v > 0 ? "+" : "") + ValueReader.Format(v);
 
     /// <summary>Statement texts with their citation labels, and the cited sources, for doors that show a statement on its own.</summary>
-    public (string Text, IReadOnlyList<Citation> Citations) Cite(IEnumerable<string> statementIds)
+    public (string Text, IReadOnlyList<Citation> Citations) Cite(IReadOnlyList<string> statementIds)
     {
-        var cited = new List<string>();
-        string text = Statements(statementIds, cited);
-        return (text, cited.Select(knowledge.Citation).ToList());
+        var block = Block(statementIds, "");
+        return (block.Text, block.CitationIds.Select(knowledge.Citation).ToList());
     }
 
-    /// <summary>Statement texts, each followed by its citation labels; the cited ids are collected for the reference list.</summary>
-    private string Statements(IEnumerable<string> ids, List<string> cited)
+    /// <summary>Statement texts, each followed by its citation labels, after a prefix; rendered once per list and prefix.</summary>
+    private Cited Block(IReadOnlyList<string> ids, string prefix) => _blocks.GetOrAdd((ids, prefix), key =>
     {
-        var sb = new StringBuilder();
-        foreach (var s in knowledge.StatementsFor(ids))
+        var sb = new StringBuilder(key.Prefix);
+        var cited = new List<string>();
+        foreach (var s in knowledge.StatementsFor(key.Ids))
         {
-            if (sb.Length > 0) sb.Append(' ');
+            if (sb.Length > key.Prefix.Length) sb.Append(' ');
             sb.Append(s.Text).Append(" [").Append(string.Join("; ", s.Citations.Select(c => knowledge.Citation(c).Label))).Append(']');
             foreach (var c in s.Citations) if (!cited.Contains(c)) cited.Add(c);
         }
-        return sb.ToString();
+        return new Cited(sb.ToString(), cited);
+    });
+
+    /// <summary>Statement lists are compared by identity (they are the knowledge's own lists), prefixes by value.</summary>
+    private sealed class BlockKeyComparer : IEqualityComparer<(IReadOnlyList<string> Ids, string Prefix)>
+    {
+        public bool Equals((IReadOnlyList<string> Ids, string Prefix) a, (IReadOnlyList<string> Ids, string Prefix) b) =>
+            ReferenceEquals(a.Ids, b.Ids) && a.Prefix == b.Prefix;
+
+        public int GetHashCode((IReadOnlyList<string> Ids, string Prefix) k) =>
+            HashCode.Combine(System.Runtime.CompilerServices.RuntimeHelpers.GetHashCode(k.Ids), k.Prefix);
     }
+
+    private static string StatusText(ObservationStatus? s) => s switch
+    {
+        ObservationStatus.Final => "final",
+        ObservationStatus.Amended => "amended",
+        ObservationStatus.Corrected => "corrected",
+        ObservationStatus.Preliminary => "preliminary",
+        _ => s?.ToString().ToLowerInvariant() ?? "missing",
+    };
 
     private Citation PrimaryCitation(Interpretation i) =>
         knowledge.Citation(i.Stratum is not null ? i.Stratum.Statements.Select(knowledge.Statement).First().Citations[0]

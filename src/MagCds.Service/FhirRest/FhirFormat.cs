@@ -1,4 +1,5 @@
 using System.Text;
+using System.Text.Json;
 using System.Xml;
 using Hl7.Fhir.Model;
 using Hl7.Fhir.Serialization;
@@ -155,6 +156,72 @@ public static class FhirWire
 
     public static string Serialize(Resource resource, FhirFormat format) =>
         format == FhirFormat.Json ? resource.ToJson() : resource.ToXml();
+
+    private static readonly FhirJsonSerializer JsonOut = new();
+    private static readonly FhirXmlSerializer XmlOut = new();
+    private const int ChunkBytes = 64 * 1024;
+
+    /// <summary>
+    /// Writes a resource to a stream with bounded memory: a Parameters (the $mag-evaluate answer, which for a large
+    /// Bundle runs to many megabytes) is serialised one parameter at a time by the Firely serializer, and what is
+    /// written is passed on in chunks; nothing builds the whole document as one string.
+    /// </summary>
+    public static async Task WriteAsync(Resource resource, FhirFormat format, Stream output, CancellationToken ct)
+    {
+        using var buffer = new MemoryStream(ChunkBytes * 2);
+        async Task Drain(bool always)
+        {
+            if (!always && buffer.Length < ChunkBytes) return;
+            await output.WriteAsync(buffer.GetBuffer().AsMemory(0, (int)buffer.Length), ct);
+            buffer.SetLength(0);
+        }
+        // Only the plain envelope is streamed part by part; any other Parameters is written whole.
+        bool parts = resource is Parameters { Id: null, Meta: null, ImplicitRules: null, Language: null } p && p.Parameter.Count > 1;
+
+        if (format == FhirFormat.Json)
+        {
+            // The same escaping as the Firely serializer's own ToJson (the body is FHIR JSON, never embedded in HTML).
+            await using var w = new Utf8JsonWriter(buffer, new JsonWriterOptions { Encoder = System.Text.Encodings.Web.JavaScriptEncoder.UnsafeRelaxedJsonEscaping });
+            if (parts)
+            {
+                w.WriteStartObject();
+                w.WriteString("resourceType", "Parameters");
+                w.WriteStartArray("parameter");
+                foreach (var part in ((Parameters)resource).Parameter)
+                {
+                    JsonOut.Serialize(part, w);
+                    w.Flush();
+                    await Drain(false);
+                }
+                w.WriteEndArray();
+                w.WriteEndObject();
+            }
+            else JsonOut.Serialize(resource, w);
+            w.Flush();
+        }
+        else
+        {
+            var settings = new XmlWriterSettings { Encoding = new UTF8Encoding(false), OmitXmlDeclaration = true, CloseOutput = false };
+            if (parts)
+            {
+                // The Firely XML serializer writes whole documents, so each parameter is one (with the FHIR namespace
+                // declared on it, which is the default namespace of the envelope anyway) inside the Parameters element.
+                buffer.Write("<Parameters xmlns=\"http://hl7.org/fhir\">"u8);
+                foreach (var part in ((Parameters)resource).Parameter)
+                {
+                    using (var w = XmlWriter.Create(buffer, settings)) XmlOut.Serialize(part, w, null, "parameter");
+                    await Drain(false);
+                }
+                buffer.Write("</Parameters>"u8);
+            }
+            else
+            {
+                using var w = XmlWriter.Create(buffer, settings);
+                XmlOut.Serialize(resource, w);
+            }
+        }
+        await Drain(true);
+    }
 
     public static string MediaType(FhirFormat format) => format == FhirFormat.Json ? JsonMediaType : XmlMediaType;
 }

@@ -11,6 +11,6 @@ public sealed class FhirResult(Resource resource, FhirFormat format, int status 
     {
         http.Response.StatusCode = status;
         http.Response.ContentType = FhirWire.MediaType(format) + "; charset=utf-8";
-        await http.Response.WriteAsync(FhirWire.Serialize(Resource, format), http.RequestAborted);
+        await FhirWire.WriteAsync(Resource, format, http.Response.Body, http.RequestAborted);
     }
 }

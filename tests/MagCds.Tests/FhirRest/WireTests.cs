@@ -1,0 +1,54 @@
+using System.Text;
+using Hl7.Fhir.Model;
+using Hl7.Fhir.Serialization;
+using MagCds.Service.FhirRest;
+using MagCds.Tests.Support;
+
+namespace MagCds.Tests.FhirRest;
+
+/// <summary>The streamed writer produces exactly what the Firely serializer produces for the whole resource.</summary>
+public class WireTests
+{
+    private static Parameters LargeAnswer()
+    {
+        var (body, _) = MagEvaluateOperation.ToResponse(CoreUnderTest.EvaluateFile("Bundle-two-patients.json"), []);
+        var p = (Parameters)body;
+        // Make it span several 64 KB chunks.
+        for (int i = 0; i < 12; i++) p.Parameter.AddRange(p.Parameter.Take(5).Select(x => (Parameters.ParameterComponent)x.DeepCopy()));
+        return p;
+    }
+
+    private static async Task<string> Streamed(Resource r, FhirFormat f)
+    {
+        using var ms = new MemoryStream();
+        await FhirWire.WriteAsync(r, f, ms, CancellationToken.None);
+        return Encoding.UTF8.GetString(ms.ToArray());
+    }
+
+    [Test]
+    public async Task Streamed_JSON_is_byte_identical_to_the_serializer_output()
+    {
+        var p = LargeAnswer();
+        string streamed = await Streamed(p, FhirFormat.Json);
+        Assert.That(streamed.Length, Is.GreaterThan(3 * 64 * 1024));
+        Assert.That(streamed, Is.EqualTo(p.ToJson()));
+    }
+
+    [Test]
+    public async Task Streamed_XML_parses_back_to_the_same_resource()
+    {
+        var p = LargeAnswer();
+        string streamed = await Streamed(p, FhirFormat.Xml);
+        var back = new FhirXmlDeserializer().Deserialize<Parameters>(streamed);
+        Assert.That(back.IsExactly(p), Is.True);
+    }
+
+    [TestCase(FhirFormat.Json)]
+    [TestCase(FhirFormat.Xml)]
+    public async Task Other_resources_are_written_whole(FhirFormat f)
+    {
+        var oo = new OperationOutcome { Id = "x", Issue = [new OperationOutcome.IssueComponent { Severity = OperationOutcome.IssueSeverity.Error, Code = OperationOutcome.IssueType.Invalid }] };
+        string streamed = await Streamed(oo, f);
+        Assert.That(streamed, Is.EqualTo(f == FhirFormat.Json ? oo.ToJson() : oo.ToXml()));
+    }
+}
