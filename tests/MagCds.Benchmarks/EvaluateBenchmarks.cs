@@ -22,7 +22,7 @@ public class EvaluateBenchmarks
     public void Setup()
     {
         _evaluator = TestInputs.NewEvaluator();
-        string json = TestInputs.Text(File);
+        byte[] json = System.Text.Encoding.UTF8.GetBytes(TestInputs.Text(File));
         TestInputs.CheckEvaluates(_evaluator, json, File);
         _request = MagEvaluateOperation.ToRequest(FhirWire.Parse(json, FhirFormat.Json)).Request;
     }

@@ -25,7 +25,7 @@ internal static class TestInputs
     /// Runs the whole door path once and checks it answers 200 with outputs, so a benchmark never silently
     /// measures an error path (for example after a change to the test data).
     /// </summary>
-    public static void CheckEvaluates(Evaluator evaluator, string json, string name)
+    public static void CheckEvaluates(Evaluator evaluator, byte[] json, string name)
     {
         var mapped = MagEvaluateOperation.ToRequest(FhirWire.Parse(json, FhirFormat.Json));
         var response = evaluator.Evaluate(mapped.Request);

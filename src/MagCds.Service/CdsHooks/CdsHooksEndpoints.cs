@@ -83,7 +83,7 @@ public static partial class CdsHooksEndpoints
         return Results.Ok();
     }
 
-    private static async Task<string> ReadJsonBodyAsync(HttpRequest req, CdsHooksOptions o)
+    private static async Task<ReadOnlyMemory<byte>> ReadJsonBodyAsync(HttpRequest req, CdsHooksOptions o)
     {
         if (FhirWire.FromMediaType(req.ContentType) != FhirFormat.Json)
             throw new FhirRequestException(StatusCodes.Status415UnsupportedMediaType, OutcomeCodes.UnsupportedMediaType, "CDS Hooks requests are application/json.");

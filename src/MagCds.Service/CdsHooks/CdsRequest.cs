@@ -43,7 +43,7 @@ public static class CdsRequestReader
 {
     private static readonly JsonDocumentOptions JsonOptions = new() { MaxDepth = 128 };
 
-    public static CdsCall Read(string body, ServiceDescriptor service, bool allowInsecureFhirServer)
+    public static CdsCall Read(ReadOnlyMemory<byte> body, ServiceDescriptor service, bool allowInsecureFhirServer)
     {
         JsonDocument doc;
         try { doc = JsonDocument.Parse(body, JsonOptions); }
@@ -124,7 +124,7 @@ public static class CdsRequestReader
     /// <summary>A FHIR resource inside the JSON, read by the Firely parser (entries of a Bundle that fail are dropped).</summary>
     private static Resource ParseResource(JsonElement e, string where)
     {
-        try { return FhirWire.Parse(e.GetRawText(), FhirFormat.Json).Resource; }
+        try { return FhirWire.Parse(System.Runtime.InteropServices.JsonMarshal.GetRawUtf8Value(e).ToArray(), FhirFormat.Json).Resource; }
         catch (FhirRequestException ex) { throw Bad($"{where}: {ex.Message}"); }
     }
 

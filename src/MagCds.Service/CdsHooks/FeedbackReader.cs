@@ -9,7 +9,7 @@ namespace MagCds.Service.CdsHooks;
 /// <summary>Reads and checks a CDS Hooks feedback body ({"feedback": [...]}); anything malformed is a 400.</summary>
 public static class FeedbackReader
 {
-    public static IReadOnlyList<FeedbackItem> Read(string body, string serviceId)
+    public static IReadOnlyList<FeedbackItem> Read(ReadOnlyMemory<byte> body, string serviceId)
     {
         JsonDocument doc;
         try { doc = JsonDocument.Parse(body, new JsonDocumentOptions { MaxDepth = 32 }); }

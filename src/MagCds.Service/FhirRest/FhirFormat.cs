@@ -1,3 +1,4 @@
+using System.Runtime.InteropServices;
 using System.Text;
 using System.Text.Json;
 using System.Xml;
@@ -75,29 +76,25 @@ public static class FhirWire
     private static FhirRequestException NotAcceptable() =>
         new(StatusCodes.Status406NotAcceptable, OutcomeCodes.NotAcceptable, $"MagCds answers in {JsonMediaType} or {XmlMediaType}.");
 
-    /// <summary>Reads the whole body, refusing more than <paramref name="limit"/> bytes with 413.</summary>
-    public static async Task<string> ReadBodyAsync(HttpRequest request, long limit, CancellationToken ct)
+    /// <summary>Reads the whole body as UTF-8 bytes, refusing more than <paramref name="limit"/> bytes with 413.</summary>
+    public static async Task<ReadOnlyMemory<byte>> ReadBodyAsync(HttpRequest request, long limit, CancellationToken ct)
     {
         // Each door has its own limit; Kestrel's server-wide one (30 MB by default) is set to it for this request.
         if (request.HttpContext.Features.Get<Microsoft.AspNetCore.Http.Features.IHttpMaxRequestBodySizeFeature>() is { IsReadOnly: false } kestrel)
             kestrel.MaxRequestBodySize = limit + 1;
         if (request.ContentLength > limit) throw TooLarge(limit);
-        using var buffer = new MemoryStream();
+        var buffer = new MemoryStream(request.ContentLength is > 0 and var n && n <= limit ? (int)n : 16 * 1024);
         var chunk = new byte[81920];
-        int n;
-        while ((n = await request.Body.ReadAsync(chunk, ct)) > 0)
+        int read;
+        while ((read = await request.Body.ReadAsync(chunk, ct)) > 0)
         {
-            if (buffer.Length + n > limit) throw TooLarge(limit);
-            buffer.Write(chunk, 0, n);
+            if (buffer.Length + read > limit) throw TooLarge(limit);
+            buffer.Write(chunk, 0, read);
         }
-        try
-        {
-            return new UTF8Encoding(false, throwOnInvalidBytes: true).GetString(buffer.GetBuffer(), 0, (int)buffer.Length);
-        }
-        catch (DecoderFallbackException)
-        {
+        var body = buffer.GetBuffer().AsMemory(0, (int)buffer.Length);
+        if (!System.Text.Unicode.Utf8.IsValid(body.Span))
             throw new FhirRequestException(StatusCodes.Status400BadRequest, OutcomeCodes.Unparseable, "The body is not valid UTF-8.");
-        }
+        return body;
     }
 
     private static FhirRequestException TooLarge(long limit) =>
@@ -107,7 +104,7 @@ public static class FhirWire
     /// Parses a resource. Errors inside one Bundle entry's resource do not sink the whole Bundle: that entry is
     /// dropped and reported in <see cref="ParsedBody.BadEntries"/>; any other error refuses the body with 400.
     /// </summary>
-    public static ParsedBody Parse(string body, FhirFormat format)
+    public static ParsedBody Parse(ReadOnlyMemory<byte> body, FhirFormat format)
     {
         Resource? resource;
         IEnumerable<CodedException> errors;
@@ -115,11 +112,15 @@ public static class FhirWire
         {
             if (format == FhirFormat.Json)
             {
-                Json.TryDeserializeResource(body, out resource, out errors);
+                var reader = new Utf8JsonReader(body.Span, new JsonReaderOptions { MaxDepth = 128 });
+                Json.TryDeserializeResource(ref reader, out resource, out errors);
             }
             else
             {
-                using var reader = XmlReader.Create(new StringReader(body), SafeXml);
+                using var stream = MemoryMarshal.TryGetArray(body, out ArraySegment<byte> a)
+                    ? new MemoryStream(a.Array!, a.Offset, a.Count, writable: false)
+                    : new MemoryStream(body.ToArray(), writable: false);
+                using var reader = XmlReader.Create(stream, SafeXml);
                 Xml.TryDeserializeResource(reader, out resource, out errors);
             }
         }

@@ -28,7 +28,7 @@ public static class FhirRestEndpoints
     {
         var requestFormat = FhirWire.RequestFormat(req);
         var responseFormat = FhirWire.ResponseFormat(req, requestFormat);
-        string body = await FhirWire.ReadBodyAsync(req, options.Value.MaxRequestBodyBytes, ct);
+        var body = await FhirWire.ReadBodyAsync(req, options.Value.MaxRequestBodyBytes, ct);
         var mapped = MagEvaluateOperation.ToRequest(FhirWire.Parse(body, requestFormat));
         var response = evaluator.Evaluate(mapped.Request);
         EvaluationLog.Write(loggers.CreateLogger("MagCds.FhirRest"), "fhir-rest", response);
