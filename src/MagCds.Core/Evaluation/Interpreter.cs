@@ -98,10 +98,7 @@ public sealed class Interpreter(KnowledgeBase knowledge)
             }
             else if (matched is not null)
             {
-                var ri = matched.ReferenceInterval;
-                basis = new IntervalBasis(IntervalOrigin.AssayProfile, ri.Low, ri.High, ri.HighInclusive,
-                    ri.Low is { } l ? $"{ValueReader.Format(l)}-{ValueReader.Format(ri.High)} {ri.Unit}" : $"below {ValueReader.Format(ri.High)} {ri.Unit}",
-                    $"the MagCds assay profile '{matched.Name}' (knowledge {knowledge.Version}), source: {knowledge.Citation(ri.Citation).Label}", matched);
+                basis = ProfileBasis(matched);
                 ruleId = matched.Id;
                 rule = matched.Rule;
             }
@@ -124,6 +121,17 @@ public sealed class Interpreter(KnowledgeBase knowledge)
             };
         }
     }
+
+    /// <summary>The interval of an assay profile, as shown in outputs; the same for every result, so built once.</summary>
+    private IntervalBasis ProfileBasis(AssayProfile p) => _profileBases.GetOrAdd(p, profile =>
+    {
+        var ri = profile.ReferenceInterval;
+        return new IntervalBasis(IntervalOrigin.AssayProfile, ri.Low, ri.High, ri.HighInclusive,
+            ri.Low is { } l ? $"{ValueReader.Format(l)}-{ValueReader.Format(ri.High)} {ri.Unit}" : $"below {ValueReader.Format(ri.High)} {ri.Unit}",
+            $"the MagCds assay profile '{profile.Name}' (knowledge {knowledge.Version}), source: {knowledge.Citation(ri.Citation).Label}", profile);
+    });
+
+    private readonly System.Collections.Concurrent.ConcurrentDictionary<AssayProfile, IntervalBasis> _profileBases = new(ReferenceEqualityComparer.Instance);
 
     /// <summary>True raised, false not raised, null when a censored value (&lt;, &gt;) straddles the limit.</summary>
     public static bool? Classify(ReadValue v, IntervalBasis basis)

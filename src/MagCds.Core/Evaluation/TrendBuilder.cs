@@ -60,15 +60,20 @@ internal static class TrendBuilder
     /// <summary>When the result applies: effective time, else issued.</summary>
     public static DateTimeOffset? When(Observation obs)
     {
-        string? text = obs.Effective switch
+        string? text;
+        switch (obs.Effective)
         {
-            FhirDateTime dt => dt.Value,
-            Period p => p.Start,
-            Instant i => i.Value?.ToString("o"),
-            _ => null,
-        } ?? obs.IssuedElement?.Value?.ToString("o");
-        // Partial dates ("2025-05", "2025-05-01") are common in lab feeds: they count from their start, in UTC.
-        return text is not null && Hl7.Fhir.ElementModel.Types.DateTime.TryParse(text, out var parsed) ? parsed.ToDateTimeOffset(TimeSpan.Zero) : null;
+            case Instant { Value: DateTimeOffset instant }: return instant;
+            case FhirDateTime dt: text = dt.Value; break;
+            case Period p: text = p.Start; break;
+            default: return obs.IssuedElement?.Value;
+        }
+        if (text is null) return obs.IssuedElement?.Value;
+        // A full date-time (the usual case) parses directly; partial dates ("2025-05", "2025-05-01") are common in
+        // lab feeds and count from their start, in UTC.
+        if (text.Length > 10 && DateTimeOffset.TryParse(text, System.Globalization.CultureInfo.InvariantCulture,
+                System.Globalization.DateTimeStyles.AssumeUniversal, out var full)) return full;
+        return Hl7.Fhir.ElementModel.Types.DateTime.TryParse(text, out var parsed) ? parsed.ToDateTimeOffset(TimeSpan.Zero) : null;
     }
 
     public static string DateText(DateTimeOffset? when) =>

@@ -27,16 +27,18 @@ public static class DeterministicIds
         var obs = input.Observation;
         string subject = Evaluator.SubjectKey(obs) ?? "no-subject";
         var id = obs.Identifier.FirstOrDefault(i => !string.IsNullOrEmpty(i.Value));
-        string who = id is not null ? $"identifier|{id.System}|{id.Value}"
-            : !string.IsNullOrEmpty(obs.Id) ? $"id|{obs.Id}"
-            : input.Reference is not null ? $"ref|{input.Reference}"
-            : "content|" + Fingerprint(obs);
-        return Hash(subject, who);
+        return id is not null ? Hash(subject, "identifier", id.System ?? "", id.Value!)
+            : !string.IsNullOrEmpty(obs.Id) ? Hash(subject, "id", obs.Id)
+            : input.Reference is not null ? Hash(subject, "ref", input.Reference)
+            : Hash(subject, "content", Content(obs));
     }
 
-    /// <summary>The Observation's version: meta.versionId, else a fingerprint of everything the interpretation reads.</summary>
+    /// <summary>
+    /// The Observation's version: meta.versionId, else everything the interpretation reads. It only ever enters the
+    /// output-id hash (never an output, never a log), so it is not hashed on its own.
+    /// </summary>
     public static string VersionKey(Observation obs) =>
-        !string.IsNullOrEmpty(obs.Meta?.VersionId) ? "v|" + obs.Meta.VersionId : "f|" + Fingerprint(obs);
+        !string.IsNullOrEmpty(obs.Meta?.VersionId) ? "v|" + obs.Meta.VersionId : "f|" + Content(obs);
 
     /// <summary>The keys of one input, computed once per evaluation.</summary>
     public static InputKeys Keys(EvaluationInput input)
@@ -51,9 +53,9 @@ public static class DeterministicIds
     /// </summary>
     public static OutputIds For(InputKeys keys, string knowledgeVersion, string kind = "assessment")
     {
-        byte[] h = SHA256.HashData(Encoding.UTF8.GetBytes(string.Join('\u001f', kind, keys.Observation, keys.Version, knowledgeVersion)));
-        string hex = Convert.ToHexStringLower(h);
-        return new OutputIds($"ra-{hex[..40]}", Urn(h.AsSpan(0, 16)), $"di-{hex[24..]}", Urn(h.AsSpan(16, 16)));
+        string hex = Hash(kind, keys.Observation, keys.Version, knowledgeVersion);
+        byte[] h = Convert.FromHexString(hex);
+        return new OutputIds("ra-" + hex[..40], Urn(h.AsSpan(0, 16)), "di-" + hex[24..], Urn(h.AsSpan(16, 16)));
     }
 
     // RFC 9562 layout (version 8, "custom") so the urn:uuid is a well-formed UUID.
@@ -66,28 +68,46 @@ public static class DeterministicIds
         return "urn:uuid:" + new Guid(g, bigEndian: true).ToString();
     }
 
-    private static string Fingerprint(Observation obs)
+    /// <summary>What identifies an Observation's content: status, code, value, absence reason, times, ranges, flags.</summary>
+    private static string Content(Observation obs)
     {
         var sb = new StringBuilder(256);
         sb.Append(obs.Status).Append('|');
         foreach (var c in obs.Code?.Coding ?? []) sb.Append(c.System).Append('#').Append(c.Code).Append(';');
-        sb.Append('|').Append(obs.Value switch
+        sb.Append('|');
+        switch (obs.Value)
         {
-            Quantity q => $"{q.Comparator}{q.Value}{q.Unit}{q.System}{q.Code}",
-            Ratio r => $"{r.Numerator?.Value}:{r.Denominator?.Comparator}{r.Denominator?.Value}",
-            Integer i => i.Value?.ToString(System.Globalization.CultureInfo.InvariantCulture),
-            CodeableConcept cc => string.Join(";", cc.Coding.Select(c => c.System + "#" + c.Code)) + cc.Text,
-            FhirString s => s.Value,
-            _ => obs.Value?.TypeName,
-        });
+            case Quantity q: sb.Append(q.Comparator).Append(q.Value).Append(q.Unit).Append(q.System).Append(q.Code); break;
+            case Ratio r: sb.Append(r.Numerator?.Value).Append(':').Append(r.Denominator?.Comparator).Append(r.Denominator?.Value); break;
+            case Integer i: sb.Append(i.Value); break;
+            case CodeableConcept cc: foreach (var c in cc.Coding) sb.Append(c.System).Append('#').Append(c.Code).Append(';'); sb.Append(cc.Text); break;
+            case FhirString s: sb.Append(s.Value); break;
+            default: sb.Append(obs.Value?.TypeName); break;
+        }
         sb.Append('|').Append(obs.DataAbsentReason?.Coding.FirstOrDefault()?.Code);
-        sb.Append('|').Append(obs.Effective switch { FhirDateTime d => d.Value, Period p => p.Start, Instant i => i.Value?.ToString("o"), _ => null });
-        sb.Append('|').Append(obs.IssuedElement?.Value?.ToString("o"));
+        sb.Append('|').Append(obs.Effective switch { FhirDateTime d => d.Value, Period p => p.Start, Instant i => i.Value?.UtcTicks.ToString(System.Globalization.CultureInfo.InvariantCulture), _ => null });
+        sb.Append('|').Append(obs.IssuedElement?.Value?.UtcTicks);
         foreach (var r in obs.ReferenceRange) sb.Append("|rr").Append(r.Low?.Value).Append('-').Append(r.High?.Value).Append(r.High?.Unit);
         foreach (var c in obs.Interpretation.SelectMany(i => i.Coding)) sb.Append("|in").Append(c.Code);
-        return Hash(sb.ToString());
+        return sb.ToString();
     }
 
-    private static string Hash(params string[] parts) =>
-        Convert.ToHexStringLower(SHA256.HashData(Encoding.UTF8.GetBytes(string.Join('\u001f', parts))));
+    /// <summary>SHA-256 over the UTF-8 of the parts joined by U+001F, as lower-case hex; no intermediate strings.</summary>
+    private static string Hash(params ReadOnlySpan<string> parts)
+    {
+        int max = parts.Length;
+        foreach (var p in parts) max += Encoding.UTF8.GetMaxByteCount(p.Length);
+        byte[]? rented = max > 2048 ? System.Buffers.ArrayPool<byte>.Shared.Rent(max) : null;
+        Span<byte> buffer = rented ?? stackalloc byte[2048];
+        int n = 0;
+        for (int i = 0; i < parts.Length; i++)
+        {
+            if (i > 0) buffer[n++] = 0x1F;
+            n += Encoding.UTF8.GetBytes(parts[i], buffer[n..]);
+        }
+        Span<byte> hash = stackalloc byte[32];
+        SHA256.HashData(buffer[..n], hash);
+        if (rented is not null) System.Buffers.ArrayPool<byte>.Shared.Return(rented);
+        return Convert.ToHexStringLower(hash);
+    }
 }

@@ -20,7 +20,7 @@ public sealed class OutputBuilder(KnowledgeBase knowledge)
     // Text that depends only on the knowledge is rendered once and shared by every output (speed, and memory for
     // large Bundles): statement blocks by (statement list, prefix), reference lists by the set of sources cited.
     private readonly ConcurrentDictionary<(IReadOnlyList<string> Ids, string Prefix), Cited> _blocks = new(new BlockKeyComparer());
-    private readonly ConcurrentDictionary<string, (IReadOnlyList<Citation> Citations, string Text)> _references = new(StringComparer.Ordinal);
+    private readonly ConcurrentDictionary<(Cited, Cited?, Cited?, Cited?, Cited?), (IReadOnlyList<Citation> Citations, string Text)> _references = new();
     private readonly string _knowledgeLine = $"MagCds knowledge {knowledge.Version}. {knowledge.IntendedUse}";
 
     /// <summary>A rendered block of statements with the ids of the sources it cites.</summary>
@@ -38,12 +38,14 @@ public sealed class OutputBuilder(KnowledgeBase knowledge)
         Cited? options = i.Category == Category.Elevated ? Block(knowledge.Guidance.Options, "Options reported in the literature, not orders: ") : null;
         Cited? trendStatements = i.Trend is null ? null : Block(knowledge.Guidance.Trend, "");
 
-        var citedIds = new List<string>();
-        foreach (var c in blocks.Append(options).Append(trendStatements))
-            if (c is not null) foreach (var id in c.CitationIds) if (!citedIds.Contains(id)) citedIds.Add(id);
-        var (citations, referencesText) = _references.GetOrAdd(string.Join('|', citedIds), _ =>
+        // The reference list depends only on which blocks are shown, so it is rendered once per combination.
+        var key = (blocks[0], blocks.ElementAtOrDefault(1), blocks.ElementAtOrDefault(2), options, trendStatements);
+        var (citations, referencesText) = _references.GetOrAdd(key, _ =>
         {
-            var list = citedIds.Select(knowledge.Citation).ToList();
+            var ids = new List<string>();
+            foreach (var c in blocks.Append(options).Append(trendStatements))
+                if (c is not null) foreach (var id in c.CitationIds) if (!ids.Contains(id)) ids.Add(id);
+            var list = ids.Select(knowledge.Citation).ToList();
             return (list, "References: " + string.Join(" ", list.Select(c => $"[{c.Label}] {c.Text} {c.Url}")));
         });
 
@@ -101,11 +103,14 @@ public sealed class OutputBuilder(KnowledgeBase knowledge)
 
         if (i.Category == Category.NotElevated) return (ra, null, x);
 
-        var detail = new StringBuilder().Append(x.Heading).Append(' ').Append(x.Basis);
-        foreach (var g in x.Guidance) detail.Append("\n\n").Append(g);
-        if (x.Options is not null) detail.Append("\n\n").Append(x.Options);
-        if (x.Trend is not null) detail.Append("\n\n").Append(x.Trend);
-        detail.Append("\n\n").Append(x.ReferencesText);
+        // Heading and basis, then the guidance, options, trend and references: joined in one copy, as this text is the
+        // largest part of a large answer.
+        var parts = new List<string>(8) { x.Heading + " " + x.Basis };
+        parts.AddRange(x.Guidance);
+        if (x.Options is not null) parts.Add(x.Options);
+        if (x.Trend is not null) parts.Add(x.Trend);
+        parts.Add(x.ReferencesText);
+        string detail = string.Join("\n\n", parts);
 
         var di = new DetectedIssue
         {
@@ -132,7 +137,7 @@ public sealed class OutputBuilder(KnowledgeBase knowledge)
                     Detail = [(ResourceReference)observationRef.DeepCopy(), .. TrendReferences(i.Trend)],
                 },
             ],
-            Detail = detail.ToString(),
+            Detail = detail,
             Reference = PrimaryCitation(i).Url,
         };
         return (ra, di, x);
@@ -177,11 +182,14 @@ public sealed class OutputBuilder(KnowledgeBase knowledge)
         new Identifier(CanonicalUrls.ObservationSeriesSystem, keys.Series),
     ];
 
-    private CodeableConcept Method(string ruleId, string ruleName) => new()
+    private readonly ConcurrentDictionary<(string, string), CodeableConcept> _methods = new();
+
+    /// <summary>The rule applied, with the knowledge version; one template per rule, copied into each output.</summary>
+    private CodeableConcept Method(string ruleId, string ruleName) => (CodeableConcept)_methods.GetOrAdd((ruleId, ruleName), k => new CodeableConcept
     {
-        Coding = [new Coding(CanonicalUrls.RuleSystem, ruleId, ruleName) { Version = knowledge.Version }],
-        Text = $"MagCds knowledge {knowledge.Version}, rule '{ruleId}'",
-    };
+        Coding = [new Coding(CanonicalUrls.RuleSystem, k.Item1, k.Item2) { Version = knowledge.Version }],
+        Text = $"MagCds knowledge {knowledge.Version}, rule '{k.Item1}'",
+    }).DeepCopy();
 
     private static Coding CategoryCoding(Category c) => c switch
     {
