@@ -84,13 +84,17 @@ public static class FhirWire
             kestrel.MaxRequestBodySize = limit + 1;
         if (request.ContentLength > limit) throw TooLarge(limit);
         var buffer = new MemoryStream(request.ContentLength is > 0 and var n && n <= limit ? (int)n : 16 * 1024);
-        var chunk = new byte[81920];
-        int read;
-        while ((read = await request.Body.ReadAsync(chunk, ct)) > 0)
+        var chunk = System.Buffers.ArrayPool<byte>.Shared.Rent(16 * 1024);
+        try
         {
-            if (buffer.Length + read > limit) throw TooLarge(limit);
-            buffer.Write(chunk, 0, read);
+            int read;
+            while ((read = await request.Body.ReadAsync(chunk, ct)) > 0)
+            {
+                if (buffer.Length + read > limit) throw TooLarge(limit);
+                buffer.Write(chunk, 0, read);
+            }
         }
+        finally { System.Buffers.ArrayPool<byte>.Shared.Return(chunk); }
         var body = buffer.GetBuffer().AsMemory(0, (int)buffer.Length);
         if (!System.Text.Unicode.Utf8.IsValid(body.Span))
             throw new FhirRequestException(StatusCodes.Status400BadRequest, OutcomeCodes.Unparseable, "The body is not valid UTF-8.");
@@ -160,7 +164,8 @@ public static class FhirWire
 
     private static readonly FhirJsonSerializer JsonOut = new();
     private static readonly FhirXmlSerializer XmlOut = new();
-    private const int ChunkBytes = 64 * 1024;
+    // Chunks stay well below the large-object heap threshold (85,000 bytes), so a request allocates no LOH buffer.
+    private const int ChunkBytes = 32 * 1024;
 
     /// <summary>
     /// Writes a resource to a stream with bounded memory: a Parameters (the $mag-evaluate answer, which for a large
@@ -169,7 +174,7 @@ public static class FhirWire
     /// </summary>
     public static async Task WriteAsync(Resource resource, FhirFormat format, Stream output, CancellationToken ct)
     {
-        using var buffer = new MemoryStream(ChunkBytes * 2);
+        using var buffer = new MemoryStream(16 * 1024);
         async Task Drain(bool always)
         {
             if (!always && buffer.Length < ChunkBytes) return;
