@@ -1,12 +1,13 @@
 using BenchmarkDotNet.Attributes;
 using MagCds.Core.Evaluation;
 using MagCds.Service.FhirRest;
+using MagCds.Service.Hosting;
 
 namespace MagCds.Benchmarks;
 
 /// <summary>
 /// The FHIR REST door's work in-process, without HTTP: JSON text → <see cref="FhirWire.Parse"/> →
-/// <see cref="MagEvaluateOperation.ToRequest"/> → <see cref="Evaluator.Evaluate"/> → <see cref="MagEvaluateOperation.ToResponse"/>
+/// <see cref="MagEvaluateOperation.ToRequest"/> → <see cref="Evaluator.Evaluate"/> → <see cref="MagEvaluateOperation.Start"/>
 /// → <see cref="FhirWire.WriteAsync"/> (what the door streams to the response), against the floor of parsing and
 /// writing the same input alone.
 /// The floor is the baseline, so the Ratio column reads "full path / floor" for each input file.
@@ -41,10 +42,9 @@ public class DoorPathBenchmarks
     public async Task<long> ParseEvaluateSerialise()
     {
         var mapped = MagEvaluateOperation.ToRequest(FhirWire.Parse(_json, FhirFormat.Json));
-        var response = _evaluator.Evaluate(mapped.Request);
-        var (body, _) = MagEvaluateOperation.ToResponse(response, mapped.EntryIssues);
+        var answer = MagEvaluateOperation.Start(_evaluator.Start(mapped.Request), mapped.EntryIssues, new EvaluationSummary("bench", ""));
         using var output = new MemoryStream();
-        await FhirWire.WriteAsync(body, FhirFormat.Json, output, CancellationToken.None);
+        await FhirWire.WriteParametersAsync(answer.Parts, FhirFormat.Json, output, CancellationToken.None);
         return output.Length;
     }
 }

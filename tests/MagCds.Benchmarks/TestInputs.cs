@@ -1,6 +1,7 @@
 using MagCds.Core.Evaluation;
 using MagCds.Core.Knowledge;
 using MagCds.Service.FhirRest;
+using MagCds.Service.Hosting;
 
 namespace MagCds.Benchmarks;
 
@@ -29,7 +30,7 @@ internal static class TestInputs
     {
         var mapped = MagEvaluateOperation.ToRequest(FhirWire.Parse(json, FhirFormat.Json));
         var response = evaluator.Evaluate(mapped.Request);
-        var (_, status) = MagEvaluateOperation.ToResponse(response, mapped.EntryIssues);
+        int status = MagEvaluateOperation.Start(EvaluationRun.Of(response), mapped.EntryIssues, new EvaluationSummary("check", "")).Status;
         if (status != 200 || !response.Outputs.Any())
             throw new InvalidOperationException($"{name}: expected 200 with outputs, got {status} with {response.Outputs.Count()} outputs.");
     }

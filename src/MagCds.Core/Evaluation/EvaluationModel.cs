@@ -58,6 +58,12 @@ public sealed record EvaluationResponse(IReadOnlyList<InputResult> Results, stri
         Results.SelectMany(r => new Resource?[] { r.RiskAssessment, r.DetectedIssue }).OfType<Resource>();
 }
 
+/// <summary>An evaluation under way: <see cref="Results"/> evaluates each input as it is enumerated (enumerate once).</summary>
+public sealed record EvaluationRun(IEnumerable<InputResult> Results, IReadOnlyList<CoreIssue> RequestIssues, string KnowledgeVersion)
+{
+    public static EvaluationRun Of(EvaluationResponse r) => new(r.Results, r.RequestIssues, r.KnowledgeVersion);
+}
+
 /// <summary>A problem with one input, in MagCds's own codes (see <see cref="OutcomeCodes"/>).</summary>
 public sealed record CoreIssue(OutcomeCode Code, OperationOutcome.IssueSeverity Severity, string Message, string Location);
 

@@ -60,23 +60,36 @@ public sealed class Evaluator
 
     public EvaluationResponse Evaluate(EvaluationRequest request)
     {
+        var run = Start(request);
+        return new EvaluationResponse(run.Results.ToList(), run.KnowledgeVersion) { RequestIssues = run.RequestIssues };
+    }
+
+    /// <summary>
+    /// Reads every input and history entry now and evaluates each input when the results are enumerated (once), so a
+    /// door can write a large answer as it goes instead of holding every output in memory.
+    /// </summary>
+    public EvaluationRun Start(EvaluationRequest request)
+    {
         // Every input and history entry is read once (value, time, keys); inputs also serve as history.
         var prepared = new Dictionary<EvaluationInput, Prepared>(ReferenceEqualityComparer.Instance);
         foreach (var i in request.History.Concat(request.Inputs))
             if (!prepared.ContainsKey(i)) prepared[i] = Prepare(i);
         var pool = prepared.Values.Where(p => p.Subject is not null && IsAntiMag(p.Input.Observation))
             .ToLookup(p => p.Subject!, StringComparer.Ordinal);
-        var results = new List<InputResult>(request.Inputs.Count);
-        foreach (var input in request.Inputs) results.Add(EvaluateOne(prepared[input], pool));
 
-        // A supplied earlier result that belongs to none of the evaluated patients is never used; say so once.
-        var subjects = results.Where(r => r.Outcome != InputOutcome.NotEvaluated).Select(r => SubjectKey(r.Input.Observation)).ToHashSet();
+        // A supplied earlier result that belongs to none of the inputs' patients is never used; say so once.
+        var subjects = request.Inputs.Select(i => prepared[i].Subject).OfType<string>().ToHashSet(StringComparer.Ordinal);
         var requestIssues = request.History
-            .Where(h => SubjectKey(h.Observation) is not { } s || !subjects.Contains(s))
+            .Where(h => prepared[h].Subject is not { } s || !subjects.Contains(s))
             .Select(h => new CoreIssue(OutcomeCodes.HistoryOtherPatient, OperationOutcome.IssueSeverity.Warning,
                 "This earlier result is not of the patient being evaluated and was not used.", h.Location))
             .ToList();
-        return new EvaluationResponse(results, _knowledge.Version) { RequestIssues = requestIssues };
+
+        IEnumerable<InputResult> Results()
+        {
+            foreach (var input in request.Inputs) yield return EvaluateOne(prepared[input], pool);
+        }
+        return new EvaluationRun(Results(), requestIssues, _knowledge.Version);
     }
 
     private InputResult EvaluateOne(Prepared current, ILookup<string, Prepared> pool)

@@ -1,5 +1,6 @@
 using MagCds.Core.Evaluation;
 using MagCds.Service.FhirRest;
+using MagCds.Service.Hosting;
 using MagCds.Service.Storage;
 using Microsoft.Extensions.Options;
 
@@ -43,7 +44,7 @@ public static partial class CdsHooksEndpoints
         if (call.Hook == "patient-view")
         {
             var response = evaluator.Evaluate(evaluator.LatestWithHistory(await results.GetAsync(call, ct)));
-            EvaluationLog.Write(logger, call.ServiceId, response);
+            EvaluationSummary.Of(call.ServiceId, response).Write(logger);
             // A card only when there is something to act on: raised, not interpretable, or moved since last time.
             if (response.Results is [{ Outcome: InputOutcome.Evaluated, Interpretation: { } i } r]
                 && (i.Category != Category.NotElevated || i.Trend is { CategoryChanged: true }))
@@ -52,7 +53,7 @@ public static partial class CdsHooksEndpoints
         else if (AntiMagOrders(call, evaluator).Any())
         {
             var response = evaluator.Evaluate(evaluator.LatestWithHistory(await results.GetAsync(call, ct)));
-            EvaluationLog.Write(logger, call.ServiceId, response);
+            EvaluationSummary.Of(call.ServiceId, response).Write(logger);
             list.Add(response.Results is [{ Outcome: InputOutcome.Evaluated } r]
                 ? cards.ResultCard(call, r, knowledgeUrl, forOrder: true)
                 : cards.NoResultCard(call, knowledgeUrl));

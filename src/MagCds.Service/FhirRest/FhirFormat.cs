@@ -168,11 +168,40 @@ public static class FhirWire
     private const int ChunkBytes = 32 * 1024;
 
     /// <summary>
-    /// Writes a resource to a stream with bounded memory: a Parameters (the $mag-evaluate answer, which for a large
-    /// Bundle runs to many megabytes) is serialised one parameter at a time by the Firely serializer, and what is
-    /// written is passed on in chunks; nothing builds the whole document as one string.
+    /// Writes a resource. A plain Parameters (the $mag-evaluate answer) goes through <see cref="WriteParametersAsync"/>;
+    /// any other resource is written whole by the Firely serializer.
     /// </summary>
     public static async Task WriteAsync(Resource resource, FhirFormat format, Stream output, CancellationToken ct)
+    {
+        if (resource is Parameters { Id: null, Meta: null, ImplicitRules: null, Language: null } p && p.Parameter.Count > 0)
+        {
+            await WriteParametersAsync(p.Parameter, format, output, ct);
+            return;
+        }
+        using var buffer = new MemoryStream(16 * 1024);
+        if (format == FhirFormat.Json)
+        {
+            await using var w = new Utf8JsonWriter(buffer, JsonWriter);
+            JsonOut.Serialize(resource, w);
+        }
+        else
+        {
+            using var w = System.Xml.XmlWriter.Create(buffer, XmlWriter);
+            XmlOut.Serialize(resource, w);
+        }
+        await output.WriteAsync(buffer.GetBuffer().AsMemory(0, (int)buffer.Length), ct);
+    }
+
+    // The same escaping as the Firely serializer's own ToJson (the body is FHIR JSON, never embedded in HTML).
+    private static readonly JsonWriterOptions JsonWriter = new() { Encoder = System.Text.Encodings.Web.JavaScriptEncoder.UnsafeRelaxedJsonEscaping };
+    private static readonly XmlWriterSettings XmlWriter = new() { Encoding = new UTF8Encoding(false), OmitXmlDeclaration = true, CloseOutput = false };
+
+    /// <summary>
+    /// Writes a Parameters whose parts are produced while they are written (a large Bundle's answer is evaluated one
+    /// input at a time), each part serialised by the Firely serializer and passed on in chunks, so memory stays bounded
+    /// whatever the size of the answer.
+    /// </summary>
+    public static async Task WriteParametersAsync(IEnumerable<Parameters.ParameterComponent> parts, FhirFormat format, Stream output, CancellationToken ct)
     {
         using var buffer = new MemoryStream(16 * 1024);
         async Task Drain(bool always)
@@ -181,50 +210,34 @@ public static class FhirWire
             await output.WriteAsync(buffer.GetBuffer().AsMemory(0, (int)buffer.Length), ct);
             buffer.SetLength(0);
         }
-        // Only the plain envelope is streamed part by part; any other Parameters is written whole.
-        bool parts = resource is Parameters { Id: null, Meta: null, ImplicitRules: null, Language: null } p && p.Parameter.Count > 1;
 
         if (format == FhirFormat.Json)
         {
-            // The same escaping as the Firely serializer's own ToJson (the body is FHIR JSON, never embedded in HTML).
-            await using var w = new Utf8JsonWriter(buffer, new JsonWriterOptions { Encoder = System.Text.Encodings.Web.JavaScriptEncoder.UnsafeRelaxedJsonEscaping });
-            if (parts)
+            await using var w = new Utf8JsonWriter(buffer, JsonWriter);
+            w.WriteStartObject();
+            w.WriteString("resourceType", "Parameters");
+            w.WriteStartArray("parameter");
+            foreach (var part in parts)
             {
-                w.WriteStartObject();
-                w.WriteString("resourceType", "Parameters");
-                w.WriteStartArray("parameter");
-                foreach (var part in ((Parameters)resource).Parameter)
-                {
-                    JsonOut.Serialize(part, w);
-                    w.Flush();
-                    await Drain(false);
-                }
-                w.WriteEndArray();
-                w.WriteEndObject();
+                JsonOut.Serialize(part, w);
+                w.Flush();
+                await Drain(false);
             }
-            else JsonOut.Serialize(resource, w);
+            w.WriteEndArray();
+            w.WriteEndObject();
             w.Flush();
         }
         else
         {
-            var settings = new XmlWriterSettings { Encoding = new UTF8Encoding(false), OmitXmlDeclaration = true, CloseOutput = false };
-            if (parts)
+            // The Firely XML serializer writes whole documents, so each parameter is one (with the FHIR namespace
+            // declared on it, which is the envelope's default namespace anyway) inside the Parameters element.
+            buffer.Write("<Parameters xmlns=\"http://hl7.org/fhir\">"u8);
+            foreach (var part in parts)
             {
-                // The Firely XML serializer writes whole documents, so each parameter is one (with the FHIR namespace
-                // declared on it, which is the default namespace of the envelope anyway) inside the Parameters element.
-                buffer.Write("<Parameters xmlns=\"http://hl7.org/fhir\">"u8);
-                foreach (var part in ((Parameters)resource).Parameter)
-                {
-                    using (var w = XmlWriter.Create(buffer, settings)) XmlOut.Serialize(part, w, null, "parameter");
-                    await Drain(false);
-                }
-                buffer.Write("</Parameters>"u8);
+                using (var w = System.Xml.XmlWriter.Create(buffer, XmlWriter)) XmlOut.Serialize(part, w, null, "parameter");
+                await Drain(false);
             }
-            else
-            {
-                using var w = XmlWriter.Create(buffer, settings);
-                XmlOut.Serialize(resource, w);
-            }
+            buffer.Write("</Parameters>"u8);
         }
         await Drain(true);
     }

@@ -1,5 +1,6 @@
 using Hl7.Fhir.Model;
 using MagCds.Core.Evaluation;
+using MagCds.Service.Hosting;
 using Microsoft.Extensions.Options;
 
 namespace MagCds.Service.FhirRest;
@@ -30,9 +31,12 @@ public static class FhirRestEndpoints
         var responseFormat = FhirWire.ResponseFormat(req, requestFormat);
         var body = await FhirWire.ReadBodyAsync(req, options.Value.MaxRequestBodyBytes, ct);
         var mapped = MagEvaluateOperation.ToRequest(FhirWire.Parse(body, requestFormat));
-        var response = evaluator.Evaluate(mapped.Request);
-        EvaluationLog.Write(loggers.CreateLogger("MagCds.FhirRest"), "fhir-rest", response);
-        var (resource, status) = MagEvaluateOperation.ToResponse(response, mapped.EntryIssues);
-        return new FhirResult(resource, responseFormat, status);
+        var summary = new EvaluationSummary("fhir-rest", evaluator.Knowledge.Version);
+        var answer = MagEvaluateOperation.Start(evaluator.Start(mapped.Request), mapped.EntryIssues, summary);
+        var logger = loggers.CreateLogger("MagCds.FhirRest");
+        // A large Bundle's answer is evaluated while it is written, so the log line comes once it is complete.
+        return answer.Outcome is { } refused
+            ? new FhirResult(refused, responseFormat, answer.Status, () => summary.Write(logger))
+            : new FhirResult(answer.Parts, responseFormat, () => summary.Write(logger));
     }
 }

@@ -2,15 +2,40 @@ using Hl7.Fhir.Model;
 
 namespace MagCds.Service.FhirRest;
 
-/// <summary>Writes a FHIR resource in the negotiated format with the given status.</summary>
-public sealed class FhirResult(Resource resource, FhirFormat format, int status = StatusCodes.Status200OK) : IResult
+/// <summary>
+/// Writes a FHIR answer in the negotiated format: a resource, or the parts of a Parameters produced while they are
+/// written (see <see cref="FhirWire.WriteParametersAsync"/>). <paramref name="completed"/> runs once the body is written.
+/// </summary>
+public sealed class FhirResult : IResult
 {
-    public Resource Resource { get; } = resource;
+    private readonly Resource? _resource;
+    private readonly IEnumerable<Parameters.ParameterComponent>? _parts;
+    private readonly FhirFormat _format;
+    private readonly int _status;
+    private readonly Action? _completed;
+
+    public FhirResult(Resource resource, FhirFormat format, int status = StatusCodes.Status200OK, Action? completed = null)
+    {
+        _resource = resource;
+        _format = format;
+        _status = status;
+        _completed = completed;
+    }
+
+    public FhirResult(IEnumerable<Parameters.ParameterComponent> parts, FhirFormat format, Action? completed = null)
+    {
+        _parts = parts;
+        _format = format;
+        _status = StatusCodes.Status200OK;
+        _completed = completed;
+    }
 
     public async Task ExecuteAsync(HttpContext http)
     {
-        http.Response.StatusCode = status;
-        http.Response.ContentType = FhirWire.MediaType(format) + "; charset=utf-8";
-        await FhirWire.WriteAsync(Resource, format, http.Response.Body, http.RequestAborted);
+        http.Response.StatusCode = _status;
+        http.Response.ContentType = FhirWire.MediaType(_format) + "; charset=utf-8";
+        if (_parts is not null) await FhirWire.WriteParametersAsync(_parts, _format, http.Response.Body, http.RequestAborted);
+        else await FhirWire.WriteAsync(_resource!, _format, http.Response.Body, http.RequestAborted);
+        _completed?.Invoke();
     }
 }

@@ -1,5 +1,6 @@
 using Hl7.Fhir.Model;
 using MagCds.Core.Evaluation;
+using MagCds.Service.Hosting;
 
 namespace MagCds.Service.FhirRest;
 
@@ -91,34 +92,68 @@ public static class MagEvaluateOperation
         new(StatusCodes.Status400BadRequest, OutcomeCodes.InvalidParameters, message);
 
     /// <summary>
-    /// The response: 200 with Parameters when at least one input was evaluated or retracted; otherwise 422 with
-    /// an OperationOutcome that says, per input, why nothing could be done.
+    /// The answer: 200 with Parameters when at least one input was evaluated or retracted; otherwise 422 with an
+    /// OperationOutcome that says, per input, why nothing could be done. Results are evaluated only until the first
+    /// one that succeeds; the rest are evaluated while the Parameters is written (<see cref="Answer.Parts"/>).
     /// </summary>
-    public static (Resource Body, int Status) ToResponse(EvaluationResponse response, IReadOnlyList<CoreIssue> entryIssues)
+    public static Answer Start(EvaluationRun run, IReadOnlyList<CoreIssue> entryIssues, EvaluationSummary summary)
     {
-        var issues = entryIssues.Concat(response.Results.SelectMany(r => r.Issues)).Concat(response.RequestIssues)
-            .Select(Outcomes.Issue).ToList();
-        int done = response.Results.Count(r => r.Outcome != InputOutcome.NotEvaluated);
-        if (done == 0)
+        var results = run.Results.GetEnumerator();
+        var head = new List<InputResult>();
+        while (results.MoveNext())
         {
+            head.Add(results.Current);
+            if (results.Current.Outcome != InputOutcome.NotEvaluated) break;
+        }
+        if (head.All(r => r.Outcome == InputOutcome.NotEvaluated))
+        {
+            results.Dispose();
+            foreach (var r in head) summary.Add(r);
+            summary.AddIssues(entryIssues.Concat(run.RequestIssues));
             var outcome = new OperationOutcome
             {
                 Issue = [Outcomes.Issue(OutcomeCodes.NothingEvaluated, OperationOutcome.IssueSeverity.Error,
-                    "No input could be evaluated; the issues below say why for each."), .. issues],
+                    "No input could be evaluated; the issues below say why for each."),
+                    .. entryIssues.Concat(head.SelectMany(r => r.Issues)).Concat(run.RequestIssues).Select(Outcomes.Issue)],
             };
-            return (outcome, StatusCodes.Status422UnprocessableEntity);
+            return new Answer(StatusCodes.Status422UnprocessableEntity, outcome, []);
         }
+        return new Answer(StatusCodes.Status200OK, null, Parts(head, results, run, entryIssues, summary));
+    }
 
-        var parameters = new Parameters();
-        foreach (var r in response.Results)
+    /// <summary>Status and either the OperationOutcome (422) or the Parameters parts, produced as they are written (200).</summary>
+    public sealed record Answer(int Status, OperationOutcome? Outcome, IEnumerable<Parameters.ParameterComponent> Parts)
+    {
+        /// <summary>The whole answer as one resource (tests and small callers; the door streams the parts instead).</summary>
+        public Resource ToResource() => Outcome is not null ? Outcome : new Parameters { Parameter = Parts.ToList() };
+    }
+
+    private static IEnumerable<Parameters.ParameterComponent> Parts(List<InputResult> head, IEnumerator<InputResult> rest,
+        EvaluationRun run, IReadOnlyList<CoreIssue> entryIssues, EvaluationSummary summary)
+    {
+        var issues = new List<CoreIssue>(entryIssues);
+        foreach (var r in head.Concat(Remaining(rest)))
         {
-            if (r.RiskAssessment is not null) parameters.Add(Out.RiskAssessment, r.RiskAssessment);
-            if (r.DetectedIssue is not null) parameters.Add(Out.DetectedIssue, r.DetectedIssue);
+            summary.Add(r);
+            issues.AddRange(r.Issues);
+            if (r.RiskAssessment is not null) yield return new Parameters.ParameterComponent { Name = Out.RiskAssessment, Resource = r.RiskAssessment };
+            if (r.DetectedIssue is not null) yield return new Parameters.ParameterComponent { Name = Out.DetectedIssue, Resource = r.DetectedIssue };
         }
-        issues.Insert(0, Outcomes.Issue(OutcomeCodes.Evaluated, OperationOutcome.IssueSeverity.Information,
-            $"{done} of {response.Results.Count + entryIssues.Count} inputs evaluated with MagCds knowledge {response.KnowledgeVersion}."));
-        parameters.Add(Out.Outcome, new OperationOutcome { Issue = issues });
-        parameters.Add(Out.KnowledgeVersion, new FhirString(response.KnowledgeVersion));
-        return (parameters, StatusCodes.Status200OK);
+        issues.AddRange(run.RequestIssues);
+        summary.AddIssues(entryIssues.Concat(run.RequestIssues));
+        var outcome = new OperationOutcome
+        {
+            Issue = [Outcomes.Issue(OutcomeCodes.Evaluated, OperationOutcome.IssueSeverity.Information,
+                $"{summary.Done} of {summary.Inputs + entryIssues.Count} inputs evaluated with MagCds knowledge {run.KnowledgeVersion}."),
+                .. issues.Select(Outcomes.Issue)],
+        };
+        yield return new Parameters.ParameterComponent { Name = Out.Outcome, Resource = outcome };
+        yield return new Parameters.ParameterComponent { Name = Out.KnowledgeVersion, Value = new FhirString(run.KnowledgeVersion) };
+    }
+
+    private static IEnumerable<InputResult> Remaining(IEnumerator<InputResult> e)
+    {
+        using (e)
+            while (e.MoveNext()) yield return e.Current;
     }
 }

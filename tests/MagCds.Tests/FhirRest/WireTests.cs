@@ -1,7 +1,9 @@
 using System.Text;
 using Hl7.Fhir.Model;
 using Hl7.Fhir.Serialization;
+using MagCds.Core.Evaluation;
 using MagCds.Service.FhirRest;
+using MagCds.Service.Hosting;
 using MagCds.Tests.Support;
 
 namespace MagCds.Tests.FhirRest;
@@ -11,8 +13,8 @@ public class WireTests
 {
     private static Parameters LargeAnswer()
     {
-        var (body, _) = MagEvaluateOperation.ToResponse(CoreUnderTest.EvaluateFile("Bundle-two-patients.json"), []);
-        var p = (Parameters)body;
+        var answer = MagEvaluateOperation.Start(EvaluationRun.Of(CoreUnderTest.EvaluateFile("Bundle-two-patients.json")), [], new EvaluationSummary("test", ""));
+        var p = (Parameters)answer.ToResource();
         // Make it span several 64 KB chunks.
         for (int i = 0; i < 12; i++) p.Parameter.AddRange(p.Parameter.Take(5).Select(x => (Parameters.ParameterComponent)x.DeepCopy()));
         return p;
