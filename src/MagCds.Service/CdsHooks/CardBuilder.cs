@@ -115,8 +115,7 @@ public sealed class CardBuilder(Evaluator evaluator)
         foreach (var c in citations) sb.Append($"\n- [{c.Label}] {c.Text} <{c.Url}>");
     }
 
-    private static CdsAction Create(Resource resource, string description) =>
-        new("create", description, JsonDocument.Parse(resource.ToJson()).RootElement.Clone());
+    private static CdsAction Create(Resource resource, string description) => new("create", description, resource);
 
     /// <summary>
     /// Card text is markdown an EHR renders; lab-supplied strings (units, free-text values) must not become HTML.

@@ -1,11 +1,12 @@
 using System.Text.Json;
 using System.Text.Json.Serialization;
+using Hl7.Fhir.Serialization;
 
 namespace MagCds.Service.CdsHooks;
 
 // The CDS Hooks 2.0 wire format. Optional members are null when absent and never written (the spec forbids null
 // and empty values), so builders leave empty lists null. FHIR resources inside are written by the Firely serializer
-// and carried here as already-serialized JSON.
+// (its System.Text.Json converters, registered by ForFhir), never by a generic JSON serializer.
 
 public sealed record DiscoveryResponse(IReadOnlyList<ServiceDescriptor> Services);
 
@@ -31,7 +32,7 @@ public sealed record CardSource(string Label, string? Url);
 
 public sealed record Suggestion(string Label, string Uuid, bool? IsRecommended, IReadOnlyList<CdsAction> Actions);
 
-public sealed record CdsAction(string Type, string Description, JsonElement? Resource);
+public sealed record CdsAction(string Type, string Description, Hl7.Fhir.Model.Resource? Resource);
 
 public sealed record CardLink(string Label, string Url, string Type);
 
@@ -39,8 +40,8 @@ public sealed record CdsCoding(string Code, string System, string? Display);
 
 public static class CdsJson
 {
-    public static JsonSerializerOptions Options { get; } = new(JsonSerializerDefaults.Web)
+    public static JsonSerializerOptions Options { get; } = new JsonSerializerOptions(JsonSerializerDefaults.Web)
     {
         DefaultIgnoreCondition = JsonIgnoreCondition.WhenWritingNull,
-    };
+    }.ForFhir();
 }
