@@ -12,24 +12,9 @@ namespace MagCds.Tests.CdsHooks;
 /// every card satisfies the CDS Hooks card rules, and its suggestion carries the same resources (content and ids)
 /// as the FHIR REST door for the same input.
 /// </summary>
-public class CardTests
+public class CardTests : ServiceTests
 {
-    private MagCdsFactory _factory = null!;
-    private HttpClient _client = null!;
-
-    [OneTimeSetUp]
-    public void Start()
-    {
-        _factory = new MagCdsFactory(new Dictionary<string, string?> { ["MagCds:CdsHooks:AllowUnsignedCalls"] = "true" });
-        _client = _factory.CreateClient();
-    }
-
-    [OneTimeTearDown]
-    public void Stop()
-    {
-        _client.Dispose();
-        _factory.Dispose();
-    }
+    protected override IReadOnlyDictionary<string, string?> Settings => Unsigned();
 
     private static IEnumerable<TestCaseData> PatientCases() =>
         TestFiles.CaseData(c => !c.File.StartsWith("Bundle-", StringComparison.Ordinal) && !c.File.Contains("no-subject", StringComparison.Ordinal));
@@ -46,7 +31,7 @@ public class CardTests
     public async Task Patient_view_shows_a_valid_card_exactly_when_there_is_something_to_act_on(Case c)
     {
         var obs = Observations(c.File);
-        var resp = await _client.SendAsync(CdsKit.Post("/cds-services/magcds-patient-view", CdsKit.PatientView("pat-oakhaven", obs), null));
+        var resp = await Client.SendAsync(CdsKit.Post("/cds-services/magcds-patient-view", CdsKit.PatientView("pat-oakhaven", obs), null));
         Assert.That(resp.StatusCode, Is.EqualTo(HttpStatusCode.OK));
         using var json = JsonDocument.Parse(await resp.Content.ReadAsStringAsync());
         Assert.That(CardRules.Violations(json.RootElement), Is.Empty);
@@ -80,7 +65,7 @@ public class CardTests
         previous.Id = "earlier"; previous.Identifier[0].Value = "ACC-EARLIER"; previous.Effective = new FhirDateTime("2025-05-01");
         previous.Issued = new DateTimeOffset(2025, 5, 2, 0, 0, 0, TimeSpan.Zero);
         var latest = TestFiles.Resource<Observation>("Observation-btu-not-detected.json");
-        var resp = await _client.SendAsync(CdsKit.Post("/cds-services/magcds-patient-view", CdsKit.PatientView("pat-oakhaven", [latest, previous]), null));
+        var resp = await Client.SendAsync(CdsKit.Post("/cds-services/magcds-patient-view", CdsKit.PatientView("pat-oakhaven", [latest, previous]), null));
         using var json = JsonDocument.Parse(await resp.Content.ReadAsStringAsync());
         var card = json.RootElement.GetProperty("cards").EnumerateArray().Single();
         Assert.That(card.GetProperty("indicator").GetString(), Is.EqualTo("info"));
@@ -91,8 +76,8 @@ public class CardTests
     public async Task The_same_call_twice_gives_identical_cards()
     {
         string body = CdsKit.PatientView("pat-oakhaven", Observations("Parameters-history-falling.json"));
-        string a = await (await _client.SendAsync(CdsKit.Post("/cds-services/magcds-patient-view", body, null))).Content.ReadAsStringAsync();
-        string b = await (await _client.SendAsync(CdsKit.Post("/cds-services/magcds-patient-view", body, null))).Content.ReadAsStringAsync();
+        string a = await (await Client.SendAsync(CdsKit.Post("/cds-services/magcds-patient-view", body, null))).Content.ReadAsStringAsync();
+        string b = await (await Client.SendAsync(CdsKit.Post("/cds-services/magcds-patient-view", body, null))).Content.ReadAsStringAsync();
         Assert.That(b, Is.EqualTo(a));
     }
 
@@ -101,7 +86,7 @@ public class CardTests
     {
         var obs = TestFiles.Resource<Observation>("Observation-unknown-unit-no-range.json");
         ((Quantity)obs.Value!).Unit = "<img src=x onerror=alert(1)>";
-        var resp = await _client.SendAsync(CdsKit.Post("/cds-services/magcds-patient-view", CdsKit.PatientView("pat-oakhaven", [obs]), null));
+        var resp = await Client.SendAsync(CdsKit.Post("/cds-services/magcds-patient-view", CdsKit.PatientView("pat-oakhaven", [obs]), null));
         using var json = JsonDocument.Parse(await resp.Content.ReadAsStringAsync());
         string detail = json.RootElement.GetProperty("cards")[0].GetProperty("detail").GetString()!;
         Assert.That(detail, Does.Not.Contain("<img").And.Contain("&lt;img"));

@@ -5,30 +5,16 @@ using MagCds.Tests.Support;
 
 namespace MagCds.Tests.CdsHooks;
 
-public class OrderHookTests
+public class OrderHookTests : ServiceTests
 {
-    private MagCdsFactory _factory = null!;
-    private HttpClient _client = null!;
+    protected override IReadOnlyDictionary<string, string?> Settings => Unsigned();
+
     private static readonly Coding AntiMag = new("http://loinc.org", "39087-2");
     private static readonly Coding Glucose = new("http://loinc.org", "15074-8");
 
-    [OneTimeSetUp]
-    public void Start()
-    {
-        _factory = new MagCdsFactory(new Dictionary<string, string?> { ["MagCds:CdsHooks:AllowUnsignedCalls"] = "true" });
-        _client = _factory.CreateClient();
-    }
-
-    [OneTimeTearDown]
-    public void Stop()
-    {
-        _client.Dispose();
-        _factory.Dispose();
-    }
-
     private async Task<JsonElement> Cards(string service, string body)
     {
-        var resp = await _client.SendAsync(CdsKit.Post("/cds-services/" + service, body, null));
+        var resp = await Client.SendAsync(CdsKit.Post("/cds-services/" + service, body, null));
         Assert.That(resp.StatusCode, Is.EqualTo(HttpStatusCode.OK), await resp.Content.ReadAsStringAsync());
         var root = JsonDocument.Parse(await resp.Content.ReadAsStringAsync()).RootElement;
         Assert.That(CardRules.Violations(root), Is.Empty);

@@ -9,33 +9,14 @@ using MagCds.Tests.Support;
 namespace MagCds.Tests.CdsHooks;
 
 /// <summary>Discovery, request validation (4xx with an OperationOutcome, never 500), patient safety, CORS and the secure default.</summary>
-public class RequestTests
+public class RequestTests : ServiceTests
 {
-    private MagCdsFactory _factory = null!;
-    private HttpClient _client = null!;
-
-    [OneTimeSetUp]
-    public void Start()
-    {
-        _factory = new MagCdsFactory(new Dictionary<string, string?>
-        {
-            ["MagCds:CdsHooks:AllowUnsignedCalls"] = "true",
-            ["MagCds:CdsHooks:AllowedOrigins:0"] = "https://sandbox.cds-hooks.org",
-        });
-        _client = _factory.CreateClient();
-    }
-
-    [OneTimeTearDown]
-    public void Stop()
-    {
-        _client.Dispose();
-        _factory.Dispose();
-    }
+    protected override IReadOnlyDictionary<string, string?> Settings => Unsigned(("MagCds:CdsHooks:AllowedOrigins:0", "https://sandbox.cds-hooks.org"));
 
     [Test]
     public async Task Discovery_lists_the_three_services_with_their_prefetch()
     {
-        var resp = await _client.GetAsync("/cds-services");
+        var resp = await Client.GetAsync("/cds-services");
         Assert.That(resp.StatusCode, Is.EqualTo(HttpStatusCode.OK));
         var root = JsonDocument.Parse(await resp.Content.ReadAsStringAsync()).RootElement;
         var services = root.GetProperty("services").EnumerateArray().ToList();
@@ -80,7 +61,7 @@ public class RequestTests
     {
         var body = JsonNode.Parse(Valid)!.AsObject();
         edit(body);
-        var resp = await _client.SendAsync(CdsKit.Post("/cds-services/magcds-patient-view", body.ToJsonString(), null));
+        var resp = await Client.SendAsync(CdsKit.Post("/cds-services/magcds-patient-view", body.ToJsonString(), null));
         Assert.That((int)resp.StatusCode, Is.EqualTo(status));
         var oo = (OperationOutcome)await Http.ReadAsync(resp);
         Assert.That(Http.Codes(oo), Does.Contain("invalid-cds-request"));
@@ -91,7 +72,7 @@ public class RequestTests
     [TestCase("", 400)]
     public async Task Malformed_JSON_gets_400(string body, int status)
     {
-        var resp = await _client.SendAsync(CdsKit.Post("/cds-services/magcds-patient-view", body, null));
+        var resp = await Client.SendAsync(CdsKit.Post("/cds-services/magcds-patient-view", body, null));
         Assert.That((int)resp.StatusCode, Is.EqualTo(status));
     }
 
@@ -102,29 +83,29 @@ public class RequestTests
         body["extension"] = new JsonObject { ["com.example.whatever"] = new JsonObject { ["deep"] = 1 } };
         body["somethingNew"] = 42;
         body["context"]!["encounterId"] = "89284";
-        var resp = await _client.SendAsync(CdsKit.Post("/cds-services/magcds-patient-view", body.ToJsonString(), null));
+        var resp = await Client.SendAsync(CdsKit.Post("/cds-services/magcds-patient-view", body.ToJsonString(), null));
         Assert.That(resp.StatusCode, Is.EqualTo(HttpStatusCode.OK));
     }
 
     [Test]
     public async Task An_unknown_service_gets_404_and_a_wrong_content_type_415()
     {
-        Assert.That((await _client.SendAsync(CdsKit.Post("/cds-services/nope", Valid, null))).StatusCode, Is.EqualTo(HttpStatusCode.NotFound));
+        Assert.That((await Client.SendAsync(CdsKit.Post("/cds-services/nope", Valid, null))).StatusCode, Is.EqualTo(HttpStatusCode.NotFound));
         var req = new HttpRequestMessage(HttpMethod.Post, "/cds-services/magcds-patient-view") { Content = new StringContent(Valid, System.Text.Encoding.UTF8, "text/plain") };
-        Assert.That((await _client.SendAsync(req)).StatusCode, Is.EqualTo(HttpStatusCode.UnsupportedMediaType));
+        Assert.That((await Client.SendAsync(req)).StatusCode, Is.EqualTo(HttpStatusCode.UnsupportedMediaType));
     }
 
     [Test]
     public async Task No_results_in_prefetch_means_no_card()
     {
-        var resp = await _client.SendAsync(CdsKit.Post("/cds-services/magcds-patient-view", CdsKit.PatientView("pat-oakhaven", null), null));
+        var resp = await Client.SendAsync(CdsKit.Post("/cds-services/magcds-patient-view", CdsKit.PatientView("pat-oakhaven", null), null));
         Assert.That(await resp.Content.ReadAsStringAsync(), Is.EqualTo("{\"cards\":[]}"));
     }
 
     [Test]
     public async Task No_prefetch_and_no_fhirServer_gets_412()
     {
-        var resp = await _client.SendAsync(CdsKit.Post("/cds-services/magcds-patient-view", CdsKit.PatientView("pat-oakhaven", null, includeResultsKey: false), null));
+        var resp = await Client.SendAsync(CdsKit.Post("/cds-services/magcds-patient-view", CdsKit.PatientView("pat-oakhaven", null, includeResultsKey: false), null));
         Assert.That(resp.StatusCode, Is.EqualTo(HttpStatusCode.PreconditionFailed));
         Assert.That(Http.Codes((OperationOutcome)await Http.ReadAsync(resp)), Does.Contain("data-unavailable"));
     }
@@ -133,7 +114,7 @@ public class RequestTests
     public async Task An_OperationOutcome_in_the_prefetch_slot_and_no_fhirServer_gets_412_not_a_crash()
     {
         var oo = JsonNode.Parse("""{"resourceType":"OperationOutcome","issue":[{"severity":"error","code":"timeout"}]}""");
-        var resp = await _client.SendAsync(CdsKit.Post("/cds-services/magcds-patient-view", CdsKit.PatientView("pat-oakhaven", null, resultsSlot: oo), null));
+        var resp = await Client.SendAsync(CdsKit.Post("/cds-services/magcds-patient-view", CdsKit.PatientView("pat-oakhaven", null, resultsSlot: oo), null));
         Assert.That(resp.StatusCode, Is.EqualTo(HttpStatusCode.PreconditionFailed));
     }
 
@@ -149,7 +130,7 @@ public class RequestTests
         var someoneElse = TestFiles.Resource<Observation>("Observation-btu-high.json");
         someoneElse.Subject = new ResourceReference("Patient/someone-else");
         var mine = TestFiles.Resource<Observation>("Observation-btu-not-detected.json");
-        var resp = await _client.SendAsync(CdsKit.Post("/cds-services/magcds-patient-view", CdsKit.PatientView("pat-oakhaven", [someoneElse, mine]), null));
+        var resp = await Client.SendAsync(CdsKit.Post("/cds-services/magcds-patient-view", CdsKit.PatientView("pat-oakhaven", [someoneElse, mine]), null));
         Assert.That(await resp.Content.ReadAsStringAsync(), Is.EqualTo("{\"cards\":[]}"), "the raised result of another patient yields no card");
         Assert.That(Interlocked.Read(ref ignored), Is.EqualTo(1));
     }
@@ -163,7 +144,7 @@ public class RequestTests
             req.Headers.Add("Origin", origin);
             req.Headers.Add("Access-Control-Request-Method", "POST");
             req.Headers.Add("Access-Control-Request-Headers", "authorization,content-type");
-            return await _client.SendAsync(req);
+            return await Client.SendAsync(req);
         }
         var ok = await Preflight("https://sandbox.cds-hooks.org");
         var other = await Preflight("https://evil.example");
@@ -174,8 +155,8 @@ public class RequestTests
     [Test]
     public async Task Development_mode_is_announced_at_start_up()
     {
-        await _client.GetAsync("/cds-services");
-        Assert.That(_factory.Logs.Lines.Any(l => l.Contains("DEVELOPMENT MODE", StringComparison.Ordinal) && l.Contains("Warning", StringComparison.Ordinal)), Is.True);
+        await Client.GetAsync("/cds-services");
+        Assert.That(Factory.Logs.Lines.Any(l => l.Contains("DEVELOPMENT MODE", StringComparison.Ordinal) && l.Contains("Warning", StringComparison.Ordinal)), Is.True);
     }
 
     [Test]

@@ -8,24 +8,9 @@ using MagCds.Tests.Support;
 namespace MagCds.Tests.FhirRest;
 
 /// <summary>Bad input gets a clear OperationOutcome with a machine-readable code and the right status; never a 500 or a stack trace.</summary>
-public class ErrorTests
+public class ErrorTests : ServiceTests
 {
-    private MagCdsFactory _factory = null!;
-    private HttpClient _client = null!;
-
-    [OneTimeSetUp]
-    public void Start()
-    {
-        _factory = new MagCdsFactory(new Dictionary<string, string?> { ["MagCds:FhirRest:MaxRequestBodyBytes"] = "65536" });
-        _client = _factory.CreateClient();
-    }
-
-    [OneTimeTearDown]
-    public void Stop()
-    {
-        _client.Dispose();
-        _factory.Dispose();
-    }
+    protected override IReadOnlyDictionary<string, string?> Settings => new Dictionary<string, string?> { ["MagCds:FhirRest:MaxRequestBodyBytes"] = "65536" };
 
     private static string Obs => TestFiles.Text("Observation-btu-medium.json");
 
@@ -57,7 +42,7 @@ public class ErrorTests
     public async Task Bad_input_gets_its_status_and_code_in_an_OperationOutcome(string body, string mediaType, int status, string code)
     {
         var sw = Stopwatch.StartNew();
-        var resp = await _client.PostAsync(Http.Evaluate, Http.Raw(body, mediaType));
+        var resp = await Client.PostAsync(Http.Evaluate, Http.Raw(body, mediaType));
         sw.Stop();
         string text = await resp.Content.ReadAsStringAsync();
         Assert.That((int)resp.StatusCode, Is.EqualTo(status), text);
@@ -76,8 +61,8 @@ public class ErrorTests
     {
         using var req = new HttpRequestMessage(HttpMethod.Post, Http.Evaluate) { Content = Http.Raw(Obs[..100], "application/fhir+json") };
         req.Headers.Add("X-Request-Id", "refused-request-log-check");
-        await _client.SendAsync(req);
-        var lines = _factory.Logs.Lines.Where(l => l.Contains("refused-request-log-check", StringComparison.Ordinal)).ToList();
+        await Client.SendAsync(req);
+        var lines = Factory.Logs.Lines.Where(l => l.Contains("refused-request-log-check", StringComparison.Ordinal)).ToList();
         Assert.That(lines.Any(l => l.Contains("responded 400", StringComparison.Ordinal)), Is.True, string.Join("\n", lines));
         Assert.That(lines.Where(l => l.Contains("\"@x\"", StringComparison.Ordinal) || l.Contains("\"@l\":\"Error\"", StringComparison.Ordinal)), Is.Empty);
     }
@@ -88,7 +73,7 @@ public class ErrorTests
         var bytes = Encoding.UTF8.GetBytes(Obs).Concat(new byte[] { 0xC3, 0x28 }).ToArray();
         var content = new ByteArrayContent(bytes);
         content.Headers.ContentType = new("application/fhir+json");
-        var resp = await _client.PostAsync(Http.Evaluate, content);
+        var resp = await Client.PostAsync(Http.Evaluate, content);
         Assert.That(resp.StatusCode, Is.EqualTo(HttpStatusCode.BadRequest));
         Assert.That(Http.Codes((OperationOutcome)await Http.ReadAsync(resp)), Does.Contain("unparseable"));
     }
@@ -99,7 +84,7 @@ public class ErrorTests
         var big = new Bundle { Type = Bundle.BundleType.Batch };
         var obs = TestFiles.Resource<Observation>("Observation-btu-medium.json");
         for (int i = 0; i < 100; i++) big.Entry.Add(new Bundle.EntryComponent { Resource = obs });
-        var resp = await _client.PostAsync(Http.Evaluate, Http.Body(big, FhirFormat.Json));
+        var resp = await Client.PostAsync(Http.Evaluate, Http.Body(big, FhirFormat.Json));
         Assert.That(resp.StatusCode, Is.EqualTo(HttpStatusCode.RequestEntityTooLarge));
         Assert.That(Http.Codes((OperationOutcome)await Http.ReadAsync(resp)), Does.Contain("payload-too-large"));
     }
@@ -109,7 +94,7 @@ public class ErrorTests
     {
         var bundle = TestFiles.Resource<Bundle>("Bundle-two-patients.json");
         string json = FhirWire.Serialize(bundle, FhirFormat.Json).Replace("\"value\":640", "\"value\":\"abc\"");
-        var resp = await _client.PostAsync(Http.Evaluate, Http.Raw(json, "application/fhir+json"));
+        var resp = await Client.PostAsync(Http.Evaluate, Http.Raw(json, "application/fhir+json"));
         Assert.That(resp.StatusCode, Is.EqualTo(HttpStatusCode.OK));
         var p = (Parameters)await Http.ReadAsync(resp);
         var outcome = (OperationOutcome)p.Parameter.Single(x => x.Name == "outcome").Resource!;
@@ -129,7 +114,7 @@ public class ErrorTests
     {
         using var req = new HttpRequestMessage(HttpMethod.Post, Http.Evaluate) { Content = Http.Raw(Obs, "application/fhir+json") };
         req.Headers.TryAddWithoutValidation("Accept", accept);
-        var resp = await _client.SendAsync(req);
+        var resp = await Client.SendAsync(req);
         Assert.That((int)resp.StatusCode, Is.EqualTo(status));
         string expected = status == 406 || accept == "*/*" ? "application/fhir+json" : "application/fhir+xml";
         Assert.That(resp.Content.Headers.ContentType!.MediaType, Is.EqualTo(expected));
@@ -142,7 +127,7 @@ public class ErrorTests
     {
         using var req = new HttpRequestMessage(HttpMethod.Post, Http.Evaluate + "?_format=" + Uri.EscapeDataString(format)) { Content = Http.Raw(Obs, "application/fhir+json") };
         req.Headers.TryAddWithoutValidation("Accept", "application/fhir+json");
-        var resp = await _client.SendAsync(req);
+        var resp = await Client.SendAsync(req);
         Assert.That(resp.StatusCode, Is.EqualTo(HttpStatusCode.OK));
         Assert.That(resp.Content.Headers.ContentType!.MediaType, Is.EqualTo(expected));
     }
@@ -150,7 +135,7 @@ public class ErrorTests
     [Test]
     public async Task An_unknown_route_answers_404_with_an_OperationOutcome()
     {
-        var resp = await _client.GetAsync("/fhir/Patient/123");
+        var resp = await Client.GetAsync("/fhir/Patient/123");
         Assert.That(resp.StatusCode, Is.EqualTo(HttpStatusCode.NotFound));
         Assert.That(Http.Codes((OperationOutcome)await Http.ReadAsync(resp)), Does.Contain("not-found"));
     }
@@ -160,15 +145,15 @@ public class ErrorTests
     {
         using var good = new HttpRequestMessage(HttpMethod.Post, Http.Evaluate) { Content = Http.Raw(Obs, "application/fhir+json") };
         good.Headers.Add("X-Request-Id", "MSG-20260303.0001");
-        var r1 = await _client.SendAsync(good);
+        var r1 = await Client.SendAsync(good);
         Assert.That(r1.Headers.GetValues("X-Request-Id").Single(), Is.EqualTo("MSG-20260303.0001"));
 
         using var evil = new HttpRequestMessage(HttpMethod.Post, Http.Evaluate) { Content = Http.Raw(Obs, "application/fhir+json") };
         evil.Headers.TryAddWithoutValidation("X-Request-Id", "x\"} injected {\"" + new string('a', 300));
-        var r2 = await _client.SendAsync(evil);
+        var r2 = await Client.SendAsync(evil);
         Assert.That(r2.Headers.GetValues("X-Request-Id").Single(), Does.Match("^[0-9a-f]{32}$"));
 
-        var lines = _factory.Logs.Lines.Where(l => l.Contains("MSG-20260303.0001", StringComparison.Ordinal)).ToList();
+        var lines = Factory.Logs.Lines.Where(l => l.Contains("MSG-20260303.0001", StringComparison.Ordinal)).ToList();
         Assert.That(lines, Has.Count.GreaterThanOrEqualTo(2), "the evaluation line and the request line carry the correlation id");
         Assert.That(lines.Any(l => l.Contains("Evaluated 1 inputs", StringComparison.Ordinal)), Is.True);
     }

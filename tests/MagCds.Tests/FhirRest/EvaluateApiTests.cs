@@ -9,32 +9,15 @@ namespace MagCds.Tests.FhirRest;
 /// <summary>Every case of cases.json through POST /fhir/Observation/$mag-evaluate, once in JSON and once in XML.</summary>
 [TestFixture(FhirFormat.Json)]
 [TestFixture(FhirFormat.Xml)]
-public class EvaluateApiTests(FhirFormat format)
+public class EvaluateApiTests(FhirFormat format) : ServiceTests
 {
-    private MagCdsFactory _factory = null!;
-    private HttpClient _client = null!;
-
-    [OneTimeSetUp]
-    public void Start()
-    {
-        _factory = new MagCdsFactory();
-        _client = _factory.CreateClient();
-    }
-
-    [OneTimeTearDown]
-    public void Stop()
-    {
-        _client.Dispose();
-        _factory.Dispose();
-    }
-
     private static IEnumerable<TestCaseData> Cases() => TestFiles.CaseData();
 
     [TestCaseSource(nameof(Cases))]
     public async Task Each_case_answers_as_expected_and_returns_what_the_core_returns(Case c)
     {
         var input = TestFiles.Resource(c.File);
-        var (resp, body) = await Http.PostAsync(_client, Http.Evaluate, Http.Body(input, format), format);
+        var (resp, body) = await Http.PostAsync(Client, Http.Evaluate, Http.Body(input, format), format);
 
         Assert.That((int)resp.StatusCode, Is.EqualTo(c.Http), () => body.ToJson());
         Assert.That(resp.Content.Headers.ContentType!.MediaType, Is.EqualTo(FhirWire.MediaType(format)));
@@ -67,15 +50,15 @@ public class EvaluateApiTests(FhirFormat format)
     public async Task Posting_the_same_input_twice_returns_identical_bodies()
     {
         var input = TestFiles.Resource("Bundle-oru-converted.json");
-        var first = await _client.PostAsync(Http.Evaluate, Http.Body(input, format));
-        var second = await _client.PostAsync(Http.Evaluate, Http.Body(input, format));
+        var first = await Client.PostAsync(Http.Evaluate, Http.Body(input, format));
+        var second = await Client.PostAsync(Http.Evaluate, Http.Body(input, format));
         Assert.That(await second.Content.ReadAsStringAsync(), Is.EqualTo(await first.Content.ReadAsStringAsync()));
     }
 
     [Test]
     public async Task A_bundle_from_an_ORU_message_returns_the_anti_MAG_result_and_says_what_happened_to_each_entry()
     {
-        var (resp, body) = await Http.PostAsync(_client, Http.Evaluate, Http.Body(TestFiles.Resource("Bundle-oru-converted.json"), format), format);
+        var (resp, body) = await Http.PostAsync(Client, Http.Evaluate, Http.Body(TestFiles.Resource("Bundle-oru-converted.json"), format), format);
         Assert.That(resp.StatusCode, Is.EqualTo(HttpStatusCode.OK));
         var p = (Parameters)body;
         var ra = (RiskAssessment)p.Parameter.Single(x => x.Name == "riskAssessment").Resource!;

@@ -5,24 +5,8 @@ using MagCds.Tests.Support;
 
 namespace MagCds.Tests.FhirRest;
 
-public class MetadataTests
+public class MetadataTests : ServiceTests
 {
-    private MagCdsFactory _factory = null!;
-    private HttpClient _client = null!;
-
-    [OneTimeSetUp]
-    public void Start()
-    {
-        _factory = new MagCdsFactory();
-        _client = _factory.CreateClient();
-    }
-
-    [OneTimeTearDown]
-    public void Stop()
-    {
-        _client.Dispose();
-        _factory.Dispose();
-    }
 
     [TestCase("application/fhir+json")]
     [TestCase("application/fhir+xml")]
@@ -30,7 +14,7 @@ public class MetadataTests
     {
         using var req = new HttpRequestMessage(HttpMethod.Get, "/fhir/metadata");
         req.Headers.TryAddWithoutValidation("Accept", accept);
-        var resp = await _client.SendAsync(req);
+        var resp = await Client.SendAsync(req);
         Assert.That(resp.StatusCode, Is.EqualTo(HttpStatusCode.OK));
         Assert.That(resp.Content.Headers.ContentType!.MediaType, Is.EqualTo(accept));
         var cs = (CapabilityStatement)await Http.ReadAsync(resp);
@@ -42,7 +26,7 @@ public class MetadataTests
     [Test]
     public async Task The_published_OperationDefinition_advertises_exactly_the_parameters_the_code_accepts_and_returns()
     {
-        var resp = await _client.GetAsync("/fhir/OperationDefinition/mag-evaluate");
+        var resp = await Client.GetAsync("/fhir/OperationDefinition/mag-evaluate");
         Assert.That(resp.StatusCode, Is.EqualTo(HttpStatusCode.OK));
         var od = (OperationDefinition)await Http.ReadAsync(resp);
         Assert.Multiple(() =>
@@ -57,7 +41,7 @@ public class MetadataTests
     [Test]
     public async Task Every_output_parameter_the_service_returns_is_declared()
     {
-        var resp = await _client.PostAsync(Http.Evaluate, Http.Body(TestFiles.Resource("Bundle-two-patients.json"), FhirFormat.Json));
+        var resp = await Client.PostAsync(Http.Evaluate, Http.Body(TestFiles.Resource("Bundle-two-patients.json"), FhirFormat.Json));
         var p = (Parameters)await Http.ReadAsync(resp);
         Assert.That(p.Parameter.Select(x => x.Name).Distinct(), Is.SubsetOf(MagEvaluateOperation.Out.All));
     }
