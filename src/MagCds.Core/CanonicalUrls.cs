@@ -9,7 +9,6 @@ public static class CanonicalUrls
     public const string CannotInterpretSystem = Base + "/CodeSystem/magcds-cannot-interpret";
     /// <summary>Shared by every output about one Observation, whatever its version: what a retraction targets.</summary>
     public const string ObservationSeriesSystem = Base + "/sid/observation-assessment";
-    public const string OperationDefinition = Base + "/OperationDefinition/mag-evaluate";
     public const string Loinc = "http://loinc.org";
     public const string AntiMagLoinc = "39087-2";
 }

@@ -132,6 +132,12 @@ public sealed record Interpretation
     public bool Preliminary { get; init; }
     public IReadOnlyList<string> Notes { get; init; } = [];
     public Trend? Trend { get; init; }
+
+    /// <summary>
+    /// Whether the result asks for a clinician's attention: raised, not interpretable, or moved between raised and not
+    /// raised since the previous result of the same assay. A result within its interval with nothing else does not.
+    /// </summary>
+    public bool NeedsAttention => Category != Category.NotElevated || Trend is { CategoryChanged: true };
 }
 
 public sealed record TrendPoint(string Date, string Display, decimal? Number, string? Reference, bool IsCurrent, Category Category);

@@ -38,10 +38,4 @@ public static class OutcomeCodes
     public static readonly OutcomeCode DataUnavailable = new("data-unavailable", "The patient's results were neither prefetched nor obtainable", OperationOutcome.IssueType.Incomplete);
     public static readonly OutcomeCode InternalError = new("internal-error", "Unexpected error", OperationOutcome.IssueType.Exception);
 
-    public static IReadOnlyList<OutcomeCode> All { get; } =
-    [
-        Evaluated, NotAntiMag, MissingValue, MissingSubject, StatusNotEvaluated, HistoryOtherPatient, Preliminary, Retracted, CannotInterpret,
-        Unparseable, UnparseableEntry, UnsupportedResource, InvalidParameters, UnsupportedMediaType, NotAcceptable,
-        PayloadTooLarge, NotFound, NothingEvaluated, InvalidCdsRequest, InvalidFeedback, DataUnavailable, InternalError,
-    ];
 }

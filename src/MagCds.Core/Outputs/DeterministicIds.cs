@@ -22,7 +22,7 @@ public static class DeterministicIds
     /// (a resource with neither) a fingerprint of its content. The subject is part of it so that two patients'
     /// Observations never share an identity even when a sender reuses logical ids.
     /// </summary>
-    public static string ObservationKey(EvaluationInput input)
+    private static string ObservationKey(EvaluationInput input)
     {
         var obs = input.Observation;
         string subject = Evaluator.SubjectKey(obs) ?? "no-subject";

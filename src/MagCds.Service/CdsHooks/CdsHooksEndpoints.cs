@@ -45,9 +45,8 @@ public static partial class CdsHooksEndpoints
         {
             var response = evaluator.Evaluate(evaluator.LatestWithHistory(await results.GetAsync(call, ct)));
             EvaluationSummary.Of(call.ServiceId, response).Write(logger);
-            // A card only when there is something to act on: raised, not interpretable, or moved since last time.
-            if (response.Results is [{ Outcome: InputOutcome.Evaluated, Interpretation: { } i } r]
-                && (i.Category != Category.NotElevated || i.Trend is { CategoryChanged: true }))
+            // A card only when the core says the result needs attention; otherwise {"cards": []}.
+            if (response.Results is [{ Outcome: InputOutcome.Evaluated, Interpretation.NeedsAttention: true } r])
                 list.Add(cards.ResultCard(call, r, knowledgeUrl, forOrder: false));
         }
         else if (AntiMagOrders(call, evaluator).Any())

@@ -159,9 +159,6 @@ public static class FhirWire
 
     private static string FirstLine(string s) => s.Split('\n')[0].Trim();
 
-    public static string Serialize(Resource resource, FhirFormat format) =>
-        format == FhirFormat.Json ? resource.ToJson() : resource.ToXml();
-
     private static readonly FhirJsonSerializer JsonOut = new();
     private static readonly FhirXmlSerializer XmlOut = new();
     // Chunks stay well below the large-object heap threshold (85,000 bytes), so a request allocates no LOH buffer.

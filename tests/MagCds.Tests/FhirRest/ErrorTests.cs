@@ -93,7 +93,7 @@ public class ErrorTests : ServiceTests
     public async Task A_bundle_with_one_unreadable_entry_still_returns_the_good_results_and_says_which_entry_failed()
     {
         var bundle = TestFiles.Resource<Bundle>("Bundle-two-patients.json");
-        string json = FhirWire.Serialize(bundle, FhirFormat.Json).Replace("\"value\":640", "\"value\":\"abc\"");
+        string json = Http.Text(bundle, FhirFormat.Json).Replace("\"value\":640", "\"value\":\"abc\"");
         var resp = await Client.PostAsync(Http.Evaluate, Http.Raw(json, "application/fhir+json"));
         Assert.That(resp.StatusCode, Is.EqualTo(HttpStatusCode.OK));
         var p = (Parameters)await Http.ReadAsync(resp);

@@ -12,7 +12,10 @@ public static class Http
     public const string Evaluate = "/fhir/Observation/$mag-evaluate";
 
     public static HttpContent Body(Resource r, FhirFormat format) =>
-        new StringContent(FhirWire.Serialize(r, format), Encoding.UTF8, FhirWire.MediaType(format));
+        new StringContent(Text(r, format), Encoding.UTF8, FhirWire.MediaType(format));
+
+    /// <summary>A resource as the Firely serializer writes it, in the given format.</summary>
+    public static string Text(Resource r, FhirFormat format) => format == FhirFormat.Json ? r.ToJson() : r.ToXml();
 
     public static HttpContent Raw(string text, string mediaType) =>
         new StringContent(text, new MediaTypeHeaderValue(mediaType));
