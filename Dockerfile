@@ -7,8 +7,9 @@ RUN dotnet publish src/MagCds.Service/MagCds.Service.csproj -c Release -o /app -
 FROM mcr.microsoft.com/dotnet/aspnet:10.0 AS runtime
 WORKDIR /app
 COPY --from=build /app .
-# Listen on all interfaces inside the container; publish the port explicitly in compose.
-ENV ASPNETCORE_URLS=http://0.0.0.0:8080 \
+# Listen on all interfaces inside the container; publish the port explicitly in compose. ("Urls", not
+# ASPNETCORE_URLS: appsettings.json's loopback Urls outranks ASPNETCORE_-prefixed variables, not plain ones.)
+ENV Urls=http://0.0.0.0:8080 \
     DOTNET_CLI_TELEMETRY_OPTOUT=1
 # The embedded store lives on a volume the non-root user can write.
 RUN mkdir -p /data && chown app /data

@@ -3,6 +3,7 @@ using MagCds.Service.CdsHooks;
 using MagCds.Service.FhirRest;
 using MagCds.Service.Knowledge;
 using MagCds.Service.Hosting;
+using MagCds.Service.Worker;
 using Microsoft.Extensions.Options;
 using Serilog;
 
@@ -14,7 +15,8 @@ try
         .AddMagCdsCore(builder.Configuration)
         .AddMagCdsStore(builder.Configuration)
         .AddFhirRestDoor(builder.Configuration)
-        .AddCdsHooksDoor(builder.Configuration);
+        .AddCdsHooksDoor(builder.Configuration)
+        .AddFhirServerWorker(builder.Configuration);
 
     var app = builder.Build().LoadMagCdsKnowledge();
     app.UseCorrelation();
@@ -25,6 +27,7 @@ try
     app.UseCors();
     app.MapFhirRest();
     app.MapCdsHooks();
+    app.MapWorker();
     app.MapKnowledge();
     app.MapFallback(FhirRestEndpoints.NotFound);
     app.Run();

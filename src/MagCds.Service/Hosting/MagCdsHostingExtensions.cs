@@ -3,6 +3,7 @@ using MagCds.Core.Knowledge;
 using MagCds.Service.CdsHooks;
 using MagCds.Service.FhirRest;
 using MagCds.Service.Storage;
+using MagCds.Service.Worker;
 using Microsoft.Extensions.DependencyInjection.Extensions;
 using MagCds.Service.Hosting;
 using Microsoft.Extensions.Options;
@@ -46,11 +47,17 @@ public static class MagCdsHostingExtensions
         return services;
     }
 
-    /// <summary>The durable store (SQLite by default): CDS Hooks feedback.</summary>
+    /// <summary>The durable store (SQLite by default, PostgreSQL for replicas): CDS Hooks feedback and the worker's queue.</summary>
     public static IServiceCollection AddMagCdsStore(this IServiceCollection services, IConfiguration config)
     {
-        services.AddOptions<StoreOptions>().Bind(config.GetSection(StoreOptions.Section)).ValidateDataAnnotations().ValidateOnStart();
+        services.AddOptions<StoreOptions>().Bind(config.GetSection(StoreOptions.Section)).ValidateDataAnnotations()
+            .Validate(o => o.Provider != StoreProvider.Postgres || !string.IsNullOrWhiteSpace(o.PostgresConnectionString),
+                "MagCds:Store:PostgresConnectionString is required when MagCds:Store:Provider is Postgres.")
+            .ValidateOnStart();
+        services.TryAddSingleton(TimeProvider.System);
+        services.AddSingleton<Database>();
         services.AddSingleton<FeedbackStore>();
+        services.AddSingleton<WorkQueue>();
         return services;
     }
 
@@ -93,6 +100,50 @@ public static class MagCdsHostingExtensions
                 .WithOrigins([.. cds.Value.AllowedOrigins])
                 .WithHeaders("Authorization", "Content-Type")
                 .WithMethods("GET", "POST")));
+        return services;
+    }
+
+    /// <summary>
+    /// The FHIR server door: a background worker that watches one FHIR server (subscriptions and polling), assesses
+    /// each anti-MAG Observation and writes the results back; its notification and admin endpoints. Off by default.
+    /// </summary>
+    public static IServiceCollection AddFhirServerWorker(this IServiceCollection services, IConfiguration config)
+    {
+        services.AddOptions<AdminOptions>().Bind(config.GetSection(AdminOptions.Section));
+        services.AddOptions<WorkerOptions>().Bind(config.GetSection(WorkerOptions.Section)).ValidateDataAnnotations()
+            .Validate(o => !o.Enabled || Uri.TryCreate(o.FhirServerUrl, UriKind.Absolute, out var u) && u.Scheme is "http" or "https",
+                "MagCds:Worker:FhirServerUrl must be an absolute http(s) URL when the worker is enabled.")
+            .Validate(o => o.Auth != OutboundAuth.Bearer || !string.IsNullOrEmpty(o.BearerToken),
+                "MagCds:Worker:BearerToken is required when MagCds:Worker:Auth is Bearer.")
+            .Validate(o => o.Auth != OutboundAuth.SmartBackend || (Uri.TryCreate(o.Smart.TokenUrl, UriKind.Absolute, out _) && !string.IsNullOrEmpty(o.Smart.ClientId)
+                                                                  && File.Exists(o.Smart.PrivateKeyFile) && o.Smart.Algorithm is "RS384" or "ES384"),
+                "MagCds:Worker:Auth SmartBackend needs Smart:TokenUrl (absolute), Smart:ClientId, an existing Smart:PrivateKeyFile and Smart:Algorithm RS384 or ES384.")
+            .Validate(o => !o.Subscription.Create || (!string.IsNullOrEmpty(o.Subscription.Secret) && Uri.TryCreate(o.Subscription.EndpointUrl, UriKind.Absolute, out _)),
+                "MagCds:Worker:Subscription:Create needs Subscription:Secret and an absolute Subscription:EndpointUrl.")
+            .ValidateOnStart();
+        services.TryAddSingleton(TimeProvider.System);
+        services.AddSingleton<WorkerFhirClient>();
+        services.AddSingleton<WorkerSignal>();
+        services.AddSingleton<WorkerMetrics>();
+        services.AddSingleton<AssessmentWriter>();
+        services.AddSingleton<Poller>();
+        services.AddSingleton<SubscriptionSetup>();
+        services.AddSingleton<EventRecovery>();
+        services.AddSingleton<SmartBackendTokens>();
+        services.AddHttpClient(SmartBackendTokens.HttpClientName).AddStandardResilienceHandler();
+        services.AddTransient<OutboundAuthHandler>();
+        var timeout = TimeSpan.FromSeconds(config.GetSection(WorkerOptions.Section).Get<WorkerOptions>()?.RequestTimeoutSeconds ?? new WorkerOptions().RequestTimeoutSeconds);
+        services.AddHttpClient(WorkerFhirClient.HttpClientName)
+            .AddHttpMessageHandler<OutboundAuthHandler>()
+            .AddStandardResilienceHandler(o =>
+            {
+                // Retries with backoff and jitter on 408/429/5xx and timeouts, and a circuit breaker, inside one total
+                // time per call; what still fails goes back to the queue with a longer backoff (WorkerService).
+                o.TotalRequestTimeout.Timeout = timeout;
+                o.AttemptTimeout.Timeout = timeout / 3;
+                o.CircuitBreaker.SamplingDuration = timeout * 2 > TimeSpan.FromSeconds(30) ? timeout * 2 : TimeSpan.FromSeconds(30);
+            });
+        if (config.GetValue<bool>($"{WorkerOptions.Section}:Enabled")) services.AddHostedService<WorkerService>();
         return services;
     }
 

@@ -2,12 +2,25 @@ using System.ComponentModel.DataAnnotations;
 
 namespace MagCds.Service.Storage;
 
+public enum StoreProvider
+{
+    /// <summary>One SQLite file: the embedded default, for a single instance.</summary>
+    Sqlite,
+    /// <summary>PostgreSQL: for deployments with several replicas sharing the work.</summary>
+    Postgres,
+}
+
 /// <summary>Options of the durable store (section MagCds:Store).</summary>
 public sealed class StoreOptions
 {
     public const string Section = "MagCds:Store";
 
+    public StoreProvider Provider { get; set; } = StoreProvider.Sqlite;
+
     /// <summary>SQLite connection string; the embedded default is a file next to where the service runs.</summary>
     [Required]
     public string SqliteConnectionString { get; set; } = "Data Source=magcds.db";
+
+    /// <summary>Npgsql connection string, required when <see cref="Provider"/> is Postgres.</summary>
+    public string? PostgresConnectionString { get; set; }
 }

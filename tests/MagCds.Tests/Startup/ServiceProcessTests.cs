@@ -57,6 +57,19 @@ public class ServiceProcessTests
         Assert.That(stderr, Does.Contain("'system|code'"));
     }
 
+    [TestCase("MagCds__Worker__FhirServerUrl", "not a url", "FhirServerUrl must be an absolute")]
+    [TestCase("MagCds__Worker__Auth", "Bearer", "BearerToken is required")]
+    [TestCase("MagCds__Worker__Subscription__Create", "true", "Subscription:Create needs")]
+    [TestCase("MagCds__Store__Provider", "Postgres", "PostgresConnectionString is required")]
+    public async Task A_worker_or_store_misconfiguration_stops_the_service_with_a_clear_message(string key, string value, string message)
+    {
+        using var p = Start(FreePort(), ("MagCds__Worker__Enabled", "true"), ("MagCds__Worker__FhirServerUrl", "http://127.0.0.1:9/fhir"), (key, value));
+        string stderr = await p.StandardError.ReadToEndAsync();
+        await p.WaitForExitAsync(new CancellationTokenSource(TimeSpan.FromSeconds(60)).Token);
+        Assert.That(p.ExitCode, Is.EqualTo(78));
+        Assert.That(stderr, Does.StartWith("MagCds cannot start: ").And.Contain(message).And.Not.Contain("   at "));
+    }
+
     [Test]
     public async Task The_service_answers_over_a_real_socket()
     {

@@ -31,7 +31,10 @@ public sealed record FhirTestServerRequest(string Method, string Url, bool HasAu
 /// </example>
 /// <param name="requiredToken">When set, the server answers 401 to any request without
 /// <c>Authorization: Bearer {requiredToken}</c>; this helper's own calls send it.</param>
-public sealed class FhirTestServer(string? requiredToken = null) : IAsyncDisposable, IDisposable
+/// <param name="environment">More settings of the host (e.g. FHIR_INTROSPECT_URL: tokens checked by an authorization server).</param>
+/// <param name="clientToken">The Bearer token this helper's own calls send, when it is not <paramref name="requiredToken"/>.</param>
+public sealed class FhirTestServer(string? requiredToken = null, IReadOnlyDictionary<string, string>? environment = null, string? clientToken = null)
+    : IAsyncDisposable, IDisposable
 {
     private static readonly TimeSpan StartTimeout = TimeSpan.FromSeconds(60);
     private static readonly TimeSpan NpmCiTimeout = TimeSpan.FromMinutes(5);
@@ -92,6 +95,7 @@ public sealed class FhirTestServer(string? requiredToken = null) : IAsyncDisposa
         psi.Environment.Remove("FHIR_PORT");
         psi.Environment.Remove("FHIR_REQUIRE_TOKEN");
         if (RequiredToken is not null) psi.Environment["FHIR_REQUIRE_TOKEN"] = RequiredToken;
+        foreach (var (k, v) in environment ?? new Dictionary<string, string>()) psi.Environment[k] = v;
         // The host exits when our end of its stdin closes, so a crashed test run leaves no orphan.
         psi.Environment["FHIR_EXIT_WITH_STDIN"] = "1";
 
@@ -133,8 +137,8 @@ public sealed class FhirTestServer(string? requiredToken = null) : IAsyncDisposa
     public FhirClient CreateClient(bool withToken = true, FhirClientSettings? settings = null)
     {
         var client = new FhirClient(BaseUrl, settings ?? new FhirClientSettings { PreferredFormat = ResourceFormat.Json });
-        if (withToken && RequiredToken is not null)
-            client.RequestHeaders!.Authorization = new AuthenticationHeaderValue("Bearer", RequiredToken);
+        if (withToken && (clientToken ?? RequiredToken) is { } token)
+            client.RequestHeaders!.Authorization = new AuthenticationHeaderValue("Bearer", token);
         return client;
     }
 
@@ -164,6 +168,19 @@ public sealed class FhirTestServer(string? requiredToken = null) : IAsyncDisposa
     /// <summary>Creates <paramref name="resource"/> (POST) and returns it as stored, with its server id.</summary>
     public async Task<T> SeedAsync<T>(T resource) where T : Resource =>
         await Client.CreateAsync(resource) ?? throw new InvalidOperationException($"Creating {resource.TypeName} returned no resource.");
+
+    /// <summary>Every resource of a type on the server, all pages read.</summary>
+    public async Task<List<T>> AllAsync<T>() where T : Resource, new()
+    {
+        var list = new List<T>();
+        var page = await Client.SearchAsync<T>(pageSize: 100);
+        while (page is not null)
+        {
+            list.AddRange(page.Entry.Select(e => e.Resource).OfType<T>());
+            page = page.NextLink is null ? null : await Client.ContinueAsync(page);
+        }
+        return list;
+    }
 
     /// <summary>Sends a transaction (or batch) Bundle and returns the response Bundle.</summary>
     public async Task<Bundle> SeedAsync(Bundle transaction)

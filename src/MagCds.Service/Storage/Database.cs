@@ -1,0 +1,138 @@
+using System.Data.Common;
+using Microsoft.Data.Sqlite;
+using Microsoft.Extensions.Options;
+using Npgsql;
+
+namespace MagCds.Service.Storage;
+
+/// <summary>
+/// The one place that knows which database holds MagCds's state (SQLite or PostgreSQL): it opens connections and
+/// creates the schema. The stores write plain SQL that both understand (named parameters, ON CONFLICT, RETURNING);
+/// where the two differ, <see cref="Dialect"/> says how.
+/// </summary>
+public sealed class Database : IAsyncDisposable
+{
+    private readonly DbDataSource _source;
+
+    public Database(IOptions<StoreOptions> options)
+    {
+        var o = options.Value;
+        Provider = o.Provider;
+        _source = o.Provider switch
+        {
+            StoreProvider.Postgres => NpgsqlDataSource.Create(o.PostgresConnectionString
+                ?? throw new OptionsValidationException(StoreOptions.Section, typeof(StoreOptions),
+                    ["MagCds:Store:PostgresConnectionString is required when MagCds:Store:Provider is Postgres."])),
+            _ => SqliteFactory.Instance.CreateDataSource(o.SqliteConnectionString),
+        };
+        CreateSchema();
+    }
+
+    public StoreProvider Provider { get; }
+
+    /// <summary>What differs between the two databases, as SQL fragments.</summary>
+    public Dialect Sql => Provider == StoreProvider.Postgres ? Dialect.Postgres : Dialect.Sqlite;
+
+    public async Task<DbConnection> OpenAsync(CancellationToken ct) => await _source.OpenConnectionAsync(ct);
+
+    /// <summary>Whether the database answers (for readiness checks).</summary>
+    public async Task<bool> PingAsync(CancellationToken ct)
+    {
+        try
+        {
+            await using var c = await OpenAsync(ct);
+            await using var cmd = c.CreateCommand();
+            cmd.CommandText = "SELECT 1";
+            await cmd.ExecuteScalarAsync(ct);
+            return true;
+        }
+        catch (DbException) { return false; }
+    }
+
+    public ValueTask DisposeAsync() => _source.DisposeAsync();
+
+    private void CreateSchema()
+    {
+        using var c = _source.OpenConnection();
+        if (Provider == StoreProvider.Sqlite)
+        {
+            // Write-ahead logging lets readers (admin, health) run while the worker writes; it cannot be set in a transaction.
+            using var wal = c.Command("PRAGMA journal_mode = WAL;");
+            wal.ExecuteNonQuery();
+        }
+        using var tx = c.BeginTransaction();
+        using var cmd = c.CreateCommand();
+        cmd.Transaction = tx;
+        // Replicas starting together must not race to create the same tables.
+        cmd.CommandText = (Provider == StoreProvider.Postgres ? "SELECT pg_advisory_xact_lock(4242001);" : "") + Schema.Replace("{id}", Sql.IdentityColumn, StringComparison.Ordinal);
+        cmd.ExecuteNonQuery();
+        tx.Commit();
+    }
+
+    // Times are Unix milliseconds (BIGINT) in both databases, so comparisons and arithmetic are the same SQL.
+    private const string Schema = """
+        CREATE TABLE IF NOT EXISTS cds_feedback (
+            id {id},
+            service_id TEXT NOT NULL,
+            card_uuid TEXT NOT NULL,
+            outcome TEXT NOT NULL CHECK (outcome IN ('accepted', 'overridden')),
+            accepted_suggestions TEXT NOT NULL,
+            override_system TEXT, override_code TEXT, override_display TEXT,
+            user_comment TEXT,
+            outcome_timestamp TEXT NOT NULL,
+            UNIQUE (service_id, card_uuid, outcome, outcome_timestamp));
+
+        CREATE TABLE IF NOT EXISTS work_item (
+            id {id},
+            server TEXT NOT NULL,
+            resource_type TEXT NOT NULL,
+            resource_id TEXT NOT NULL,
+            source TEXT NOT NULL,
+            state TEXT NOT NULL CHECK (state IN ('pending', 'done', 'dead', 'replayed')),
+            generation INTEGER NOT NULL DEFAULT 0,
+            attempts INTEGER NOT NULL DEFAULT 0,
+            enqueued_at BIGINT NOT NULL,
+            due_at BIGINT NOT NULL,
+            lease_owner TEXT,
+            lease_until BIGINT,
+            outcome TEXT,
+            finished_at BIGINT);
+        CREATE UNIQUE INDEX IF NOT EXISTS work_item_one_pending ON work_item (server, resource_type, resource_id) WHERE state = 'pending';
+        CREATE INDEX IF NOT EXISTS work_item_due ON work_item (state, due_at);
+
+        CREATE TABLE IF NOT EXISTS worker_state (
+            server TEXT NOT NULL,
+            name TEXT NOT NULL,
+            value TEXT NOT NULL,
+            PRIMARY KEY (server, name));
+        """;
+}
+
+/// <summary>The SQL that differs between SQLite and PostgreSQL.</summary>
+public sealed record Dialect(string IdentityColumn, string SkipLocked)
+{
+    public static readonly Dialect Sqlite = new("INTEGER PRIMARY KEY AUTOINCREMENT", "");
+    // Several replicas lease work from one table: a row another replica is leasing is skipped, not waited for.
+    public static readonly Dialect Postgres = new("BIGINT GENERATED BY DEFAULT AS IDENTITY PRIMARY KEY", "FOR UPDATE SKIP LOCKED");
+}
+
+/// <summary>Short-hands for parameters, so the stores read as SQL.</summary>
+public static class DbCommandExtensions
+{
+    public static DbCommand With(this DbCommand cmd, string name, object? value)
+    {
+        var p = cmd.CreateParameter();
+        p.ParameterName = name;
+        p.Value = value ?? DBNull.Value;
+        cmd.Parameters.Add(p);
+        return cmd;
+    }
+
+    public static DbCommand Command(this DbConnection c, string sql, DbTransaction? tx = null)
+    {
+        var cmd = c.CreateCommand();
+        cmd.CommandText = sql;
+        cmd.Transaction = tx;
+        return cmd;
+    }
+}

@@ -1,0 +1,206 @@
+using System.Data.Common;
+
+namespace MagCds.Service.Storage;
+
+/// <summary>A resource the worker must (re)assess, as leased from the queue.</summary>
+public sealed record WorkItem(long Id, string Server, string ResourceType, string ResourceId, int Generation, int Attempts, DateTimeOffset EnqueuedAt);
+
+/// <summary>A work item that failed for good, with the reason (an outcome code, never clinical content).</summary>
+public sealed record DeadLetter(long Id, string ResourceType, string ResourceId, string Reason, int Attempts, DateTimeOffset EnqueuedAt, DateTimeOffset FailedAt);
+
+public sealed record QueueStats(long Pending, long Leased, long Dead, long Done, TimeSpan Lag);
+
+/// <summary>
+/// The worker's durable queue: one row per resource to assess. An event is acknowledged only after its row is
+/// committed, so nothing is lost on a crash; a row is leased for a while before processing, so a crashed or killed
+/// worker's rows come back when the lease runs out, and replicas on PostgreSQL never process the same row at once.
+/// At most one pending row exists per resource: a new event for a resource already waiting bumps its generation, so a
+/// worker that read the resource before the event came in processes it again instead of losing the change.
+/// </summary>
+public sealed class WorkQueue(Database db, TimeProvider time)
+{
+    private long Now => time.GetUtcNow().ToUnixTimeMilliseconds();
+
+    /// <summary>Queues resources (one transaction); a resource already waiting is marked to be read again.</summary>
+    public async Task EnqueueAsync(string server, IEnumerable<(string Type, string Id)> resources, string source, CancellationToken ct)
+    {
+        await using var c = await db.OpenAsync(ct);
+        await using var tx = await c.BeginTransactionAsync(ct);
+        await EnqueueAsync(c, tx, server, resources, source, ct);
+        await tx.CommitAsync(ct);
+    }
+
+    /// <summary>Queues resources and sets worker state in one transaction (a poll page and its cursor).</summary>
+    public async Task EnqueueAsync(string server, IEnumerable<(string Type, string Id)> resources, string source,
+        IReadOnlyDictionary<string, string> state, CancellationToken ct)
+    {
+        await using var c = await db.OpenAsync(ct);
+        await using var tx = await c.BeginTransactionAsync(ct);
+        await EnqueueAsync(c, tx, server, resources, source, ct);
+        foreach (var (name, value) in state) await SetStateAsync(c, tx, server, name, value, ct);
+        await tx.CommitAsync(ct);
+    }
+
+    private async Task EnqueueAsync(DbConnection c, DbTransaction tx, string server, IEnumerable<(string Type, string Id)> resources, string source, CancellationToken ct)
+    {
+        long now = Now;
+        foreach (var (type, id) in resources.Distinct())
+        {
+            await using var cmd = c.Command("""
+                INSERT INTO work_item (server, resource_type, resource_id, source, state, enqueued_at, due_at)
+                VALUES (@server, @type, @id, @source, 'pending', @now, @now)
+                ON CONFLICT (server, resource_type, resource_id) WHERE state = 'pending'
+                DO UPDATE SET generation = work_item.generation + 1
+                """, tx).With("server", server).With("type", type).With("id", id).With("source", source).With("now", now);
+            await cmd.ExecuteNonQueryAsync(ct);
+        }
+    }
+
+    /// <summary>Leases up to <paramref name="max"/> due rows for <paramref name="lease"/>; rows leased by others are skipped.</summary>
+    public async Task<IReadOnlyList<WorkItem>> LeaseAsync(string owner, int max, TimeSpan lease, CancellationToken ct)
+    {
+        long now = Now;
+        await using var c = await db.OpenAsync(ct);
+        await using var tx = await c.BeginTransactionAsync(ct);
+        await using var cmd = c.Command($"""
+            UPDATE work_item SET lease_owner = @owner, lease_until = @until, attempts = attempts + 1
+            WHERE id IN (SELECT id FROM work_item
+                         WHERE state = 'pending' AND due_at <= @now AND (lease_until IS NULL OR lease_until < @now)
+                         ORDER BY due_at, id LIMIT @max {db.Sql.SkipLocked})
+            RETURNING id, server, resource_type, resource_id, generation, attempts, enqueued_at
+            """, tx).With("owner", owner).With("until", now + (long)lease.TotalMilliseconds).With("now", now).With("max", max);
+        var items = new List<WorkItem>();
+        await using (var r = await cmd.ExecuteReaderAsync(ct))
+        {
+            while (await r.ReadAsync(ct))
+                items.Add(new WorkItem(r.GetInt64(0), r.GetString(1), r.GetString(2), r.GetString(3), r.GetInt32(4), r.GetInt32(5),
+                    DateTimeOffset.FromUnixTimeMilliseconds(r.GetInt64(6))));
+        }
+        await tx.CommitAsync(ct);
+        return items.OrderBy(i => i.Id).ToList();
+    }
+
+    /// <summary>
+    /// Marks a leased row done. When an event for the same resource arrived while it was processed (generation moved
+    /// on), the row stays pending and due now instead, so the newer state is read. False when the lease was lost.
+    /// </summary>
+    public async Task<bool> CompleteAsync(WorkItem item, string owner, string outcome, CancellationToken ct)
+    {
+        await using var c = await db.OpenAsync(ct);
+        await using var done = c.Command("""
+            UPDATE work_item SET state = 'done', outcome = @outcome, finished_at = @now, lease_owner = NULL, lease_until = NULL
+            WHERE id = @id AND lease_owner = @owner AND generation = @generation AND state = 'pending'
+            """).With("outcome", outcome).With("now", Now).With("id", item.Id).With("owner", owner).With("generation", item.Generation);
+        if (await done.ExecuteNonQueryAsync(ct) == 1) return true;
+        return await RetryAsync(item, owner, outcome, TimeSpan.Zero, ct);
+    }
+
+    /// <summary>Gives a leased row back to be tried again after <paramref name="delay"/>, with the reason of this attempt.</summary>
+    public async Task<bool> RetryAsync(WorkItem item, string owner, string reason, TimeSpan delay, CancellationToken ct)
+    {
+        await using var c = await db.OpenAsync(ct);
+        await using var cmd = c.Command("""
+            UPDATE work_item SET due_at = @due, outcome = @reason, lease_owner = NULL, lease_until = NULL
+            WHERE id = @id AND lease_owner = @owner AND state = 'pending'
+            """).With("due", Now + (long)delay.TotalMilliseconds).With("reason", reason).With("id", item.Id).With("owner", owner);
+        return await cmd.ExecuteNonQueryAsync(ct) == 1;
+    }
+
+    /// <summary>Moves a leased row to the dead letters, with the reason.</summary>
+    public async Task<bool> DeadLetterAsync(WorkItem item, string owner, string reason, CancellationToken ct)
+    {
+        await using var c = await db.OpenAsync(ct);
+        await using var cmd = c.Command("""
+            UPDATE work_item SET state = 'dead', outcome = @reason, finished_at = @now, lease_owner = NULL, lease_until = NULL
+            WHERE id = @id AND lease_owner = @owner AND state = 'pending'
+            """).With("reason", reason).With("now", Now).With("id", item.Id).With("owner", owner);
+        return await cmd.ExecuteNonQueryAsync(ct) == 1;
+    }
+
+    public async Task<IReadOnlyList<DeadLetter>> DeadLettersAsync(int max, CancellationToken ct)
+    {
+        await using var c = await db.OpenAsync(ct);
+        await using var cmd = c.Command("""
+            SELECT id, resource_type, resource_id, outcome, attempts, enqueued_at, finished_at FROM work_item
+            WHERE state = 'dead' ORDER BY finished_at DESC, id DESC LIMIT @max
+            """).With("max", max);
+        var list = new List<DeadLetter>();
+        await using var r = await cmd.ExecuteReaderAsync(ct);
+        while (await r.ReadAsync(ct))
+            list.Add(new DeadLetter(r.GetInt64(0), r.GetString(1), r.GetString(2), r.IsDBNull(3) ? "" : r.GetString(3), r.GetInt32(4),
+                DateTimeOffset.FromUnixTimeMilliseconds(r.GetInt64(5)), DateTimeOffset.FromUnixTimeMilliseconds(r.GetInt64(6))));
+        return list;
+    }
+
+    /// <summary>Queues a dead letter's resource again (one transaction); false when there is no such dead letter.</summary>
+    public async Task<bool> ReplayAsync(long deadLetterId, CancellationToken ct)
+    {
+        await using var c = await db.OpenAsync(ct);
+        await using var tx = await c.BeginTransactionAsync(ct);
+        await using var mark = c.Command("""
+            UPDATE work_item SET state = 'replayed' WHERE id = @id AND state = 'dead'
+            RETURNING server, resource_type, resource_id
+            """, tx).With("id", deadLetterId);
+        (string Server, string Type, string Id)? row = null;
+        await using (var r = await mark.ExecuteReaderAsync(ct))
+            if (await r.ReadAsync(ct)) row = (r.GetString(0), r.GetString(1), r.GetString(2));
+        if (row is not { } x) return false;
+        await EnqueueAsync(c, tx, x.Server, [(x.Type, x.Id)], "replay", ct);
+        await tx.CommitAsync(ct);
+        return true;
+    }
+
+    /// <summary>Queue depth (due or leased), leased rows, dead letters, done rows, and the age of the oldest pending row.</summary>
+    public async Task<QueueStats> StatsAsync(CancellationToken ct)
+    {
+        long now = Now;
+        await using var c = await db.OpenAsync(ct);
+        await using var cmd = c.Command("""
+            SELECT
+              COALESCE(SUM(CASE WHEN state = 'pending' THEN 1 ELSE 0 END), 0),
+              COALESCE(SUM(CASE WHEN state = 'pending' AND lease_until >= @now THEN 1 ELSE 0 END), 0),
+              COALESCE(SUM(CASE WHEN state = 'dead' THEN 1 ELSE 0 END), 0),
+              COALESCE(SUM(CASE WHEN state = 'done' THEN 1 ELSE 0 END), 0),
+              MIN(CASE WHEN state = 'pending' THEN enqueued_at END)
+            FROM work_item
+            """).With("now", now);
+        await using var r = await cmd.ExecuteReaderAsync(ct);
+        await r.ReadAsync(ct);
+        var lag = r.IsDBNull(4) ? TimeSpan.Zero : TimeSpan.FromMilliseconds(Math.Max(0, now - r.GetInt64(4)));
+        return new QueueStats(r.GetInt64(0), r.GetInt64(1), r.GetInt64(2), r.GetInt64(3), lag);
+    }
+
+    public async Task<string?> GetStateAsync(string server, string name, CancellationToken ct)
+    {
+        await using var c = await db.OpenAsync(ct);
+        await using var cmd = c.Command("SELECT value FROM worker_state WHERE server = @server AND name = @name").With("server", server).With("name", name);
+        return await cmd.ExecuteScalarAsync(ct) as string;
+    }
+
+    /// <summary>Every state value of a server whose name starts with <paramref name="prefix"/>.</summary>
+    public async Task<IReadOnlyDictionary<string, string>> StatesAsync(string server, string prefix, CancellationToken ct)
+    {
+        await using var c = await db.OpenAsync(ct);
+        await using var cmd = c.Command("SELECT name, value FROM worker_state WHERE server = @server AND substr(name, 1, @n) = @prefix")
+            .With("server", server).With("n", prefix.Length).With("prefix", prefix);
+        var d = new Dictionary<string, string>(StringComparer.Ordinal);
+        await using var r = await cmd.ExecuteReaderAsync(ct);
+        while (await r.ReadAsync(ct)) d[r.GetString(0)] = r.GetString(1);
+        return d;
+    }
+
+    public async Task SetStateAsync(string server, string name, string value, CancellationToken ct)
+    {
+        await using var c = await db.OpenAsync(ct);
+        await SetStateAsync(c, null, server, name, value, ct);
+    }
+
+    private static async Task SetStateAsync(DbConnection c, DbTransaction? tx, string server, string name, string value, CancellationToken ct)
+    {
+        await using var cmd = c.Command("""
+            INSERT INTO worker_state (server, name, value) VALUES (@server, @name, @value)
+            ON CONFLICT (server, name) DO UPDATE SET value = excluded.value
+            """, tx).With("server", server).With("name", name).With("value", value);
+        await cmd.ExecuteNonQueryAsync(ct);
+    }
+}

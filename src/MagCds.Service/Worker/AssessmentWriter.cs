@@ -1,0 +1,206 @@
+using System.Net;
+using Hl7.Fhir.Model;
+using Hl7.Fhir.Rest;
+using MagCds.Core;
+using MagCds.Core.Evaluation;
+using MagCds.Core.Outputs;
+using Microsoft.Extensions.Options;
+
+namespace MagCds.Service.Worker;
+
+/// <summary>
+/// Assesses one Observation of the watched server and writes the result back, the same way every time:
+/// read it, read the patient's earlier results of the configured codes (for the trend), evaluate with the core, and
+/// send one transaction that conditionally creates the new RiskAssessment and DetectedIssue on their deterministic
+/// identifiers (so a redelivered event or a re-run creates nothing) and marks the Observation's earlier outputs:
+/// <c>cancelled</c> when superseded by a newer assessment (amended result, newer knowledge), <c>entered-in-error</c>
+/// when the Observation was entered in error. Each Observation so has at most one current assessment set.
+/// </summary>
+public sealed class AssessmentWriter(Evaluator evaluator, WorkerFhirClient fhir, IOptions<WorkerOptions> options)
+{
+    private const string UrnSystem = "urn:ietf:rfc:3986";
+
+    /// <summary>Returns the outcome code (no clinical content); throws <see cref="WorkFailure"/> for anything to retry or dead-letter.</summary>
+    public async Task<string> AssessAsync(string observationId, CancellationToken ct)
+    {
+        using var client = fhir.Create();
+        var obs = await Call(() => client.ReadAsync<Observation>("Observation/" + observationId, ct: ct), allowGone: true);
+        if (obs is null) return "gone";
+        if (!evaluator.IsAntiMag(obs)) return "not-anti-mag";
+
+        var input = new EvaluationInput(obs, "Observation/" + obs.Id, "Observation");
+        var history = obs.Subject?.Reference is { } subject ? await HistoryAsync(client, subject, obs.Id ?? "", ct) : [];
+        var result = evaluator.Evaluate(new EvaluationRequest([input], history)).Results[0];
+
+        string series = DeterministicIds.Keys(input).Series;
+        var earlier = await EarlierOutputsAsync(client, obs.Subject?.Reference, input.Reference!, series, ct);
+        var tx = new Bundle { Type = Bundle.BundleType.Transaction };
+        string outcome;
+        switch (result.Outcome)
+        {
+            case InputOutcome.Evaluated:
+                var created = new[] { (Resource?)result.RiskAssessment, result.DetectedIssue }.OfType<Resource>().ToList();
+                var current = created.Select(Urn).ToHashSet(StringComparer.Ordinal);
+                foreach (var r in created) tx.Entry.Add(ConditionalCreate(r));
+                foreach (var old in earlier.Where(o => IsCurrent(o) && !current.Contains(Urn(o))))
+                    tx.Entry.Add(Mark(old, ObservationStatus.Cancelled,
+                        $"Superseded: MagCds assessed this Observation again (amended or corrected result, or newer knowledge); the current assessment has identifier {UrnSystem}|{Urn(created[0])}."));
+                outcome = "evaluated-" + result.Interpretation!.Category switch
+                {
+                    Category.Elevated => "elevated",
+                    Category.NotElevated => "not-elevated",
+                    _ => "cannot-interpret",
+                };
+                break;
+            case InputOutcome.Retracted:
+                foreach (var old in earlier.Where(o => Status(o) != ObservationStatus.EnteredInError))
+                    tx.Entry.Add(Mark(old, ObservationStatus.EnteredInError,
+                        "Withdrawn: the laboratory marked the Observation this assessment was based on entered-in-error."));
+                outcome = "retracted";
+                break;
+            default:
+                return result.Issues.FirstOrDefault()?.Code.Code ?? "not-evaluated";
+        }
+
+        if (tx.Entry.Count > 0) await Call(() => client.TransactionAsync(tx, ct), allowGone: false);
+        return outcome;
+    }
+
+    private async Task<IReadOnlyList<EvaluationInput>> HistoryAsync(FhirClient client, string subject, string currentId, CancellationToken ct)
+    {
+        int n = options.Value.HistoryCount;
+        if (n == 0) return [];
+        string codes = string.Join(",", evaluator.RecognisedCodes.Select(Uri.EscapeDataString));
+        var page = await Call(() => client.GetAsync($"Observation?subject={Uri.EscapeDataString(subject)}&code={codes}&_sort=-date&_count={n}", ct), allowGone: false) as Bundle;
+        return (page?.Entry ?? []).Select(e => e.Resource).OfType<Observation>().Where(o => o.Id != currentId).Take(n)
+            .Select((o, i) => new EvaluationInput(o, "Observation/" + o.Id, $"history[{i}]")).ToList();
+    }
+
+    /// <summary>Every RiskAssessment and DetectedIssue MagCds wrote about this Observation, any version, any status.</summary>
+    private async Task<IReadOnlyList<Resource>> EarlierOutputsAsync(FhirClient client, string? subject, string observation, string series, CancellationToken ct)
+    {
+        var found = new List<Resource>();
+        foreach (var type in new[] { "RiskAssessment", "DetectedIssue" })
+        {
+            string query = $"{type}?{NarrowFirst(type, subject, observation)}identifier={Uri.EscapeDataString(CanonicalUrls.ObservationSeriesSystem + "|" + series)}&_count=100";
+            var page = await Call(() => client.GetAsync(query, ct), allowGone: false) as Bundle;
+            while (page is not null)
+            {
+                found.AddRange(page.Entry.Select(e => e.Resource).Where(r => r is RiskAssessment or DetectedIssue)!);
+                page = page.NextLink is null ? null : await Call(() => client.ContinueAsync(page, ct: ct), allowGone: false);
+            }
+        }
+        return found;
+    }
+
+    private static Bundle.EntryComponent ConditionalCreate(Resource r)
+    {
+        string urn = Urn(r);
+        var copy = (Resource)r.DeepCopy();
+        copy.Id = null; // the server names it; the identifier is what makes it unique
+        return new Bundle.EntryComponent
+        {
+            // Not the identifier's urn itself: servers rewrite every occurrence of an entry's fullUrl in the Bundle to
+            // the new resource's id (R4 transaction rules cover uri elements; some servers touch any string), and the
+            // identifier must survive unchanged for the next conditional create to match it.
+            FullUrl = EntryUrl(urn),
+            Resource = copy,
+            Request = new Bundle.RequestComponent
+            {
+                Method = Bundle.HTTPVerb.POST,
+                Url = r.TypeName,
+                IfNoneExist = $"{NarrowFirst(r.TypeName, (r as RiskAssessment)?.Subject?.Reference, (r as DetectedIssue)?.Implicated.FirstOrDefault()?.Reference)}identifier={Uri.EscapeDataString(UrnSystem + "|" + urn)}",
+            },
+        };
+    }
+
+    /// <summary>
+    /// A selective parameter before the identifier: the subject of a RiskAssessment, the Observation a DetectedIssue
+    /// implicates. The identifier alone selects the same resources, but servers that match parameters in order, or
+    /// have no index on identifier, find them far sooner (the identifier search parameter spans 30 resource types).
+    /// </summary>
+    private static string NarrowFirst(string type, string? subject, string? observation) => type switch
+    {
+        "RiskAssessment" when !string.IsNullOrEmpty(subject) => $"subject={Uri.EscapeDataString(subject)}&",
+        "DetectedIssue" when !string.IsNullOrEmpty(observation) => $"implicated={Uri.EscapeDataString(observation)}&",
+        _ => "",
+    };
+
+    /// <summary>A urn:uuid for the Bundle entry, derived from (but never equal to) the output's identifier.</summary>
+    private static string EntryUrl(string urn)
+    {
+        Span<byte> h = stackalloc byte[32];
+        System.Security.Cryptography.SHA256.HashData(System.Text.Encoding.UTF8.GetBytes("bundle-entry|" + urn), h);
+        h[6] = (byte)((h[6] & 0x0F) | 0x80);
+        h[8] = (byte)((h[8] & 0x3F) | 0x80);
+        return "urn:uuid:" + new Guid(h[..16], bigEndian: true);
+    }
+
+    /// <summary>An update of an earlier output's status, only if nobody changed it since it was read (If-Match).</summary>
+    private static Bundle.EntryComponent Mark(Resource old, ObservationStatus status, string note)
+    {
+        var copy = (Resource)old.DeepCopy();
+        switch (copy)
+        {
+            case RiskAssessment ra: ra.Status = status; ra.Note.Add(new Annotation { Text = new Markdown(note) }); break;
+            case DetectedIssue di: di.Status = status; di.Detail = note + "\n\n" + di.Detail; break;
+        }
+        return new Bundle.EntryComponent
+        {
+            FullUrl = $"{copy.TypeName}/{copy.Id}",
+            Resource = copy,
+            Request = new Bundle.RequestComponent
+            {
+                Method = Bundle.HTTPVerb.PUT,
+                Url = $"{copy.TypeName}/{copy.Id}",
+                IfMatch = old.Meta?.VersionId is { } v ? $"W/\"{v}\"" : null,
+            },
+        };
+    }
+
+    private static string Urn(Resource r) => r switch
+    {
+        RiskAssessment ra => ra.Identifier.FirstOrDefault(i => i.System == UrnSystem)?.Value,
+        DetectedIssue di => di.Identifier.FirstOrDefault(i => i.System == UrnSystem)?.Value,
+        _ => null,
+    } ?? "";
+
+    private static ObservationStatus? Status(Resource r) => r switch
+    {
+        RiskAssessment ra => ra.Status,
+        DetectedIssue di => di.Status,
+        _ => null,
+    };
+
+    private static bool IsCurrent(Resource r) => Status(r) is not (ObservationStatus.Cancelled or ObservationStatus.EnteredInError);
+
+    /// <summary>Runs one FHIR call and sorts its failure: worth retrying (server busy or down), or not (the request is wrong).</summary>
+    private static async Task<T?> Call<T>(Func<Task<T?>> call, bool allowGone) where T : class
+    {
+        try
+        {
+            return await call();
+        }
+        catch (FhirOperationException e) when (allowGone && e.Status is HttpStatusCode.NotFound or HttpStatusCode.Gone)
+        {
+            return null;
+        }
+        catch (FhirOperationException e)
+        {
+            int s = (int)e.Status;
+            // 412: an earlier output changed since it was read (another writer); reading again resolves it.
+            // 401/403: a token may be renewed or a grant fixed, so try again before giving up.
+            bool retry = s is 401 or 403 or 408 or 412 or 429 || s >= 500;
+            throw new WorkFailure("http-" + s, retry);
+        }
+        catch (Hl7.Fhir.Serialization.DeserializationFailedException) { throw new WorkFailure("unreadable-response", retryable: false); }
+        catch (FormatException) { throw new WorkFailure("unreadable-response", retryable: false); }
+    }
+}
+
+/// <summary>A failed attempt: <see cref="Reason"/> is an outcome code (no PHI); retryable ones come back later.</summary>
+public sealed class WorkFailure(string reason, bool retryable) : Exception(reason)
+{
+    public string Reason { get; } = reason;
+    public bool Retryable { get; } = retryable;
+}

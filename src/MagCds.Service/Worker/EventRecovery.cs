@@ -1,0 +1,75 @@
+using System.Globalization;
+using Hl7.Fhir.Model;
+using Hl7.Fhir.Rest;
+using MagCds.Service.Storage;
+
+namespace MagCds.Service.Worker;
+
+/// <summary>
+/// Backport event-number bookkeeping. Each notification's event numbers (and a heartbeat's
+/// events-since-subscription-start) are compared with the last number seen for that Subscription; numbers skipped
+/// are a gap, recorded in the store. The worker then asks the server for the missed events with <c>$events</c>;
+/// a server without <c>$events</c> gets a catch-up poll instead.
+/// </summary>
+public sealed class EventRecovery(WorkQueue queue, WorkerFhirClient fhir, WorkerSignal signal)
+{
+    private const string LastPrefix = "events-last:";
+    private const string GapPrefix = "events-gap:";
+
+    /// <summary>Records the numbers of a Backport notification; returns the gap found, if any.</summary>
+    public async Task<(long From, long To)?> NoteAsync(Notification n, CancellationToken ct)
+    {
+        if (n.Subscription is null) return null;
+        long? highest = n.Kind == "heartbeat" || n.Kind == "handshake" ? n.EventsSinceStart : n.EventNumbers.Count > 0 ? n.EventNumbers.Max() : n.EventsSinceStart;
+        if (highest is null) return null;
+
+        string server = fhir.Server;
+        long? last = long.TryParse(await queue.GetStateAsync(server, LastPrefix + n.Subscription, ct), CultureInfo.InvariantCulture, out long l) ? l : null;
+        long lowest = n.Kind is "heartbeat" ? highest.Value + 1 : n.EventNumbers.Count > 0 ? n.EventNumbers.Min() : highest.Value;
+        (long, long)? gap = null;
+        // A handshake sets the starting point; after that, any number skipped is a missed event.
+        if (n.Kind != "handshake" && last is { } seen && lowest > seen + 1) gap = (seen + 1, lowest - 1);
+
+        var state = new Dictionary<string, string>();
+        if (last is null || highest > last) state[LastPrefix + n.Subscription] = highest.Value.ToString(CultureInfo.InvariantCulture);
+        if (gap is { } g)
+        {
+            // Widen a gap not yet recovered rather than replace it.
+            var open = Range(await queue.GetStateAsync(server, GapPrefix + n.Subscription, ct));
+            state[GapPrefix + n.Subscription] = $"{Math.Min(g.Item1, open?.From ?? long.MaxValue)}-{Math.Max(g.Item2, open?.To ?? long.MinValue)}";
+        }
+        if (state.Count > 0) await queue.EnqueueAsync(server, [], "subscription", state, ct);
+        if (gap is not null) signal.Wake();
+        return gap;
+    }
+
+    /// <summary>Fetches missed events of every open gap and queues their resources; falls back to a poll.</summary>
+    public async System.Threading.Tasks.Task RecoverAsync(CancellationToken ct)
+    {
+        string server = fhir.Server;
+        foreach (var (name, value) in await queue.StatesAsync(server, GapPrefix, ct))
+        {
+            if (Range(value) is not { } gap) continue;
+            string subscription = name[GapPrefix.Length..];
+            using var client = fhir.Create();
+            IReadOnlyList<(string, string)> resources;
+            try
+            {
+                var bundle = await client.GetAsync($"{subscription}/$events?eventsSinceNumber={gap.From}&eventsUntilNumber={gap.To}&content=id-only", ct) as Bundle;
+                var n = bundle is null ? NotificationReader.Ping : NotificationReader.Read(bundle);
+                resources = n.Resources;
+                if (n.NeedsPoll) signal.Wake(poll: true);
+            }
+            catch (FhirOperationException e) when ((int)e.Status is 400 or 404 or 405 or 501)
+            {
+                // The server has no $events: a catch-up poll finds whatever the missed events were about.
+                resources = [];
+                signal.Wake(poll: true);
+            }
+            await queue.EnqueueAsync(server, resources.Where(r => r.Item1 == "Observation"), "events", new Dictionary<string, string> { [name] = "" }, ct);
+        }
+    }
+
+    private static (long From, long To)? Range(string? s) =>
+        s?.Split('-') is [var a, var b] && long.TryParse(a, CultureInfo.InvariantCulture, out long from) && long.TryParse(b, CultureInfo.InvariantCulture, out long to) ? (from, to) : null;
+}

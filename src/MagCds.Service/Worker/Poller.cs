@@ -1,0 +1,97 @@
+using System.Globalization;
+using Hl7.Fhir.Model;
+using Hl7.Fhir.Rest;
+using MagCds.Core.Evaluation;
+using MagCds.Service.Storage;
+using Microsoft.Extensions.Options;
+
+namespace MagCds.Service.Worker;
+
+/// <summary>
+/// The fallback and catch-up path: searches the server for configured-code Observations changed since the cursor
+/// (<c>_lastUpdated=gt</c>, sorted, paging through <c>next</c> links) and queues them. The search reaches back a few
+/// seconds before the cursor, because a server may make a write visible after a later one; versions already queued
+/// in that overlap are remembered and skipped. Each page is queued in one transaction; the cursor moves only after
+/// the last page, so a crash mid-poll repeats the poll (queueing is idempotent) instead of skipping anything.
+/// </summary>
+public sealed class Poller(WorkerFhirClient fhir, WorkQueue queue, Evaluator evaluator, IOptions<WorkerOptions> options,
+    WorkerMetrics metrics, TimeProvider time)
+{
+    public const string CursorKey = "poll-cursor";
+    private const string SeenKey = "poll-seen";
+    private const string SettledKey = "poll-settled";
+    private static readonly TimeSpan Overlap = TimeSpan.FromSeconds(5);
+
+    /// <summary>Polls once; returns how many Observations were queued.</summary>
+    public async Task<int> PollAsync(CancellationToken ct)
+    {
+        var o = options.Value;
+        string server = fhir.Server;
+        var cursor = Instant(await queue.GetStateAsync(server, CursorKey, ct));
+        if (cursor is null)
+        {
+            // First poll ever: from PollFrom, or from now on (a first deployment must not assess years of old results).
+            cursor = Instant(o.PollFrom);
+            if (cursor is null)
+            {
+                await queue.SetStateAsync(server, CursorKey, Format(time.GetUtcNow()), ct);
+                return 0;
+            }
+        }
+
+        var started = time.GetUtcNow();
+        var seen = Seen(await queue.GetStateAsync(server, SeenKey, ct));
+        bool settled = await queue.GetStateAsync(server, SettledKey, ct) == "true";
+        string codes = string.Join(",", evaluator.RecognisedCodes.Select(Uri.EscapeDataString));
+        // _lastUpdated first: the most selective parameter, for servers that match parameters in order.
+        string query = $"Observation?_lastUpdated=gt{Uri.EscapeDataString(Format(cursor.Value - (settled ? TimeSpan.Zero : Overlap)))}&code={codes}&_sort=_lastUpdated&_count={o.PageSize}";
+
+        using var client = fhir.Create();
+        var max = cursor.Value;
+        int queued = 0;
+        var page = await client.GetAsync(query, ct) as Bundle;
+        while (page is not null)
+        {
+            var fresh = new List<(string, string)>();
+            foreach (var obs in page.Entry.Select(e => e.Resource).OfType<Observation>())
+            {
+                if (string.IsNullOrEmpty(obs.Id)) continue;
+                if (!evaluator.IsAntiMag(obs)) { metrics.Ignored("Observation"); continue; } // a server that ignored the code filter
+                var updated = obs.Meta?.LastUpdated;
+                if (updated > max) max = updated.Value;
+                if (updated is { } u && !seen.TryAdd(obs.Id + "|" + obs.Meta?.VersionId, u)) continue; // queued by an earlier poll
+                fresh.Add(("Observation", obs.Id));
+            }
+            await queue.EnqueueAsync(server, fresh, "poll", ct);
+            queued += fresh.Count;
+            page = page.NextLink is null ? null : await client.ContinueAsync(page, ct: ct);
+        }
+
+        // Only versions inside the overlap of the next poll need remembering.
+        var keep = seen.Where(s => s.Value > max - Overlap).ToDictionary();
+        await queue.EnqueueAsync(server, [], "poll", new Dictionary<string, string>
+        {
+            [CursorKey] = Format(max),
+            [SeenKey] = string.Join("\n", keep.Select(s => $"{s.Value.ToUnixTimeMilliseconds()} {s.Key}")),
+            // Twice the overlap, as a margin for the difference between this clock and the server's.
+            [SettledKey] = started - max > 2 * Overlap ? "true" : "false",
+        }, ct);
+        return queued;
+    }
+
+    private static Dictionary<string, DateTimeOffset> Seen(string? text)
+    {
+        var d = new Dictionary<string, DateTimeOffset>(StringComparer.Ordinal);
+        foreach (var line in (text ?? "").Split('\n', StringSplitOptions.RemoveEmptyEntries))
+        {
+            var parts = line.Split(' ', 2);
+            if (parts.Length == 2 && long.TryParse(parts[0], CultureInfo.InvariantCulture, out long ms)) d[parts[1]] = DateTimeOffset.FromUnixTimeMilliseconds(ms);
+        }
+        return d;
+    }
+
+    private static DateTimeOffset? Instant(string? s) =>
+        DateTimeOffset.TryParse(s, CultureInfo.InvariantCulture, DateTimeStyles.AssumeUniversal, out var d) ? d : null;
+
+    public static string Format(DateTimeOffset d) => d.UtcDateTime.ToString("yyyy-MM-ddTHH:mm:ss.fffZ", CultureInfo.InvariantCulture);
+}

@@ -1,0 +1,101 @@
+using System.Security.Cryptography;
+using System.Text;
+using Hl7.Fhir.Model;
+using MagCds.Core.Evaluation;
+using MagCds.Service.FhirRest;
+using MagCds.Service.Storage;
+using Microsoft.Extensions.Options;
+
+namespace MagCds.Service.Worker;
+
+/// <summary>
+/// The FHIR server door's HTTP side: <c>/worker/notifications</c>, where the watched server delivers Subscription
+/// notifications (acknowledged only once what they name is stored), and <c>/admin/worker</c>, the operators' view of
+/// the queue with dead-letter replay. Mapped only when the worker is enabled.
+/// </summary>
+public static class WorkerEndpoints
+{
+    private const long MaxNotificationBytes = 16 * 1024 * 1024;
+
+    public static IEndpointRouteBuilder MapWorker(this IEndpointRouteBuilder app)
+    {
+        if (!app.ServiceProvider.GetRequiredService<IOptions<WorkerOptions>>().Value.Enabled) return app;
+
+        var notify = app.MapGroup("/worker/notifications").AddEndpointFilter(RequireSecret);
+        notify.MapPost("/", NotifyAsync);
+        // Classic R4 rest-hook with a payload: the server PUTs the resource to endpoint/Type/id.
+        notify.MapPut("/{type}/{id}", NotifyAsync);
+
+        var admin = app.MapGroup("/admin/worker").AddEndpointFilter(RequireApiKey);
+        admin.MapGet("/", async (WorkQueue queue, WorkerFhirClient fhir, CancellationToken ct) =>
+        {
+            var s = await queue.StatsAsync(ct);
+            return Results.Json(new
+            {
+                server = fhir.Server,
+                queue = new { pending = s.Pending, leased = s.Leased, deadLetters = s.Dead, done = s.Done, lagSeconds = s.Lag.TotalSeconds },
+                pollCursor = await queue.GetStateAsync(fhir.Server, Poller.CursorKey, ct),
+            });
+        });
+        admin.MapGet("/dead-letters", async (WorkQueue queue, CancellationToken ct, int max = 100) =>
+            Results.Json((await queue.DeadLettersAsync(Math.Clamp(max, 1, 1000), ct)).Select(d => new
+            {
+                id = d.Id, resource = $"{d.ResourceType}/{d.ResourceId}", reason = d.Reason, attempts = d.Attempts, enqueuedAt = d.EnqueuedAt, failedAt = d.FailedAt,
+            })));
+        admin.MapPost("/dead-letters/{id:long}/replay", async (long id, WorkQueue queue, WorkerSignal signal, CancellationToken ct) =>
+        {
+            if (!await queue.ReplayAsync(id, ct))
+                throw new FhirRequestException(StatusCodes.Status404NotFound, OutcomeCodes.NotFound, $"No dead letter {id}.");
+            signal.Wake();
+            return Results.Accepted();
+        });
+        return app;
+    }
+
+    private static async Task<IResult> NotifyAsync(HttpRequest req, WorkQueue queue, WorkerFhirClient fhir, EventRecovery recovery,
+        WorkerSignal signal, WorkerMetrics metrics, CancellationToken ct)
+    {
+        var body = await FhirWire.ReadBodyAsync(req, MaxNotificationBytes, ct);
+        var n = body.IsEmpty ? NotificationReader.Ping : NotificationReader.Read(FhirWire.Parse(body, FhirWire.RequestFormat(req)).Resource);
+        metrics.Notification(n.Kind);
+
+        var observations = n.Resources.Where(r => r.Type == "Observation").ToList();
+        foreach (var other in n.Resources.Where(r => r.Type != "Observation")) metrics.Ignored(other.Type);
+        // Stored before the answer: a notification acknowledged is never lost.
+        if (observations.Count > 0) await queue.EnqueueAsync(fhir.Server, observations, "subscription", ct);
+        await recovery.NoteAsync(n, ct);
+        signal.Wake(poll: n.NeedsPoll);
+
+        var outcome = new OperationOutcome
+        {
+            Issue = [Outcomes.Issue(OutcomeCodes.NotificationQueued, OperationOutcome.IssueSeverity.Information,
+                n.NeedsPoll ? $"{n.Kind}: a poll was requested." : $"{n.Kind}: {observations.Count} Observation(s) queued.")],
+        };
+        return new FhirResult(outcome, FhirFormat.Json);
+    }
+
+    private static async ValueTask<object?> RequireSecret(EndpointFilterInvocationContext ctx, EndpointFilterDelegate next)
+    {
+        var s = ctx.HttpContext.RequestServices.GetRequiredService<IOptions<WorkerOptions>>().Value.Subscription;
+        if (string.IsNullOrEmpty(s.Secret))
+            throw new FhirRequestException(StatusCodes.Status403Forbidden, OutcomeCodes.Forbidden,
+                "Notifications are refused until MagCds:Worker:Subscription:Secret is set.");
+        if (!SameSecret(ctx.HttpContext.Request.Headers[s.SecretHeader].ToString(), s.Secret))
+            throw new FhirRequestException(StatusCodes.Status401Unauthorized, OutcomeCodes.Unauthorized, $"Missing or wrong {s.SecretHeader} header.");
+        return await next(ctx);
+    }
+
+    private static async ValueTask<object?> RequireApiKey(EndpointFilterInvocationContext ctx, EndpointFilterDelegate next)
+    {
+        string? key = ctx.HttpContext.RequestServices.GetRequiredService<IOptions<AdminOptions>>().Value.ApiKey;
+        if (string.IsNullOrEmpty(key))
+            throw new FhirRequestException(StatusCodes.Status403Forbidden, OutcomeCodes.Forbidden, "Admin endpoints are refused until MagCds:Admin:ApiKey is set.");
+        if (!SameSecret(ctx.HttpContext.Request.Headers[AdminOptions.ApiKeyHeader].ToString(), key))
+            throw new FhirRequestException(StatusCodes.Status401Unauthorized, OutcomeCodes.Unauthorized, $"Missing or wrong {AdminOptions.ApiKeyHeader} header.");
+        return await next(ctx);
+    }
+
+    /// <summary>Constant-time comparison, so the time taken says nothing about how much of a guess was right.</summary>
+    private static bool SameSecret(string given, string expected) =>
+        CryptographicOperations.FixedTimeEquals(SHA256.HashData(Encoding.UTF8.GetBytes(given)), SHA256.HashData(Encoding.UTF8.GetBytes(expected)));
+}

@@ -1,0 +1,41 @@
+using System.Diagnostics.Metrics;
+using MagCds.Service.Storage;
+
+namespace MagCds.Service.Worker;
+
+/// <summary>Worker counters and gauges (meter "MagCds.Worker"), ready for any OpenTelemetry exporter.</summary>
+public sealed class WorkerMetrics : IDisposable
+{
+    public const string MeterName = "MagCds.Worker";
+    private readonly Meter _meter = new(MeterName);
+    private readonly Counter<long> _notifications;
+    private readonly Counter<long> _processed;
+    private readonly Counter<long> _ignored;
+    private readonly Histogram<double> _lag;
+    private QueueStats _last = new(0, 0, 0, 0, TimeSpan.Zero);
+
+    public WorkerMetrics()
+    {
+        _notifications = _meter.CreateCounter<long>("magcds.worker.notifications", description: "Notifications received, by kind");
+        _processed = _meter.CreateCounter<long>("magcds.worker.processed", description: "Queued resources finished, by outcome");
+        _ignored = _meter.CreateCounter<long>("magcds.worker.ignored_resources", description: "Resources seen that are not configured anti-MAG Observations, by type");
+        _lag = _meter.CreateHistogram<double>("magcds.worker.lag", unit: "s", description: "Time from an event being queued to its outputs being written");
+        _meter.CreateObservableGauge("magcds.worker.queue_depth", () => _last.Pending, description: "Resources waiting or being processed");
+        _meter.CreateObservableGauge("magcds.worker.queue_lag", () => _last.Lag.TotalSeconds, unit: "s", description: "Age of the oldest waiting resource");
+        _meter.CreateObservableGauge("magcds.worker.dead_letters", () => _last.Dead, description: "Resources that failed for good");
+    }
+
+    public void Notification(string kind) => _notifications.Add(1, new KeyValuePair<string, object?>("kind", kind));
+
+    public void Processed(string outcome, TimeSpan lag)
+    {
+        _processed.Add(1, new KeyValuePair<string, object?>("outcome", outcome));
+        _lag.Record(lag.TotalSeconds);
+    }
+
+    public void Ignored(string resourceType) => _ignored.Add(1, new KeyValuePair<string, object?>("type", resourceType));
+
+    public void Queue(QueueStats stats) => _last = stats;
+
+    public void Dispose() => _meter.Dispose();
+}

@@ -1,0 +1,126 @@
+using System.ComponentModel.DataAnnotations;
+
+namespace MagCds.Service.Worker;
+
+public enum OutboundAuth
+{
+    /// <summary>No Authorization header (a server on a trusted network, or behind a gateway that adds it).</summary>
+    None,
+    /// <summary>A static bearer token from configuration (<see cref="WorkerOptions.BearerToken"/>).</summary>
+    Bearer,
+    /// <summary>
+    /// SMART Backend Services: an access token from the server's token endpoint (client_credentials grant, client
+    /// authenticated with a private_key_jwt assertion), cached until shortly before it expires.
+    /// </summary>
+    SmartBackend,
+}
+
+/// <summary>SMART Backend Services client settings (MagCds:Worker:Smart).</summary>
+public sealed class SmartBackendOptions
+{
+    /// <summary>The authorization server's token endpoint (from the FHIR server's .well-known/smart-configuration).</summary>
+    public string? TokenUrl { get; set; }
+
+    /// <summary>The client_id MagCds was registered with.</summary>
+    public string? ClientId { get; set; }
+
+    /// <summary>PEM file with MagCds's private key (RSA for RS384, P-384 EC for ES384); its public key is registered as a JWKS.</summary>
+    public string? PrivateKeyFile { get; set; }
+
+    /// <summary>The kid of the key, as in the registered JWKS.</summary>
+    public string? KeyId { get; set; }
+
+    /// <summary>RS384 or ES384, the two algorithms SMART Backend Services requires servers to accept.</summary>
+    public string Algorithm { get; set; } = "RS384";
+
+    /// <summary>
+    /// The assertion's aud. Empty: the token endpoint, as SMART App Launch 2.x says. Authorization servers that follow
+    /// draft-ietf-oauth-rfc7523bis (the fix for CVE-2025-27370/27371; e.g. OpenIddict 7) want their issuer instead.
+    /// </summary>
+    public string? AssertionAudience { get; set; }
+
+    /// <summary>The assertion's typ header: "JWT" as SMART App Launch 2.x says, or "client-authentication+jwt" (rfc7523bis).</summary>
+    public string AssertionType { get; set; } = "JWT";
+
+    /// <summary>Scopes asked for: reading results, writing assessments.</summary>
+    public string Scope { get; set; } = "system/Observation.rs system/RiskAssessment.cruds system/DetectedIssue.cruds system/Subscription.crs";
+}
+
+/// <summary>
+/// The FHIR server door (section MagCds:Worker): a background worker that watches one FHIR server for anti-MAG
+/// Observations, evaluates them and writes the RiskAssessment and DetectedIssue back. Off unless Enabled.
+/// </summary>
+public sealed class WorkerOptions
+{
+    public const string Section = "MagCds:Worker";
+
+    public bool Enabled { get; set; }
+
+    /// <summary>The FHIR server's base URL, e.g. https://fhir.hospital.example/r4. Required when Enabled.</summary>
+    public string? FhirServerUrl { get; set; }
+
+    public OutboundAuth Auth { get; set; } = OutboundAuth.None;
+
+    /// <summary>The token for <see cref="OutboundAuth.Bearer"/>; keep it in a secret store or environment variable, not in a file.</summary>
+    public string? BearerToken { get; set; }
+
+    public SmartBackendOptions Smart { get; set; } = new();
+
+    /// <summary>Seconds between polls (the fallback and catch-up path). 0 turns polling off: subscriptions only.</summary>
+    [Range(0, 86_400)]
+    public int PollIntervalSeconds { get; set; } = 30;
+
+    /// <summary>Where a first poll starts (FHIR instant); empty means "from now on": results already there are not assessed.</summary>
+    public string? PollFrom { get; set; }
+
+    /// <summary>Search page size for polls and the _count of every search.</summary>
+    [Range(1, 1000)]
+    public int PageSize { get; set; } = 50;
+
+    /// <summary>How many earlier results of the same patient and code are read for the trend.</summary>
+    [Range(0, 100)]
+    public int HistoryCount { get; set; } = 20;
+
+    /// <summary>Resources processed at once.</summary>
+    [Range(1, 64)]
+    public int Concurrency { get; set; } = 4;
+
+    /// <summary>How long a worker holds a queued row before another (or itself after a restart) may take it.</summary>
+    [Range(1, 3600)]
+    public int LeaseSeconds { get; set; } = 30;
+
+    /// <summary>Attempts before a resource that keeps failing with retryable errors is moved to the dead letters.</summary>
+    [Range(1, 100)]
+    public int MaxAttempts { get; set; } = 10;
+
+    /// <summary>First retry delay; doubled per attempt (with jitter) up to <see cref="RetryMaxDelaySeconds"/>.</summary>
+    [Range(0.01, 3600)]
+    public double RetryBaseDelaySeconds { get; set; } = 2;
+
+    [Range(0.01, 86_400)]
+    public double RetryMaxDelaySeconds { get; set; } = 300;
+
+    /// <summary>Seconds one FHIR request may take, retries included.</summary>
+    [Range(1, 600)]
+    public int RequestTimeoutSeconds { get; set; } = 30;
+
+    public SubscriptionOptions Subscription { get; set; } = new();
+}
+
+/// <summary>Receiving notifications, and optionally creating the Subscription at start-up.</summary>
+public sealed class SubscriptionOptions
+{
+    /// <summary>
+    /// The secret a notification must carry in the header <see cref="SecretHeader"/>. Notifications are refused
+    /// while it is not set (anyone could otherwise make MagCds read the server).
+    /// </summary>
+    public string? Secret { get; set; }
+
+    public string SecretHeader { get; set; } = "X-MagCds-Secret";
+
+    /// <summary>Create (or reuse) a classic R4 rest-hook Subscription on the server at start-up.</summary>
+    public bool Create { get; set; }
+
+    /// <summary>The notification endpoint as the FHIR server reaches it, e.g. https://magcds.hospital.example/worker/notifications.</summary>
+    public string? EndpointUrl { get; set; }
+}

@@ -1,0 +1,162 @@
+using Hl7.Fhir.Rest;
+using MagCds.Service.Storage;
+using Microsoft.Extensions.Options;
+using Polly.CircuitBreaker;
+using Polly.Timeout;
+
+namespace MagCds.Service.Worker;
+
+/// <summary>
+/// The FHIR server door's loop: create the Subscription when asked, poll when due (or when an empty notification
+/// asks for it), recover missed Backport events, then lease queued resources and assess them, a few at a time.
+/// Failures that may pass (server down, busy, timeouts) are retried with exponential backoff and jitter; others,
+/// and those that keep failing, go to the dead letters with their reason.
+/// </summary>
+public sealed partial class WorkerService(
+    WorkQueue queue, AssessmentWriter writer, Poller poller, SubscriptionSetup subscriptions, EventRecovery recovery,
+    WorkerSignal signal, WorkerMetrics metrics, IOptions<WorkerOptions> options, TimeProvider time, ILogger<WorkerService> logger)
+    : BackgroundService
+{
+    /// <summary>This process's name on leases: a restarted process is a new owner, and waits for old leases to run out.</summary>
+    private readonly string _owner = $"{Environment.MachineName}:{Environment.ProcessId}:{Guid.NewGuid():N}";
+
+    protected override async Task ExecuteAsync(CancellationToken stoppingToken)
+    {
+        var o = options.Value;
+        bool subscribed = !o.Subscription.Create;
+        DateTimeOffset nextPoll = time.GetUtcNow(), nextSubscribe = time.GetUtcNow();
+        Started(logger, o.PollIntervalSeconds, o.Subscription.Create);
+
+        while (!stoppingToken.IsCancellationRequested)
+        {
+            try
+            {
+                var now = time.GetUtcNow();
+                if (!subscribed && now >= nextSubscribe)
+                {
+                    subscribed = await TryAsync("subscribe", async () =>
+                    {
+                        var (id, created) = await subscriptions.EnsureAsync(stoppingToken);
+                        SubscriptionReady(logger, id, created);
+                    });
+                    if (!subscribed) nextSubscribe = now + TimeSpan.FromSeconds(30);
+                }
+                bool pollAsked = signal.TakePollRequest();
+                if (pollAsked || (o.PollIntervalSeconds > 0 && now >= nextPoll))
+                {
+                    await TryAsync("poll", async () => Polled(logger, await poller.PollAsync(stoppingToken)));
+                    nextPoll = now + TimeSpan.FromSeconds(Math.Max(1, o.PollIntervalSeconds));
+                }
+                await TryAsync("recover-events", () => recovery.RecoverAsync(stoppingToken));
+
+                var items = await queue.LeaseAsync(_owner, o.Concurrency * 2, TimeSpan.FromSeconds(o.LeaseSeconds), stoppingToken);
+                if (items.Count > 0)
+                    await Parallel.ForEachAsync(items, new ParallelOptions { MaxDegreeOfParallelism = o.Concurrency, CancellationToken = stoppingToken },
+                        async (item, ct) => await ProcessAsync(item, ct));
+                metrics.Queue(await queue.StatsAsync(stoppingToken));
+                if (items.Count == 0) await signal.WaitAsync(TimeSpan.FromSeconds(1), stoppingToken);
+            }
+            catch (OperationCanceledException) when (stoppingToken.IsCancellationRequested) { break; }
+            catch (System.Data.Common.DbException e)
+            {
+                // The store is unreachable: nothing can be leased or acknowledged; wait and try again.
+                StoreFailed(logger, e.GetType().Name);
+                await Task.Delay(TimeSpan.FromSeconds(5), time, stoppingToken).ContinueWith(_ => { }, TaskScheduler.Default);
+            }
+        }
+    }
+
+    private async Task ProcessAsync(WorkItem item, CancellationToken ct)
+    {
+        if (item.ResourceType != "Observation")
+        {
+            metrics.Ignored(item.ResourceType);
+            await queue.CompleteAsync(item, _owner, "ignored-type", CancellationToken.None);
+            return;
+        }
+        try
+        {
+            string outcome = await writer.AssessAsync(item.ResourceId, ct);
+            if (outcome == "not-anti-mag") metrics.Ignored("Observation");
+            await queue.CompleteAsync(item, _owner, outcome, CancellationToken.None);
+            var lag = time.GetUtcNow() - item.EnqueuedAt;
+            metrics.Processed(outcome, lag);
+            Assessed(logger, item.ResourceType, item.ResourceId, outcome, item.Attempts, lag.TotalMilliseconds);
+        }
+        catch (OperationCanceledException) when (ct.IsCancellationRequested)
+        {
+            // Shutting down: give the row back now rather than when its lease runs out.
+            await queue.RetryAsync(item, _owner, "shutdown", TimeSpan.Zero, CancellationToken.None);
+        }
+        catch (Exception e) when (Classify(e) is { } failure)
+        {
+            var o = options.Value;
+            if (failure.Retryable && item.Attempts < o.MaxAttempts)
+            {
+                // Exponential backoff with "equal jitter": half fixed, half random, so replicas do not retry in step.
+                double cap = Math.Min(o.RetryMaxDelaySeconds, o.RetryBaseDelaySeconds * Math.Pow(2, item.Attempts - 1));
+                var delay = TimeSpan.FromSeconds(cap / 2 + Random.Shared.NextDouble() * cap / 2);
+                await queue.RetryAsync(item, _owner, failure.Reason, delay, CancellationToken.None);
+                WillRetry(logger, item.ResourceType, item.ResourceId, failure.Reason, item.Attempts, delay.TotalSeconds);
+            }
+            else
+            {
+                await queue.DeadLetterAsync(item, _owner, failure.Reason, CancellationToken.None);
+                metrics.Processed("dead-letter", time.GetUtcNow() - item.EnqueuedAt);
+                DeadLettered(logger, item.ResourceType, item.ResourceId, failure.Reason, item.Attempts);
+            }
+        }
+    }
+
+    /// <summary>What an exception means for the work: retry (the server may recover) or not. Only type names are kept (messages may hold URLs with ids).</summary>
+    private static WorkFailure? Classify(Exception e) => e switch
+    {
+        WorkFailure f => f,
+        FhirOperationException f => new WorkFailure("http-" + (int)f.Status, (int)f.Status is 408 or 429 or >= 500),
+        HttpRequestException => new WorkFailure("unreachable", true),
+        TimeoutRejectedException or TaskCanceledException or TimeoutException => new WorkFailure("timeout", true),
+        BrokenCircuitException => new WorkFailure("circuit-open", true),
+        Hl7.Fhir.Serialization.DeserializationFailedException or FormatException => new WorkFailure("unreadable-response", false),
+        System.Data.Common.DbException => null, // the store itself: handled by the loop
+        _ => new WorkFailure("internal-error:" + e.GetType().Name, false),
+    };
+
+    /// <summary>Runs a step of the loop; a failure is logged by kind and the loop goes on.</summary>
+    private async Task<bool> TryAsync(string step, Func<Task> run)
+    {
+        try
+        {
+            await run();
+            return true;
+        }
+        catch (Exception e) when (e is not OperationCanceledException && e is not System.Data.Common.DbException && Classify(e) is { } f)
+        {
+            StepFailed(logger, step, f.Reason);
+            return false;
+        }
+    }
+
+    [LoggerMessage(Level = LogLevel.Information, Message = "FHIR server worker started: poll every {PollIntervalSeconds} s, create subscription {CreateSubscription}")]
+    private static partial void Started(ILogger logger, int pollIntervalSeconds, bool createSubscription);
+
+    [LoggerMessage(Level = LogLevel.Information, Message = "Subscription {SubscriptionId} in use (created now: {Created})")]
+    private static partial void SubscriptionReady(ILogger logger, string subscriptionId, bool created);
+
+    [LoggerMessage(Level = LogLevel.Debug, Message = "Poll queued {Count} Observations")]
+    private static partial void Polled(ILogger logger, int count);
+
+    [LoggerMessage(Level = LogLevel.Information, Message = "Worker assessed {ResourceType}/{ResourceId}: {Outcome} (attempt {Attempt}, lag {LagMs:0} ms)")]
+    private static partial void Assessed(ILogger logger, string resourceType, string resourceId, string outcome, int attempt, double lagMs);
+
+    [LoggerMessage(Level = LogLevel.Warning, Message = "Worker will retry {ResourceType}/{ResourceId}: {Reason} (attempt {Attempt}, next in {DelaySeconds:0.0} s)")]
+    private static partial void WillRetry(ILogger logger, string resourceType, string resourceId, string reason, int attempt, double delaySeconds);
+
+    [LoggerMessage(Level = LogLevel.Error, Message = "Worker dead-lettered {ResourceType}/{ResourceId}: {Reason} after {Attempts} attempts")]
+    private static partial void DeadLettered(ILogger logger, string resourceType, string resourceId, string reason, int attempts);
+
+    [LoggerMessage(Level = LogLevel.Warning, Message = "Worker step {Step} failed: {Reason}")]
+    private static partial void StepFailed(ILogger logger, string step, string reason);
+
+    [LoggerMessage(Level = LogLevel.Error, Message = "Worker store unavailable: {Reason}")]
+    private static partial void StoreFailed(ILogger logger, string reason);
+}

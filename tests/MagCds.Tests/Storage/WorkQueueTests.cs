@@ -1,0 +1,136 @@
+using MagCds.Service.Storage;
+using MagCds.Tests.Support;
+
+namespace MagCds.Tests.Storage;
+
+/// <summary>The worker's durable queue, on both databases: the same tests, the same expectations.</summary>
+[TestFixture(StoreProvider.Sqlite)]
+[TestFixture(StoreProvider.Postgres)]
+public sealed class WorkQueueTests(StoreProvider provider)
+{
+    private const string Server = "http://fhir.example/r4";
+    private static readonly TimeSpan Lease = TimeSpan.FromSeconds(30);
+    private FixedClock _clock = null!;
+    private Database _db = null!;
+    private WorkQueue _queue = null!;
+
+    [SetUp]
+    public async Task FreshStore()
+    {
+        _clock = new FixedClock(new DateTimeOffset(2026, 11, 26, 8, 0, 0, TimeSpan.Zero));
+        _db = StoreUnderTest.Open(await StoreUnderTest.OptionsAsync(provider));
+        _queue = new WorkQueue(_db, _clock);
+    }
+
+    [TearDown]
+    public async Task Close() => await _db.DisposeAsync();
+
+    [Test]
+    public async Task An_event_for_a_resource_already_waiting_does_not_add_a_second_row()
+    {
+        await _queue.EnqueueAsync(Server, [("Observation", "a"), ("Observation", "a"), ("Observation", "b")], "poll", CancellationToken.None);
+        await _queue.EnqueueAsync(Server, [("Observation", "a")], "subscription", CancellationToken.None);
+
+        var leased = await _queue.LeaseAsync("w1", 10, Lease, CancellationToken.None);
+        Assert.That(leased.Select(i => i.ResourceId), Is.EqualTo(new[] { "a", "b" }));
+        Assert.That(leased[0].Generation, Is.EqualTo(1), "the second event for 'a' is remembered as a new generation");
+    }
+
+    [Test]
+    public async Task A_leased_row_is_not_leased_again_until_its_lease_runs_out()
+    {
+        await _queue.EnqueueAsync(Server, [("Observation", "a")], "poll", CancellationToken.None);
+        Assert.That(await _queue.LeaseAsync("w1", 10, Lease, CancellationToken.None), Has.Count.EqualTo(1));
+        Assert.That(await _queue.LeaseAsync("w2", 10, Lease, CancellationToken.None), Is.Empty);
+
+        _clock.Now += Lease + TimeSpan.FromSeconds(1); // w1 was killed: its row comes back
+        var again = await _queue.LeaseAsync("w2", 10, Lease, CancellationToken.None);
+        Assert.That(again.Single().Attempts, Is.EqualTo(2));
+        Assert.That(await _queue.CompleteAsync(again[0], "w1", "evaluated", CancellationToken.None), Is.False, "w1 lost its lease");
+        Assert.That(await _queue.CompleteAsync(again[0], "w2", "evaluated", CancellationToken.None), Is.True);
+        Assert.That((await _queue.StatsAsync(CancellationToken.None)).Done, Is.EqualTo(1));
+    }
+
+    [Test]
+    public async Task An_event_that_arrives_while_a_row_is_processed_keeps_it_pending()
+    {
+        await _queue.EnqueueAsync(Server, [("Observation", "a")], "poll", CancellationToken.None);
+        var item = (await _queue.LeaseAsync("w1", 10, Lease, CancellationToken.None)).Single();
+        await _queue.EnqueueAsync(Server, [("Observation", "a")], "subscription", CancellationToken.None); // amended meanwhile
+
+        Assert.That(await _queue.CompleteAsync(item, "w1", "evaluated", CancellationToken.None), Is.True);
+        var stats = await _queue.StatsAsync(CancellationToken.None);
+        Assert.That((stats.Pending, stats.Done), Is.EqualTo((1L, 0L)), "read again, not marked done");
+        var next = (await _queue.LeaseAsync("w1", 10, Lease, CancellationToken.None)).Single();
+        Assert.That(await _queue.CompleteAsync(next, "w1", "evaluated", CancellationToken.None), Is.True);
+        Assert.That((await _queue.StatsAsync(CancellationToken.None)).Done, Is.EqualTo(1));
+    }
+
+    [Test]
+    public async Task Retry_waits_for_its_delay_and_dead_letters_can_be_replayed()
+    {
+        await _queue.EnqueueAsync(Server, [("Observation", "a")], "poll", CancellationToken.None);
+        var item = (await _queue.LeaseAsync("w1", 10, Lease, CancellationToken.None)).Single();
+        await _queue.RetryAsync(item, "w1", "http-503", TimeSpan.FromSeconds(10), CancellationToken.None);
+        Assert.That(await _queue.LeaseAsync("w1", 10, Lease, CancellationToken.None), Is.Empty, "not due yet");
+        _clock.Now += TimeSpan.FromSeconds(11);
+        item = (await _queue.LeaseAsync("w1", 10, Lease, CancellationToken.None)).Single();
+
+        Assert.That(await _queue.DeadLetterAsync(item, "w1", "http-400", CancellationToken.None), Is.True);
+        var dead = (await _queue.DeadLettersAsync(10, CancellationToken.None)).Single();
+        Assert.That((dead.ResourceId, dead.Reason, dead.Attempts), Is.EqualTo(("a", "http-400", 2)));
+
+        Assert.That(await _queue.ReplayAsync(dead.Id, CancellationToken.None), Is.True);
+        Assert.That(await _queue.ReplayAsync(dead.Id, CancellationToken.None), Is.False, "a dead letter is replayed once");
+        var stats = await _queue.StatsAsync(CancellationToken.None);
+        Assert.That((stats.Pending, stats.Dead), Is.EqualTo((1L, 0L)));
+        Assert.That((await _queue.LeaseAsync("w1", 10, Lease, CancellationToken.None)).Single().Attempts, Is.EqualTo(1));
+    }
+
+    [Test]
+    public async Task Lag_is_the_age_of_the_oldest_pending_row()
+    {
+        await _queue.EnqueueAsync(Server, [("Observation", "a")], "poll", CancellationToken.None);
+        _clock.Now += TimeSpan.FromSeconds(5);
+        await _queue.EnqueueAsync(Server, [("Observation", "b")], "poll", CancellationToken.None);
+        _clock.Now += TimeSpan.FromSeconds(2);
+        var stats = await _queue.StatsAsync(CancellationToken.None);
+        Assert.That((stats.Pending, stats.Lag), Is.EqualTo((2L, TimeSpan.FromSeconds(7))));
+    }
+
+    [Test]
+    public async Task A_poll_page_and_its_cursor_are_stored_together()
+    {
+        await _queue.EnqueueAsync(Server, [("Observation", "a")], "poll",
+            new Dictionary<string, string> { ["poll-cursor"] = "2026-11-26T08:00:00.000Z" }, CancellationToken.None);
+        await _queue.EnqueueAsync(Server, [], "poll", new Dictionary<string, string> { ["poll-cursor"] = "2026-11-26T09:00:00.000Z" }, CancellationToken.None);
+        Assert.That(await _queue.GetStateAsync(Server, "poll-cursor", CancellationToken.None), Is.EqualTo("2026-11-26T09:00:00.000Z"));
+        Assert.That(await _queue.GetStateAsync("http://other/fhir", "poll-cursor", CancellationToken.None), Is.Null, "state is per server");
+    }
+
+    [Test]
+    public async Task Concurrent_workers_never_lease_the_same_row()
+    {
+        await _queue.EnqueueAsync(Server, Enumerable.Range(0, 200).Select(i => ("Observation", $"o{i}")), "poll", CancellationToken.None);
+        var workers = Enumerable.Range(0, 6).Select(async w =>
+        {
+            var mine = new List<long>();
+            // Each "replica" is a queue object of its own; they share nothing but the database.
+            var queue = new WorkQueue(_db, _clock);
+            for (int round = 0; round < 50; round++)
+            {
+                var batch = await queue.LeaseAsync($"w{w}", 7, Lease, CancellationToken.None);
+                if (batch.Count == 0) break;
+                foreach (var item in batch)
+                {
+                    Assert.That(await queue.CompleteAsync(item, $"w{w}", "evaluated", CancellationToken.None), Is.True);
+                    mine.Add(item.Id);
+                }
+            }
+            return mine;
+        }).ToList();
+        var all = (await Task.WhenAll(workers)).SelectMany(x => x).ToList();
+        Assert.That(all, Has.Count.EqualTo(200));
+        Assert.That(all.Distinct().Count(), Is.EqualTo(200), "no row processed twice");
+    }
+}

@@ -1,0 +1,181 @@
+using System.Net;
+using System.Text;
+using Hl7.Fhir.Model;
+using Hl7.Fhir.Serialization;
+using Microsoft.Extensions.DependencyInjection;
+using MagCds.Service.Storage;
+using MagCds.Tests.Support;
+using static MagCds.Tests.Support.WorkerHarness;
+
+namespace MagCds.Tests.Worker;
+
+/// <summary>
+/// The notification endpoint with every shape a FHIR server sends (TestData/Notifications: R4 Subscriptions Backport
+/// Bundles; classic R4 rest-hook calls), with polling off so that only notifications drive the work.
+/// </summary>
+[TestFixture(StoreProvider.Sqlite)]
+[TestFixture(StoreProvider.Postgres)]
+[NonParallelizable]
+public sealed class NotificationTests(StoreProvider provider)
+{
+    private const string Endpoint = "/worker/notifications";
+    private FhirTestServer _fhir = null!;
+    private WorkerHarness _h = null!;
+
+    [OneTimeSetUp]
+    public async Task StartFhirServer()
+    {
+        _fhir = new FhirTestServer();
+        await _fhir.StartAsync();
+    }
+
+    [OneTimeTearDown]
+    public async Task StopFhirServer() => await _fhir.DisposeAsync();
+
+    [SetUp]
+    public async Task FreshWorld()
+    {
+        _h = await WorkerHarness.CreateAsync(_fhir, provider);
+        // bp-1 … bp-4 exist on the server (ids as the notification files name them); polling is off.
+        for (int i = 1; i <= 4; i++)
+        {
+            var obs = Result($"bp-patient-{i}", 23.5m, $"ACC-BP-{i}");
+            obs.Id = $"bp-{i}";
+            await _fhir.Client.UpdateAsync(obs);
+        }
+        await _h.StartAsync(new() { ["MagCds:Worker:PollIntervalSeconds"] = "0" });
+        await _fhir.ClearRequestsAsync();
+    }
+
+    [TearDown]
+    public async Task StopService() => await _h.DisposeAsync();
+
+    private async Task<List<string>> AssessedAsync() =>
+        (await _h.AllAsync<RiskAssessment>()).Select(r => r.Basis[0].Reference ?? "").Order().ToList();
+
+    private async Task<HttpResponseMessage> SendAsync(HttpMethod method, string path, string? body, string? secret = Secret, string contentType = "application/fhir+json")
+    {
+        using var req = new HttpRequestMessage(method, path);
+        if (body is not null) req.Content = new StringContent(body, Encoding.UTF8, contentType);
+        if (secret is not null) req.Headers.Add("X-MagCds-Secret", secret);
+        return await _h.Client.SendAsync(req);
+    }
+
+    private Task<HttpResponseMessage> NotifyAsync(string file) => SendAsync(HttpMethod.Post, Endpoint, TestFiles.Text("Notifications/" + file));
+
+    [Test]
+    public async Task An_id_only_event_queues_its_focus_and_a_handshake_queues_nothing()
+    {
+        using (var r = await NotifyAsync("Bundle-backport-handshake.json")) Assert.That(r.StatusCode, Is.EqualTo(HttpStatusCode.OK));
+        using (var r = await NotifyAsync("Bundle-backport-id-only-event-1.json")) Assert.That(r.StatusCode, Is.EqualTo(HttpStatusCode.OK));
+        await _h.DrainedAsync(1);
+        Assert.That(await AssessedAsync(), Is.EqualTo(new[] { "Observation/bp-1" }), "only the notified result, nothing else");
+        Assert.That((await _fhir.RequestsAsync()).Any(r => r.Url.Contains("_lastUpdated", StringComparison.Ordinal)), Is.False, "no poll was needed");
+    }
+
+    [Test]
+    public async Task A_gap_in_event_numbers_is_recovered_through_events_or_a_catch_up_poll()
+    {
+        using (await NotifyAsync("Bundle-backport-id-only-event-1.json")) { }
+        await _h.DrainedAsync(1);
+        // Events 2 and 3 never arrived; event 4 (full resource) shows the gap.
+        using (await NotifyAsync("Bundle-backport-full-resource-event-4.json")) { }
+        await WaitUntilAsync(async () => (await AssessedAsync()).Count == 4, "the missed results are assessed");
+        var urls = (await _fhir.RequestsAsync()).Select(r => r.Url).ToList();
+        int events = urls.FindIndex(u => u.Contains("/Subscription/lab-anti-mag/$events?eventsSinceNumber=2&eventsUntilNumber=3", StringComparison.Ordinal));
+        int poll = urls.FindIndex(u => u.Contains("_lastUpdated=gt", StringComparison.Ordinal));
+        Assert.That(events, Is.GreaterThanOrEqualTo(0), "the server was asked for the missed events first");
+        Assert.That(poll, Is.GreaterThan(events), "this server has no $events, so a catch-up poll followed");
+    }
+
+    [Test]
+    public async Task A_heartbeat_announcing_unseen_events_starts_a_catch_up()
+    {
+        using (await NotifyAsync("Bundle-backport-handshake.json")) { }
+        using (await NotifyAsync("Bundle-backport-heartbeat-after-3.json")) { }
+        await WaitUntilAsync(async () => (await AssessedAsync()).Count == 4, "the catch-up poll found every result");
+    }
+
+    [Test]
+    public async Task An_empty_payload_or_an_empty_classic_post_asks_for_a_poll()
+    {
+        using (var r = await NotifyAsync("Bundle-backport-empty-event-5.json")) Assert.That(r.StatusCode, Is.EqualTo(HttpStatusCode.OK));
+        await WaitUntilAsync(async () => (await AssessedAsync()).Count == 4, "the poll found every result");
+
+        await _fhir.ClearRequestsAsync();
+        using (var r = await SendAsync(HttpMethod.Post, Endpoint, null)) Assert.That(r.StatusCode, Is.EqualTo(HttpStatusCode.OK));
+        await WaitUntilAsync(async () => (await _fhir.RequestsAsync()).Any(x => x.Url.Contains("_lastUpdated=gt", StringComparison.Ordinal)), "a poll ran");
+    }
+
+    [Test]
+    public async Task A_classic_rest_hook_put_queues_that_observation_and_other_types_are_ignored()
+    {
+        var obs = await _fhir.Client.ReadAsync<Observation>("Observation/bp-2");
+        using (var r = await SendAsync(HttpMethod.Put, Endpoint + "/Observation/bp-2", obs!.ToJson())) Assert.That(r.StatusCode, Is.EqualTo(HttpStatusCode.OK));
+        using (var r = await SendAsync(HttpMethod.Put, Endpoint + "/Patient/bp-patient-2", """{"resourceType":"Patient","id":"bp-patient-2"}""")) Assert.That(r.StatusCode, Is.EqualTo(HttpStatusCode.OK));
+        await _h.DrainedAsync(1);
+        Assert.That(await AssessedAsync(), Is.EqualTo(new[] { "Observation/bp-2" }));
+        Assert.That((await _h.QueueAsync()).GetProperty("done").GetInt64(), Is.EqualTo(1), "the Patient was never queued");
+    }
+
+    [TestCase("wrong-secret", HttpStatusCode.Unauthorized, "unauthorized")]
+    [TestCase(null, HttpStatusCode.Unauthorized, "unauthorized")]
+    public async Task A_notification_without_the_secret_is_refused(string? secret, HttpStatusCode status, string code)
+    {
+        using var r = await SendAsync(HttpMethod.Post, Endpoint, TestFiles.Text("Notifications/Bundle-backport-id-only-event-1.json"), secret);
+        Assert.That(r.StatusCode, Is.EqualTo(status));
+        Assert.That(Http.Codes((OperationOutcome)await Http.ReadAsync(r)), Is.EqualTo(new[] { code }));
+        Assert.That((await _h.QueueAsync()).GetProperty("pending").GetInt64(), Is.Zero);
+    }
+
+    [TestCase("{\"resourceType\": \"Bundle\", \"type\": ", "application/fhir+json", HttpStatusCode.BadRequest, "unparseable")]
+    [TestCase("<Bundle xmlns=\"http://hl7.org/fhir\"><type value=\"history\"/>", "application/fhir+xml", HttpStatusCode.BadRequest, "unparseable")]
+    [TestCase("{}", "text/plain", HttpStatusCode.UnsupportedMediaType, "unsupported-media-type")]
+    public async Task A_malformed_notification_gets_an_OperationOutcome(string body, string contentType, HttpStatusCode status, string code)
+    {
+        using var r = await SendAsync(HttpMethod.Post, Endpoint, body, contentType: contentType);
+        Assert.That(r.StatusCode, Is.EqualTo(status));
+        Assert.That(Http.Codes((OperationOutcome)await Http.ReadAsync(r)), Is.EqualTo(new[] { code }));
+    }
+
+    [Test]
+    public async Task Admin_endpoints_need_the_api_key()
+    {
+        using var anonymous = _h.Service!.CreateClient();
+        using var r = await anonymous.GetAsync("/admin/worker");
+        Assert.That(r.StatusCode, Is.EqualTo(HttpStatusCode.Unauthorized));
+        Assert.That(Http.Codes((OperationOutcome)await Http.ReadAsync(r)), Is.EqualTo(new[] { "unauthorized" }));
+        using var replay = await anonymous.PostAsync("/admin/worker/dead-letters/1/replay", null);
+        Assert.That(replay.StatusCode, Is.EqualTo(HttpStatusCode.Unauthorized));
+    }
+}
+
+/// <summary>What is refused before any notification or admin call is looked at.</summary>
+public sealed class WorkerEndpointSetupTests
+{
+    [Test]
+    public async Task Without_a_secret_or_api_key_configured_the_endpoints_refuse_everything()
+    {
+        using var f = new MagCdsFactory(new Dictionary<string, string?>
+        {
+            ["MagCds:Worker:Enabled"] = "true",
+            ["MagCds:Worker:FhirServerUrl"] = "http://127.0.0.1:9/fhir", // nothing listens there; the worker only logs its failures
+        });
+        using var client = f.CreateClient();
+        using var notify = await client.PostAsync("/worker/notifications", null);
+        Assert.That(notify.StatusCode, Is.EqualTo(HttpStatusCode.Forbidden));
+        Assert.That(Http.Codes((OperationOutcome)await Http.ReadAsync(notify)), Is.EqualTo(new[] { "forbidden" }));
+        using var admin = await client.GetAsync("/admin/worker");
+        Assert.That(admin.StatusCode, Is.EqualTo(HttpStatusCode.Forbidden));
+    }
+
+    [Test]
+    public async Task With_the_worker_off_its_endpoints_do_not_exist()
+    {
+        using var f = new MagCdsFactory();
+        using var client = f.CreateClient();
+        using var notify = await client.PostAsync("/worker/notifications", null);
+        Assert.That(notify.StatusCode, Is.EqualTo(HttpStatusCode.NotFound));
+        Assert.That(f.Services.GetServices<Microsoft.Extensions.Hosting.IHostedService>().OfType<MagCds.Service.Worker.WorkerService>(), Is.Empty);
+    }
+}
