@@ -16,15 +16,20 @@ try
         .AddMagCdsStore(builder.Configuration)
         .AddFhirRestDoor(builder.Configuration)
         .AddCdsHooksDoor(builder.Configuration)
-        .AddFhirServerWorker(builder.Configuration);
+        .AddFhirServerWorker(builder.Configuration)
+        .AddMagCdsRateLimits(builder.Configuration)
+        .AddMagCdsHealth();
 
     var app = builder.Build().LoadMagCdsKnowledge();
     app.UseCorrelation();
+    app.UseSecurityHeaders();
     // Request logging sits outside the error handler, so it logs the status the caller really gets (a refused
     // request is a 4xx line, not a 500 with an exception).
     app.UseSerilogRequestLogging();
     app.UseExceptionHandler(FhirErrorHandler.Options);
     app.UseCors();
+    app.UseRateLimiter();
+    app.MapMagCdsHealth();
     app.MapFhirRest();
     app.MapCdsHooks();
     app.MapWorker();

@@ -21,7 +21,7 @@ public static partial class CdsHooksEndpoints
         if (options.AllowUnsignedCalls) UnsignedCallsAllowed(logger);
         else if (options.TrustedIssuers.Count == 0) NoIssuer(logger);
 
-        var group = app.MapGroup("/cds-services").RequireCors(CorsPolicy);
+        var group = app.MapGroup("/cds-services").RequireCors(CorsPolicy).RequireRateLimiting(RateLimits.Policy);
         // Discovery reveals nothing about patients, so EHR registration tools may read it without a token.
         group.MapGet("", (CdsServiceCatalog catalog) => Results.Json(new DiscoveryResponse(catalog.Services), CdsJson.Options));
         group.MapPost("/{id}", CallAsync);

@@ -10,7 +10,7 @@ public static class FhirRestEndpoints
 {
     public static IEndpointRouteBuilder MapFhirRest(this IEndpointRouteBuilder app)
     {
-        var fhir = app.MapGroup("/fhir");
+        var fhir = app.MapGroup("/fhir").RequireRateLimiting(RateLimits.Policy);
         fhir.MapGet("/metadata", (HttpRequest req, Conformance c) => new FhirResult(c.CapabilityStatement, FhirWire.ResponseFormat(req, null)));
         fhir.MapGet("/OperationDefinition/{id}", (string id, HttpRequest req, Conformance c) =>
             id == c.OperationDefinition.Id

@@ -147,6 +147,18 @@ public static class MagCdsHostingExtensions
         return services;
     }
 
+    /// <summary>Health probes: live (the process answers) and ready (knowledge, store, warm-up).</summary>
+    public static IServiceCollection AddMagCdsHealth(this IServiceCollection services)
+    {
+        services.AddSingleton<WarmUp>();
+        services.AddHostedService(sp => sp.GetRequiredService<WarmUp>());
+        services.AddHealthChecks()
+            .AddCheck<KnowledgeHealthCheck>("knowledge", tags: [Health.ReadyTag])
+            .AddCheck<StoreHealthCheck>("store", tags: [Health.ReadyTag])
+            .Add(new Microsoft.Extensions.Diagnostics.HealthChecks.HealthCheckRegistration("warm-up", sp => sp.GetRequiredService<WarmUp>(), null, [Health.ReadyTag]));
+        return services;
+    }
+
     /// <summary>Serilog, compact JSON on the console; levels and extra sinks from configuration; sinks registered in DI join in.</summary>
     public static IServiceCollection AddMagCdsLogging(this IServiceCollection services, IConfiguration config) =>
         services.AddSerilog((sp, lc) => lc

@@ -99,6 +99,14 @@ public sealed class Database : IAsyncDisposable
             finished_at BIGINT);
         CREATE UNIQUE INDEX IF NOT EXISTS work_item_one_pending ON work_item (server, resource_type, resource_id) WHERE state = 'pending';
         CREATE INDEX IF NOT EXISTS work_item_due ON work_item (state, due_at);
+        CREATE INDEX IF NOT EXISTS work_item_finished ON work_item (state, finished_at);
+
+        CREATE TABLE IF NOT EXISTS worker_assessed (
+            server TEXT NOT NULL,
+            resource_type TEXT NOT NULL,
+            resource_id TEXT NOT NULL,
+            version_id TEXT NOT NULL,
+            PRIMARY KEY (server, resource_type, resource_id));
 
         CREATE TABLE IF NOT EXISTS worker_state (
             server TEXT NOT NULL,

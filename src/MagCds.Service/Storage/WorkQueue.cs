@@ -16,18 +16,25 @@ public sealed record QueueStats(long Pending, long Leased, long Dead, long Done,
 /// worker's rows come back when the lease runs out, and replicas on PostgreSQL never process the same row at once.
 /// At most one pending row exists per resource: a new event for a resource already waiting bumps its generation, so a
 /// worker that read the resource before the event came in processes it again instead of losing the change.
+/// The version each resource was last assessed at is kept, so a poll that finds a version already assessed (e.g.
+/// one a notification brought in) does not queue it again.
 /// </summary>
 public sealed class WorkQueue(Database db, TimeProvider time)
 {
     private long Now => time.GetUtcNow().ToUnixTimeMilliseconds();
 
     /// <summary>Queues resources (one transaction); a resource already waiting is marked to be read again.</summary>
-    public async Task EnqueueAsync(string server, IEnumerable<(string Type, string Id)> resources, string source, CancellationToken ct)
+    public Task EnqueueAsync(string server, IEnumerable<(string Type, string Id)> resources, string source, CancellationToken ct) =>
+        EnqueueVersionsAsync(server, resources.Select(r => (r.Type, r.Id, (string?)null)), source, ct);
+
+    /// <summary>Queues resource versions (one transaction), except versions already assessed; returns how many were queued.</summary>
+    public async Task<int> EnqueueVersionsAsync(string server, IEnumerable<(string Type, string Id, string? Version)> resources, string source, CancellationToken ct)
     {
         await using var c = await db.OpenAsync(ct);
         await using var tx = await c.BeginTransactionAsync(ct);
-        await EnqueueAsync(c, tx, server, resources, source, ct);
+        int queued = await EnqueueAsync(c, tx, server, resources, source, ct);
         await tx.CommitAsync(ct);
+        return queued;
     }
 
     /// <summary>Queues resources and sets worker state in one transaction (a poll page and its cursor).</summary>
@@ -36,24 +43,29 @@ public sealed class WorkQueue(Database db, TimeProvider time)
     {
         await using var c = await db.OpenAsync(ct);
         await using var tx = await c.BeginTransactionAsync(ct);
-        await EnqueueAsync(c, tx, server, resources, source, ct);
+        await EnqueueAsync(c, tx, server, resources.Select(r => (r.Type, r.Id, (string?)null)), source, ct);
         foreach (var (name, value) in state) await SetStateAsync(c, tx, server, name, value, ct);
         await tx.CommitAsync(ct);
     }
 
-    private async Task EnqueueAsync(DbConnection c, DbTransaction tx, string server, IEnumerable<(string Type, string Id)> resources, string source, CancellationToken ct)
+    private async Task<int> EnqueueAsync(DbConnection c, DbTransaction tx, string server, IEnumerable<(string Type, string Id, string? Version)> resources, string source, CancellationToken ct)
     {
         long now = Now;
-        foreach (var (type, id) in resources.Distinct())
+        int queued = 0;
+        foreach (var (type, id, version) in resources.Distinct())
         {
+            // A null version never matches: an event without a version is always queued.
             await using var cmd = c.Command("""
                 INSERT INTO work_item (server, resource_type, resource_id, source, state, enqueued_at, due_at)
-                VALUES (@server, @type, @id, @source, 'pending', @now, @now)
+                SELECT @server, @type, @id, @source, 'pending', @now, @now
+                WHERE NOT EXISTS (SELECT 1 FROM worker_assessed
+                                  WHERE server = @server AND resource_type = @type AND resource_id = @id AND version_id = @version)
                 ON CONFLICT (server, resource_type, resource_id) WHERE state = 'pending'
                 DO UPDATE SET generation = work_item.generation + 1
-                """, tx).With("server", server).With("type", type).With("id", id).With("source", source).With("now", now);
-            await cmd.ExecuteNonQueryAsync(ct);
+                """, tx).With("server", server).With("type", type).With("id", id).With("source", source).With("now", now).With("version", version);
+            queued += await cmd.ExecuteNonQueryAsync(ct);
         }
+        return queued;
     }
 
     /// <summary>Leases up to <paramref name="max"/> due rows for <paramref name="lease"/>; rows leased by others are skipped.</summary>
@@ -84,15 +96,34 @@ public sealed class WorkQueue(Database db, TimeProvider time)
     /// Marks a leased row done. When an event for the same resource arrived while it was processed (generation moved
     /// on), the row stays pending and due now instead, so the newer state is read. False when the lease was lost.
     /// </summary>
-    public async Task<bool> CompleteAsync(WorkItem item, string owner, string outcome, CancellationToken ct)
+    /// <param name="assessedVersion">The resource version that was read and assessed, when known.</param>
+    public async Task<bool> CompleteAsync(WorkItem item, string owner, string outcome, CancellationToken ct, string? assessedVersion = null)
     {
         await using var c = await db.OpenAsync(ct);
+        await using var tx = await c.BeginTransactionAsync(ct);
         await using var done = c.Command("""
             UPDATE work_item SET state = 'done', outcome = @outcome, finished_at = @now, lease_owner = NULL, lease_until = NULL
             WHERE id = @id AND lease_owner = @owner AND generation = @generation AND state = 'pending'
-            """).With("outcome", outcome).With("now", Now).With("id", item.Id).With("owner", owner).With("generation", item.Generation);
-        if (await done.ExecuteNonQueryAsync(ct) == 1) return true;
-        return await RetryAsync(item, owner, outcome, TimeSpan.Zero, ct);
+            """, tx).With("outcome", outcome).With("now", Now).With("id", item.Id).With("owner", owner).With("generation", item.Generation);
+        bool completed = await done.ExecuteNonQueryAsync(ct) == 1;
+        if (!completed)
+        {
+            await using var again = c.Command("""
+                UPDATE work_item SET due_at = @now, outcome = @outcome, lease_owner = NULL, lease_until = NULL
+                WHERE id = @id AND lease_owner = @owner AND state = 'pending'
+                """, tx).With("now", Now).With("outcome", outcome).With("id", item.Id).With("owner", owner);
+            if (await again.ExecuteNonQueryAsync(ct) == 0) return false; // the lease was lost: another worker owns the row
+        }
+        if (assessedVersion is not null)
+        {
+            await using var seen = c.Command("""
+                INSERT INTO worker_assessed (server, resource_type, resource_id, version_id) VALUES (@server, @type, @id, @version)
+                ON CONFLICT (server, resource_type, resource_id) DO UPDATE SET version_id = excluded.version_id
+                """, tx).With("server", item.Server).With("type", item.ResourceType).With("id", item.ResourceId).With("version", assessedVersion);
+            await seen.ExecuteNonQueryAsync(ct);
+        }
+        await tx.CommitAsync(ct);
+        return true;
     }
 
     /// <summary>Gives a leased row back to be tried again after <paramref name="delay"/>, with the reason of this attempt.</summary>
@@ -145,9 +176,18 @@ public sealed class WorkQueue(Database db, TimeProvider time)
         await using (var r = await mark.ExecuteReaderAsync(ct))
             if (await r.ReadAsync(ct)) row = (r.GetString(0), r.GetString(1), r.GetString(2));
         if (row is not { } x) return false;
-        await EnqueueAsync(c, tx, x.Server, [(x.Type, x.Id)], "replay", ct);
+        await EnqueueAsync(c, tx, x.Server, [(x.Type, x.Id, null)], "replay", ct);
         await tx.CommitAsync(ct);
         return true;
+    }
+
+    /// <summary>Deletes finished rows (done, replayed) older than <paramref name="age"/>; dead letters stay until replayed.</summary>
+    public async Task<int> PurgeAsync(TimeSpan age, CancellationToken ct)
+    {
+        await using var c = await db.OpenAsync(ct);
+        await using var cmd = c.Command("DELETE FROM work_item WHERE state IN ('done', 'replayed') AND finished_at < @before")
+            .With("before", Now - (long)age.TotalMilliseconds);
+        return await cmd.ExecuteNonQueryAsync(ct);
     }
 
     /// <summary>Queue depth (due or leased), leased rows, dead letters, done rows, and the age of the oldest pending row.</summary>

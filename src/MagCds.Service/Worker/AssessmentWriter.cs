@@ -20,13 +20,17 @@ public sealed class AssessmentWriter(Evaluator evaluator, WorkerFhirClient fhir,
 {
     private const string UrnSystem = "urn:ietf:rfc:3986";
 
-    /// <summary>Returns the outcome code (no clinical content); throws <see cref="WorkFailure"/> for anything to retry or dead-letter.</summary>
-    public async Task<string> AssessAsync(string observationId, CancellationToken ct)
+    /// <summary>
+    /// Returns the outcome code (no clinical content) and the Observation version assessed; throws
+    /// <see cref="WorkFailure"/> for anything to retry or dead-letter.
+    /// </summary>
+    public async Task<(string Outcome, string? Version)> AssessAsync(string observationId, CancellationToken ct)
     {
         using var client = fhir.Create();
         var obs = await Call(() => client.ReadAsync<Observation>("Observation/" + observationId, ct: ct), allowGone: true);
-        if (obs is null) return "gone";
-        if (!evaluator.IsAntiMag(obs)) return "not-anti-mag";
+        if (obs is null) return ("gone", null);
+        string? version = obs.Meta?.VersionId;
+        if (!evaluator.IsAntiMag(obs)) return ("not-anti-mag", version);
 
         var input = new EvaluationInput(obs, "Observation/" + obs.Id, "Observation");
         var history = obs.Subject?.Reference is { } subject ? await HistoryAsync(client, subject, obs.Id ?? "", ct) : [];
@@ -59,11 +63,11 @@ public sealed class AssessmentWriter(Evaluator evaluator, WorkerFhirClient fhir,
                 outcome = "retracted";
                 break;
             default:
-                return result.Issues.FirstOrDefault()?.Code.Code ?? "not-evaluated";
+                return (result.Issues.FirstOrDefault()?.Code.Code ?? "not-evaluated", version);
         }
 
         if (tx.Entry.Count > 0) await Call(() => client.TransactionAsync(tx, ct), allowGone: false);
-        return outcome;
+        return (outcome, version);
     }
 
     private async Task<IReadOnlyList<EvaluationInput>> HistoryAsync(FhirClient client, string subject, string currentId, CancellationToken ct)

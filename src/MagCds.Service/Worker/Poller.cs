@@ -52,7 +52,7 @@ public sealed class Poller(WorkerFhirClient fhir, WorkQueue queue, Evaluator eva
         var page = await client.GetAsync(query, ct) as Bundle;
         while (page is not null)
         {
-            var fresh = new List<(string, string)>();
+            var fresh = new List<(string, string, string?)>();
             foreach (var obs in page.Entry.Select(e => e.Resource).OfType<Observation>())
             {
                 if (string.IsNullOrEmpty(obs.Id)) continue;
@@ -60,10 +60,10 @@ public sealed class Poller(WorkerFhirClient fhir, WorkQueue queue, Evaluator eva
                 var updated = obs.Meta?.LastUpdated;
                 if (updated > max) max = updated.Value;
                 if (updated is { } u && !seen.TryAdd(obs.Id + "|" + obs.Meta?.VersionId, u)) continue; // queued by an earlier poll
-                fresh.Add(("Observation", obs.Id));
+                fresh.Add(("Observation", obs.Id, obs.Meta?.VersionId));
             }
-            await queue.EnqueueAsync(server, fresh, "poll", ct);
-            queued += fresh.Count;
+            // Versions already assessed (brought in by a notification, or by an earlier poll) are not queued again.
+            queued += await queue.EnqueueVersionsAsync(server, fresh, "poll", ct);
             page = page.NextLink is null ? null : await client.ContinueAsync(page, ct: ct);
         }
 

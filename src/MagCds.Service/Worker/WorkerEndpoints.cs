@@ -1,3 +1,4 @@
+using MagCds.Service.Hosting;
 using System.Security.Cryptography;
 using System.Text;
 using Hl7.Fhir.Model;
@@ -26,7 +27,7 @@ public static class WorkerEndpoints
         // Classic R4 rest-hook with a payload: the server PUTs the resource to endpoint/Type/id.
         notify.MapPut("/{type}/{id}", NotifyAsync);
 
-        var admin = app.MapGroup("/admin/worker").AddEndpointFilter(RequireApiKey);
+        var admin = app.MapGroup("/admin/worker").AddEndpointFilter(RequireApiKey).RequireRateLimiting(RateLimits.Policy);
         admin.MapGet("/", async (WorkQueue queue, WorkerFhirClient fhir, CancellationToken ct) =>
         {
             var s = await queue.StatsAsync(ct);

@@ -104,6 +104,10 @@ public sealed class WorkerOptions
     [Range(1, 600)]
     public int RequestTimeoutSeconds { get; set; } = 30;
 
+    /// <summary>Days finished queue rows are kept (for the admin view and audits of what was processed); dead letters stay until replayed.</summary>
+    [Range(1, 3650)]
+    public int KeepDoneDays { get; set; } = 7;
+
     public SubscriptionOptions Subscription { get; set; } = new();
 }
 

@@ -24,7 +24,7 @@ public sealed partial class WorkerService(
     {
         var o = options.Value;
         bool subscribed = !o.Subscription.Create;
-        DateTimeOffset nextPoll = time.GetUtcNow(), nextSubscribe = time.GetUtcNow();
+        DateTimeOffset nextPoll = time.GetUtcNow(), nextSubscribe = time.GetUtcNow(), nextPurge = time.GetUtcNow();
         Started(logger, o.PollIntervalSeconds, o.Subscription.Create);
 
         while (!stoppingToken.IsCancellationRequested)
@@ -48,6 +48,11 @@ public sealed partial class WorkerService(
                     nextPoll = now + TimeSpan.FromSeconds(Math.Max(1, o.PollIntervalSeconds));
                 }
                 await TryAsync("recover-events", () => recovery.RecoverAsync(stoppingToken));
+                if (now >= nextPurge)
+                {
+                    await queue.PurgeAsync(TimeSpan.FromDays(o.KeepDoneDays), stoppingToken);
+                    nextPurge = now + TimeSpan.FromHours(1);
+                }
 
                 var items = await queue.LeaseAsync(_owner, o.Concurrency * 2, TimeSpan.FromSeconds(o.LeaseSeconds), stoppingToken);
                 if (items.Count > 0)
@@ -76,9 +81,9 @@ public sealed partial class WorkerService(
         }
         try
         {
-            string outcome = await writer.AssessAsync(item.ResourceId, ct);
+            var (outcome, version) = await writer.AssessAsync(item.ResourceId, ct);
             if (outcome == "not-anti-mag") metrics.Ignored("Observation");
-            await queue.CompleteAsync(item, _owner, outcome, CancellationToken.None);
+            await queue.CompleteAsync(item, _owner, outcome, CancellationToken.None, version);
             var lag = time.GetUtcNow() - item.EnqueuedAt;
             metrics.Processed(outcome, lag);
             Assessed(logger, item.ResourceType, item.ResourceId, outcome, item.Attempts, lag.TotalMilliseconds);

@@ -88,6 +88,37 @@ public sealed class WorkQueueTests(StoreProvider provider)
     }
 
     [Test]
+    public async Task A_version_already_assessed_is_not_queued_again_but_a_new_version_or_an_unversioned_event_is()
+    {
+        await _queue.EnqueueAsync(Server, [("Observation", "a")], "subscription", CancellationToken.None);
+        var item = (await _queue.LeaseAsync("w1", 10, Lease, CancellationToken.None)).Single();
+        Assert.That(await _queue.CompleteAsync(item, "w1", "evaluated", CancellationToken.None, assessedVersion: "v1"), Is.True);
+
+        Assert.That(await _queue.EnqueueVersionsAsync(Server, [("Observation", "a", "v1")], "poll", CancellationToken.None), Is.Zero, "v1 was assessed");
+        Assert.That(await _queue.EnqueueVersionsAsync(Server, [("Observation", "a", "v2")], "poll", CancellationToken.None), Is.EqualTo(1), "v2 is new");
+        var v2 = (await _queue.LeaseAsync("w1", 10, Lease, CancellationToken.None)).Single();
+        Assert.That(await _queue.CompleteAsync(v2, "w1", "evaluated", CancellationToken.None, assessedVersion: "v2"), Is.True);
+        Assert.That(await _queue.EnqueueVersionsAsync(Server, [("Observation", "a", null)], "subscription", CancellationToken.None), Is.EqualTo(1),
+            "an event that names no version is always queued");
+    }
+
+    [Test]
+    public async Task Purging_removes_old_finished_rows_but_keeps_dead_letters_and_pending_work()
+    {
+        await _queue.EnqueueAsync(Server, [("Observation", "done"), ("Observation", "dead")], "poll", CancellationToken.None);
+        var items = await _queue.LeaseAsync("w1", 10, Lease, CancellationToken.None);
+        await _queue.CompleteAsync(items.Single(i => i.ResourceId == "done"), "w1", "evaluated", CancellationToken.None);
+        await _queue.DeadLetterAsync(items.Single(i => i.ResourceId == "dead"), "w1", "http-400", CancellationToken.None);
+        await _queue.EnqueueAsync(Server, [("Observation", "pending")], "poll", CancellationToken.None);
+
+        Assert.That(await _queue.PurgeAsync(TimeSpan.FromDays(7), CancellationToken.None), Is.Zero, "nothing is old yet");
+        _clock.Now += TimeSpan.FromDays(8);
+        Assert.That(await _queue.PurgeAsync(TimeSpan.FromDays(7), CancellationToken.None), Is.EqualTo(1));
+        var stats = await _queue.StatsAsync(CancellationToken.None);
+        Assert.That((stats.Done, stats.Dead, stats.Pending), Is.EqualTo((0L, 1L, 1L)));
+    }
+
+    [Test]
     public async Task Lag_is_the_age_of_the_oldest_pending_row()
     {
         await _queue.EnqueueAsync(Server, [("Observation", "a")], "poll", CancellationToken.None);

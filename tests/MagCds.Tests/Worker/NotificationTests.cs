@@ -15,50 +15,31 @@ namespace MagCds.Tests.Worker;
 /// </summary>
 [TestFixture(StoreProvider.Sqlite)]
 [TestFixture(StoreProvider.Postgres)]
-[NonParallelizable]
-public sealed class NotificationTests(StoreProvider provider)
+public sealed class NotificationTests(StoreProvider provider) : WorkerTestBase(provider)
 {
     private const string Endpoint = "/worker/notifications";
-    private FhirTestServer _fhir = null!;
-    private WorkerHarness _h = null!;
-
-    [OneTimeSetUp]
-    public async Task StartFhirServer()
+    protected override async Task PrepareAsync()
     {
-        _fhir = new FhirTestServer();
-        await _fhir.StartAsync();
-    }
-
-    [OneTimeTearDown]
-    public async Task StopFhirServer() => await _fhir.DisposeAsync();
-
-    [SetUp]
-    public async Task FreshWorld()
-    {
-        _h = await WorkerHarness.CreateAsync(_fhir, provider);
         // bp-1 … bp-4 exist on the server (ids as the notification files name them); polling is off.
         for (int i = 1; i <= 4; i++)
         {
             var obs = Result($"bp-patient-{i}", 23.5m, $"ACC-BP-{i}");
             obs.Id = $"bp-{i}";
-            await _fhir.Client.UpdateAsync(obs);
+            await Fhir.Client.UpdateAsync(obs);
         }
-        await _h.StartAsync(new() { ["MagCds:Worker:PollIntervalSeconds"] = "0" });
-        await _fhir.ClearRequestsAsync();
+        await H.StartAsync(new() { ["MagCds:Worker:PollIntervalSeconds"] = "0" });
+        await Fhir.ClearRequestsAsync();
     }
 
-    [TearDown]
-    public async Task StopService() => await _h.DisposeAsync();
-
     private async Task<List<string>> AssessedAsync() =>
-        (await _h.AllAsync<RiskAssessment>()).Select(r => r.Basis[0].Reference ?? "").Order().ToList();
+        (await H.AllAsync<RiskAssessment>()).Select(r => r.Basis[0].Reference ?? "").Order().ToList();
 
     private async Task<HttpResponseMessage> SendAsync(HttpMethod method, string path, string? body, string? secret = Secret, string contentType = "application/fhir+json")
     {
         using var req = new HttpRequestMessage(method, path);
         if (body is not null) req.Content = new StringContent(body, Encoding.UTF8, contentType);
         if (secret is not null) req.Headers.Add("X-MagCds-Secret", secret);
-        return await _h.Client.SendAsync(req);
+        return await H.Client.SendAsync(req);
     }
 
     private Task<HttpResponseMessage> NotifyAsync(string file) => SendAsync(HttpMethod.Post, Endpoint, TestFiles.Text("Notifications/" + file));
@@ -68,20 +49,20 @@ public sealed class NotificationTests(StoreProvider provider)
     {
         using (var r = await NotifyAsync("Bundle-backport-handshake.json")) Assert.That(r.StatusCode, Is.EqualTo(HttpStatusCode.OK));
         using (var r = await NotifyAsync("Bundle-backport-id-only-event-1.json")) Assert.That(r.StatusCode, Is.EqualTo(HttpStatusCode.OK));
-        await _h.DrainedAsync(1);
+        await H.DrainedAsync(1);
         Assert.That(await AssessedAsync(), Is.EqualTo(new[] { "Observation/bp-1" }), "only the notified result, nothing else");
-        Assert.That((await _fhir.RequestsAsync()).Any(r => r.Url.Contains("_lastUpdated", StringComparison.Ordinal)), Is.False, "no poll was needed");
+        Assert.That((await Fhir.RequestsAsync()).Any(r => r.Url.Contains("_lastUpdated", StringComparison.Ordinal)), Is.False, "no poll was needed");
     }
 
     [Test]
     public async Task A_gap_in_event_numbers_is_recovered_through_events_or_a_catch_up_poll()
     {
         using (await NotifyAsync("Bundle-backport-id-only-event-1.json")) { }
-        await _h.DrainedAsync(1);
+        await H.DrainedAsync(1);
         // Events 2 and 3 never arrived; event 4 (full resource) shows the gap.
         using (await NotifyAsync("Bundle-backport-full-resource-event-4.json")) { }
         await WaitUntilAsync(async () => (await AssessedAsync()).Count == 4, "the missed results are assessed");
-        var urls = (await _fhir.RequestsAsync()).Select(r => r.Url).ToList();
+        var urls = (await Fhir.RequestsAsync()).Select(r => r.Url).ToList();
         int events = urls.FindIndex(u => u.Contains("/Subscription/lab-anti-mag/$events?eventsSinceNumber=2&eventsUntilNumber=3", StringComparison.Ordinal));
         int poll = urls.FindIndex(u => u.Contains("_lastUpdated=gt", StringComparison.Ordinal));
         Assert.That(events, Is.GreaterThanOrEqualTo(0), "the server was asked for the missed events first");
@@ -102,20 +83,20 @@ public sealed class NotificationTests(StoreProvider provider)
         using (var r = await NotifyAsync("Bundle-backport-empty-event-5.json")) Assert.That(r.StatusCode, Is.EqualTo(HttpStatusCode.OK));
         await WaitUntilAsync(async () => (await AssessedAsync()).Count == 4, "the poll found every result");
 
-        await _fhir.ClearRequestsAsync();
+        await Fhir.ClearRequestsAsync();
         using (var r = await SendAsync(HttpMethod.Post, Endpoint, null)) Assert.That(r.StatusCode, Is.EqualTo(HttpStatusCode.OK));
-        await WaitUntilAsync(async () => (await _fhir.RequestsAsync()).Any(x => x.Url.Contains("_lastUpdated=gt", StringComparison.Ordinal)), "a poll ran");
+        await WaitUntilAsync(async () => (await Fhir.RequestsAsync()).Any(x => x.Url.Contains("_lastUpdated=gt", StringComparison.Ordinal)), "a poll ran");
     }
 
     [Test]
     public async Task A_classic_rest_hook_put_queues_that_observation_and_other_types_are_ignored()
     {
-        var obs = await _fhir.Client.ReadAsync<Observation>("Observation/bp-2");
+        var obs = await Fhir.Client.ReadAsync<Observation>("Observation/bp-2");
         using (var r = await SendAsync(HttpMethod.Put, Endpoint + "/Observation/bp-2", obs!.ToJson())) Assert.That(r.StatusCode, Is.EqualTo(HttpStatusCode.OK));
         using (var r = await SendAsync(HttpMethod.Put, Endpoint + "/Patient/bp-patient-2", """{"resourceType":"Patient","id":"bp-patient-2"}""")) Assert.That(r.StatusCode, Is.EqualTo(HttpStatusCode.OK));
-        await _h.DrainedAsync(1);
+        await H.DrainedAsync(1);
         Assert.That(await AssessedAsync(), Is.EqualTo(new[] { "Observation/bp-2" }));
-        Assert.That((await _h.QueueAsync()).GetProperty("done").GetInt64(), Is.EqualTo(1), "the Patient was never queued");
+        Assert.That((await H.QueueAsync()).GetProperty("done").GetInt64(), Is.EqualTo(1), "the Patient was never queued");
     }
 
     [TestCase("wrong-secret", HttpStatusCode.Unauthorized, "unauthorized")]
@@ -125,7 +106,7 @@ public sealed class NotificationTests(StoreProvider provider)
         using var r = await SendAsync(HttpMethod.Post, Endpoint, TestFiles.Text("Notifications/Bundle-backport-id-only-event-1.json"), secret);
         Assert.That(r.StatusCode, Is.EqualTo(status));
         Assert.That(Http.Codes((OperationOutcome)await Http.ReadAsync(r)), Is.EqualTo(new[] { code }));
-        Assert.That((await _h.QueueAsync()).GetProperty("pending").GetInt64(), Is.Zero);
+        Assert.That((await H.QueueAsync()).GetProperty("pending").GetInt64(), Is.Zero);
     }
 
     [TestCase("{\"resourceType\": \"Bundle\", \"type\": ", "application/fhir+json", HttpStatusCode.BadRequest, "unparseable")]
@@ -141,7 +122,7 @@ public sealed class NotificationTests(StoreProvider provider)
     [Test]
     public async Task Admin_endpoints_need_the_api_key()
     {
-        using var anonymous = _h.Service!.CreateClient();
+        using var anonymous = H.Service!.CreateClient();
         using var r = await anonymous.GetAsync("/admin/worker");
         Assert.That(r.StatusCode, Is.EqualTo(HttpStatusCode.Unauthorized));
         Assert.That(Http.Codes((OperationOutcome)await Http.ReadAsync(r)), Is.EqualTo(new[] { "unauthorized" }));

@@ -18,28 +18,8 @@ namespace MagCds.Tests.Worker;
 /// </summary>
 [TestFixture(StoreProvider.Sqlite)]
 [TestFixture(StoreProvider.Postgres)]
-[NonParallelizable]
-public sealed class WorkerTests(StoreProvider provider)
+public sealed class WorkerTests(StoreProvider provider) : WorkerTestBase(provider)
 {
-    private FhirTestServer _fhir = null!;
-    private WorkerHarness _h = null!;
-
-    [OneTimeSetUp]
-    public async Task StartFhirServer()
-    {
-        _fhir = new FhirTestServer();
-        await _fhir.StartAsync();
-    }
-
-    [OneTimeTearDown]
-    public async Task StopFhirServer() => await _fhir.DisposeAsync();
-
-    [SetUp]
-    public async Task FreshWorld() => _h = await WorkerHarness.CreateAsync(_fhir, provider);
-
-    [TearDown]
-    public async Task StopService() => await _h.DisposeAsync();
-
     private static bool Current(RiskAssessment r) => r.Status is not (ObservationStatus.Cancelled or ObservationStatus.EnteredInError);
     private static bool Current(DetectedIssue d) => d.Status is not (ObservationStatus.Cancelled or ObservationStatus.EnteredInError);
 
@@ -48,20 +28,20 @@ public sealed class WorkerTests(StoreProvider provider)
     {
         // 25 results over 10-result pages, every third one raised (value 23.5 Units is above 0.1–10 Units).
         var seeded = new List<Observation>();
-        for (int i = 0; i < 25; i++) seeded.Add(await _fhir.SeedAsync(Result($"p{i}", i % 3 == 0 ? 23.5m : 4m, $"ACC-{i}")));
+        for (int i = 0; i < 25; i++) seeded.Add(await Fhir.SeedAsync(Result($"p{i}", i % 3 == 0 ? 23.5m : 4m, $"ACC-{i}")));
         var other = TestFiles.Resource<Observation>("Observation-wrong-code.json");
         other.Id = null;
-        await _fhir.SeedAsync(other);
+        await Fhir.SeedAsync(other);
 
-        await _h.StartAsync();
-        await _h.DrainedAsync(25);
+        await H.StartAsync();
+        await H.DrainedAsync(25);
 
-        var ras = await _h.AllAsync<RiskAssessment>();
-        var dis = await _h.AllAsync<DetectedIssue>();
+        var ras = await H.AllAsync<RiskAssessment>();
+        var dis = await H.AllAsync<DetectedIssue>();
         Assert.That(ras.Select(r => r.Basis[0].Reference).Order(), Is.EqualTo(seeded.Select(o => "Observation/" + o.Id).Order()), "one RiskAssessment per result");
         Assert.That(dis, Has.Count.EqualTo(9), "a DetectedIssue for each raised result");
         Assert.That(ras.All(r => r.Status == ObservationStatus.Final && Current(r)));
-        var requests = await _fhir.RequestsAsync();
+        var requests = await Fhir.RequestsAsync();
         Assert.That(requests.Any(r => r.Url.Contains("_lastUpdated=gt", StringComparison.Ordinal) && r.Url.Contains("_sort=_lastUpdated", StringComparison.Ordinal)));
         Assert.That(requests.Any(r => r.Url.Contains("_offset=10", StringComparison.Ordinal)), "the next links were followed");
     }
@@ -69,85 +49,85 @@ public sealed class WorkerTests(StoreProvider provider)
     [Test]
     public async Task A_rerun_from_scratch_creates_nothing_new()
     {
-        for (int i = 0; i < 6; i++) await _fhir.SeedAsync(Result($"p{i}", 23.5m, $"ACC-{i}"));
-        await _h.StartAsync();
-        await _h.DrainedAsync(6);
-        var before = (await _h.AllAsync<RiskAssessment>()).Select(r => r.Id).Order().ToList();
+        for (int i = 0; i < 6; i++) await Fhir.SeedAsync(Result($"p{i}", 23.5m, $"ACC-{i}"));
+        await H.StartAsync();
+        await H.DrainedAsync(6);
+        var before = (await H.AllAsync<RiskAssessment>()).Select(r => r.Id).Order().ToList();
 
         // A new store: no cursor, no memory of what was done; everything is read and assessed again.
-        await using var again = await WorkerHarness.CreateAsync(_fhir, provider, keepServerData: true);
-        _h.Stop();
+        await using var again = await WorkerHarness.CreateAsync(Fhir, Provider, keepServerData: true);
+        H.Stop();
         await again.StartAsync();
         await again.DrainedAsync(6);
-        Assert.That((await _h.AllAsync<RiskAssessment>()).Select(r => r.Id).Order(), Is.EqualTo(before));
-        Assert.That(await _h.AllAsync<DetectedIssue>(), Has.Count.EqualTo(6));
+        Assert.That((await H.AllAsync<RiskAssessment>()).Select(r => r.Id).Order(), Is.EqualTo(before));
+        Assert.That(await H.AllAsync<DetectedIssue>(), Has.Count.EqualTo(6));
     }
 
     [Test]
     public async Task A_redelivered_notification_writes_nothing_twice()
     {
-        await _h.StartAsync(new() { ["MagCds:Worker:PollIntervalSeconds"] = "0" });
-        var obs = await _fhir.SeedAsync(Result("p1", 23.5m, "ACC-1"));
+        await H.StartAsync(new() { ["MagCds:Worker:PollIntervalSeconds"] = "0" });
+        var obs = await Fhir.SeedAsync(Result("p1", 23.5m, "ACC-1"));
         for (int i = 0; i < 3; i++)
         {
             using var resp = await PutNotificationAsync(obs);
             Assert.That(resp.StatusCode, Is.EqualTo(HttpStatusCode.OK));
-            await _h.DrainedAsync(1);
+            await H.DrainedAsync(1);
         }
-        Assert.That(await _h.AllAsync<RiskAssessment>(), Has.Count.EqualTo(1));
-        Assert.That(await _h.AllAsync<DetectedIssue>(), Has.Count.EqualTo(1));
+        Assert.That(await H.AllAsync<RiskAssessment>(), Has.Count.EqualTo(1));
+        Assert.That(await H.AllAsync<DetectedIssue>(), Has.Count.EqualTo(1));
     }
 
     [Test]
     public async Task An_amended_result_supersedes_the_earlier_assessment()
     {
-        await _h.StartAsync();
-        var obs = await _fhir.SeedAsync(Result("p1", 4m, "ACC-1"));
-        await _h.DrainedAsync(1);
-        Assert.That(await _h.AllAsync<DetectedIssue>(), Is.Empty, "within the interval: no DetectedIssue");
+        await H.StartAsync();
+        var obs = await Fhir.SeedAsync(Result("p1", 4m, "ACC-1"));
+        await H.DrainedAsync(1);
+        Assert.That(await H.AllAsync<DetectedIssue>(), Is.Empty, "within the interval: no DetectedIssue");
 
         obs.Status = ObservationStatus.Amended;
         ((Quantity)obs.Value!).Value = 23.5m;
-        await _fhir.Client.UpdateAsync(obs);
-        await WaitUntilAsync(async () => (await _h.AllAsync<RiskAssessment>()).Count == 2, "the amended result is assessed");
-        await _h.DrainedAsync(2);
+        await Fhir.Client.UpdateAsync(obs);
+        await WaitUntilAsync(async () => (await H.AllAsync<RiskAssessment>()).Count == 2, "the amended result is assessed");
+        await H.DrainedAsync(2);
 
-        var ras = await _h.AllAsync<RiskAssessment>();
+        var ras = await H.AllAsync<RiskAssessment>();
         Assert.That(ras.Count(Current), Is.EqualTo(1), "exactly one current assessment");
         var old = ras.Single(r => !Current(r));
         Assert.That(old.Status, Is.EqualTo(ObservationStatus.Cancelled));
         Assert.That(old.Note.Last().Text, Does.StartWith("Superseded"));
         Assert.That(ras.Single(Current).Prediction[0].QualitativeRisk!.Coding[0].Code, Is.EqualTo("moderate"));
-        Assert.That((await _h.AllAsync<DetectedIssue>()).Count(Current), Is.EqualTo(1));
+        Assert.That((await H.AllAsync<DetectedIssue>()).Count(Current), Is.EqualTo(1));
     }
 
     [Test]
     public async Task An_entered_in_error_result_withdraws_its_outputs()
     {
-        await _h.StartAsync();
-        var obs = await _fhir.SeedAsync(Result("p1", 23.5m, "ACC-1"));
-        await _h.DrainedAsync(1);
+        await H.StartAsync();
+        var obs = await Fhir.SeedAsync(Result("p1", 23.5m, "ACC-1"));
+        await H.DrainedAsync(1);
 
         obs.Status = ObservationStatus.EnteredInError;
-        await _fhir.Client.UpdateAsync(obs);
-        await WaitUntilAsync(async () => (await _h.AllAsync<RiskAssessment>()).All(r => r.Status == ObservationStatus.EnteredInError)
-                                         && (await _h.AllAsync<DetectedIssue>()).All(d => d.Status == ObservationStatus.EnteredInError),
+        await Fhir.Client.UpdateAsync(obs);
+        await WaitUntilAsync(async () => (await H.AllAsync<RiskAssessment>()).All(r => r.Status == ObservationStatus.EnteredInError)
+                                         && (await H.AllAsync<DetectedIssue>()).All(d => d.Status == ObservationStatus.EnteredInError),
             "every output is entered-in-error");
-        Assert.That(await _h.AllAsync<RiskAssessment>(), Has.Count.EqualTo(1));
+        Assert.That(await H.AllAsync<RiskAssessment>(), Has.Count.EqualTo(1));
     }
 
     [Test]
     public async Task Server_errors_are_retried_until_the_server_recovers()
     {
-        await _h.StartAsync(new() { ["MagCds:Worker:PollIntervalSeconds"] = "0" });
-        var obs = await _fhir.SeedAsync(Result("p1", 23.5m, "ACC-1"));
+        await H.StartAsync(new() { ["MagCds:Worker:PollIntervalSeconds"] = "0" });
+        var obs = await Fhir.SeedAsync(Result("p1", 23.5m, "ACC-1"));
         // Every transaction fails with 503 for a while: more failures than one call's own retries absorb.
         await InjectAsync(503, 6, "POST", "/fhir/R4");
         using (await PutNotificationAsync(obs)) { }
-        await _h.DrainedAsync(1);
+        await H.DrainedAsync(1);
 
-        Assert.That(await _h.AllAsync<RiskAssessment>(), Has.Count.EqualTo(1));
-        var posts = (await _fhir.RequestsAsync()).Where(r => r.Method == "POST" && r.Url == "/fhir/R4").ToList();
+        Assert.That(await H.AllAsync<RiskAssessment>(), Has.Count.EqualTo(1));
+        var posts = (await Fhir.RequestsAsync()).Where(r => r.Method == "POST" && r.Url == "/fhir/R4").ToList();
         Assert.That(posts.Count(p => p.Status == 503), Is.EqualTo(6));
         Assert.That(posts.Last().Status, Is.EqualTo(200));
     }
@@ -155,41 +135,41 @@ public sealed class WorkerTests(StoreProvider provider)
     [Test]
     public async Task A_refused_write_is_dead_lettered_with_its_reason_and_can_be_replayed()
     {
-        await _h.StartAsync(new() { ["MagCds:Worker:PollIntervalSeconds"] = "0" });
-        var obs = await _fhir.SeedAsync(Result("p1", 23.5m, "ACC-1"));
+        await H.StartAsync(new() { ["MagCds:Worker:PollIntervalSeconds"] = "0" });
+        var obs = await Fhir.SeedAsync(Result("p1", 23.5m, "ACC-1"));
         await InjectAsync(422, 1, "POST", "/fhir/R4");
         using (await PutNotificationAsync(obs)) { }
-        await WaitUntilAsync(async () => (await _h.QueueAsync()).GetProperty("deadLetters").GetInt64() == 1, "the write is dead-lettered");
+        await WaitUntilAsync(async () => (await H.QueueAsync()).GetProperty("deadLetters").GetInt64() == 1, "the write is dead-lettered");
 
-        var dead = (await _h.Client.GetFromJsonAsync<JsonElement>("/admin/worker/dead-letters")).EnumerateArray().Single();
+        var dead = (await H.Client.GetFromJsonAsync<JsonElement>("/admin/worker/dead-letters")).EnumerateArray().Single();
         Assert.That(dead.GetProperty("resource").GetString(), Is.EqualTo("Observation/" + obs.Id));
         Assert.That(dead.GetProperty("reason").GetString(), Is.EqualTo("http-422"));
-        Assert.That(await _h.AllAsync<RiskAssessment>(), Is.Empty);
+        Assert.That(await H.AllAsync<RiskAssessment>(), Is.Empty);
 
-        using var replay = await _h.Client.PostAsync($"/admin/worker/dead-letters/{dead.GetProperty("id").GetInt64()}/replay", null);
+        using var replay = await H.Client.PostAsync($"/admin/worker/dead-letters/{dead.GetProperty("id").GetInt64()}/replay", null);
         Assert.That(replay.StatusCode, Is.EqualTo(HttpStatusCode.Accepted));
-        await _h.DrainedAsync(1);
-        Assert.That(await _h.AllAsync<RiskAssessment>(), Has.Count.EqualTo(1));
-        Assert.That((await _h.QueueAsync()).GetProperty("deadLetters").GetInt64(), Is.Zero);
+        await H.DrainedAsync(1);
+        Assert.That(await H.AllAsync<RiskAssessment>(), Has.Count.EqualTo(1));
+        Assert.That((await H.QueueAsync()).GetProperty("deadLetters").GetInt64(), Is.Zero);
     }
 
     [Test]
     public async Task Work_left_by_a_killed_worker_is_finished_after_its_lease_runs_out()
     {
         var seeded = new List<Observation>();
-        for (int i = 0; i < 5; i++) seeded.Add(await _fhir.SeedAsync(Result($"p{i}", 23.5m, $"ACC-{i}")));
+        for (int i = 0; i < 5; i++) seeded.Add(await Fhir.SeedAsync(Result($"p{i}", 23.5m, $"ACC-{i}")));
         // A worker that queued and leased these, then died (its leases are never completed).
         var options = StoreOptions();
         await using (var db = StoreUnderTest.Open(options))
         {
             var queue = new WorkQueue(db, TimeProvider.System);
-            await queue.EnqueueAsync(_fhir.BaseUrl, seeded.Select(o => ("Observation", o.Id!)), "subscription", CancellationToken.None);
+            await queue.EnqueueAsync(Fhir.BaseUrl, seeded.Select(o => ("Observation", o.Id!)), "subscription", CancellationToken.None);
             Assert.That(await queue.LeaseAsync("killed-worker", 10, TimeSpan.FromSeconds(2), CancellationToken.None), Has.Count.EqualTo(5));
         }
 
-        await _h.StartAsync(new() { ["MagCds:Worker:PollIntervalSeconds"] = "0" });
-        await _h.DrainedAsync(5);
-        var ras = await _h.AllAsync<RiskAssessment>();
+        await H.StartAsync(new() { ["MagCds:Worker:PollIntervalSeconds"] = "0" });
+        await H.DrainedAsync(5);
+        var ras = await H.AllAsync<RiskAssessment>();
         Assert.That(ras.Select(r => r.Basis[0].Reference).Order(), Is.EqualTo(seeded.Select(o => "Observation/" + o.Id).Order()));
     }
 
@@ -203,17 +183,17 @@ public sealed class WorkerTests(StoreProvider provider)
             ["MagCds:Worker:Subscription:Create"] = "true",
             ["MagCds:Worker:Subscription:EndpointUrl"] = $"http://127.0.0.1:{port}/worker/notifications",
         };
-        await _h.StartAsync(settings, kestrelPort: port);
-        await WaitUntilAsync(async () => (await _h.AllAsync<Subscription>()).Count == 1, "the Subscription exists");
+        await H.StartAsync(settings, kestrelPort: port);
+        await WaitUntilAsync(async () => (await H.AllAsync<Subscription>()).Count == 1, "the Subscription exists");
 
-        var obs = await _fhir.SeedAsync(Result("p1", 23.5m, "ACC-1"));
-        await WaitUntilAsync(async () => (await _h.AllAsync<RiskAssessment>()).Count == 1, "the notified result is assessed");
-        Assert.That((await _h.AllAsync<RiskAssessment>())[0].Basis[0].Reference, Is.EqualTo("Observation/" + obs.Id));
+        var obs = await Fhir.SeedAsync(Result("p1", 23.5m, "ACC-1"));
+        await WaitUntilAsync(async () => (await H.AllAsync<RiskAssessment>()).Count == 1, "the notified result is assessed");
+        Assert.That((await H.AllAsync<RiskAssessment>())[0].Basis[0].Reference, Is.EqualTo("Observation/" + obs.Id));
 
         // A restart finds the Subscription it made and makes no second one.
-        await _h.StartAsync(settings, kestrelPort: port);
-        await WaitUntilAsync(async () => _h.Service!.Logs.Lines.Any(l => l.Contains("(created now: False)", StringComparison.Ordinal)), "the restarted worker reuses the Subscription");
-        var subs = await _h.AllAsync<Subscription>();
+        await H.StartAsync(settings, kestrelPort: port);
+        await WaitUntilAsync(async () => H.Service!.Logs.Lines.Any(l => l.Contains("(created now: False)", StringComparison.Ordinal)), "the restarted worker reuses the Subscription");
+        var subs = await H.AllAsync<Subscription>();
         Assert.That(subs, Has.Count.EqualTo(1));
         Assert.That(subs[0].Channel.Header, Is.EqualTo(new[] { $"X-MagCds-Secret: {Secret}" }));
         Assert.That(subs[0].Criteria, Is.EqualTo("Observation?code=http://loinc.org|39087-2"));
@@ -221,12 +201,12 @@ public sealed class WorkerTests(StoreProvider provider)
 
     private StoreOptions StoreOptions() => new()
     {
-        Provider = provider,
+        Provider = Provider,
         SqliteConnectionString = StoreSetting("MagCds:Store:SqliteConnectionString") ?? "",
         PostgresConnectionString = StoreSetting("MagCds:Store:PostgresConnectionString"),
     };
 
-    private string? StoreSetting(string key) => _h.StoreSettings.GetValueOrDefault(key);
+    private string? StoreSetting(string key) => H.StoreSettings.GetValueOrDefault(key);
 
     private async Task<HttpResponseMessage> PutNotificationAsync(Observation obs)
     {
@@ -235,13 +215,13 @@ public sealed class WorkerTests(StoreProvider provider)
             Content = new StringContent(obs.ToJson(), Encoding.UTF8, "application/fhir+json"),
         };
         req.Headers.Add("X-MagCds-Secret", Secret);
-        return await _h.Client.SendAsync(req);
+        return await H.Client.SendAsync(req);
     }
 
     private async Task InjectAsync(int status, int count, string method, string path)
     {
         using var http = new HttpClient();
-        using var resp = await http.PostAsJsonAsync(_fhir.RootUrl + "/admin/faults", new { status, count, method, path });
+        using var resp = await http.PostAsJsonAsync(Fhir.RootUrl + "/admin/faults", new { status, count, method, path });
         resp.EnsureSuccessStatusCode();
     }
 }

@@ -1,0 +1,63 @@
+using System.ComponentModel.DataAnnotations;
+using System.Globalization;
+using System.Threading.RateLimiting;
+using MagCds.Core.Evaluation;
+using MagCds.Service.FhirRest;
+using Microsoft.AspNetCore.RateLimiting;
+using Microsoft.Extensions.Options;
+
+namespace MagCds.Service.Hosting;
+
+/// <summary>Request rate limits per client (section MagCds:RateLimit).</summary>
+public sealed class RateLimitOptions
+{
+    public const string Section = "MagCds:RateLimit";
+
+    /// <summary>Requests a client may make per second, on average; 0 turns limiting off.</summary>
+    [Range(0, 1_000_000)]
+    public int PermitsPerSecond { get; set; } = 1000;
+
+    /// <summary>How many requests a client may make at once above the average (token bucket size).</summary>
+    [Range(1, 1_000_000)]
+    public int Burst { get; set; } = 2000;
+}
+
+/// <summary>
+/// A token bucket per client address (ASP.NET rate limiter) on the REST and CDS Hooks doors and the admin endpoints.
+/// A client over its limit gets 429 with Retry-After and an OperationOutcome, and nothing of its request is processed.
+/// Health probes and the FHIR server's notifications are not limited (the latter come in bursts from one address).
+/// </summary>
+public static class RateLimits
+{
+    public const string Policy = "per-client";
+
+    public static IServiceCollection AddMagCdsRateLimits(this IServiceCollection services, IConfiguration config)
+    {
+        services.AddOptions<RateLimitOptions>().Bind(config.GetSection(RateLimitOptions.Section)).ValidateDataAnnotations().ValidateOnStart();
+        services.AddRateLimiter(_ => { });
+        services.AddOptions<RateLimiterOptions>().Configure<IOptions<RateLimitOptions>>((limiter, options) =>
+        {
+            var o = options.Value;
+            limiter.AddPolicy(Policy, http => o.PermitsPerSecond == 0
+                ? RateLimitPartition.GetNoLimiter("off")
+                : RateLimitPartition.GetTokenBucketLimiter(http.Connection.RemoteIpAddress?.ToString() ?? "unknown", _ => new TokenBucketRateLimiterOptions
+                {
+                    TokenLimit = o.Burst,
+                    TokensPerPeriod = o.PermitsPerSecond,
+                    ReplenishmentPeriod = TimeSpan.FromSeconds(1),
+                    QueueLimit = 0,
+                    AutoReplenishment = true,
+                }));
+            limiter.OnRejected = async (ctx, ct) =>
+            {
+                var http = ctx.HttpContext;
+                http.Response.StatusCode = StatusCodes.Status429TooManyRequests;
+                int seconds = ctx.Lease.TryGetMetadata(MetadataName.RetryAfter, out var after) ? Math.Max(1, (int)Math.Ceiling(after.TotalSeconds)) : 1;
+                http.Response.Headers.RetryAfter = seconds.ToString(CultureInfo.InvariantCulture);
+                var outcome = Outcomes.Error(OutcomeCodes.TooManyRequests, $"Too many requests from this client; retry after {seconds} s.", http.TraceIdentifier);
+                await new FhirResult(outcome, FhirFormat.Json, StatusCodes.Status429TooManyRequests).ExecuteAsync(http);
+            };
+        });
+        return services;
+    }
+}

@@ -1,0 +1,23 @@
+namespace MagCds.Service.Hosting;
+
+/// <summary>
+/// Headers on every response: answers carry clinical content, so nothing may be cached or sniffed, framed, or leak
+/// a referrer; the API serves no active content. (HSTS is added where HTTPS is configured: see docs/operations.md.)
+/// </summary>
+public static class SecurityHeaders
+{
+    public static IApplicationBuilder UseSecurityHeaders(this IApplicationBuilder app) => app.Use(async (http, next) =>
+    {
+        http.Response.OnStarting(() =>
+        {
+            var h = http.Response.Headers;
+            h["X-Content-Type-Options"] = "nosniff";
+            h["X-Frame-Options"] = "DENY";
+            h["Referrer-Policy"] = "no-referrer";
+            h["Content-Security-Policy"] = "default-src 'none'; frame-ancestors 'none'";
+            h["Cache-Control"] = "no-store";
+            return Task.CompletedTask;
+        });
+        await next(http);
+    });
+}

@@ -1,0 +1,82 @@
+using System.Net;
+using System.Text.Json;
+using Hl7.Fhir.Model;
+using MagCds.Tests.Support;
+
+namespace MagCds.Tests.Operations;
+
+/// <summary>Health probes, security headers and rate limits, on the real service in memory.</summary>
+public sealed class OperationsTests
+{
+    [Test]
+    public async Task Liveness_answers_and_readiness_reports_knowledge_store_and_warm_up()
+    {
+        using var f = new MagCdsFactory();
+        using var client = f.CreateClient();
+        using var live = await client.GetAsync("/health/live");
+        Assert.That(live.StatusCode, Is.EqualTo(HttpStatusCode.OK));
+
+        JsonElement checks = default;
+        await WorkerHarness.WaitUntilAsync(async () =>
+        {
+            using var ready = await client.GetAsync("/health/ready");
+            checks = JsonDocument.Parse(await ready.Content.ReadAsStringAsync()).RootElement.GetProperty("checks");
+            return ready.StatusCode == HttpStatusCode.OK;
+        }, "the service is ready", 30);
+        Assert.That(checks.EnumerateObject().Select(c => (c.Name, c.Value.GetProperty("status").GetString())),
+            Is.EquivalentTo(new[] { ("knowledge", "Healthy"), ("store", "Healthy"), ("warm-up", "Healthy") }));
+    }
+
+    [Test]
+    public async Task Readiness_fails_when_the_store_cannot_be_reached()
+    {
+        // The SQLite file's folder disappears after start-up (no pooling, so every check opens the file anew).
+        string dir = Directory.CreateTempSubdirectory("magcds-health-").FullName;
+        string db = Path.Combine(dir, "store.db");
+        using var f = new MagCdsFactory(new Dictionary<string, string?> { ["MagCds:Store:SqliteConnectionString"] = $"Data Source={db};Pooling=False" });
+        using var client = f.CreateClient();
+        await WorkerHarness.WaitUntilAsync(async () => (await client.GetAsync("/health/ready")).StatusCode == HttpStatusCode.OK, "ready first", 30);
+        Directory.Delete(dir, recursive: true);
+        using var ready = await client.GetAsync("/health/ready");
+        Assert.That(ready.StatusCode, Is.EqualTo(HttpStatusCode.ServiceUnavailable));
+        string body = await ready.Content.ReadAsStringAsync();
+        Assert.That(body, Does.Contain("\"store\":{\"status\":\"Unhealthy\"").And.Not.Contain(dir), "says which check failed, not where the file was");
+    }
+
+    [TestCase("/health/live")]
+    [TestCase("/fhir/metadata")]
+    [TestCase("/no-such-route")]
+    public async Task Every_response_carries_the_security_headers(string path)
+    {
+        using var f = new MagCdsFactory();
+        using var client = f.CreateClient();
+        using var resp = await client.GetAsync(path);
+        Assert.That(resp.Headers.GetValues("X-Content-Type-Options"), Is.EqualTo(new[] { "nosniff" }));
+        Assert.That(resp.Headers.GetValues("X-Frame-Options"), Is.EqualTo(new[] { "DENY" }));
+        Assert.That(resp.Headers.GetValues("Referrer-Policy"), Is.EqualTo(new[] { "no-referrer" }));
+        Assert.That(resp.Headers.CacheControl?.NoStore, Is.True);
+        Assert.That(resp.Headers.GetValues("Content-Security-Policy").Single(), Does.StartWith("default-src 'none'"));
+    }
+
+    [Test]
+    public async Task A_client_over_its_rate_gets_429_with_Retry_After_and_an_OperationOutcome()
+    {
+        using var f = new MagCdsFactory(new Dictionary<string, string?> { ["MagCds:RateLimit:PermitsPerSecond"] = "1", ["MagCds:RateLimit:Burst"] = "3" });
+        using var client = f.CreateClient();
+        var statuses = new List<HttpStatusCode>();
+        HttpResponseMessage? refused = null;
+        for (int i = 0; i < 6; i++)
+        {
+            var resp = await client.PostAsync(Http.Evaluate, Http.Raw(TestFiles.Text("Observation-btu-medium.json"), "application/fhir+json"));
+            statuses.Add(resp.StatusCode);
+            if (resp.StatusCode == HttpStatusCode.TooManyRequests) refused ??= resp; else resp.Dispose();
+        }
+        Assert.That(statuses.Take(3), Is.All.EqualTo(HttpStatusCode.OK), "the burst is allowed");
+        Assert.That(refused, Is.Not.Null, "then the limit applies");
+        Assert.That(refused!.Headers.RetryAfter?.Delta, Is.GreaterThanOrEqualTo(TimeSpan.FromSeconds(1)));
+        Assert.That(Http.Codes((OperationOutcome)await Http.ReadAsync(refused)), Is.EqualTo(new[] { "too-many-requests" }));
+        using var health = await client.GetAsync("/health/live");
+        Assert.That(health.StatusCode, Is.EqualTo(HttpStatusCode.OK), "probes are never limited");
+        refused.Dispose();
+    }
+}
