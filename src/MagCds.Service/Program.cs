@@ -3,6 +3,7 @@ using MagCds.Service.CdsHooks;
 using MagCds.Service.FhirRest;
 using MagCds.Service.Knowledge;
 using MagCds.Service.Hosting;
+using MagCds.Service.Security;
 using MagCds.Service.Worker;
 using Microsoft.Extensions.Options;
 using Serilog;
@@ -17,10 +18,11 @@ try
         .AddFhirRestDoor(builder.Configuration)
         .AddCdsHooksDoor(builder.Configuration)
         .AddFhirServerWorker(builder.Configuration)
+        .AddMagCdsAccess(builder.Configuration)
         .AddMagCdsRateLimits(builder.Configuration)
         .AddMagCdsHealth();
 
-    var app = builder.Build().LoadMagCdsKnowledge();
+    var app = builder.Build().LoadMagCdsKnowledge().LogAccessMode();
     app.UseCorrelation();
     app.UseSecurityHeaders();
     // Request logging sits outside the error handler, so it logs the status the caller really gets (a refused
@@ -28,6 +30,8 @@ try
     app.UseSerilogRequestLogging();
     app.UseExceptionHandler(FhirErrorHandler.Options);
     app.UseCors();
+    app.UseAuthentication();
+    app.UseAuthorization();
     app.UseRateLimiter();
     app.MapMagCdsHealth();
     app.MapFhirRest();

@@ -16,7 +16,7 @@ public static class FhirRestEndpoints
             id == c.OperationDefinition.Id
                 ? new FhirResult(c.OperationDefinition, FhirWire.ResponseFormat(req, null))
                 : throw new FhirRequestException(StatusCodes.Status404NotFound, OutcomeCodes.NotFound, $"No OperationDefinition '{id}'."));
-        fhir.MapPost("/Observation/$" + MagEvaluateOperation.Name, EvaluateAsync);
+        fhir.MapPost("/Observation/$" + MagEvaluateOperation.Name, EvaluateAsync).RequireAuthorization(Security.Access.EvaluatePolicy);
         return app;
     }
 

@@ -109,7 +109,6 @@ public static class MagCdsHostingExtensions
     /// </summary>
     public static IServiceCollection AddFhirServerWorker(this IServiceCollection services, IConfiguration config)
     {
-        services.AddOptions<AdminOptions>().Bind(config.GetSection(AdminOptions.Section));
         services.AddOptions<WorkerOptions>().Bind(config.GetSection(WorkerOptions.Section)).ValidateDataAnnotations()
             .Validate(o => !o.Enabled || Uri.TryCreate(o.FhirServerUrl, UriKind.Absolute, out var u) && u.Scheme is "http" or "https",
                 "MagCds:Worker:FhirServerUrl must be an absolute http(s) URL when the worker is enabled.")

@@ -12,7 +12,7 @@ namespace MagCds.Service.Worker;
 /// <summary>
 /// The FHIR server door's HTTP side: <c>/worker/notifications</c>, where the watched server delivers Subscription
 /// notifications (acknowledged only once what they name is stored), and <c>/admin/worker</c>, the operators' view of
-/// the queue with dead-letter replay. Mapped only when the worker is enabled.
+/// the queue with dead-letter replay (admin access: see Security/Access). Mapped only when the worker is enabled.
 /// </summary>
 public static class WorkerEndpoints
 {
@@ -27,7 +27,7 @@ public static class WorkerEndpoints
         // Classic R4 rest-hook with a payload: the server PUTs the resource to endpoint/Type/id.
         notify.MapPut("/{type}/{id}", NotifyAsync);
 
-        var admin = app.MapGroup("/admin/worker").AddEndpointFilter(RequireApiKey).RequireRateLimiting(RateLimits.Policy);
+        var admin = app.MapGroup("/admin/worker").RequireAuthorization(Security.Access.AdminPolicy).RequireRateLimiting(RateLimits.Policy);
         admin.MapGet("/", async (WorkQueue queue, WorkerFhirClient fhir, CancellationToken ct) =>
         {
             var s = await queue.StatsAsync(ct);
@@ -83,16 +83,6 @@ public static class WorkerEndpoints
                 "Notifications are refused until MagCds:Worker:Subscription:Secret is set.");
         if (!SameSecret(ctx.HttpContext.Request.Headers[s.SecretHeader].ToString(), s.Secret))
             throw new FhirRequestException(StatusCodes.Status401Unauthorized, OutcomeCodes.Unauthorized, $"Missing or wrong {s.SecretHeader} header.");
-        return await next(ctx);
-    }
-
-    private static async ValueTask<object?> RequireApiKey(EndpointFilterInvocationContext ctx, EndpointFilterDelegate next)
-    {
-        string? key = ctx.HttpContext.RequestServices.GetRequiredService<IOptions<AdminOptions>>().Value.ApiKey;
-        if (string.IsNullOrEmpty(key))
-            throw new FhirRequestException(StatusCodes.Status403Forbidden, OutcomeCodes.Forbidden, "Admin endpoints are refused until MagCds:Admin:ApiKey is set.");
-        if (!SameSecret(ctx.HttpContext.Request.Headers[AdminOptions.ApiKeyHeader].ToString(), key))
-            throw new FhirRequestException(StatusCodes.Status401Unauthorized, OutcomeCodes.Unauthorized, $"Missing or wrong {AdminOptions.ApiKeyHeader} header.");
         return await next(ctx);
     }
 

@@ -71,6 +71,24 @@ public class ServiceProcessTests
     }
 
     [Test]
+    public async Task Listening_beyond_loopback_without_authentication_is_refused()
+    {
+        int port = FreePort();
+        var psi = new ProcessStartInfo("dotnet", [ServiceDll, "--urls", $"http://0.0.0.0:{port}"])
+        {
+            RedirectStandardError = true,
+            RedirectStandardOutput = true,
+            WorkingDirectory = AppContext.BaseDirectory,
+        };
+        psi.Environment["MagCds__Store__SqliteConnectionString"] = "Data Source=" + Path.Combine(Path.GetTempPath(), $"magcds-process-{Guid.NewGuid():N}.db");
+        using var p = Process.Start(psi)!;
+        string stderr = await p.StandardError.ReadToEndAsync();
+        await p.WaitForExitAsync(new CancellationTokenSource(TimeSpan.FromSeconds(60)).Token);
+        Assert.That(p.ExitCode, Is.EqualTo(78));
+        Assert.That(stderr, Does.Contain("non-loopback address but no authentication is configured"));
+    }
+
+    [Test]
     public async Task The_service_answers_over_a_real_socket()
     {
         int port = FreePort();

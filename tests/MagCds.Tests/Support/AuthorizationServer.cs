@@ -49,9 +49,13 @@ public sealed class AuthorizationServer : IAsyncDisposable
         ["FHIR_INTROSPECT_CLIENT"] = $"{FhirServerClientId}:{FhirServerSecret}",
     };
 
-    /// <summary>Starts the server with one backend client, authenticated by the public key(s) in <paramref name="clientJwks"/>.</summary>
-    public static async Task<AuthorizationServer> StartAsync(string clientId, JsonWebKeySet clientJwks, IReadOnlyList<string> scopes,
-        TimeSpan? accessTokenLifetime = null)
+    /// <summary>
+    /// Starts the server with a backend client authenticated by the public key(s) in <paramref name="clientJwks"/>
+    /// (none when null), plus the tests' own client with a secret.
+    /// </summary>
+    /// <param name="resource">The audience of the access tokens issued (the API that accepts them).</param>
+    public static async Task<AuthorizationServer> StartAsync(string clientId, JsonWebKeySet? clientJwks, IReadOnlyList<string> scopes,
+        TimeSpan? accessTokenLifetime = null, string resource = FhirServerClientId)
     {
         int port = WorkerHarness.FreePort();
         string baseUrl = $"http://127.0.0.1:{port}";
@@ -85,7 +89,7 @@ public sealed class AuthorizationServer : IAsyncDisposable
             var identity = new ClaimsIdentity(TokenValidationParameters.DefaultAuthenticationType, Claims.Name, Claims.Role);
             identity.SetClaim(Claims.Subject, request.ClientId);
             identity.SetScopes(request.GetScopes());
-            identity.SetResources(FhirServerClientId);
+            identity.SetResources(resource);
             identity.SetDestinations(_ => [Destinations.AccessToken]);
             Interlocked.Increment(ref server._issued);
             return Results.SignIn(new ClaimsPrincipal(identity), authenticationScheme: OpenIddictServerAspNetCoreDefaults.AuthenticationScheme);
@@ -102,7 +106,7 @@ public sealed class AuthorizationServer : IAsyncDisposable
                 Permissions = { Permissions.Endpoints.Token, Permissions.GrantTypes.ClientCredentials },
             };
             foreach (var s in scopes) client.Permissions.Add(Permissions.Prefixes.Scope + s);
-            await apps.CreateAsync(client);
+            if (clientJwks is not null) await apps.CreateAsync(client);
             var tester = new OpenIddictApplicationDescriptor
             {
                 ClientId = TestClientId,

@@ -33,7 +33,8 @@ public sealed record FhirTestServerRequest(string Method, string Url, bool HasAu
 /// <c>Authorization: Bearer {requiredToken}</c>; this helper's own calls send it.</param>
 /// <param name="environment">More settings of the host (e.g. FHIR_INTROSPECT_URL: tokens checked by an authorization server).</param>
 /// <param name="clientToken">The Bearer token this helper's own calls send, when it is not <paramref name="requiredToken"/>.</param>
-public sealed class FhirTestServer(string? requiredToken = null, IReadOnlyDictionary<string, string>? environment = null, string? clientToken = null)
+/// <param name="port">A fixed loopback port (e.g. one the code under test already points at); 0 = any free port.</param>
+public sealed class FhirTestServer(string? requiredToken = null, IReadOnlyDictionary<string, string>? environment = null, string? clientToken = null, int port = 0)
     : IAsyncDisposable, IDisposable
 {
     private static readonly TimeSpan StartTimeout = TimeSpan.FromSeconds(60);
@@ -84,7 +85,7 @@ public sealed class FhirTestServer(string? requiredToken = null, IReadOnlyDictio
 
         // Port 0: the host binds a free loopback port itself and prints it, so there is no
         // pick-then-bind race with other servers starting at the same time.
-        var psi = new ProcessStartInfo("bash", [Path.Combine(dir, "start.sh"), "0"])
+        var psi = new ProcessStartInfo("bash", [Path.Combine(dir, "start.sh"), port.ToString(System.Globalization.CultureInfo.InvariantCulture)])
         {
             WorkingDirectory = dir,
             RedirectStandardInput = true,

@@ -17,7 +17,15 @@ namespace MagCds.Tests.Support;
 public sealed class WorkerHarness(FhirTestServer fhir, Dictionary<string, string?> store) : IAsyncDisposable
 {
     public const string Secret = "test-notification-secret";
-    public const string AdminKey = "test-admin-key";
+    public const string AdminKey = "test-admin-key-0001";
+
+    /// <summary>Settings that give the admin key (header X-API-Key) admin rights.</summary>
+    public static Dictionary<string, string?> AdminKeySettings => new()
+    {
+        ["MagCds:Security:ApiKeys:0:Name"] = "test-operator",
+        ["MagCds:Security:ApiKeys:0:Key"] = AdminKey,
+        ["MagCds:Security:ApiKeys:0:Admin"] = "true",
+    };
     private readonly List<MagCdsFactory> _factories = [];
 
     public FhirTestServer Fhir => fhir;
@@ -52,8 +60,8 @@ public sealed class WorkerHarness(FhirTestServer fhir, Dictionary<string, string
             ["MagCds:Worker:RetryMaxDelaySeconds"] = "0.5",
             ["MagCds:Worker:RequestTimeoutSeconds"] = "10",
             ["MagCds:Worker:Subscription:Secret"] = Secret,
-            ["MagCds:Admin:ApiKey"] = AdminKey,
         };
+        foreach (var (k, v) in AdminKeySettings) settings[k] = v;
         foreach (var (k, v) in more ?? []) settings[k] = v;
         var factory = new MagCdsFactory(settings);
         if (kestrelPort is { } port) factory.UseKestrel(port);

@@ -135,7 +135,7 @@ public sealed class NotificationTests(StoreProvider provider) : WorkerTestBase(p
 public sealed class WorkerEndpointSetupTests
 {
     [Test]
-    public async Task Without_a_secret_or_api_key_configured_the_endpoints_refuse_everything()
+    public async Task Without_a_secret_or_any_authentication_configured_the_endpoints_refuse_everything()
     {
         using var f = new MagCdsFactory(new Dictionary<string, string?>
         {
@@ -147,7 +147,7 @@ public sealed class WorkerEndpointSetupTests
         Assert.That(notify.StatusCode, Is.EqualTo(HttpStatusCode.Forbidden));
         Assert.That(Http.Codes((OperationOutcome)await Http.ReadAsync(notify)), Is.EqualTo(new[] { "forbidden" }));
         using var admin = await client.GetAsync("/admin/worker");
-        Assert.That(admin.StatusCode, Is.EqualTo(HttpStatusCode.Forbidden));
+        Assert.That(admin.StatusCode, Is.EqualTo(HttpStatusCode.Unauthorized), "no one can be an admin until keys or JWTs are configured");
     }
 
     [Test]

@@ -1,0 +1,114 @@
+using MagCds.Core.Evaluation;
+using MagCds.Service.FhirRest;
+using Microsoft.AspNetCore.Authentication.JwtBearer;
+using Microsoft.AspNetCore.Authorization;
+using Microsoft.AspNetCore.Authorization.Policy;
+using Microsoft.Extensions.Options;
+
+namespace MagCds.Service.Security;
+
+/// <summary>
+/// Access control of the REST door and the admin endpoints: API keys and/or bearer JWTs (scopes per endpoint), one
+/// policy per kind of endpoint, and refusals as OperationOutcomes. Also the start-up rule: no authentication
+/// configured means loopback only.
+/// </summary>
+public static class Access
+{
+    public const string EvaluatePolicy = "evaluate";
+    public const string AdminPolicy = "admin";
+    private const string Selector = "magcds";
+
+    public static IServiceCollection AddMagCdsAccess(this IServiceCollection services, IConfiguration config)
+    {
+        services.AddOptions<SecurityOptions>().Bind(config.GetSection(SecurityOptions.Section))
+            .Validate(o => o.ApiKeys.All(k => k.Key.Length >= 16 && !string.IsNullOrWhiteSpace(k.Name)),
+                "Each MagCds:Security:ApiKeys entry needs a Name and a Key of at least 16 characters.")
+            .Validate(o => !o.Jwt.IsConfigured || !string.IsNullOrEmpty(o.Jwt.Audience),
+                "MagCds:Security:Jwt:Audience is required when MagCds:Security:Jwt:Authority is set.")
+            .Validate(o => !ListensBeyondLoopback(config) || o.AnyConfigured,
+                "MagCds listens on a non-loopback address but no authentication is configured (MagCds:Security:ApiKeys or " +
+                "MagCds:Security:Jwt:Authority): set one, or listen on 127.0.0.1 only.")
+            .ValidateOnStart();
+        var jwt = config.GetSection(SecurityOptions.Section).Get<SecurityOptions>()?.Jwt ?? new JwtOptions();
+
+        var auth = services.AddAuthentication(Selector)
+            .AddPolicyScheme(Selector, "API key or bearer JWT", o => o.ForwardDefaultSelector = http =>
+                http.Request.Headers.ContainsKey(ApiKeyAuthentication.Header) || !jwt.IsConfigured ? ApiKeyAuthentication.SchemeName : JwtBearerDefaults.AuthenticationScheme)
+            .AddScheme<Microsoft.AspNetCore.Authentication.AuthenticationSchemeOptions, ApiKeyAuthentication>(ApiKeyAuthentication.SchemeName, null);
+        if (jwt.IsConfigured)
+            auth.AddJwtBearer(o =>
+            {
+                o.Authority = jwt.Authority;
+                o.Audience = jwt.Audience;
+                o.RequireHttpsMetadata = jwt.RequireHttpsMetadata;
+                o.MapInboundClaims = false; // keep "scope" and "sub" as the token has them
+                o.TokenValidationParameters.ValidateLifetime = true;
+                o.TokenValidationParameters.ClockSkew = TimeSpan.FromSeconds(60);
+            });
+
+        services.AddAuthorization();
+        services.AddOptions<AuthorizationOptions>().Configure<IOptions<SecurityOptions>>((a, s) =>
+        {
+            var o = s.Value;
+            a.AddPolicy(EvaluatePolicy, p => p.RequireAssertion(ctx => !o.AnyConfigured || Allowed(ctx.User, o, admin: false)));
+            a.AddPolicy(AdminPolicy, p => p.RequireAssertion(ctx => o.AnyConfigured && Allowed(ctx.User, o, admin: true)));
+        });
+        services.AddSingleton<IAuthorizationMiddlewareResultHandler, RefusalAsOperationOutcome>();
+        return services;
+    }
+
+    /// <summary>Says at start-up how callers are checked; with no authentication configured, loudly.</summary>
+    public static WebApplication LogAccessMode(this WebApplication app)
+    {
+        var o = app.Services.GetRequiredService<IOptions<SecurityOptions>>().Value;
+        var log = app.Services.GetRequiredService<ILoggerFactory>().CreateLogger("MagCds.Security");
+        if (!o.AnyConfigured)
+            log.LogWarning("No authentication configured (MagCds:Security): the FHIR REST door serves anyone, so MagCds listens on loopback only; admin endpoints are closed.");
+        else
+            log.LogInformation("Callers authenticated by {ApiKeyCount} API keys and {JwtMode}", o.ApiKeys.Count, o.Jwt.IsConfigured ? "bearer JWTs" : "no JWTs");
+        return app;
+    }
+
+    /// <summary>An API key (an admin key for admin), or a JWT with the endpoint's scope.</summary>
+    private static bool Allowed(System.Security.Claims.ClaimsPrincipal user, SecurityOptions o, bool admin)
+    {
+        if (user.Identity?.IsAuthenticated != true) return false;
+        if (user.Identity.AuthenticationType == ApiKeyAuthentication.SchemeName)
+            return !admin || user.HasClaim(ApiKeyAuthentication.RoleClaim, "admin");
+        string needed = admin ? o.Jwt.AdminScope : o.Jwt.EvaluateScope;
+        return user.FindAll("scope").Concat(user.FindAll("scp")).SelectMany(c => c.Value.Split(' ', StringSplitOptions.RemoveEmptyEntries)).Contains(needed);
+    }
+
+    /// <summary>Whether any configured URL listens beyond loopback (0.0.0.0, *, +, a host name or a non-loopback IP).</summary>
+    public static bool ListensBeyondLoopback(IConfiguration config)
+    {
+        string urls = config["urls"] ?? config["Urls"] ?? config["ASPNETCORE_URLS"] ?? "";
+        var kestrel = config.GetSection("Kestrel:Endpoints").GetChildren().Select(e => e["Url"]).OfType<string>();
+        foreach (var url in urls.Split(';', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries).Concat(kestrel))
+        {
+            string host = url.Replace("://*", "://any", StringComparison.Ordinal).Replace("://+", "://any", StringComparison.Ordinal);
+            if (!Uri.TryCreate(host, UriKind.Absolute, out var u)) return true;
+            if (u.Host == "localhost") continue;
+            if (!System.Net.IPAddress.TryParse(u.Host.Trim('[', ']'), out var ip) || !System.Net.IPAddress.IsLoopback(ip)) return true;
+        }
+        return false;
+    }
+
+    /// <summary>401 and 403 as OperationOutcomes with MagCds codes, like every other refusal.</summary>
+    private sealed class RefusalAsOperationOutcome : IAuthorizationMiddlewareResultHandler
+    {
+        private readonly AuthorizationMiddlewareResultHandler _default = new();
+
+        public async Task HandleAsync(RequestDelegate next, HttpContext http, AuthorizationPolicy policy, PolicyAuthorizationResult result)
+        {
+            if (result.Succeeded) { await _default.HandleAsync(next, http, policy, result); return; }
+            bool known = http.User.Identity?.IsAuthenticated == true;
+            int status = known ? StatusCodes.Status403Forbidden : StatusCodes.Status401Unauthorized;
+            if (!known) http.Response.Headers.WWWAuthenticate = "Bearer";
+            var outcome = Outcomes.Error(known ? OutcomeCodes.Forbidden : OutcomeCodes.Unauthorized,
+                known ? "The caller is not allowed to use this endpoint (scope or key)." : "Authentication is required: a bearer token or an X-API-Key header.",
+                http.TraceIdentifier);
+            await new FhirResult(outcome, FhirFormat.Json, status).ExecuteAsync(http);
+        }
+    }
+}

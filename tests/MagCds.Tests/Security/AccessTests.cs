@@ -1,0 +1,93 @@
+using System.Net;
+using System.Net.Http.Headers;
+using Hl7.Fhir.Model;
+using MagCds.Tests.Support;
+
+namespace MagCds.Tests.Security;
+
+/// <summary>
+/// Who may call the FHIR REST door and the admin endpoints: API keys, and bearer JWTs from a real authorization server
+/// (OpenIddict) with a scope per endpoint. Refusals are OperationOutcomes; public endpoints stay public.
+/// </summary>
+[NonParallelizable]
+public sealed class AccessTests
+{
+    private const string ClientKey = "engine-key-0123456789";
+    private const string AdminKey = "operator-key-0123456789";
+
+    private static HttpContent Sample() => Http.Raw(TestFiles.Text("Observation-btu-medium.json"), "application/fhir+json");
+
+    private static async Task<HttpResponseMessage> SendAsync(HttpClient client, HttpMethod method, string path, HttpContent? body = null, string? apiKey = null, string? bearer = null)
+    {
+        using var req = new HttpRequestMessage(method, path) { Content = body };
+        if (apiKey is not null) req.Headers.Add("X-API-Key", apiKey);
+        if (bearer is not null) req.Headers.Authorization = new AuthenticationHeaderValue("Bearer", bearer);
+        return await client.SendAsync(req);
+    }
+
+    [Test]
+    public async Task Api_keys_open_the_REST_door_and_only_admin_keys_the_admin_endpoints()
+    {
+        using var f = new MagCdsFactory(new Dictionary<string, string?>
+        {
+            ["MagCds:Security:ApiKeys:0:Name"] = "lab-engine", ["MagCds:Security:ApiKeys:0:Key"] = ClientKey,
+            ["MagCds:Security:ApiKeys:1:Name"] = "operator", ["MagCds:Security:ApiKeys:1:Key"] = AdminKey, ["MagCds:Security:ApiKeys:1:Admin"] = "true",
+            ["MagCds:Worker:Enabled"] = "true", ["MagCds:Worker:FhirServerUrl"] = "http://127.0.0.1:9/fhir", // for its admin endpoint
+        });
+        using var client = f.CreateClient();
+
+        using (var r = await SendAsync(client, HttpMethod.Post, Http.Evaluate, Sample()))
+        {
+            Assert.That(r.StatusCode, Is.EqualTo(HttpStatusCode.Unauthorized));
+            Assert.That(r.Headers.WwwAuthenticate.ToString(), Does.Contain("Bearer"));
+            Assert.That(Http.Codes((OperationOutcome)await Http.ReadAsync(r)), Is.EqualTo(new[] { "unauthorized" }));
+        }
+        using (var r = await SendAsync(client, HttpMethod.Post, Http.Evaluate, Sample(), apiKey: "not-a-key-0123456789"))
+            Assert.That(r.StatusCode, Is.EqualTo(HttpStatusCode.Unauthorized));
+        using (var r = await SendAsync(client, HttpMethod.Post, Http.Evaluate, Sample(), apiKey: ClientKey))
+            Assert.That(r.StatusCode, Is.EqualTo(HttpStatusCode.OK));
+
+        using (var r = await SendAsync(client, HttpMethod.Get, "/admin/worker", apiKey: ClientKey))
+        {
+            Assert.That(r.StatusCode, Is.EqualTo(HttpStatusCode.Forbidden));
+            Assert.That(Http.Codes((OperationOutcome)await Http.ReadAsync(r)), Is.EqualTo(new[] { "forbidden" }));
+        }
+        using (var r = await SendAsync(client, HttpMethod.Get, "/admin/worker", apiKey: AdminKey))
+            Assert.That(r.StatusCode, Is.EqualTo(HttpStatusCode.OK));
+
+        foreach (var open in new[] { "/fhir/metadata", "/health/live", "/knowledge" })
+        {
+            using var r = await client.GetAsync(open);
+            Assert.That(r.StatusCode, Is.EqualTo(HttpStatusCode.OK), open + " stays public");
+        }
+        Assert.That(f.Logs.Lines.Any(l => l.Contains(ClientKey, StringComparison.Ordinal) || l.Contains(AdminKey, StringComparison.Ordinal)), Is.False, "keys are never logged");
+    }
+
+    [Test]
+    public async Task Bearer_tokens_need_the_scope_of_the_endpoint()
+    {
+        await using var auth = await AuthorizationServer.StartAsync("no-backend-client", null,
+            ["magcds/evaluate", "magcds/admin", "system/Observation.rs"], resource: "magcds");
+        using var f = new MagCdsFactory(new Dictionary<string, string?>
+        {
+            ["MagCds:Security:Jwt:Authority"] = auth.BaseUrl + "/",
+            ["MagCds:Security:Jwt:Audience"] = "magcds",
+            ["MagCds:Security:Jwt:RequireHttpsMetadata"] = "false", // the test authority is plain http on loopback
+        });
+        using var client = f.CreateClient();
+
+        string evaluate = await auth.TestClientTokenAsync("magcds/evaluate");
+        string other = await auth.TestClientTokenAsync("system/Observation.rs");
+        using (var r = await SendAsync(client, HttpMethod.Post, Http.Evaluate, Sample(), bearer: evaluate))
+            Assert.That(r.StatusCode, Is.EqualTo(HttpStatusCode.OK));
+        using (var r = await SendAsync(client, HttpMethod.Post, Http.Evaluate, Sample(), bearer: other))
+        {
+            Assert.That(r.StatusCode, Is.EqualTo(HttpStatusCode.Forbidden), "a valid token without the scope");
+            Assert.That(Http.Codes((OperationOutcome)await Http.ReadAsync(r)), Is.EqualTo(new[] { "forbidden" }));
+        }
+        using (var r = await SendAsync(client, HttpMethod.Post, Http.Evaluate, Sample(), bearer: evaluate[..^4] + "AAAA"))
+            Assert.That(r.StatusCode, Is.EqualTo(HttpStatusCode.Unauthorized), "a token whose signature does not verify");
+        using (var r = await SendAsync(client, HttpMethod.Post, Http.Evaluate, Sample()))
+            Assert.That(r.StatusCode, Is.EqualTo(HttpStatusCode.Unauthorized));
+    }
+}
