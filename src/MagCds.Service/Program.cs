@@ -2,6 +2,7 @@ using MagCds.Core.Knowledge;
 using MagCds.Service.CdsHooks;
 using MagCds.Service.FhirRest;
 using MagCds.Service.Knowledge;
+using MagCds.Service.Audit;
 using MagCds.Service.Hosting;
 using MagCds.Service.Security;
 using MagCds.Service.Worker;
@@ -20,7 +21,8 @@ try
         .AddFhirServerWorker(builder.Configuration)
         .AddMagCdsAccess(builder.Configuration)
         .AddMagCdsRateLimits(builder.Configuration)
-        .AddMagCdsHealth();
+        .AddMagCdsHealth()
+        .AddMagCdsTelemetry(builder.Configuration);
 
     var app = builder.Build().LoadMagCdsKnowledge().LogAccessMode();
     app.UseCorrelation();
@@ -34,10 +36,12 @@ try
     app.UseAuthorization();
     app.UseRateLimiter();
     app.MapMagCdsHealth();
+    app.MapMagCdsTelemetry();
     app.MapFhirRest();
     app.MapCdsHooks();
     app.MapWorker();
     app.MapKnowledge();
+    app.MapAudit();
     app.MapFallback(FhirRestEndpoints.NotFound);
     app.Run();
 }

@@ -31,7 +31,7 @@ public static partial class CdsHooksEndpoints
 
     private static async Task<IResult> CallAsync(
         string id, HttpRequest req, CdsServiceCatalog catalog, CdsJwtValidator jwt, IOptions<CdsHooksOptions> options,
-        PatientResults results, Evaluator evaluator, CardBuilder cards, CdsHooksMetrics metrics, ILoggerFactory loggers, CancellationToken ct)
+        PatientResults results, Evaluator evaluator, CardBuilder cards, CdsHooksMetrics metrics, ILoggerFactory loggers, Audit.AuditTrail audit, CancellationToken ct)
     {
         var o = options.Value;
         if (!o.AllowUnsignedCalls && !await jwt.IsValidAsync(req, [EndpointUrl(req, o)], ct)) return Results.StatusCode(StatusCodes.Status401Unauthorized);
@@ -44,7 +44,7 @@ public static partial class CdsHooksEndpoints
         if (call.Hook == "patient-view")
         {
             var response = evaluator.Evaluate(evaluator.LatestWithHistory(await results.GetAsync(call, ct)));
-            EvaluationSummary.Of(call.ServiceId, response).Write(logger);
+            EvaluationSummary.Of(call.ServiceId, response).Write(logger, audit, req.HttpContext, Caller(req, o));
             // A card only when the core says the result needs attention; otherwise {"cards": []}.
             if (response.Results is [{ Outcome: InputOutcome.Evaluated, Interpretation.NeedsAttention: true } r])
                 list.Add(cards.ResultCard(call, r, knowledgeUrl, forOrder: false));
@@ -52,7 +52,7 @@ public static partial class CdsHooksEndpoints
         else if (AntiMagOrders(call, evaluator).Any())
         {
             var response = evaluator.Evaluate(evaluator.LatestWithHistory(await results.GetAsync(call, ct)));
-            EvaluationSummary.Of(call.ServiceId, response).Write(logger);
+            EvaluationSummary.Of(call.ServiceId, response).Write(logger, audit, req.HttpContext, Caller(req, o));
             list.Add(response.Results is [{ Outcome: InputOutcome.Evaluated } r]
                 ? cards.ResultCard(call, r, knowledgeUrl, forOrder: true)
                 : cards.NoResultCard(call, knowledgeUrl));
@@ -88,6 +88,18 @@ public static partial class CdsHooksEndpoints
         if (FhirWire.FromMediaType(req.ContentType) != FhirFormat.Json)
             throw new FhirRequestException(StatusCodes.Status415UnsupportedMediaType, OutcomeCodes.UnsupportedMediaType, "CDS Hooks requests are application/json.");
         return await FhirWire.ReadBodyAsync(req, o.MaxRequestBodyBytes, req.HttpContext.RequestAborted);
+    }
+
+    /// <summary>The EHR, for the audit: the issuer of its (already validated) JWT.</summary>
+    private static string Caller(HttpRequest req, CdsHooksOptions o)
+    {
+        string auth = req.Headers.Authorization.ToString();
+        if (auth.StartsWith("Bearer ", StringComparison.OrdinalIgnoreCase))
+        {
+            try { return "ehr:" + new Microsoft.IdentityModel.JsonWebTokens.JsonWebToken(auth["Bearer ".Length..].Trim()).Issuer; }
+            catch (ArgumentException) { }
+        }
+        return o.AllowUnsignedCalls ? "unsigned-development-call" : "ehr";
     }
 
     private static string BaseUrl(HttpRequest req, CdsHooksOptions o) =>

@@ -25,7 +25,7 @@ public static class FhirRestEndpoints
         throw new FhirRequestException(StatusCodes.Status404NotFound, OutcomeCodes.NotFound, "No such route. See /fhir/metadata.");
 
     private static async Task<FhirResult> EvaluateAsync(
-        HttpRequest req, Evaluator evaluator, IOptions<FhirRestOptions> options, ILoggerFactory loggers, CancellationToken ct)
+        HttpRequest req, Evaluator evaluator, IOptions<FhirRestOptions> options, ILoggerFactory loggers, Audit.AuditTrail audit, CancellationToken ct)
     {
         var requestFormat = FhirWire.RequestFormat(req);
         var responseFormat = FhirWire.ResponseFormat(req, requestFormat);
@@ -36,7 +36,7 @@ public static class FhirRestEndpoints
         var logger = loggers.CreateLogger("MagCds.FhirRest");
         // A large Bundle's answer is evaluated while it is written, so the log line comes once it is complete.
         return answer.Outcome is { } refused
-            ? new FhirResult(refused, responseFormat, answer.Status, () => summary.Write(logger))
-            : new FhirResult(answer.Parts, responseFormat, () => summary.Write(logger));
+            ? new FhirResult(refused, responseFormat, answer.Status, () => summary.Write(logger, audit, req.HttpContext))
+            : new FhirResult(answer.Parts, responseFormat, () => summary.Write(logger, audit, req.HttpContext));
     }
 }

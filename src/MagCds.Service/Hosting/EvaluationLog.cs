@@ -1,3 +1,4 @@
+using System.Diagnostics.Metrics;
 using MagCds.Core.Evaluation;
 
 namespace MagCds.Service.Hosting;
@@ -9,9 +10,15 @@ namespace MagCds.Service.Hosting;
 /// </summary>
 public sealed partial class EvaluationSummary(string door, string knowledgeVersion)
 {
+    public const string MeterName = "MagCds.Evaluation";
+    private static readonly Meter Meter = new(MeterName);
+    private static readonly Counter<long> Evaluations =
+        Meter.CreateCounter<long>("magcds.evaluations", description: "Inputs evaluated, by door and outcome (interpretation category, or why not evaluated)");
+
     private readonly Dictionary<string, int> _outcomes = new(StringComparer.Ordinal);
     private readonly HashSet<string> _codes = new(StringComparer.Ordinal);
     private readonly List<string> _outputIds = [];
+    private readonly List<(string Resource, string? Version, string Outcome, string[] Outputs)> _inputs = [];
 
     public int Inputs { get; private set; }
     public int Done { get; private set; }
@@ -23,8 +30,10 @@ public sealed partial class EvaluationSummary(string door, string knowledgeVersi
         string key = r.Interpretation?.Category.ToString() ?? r.Outcome.ToString();
         _outcomes[key] = _outcomes.GetValueOrDefault(key) + 1;
         foreach (var i in r.Issues) _codes.Add(i.Code.Code);
-        foreach (var o in new[] { r.RiskAssessment?.Id, r.DetectedIssue?.Id })
-            if (o is not null && _outputIds.Count < 20) _outputIds.Add(o);
+        string[] outputs = new[] { r.RiskAssessment?.Id, r.DetectedIssue?.Id }.OfType<string>().ToArray();
+        foreach (var o in outputs)
+            if (_outputIds.Count < 20) _outputIds.Add(o);
+        _inputs.Add((r.Input.Reference ?? r.Input.Location, r.Input.Observation.Meta?.VersionId, key, outputs));
     }
 
     public void AddIssues(IEnumerable<CoreIssue> issues)
@@ -40,8 +49,19 @@ public sealed partial class EvaluationSummary(string door, string knowledgeVersi
         return s;
     }
 
-    public void Write(ILogger logger) =>
+    /// <summary>
+    /// Once the answer is complete: writes the log line, counts the evaluations (metric magcds.evaluations), and hands
+    /// one audit entry per input to the audit trail.
+    /// </summary>
+    /// <param name="caller">Who asked, when the door knows better than the authenticated user (CDS Hooks: the EHR).</param>
+    public void Write(ILogger logger, Audit.AuditTrail audit, HttpContext http, string? caller = null)
+    {
+        caller ??= Audit.AuditEndpoints.Caller(http);
+        foreach (var i in _inputs)
+            audit.Record(new Audit.AuditEntry(audit.Now, door, caller, http.TraceIdentifier, i.Resource, i.Version, knowledgeVersion, i.Outcome, i.Outputs));
+        foreach (var (outcome, n) in _outcomes) Evaluations.Add(n, new("door", door), new("outcome", outcome));
         Evaluated(logger, Inputs, door, _outcomes, _codes.Order(StringComparer.Ordinal).ToArray(), knowledgeVersion, [.. _outputIds]);
+    }
 
     [LoggerMessage(Level = LogLevel.Information,
         Message = "Evaluated {InputCount} inputs via {Door}: {Outcomes}; codes {IssueCodes}; knowledge {KnowledgeVersion}; outputs {OutputIds}")]

@@ -101,6 +101,19 @@ public sealed class Database : IAsyncDisposable
         CREATE INDEX IF NOT EXISTS work_item_due ON work_item (state, due_at);
         CREATE INDEX IF NOT EXISTS work_item_finished ON work_item (state, finished_at);
 
+        CREATE TABLE IF NOT EXISTS audit_event (
+            id {id},
+            at BIGINT NOT NULL,
+            door TEXT NOT NULL,
+            caller TEXT NOT NULL,
+            correlation_id TEXT NOT NULL,
+            resource TEXT NOT NULL,
+            version TEXT,
+            knowledge_version TEXT NOT NULL,
+            outcome TEXT NOT NULL,
+            outputs TEXT NOT NULL);
+        CREATE INDEX IF NOT EXISTS audit_event_at ON audit_event (at);
+
         CREATE TABLE IF NOT EXISTS worker_assessed (
             server TEXT NOT NULL,
             resource_type TEXT NOT NULL,

@@ -21,16 +21,17 @@ public sealed class AssessmentWriter(Evaluator evaluator, WorkerFhirClient fhir,
     private const string UrnSystem = "urn:ietf:rfc:3986";
 
     /// <summary>
-    /// Returns the outcome code (no clinical content) and the Observation version assessed; throws
-    /// <see cref="WorkFailure"/> for anything to retry or dead-letter.
+    /// Returns the outcome code (no clinical content), the Observation version assessed and the outputs written (their
+    /// urn:uuid identifiers when created, their ids when marked); throws <see cref="WorkFailure"/> for anything to retry
+    /// or dead-letter.
     /// </summary>
-    public async Task<(string Outcome, string? Version)> AssessAsync(string observationId, CancellationToken ct)
+    public async Task<Assessment> AssessAsync(string observationId, CancellationToken ct)
     {
         using var client = fhir.Create();
         var obs = await Call(() => client.ReadAsync<Observation>("Observation/" + observationId, ct: ct), allowGone: true);
-        if (obs is null) return ("gone", null);
+        if (obs is null) return new Assessment("gone", null, []);
         string? version = obs.Meta?.VersionId;
-        if (!evaluator.IsAntiMag(obs)) return ("not-anti-mag", version);
+        if (!evaluator.IsAntiMag(obs)) return new Assessment("not-anti-mag", version, []);
 
         var input = new EvaluationInput(obs, "Observation/" + obs.Id, "Observation");
         var history = obs.Subject?.Reference is { } subject ? await HistoryAsync(client, subject, obs.Id ?? "", ct) : [];
@@ -63,11 +64,12 @@ public sealed class AssessmentWriter(Evaluator evaluator, WorkerFhirClient fhir,
                 outcome = "retracted";
                 break;
             default:
-                return (result.Issues.FirstOrDefault()?.Code.Code ?? "not-evaluated", version);
+                return new Assessment(result.Issues.FirstOrDefault()?.Code.Code ?? "not-evaluated", version, []);
         }
 
         if (tx.Entry.Count > 0) await Call(() => client.TransactionAsync(tx, ct), allowGone: false);
-        return (outcome, version);
+        var written = tx.Entry.Select(e => e.Request!.Method == Bundle.HTTPVerb.POST ? Urn(e.Resource!) : e.Request.Url ?? "").ToList();
+        return new Assessment(outcome, version, written);
     }
 
     private async Task<IReadOnlyList<EvaluationInput>> HistoryAsync(FhirClient client, string subject, string currentId, CancellationToken ct)
@@ -201,6 +203,9 @@ public sealed class AssessmentWriter(Evaluator evaluator, WorkerFhirClient fhir,
         catch (FormatException) { throw new WorkFailure("unreadable-response", retryable: false); }
     }
 }
+
+/// <summary>What one assessment did: its outcome code, the Observation version read, and the outputs written or marked.</summary>
+public sealed record Assessment(string Outcome, string? Version, IReadOnlyList<string> Outputs);
 
 /// <summary>A failed attempt: <see cref="Reason"/> is an outcome code (no PHI); retryable ones come back later.</summary>
 public sealed class WorkFailure(string reason, bool retryable) : Exception(reason)

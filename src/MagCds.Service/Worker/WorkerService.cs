@@ -1,4 +1,5 @@
 using Hl7.Fhir.Rest;
+using MagCds.Service.Audit;
 using MagCds.Service.Storage;
 using Microsoft.Extensions.Options;
 using Polly.CircuitBreaker;
@@ -14,7 +15,8 @@ namespace MagCds.Service.Worker;
 /// </summary>
 public sealed partial class WorkerService(
     WorkQueue queue, AssessmentWriter writer, Poller poller, SubscriptionSetup subscriptions, EventRecovery recovery,
-    WorkerSignal signal, WorkerMetrics metrics, IOptions<WorkerOptions> options, TimeProvider time, ILogger<WorkerService> logger)
+    WorkerSignal signal, WorkerMetrics metrics, AuditTrail audit, MagCds.Core.Knowledge.KnowledgeBase knowledge,
+    IOptions<WorkerOptions> options, TimeProvider time, ILogger<WorkerService> logger)
     : BackgroundService
 {
     /// <summary>This process's name on leases: a restarted process is a new owner, and waits for old leases to run out.</summary>
@@ -81,9 +83,11 @@ public sealed partial class WorkerService(
         }
         try
         {
-            var (outcome, version) = await writer.AssessAsync(item.ResourceId, ct);
+            var (outcome, version, outputs) = await writer.AssessAsync(item.ResourceId, ct);
             if (outcome == "not-anti-mag") metrics.Ignored("Observation");
             await queue.CompleteAsync(item, _owner, outcome, CancellationToken.None, version);
+            audit.Record(new AuditEntry(time.GetUtcNow(), "fhir-server", "worker", $"work-item-{item.Id}", $"{item.ResourceType}/{item.ResourceId}",
+                version, knowledge.Version, outcome, outputs));
             var lag = time.GetUtcNow() - item.EnqueuedAt;
             metrics.Processed(outcome, lag);
             Assessed(logger, item.ResourceType, item.ResourceId, outcome, item.Attempts, lag.TotalMilliseconds);

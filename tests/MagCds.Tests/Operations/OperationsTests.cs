@@ -79,4 +79,32 @@ public sealed class OperationsTests
         Assert.That(health.StatusCode, Is.EqualTo(HttpStatusCode.OK), "probes are never limited");
         refused.Dispose();
     }
+
+    [Test]
+    public async Task Prometheus_metrics_count_evaluations_by_door_and_outcome_without_PHI()
+    {
+        using var f = new MagCdsFactory(new Dictionary<string, string?> { ["MagCds:Telemetry:Prometheus"] = "true" });
+        using var client = f.CreateClient();
+        using (var r = await client.PostAsync(Http.Evaluate, Http.Raw(TestFiles.Text("Observation-btu-medium.json"), "application/fhir+json")))
+            Assert.That(r.StatusCode, Is.EqualTo(HttpStatusCode.OK));
+
+        string metrics = "";
+        await WorkerHarness.WaitUntilAsync(async () =>
+        {
+            metrics = await client.GetStringAsync("/metrics");
+            return metrics.Contains("magcds_evaluations_total", StringComparison.Ordinal);
+        }, "the evaluation is counted", 30);
+        Assert.That(metrics, Does.Match(@"magcds_evaluations_total\{[^}]*door=""fhir-rest""[^}]*outcome=""Elevated""[^}]*\} 1"));
+        Assert.That(metrics, Does.Contain("http_server_request_duration_seconds"), "requests per route");
+        Assert.That(metrics, Does.Not.Contain("pat-oakhaven").And.Not.Contain("ACC-BTU-MEDIUM"));
+    }
+
+    [Test]
+    public async Task Without_Prometheus_configured_there_is_no_metrics_endpoint()
+    {
+        using var f = new MagCdsFactory();
+        using var client = f.CreateClient();
+        using var r = await client.GetAsync("/metrics");
+        Assert.That(r.StatusCode, Is.EqualTo(HttpStatusCode.NotFound));
+    }
 }

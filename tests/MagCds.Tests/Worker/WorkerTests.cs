@@ -76,6 +76,17 @@ public sealed class WorkerTests(StoreProvider provider) : WorkerTestBase(provide
         }
         Assert.That(await H.AllAsync<RiskAssessment>(), Has.Count.EqualTo(1));
         Assert.That(await H.AllAsync<DetectedIssue>(), Has.Count.EqualTo(1));
+
+        // Each processing is audited, with the same outputs each time (the same identifiers: nothing new was made).
+        JsonElement audit = default;
+        await WaitUntilAsync(async () =>
+        {
+            audit = await H.Client.GetFromJsonAsync<JsonElement>("/admin/audit?door=fhir-server");
+            return audit.GetArrayLength() == 3;
+        }, "three audit entries");
+        Assert.That(audit.EnumerateArray().Select(e => (e.GetProperty("caller").GetString(), e.GetProperty("resource").GetString(), e.GetProperty("outcome").GetString())).Distinct(),
+            Is.EqualTo(new[] { ("worker", "Observation/" + obs.Id, "evaluated-elevated") }));
+        Assert.That(audit.EnumerateArray().Select(e => e.GetProperty("outputs").GetRawText()).Distinct().Count(), Is.EqualTo(1));
     }
 
     [Test]

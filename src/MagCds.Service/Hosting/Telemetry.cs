@@ -1,0 +1,53 @@
+using MagCds.Service.CdsHooks;
+using MagCds.Service.Worker;
+using OpenTelemetry.Metrics;
+using OpenTelemetry.Resources;
+using OpenTelemetry.Trace;
+
+namespace MagCds.Service.Hosting;
+
+/// <summary>OpenTelemetry exporters (section MagCds:Telemetry); both off by default.</summary>
+public sealed class TelemetryOptions
+{
+    public const string Section = "MagCds:Telemetry";
+
+    /// <summary>An OTLP collector (e.g. http://otel-collector:4317): traces and metrics are sent there.</summary>
+    public string? OtlpEndpoint { get; set; }
+
+    /// <summary>Serve metrics for Prometheus to scrape at GET /metrics.</summary>
+    public bool Prometheus { get; set; }
+}
+
+/// <summary>
+/// Traces and metrics with OpenTelemetry: requests per door (ASP.NET Core and HttpClient instrumentation, whose URL
+/// query strings are redacted by default, so patient ids in searches never leave), and MagCds's own meters:
+/// evaluations by door and outcome, cards by indicator, feedback and override reasons, the worker's queue depth, lag
+/// and outcomes.
+/// </summary>
+public static class Telemetry
+{
+    public static IServiceCollection AddMagCdsTelemetry(this IServiceCollection services, IConfiguration config)
+    {
+        var o = config.GetSection(TelemetryOptions.Section).Get<TelemetryOptions>() ?? new TelemetryOptions();
+        var otel = services.AddOpenTelemetry()
+            .ConfigureResource(r => r.AddService("magcds", serviceVersion: typeof(Telemetry).Assembly.GetName().Version?.ToString()))
+            .WithMetrics(m =>
+            {
+                m.AddMeter(EvaluationSummary.MeterName, CdsHooksMetrics.MeterName, WorkerMetrics.MeterName)
+                    .AddAspNetCoreInstrumentation()
+                    .AddHttpClientInstrumentation();
+                if (o.Prometheus) m.AddPrometheusExporter();
+                if (!string.IsNullOrEmpty(o.OtlpEndpoint)) m.AddOtlpExporter(e => e.Endpoint = new Uri(o.OtlpEndpoint));
+            });
+        if (!string.IsNullOrEmpty(o.OtlpEndpoint))
+            otel.WithTracing(t => t.AddAspNetCoreInstrumentation().AddHttpClientInstrumentation().AddOtlpExporter(e => e.Endpoint = new Uri(o.OtlpEndpoint)));
+        return services;
+    }
+
+    public static IEndpointRouteBuilder MapMagCdsTelemetry(this IEndpointRouteBuilder app)
+    {
+        if (app.ServiceProvider.GetRequiredService<IConfiguration>().GetSection(TelemetryOptions.Section).Get<TelemetryOptions>()?.Prometheus == true)
+            app.MapPrometheusScrapingEndpoint("/metrics");
+        return app;
+    }
+}
