@@ -160,11 +160,16 @@ public static class MagCdsHostingExtensions
         return services;
     }
 
-    /// <summary>Serilog, compact JSON on the console; levels and extra sinks from configuration; sinks registered in DI join in.</summary>
+    /// <summary>
+    /// Serilog, compact JSON on the console; levels from configuration; sinks registered in DI join in. FHIR resources, tokens and principals given to a log call
+    /// are replaced by their type name (<see cref="NoPhiDestructuring"/>), so a careless log line cannot carry PHI.
+    /// </summary>
     public static IServiceCollection AddMagCdsLogging(this IServiceCollection services, IConfiguration config) =>
         services.AddSerilog((sp, lc) => lc
             .ReadFrom.Configuration(config)
             .ReadFrom.Services(sp)
+            .Destructure.With<NoPhiDestructuring>()
             .Enrich.FromLogContext()
+            .Enrich.With<NoPhiEnricher>()
             .WriteTo.Console(new RenderedCompactJsonFormatter()));
 }

@@ -1,0 +1,59 @@
+using System.Security.Claims;
+using System.Text.RegularExpressions;
+using Serilog.Core;
+using Serilog.Events;
+
+namespace MagCds.Service.Hosting;
+
+/// <summary>
+/// The redaction policy of the logs: a FHIR resource or element, a token, a claims principal or an HTTP body given to
+/// a log call is written as its type name only, however it is formatted ({@x} or {x}). PHI-free logging is the
+/// rule everywhere; this makes a slip harmless.
+/// </summary>
+public sealed class NoPhiDestructuring : IDestructuringPolicy
+{
+    public bool TryDestructure(object value, ILogEventPropertyValueFactory factory, out LogEventPropertyValue result)
+    {
+        if (Redacted(value) is { } text)
+        {
+            result = new ScalarValue(text);
+            return true;
+        }
+        result = null!;
+        return false;
+    }
+
+    public static string? Redacted(object? value) => value switch
+    {
+        Hl7.Fhir.Model.Base fhir => $"[{fhir.TypeName} redacted]",
+        Microsoft.IdentityModel.Tokens.SecurityToken token => $"[{token.GetType().Name} redacted]",
+        ClaimsPrincipal or ClaimsIdentity => "[principal redacted]",
+        Stream or ReadOnlyMemory<byte> or byte[] => "[body redacted]",
+        _ => null,
+    };
+}
+
+/// <summary>
+/// The same policy for values logged with plain {x} formatting, which reach Serilog as scalars (often already turned
+/// into strings by Microsoft.Extensions.Logging): such properties, and any string shaped like a JWT, are replaced
+/// before any sink sees them.
+/// </summary>
+public sealed partial class NoPhiEnricher : ILogEventEnricher
+{
+    [GeneratedRegex(@"eyJ[A-Za-z0-9_-]{8,}\.[A-Za-z0-9_-]{8,}(\.[A-Za-z0-9_-]*)?")]
+    private static partial Regex Jwt();
+
+    public void Enrich(LogEvent logEvent, ILogEventPropertyFactory propertyFactory)
+    {
+        foreach (var (name, value) in logEvent.Properties.ToList())
+        {
+            string? text = value switch
+            {
+                ScalarValue { Value: string s } when Jwt().IsMatch(s) => Jwt().Replace(s, "[token redacted]"),
+                ScalarValue { Value: { } v } => NoPhiDestructuring.Redacted(v),
+                _ => null,
+            };
+            if (text is not null) logEvent.AddOrUpdateProperty(new LogEventProperty(name, new ScalarValue(text)));
+        }
+    }
+}

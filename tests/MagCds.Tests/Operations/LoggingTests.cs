@@ -1,0 +1,25 @@
+using Hl7.Fhir.Model;
+using MagCds.Tests.Support;
+using Microsoft.Extensions.DependencyInjection;
+using Microsoft.Extensions.Logging;
+
+namespace MagCds.Tests.Operations;
+
+/// <summary>The log redaction policy.</summary>
+public sealed class LoggingTests
+{
+    [Test]
+    public void A_FHIR_resource_or_token_given_to_a_log_call_is_written_as_its_type_only()
+    {
+        using var f = new MagCdsFactory();
+        var logger = f.Services.GetRequiredService<ILoggerFactory>().CreateLogger("careless");
+        var obs = TestFiles.Resource<Observation>("Observation-btu-medium.json");
+        var token = new Microsoft.IdentityModel.JsonWebTokens.JsonWebToken(CdsKit.UnsignedToken("https://magcds.example/cds-services/x"));
+#pragma warning disable CA2254 // the point is a careless call
+        logger.LogWarning("Got {@Observation} and {Plain} with {Token}", obs, obs, token);
+#pragma warning restore CA2254
+        var line = f.Logs.Lines.Single(l => l.Contains("careless", StringComparison.Ordinal));
+        Assert.That(line, Does.Contain("[Observation redacted]").And.Contain("[token redacted]"));
+        Assert.That(line, Does.Not.Contain("pat-oakhaven").And.Not.Contain("25000").And.Not.Contain("ACC-BTU-MEDIUM").And.Not.Contain("eyJ"));
+    }
+}
