@@ -1,4 +1,5 @@
 using System.Collections.Concurrent;
+using MagCds.Service.Storage;
 using Microsoft.Extensions.Options;
 using Microsoft.IdentityModel.JsonWebTokens;
 using Microsoft.IdentityModel.Tokens;
@@ -13,11 +14,9 @@ namespace MagCds.Service.CdsHooks;
 /// Parsing and cryptography are Microsoft.IdentityModel's. The token itself is never logged.
 /// </summary>
 public sealed partial class CdsJwtValidator(
-    IOptionsMonitor<CdsHooksOptions> options, JwksProvider jwks, TimeProvider time, ILogger<CdsJwtValidator> logger)
+    IOptionsMonitor<CdsHooksOptions> options, JwksProvider jwks, ReplayGuard replay, TimeProvider time, ILogger<CdsJwtValidator> logger)
 {
     private readonly JsonWebTokenHandler _handler = new();
-    private readonly ConcurrentDictionary<string, DateTimeOffset> _seenJti = new(StringComparer.Ordinal);
-    private long _lastSweep;
 
     /// <summary>True when the request carries a valid token for <paramref name="audiences"/> (any one of them).</summary>
     public async Task<bool> IsValidAsync(HttpRequest request, IReadOnlyList<string> audiences, CancellationToken ct)
@@ -74,18 +73,9 @@ public sealed partial class CdsJwtValidator(
         if (iat > now + skew) return Reject("iat-in-future");
         if (exp - now > TimeSpan.FromMinutes(o.MaxTokenLifetimeMinutes)) return Reject("lifetime-too-long");
 
-        // Replay: a jti is remembered until its token expires, so it can never be used twice.
-        Sweep(now);
-        if (!_seenJti.TryAdd($"{issuer.Issuer}|{jwt.Id}", exp + skew)) return Reject("replayed-jti");
+        // Replay: a jti is remembered in the store until its token expires, so it is accepted once across replicas.
+        if (!await replay.FirstUseAsync($"cds-jti|{issuer.Issuer}|{jwt.Id}", exp + skew, ct)) return Reject("replayed-jti");
         return true;
-    }
-
-    private void Sweep(DateTimeOffset now)
-    {
-        long last = Interlocked.Read(ref _lastSweep);
-        if (now.ToUnixTimeSeconds() - last < 30 || Interlocked.CompareExchange(ref _lastSweep, now.ToUnixTimeSeconds(), last) != last) return;
-        foreach (var (k, until) in _seenJti)
-            if (until < now) _seenJti.TryRemove(k, out _);
     }
 
     private bool Reject(string reason)

@@ -58,6 +58,7 @@ public static class MagCdsHostingExtensions
         services.AddSingleton<Database>();
         services.AddSingleton<FeedbackStore>();
         services.AddSingleton<WorkQueue>();
+        services.AddSingleton<ReplayGuard>();
         services.AddSingleton<MagCds.Service.Audit.AuditTrail>();
         services.AddHostedService(sp => sp.GetRequiredService<MagCds.Service.Audit.AuditTrail>());
         return services;

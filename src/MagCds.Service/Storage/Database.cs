@@ -121,6 +121,10 @@ public sealed class Database : IAsyncDisposable
             version_id TEXT NOT NULL,
             PRIMARY KEY (server, resource_type, resource_id));
 
+        CREATE TABLE IF NOT EXISTS seen_token (
+            token_key TEXT PRIMARY KEY,
+            expires_at BIGINT NOT NULL);
+
         CREATE TABLE IF NOT EXISTS worker_state (
             server TEXT NOT NULL,
             name TEXT NOT NULL,
