@@ -54,7 +54,7 @@ public sealed partial class AuditTrail(Database db, TimeProvider time, ILogger<A
             if (batch.Count == 0) return;
             try
             {
-                await InsertAsync(batch, ct);
+                await db.WriteAsync(async () => { await InsertAsync(batch, ct); return true; }, ct);
                 batch.Clear();
             }
             catch (System.Data.Common.DbException e)

@@ -9,7 +9,10 @@ public sealed class ReplayGuard(Database db, TimeProvider time)
     private long _lastSweep;
 
     /// <summary>True the first time <paramref name="key"/> is seen before <paramref name="until"/>; false for a replay.</summary>
-    public async Task<bool> FirstUseAsync(string key, DateTimeOffset until, CancellationToken ct)
+    public Task<bool> FirstUseAsync(string key, DateTimeOffset until, CancellationToken ct) =>
+        db.WriteAsync(() => InsertAsync(key, until, ct), ct);
+
+    private async Task<bool> InsertAsync(string key, DateTimeOffset until, CancellationToken ct)
     {
         long now = time.GetUtcNow().ToUnixTimeMilliseconds();
         await using var c = await db.OpenAsync(ct);
