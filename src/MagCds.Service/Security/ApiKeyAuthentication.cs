@@ -1,6 +1,4 @@
 using System.Security.Claims;
-using System.Security.Cryptography;
-using System.Text;
 using System.Text.Encodings.Web;
 using Microsoft.AspNetCore.Authentication;
 using Microsoft.Extensions.Options;
@@ -21,10 +19,10 @@ public sealed class ApiKeyAuthentication(IOptionsMonitor<AuthenticationSchemeOpt
     protected override Task<AuthenticateResult> HandleAuthenticateAsync()
     {
         if (!Request.Headers.TryGetValue(Header, out var value)) return Task.FromResult(AuthenticateResult.NoResult());
-        byte[] given = SHA256.HashData(Encoding.UTF8.GetBytes(value.ToString()));
+        string given = value.ToString();
         foreach (var client in security.Value.ApiKeys)
         {
-            if (!CryptographicOperations.FixedTimeEquals(given, SHA256.HashData(Encoding.UTF8.GetBytes(client.Key)))) continue;
+            if (!Secrets.Same(given, client.Key)) continue;
             var identity = new ClaimsIdentity(
                 [new Claim(ClaimTypes.Name, client.Name), new Claim(RoleClaim, client.Admin ? "admin" : "client")], SchemeName);
             return Task.FromResult(AuthenticateResult.Success(new AuthenticationTicket(new ClaimsPrincipal(identity), SchemeName)));

@@ -1,6 +1,4 @@
 using MagCds.Service.Hosting;
-using System.Security.Cryptography;
-using System.Text;
 using Hl7.Fhir.Model;
 using MagCds.Core.Evaluation;
 using MagCds.Service.FhirRest;
@@ -81,12 +79,8 @@ public static class WorkerEndpoints
         if (string.IsNullOrEmpty(s.Secret))
             throw new FhirRequestException(StatusCodes.Status403Forbidden, OutcomeCodes.Forbidden,
                 "Notifications are refused until MagCds:Worker:Subscription:Secret is set.");
-        if (!SameSecret(ctx.HttpContext.Request.Headers[s.SecretHeader].ToString(), s.Secret))
+        if (!Security.Secrets.Same(ctx.HttpContext.Request.Headers[s.SecretHeader].ToString(), s.Secret))
             throw new FhirRequestException(StatusCodes.Status401Unauthorized, OutcomeCodes.Unauthorized, $"Missing or wrong {s.SecretHeader} header.");
         return await next(ctx);
     }
-
-    /// <summary>Constant-time comparison, so the time taken says nothing about how much of a guess was right.</summary>
-    private static bool SameSecret(string given, string expected) =>
-        CryptographicOperations.FixedTimeEquals(SHA256.HashData(Encoding.UTF8.GetBytes(given)), SHA256.HashData(Encoding.UTF8.GetBytes(expected)));
 }
