@@ -1,5 +1,6 @@
 using MagCds.Core.Knowledge;
 using MagCds.Service.CdsHooks;
+using MagCds.Service.Conformance;
 using MagCds.Service.FhirRest;
 using MagCds.Service.Knowledge;
 using MagCds.Service.Audit;
@@ -38,6 +39,7 @@ try
     app.MapMagCdsHealth();
     app.MapMagCdsTelemetry();
     app.MapFhirRest();
+    app.MapConformance();
     app.MapCdsHooks();
     app.MapWorker();
     app.MapKnowledge();

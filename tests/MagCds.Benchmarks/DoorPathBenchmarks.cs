@@ -42,7 +42,7 @@ public class DoorPathBenchmarks
     public async Task<long> ParseEvaluateSerialise()
     {
         var mapped = MagEvaluateOperation.ToRequest(FhirWire.Parse(_json, FhirFormat.Json));
-        var answer = MagEvaluateOperation.Start(_evaluator.Start(mapped.Request), mapped.EntryIssues, new EvaluationSummary("bench", ""));
+        var answer = MagEvaluateOperation.Start(_evaluator.Start(mapped.Request), mapped.EntryIssues, new EvaluationSummary("bench", ""), _evaluator.Canonical);
         using var output = new MemoryStream();
         await FhirWire.WriteParametersAsync(answer.Parts, FhirFormat.Json, output, CancellationToken.None);
         return output.Length;

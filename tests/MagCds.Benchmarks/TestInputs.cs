@@ -30,7 +30,7 @@ internal static class TestInputs
     {
         var mapped = MagEvaluateOperation.ToRequest(FhirWire.Parse(json, FhirFormat.Json));
         var response = evaluator.Evaluate(mapped.Request);
-        int status = MagEvaluateOperation.Start(EvaluationRun.Of(response), mapped.EntryIssues, new EvaluationSummary("check", "")).Status;
+        int status = MagEvaluateOperation.Start(EvaluationRun.Of(response), mapped.EntryIssues, new EvaluationSummary("check", ""), MagCds.Core.CanonicalUrls.Default).Status;
         if (status != 200 || !response.Outputs.Any())
             throw new InvalidOperationException($"{name}: expected 200 with outputs, got {status} with {response.Outputs.Count()} outputs.");
     }

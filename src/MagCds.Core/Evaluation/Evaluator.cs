@@ -8,6 +8,9 @@ namespace MagCds.Core.Evaluation;
 public sealed record EvaluationOptions
 {
     public IReadOnlyList<string> AdditionalCodes { get; init; } = [];
+
+    /// <summary>The canonical base of the codes, identifiers and profiles the outputs carry.</summary>
+    public CanonicalUrls Canonical { get; init; } = CanonicalUrls.Default;
 }
 
 /// <summary>
@@ -26,12 +29,15 @@ public sealed class Evaluator
     {
         _knowledge = knowledge;
         _interpreter = new Interpreter(knowledge);
-        _outputs = new OutputBuilder(knowledge);
+        Canonical = options.Canonical;
+        _outputs = new OutputBuilder(knowledge, options.Canonical);
         _codes = new HashSet<string>(StringComparer.Ordinal) { $"{CanonicalUrls.Loinc}|{CanonicalUrls.AntiMagLoinc}" };
         foreach (var c in options.AdditionalCodes) _codes.Add(c.Trim());
     }
 
     public KnowledgeBase Knowledge => _knowledge;
+
+    public CanonicalUrls Canonical { get; }
 
     /// <summary>Statements of the knowledge with their citation labels and sources (e.g. the ordering guidance).</summary>
     public (string Text, IReadOnlyList<Citation> Citations) Cite(IReadOnlyList<string> statementIds) => _outputs.Cite(statementIds);

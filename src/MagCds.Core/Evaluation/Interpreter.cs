@@ -1,3 +1,4 @@
+using MagCds.Core.Outputs;
 using Hl7.Fhir.Model;
 using MagCds.Core.Knowledge;
 
@@ -45,13 +46,13 @@ public sealed class Interpreter(KnowledgeBase knowledge)
 
         Interpretation Cannot(CannotInterpretReason reason, string why) => new()
         {
-            Category = Category.CannotInterpret, Value = value, Reason = reason, RuleId = "cannot-interpret",
+            Category = Category.CannotInterpret, Value = value, Reason = reason, RuleId = Vocabulary.Rules.CannotInterpret.Code,
             Rule = why + " MagCds does not guess: the result needs review against the performing laboratory's own reference interval.",
         };
 
         Interpretation Qualitative(bool pos) => new()
         {
-            Category = pos ? Category.Elevated : Category.NotElevated, Value = value, RuleId = "qualitative",
+            Category = pos ? Category.Elevated : Category.NotElevated, Value = value, RuleId = Vocabulary.Rules.Qualitative.Code,
             Basis = new IntervalBasis(IntervalOrigin.QualitativeResult, null, null, true, "qualitative result",
                 "the qualitative result reported by the laboratory", null),
             Rule = "The laboratory reported a qualitative result: positive or detected is reported as raised, negative or not detected as not raised.",
@@ -59,7 +60,7 @@ public sealed class Interpreter(KnowledgeBase knowledge)
 
         Interpretation FromLabFlag(bool raised, Observation o) => new()
         {
-            Category = raised ? Category.Elevated : Category.NotElevated, Value = value, RuleId = "observation-interpretation",
+            Category = raised ? Category.Elevated : Category.NotElevated, Value = value, RuleId = Vocabulary.Rules.ObservationInterpretation.Code,
             Basis = new IntervalBasis(IntervalOrigin.ObservationInterpretation, null, null, true,
                 $"laboratory flag {string.Join(", ", FlagCodes(o))}", "the interpretation flag set by the performing laboratory", null),
             Rule = "The Observation has no usable reference range, so the performing laboratory's own interpretation flag is used: a high, abnormal, positive or detected flag is reported as raised; normal, negative or not detected as not raised.",
@@ -87,7 +88,7 @@ public sealed class Interpreter(KnowledgeBase knowledge)
                 basis = new IntervalBasis(IntervalOrigin.ObservationReferenceRange, low, high, true,
                     (low is { } l ? $"{ValueReader.Format(l)}-" : "up to ") + $"{ValueReader.Format(high)} {unit}".TrimEnd(),
                     "the reference range the performing laboratory sent with the Observation", null);
-                ruleId = "observation-reference-range";
+                ruleId = Vocabulary.Rules.ObservationReferenceRange.Code;
                 rule = $"The value is compared with the upper limit of the laboratory's own reference range ({ValueReader.Format(high)} {unit}".TrimEnd()
                        + "): above it is reported as raised, at or below it as not raised.";
                 if (!v.HasUnit) rule += " The value carries no unit; the range sent with it in the same Observation is taken to be in the same unit.";

@@ -6,13 +6,11 @@ namespace MagCds.Core.Evaluation;
 public sealed record OutcomeCode(string Code, string Display, OperationOutcome.IssueType Type);
 
 /// <summary>
-/// Every code MagCds puts into OperationOutcome.issue.details (system <see cref="System"/>).
+/// Every code MagCds puts into OperationOutcome.issue.details (system <see cref="CanonicalUrls.OutcomeSystem"/>).
 /// The HTTP status that goes with each is decided by the door, not here.
 /// </summary>
 public static class OutcomeCodes
 {
-    public const string System = CanonicalUrls.Base + "/CodeSystem/magcds-outcome";
-
     public static readonly OutcomeCode Evaluated = new("evaluated", "Summary of what was evaluated", OperationOutcome.IssueType.Informational);
     public static readonly OutcomeCode NotAntiMag = new("not-anti-mag", "Not an anti-MAG IgM Observation", OperationOutcome.IssueType.NotSupported);
     public static readonly OutcomeCode MissingValue = new("missing-value", "The Observation carries no value", OperationOutcome.IssueType.Required);
@@ -42,4 +40,7 @@ public static class OutcomeCodes
     public static readonly OutcomeCode TooManyRequests = new("too-many-requests", "The client is over its request rate limit", OperationOutcome.IssueType.Throttled);
     public static readonly OutcomeCode InternalError = new("internal-error", "Unexpected error", OperationOutcome.IssueType.Exception);
 
+    /// <summary>Every code above, in declaration order (the published CodeSystem lists exactly these).</summary>
+    public static IReadOnlyList<OutcomeCode> All { get; } = typeof(OutcomeCodes).GetFields(System.Reflection.BindingFlags.Public | System.Reflection.BindingFlags.Static)
+        .Where(f => f.FieldType == typeof(OutcomeCode)).Select(f => (OutcomeCode)f.GetValue(null)!).ToList();
 }

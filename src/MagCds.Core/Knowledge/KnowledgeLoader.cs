@@ -87,6 +87,8 @@ public static class KnowledgeLoader
         foreach (var p in kb.AssayProfiles)
         {
             string at = $"assay profile '{p.Id}'";
+            // Profile ids are rule codes in RiskAssessment.method, next to the built-in rules.
+            Require(Outputs.Vocabulary.Rules.BuiltIn.All(r => r.Code != p.Id), $"{at} uses the id of a built-in rule");
             Require(p.Match.Units.Count > 0, $"{at} matches no unit (a profile must never apply to values of unknown unit)");
             foreach (var u in p.Match.Units)
                 Require(u.Unit is not null || u.Code is not null, $"{at} has a unit pattern without unit or code");

@@ -12,10 +12,10 @@ namespace MagCds.Core.Outputs;
 /// its origin, the rule in plain words, the knowledge version) and cites the source of every statement.
 /// Time stamps come from the input (issued, else effective), never from the clock.
 /// </summary>
-public sealed class OutputBuilder(KnowledgeBase knowledge)
+public sealed class OutputBuilder(KnowledgeBase knowledge, CanonicalUrls canonical)
 {
-    private const string RiskProbability = "http://terminology.hl7.org/CodeSystem/risk-probability";
-    private const string ActCode = "http://terminology.hl7.org/CodeSystem/v3-ActCode";
+    private readonly List<string> _riskAssessmentProfile = [canonical.Profile(CanonicalUrls.Profiles.RiskAssessment)];
+    private readonly List<string> _detectedIssueProfile = [canonical.Profile(CanonicalUrls.Profiles.DetectedIssue)];
 
     // Text that depends only on the knowledge is rendered once and shared by every output (speed, and memory for
     // large Bundles): statement blocks by (statement list, prefix), reference lists by the set of sources cited.
@@ -75,14 +75,14 @@ public sealed class OutputBuilder(KnowledgeBase knowledge)
         var ra = new RiskAssessment
         {
             Id = ids.RiskAssessmentId,
-            Meta = new Meta { Tag = [CategoryCoding(i.Category)] },
+            Meta = new Meta { Profile = _riskAssessmentProfile, Tag = [CategoryCoding(i.Category)] },
             Identifier = Identifiers(ids.RiskAssessmentUrn, keys),
             Status = status,
             Code = new CodeableConcept { Text = "Interpretation of a serum anti-MAG IgM result" },
             Subject = SubjectCopy(obs),
             Occurrence = occurrence,
             Basis = [observationRef, .. TrendReferences(i.Trend)],
-            Method = Method(i.RuleId, i.Basis?.Profile?.Name ?? i.RuleId),
+            Method = Method(i.RuleId, i.Basis?.Profile?.Name ?? Vocabulary.Rules.BuiltIn.First(r => r.Code == i.RuleId).Display),
             Prediction =
             [
                 new RiskAssessment.PredictionComponent
@@ -90,8 +90,8 @@ public sealed class OutputBuilder(KnowledgeBase knowledge)
                     Outcome = new CodeableConcept { Text = "Anti-MAG neuropathy (IgM paraproteinaemic demyelinating neuropathy)" },
                     QualitativeRisk = i.Category switch
                     {
-                        Category.Elevated => new CodeableConcept(RiskProbability, "moderate", "Moderate likelihood", "raised anti-MAG IgM result"),
-                        Category.NotElevated => new CodeableConcept(RiskProbability, "low", "Low likelihood", "anti-MAG IgM result not raised"),
+                        Category.Elevated => new CodeableConcept(Vocabulary.RiskProbabilitySystem, Vocabulary.ModerateRisk.Code, Vocabulary.ModerateRisk.Display, "raised anti-MAG IgM result"),
+                        Category.NotElevated => new CodeableConcept(Vocabulary.RiskProbabilitySystem, Vocabulary.LowRisk.Code, Vocabulary.LowRisk.Display, "anti-MAG IgM result not raised"),
                         _ => null, // cannot interpret: no risk is stated at all
                     },
                     Rationale = x.Basis,
@@ -115,12 +115,12 @@ public sealed class OutputBuilder(KnowledgeBase knowledge)
         var di = new DetectedIssue
         {
             Id = ids.DetectedIssueId,
-            Meta = new Meta { Tag = [CategoryCoding(i.Category)] },
+            Meta = new Meta { Profile = _detectedIssueProfile, Tag = [CategoryCoding(i.Category)] },
             Identifier = Identifiers(ids.DetectedIssueUrn, keys),
             Status = status,
             Code = new CodeableConcept
             {
-                Coding = [new Coding(ActCode, "LAB", "Lab Alert"), CategoryCoding(i.Category)],
+                Coding = [new Coding(Vocabulary.ActCodeSystem, "LAB", "Lab Alert"), CategoryCoding(i.Category)],
                 Text = i.Category == Category.Elevated ? "Raised anti-MAG IgM result" : "Anti-MAG IgM result cannot be interpreted safely",
             },
             Severity = i.Category == Category.Elevated ? DetectedIssue.DetectedIssueSeverity.Moderate : DetectedIssue.DetectedIssueSeverity.Low,
@@ -132,7 +132,7 @@ public sealed class OutputBuilder(KnowledgeBase knowledge)
                 new DetectedIssue.EvidenceComponent
                 {
                     Code = i.Reason is { } reason
-                        ? [new CodeableConcept(CanonicalUrls.CannotInterpretSystem, ReasonCode(reason), ReasonDisplay(reason))]
+                        ? [Reason(reason)]
                         : [],
                     Detail = [(ResourceReference)observationRef.DeepCopy(), .. TrendReferences(i.Trend)],
                 },
@@ -155,31 +155,31 @@ public sealed class OutputBuilder(KnowledgeBase knowledge)
         return new RiskAssessment
         {
             Id = "rx-" + ids.RiskAssessmentId[3..],
-            Meta = new Meta { Tag = [new Coding(CanonicalUrls.InterpretationSystem, "retraction", "Retraction of earlier outputs")] },
+            Meta = new Meta { Profile = _riskAssessmentProfile, Tag = [new Coding(canonical.InterpretationSystem, Vocabulary.Retraction.Code, Vocabulary.Retraction.Display)] },
             Identifier = Identifiers(ids.RiskAssessmentUrn, keys),
             Status = ObservationStatus.EnteredInError,
             Code = new CodeableConcept { Text = "Interpretation of a serum anti-MAG IgM result" },
             Subject = SubjectCopy(obs),
             Occurrence = Occurrence(obs),
             Basis = [ObservationReference(input)],
-            Method = Method("retraction", "retraction"),
+            Method = Method(Vocabulary.Rules.Retraction.Code, Vocabulary.Rules.Retraction.Display),
             Note =
             [
                 new Annotation
                 {
                     Text = new Markdown(
                         "The laboratory marked this Observation entered-in-error. Every MagCds RiskAssessment and DetectedIssue " +
-                        $"with identifier {CanonicalUrls.ObservationSeriesSystem}|{series} was based on it and is retracted: " +
+                        $"with identifier {canonical.ObservationSeriesSystem}|{series} was based on it and is retracted: " +
                         $"treat them as entered-in-error. MagCds knowledge {knowledge.Version}."),
                 },
             ],
         };
     }
 
-    private static List<Identifier> Identifiers(string urn, DeterministicIds.InputKeys keys) =>
+    private List<Identifier> Identifiers(string urn, DeterministicIds.InputKeys keys) =>
     [
         new Identifier("urn:ietf:rfc:3986", urn),
-        new Identifier(CanonicalUrls.ObservationSeriesSystem, keys.Series),
+        new Identifier(canonical.ObservationSeriesSystem, keys.Series),
     ];
 
     private readonly ConcurrentDictionary<(string, string), CodeableConcept> _methods = new();
@@ -187,16 +187,21 @@ public sealed class OutputBuilder(KnowledgeBase knowledge)
     /// <summary>The rule applied, with the knowledge version; one template per rule, copied into each output.</summary>
     private CodeableConcept Method(string ruleId, string ruleName) => (CodeableConcept)_methods.GetOrAdd((ruleId, ruleName), k => new CodeableConcept
     {
-        Coding = [new Coding(CanonicalUrls.RuleSystem, k.Item1, k.Item2) { Version = knowledge.Version }],
+        Coding = [new Coding(canonical.RuleSystem, k.Item1, k.Item2) { Version = knowledge.Version }],
         Text = $"MagCds knowledge {knowledge.Version}, rule '{k.Item1}'",
     }).DeepCopy();
 
-    private static Coding CategoryCoding(Category c) => c switch
+    private Coding CategoryCoding(Category c)
     {
-        Category.Elevated => new Coding(CanonicalUrls.InterpretationSystem, "elevated", "Raised: above the reference interval or positive"),
-        Category.NotElevated => new Coding(CanonicalUrls.InterpretationSystem, "not-elevated", "Not raised: within the reference interval or negative"),
-        _ => new Coding(CanonicalUrls.InterpretationSystem, "cannot-interpret", "Cannot be interpreted safely"),
-    };
+        var v = Vocabulary.Of(c);
+        return new Coding(canonical.InterpretationSystem, v.Code, v.Display);
+    }
+
+    private CodeableConcept Reason(CannotInterpretReason r)
+    {
+        var v = Vocabulary.Of(r);
+        return new CodeableConcept(canonical.CannotInterpretSystem, v.Code, v.Display);
+    }
 
     private static string Heading(Category c) => c switch
     {
@@ -317,28 +322,4 @@ public sealed class OutputBuilder(KnowledgeBase knowledge)
     /// <summary>The evaluator only builds outputs for Observations with a subject.</summary>
     private static ResourceReference SubjectCopy(Observation obs) =>
         (ResourceReference)(obs.Subject ?? throw new InvalidOperationException("Outputs need a subject.")).DeepCopy();
-
-    public static string ReasonCode(CannotInterpretReason r) => r switch
-    {
-        CannotInterpretReason.NoInterval => "no-interval",
-        CannotInterpretReason.UnitMismatch => "unit-mismatch",
-        CannotInterpretReason.CensoredAcrossLimit => "censored-across-limit",
-        CannotInterpretReason.NegativeValue => "negative-value",
-        CannotInterpretReason.ImplausibleValue => "implausible-value",
-        CannotInterpretReason.UnreadableQualitative => "unreadable-value",
-        CannotInterpretReason.UnreadableRatio => "unreadable-ratio",
-        _ => "interpretation-conflict",
-    };
-
-    public static string ReasonDisplay(CannotInterpretReason r) => r switch
-    {
-        CannotInterpretReason.NoInterval => "No reference range and no known assay for this unit",
-        CannotInterpretReason.UnitMismatch => "Value and reference range are in different units",
-        CannotInterpretReason.CensoredAcrossLimit => "Censored value may lie on either side of the limit",
-        CannotInterpretReason.NegativeValue => "Negative value",
-        CannotInterpretReason.ImplausibleValue => "Implausibly large value",
-        CannotInterpretReason.UnreadableQualitative => "Value is not a number or a recognised qualitative result",
-        CannotInterpretReason.UnreadableRatio => "Ratio is not a 1:n titre",
-        _ => "Laboratory flag contradicts the laboratory's own range",
-    };
 }

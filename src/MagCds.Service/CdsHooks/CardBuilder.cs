@@ -17,16 +17,17 @@ namespace MagCds.Service.CdsHooks;
 public sealed class CardBuilder(Evaluator evaluator)
 {
     private const int MaxSummary = 139;
-    private static readonly string OverrideSystem = CanonicalUrls.Base + "/CodeSystem/magcds-override-reason";
-
-    /// <summary>Why a clinician may dismiss a MagCds card; CDS Hooks requires a display for each.</summary>
-    public static IReadOnlyList<CdsCoding> OverrideReasons { get; } =
+    /// <summary>Why a clinician may dismiss a MagCds card; CDS Hooks requires a display for each. Published as a CodeSystem.</summary>
+    public static IReadOnlyList<Concept> OverrideReasonConcepts { get; } =
     [
-        new("already-known", OverrideSystem, "Result already known and being acted on"),
-        new("not-relevant", OverrideSystem, "Not relevant to this patient's care now"),
-        new("assay-does-not-apply", OverrideSystem, "The interval or assay shown does not apply"),
-        new("disagree", OverrideSystem, "Disagree with the interpretation"),
+        new("already-known", "Result already known and being acted on", "The clinician already knows the result and is acting on it."),
+        new("not-relevant", "Not relevant to this patient's care now", "The result does not bear on this patient's care at this time."),
+        new("assay-does-not-apply", "The interval or assay shown does not apply", "The reference interval or assay profile MagCds used does not apply to this result."),
+        new("disagree", "Disagree with the interpretation", "The clinician disagrees with MagCds's interpretation."),
     ];
+
+    private readonly IReadOnlyList<CdsCoding> _overrideReasons =
+        OverrideReasonConcepts.Select(c => new CdsCoding(c.Code, evaluator.Canonical.OverrideReasonSystem, c.Display)).ToList();
 
     private KnowledgeBase Knowledge => evaluator.Knowledge;
 
@@ -65,7 +66,7 @@ public sealed class CardBuilder(Evaluator evaluator)
             Source = Source(knowledgeUrl),
             Suggestions = [new Suggestion("Record this assessment", Uuid(seed + "|suggestion"), false, actions)],
             SelectionBehavior = "at-most-one",
-            OverrideReasons = OverrideReasons,
+            OverrideReasons = _overrideReasons,
             Links = Links(),
         };
     }
@@ -83,7 +84,7 @@ public sealed class CardBuilder(Evaluator evaluator)
             Detail = Escape(detail.ToString()),
             Indicator = "info",
             Source = Source(knowledgeUrl),
-            OverrideReasons = OverrideReasons,
+            OverrideReasons = _overrideReasons,
             Links = Links(),
         };
     }

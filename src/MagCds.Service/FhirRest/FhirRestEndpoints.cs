@@ -5,17 +5,12 @@ using Microsoft.Extensions.Options;
 
 namespace MagCds.Service.FhirRest;
 
-/// <summary>The FHIR REST door: <c>/fhir/metadata</c>, the OperationDefinition and <c>POST /fhir/Observation/$mag-evaluate</c>.</summary>
+/// <summary>The FHIR REST door: <c>POST /fhir/Observation/$mag-evaluate</c> (metadata and the package: Conformance/).</summary>
 public static class FhirRestEndpoints
 {
     public static IEndpointRouteBuilder MapFhirRest(this IEndpointRouteBuilder app)
     {
         var fhir = app.MapGroup("/fhir").RequireRateLimiting(RateLimits.Policy);
-        fhir.MapGet("/metadata", (HttpRequest req, Conformance c) => new FhirResult(c.CapabilityStatement, FhirWire.ResponseFormat(req, null)));
-        fhir.MapGet("/OperationDefinition/{id}", (string id, HttpRequest req, Conformance c) =>
-            id == c.OperationDefinition.Id
-                ? new FhirResult(c.OperationDefinition, FhirWire.ResponseFormat(req, null))
-                : throw new FhirRequestException(StatusCodes.Status404NotFound, OutcomeCodes.NotFound, $"No OperationDefinition '{id}'."));
         fhir.MapPost("/Observation/$" + MagEvaluateOperation.Name, EvaluateAsync).RequireAuthorization(Security.Access.EvaluatePolicy);
         return app;
     }
@@ -32,7 +27,7 @@ public static class FhirRestEndpoints
         var body = await FhirWire.ReadBodyAsync(req, options.Value.MaxRequestBodyBytes, ct);
         var mapped = MagEvaluateOperation.ToRequest(FhirWire.Parse(body, requestFormat));
         var summary = new EvaluationSummary("fhir-rest", evaluator.Knowledge.Version);
-        var answer = MagEvaluateOperation.Start(evaluator.Start(mapped.Request), mapped.EntryIssues, summary);
+        var answer = MagEvaluateOperation.Start(evaluator.Start(mapped.Request), mapped.EntryIssues, summary, evaluator.Canonical);
         var logger = loggers.CreateLogger("MagCds.FhirRest");
         // A large Bundle's answer is evaluated while it is written, so the log line comes once it is complete.
         return answer.Outcome is { } refused

@@ -8,4 +8,7 @@ public sealed class FhirRestOptions
     /// <summary>Largest accepted body in bytes; larger bodies get 413. The default fits a 10,000-Observation Bundle.</summary>
     [Range(1024, 1L << 31)]
     public long MaxRequestBodyBytes { get; set; } = 32 * 1024 * 1024;
+
+    /// <summary>Load the profile validator in the background after start-up, so the first $validate is fast.</summary>
+    public bool WarmUpValidator { get; set; } = true;
 }

@@ -1,4 +1,5 @@
 using Hl7.Fhir.Model;
+using MagCds.Core;
 using MagCds.Core.Evaluation;
 using MagCds.Service.Hosting;
 
@@ -96,7 +97,7 @@ public static class MagEvaluateOperation
     /// OperationOutcome that says, per input, why nothing could be done. Results are evaluated only until the first
     /// one that succeeds; the rest are evaluated while the Parameters is written (<see cref="Answer.Parts"/>).
     /// </summary>
-    public static Answer Start(EvaluationRun run, IReadOnlyList<CoreIssue> entryIssues, EvaluationSummary summary)
+    public static Answer Start(EvaluationRun run, IReadOnlyList<CoreIssue> entryIssues, EvaluationSummary summary, CanonicalUrls urls)
     {
         var results = run.Results.GetEnumerator();
         var head = new List<InputResult>();
@@ -112,13 +113,13 @@ public static class MagEvaluateOperation
             summary.AddIssues(entryIssues.Concat(run.RequestIssues));
             var outcome = new OperationOutcome
             {
-                Issue = [Outcomes.Issue(OutcomeCodes.NothingEvaluated, OperationOutcome.IssueSeverity.Error,
+                Issue = [Outcomes.Issue(urls, OutcomeCodes.NothingEvaluated, OperationOutcome.IssueSeverity.Error,
                     "No input could be evaluated; the issues below say why for each."),
-                    .. entryIssues.Concat(head.SelectMany(r => r.Issues)).Concat(run.RequestIssues).Select(Outcomes.Issue)],
+                    .. entryIssues.Concat(head.SelectMany(r => r.Issues)).Concat(run.RequestIssues).Select(i => Outcomes.Issue(urls, i))],
             };
             return new Answer(StatusCodes.Status422UnprocessableEntity, outcome, []);
         }
-        return new Answer(StatusCodes.Status200OK, null, Parts(head, results, run, entryIssues, summary));
+        return new Answer(StatusCodes.Status200OK, null, Parts(head, results, run, entryIssues, summary, urls));
     }
 
     /// <summary>Status and either the OperationOutcome (422) or the Parameters parts, produced as they are written (200).</summary>
@@ -129,7 +130,7 @@ public static class MagEvaluateOperation
     }
 
     private static IEnumerable<Parameters.ParameterComponent> Parts(List<InputResult> head, IEnumerator<InputResult> rest,
-        EvaluationRun run, IReadOnlyList<CoreIssue> entryIssues, EvaluationSummary summary)
+        EvaluationRun run, IReadOnlyList<CoreIssue> entryIssues, EvaluationSummary summary, CanonicalUrls urls)
     {
         var issues = new List<CoreIssue>(entryIssues);
         foreach (var r in head.Concat(Remaining(rest)))
@@ -143,9 +144,9 @@ public static class MagEvaluateOperation
         summary.AddIssues(entryIssues.Concat(run.RequestIssues));
         var outcome = new OperationOutcome
         {
-            Issue = [Outcomes.Issue(OutcomeCodes.Evaluated, OperationOutcome.IssueSeverity.Information,
+            Issue = [Outcomes.Issue(urls, OutcomeCodes.Evaluated, OperationOutcome.IssueSeverity.Information,
                 $"{summary.Done} of {summary.Inputs + entryIssues.Count} inputs evaluated with MagCds knowledge {run.KnowledgeVersion}."),
-                .. issues.Select(Outcomes.Issue)],
+                .. issues.Select(i => Outcomes.Issue(urls, i))],
         };
         yield return new Parameters.ParameterComponent { Name = Out.Outcome, Resource = outcome };
         yield return new Parameters.ParameterComponent { Name = Out.KnowledgeVersion, Value = new FhirString(run.KnowledgeVersion) };

@@ -18,13 +18,13 @@ public sealed partial class FhirErrorHandler(ILogger<FhirErrorHandler> logger) :
     {
         (int status, OperationOutcome outcome) = exception switch
         {
-            FhirRequestException e => (e.Status, Outcomes.Error(e.Code, e.Message, http.TraceIdentifier)),
+            FhirRequestException e => (e.Status, Outcomes.Error(http, e.Code, e.Message)),
             BadHttpRequestException { StatusCode: StatusCodes.Status413PayloadTooLarge } =>
-                (StatusCodes.Status413PayloadTooLarge, Outcomes.Error(OutcomeCodes.PayloadTooLarge, "The body is larger than the server accepts.", http.TraceIdentifier)),
-            BadHttpRequestException b => (b.StatusCode, Outcomes.Error(OutcomeCodes.Unparseable, "The request could not be read.", http.TraceIdentifier)),
+                (StatusCodes.Status413PayloadTooLarge, Outcomes.Error(http, OutcomeCodes.PayloadTooLarge, "The body is larger than the server accepts.")),
+            BadHttpRequestException b => (b.StatusCode, Outcomes.Error(http, OutcomeCodes.Unparseable, "The request could not be read.")),
             OperationCanceledException when http.RequestAborted.IsCancellationRequested => (499, new OperationOutcome()),
             _ => (StatusCodes.Status500InternalServerError,
-                Outcomes.Error(OutcomeCodes.InternalError, "MagCds could not complete the request; quote the id of this OperationOutcome to support.", http.TraceIdentifier)),
+                Outcomes.Error(http, OutcomeCodes.InternalError, "MagCds could not complete the request; quote the id of this OperationOutcome to support.")),
         };
         if (status >= 500) Unexpected(logger, exception.GetType().FullName ?? "", exception.StackTrace ?? "");
         else Refused(logger, status, outcome.Issue.FirstOrDefault()?.Details?.Coding.FirstOrDefault()?.Code ?? "");

@@ -24,10 +24,17 @@ public static class MagCdsHostingExtensions
         services.AddOptions<MagCdsOptions>().Bind(config.GetSection(MagCdsOptions.Section))
             .Validate(o => o.AdditionalCodes.All(c => c.Split('|') is [{ Length: > 0 }, { Length: > 0 }]),
                 "MagCds:AdditionalCodes entries must be 'system|code', e.g. 'urn:oid:1.2.3|MAGM'.")
+            .Validate(o => Uri.TryCreate(o.CanonicalBase, UriKind.Absolute, out var u) && u.Scheme is "http" or "https" && !o.CanonicalBase.EndsWith('/') && u.Query.Length == 0 && u.Fragment.Length == 0,
+                "MagCds:CanonicalBase must be an absolute http(s) URL without a trailing slash, query or fragment.")
             .ValidateOnStart();
+        services.AddSingleton(sp => new MagCds.Core.CanonicalUrls(sp.GetRequiredService<IOptions<MagCdsOptions>>().Value.CanonicalBase));
         services.AddSingleton(sp => KnowledgeLoader.Load(sp.GetRequiredService<IOptions<MagCdsOptions>>().Value.KnowledgeFile));
         services.AddSingleton(sp => new Evaluator(sp.GetRequiredService<KnowledgeBase>(),
-            new EvaluationOptions { AdditionalCodes = sp.GetRequiredService<IOptions<MagCdsOptions>>().Value.AdditionalCodes }));
+            new EvaluationOptions
+            {
+                AdditionalCodes = sp.GetRequiredService<IOptions<MagCdsOptions>>().Value.AdditionalCodes,
+                Canonical = sp.GetRequiredService<MagCds.Core.CanonicalUrls>(),
+            }));
         return services;
     }
 
@@ -38,11 +45,13 @@ public static class MagCdsHostingExtensions
         return app;
     }
 
-    /// <summary>The FHIR REST door: its options, its conformance resources, and OperationOutcome error answers.</summary>
+    /// <summary>The FHIR REST door: its options, the conformance package and its validator, and OperationOutcome error answers.</summary>
     public static IServiceCollection AddFhirRestDoor(this IServiceCollection services, IConfiguration config)
     {
         services.AddOptions<FhirRestOptions>().Bind(config.GetSection($"{MagCdsOptions.Section}:FhirRest")).ValidateDataAnnotations().ValidateOnStart();
-        services.AddSingleton(sp => new Conformance(sp.GetRequiredService<KnowledgeBase>().Version));
+        services.AddSingleton(sp => MagCds.Service.Conformance.ConformancePackage.FromEmbedded(sp.GetRequiredService<Evaluator>()));
+        services.AddSingleton<MagCds.Service.Conformance.ProfileValidator>();
+        services.AddHostedService<MagCds.Service.Conformance.ValidatorWarmUp>();
         services.AddExceptionHandler<FhirErrorHandler>();
         return services;
     }

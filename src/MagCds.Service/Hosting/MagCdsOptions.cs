@@ -10,4 +10,10 @@ public sealed class MagCdsOptions
 
     /// <summary>Local lab codes recognised as anti-MAG IgM in addition to LOINC 39087-2, as "system|code".</summary>
     public List<string> AdditionalCodes { get; set; } = [];
+
+    /// <summary>
+    /// Canonical base of everything MagCds mints: code systems, identifier systems, profiles and the served package.
+    /// Choose it once: the worker finds its earlier outputs in the EHR by identifiers under this base.
+    /// </summary>
+    public string CanonicalBase { get; set; } = MagCds.Core.CanonicalUrls.DefaultBase;
 }

@@ -105,9 +105,8 @@ public static class Access
             bool known = http.User.Identity?.IsAuthenticated == true;
             int status = known ? StatusCodes.Status403Forbidden : StatusCodes.Status401Unauthorized;
             if (!known) http.Response.Headers.WWWAuthenticate = "Bearer";
-            var outcome = Outcomes.Error(known ? OutcomeCodes.Forbidden : OutcomeCodes.Unauthorized,
-                known ? "The caller is not allowed to use this endpoint (scope or key)." : "Authentication is required: a bearer token or an X-API-Key header.",
-                http.TraceIdentifier);
+            var outcome = Outcomes.Error(http, known ? OutcomeCodes.Forbidden : OutcomeCodes.Unauthorized,
+                known ? "The caller is not allowed to use this endpoint (scope or key)." : "Authentication is required: a bearer token or an X-API-Key header.");
             await new FhirResult(outcome, FhirFormat.Json, status).ExecuteAsync(http);
         }
     }

@@ -88,7 +88,7 @@ public sealed class AssessmentWriter(Evaluator evaluator, WorkerFhirClient fhir,
         var found = new List<Resource>();
         foreach (var type in new[] { "RiskAssessment", "DetectedIssue" })
         {
-            string query = $"{type}?{NarrowFirst(type, subject, observation)}identifier={Uri.EscapeDataString(CanonicalUrls.ObservationSeriesSystem + "|" + series)}&_count=100";
+            string query = $"{type}?{NarrowFirst(type, subject, observation)}identifier={Uri.EscapeDataString(evaluator.Canonical.ObservationSeriesSystem + "|" + series)}&_count=100";
             var page = await Call(() => client.GetAsync(query, ct), allowGone: false) as Bundle;
             while (page is not null)
             {

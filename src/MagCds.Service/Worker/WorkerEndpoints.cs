@@ -67,7 +67,7 @@ public static class WorkerEndpoints
 
         var outcome = new OperationOutcome
         {
-            Issue = [Outcomes.Issue(OutcomeCodes.NotificationQueued, OperationOutcome.IssueSeverity.Information,
+            Issue = [Outcomes.Issue(req.HttpContext.RequestServices.GetRequiredService<MagCds.Core.CanonicalUrls>(), OutcomeCodes.NotificationQueued, OperationOutcome.IssueSeverity.Information,
                 n.NeedsPoll ? $"{n.Kind}: a poll was requested." : $"{n.Kind}: {observations.Count} Observation(s) queued.")],
         };
         return new FhirResult(outcome, FhirFormat.Json);

@@ -29,7 +29,7 @@ public class EvaluationCaseTests
             Assert.That(response.Outputs.OfType<RiskAssessment>().Count(), Is.EqualTo(c.RiskAssessments));
             Assert.That(response.Outputs.OfType<DetectedIssue>().Count(), Is.EqualTo(c.DetectedIssues));
             if (c.Reason is not null)
-                Assert.That(OutputBuilder.ReasonCode(first.Interpretation!.Reason!.Value), Is.EqualTo(c.Reason));
+                Assert.That(Vocabulary.Of(first.Interpretation!.Reason!.Value).Code, Is.EqualTo(c.Reason));
             Assert.That(first.Interpretation?.Trend?.PercentFromPrevious, Is.EqualTo(c.PercentFromPrevious));
             Assert.That(first.Interpretation?.Trend?.PercentFromFirst, Is.EqualTo(c.PercentFromFirst));
             var codes = response.Results.SelectMany(r => r.Issues).Concat(response.RequestIssues).Select(i => i.Code.Code).ToList();
@@ -92,7 +92,7 @@ public class EvaluationCaseTests
         var original = CoreUnderTest.EvaluateFile("Observation-btu-medium.json").Outputs.OfType<RiskAssessment>().Single();
         var amended = CoreUnderTest.EvaluateFile("Observation-status-amended.json").Outputs.OfType<RiskAssessment>().Single();
         var retraction = CoreUnderTest.EvaluateFile("Observation-entered-in-error.json").Outputs.OfType<RiskAssessment>().Single();
-        static string Series(RiskAssessment r) => r.Identifier.Single(i => i.System == MagCds.Core.CanonicalUrls.ObservationSeriesSystem).Value ?? "";
+        static string Series(RiskAssessment r) => r.Identifier.Single(i => i.System == MagCds.Core.CanonicalUrls.Default.ObservationSeriesSystem).Value ?? "";
         Assert.Multiple(() =>
         {
             Assert.That(amended.Id, Is.Not.EqualTo(original.Id));

@@ -18,8 +18,13 @@ public class MetadataTests : ServiceTests
         Assert.That(resp.StatusCode, Is.EqualTo(HttpStatusCode.OK));
         Assert.That(resp.Content.Headers.ContentType!.MediaType, Is.EqualTo(accept));
         var cs = (CapabilityStatement)await Http.ReadAsync(resp);
-        var op = cs.Rest.Single().Resource.Single(r => r.Type == "Observation").Operation.Single();
-        Assert.That((op.Name, op.Definition), Is.EqualTo(("mag-evaluate", "https://magcds.org/fhir/OperationDefinition/mag-evaluate")));
+        var observation = cs.Rest.Single().Resource.Single(r => r.Type == "Observation");
+        Assert.That(observation.Operation.Select(o => (o.Name, o.Definition)), Is.EquivalentTo(new[]
+        {
+            ("mag-evaluate", "https://magcds.org/fhir/OperationDefinition/mag-evaluate"),
+            ("validate", "http://hl7.org/fhir/OperationDefinition/Resource-validate"),
+        }));
+        Assert.That(observation.SupportedProfile, Is.EqualTo(new[] { "https://magcds.org/fhir/StructureDefinition/magcds-observation" }));
         FhirValidation.AssertValid(cs);
     }
 

@@ -13,7 +13,7 @@ public class WireTests
 {
     private static Parameters LargeAnswer()
     {
-        var answer = MagEvaluateOperation.Start(EvaluationRun.Of(CoreUnderTest.EvaluateFile("Bundle-two-patients.json")), [], new EvaluationSummary("test", ""));
+        var answer = MagEvaluateOperation.Start(EvaluationRun.Of(CoreUnderTest.EvaluateFile("Bundle-two-patients.json")), [], new EvaluationSummary("test", ""), MagCds.Core.CanonicalUrls.Default);
         var p = (Parameters)answer.ToResource();
         // Make it span several 64 KB chunks.
         for (int i = 0; i < 12; i++) p.Parameter.AddRange(p.Parameter.Take(5).Select(x => (Parameters.ParameterComponent)x.DeepCopy()));

@@ -57,6 +57,8 @@ public class ServiceProcessTests
         Assert.That(stderr, Does.Contain("'system|code'"));
     }
 
+    [TestCase("MagCds__CanonicalBase", "https://fhir.example.org/magcds/", "MagCds:CanonicalBase must be an absolute")]
+    [TestCase("MagCds__CanonicalBase", "not a url", "MagCds:CanonicalBase must be an absolute")]
     [TestCase("MagCds__Worker__FhirServerUrl", "not a url", "FhirServerUrl must be an absolute")]
     [TestCase("MagCds__Worker__Auth", "Bearer", "BearerToken is required")]
     [TestCase("MagCds__Worker__Subscription__Create", "true", "Subscription:Create needs")]

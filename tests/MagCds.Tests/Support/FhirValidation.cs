@@ -1,32 +1,54 @@
-using Firely.Fhir.Validation;
+using System.Collections.Concurrent;
 using Hl7.Fhir.Model;
-using Hl7.Fhir.Specification.Source;
-using Hl7.Fhir.Specification.Terminology;
+using MagCds.Core;
+using MagCds.Core.Evaluation;
+using MagCds.Service.Conformance;
 
 namespace MagCds.Tests.Support;
 
-/// <summary>The Firely validator against the base R4 specification (offline), built once for the whole run.</summary>
+/// <summary>
+/// The service's own profile validator (Firely, offline: base R4 plus the MagCds package), one per distinct package
+/// for the whole run. Every RiskAssessment and DetectedIssue is checked against its MagCds profile, wherever it sits.
+/// </summary>
 public static class FhirValidation
 {
-    private static readonly Lazy<Validator> Shared = new(() =>
-    {
-        var zip = ZipSource.CreateValidationSource(Path.Combine(AppContext.BaseDirectory, "specification.zip"));
-        var resolver = new CachedResolver(zip);
-        return new Validator(resolver, LocalTerminologyService.CreateDefaultForCore(resolver));
-    });
+    private static readonly ConcurrentDictionary<string, ProfileValidator> Validators = new();
 
-    private static readonly object Gate = new();
+    /// <summary>The validator for the package a service with this evaluator serves (canonical base, knowledge, codes).</summary>
+    public static ProfileValidator For(Evaluator evaluator) =>
+        Validators.GetOrAdd($"{evaluator.Canonical.Base}|{evaluator.Knowledge.Version}|{string.Join(",", evaluator.RecognisedCodes.Order())}",
+            _ => new ProfileValidator(ConformancePackage.FromEmbedded(evaluator)));
 
-    /// <summary>Errors and warnings the validator reports for <paramref name="resource"/>, minus one known validator defect.</summary>
-    public static IReadOnlyList<OperationOutcome.IssueComponent> Problems(Resource resource)
+    public static ProfileValidator Default => For(CoreUnderTest.Evaluator);
+
+    /// <summary>
+    /// Errors and warnings for <paramref name="resource"/> against the base specification, and for every MagCds output
+    /// in it (itself, or inside a Parameters or Bundle) against its MagCds profile; minus one known validator defect.
+    /// </summary>
+    public static IReadOnlyList<OperationOutcome.IssueComponent> Problems(Resource resource, ProfileValidator? validator = null, CanonicalUrls? urls = null)
     {
-        OperationOutcome oo;
-        lock (Gate) oo = Shared.Value.Validate(resource); // thread safety of Validator is not documented
-        return oo.Issue
+        validator ??= Default;
+        urls ??= CanonicalUrls.Default;
+        var issues = validator.Validate(resource).Issue.ToList();
+        foreach (var output in Outputs(resource))
+        {
+            string profile = urls.Profile(output is RiskAssessment ? CanonicalUrls.Profiles.RiskAssessment : CanonicalUrls.Profiles.DetectedIssue);
+            issues.AddRange(validator.Validate(output, profile).Issue.Select(i => { i.Diagnostics = $"[{output.TypeName}/{output.Id} against {profile}] {i.Diagnostics}"; return i; }));
+        }
+        return issues
             .Where(i => i.Severity is OperationOutcome.IssueSeverity.Error or OperationOutcome.IssueSeverity.Fatal or OperationOutcome.IssueSeverity.Warning)
             .Where(i => !IsRas2Quirk(i, resource))
             .ToList();
     }
+
+    /// <summary>The MagCds outputs in a resource: itself, or the RiskAssessments and DetectedIssues of a Parameters or Bundle.</summary>
+    public static IEnumerable<Resource> Outputs(Resource r) => r switch
+    {
+        RiskAssessment or DetectedIssue => [r],
+        Parameters p => p.Parameter.Select(x => x.Resource).Where(x => x is RiskAssessment or DetectedIssue).Cast<Resource>(),
+        Bundle b => b.Entry.Select(e => e.Resource).Where(x => x is RiskAssessment or DetectedIssue).Cast<Resource>(),
+        _ => [],
+    };
 
     /// <summary>
     /// Firely.Fhir.Validation 3.6.0 fails invariant ras-2 ("probability is decimal implies (probability as decimal) &lt;= 100")
@@ -36,20 +58,14 @@ public static class FhirValidation
     /// </summary>
     private static bool IsRas2Quirk(OperationOutcome.IssueComponent i, Resource r) =>
         (i.Details?.Text?.Contains("ras-2", StringComparison.Ordinal) == true || i.Diagnostics?.Contains("ras-2", StringComparison.Ordinal) == true)
-        && RiskAssessments(r).All(ra => ra.Prediction.All(p => p.Probability is null));
+        && Outputs(r).OfType<RiskAssessment>().All(ra => ra.Prediction.All(p => p.Probability is null));
 
-    private static IEnumerable<RiskAssessment> RiskAssessments(Resource r) => r switch
-    {
-        RiskAssessment ra => [ra],
-        Parameters p => p.Parameter.Select(x => x.Resource).OfType<RiskAssessment>(),
-        Bundle b => b.Entry.Select(e => e.Resource).OfType<RiskAssessment>(),
-        _ => [],
-    };
+    public static string Describe(IEnumerable<OperationOutcome.IssueComponent> problems) =>
+        string.Join("\n", problems.Select(p => $"{p.Severity} {p.Details?.Text} {p.Diagnostics} @ {string.Join(",", p.Expression)}"));
 
     public static void AssertValid(Resource resource)
     {
         var problems = Problems(resource);
-        Assert.That(problems, Is.Empty,
-            () => $"{resource.TypeName}/{resource.Id} is not valid R4:\n" + string.Join("\n", problems.Select(p => $"{p.Severity} {p.Details?.Text} {p.Diagnostics} @ {string.Join(",", p.Expression)}")));
+        Assert.That(problems, Is.Empty, () => $"{resource.TypeName}/{resource.Id} is not valid:\n" + Describe(problems));
     }
 }

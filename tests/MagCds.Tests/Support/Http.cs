@@ -38,5 +38,5 @@ public static class Http
 
     /// <summary>The MagCds codes (details.coding) of an OperationOutcome.</summary>
     public static IReadOnlyList<string> Codes(OperationOutcome oo) =>
-        oo.Issue.SelectMany(i => i.Details?.Coding ?? []).Where(c => c.System == MagCds.Core.Evaluation.OutcomeCodes.System).Select(c => c.Code!).ToList();
+        oo.Issue.SelectMany(i => i.Details?.Coding ?? []).Where(c => c.System == MagCds.Core.CanonicalUrls.Default.OutcomeSystem).Select(c => c.Code!).ToList();
 }

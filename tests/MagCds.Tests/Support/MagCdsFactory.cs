@@ -9,10 +9,14 @@ using Serilog.Formatting.Compact;
 
 namespace MagCds.Tests.Support;
 
-/// <summary>The real service in memory, with every log event it writes captured for inspection.</summary>
+/// <summary>
+/// The real service in memory, with every log event it writes captured for inspection, and every output it emits
+/// checked against the MagCds profiles (<see cref="OutputConformance"/>).
+/// </summary>
 public sealed class MagCdsFactory(IReadOnlyDictionary<string, string?>? settings = null, TimeProvider? time = null) : WebApplicationFactory<Program>
 {
     public CapturedLogs Logs { get; } = new();
+    public OutputConformance Conformance { get; } = new();
 
     /// <summary>Each factory gets its own SQLite file unless the test names one (e.g. to restart on the same store).</summary>
     public string StorePath { get; } = settings?.GetValueOrDefault("MagCds:Store:SqliteConnectionString") is { } cs
@@ -22,13 +26,25 @@ public sealed class MagCdsFactory(IReadOnlyDictionary<string, string?>? settings
     protected override void ConfigureWebHost(IWebHostBuilder builder)
     {
         builder.UseEnvironment("Testing");
+        // Each test service would otherwise load a validator in the background; the tests share theirs (FhirValidation).
+        builder.UseSetting("MagCds:FhirRest:WarmUpValidator", "false");
         builder.UseSetting("MagCds:Store:SqliteConnectionString", "Data Source=" + StorePath);
         foreach (var (k, v) in settings ?? new Dictionary<string, string?>()) builder.UseSetting(k, v);
         builder.ConfigureTestServices(s =>
         {
             s.AddSingleton<ILogEventSink>(Logs);
+            s.AddSingleton<IStartupFilter>(new OutputConformance.StartupFilter(Conformance));
+            s.ConfigureHttpClientDefaults(b => b.AddHttpMessageHandler(sp => new OutputConformance.WriteCheck(Conformance, sp)));
             if (time is not null) s.AddSingleton(time);
         });
+    }
+
+    /// <summary>A non-conforming output already failed the request that carried it; this names it once more at the end.</summary>
+    protected override void Dispose(bool disposing)
+    {
+        base.Dispose(disposing);
+        if (disposing && Conformance.Failures.Count > 0)
+            throw new AssertionException("Outputs that do not conform to the MagCds profiles:\n" + string.Join("\n", Conformance.Failures));
     }
 }
 

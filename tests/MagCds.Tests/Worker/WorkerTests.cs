@@ -110,6 +110,8 @@ public sealed class WorkerTests(StoreProvider provider) : WorkerTestBase(provide
         Assert.That(old.Note.Last().Text, Does.StartWith("Superseded"));
         Assert.That(ras.Single(Current).Prediction[0].QualitativeRisk!.Coding[0].Code, Is.EqualTo("moderate"));
         Assert.That((await H.AllAsync<DetectedIssue>()).Count(Current), Is.EqualTo(1));
+        // Every write-back, the cancelled one included, passed the profile check on its way out.
+        Assert.That((H.Service!.Conformance.Checked, H.Service.Conformance.Failures.Count), Is.EqualTo((4, 0)));
     }
 
     [Test]

@@ -1,0 +1,129 @@
+using Hl7.Fhir.Model;
+using MagCds.Core;
+using MagCds.Core.Evaluation;
+using MagCds.Service.FhirRest;
+using MagCds.Service.Hosting;
+using Microsoft.Extensions.Options;
+
+namespace MagCds.Service.Conformance;
+
+/// <summary>
+/// The conformance package over FHIR REST: <c>/fhir/metadata</c>, read and <c>?url=</c> search of every conformance
+/// resource type, and <c>POST /fhir/Observation/$validate</c> against the input profile. Reads are public (they
+/// describe the service, no PHI); $validate takes a patient's result, so it needs the evaluate policy.
+/// </summary>
+public static class ConformanceEndpoints
+{
+    public static IEndpointRouteBuilder MapConformance(this IEndpointRouteBuilder app)
+    {
+        var fhir = app.MapGroup("/fhir").RequireRateLimiting(RateLimits.Policy);
+        fhir.MapGet("/metadata", (HttpRequest req, ConformancePackage p) => new FhirResult(p.CapabilityStatement, FhirWire.ResponseFormat(req, null)));
+        foreach (var type in PackageArtifacts.ServedTypes)
+        {
+            fhir.MapGet($"/{type}/{{id}}", (string id, HttpRequest req, ConformancePackage p) =>
+                p.Read(type, id) is { } r
+                    ? new FhirResult(r, FhirWire.ResponseFormat(req, null))
+                    : throw new FhirRequestException(StatusCodes.Status404NotFound, OutcomeCodes.NotFound, $"No {type} '{id}'."));
+            fhir.MapGet($"/{type}", (string? url, string? version, HttpRequest req, ConformancePackage p) =>
+                new FhirResult(SearchSet(req, type, p.Search(type, url, version).ToList()), FhirWire.ResponseFormat(req, null)));
+        }
+        fhir.MapPost("/Observation/$validate", ValidateAsync).RequireAuthorization(Security.Access.EvaluatePolicy);
+        return app;
+    }
+
+    private static Bundle SearchSet(HttpRequest req, string type, IReadOnlyList<Resource> found)
+    {
+        string fhirBase = $"{req.Scheme}://{req.Host}{req.PathBase}/fhir";
+        return new Bundle
+        {
+            Type = Bundle.BundleType.Searchset,
+            Total = found.Count,
+            Link = [new Bundle.LinkComponent { Relation = "self", Url = fhirBase + "/" + type + req.QueryString }],
+            Entry = found.Select(r => new Bundle.EntryComponent
+            {
+                FullUrl = $"{fhirBase}/{type}/{r.Id}",
+                Resource = r,
+                Search = new Bundle.SearchComponent { Mode = Bundle.SearchEntryMode.Match },
+            }).ToList(),
+        };
+    }
+
+    /// <summary>
+    /// The standard $validate: 200 with an OperationOutcome whether or not the Observation is valid (4xx only when
+    /// validation could not be done). Besides the validator's findings it says what $mag-evaluate would do with the
+    /// Observation, so an integration engineer sees both the conformance and the effect of a mapping.
+    /// </summary>
+    private static async Task<FhirResult> ValidateAsync(HttpRequest req, ConformancePackage package, ProfileValidator validator,
+        Evaluator evaluator, IOptions<FhirRestOptions> options, CancellationToken ct)
+    {
+        var requestFormat = FhirWire.RequestFormat(req);
+        var responseFormat = FhirWire.ResponseFormat(req, requestFormat);
+        var body = await FhirWire.ReadBodyAsync(req, options.Value.MaxRequestBodyBytes, ct);
+        var urls = evaluator.Canonical;
+        string inputProfile = urls.Profile(CanonicalUrls.Profiles.Observation);
+
+        ParsedBody parsed;
+        try
+        {
+            parsed = FhirWire.Parse(body, requestFormat);
+        }
+        catch (FhirRequestException e) when (e.Code == OutcomeCodes.Unparseable)
+        {
+            // Not even readable as FHIR: that is the validation result (structure errors), not a failure to validate.
+            return new FhirResult(new OperationOutcome { Issue = [Outcomes.Issue(urls, OutcomeCodes.Unparseable, OperationOutcome.IssueSeverity.Error, e.Message)] }, responseFormat);
+        }
+
+        var (observation, profile) = parsed.Resource switch
+        {
+            Observation o => (o, inputProfile),
+            Parameters p => FromParameters(p, inputProfile),
+            var other => throw new FhirRequestException(StatusCodes.Status422UnprocessableEntity, OutcomeCodes.UnsupportedResource,
+                $"Observation/$validate checks an Observation (or a Parameters with a 'resource'), not a {other.TypeName}."),
+        };
+
+        var outcome = await Task.Run(() => validator.Validate(observation, profile), ct);
+        outcome.Issue.AddRange(DryRun(evaluator, observation, urls));
+        if (!outcome.Issue.Any(i => i.Severity is OperationOutcome.IssueSeverity.Error or OperationOutcome.IssueSeverity.Fatal))
+            outcome.Issue.Insert(0, new OperationOutcome.IssueComponent
+            {
+                Severity = OperationOutcome.IssueSeverity.Information, Code = OperationOutcome.IssueType.Informational,
+                Diagnostics = $"The Observation conforms to {profile}.",
+            });
+        return new FhirResult(outcome, responseFormat);
+    }
+
+    private static (Observation, string) FromParameters(Parameters p, string inputProfile)
+    {
+        foreach (var part in p.Parameter)
+            if (part.Name is not ("resource" or "profile" or "mode"))
+                throw Invalid($"Unknown parameter '{part.Name}'; $validate takes 'resource' and optionally 'profile' or 'mode'.");
+        if (p.Parameter.Where(x => x.Name == "resource").ToList() is not [{ Resource: Observation o }])
+            throw Invalid("Exactly one 'resource' parameter carrying an Observation is required.");
+        if (p.Parameter.FirstOrDefault(x => x.Name == "mode")?.Value?.ToString() is { } mode && mode is not ("create" or "update"))
+            throw Invalid($"Mode '{mode}' is not supported: an Observation is checked as it would be sent (create or update).");
+        string? profile = p.Parameter.FirstOrDefault(x => x.Name == "profile")?.Value?.ToString();
+        if (profile is not null && profile != inputProfile)
+            throw Invalid($"This service validates against its input profile {inputProfile} only.");
+        return (o, inputProfile);
+
+        static FhirRequestException Invalid(string message) =>
+            new(StatusCodes.Status400BadRequest, OutcomeCodes.InvalidParameters, message);
+    }
+
+    /// <summary>What $mag-evaluate would do with this Observation, as information issues (nothing is stored or logged).</summary>
+    private static IEnumerable<OperationOutcome.IssueComponent> DryRun(Evaluator evaluator, Observation o, CanonicalUrls urls)
+    {
+        var result = evaluator.Evaluate(EvaluationRequest.Of(new EvaluationInput(o, null, "Observation"))).Results[0];
+        string summary = result switch
+        {
+            { Outcome: InputOutcome.Evaluated, Interpretation: { } i } =>
+                $"$mag-evaluate would evaluate this result as '{MagCds.Core.Outputs.Vocabulary.Of(i.Category).Code}' by rule '{i.RuleId}'" +
+                (i.Basis is { } b ? $", judged against {b.OriginText}." : "."),
+            { Outcome: InputOutcome.Retracted } => "$mag-evaluate would retract every earlier output about this result (entered-in-error).",
+            _ => "$mag-evaluate would not evaluate this result; the issues below say why.",
+        };
+        yield return Outcomes.Issue(urls, OutcomeCodes.Evaluated, OperationOutcome.IssueSeverity.Information, summary, "Observation");
+        foreach (var i in result.Issues)
+            yield return Outcomes.Issue(urls, i with { Severity = OperationOutcome.IssueSeverity.Information, Message = "$mag-evaluate would report: " + i.Message });
+    }
+}
