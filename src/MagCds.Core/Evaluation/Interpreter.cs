@@ -69,7 +69,7 @@ public sealed class Interpreter(KnowledgeBase knowledge)
         Interpretation Numeric(Observation o, ReadValue v, decimal n, bool? flag, AssayProfile? matched)
         {
             if (n < 0)
-                return Cannot(CannotInterpretReason.NegativeValue, $"The value {v.Display} is negative, which no anti-MAG assay reports.");
+                return Cannot(CannotInterpretReason.NegativeValue, $"The value {v.Display} is negative; MagCds does not interpret a negative result.");
             if (n > knowledge.ImplausibleAbove)
                 return Cannot(CannotInterpretReason.ImplausibleValue,
                     $"The value {v.Display} is larger than any assay reports (data-quality limit {ValueReader.Format(knowledge.ImplausibleAbove)}); it is read as a unit or transcription error.");

@@ -38,7 +38,7 @@ public static class Vocabulary
             "The value and the reference range sent with it are in different units; MagCds does not convert between units."),
         CannotInterpretReason.CensoredAcrossLimit => new("censored-across-limit", "Censored value may lie on either side of the limit",
             "The value is reported with a comparator (such as < or >) and may lie on either side of the limit."),
-        CannotInterpretReason.NegativeValue => new("negative-value", "Negative value", "The value is below zero, which no anti-MAG assay reports."),
+        CannotInterpretReason.NegativeValue => new("negative-value", "Negative value", "The value is below zero; MagCds does not interpret a negative result."),
         CannotInterpretReason.ImplausibleValue => new("implausible-value", "Implausibly large value",
             "The value is so large that it is read as a unit or transcription error (a data-quality guard, not a clinical threshold)."),
         CannotInterpretReason.UnreadableQualitative => new("unreadable-value", "Value is not a number or a recognised qualitative result",

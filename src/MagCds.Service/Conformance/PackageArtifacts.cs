@@ -188,14 +188,14 @@ public static class PackageArtifacts
             SelectionBehavior = ActionSelectionBehavior.ExactlyOne,
         };
         foreach (var r in Vocabulary.Rules.BuiltIn.Where(r => r != Vocabulary.Rules.Retraction))
-            judged.Action.Add(new PlanDefinition.ActionComponent { ElementId = r.Code, Title = r.Display, Description = r.Definition, Code = [new CodeableConcept(urls.RuleSystem, r.Code, r.Display)] });
+            judged.Action.Add(new PlanDefinition.ActionComponent { ElementId = "rule-" + r.Code, Title = r.Display, Description = r.Definition, Code = [new CodeableConcept(urls.RuleSystem, r.Code, r.Display)] });
         foreach (var p in kb.AssayProfiles)
         {
             var ri = p.ReferenceInterval;
             var (caveats, caveatSources) = p.Caveats.Count > 0 ? evaluator.Cite(p.Caveats) : ("", []);
             var profile = new PlanDefinition.ActionComponent
             {
-                ElementId = p.Id,
+                ElementId = "rule-" + p.Id,
                 Title = p.Name,
                 Description = $"{p.Rule} {p.UnitReading}" + (caveats.Length > 0 ? " Caveat: " + caveats : ""),
                 TextEquivalent = $"Reference interval: {(ri.Low is { } low ? ValueReader.Format(low) + "-" : "up to ")}{ValueReader.Format(ri.High)} {ri.Unit}"
@@ -207,7 +207,7 @@ public static class PackageArtifacts
             foreach (var s in p.Strata)
                 profile.Action.Add(new PlanDefinition.ActionComponent
                 {
-                    ElementId = $"{p.Id}-{s.Id}-range", Title = s.Name,
+                    ElementId = $"rule-{p.Id}-{s.Id}", Title = s.Name,
                     Description = $"From {ValueReader.Format(s.Low)} {ri.Unit} (included)" + (s.High is { } h ? $" to {ValueReader.Format(h)} {ri.Unit} (excluded)." : " upwards."),
                 });
             judged.Action.Add(profile);

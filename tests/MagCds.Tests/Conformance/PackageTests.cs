@@ -147,9 +147,10 @@ public class PackageTests
             Assert.That(raised.Documentation.Select(d => d.Url), Is.EqualTo(cited.Select(c => c.Url)));
             Assert.That(plan.RelatedArtifact.Select(r => r.Url), Is.EqualTo(kb.Citations.Select(c => c.Url)));
             Assert.That(byId["options"].Single().Title, Does.Contain("not orders"));
+            Assert.That(byId.Where(g => g.Count() > 1).Select(g => g.Key), Is.Empty, "action ids are unique");
             foreach (var p in kb.AssayProfiles)
             {
-                var action = byId[p.Id].Single();
+                var action = byId["rule-" + p.Id].Single();
                 Assert.That(action.Description, Does.StartWith(p.Rule));
                 Assert.That(action.TextEquivalent, Does.Contain(ValueReader.Format(p.ReferenceInterval.High) + " " + p.ReferenceInterval.Unit));
             }
