@@ -1,6 +1,7 @@
 using MagCds.Core.Knowledge;
 using MagCds.Service.CdsHooks;
 using MagCds.Service.Conformance;
+using MagCds.Service.Console;
 using MagCds.Service.FhirRest;
 using MagCds.Service.Knowledge;
 using MagCds.Service.Audit;
@@ -20,6 +21,7 @@ try
         .AddFhirRestDoor(builder.Configuration)
         .AddCdsHooksDoor(builder.Configuration)
         .AddFhirServerWorker(builder.Configuration)
+        .AddMagCdsConsole()
         .AddMagCdsAccess(builder.Configuration)
         .AddMagCdsRateLimits(builder.Configuration)
         .AddMagCdsHealth()
@@ -44,6 +46,7 @@ try
     app.MapWorker();
     app.MapKnowledge();
     app.MapAudit();
+    app.MapConsole();
     app.MapFallback(FhirRestEndpoints.NotFound);
     app.Run();
 }

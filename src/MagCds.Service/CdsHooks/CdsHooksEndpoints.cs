@@ -40,25 +40,37 @@ public static partial class CdsHooksEndpoints
         string knowledgeUrl = BaseUrl(req, o) + "/knowledge";
         var logger = loggers.CreateLogger("MagCds.CdsHooks");
 
+        var (list, response) = await AnswerAsync(call, results, evaluator, cards, knowledgeUrl, ct);
+        if (response is not null) EvaluationSummary.Of(call.ServiceId, response).Write(logger, audit, req.HttpContext, Caller(req, o));
+        foreach (var c in list) metrics.Card(call.ServiceId, c.Indicator);
+        return Results.Json(new CdsResponse(list), CdsJson.Options);
+    }
+
+    /// <summary>
+    /// The cards for a hook call, and the evaluation behind them (null when nothing was evaluated): the same for the
+    /// CDS Hooks door and the console's preview, so the console shows exactly what an EHR gets.
+    /// </summary>
+    public static async Task<(List<Card> Cards, EvaluationResponse? Response)> AnswerAsync(
+        CdsCall call, PatientResults results, Evaluator evaluator, CardBuilder cards, string knowledgeUrl, CancellationToken ct)
+    {
         var list = new List<Card>();
         if (call.Hook == "patient-view")
         {
             var response = evaluator.Evaluate(evaluator.LatestWithHistory(await results.GetAsync(call, ct)));
-            EvaluationSummary.Of(call.ServiceId, response).Write(logger, audit, req.HttpContext, Caller(req, o));
             // A card only when the core says the result needs attention; otherwise {"cards": []}.
             if (response.Results is [{ Outcome: InputOutcome.Evaluated, Interpretation.NeedsAttention: true } r])
                 list.Add(cards.ResultCard(call, r, knowledgeUrl, forOrder: false));
+            return (list, response);
         }
-        else if (AntiMagOrders(call, evaluator).Any())
+        if (AntiMagOrders(call, evaluator).Any())
         {
             var response = evaluator.Evaluate(evaluator.LatestWithHistory(await results.GetAsync(call, ct)));
-            EvaluationSummary.Of(call.ServiceId, response).Write(logger, audit, req.HttpContext, Caller(req, o));
             list.Add(response.Results is [{ Outcome: InputOutcome.Evaluated } r]
                 ? cards.ResultCard(call, r, knowledgeUrl, forOrder: true)
                 : cards.NoResultCard(call, knowledgeUrl));
+            return (list, response);
         }
-        foreach (var c in list) metrics.Card(call.ServiceId, c.Indicator);
-        return Results.Json(new CdsResponse(list), CdsJson.Options);
+        return (list, null);
     }
 
     /// <summary>Draft ServiceRequests for anti-MAG IgM; for order-select only those the clinician selected.</summary>
@@ -102,7 +114,7 @@ public static partial class CdsHooksEndpoints
         return o.AllowUnsignedCalls ? "unsigned-development-call" : "ehr";
     }
 
-    private static string BaseUrl(HttpRequest req, CdsHooksOptions o) =>
+    public static string BaseUrl(HttpRequest req, CdsHooksOptions o) =>
         string.IsNullOrEmpty(o.PublicBaseUrl) ? $"{req.Scheme}://{req.Host}{req.PathBase}" : o.PublicBaseUrl.TrimEnd('/');
 
     /// <summary>The exact URL of the endpoint invoked, as the JWT aud must name it.</summary>

@@ -56,6 +56,13 @@ public static class MagCdsHostingExtensions
         return services;
     }
 
+    /// <summary>The web console (/console): its preview runs the doors' own code, so it needs them registered.</summary>
+    public static IServiceCollection AddMagCdsConsole(this IServiceCollection services)
+    {
+        services.AddSingleton<MagCds.Service.Console.ConsolePreview>();
+        return services;
+    }
+
     /// <summary>The durable store (SQLite by default, PostgreSQL for replicas): CDS Hooks feedback and the worker's queue.</summary>
     public static IServiceCollection AddMagCdsStore(this IServiceCollection services, IConfiguration config)
     {

@@ -2,7 +2,8 @@ namespace MagCds.Service.Hosting;
 
 /// <summary>
 /// Headers on every response: answers carry clinical content, so nothing may be cached or sniffed, framed, or leak
-/// a referrer; the API serves no active content. (HSTS is added where HTTPS is configured: see docs/operations.md.)
+/// a referrer; the API serves no active content. The console (/console) is the one page with scripts and styles, all
+/// from the service itself. (HSTS is added where HTTPS is configured: see docs/operations.md.)
 /// </summary>
 public static class SecurityHeaders
 {
@@ -14,7 +15,9 @@ public static class SecurityHeaders
             h["X-Content-Type-Options"] = "nosniff";
             h["X-Frame-Options"] = "DENY";
             h["Referrer-Policy"] = "no-referrer";
-            h["Content-Security-Policy"] = "default-src 'none'; frame-ancestors 'none'";
+            h["Content-Security-Policy"] = http.Request.Path.StartsWithSegments("/console")
+                ? "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; connect-src 'self'; frame-ancestors 'none'; base-uri 'none'; form-action 'none'"
+                : "default-src 'none'; frame-ancestors 'none'";
             h["Cache-Control"] = "no-store";
             return Task.CompletedTask;
         });

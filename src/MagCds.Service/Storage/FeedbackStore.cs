@@ -7,6 +7,9 @@ public sealed record FeedbackItem(
 
 public sealed record FeedbackCount(string ServiceId, string Outcome, string? OverrideCode, long Count);
 
+/// <summary>Feedback of one day (UTC, from the outcome time stamp) by outcome and override reason.</summary>
+public sealed record FeedbackDay(string Day, string Outcome, string? OverrideCode, long Count);
+
 /// <summary>
 /// Durable CDS Hooks feedback. Storing is idempotent: the same item sent again (same service, card, outcome and
 /// time) is kept once, since clients may repeat feedback.
@@ -43,6 +46,22 @@ public sealed class FeedbackStore(Database db)
         await using var r = await cmd.ExecuteReaderAsync(ct);
         while (await r.ReadAsync(ct))
             list.Add(new FeedbackCount(r.GetString(0), r.GetString(1), r.IsDBNull(2) ? null : r.GetString(2), r.GetInt64(3)));
+        return list;
+    }
+
+    /// <summary>Feedback per day since <paramref name="since"/>, oldest first (the console's chart).</summary>
+    public async Task<IReadOnlyList<FeedbackDay>> DailyAsync(DateTimeOffset since, CancellationToken ct)
+    {
+        await using var c = await db.OpenAsync(ct);
+        // Time stamps are stored as ISO-8601 UTC text, so the first 10 characters are the day on both databases.
+        await using var cmd = c.Command("""
+            SELECT substr(outcome_timestamp, 1, 10) AS day, outcome, override_code, COUNT(*) FROM cds_feedback
+            WHERE outcome_timestamp >= @since GROUP BY 1, 2, 3 ORDER BY 1, 2, 3
+            """).With("since", since.UtcDateTime.ToString("yyyy-MM-ddTHH:mm:ss.fffZ", System.Globalization.CultureInfo.InvariantCulture));
+        var list = new List<FeedbackDay>();
+        await using var r = await cmd.ExecuteReaderAsync(ct);
+        while (await r.ReadAsync(ct))
+            list.Add(new FeedbackDay(r.GetString(0), r.GetString(1), r.IsDBNull(2) ? null : r.GetString(2), r.GetInt64(3)));
         return list;
     }
 }
