@@ -39,7 +39,9 @@ public sealed class ConsolePreview(Evaluator evaluator, CardBuilder cards, Patie
         {
             var service = catalog.Services.FirstOrDefault(s => s.Hook == hook)
                           ?? throw new FhirRequestException(StatusCodes.Status400BadRequest, OutcomeCodes.InvalidCdsRequest, $"MagCds offers no service for hook '{hook}'.");
-            var call = CdsRequestReader.Read(body, service, allowInsecureFhirServer);
+            // Prefetch only: the console never calls a FHIR server a pasted request names (no requests on an admin's behalf
+            // to arbitrary hosts); without prefetch the answer says the data is unavailable, as the door would without access.
+            var call = CdsRequestReader.Read(body, service, allowInsecureFhirServer) with { FhirServer = null, AccessToken = null };
             var (list, response) = await CdsHooksEndpoints.AnswerAsync(call, results, evaluator, cards, knowledgeUrl, ct);
             var outputs = list.SelectMany(c => c.Suggestions ?? []).SelectMany(s => s.Actions).Select(a => a.Resource).OfType<Resource>();
             return (new PreviewAnswer("cds-hooks", StatusCodes.Status200OK, Cds(list), list.Select(Html).ToList(), outputs.Select(Text).ToList(), null,

@@ -3,6 +3,7 @@ using System.Text;
 using Hl7.Fhir.Model;
 using MagCds.Service.Storage;
 using MagCds.Tests.Support;
+using Deque.AxeCore.Playwright;
 using Microsoft.Playwright;
 using static MagCds.Tests.Support.WorkerHarness;
 
@@ -79,8 +80,14 @@ public class ConsoleBrowserTests
 
     private List<string> _pageErrors = [];
 
+    /// <summary>A screenshot of the view as an artifact, after axe-core finds no serious or critical accessibility violation in it.</summary>
     private static async Task ScreenshotAsync(IPage page, string name)
     {
+        var axe = await page.RunAxe();
+        Assert.That(axe.Passes, Is.Not.Empty, "axe-core ran");
+        var serious = axe.Violations.Where(v => v.Impact is "serious" or "critical").ToList();
+        Assert.That(serious.Select(v => $"{v.Id}: {v.Help} ({v.Nodes.Length} nodes, e.g. {v.Nodes.FirstOrDefault()?.Html})"), Is.Empty, $"accessibility of {name}");
+
         string dir = Path.Combine(TestContext.CurrentContext.WorkDirectory, "console-screenshots");
         Directory.CreateDirectory(dir);
         string file = Path.Combine(dir, name + ".png");
