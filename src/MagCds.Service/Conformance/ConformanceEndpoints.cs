@@ -58,14 +58,13 @@ public static class ConformanceEndpoints
     {
         var requestFormat = FhirWire.RequestFormat(req);
         var responseFormat = FhirWire.ResponseFormat(req, requestFormat);
-        var body = await FhirWire.ReadBodyAsync(req, options.Value.MaxRequestBodyBytes, ct);
         var urls = evaluator.Canonical;
         string inputProfile = urls.Profile(CanonicalUrls.Profiles.Observation);
 
         ParsedBody parsed;
         try
         {
-            parsed = FhirWire.Parse(body, requestFormat);
+            parsed = FhirWire.Parse(await FhirWire.ReadBodyAsync(req, options.Value.MaxRequestBodyBytes, ct), requestFormat);
         }
         catch (FhirRequestException e) when (e.Code == OutcomeCodes.Unparseable)
         {

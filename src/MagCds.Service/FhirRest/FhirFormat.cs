@@ -25,6 +25,9 @@ public static class FhirWire
     private static readonly FhirJsonDeserializer Json = new(new DeserializerSettings());
     private static readonly FhirXmlDeserializer Xml = new(new DeserializerSettings());
 
+    /// <summary>Deepest nesting accepted in either format; real FHIR resources stay far below it.</summary>
+    private const int MaxDepth = 128;
+
     private static readonly XmlReaderSettings SafeXml = new()
     {
         DtdProcessing = DtdProcessing.Prohibit, // no DTD, so no external entities (XXE) and no entity expansion
@@ -112,18 +115,24 @@ public static class FhirWire
     {
         Resource? resource;
         IEnumerable<CodedException> errors;
+        bool trailing = false;
         try
         {
             if (format == FhirFormat.Json)
             {
-                var reader = new Utf8JsonReader(body.Span, new JsonReaderOptions { MaxDepth = 128 });
+                // A UTF-8 byte order mark (some Windows-based engines send one) is not part of the JSON text.
+                var json = body.Span.StartsWith("\uFEFF"u8) ? body.Span[3..] : body.Span;
+                var reader = new Utf8JsonReader(json, new JsonReaderOptions { MaxDepth = MaxDepth });
                 Json.TryDeserializeResource(ref reader, out resource, out errors);
+                // The deserializer stops after the first JSON value; anything after it would be silently ignored.
+                trailing = json[(int)reader.BytesConsumed..].Trim(" \t\r\n"u8).Length > 0;
             }
             else
             {
                 using var stream = MemoryMarshal.TryGetArray(body, out ArraySegment<byte> a)
                     ? new MemoryStream(a.Array!, a.Offset, a.Count, writable: false)
                     : new MemoryStream(body.ToArray(), writable: false);
+                CheckXmlDepth(stream);
                 using var reader = XmlReader.Create(stream, SafeXml);
                 Xml.TryDeserializeResource(reader, out resource, out errors);
             }
@@ -134,6 +143,7 @@ public static class FhirWire
         }
 
         var list = errors.ToList();
+        if (trailing && list.Count == 0) throw Unparseable("there is more data after the resource.");
         if (list.Count == 0 && resource is not null) return new ParsedBody(resource, new Dictionary<int, string>());
         if (resource is Bundle bundle && list.All(e => EntryIndex(e) is not null))
         {
@@ -142,6 +152,19 @@ public static class FhirWire
             return new ParsedBody(bundle, bad);
         }
         throw Unparseable(string.Join(" ", list.Take(5).Select(e => FirstLine(e.Message))));
+    }
+
+    /// <summary>
+    /// The XML deserializer recurses once per element and has no depth limit of its own, so a deeply nested document
+    /// would overflow the stack and end the process (found by the hostile-input corpus). JSON has the reader's MaxDepth;
+    /// XML gets the same limit from a first pass over the document.
+    /// </summary>
+    private static void CheckXmlDepth(MemoryStream stream)
+    {
+        using (var scan = XmlReader.Create(stream, SafeXml))
+            while (scan.Read())
+                if (scan.Depth > MaxDepth) throw Unparseable($"the document is nested deeper than {MaxDepth} levels.");
+        stream.Position = 0;
     }
 
     private static FhirRequestException Unparseable(string detail) =>

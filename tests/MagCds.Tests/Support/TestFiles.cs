@@ -15,6 +15,16 @@ public static class TestFiles
         return r.ReadToEnd();
     }
 
+    /// <summary>A test file's exact bytes (the hostile corpus holds invalid UTF-8 on purpose).</summary>
+    public static byte[] Bytes(string name)
+    {
+        using var s = typeof(TestFiles).Assembly.GetManifestResourceStream("TestData/" + name)
+                      ?? throw new FileNotFoundException("No embedded test file " + name);
+        using var m = new MemoryStream();
+        s.CopyTo(m);
+        return m.ToArray();
+    }
+
     public static Resource Resource(string name) => new FhirJsonDeserializer().DeserializeResource(Text(name));
 
     public static T Resource<T>(string name) where T : Resource => (T)Resource(name);
@@ -26,7 +36,7 @@ public static class TestFiles
         Cases.Where(where ?? (_ => true)).Select(c => new TestCaseData(c).SetArgDisplayNames(c.File));
 
     public static IEnumerable<string> AllFiles() =>
-        typeof(TestFiles).Assembly.GetManifestResourceNames().Where(n => n.StartsWith("TestData/", StringComparison.Ordinal) && n.EndsWith(".json", StringComparison.Ordinal) && !n.EndsWith("cases.json", StringComparison.Ordinal))
+        typeof(TestFiles).Assembly.GetManifestResourceNames().Where(n => n.StartsWith("TestData/", StringComparison.Ordinal) && !n.StartsWith("TestData/Hostile/", StringComparison.Ordinal) && n.EndsWith(".json", StringComparison.Ordinal) && !n.EndsWith("cases.json", StringComparison.Ordinal))
             .Select(n => n["TestData/".Length..]).Order(StringComparer.Ordinal);
 }
 

@@ -1,0 +1,99 @@
+using System.Diagnostics;
+using System.Net;
+using System.Net.Http.Headers;
+using System.Text.Json;
+using Hl7.Fhir.Model;
+using MagCds.Tests.Support;
+
+namespace MagCds.Tests.Robustness;
+
+/// <summary>
+/// The hostile-input corpus (TestData/Hostile: one file per case, manifest.json with each door's expected status and
+/// MagCds code; make-corpus.py writes them) sent to every door it names: the FHIR REST door ($mag-evaluate and
+/// $validate), the CDS Hooks door and the worker's notification endpoint. Every answer must be the expected status
+/// with an OperationOutcome carrying the expected code (CDS Hooks success: a cards answer), never a 5xx or a stack
+/// trace, within a bounded time; and the service's memory must stay bounded over the whole corpus.
+/// </summary>
+public class HostileInputTests : ServiceTests
+{
+    private const string Secret = "hostile-notify-secret";
+
+    public sealed record CaseSpec(string File, string ContentType, Dictionary<string, JsonElement[]> Expect);
+    private sealed record Manifest(long BodyLimit, List<CaseSpec> Cases);
+
+    private static readonly Manifest Corpus = JsonSerializer.Deserialize<Manifest>(TestFiles.Text("Hostile/manifest.json"), new JsonSerializerOptions(JsonSerializerDefaults.Web))!;
+
+    protected override IReadOnlyDictionary<string, string?>? Settings => new Dictionary<string, string?>
+    {
+        ["MagCds:FhirRest:MaxRequestBodyBytes"] = Corpus.BodyLimit.ToString(System.Globalization.CultureInfo.InvariantCulture),
+        ["MagCds:CdsHooks:MaxRequestBodyBytes"] = Corpus.BodyLimit.ToString(System.Globalization.CultureInfo.InvariantCulture),
+        ["MagCds:CdsHooks:AllowUnsignedCalls"] = "true",
+        // The notification endpoint exists when the worker is on; its server is unreachable, which only delays processing.
+        ["MagCds:Worker:Enabled"] = "true",
+        ["MagCds:Worker:FhirServerUrl"] = "http://127.0.0.1:9/fhir",
+        ["MagCds:Worker:Subscription:Secret"] = Secret,
+        ["MagCds:RateLimit:PermitsPerSecond"] = "0",
+    };
+
+    private static readonly Dictionary<string, string> Paths = new()
+    {
+        ["evaluate"] = "/fhir/Observation/$mag-evaluate",
+        ["validate"] = "/fhir/Observation/$validate",
+        ["cds"] = "/cds-services/magcds-patient-view",
+        ["notify"] = "/worker/notifications",
+    };
+
+    private static IEnumerable<TestCaseData> Cases() =>
+        Corpus.Cases.SelectMany(c => c.Expect.Select(e => new TestCaseData(e.Key, c.File, c.ContentType, e.Value[0].GetInt32(),
+            e.Value[1].ValueKind == JsonValueKind.Null ? null : e.Value[1].GetString()).SetArgDisplayNames(e.Key, c.File)));
+
+    [Test]
+    public void The_corpus_has_at_least_200_cases_covering_every_door() =>
+        Assert.Multiple(() =>
+        {
+            Assert.That(Corpus.Cases, Has.Count.GreaterThanOrEqualTo(200));
+            foreach (var door in Paths.Keys) Assert.That(Corpus.Cases.Count(c => c.Expect.ContainsKey(door)), Is.GreaterThanOrEqualTo(30), door);
+        });
+
+    [TestCaseSource(nameof(Cases))]
+    public async Task Each_door_answers_the_case_as_documented(string door, string file, string contentType, int status, string? code)
+    {
+        using var req = new HttpRequestMessage(HttpMethod.Post, Paths[door]) { Content = new ByteArrayContent(TestFiles.Bytes("Hostile/cases/" + file)) };
+        req.Content.Headers.TryAddWithoutValidation("Content-Type", contentType);
+        if (door == "notify") req.Headers.Add("X-MagCds-Secret", Secret);
+        var sw = Stopwatch.StartNew();
+        var resp = await Client.SendAsync(req);
+        string text = await resp.Content.ReadAsStringAsync();
+        sw.Stop();
+
+        Assert.Multiple(() =>
+        {
+            Assert.That((int)resp.StatusCode, Is.EqualTo(status), () => text.Length > 2000 ? text[..2000] : text);
+            Assert.That((int)resp.StatusCode, Is.LessThan(500));
+            Assert.That(text, Does.Not.Contain("   at ").And.Not.Contain("Exception:"), "no stack trace");
+            // A hang detector, not a performance target: every case is small enough to answer well within this.
+            Assert.That(sw.Elapsed, Is.LessThan(TimeSpan.FromSeconds(10)), "answered in bounded time");
+        });
+        if (code is not null)
+        {
+            // The answer comes in the request's FHIR format (JSON unless the case was XML).
+            Assert.That(resp.Content.Headers.ContentType?.MediaType, Is.AnyOf("application/fhir+json", "application/fhir+xml"));
+            var answer = await Http.ReadAsync(resp);
+            var oo = answer as OperationOutcome ?? ((Parameters)answer).Parameter.Select(p => p.Resource).OfType<OperationOutcome>().Single();
+            Assert.That(Http.Codes(oo), Does.Contain(code));
+        }
+        else
+        {
+            using var cards = JsonDocument.Parse(text);
+            Assert.That(cards.RootElement.GetProperty("cards").ValueKind, Is.EqualTo(JsonValueKind.Array));
+        }
+    }
+
+    [OneTimeTearDown]
+    public void Memory_stays_bounded_over_the_corpus()
+    {
+        // The whole test process, after a full collection: a retained request, cache or queue of the corpus would show.
+        long heap = GC.GetTotalMemory(forceFullCollection: true);
+        Assert.That(heap, Is.LessThan(600L * 1024 * 1024), $"managed heap after the corpus: {heap / 1024 / 1024} MB");
+    }
+}
