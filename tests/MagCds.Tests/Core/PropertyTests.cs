@@ -9,7 +9,8 @@ namespace MagCds.Tests.Core;
 
 /// <summary>
 /// Properties of the evaluation core over generated Observations (FsCheck): it never throws, it is deterministic to
-/// the byte, and within one assay profile a higher value never gets a lower category.
+/// the byte, within one assay profile a higher value never gets a lower category, every output is valid R4 and
+/// conforms to its MagCds profile, and every card satisfies the CDS Hooks card rules.
 /// </summary>
 public sealed class PropertyTests
 {
@@ -98,4 +99,32 @@ public sealed class PropertyTests
     }
 
     private static int Rank(Category c) => c == global::MagCds.Core.Evaluation.Category.Elevated ? 1 : 0;
+
+    /// <summary>Validation costs about a millisecond per output once warm, so fewer runs than the cheap properties.</summary>
+    private static readonly Config ValidationRuns = Config.QuickThrowOnFailure.WithMaxTest(200);
+
+    [Test]
+    public void Every_output_is_valid_R4_and_conforms_to_its_MagCds_profile() =>
+        Prop.ForAll(Observations.ToArbitrary(), obs => Evaluate(obs).Outputs.All(o =>
+        {
+            var problems = FhirValidation.Problems(o);
+            return problems.Count == 0 ? true : throw new AssertionException($"{o.TypeName} for {obs.ToJson()}:\n{FhirValidation.Describe(problems)}");
+        })).Check(ValidationRuns);
+
+    [Test]
+    public void Every_card_satisfies_the_CDS_Hooks_card_rules()
+    {
+        var cards = new MagCds.Service.CdsHooks.CardBuilder(CoreUnderTest.Evaluator);
+        Prop.ForAll(Observations.ToArbitrary(), obs =>
+        {
+            var call = new MagCds.Service.CdsHooks.CdsCall("magcds-patient-view", "patient-view", "d1577c69-dfbe-44ad-ba6d-3e05e953b2ea", null, null, "gen", [], null,
+                new Dictionary<string, MagCds.Service.CdsHooks.PrefetchSlot>());
+            var list = Evaluate(obs).Results.Where(r => r is { Outcome: InputOutcome.Evaluated, Interpretation.NeedsAttention: true })
+                .SelectMany(r => new[] { cards.ResultCard(call, r, "https://magcds.example/knowledge", forOrder: false), cards.ResultCard(call, r, "https://magcds.example/knowledge", forOrder: true) })
+                .ToList();
+            using var json = System.Text.Json.JsonDocument.Parse(System.Text.Json.JsonSerializer.Serialize(new MagCds.Service.CdsHooks.CdsResponse(list), MagCds.Service.CdsHooks.CdsJson.Options));
+            var violations = CardRules.Violations(json.RootElement);
+            return violations.Count == 0 ? true : throw new AssertionException(string.Join("; ", violations));
+        }).Check(Runs);
+    }
 }
