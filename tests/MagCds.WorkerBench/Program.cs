@@ -16,7 +16,9 @@ string fhirBase = args[0], dll = args[1], mode = args[2];
 int count = int.Parse(args[3], CultureInfo.InvariantCulture);
 double rate = args.Length > 4 ? double.Parse(args[4], CultureInfo.InvariantCulture) : 20;
 string store = Path.Combine(Path.GetTempPath(), $"magcds-bench-{Guid.NewGuid():N}.db");
-int port = FreePort();
+// MAGCDS_BENCH_PORT fixes the service's port and MAGCDS_BENCH_SETTINGS ("Key=Value;Key=Value") adds settings, so
+// another load (tests/load/soak.sh) can run against the same service while the worker is fed.
+int port = int.TryParse(Environment.GetEnvironmentVariable("MAGCDS_BENCH_PORT"), out int fixedPort) ? fixedPort : FreePort();
 using var fhir = new FhirClient(fhirBase, new FhirClientSettings { PreferredFormat = ResourceFormat.Json, Timeout = 120_000 });
 
 Process StartService()
@@ -35,6 +37,8 @@ Process StartService()
         ["MagCds__Worker__Subscription__EndpointUrl"] = $"http://127.0.0.1:{port}/worker/notifications",
         ["Serilog__MinimumLevel__Default"] = "Warning",
     };
+    foreach (var kv in (Environment.GetEnvironmentVariable("MAGCDS_BENCH_SETTINGS") ?? "").Split(';', StringSplitOptions.RemoveEmptyEntries))
+        env[kv[..kv.IndexOf('=')]] = kv[(kv.IndexOf('=') + 1)..];
     foreach (var (k, v) in env) psi.Environment[k] = v;
     return Process.Start(psi)!;
 }

@@ -137,8 +137,11 @@ public static class FhirWire
                 Xml.TryDeserializeResource(reader, out resource, out errors);
             }
         }
-        catch (Exception e) when (e is System.Text.Json.JsonException or XmlException or FormatException or InvalidOperationException or ArgumentException)
+        catch (Exception e) when (e is not (FhirRequestException or OperationCanceledException))
         {
+            // Beyond their documented exceptions, the Firely parsers throw IndexOutOfRange, NullReference, InvalidCast
+            // and NotSupported on some malformed bodies (found by fuzzing, tests/fuzz): to the caller every one of them
+            // is a body that cannot be read (400), never a 500.
             throw Unparseable(FirstLine(e.Message));
         }
 
@@ -149,6 +152,17 @@ public static class FhirWire
         {
             var bad = list.GroupBy(e => EntryIndex(e)!.Value)
                 .ToDictionary(g => g.Key, g => string.Join(" ", g.Select(e => FirstLine(e.Message))));
+            // A half-read resource must never reach a door (reading its invalid status code would throw, found by
+            // fuzzing a CDS Hooks prefetch): a bad entry keeps its place, for the reports by index, without its resource.
+            try
+            {
+                foreach (int i in bad.Keys) if (i < bundle.Entry.Count) bundle.Entry[i].Resource = null;
+            }
+            catch (CodedValidationException)
+            {
+                // "entry" was not even a list (found by fuzzing): the Bundle itself is unreadable.
+                throw Unparseable(string.Join(" ", list.Take(5).Select(e => FirstLine(e.Message))));
+            }
             return new ParsedBody(bundle, bad);
         }
         throw Unparseable(string.Join(" ", list.Take(5).Select(e => FirstLine(e.Message))));

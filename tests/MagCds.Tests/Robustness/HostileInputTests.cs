@@ -71,8 +71,9 @@ public class HostileInputTests : ServiceTests
             Assert.That((int)resp.StatusCode, Is.EqualTo(status), () => text.Length > 2000 ? text[..2000] : text);
             Assert.That((int)resp.StatusCode, Is.LessThan(500));
             Assert.That(text, Does.Not.Contain("   at ").And.Not.Contain("Exception:"), "no stack trace");
-            // A hang detector, not a performance target: every case is small enough to answer well within this.
-            Assert.That(sw.Elapsed, Is.LessThan(TimeSpan.FromSeconds(10)), "answered in bounded time");
+            // A hang detector, not a performance target (those are benchmarks, docs/performance.md): it includes the
+            // test's own profile check of every output (OutputConformance), e.g. 1,200 outputs for the 600-result Bundle.
+            Assert.That(sw.Elapsed, Is.LessThan(TimeSpan.FromSeconds(30)), "answered in bounded time");
         });
         if (code is not null)
         {

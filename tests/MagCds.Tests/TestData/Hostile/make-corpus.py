@@ -242,6 +242,21 @@ add("cds-prefetch-huge-bundle", cds(put({"resourceType": "Bundle", "type": "sear
 add("cds-prefetch-other-patient", cds(put({"resourceType": "Bundle", "type": "searchset", "entry": [{"resource": OBS | {"subject": {"reference": "Patient/else"}}}]}, "prefetch", "antiMagResults")),
     "application/json", cds=[200, None])
 
+# --- inputs AFL++ found (tests/fuzz/run.sh) that made the Firely parsers throw undocumented exceptions (were 500s)
+add("fuzz-empty-property-name", b'{"resourceType": "soxrle", ":esource": {"": {"ree": "Observation", "statusE: 7}}]}', JSON, **UNPARSEABLE_ALL)
+add("fuzz-empty-property-name-in-bundle", b'{"resourceType": "Bundle", "typ`": {"": "batch", "entry": [{"resource": {"resourceType": "Observataon"] "status": 7}},}', JSON, **UNPARSEABLE_ALL)
+add("fuzz-invalid-cast", b'{\n  "resourceType": "Observation",\n  "id": "um",\n  "meta": { "versionId": "3"\n  },\n  "_dentifier": [ {\n  "sy": "9",\n  "valUe": "UM"{\n  "sy"  "status": "",\n  "category": [\n    {   "codyng": [\n    {   "system": "ht",\n  "co\x00d": "la"\n  ',
+    JSON, **UNPARSEABLE_ALL)
+add("fuzz-xml-attribute-on-primitive", b'<Observation xmlns="r"><id value="h1"/><stauus value="final"/><code><coding><system x="h"/><code value="3-2"/></coding></code><subject><reference value="h"/></subject><effectiZeDateTime value="202Z"/><valueQuantity><us vaue="0"/><unit Value="BTU"/></valueQuantity></Observation>', XML, **UNPARSEABLE)
+add("fuzz-xml-attribute-case", b'<Observation xmlns="r"><id value="h1"/><status vaLue="final"/><code><coding><system value="http://loorg"/><code value="3-2"/></coding></code><subject><reference value="h"/></subject><effectiveDateTime value="2026-03-02T09:15:00X"/><valueQuantity><value value="0"/><unit value="BTU"/></valueQuantity></Observation>', XML, **UNPARSEABLE)
+
+add("fuzz-cds-prefetch-invalid-status-code", cds(put({"resourceType": "Bundle", "type": "searchset", "entry": [{"resource": OBS | {"status": "fin!l"}}]}, "prefetch", "antiMagResults")),
+    "application/json", cds=[200, None])
+add("fuzz-bundle-entry-invalid-status-code", json.dumps({"resourceType": "Bundle", "type": "batch", "entry": [{"resource": OBS | {"status": "fin!l"}}]}), JSON,
+    evaluate=[422, "nothing-evaluated"], validate=[422, "unsupported-resource"], notify=[200, "notification-queued"])
+
+add("fuzz-bundle-entry-not-a-list", b'{"resourceType": "Bundle", "type": "batch", "entry": {"resource": {"resourceType": "Observation", "status": 7}}}', JSON, **UNPARSEABLE_ALL)
+
 # --- write
 if os.path.exists(os.path.join(HERE, "cases")): shutil.rmtree(os.path.join(HERE, "cases"))
 os.makedirs(os.path.join(HERE, "cases"))
