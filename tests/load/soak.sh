@@ -42,7 +42,7 @@ echo "== FHIR test server at $FHIR; MagCds at $BASE"
 
 TOTAL_S=$(( SOAK_S + 3 * MAX_S + 60 ))
 COUNT=$(( TOTAL_S * RATE ))
-MAGCDS_BENCH_PORT="$PORT" MAGCDS_BENCH_SETTINGS="MagCds__CdsHooks__AllowUnsignedCalls=true;MagCds__RateLimit__PermitsPerSecond=0" \
+MAGCDS_BENCH_PORT="$PORT" MAGCDS_BENCH_SETTINGS="MagCds__CdsHooks__AllowUnsignedCalls=true;MagCds__RateLimit__PermitsPerSecond=0;MagCds__FhirRest__WarmUpValidator=false" \
     dotnet "$ROOT/tests/MagCds.WorkerBench/bin/Release/net10.0/MagCds.WorkerBench.dll" "$FHIR" "$DLL" steady "$COUNT" "$RATE" > "$WORK/worker.log" 2>&1 &
 BENCH=$!; PIDS+=($BENCH)
 for _ in $(seq 1 240); do curl -sf -o /dev/null "$BASE/health/ready" && break; sleep 0.5; done
@@ -80,7 +80,8 @@ for t in $(seq 10 10 "$SOAK_S"); do
 done
 wait $W1 $W2
 cat "$WORK/rest-soak.txt" "$WORK/cds-soak.txt"
-rss1=$(awk '$1==60 {print $2}' "$WORK/rss.txt"); rssN=$(tail -1 "$WORK/rss.txt" | awk '{print $2}')
+rss1=$(awk '$1>=60 {print $2; exit}' "$WORK/rss.txt"); rss1="${rss1:-$(head -1 "$WORK/rss.txt" | awk '{print $2}')}"
+rssN=$(tail -1 "$WORK/rss.txt" | awk '{print $2}')
 echo "RSS (KB) every 10 s: $(awk '{printf "%s ", $2}' "$WORK/rss.txt")"
 echo "RSS at 1 min: $rss1 KB, at the end: $rssN KB, ratio $(python3 -c "print(f'{$rssN/$rss1:.3f}')")"
 
