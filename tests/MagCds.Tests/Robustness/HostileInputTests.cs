@@ -12,7 +12,7 @@ namespace MagCds.Tests.Robustness;
 /// MagCds code; make-corpus.py writes them) sent to every door it names: the FHIR REST door ($mag-evaluate and
 /// $validate), the CDS Hooks door and the worker's notification endpoint. Every answer must be the expected status
 /// with an OperationOutcome carrying the expected code (CDS Hooks success: a cards answer), never a 5xx or a stack
-/// trace, within a bounded time; and the service's memory must stay bounded over the whole corpus.
+/// trace, within a bounded time; and the service's memory must stay bounded when the corpus is sent again and again.
 /// </summary>
 public class HostileInputTests : ServiceTests
 {
@@ -90,11 +90,33 @@ public class HostileInputTests : ServiceTests
         }
     }
 
-    [OneTimeTearDown]
-    public void Memory_stays_bounded_over_the_corpus()
+    /// <summary>
+    /// Memory: the whole corpus, sent to every door once to fill what may legitimately fill (JIT, caches, the test's
+    /// own output check), then twice more; the managed heap (the service runs in this process) after the third pass,
+    /// after a full collection, may not exceed the heap after the second by more than 64 MB. A retained request,
+    /// an unbounded cache or queue would show here.
+    /// </summary>
+    [Test]
+    public async Task Memory_stays_bounded_when_the_corpus_is_sent_again_and_again()
     {
-        // The whole test process, after a full collection: a retained request, cache or queue of the corpus would show.
-        long heap = GC.GetTotalMemory(forceFullCollection: true);
-        Assert.That(heap, Is.LessThan(600L * 1024 * 1024), $"managed heap after the corpus: {heap / 1024 / 1024} MB");
+        await SendAllAsync();
+        await SendAllAsync();
+        long after2 = GC.GetTotalMemory(forceFullCollection: true);
+        await SendAllAsync();
+        long after3 = GC.GetTotalMemory(forceFullCollection: true);
+        Assert.That(after3 - after2, Is.LessThan(64L * 1024 * 1024), $"heap after pass 2: {after2 / 1048576} MB, after pass 3: {after3 / 1048576} MB");
+    }
+
+    private async Task SendAllAsync()
+    {
+        foreach (var c in Corpus.Cases)
+            foreach (var door in c.Expect.Keys)
+            {
+                using var req = new HttpRequestMessage(HttpMethod.Post, Paths[door]) { Content = new ByteArrayContent(TestFiles.Bytes("Hostile/cases/" + c.File)) };
+                req.Content.Headers.TryAddWithoutValidation("Content-Type", c.ContentType);
+                if (door == "notify") req.Headers.Add("X-MagCds-Secret", Secret);
+                using var resp = await Client.SendAsync(req);
+                Assert.That((int)resp.StatusCode, Is.LessThan(500), c.File);
+            }
     }
 }
