@@ -16,9 +16,13 @@ public sealed record AuditEntry(
 /// (an answer is never slowed by the audit); a background writer stores them in batches, one transaction each, and
 /// retries while the store is unreachable. Entries still queued when the process is killed are lost (stopping
 /// normally writes them); a backlog over 200,000 entries (a long store outage) drops new ones and logs that.
+/// Entries older than <see cref="AuditOptions.KeepDays"/> are deleted at start-up and then at most once an hour.
 /// </summary>
-public sealed partial class AuditTrail(Database db, TimeProvider time, ILogger<AuditTrail> logger) : BackgroundService
+public sealed partial class AuditTrail(Database db, TimeProvider time, Microsoft.Extensions.Options.IOptions<AuditOptions> options, ILogger<AuditTrail> logger)
+    : BackgroundService
 {
+    private DateTimeOffset _lastPurge = DateTimeOffset.MinValue;
+
     private readonly Channel<AuditEntry> _queue = Channel.CreateBounded<AuditEntry>(new BoundedChannelOptions(200_000)
     {
         FullMode = BoundedChannelFullMode.DropWrite,
@@ -38,8 +42,12 @@ public sealed partial class AuditTrail(Database db, TimeProvider time, ILogger<A
         var batch = new List<AuditEntry>(1000);
         try
         {
+            await PurgeIfDueAsync(stoppingToken);
             while (await _queue.Reader.WaitToReadAsync(stoppingToken))
+            {
                 await WriteAvailableAsync(batch, stoppingToken);
+                await PurgeIfDueAsync(stoppingToken);
+            }
         }
         catch (OperationCanceledException) when (stoppingToken.IsCancellationRequested) { }
         // Stopping: what is queued is still written.
@@ -64,6 +72,31 @@ public sealed partial class AuditTrail(Database db, TimeProvider time, ILogger<A
                 await Task.Delay(TimeSpan.FromSeconds(1), time, ct);
             }
         }
+    }
+
+    private async Task PurgeIfDueAsync(CancellationToken ct)
+    {
+        if (options.Value.KeepDays == 0 || Now - _lastPurge < TimeSpan.FromHours(1)) return;
+        try
+        {
+            int deleted = await PurgeAsync(ct);
+            if (deleted > 0) Purged(logger, deleted, options.Value.KeepDays);
+        }
+        catch (System.Data.Common.DbException e) { StoreFailed(logger, e.GetType().Name, 0); }
+    }
+
+    /// <summary>Deletes the entries older than the retention period (none when it is 0); returns how many.</summary>
+    public async Task<int> PurgeAsync(CancellationToken ct)
+    {
+        _lastPurge = Now;
+        if (options.Value.KeepDays == 0) return 0;
+        long before = Now.AddDays(-options.Value.KeepDays).ToUnixTimeMilliseconds();
+        return await db.WriteAsync(async () =>
+        {
+            await using var c = await db.OpenAsync(ct);
+            await using var cmd = c.Command("DELETE FROM audit_event WHERE at < @before").With("before", before);
+            return await cmd.ExecuteNonQueryAsync(ct);
+        }, ct);
     }
 
     private async Task InsertAsync(IReadOnlyList<AuditEntry> entries, CancellationToken ct)
@@ -101,6 +134,9 @@ public sealed partial class AuditTrail(Database db, TimeProvider time, ILogger<A
                 r.GetString(8).Split(',', StringSplitOptions.RemoveEmptyEntries)));
         return list;
     }
+
+    [LoggerMessage(Level = LogLevel.Information, Message = "Audit retention: {Deleted} entries older than {KeepDays} days deleted")]
+    private static partial void Purged(ILogger logger, int deleted, int keepDays);
 
     [LoggerMessage(Level = LogLevel.Error, Message = "Audit backlog full: {Dropped} audit entries dropped so far")]
     private static partial void Dropped(ILogger logger, long dropped);

@@ -75,6 +75,7 @@ public static class MagCdsHostingExtensions
         services.AddSingleton<FeedbackStore>();
         services.AddSingleton<WorkQueue>();
         services.AddSingleton<ReplayGuard>();
+        services.AddOptions<MagCds.Service.Audit.AuditOptions>().Bind(config.GetSection(MagCds.Service.Audit.AuditOptions.Section)).ValidateDataAnnotations().ValidateOnStart();
         services.AddSingleton<MagCds.Service.Audit.AuditTrail>();
         services.AddHostedService(sp => sp.GetRequiredService<MagCds.Service.Audit.AuditTrail>());
         return services;

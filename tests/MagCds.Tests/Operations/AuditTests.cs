@@ -2,6 +2,7 @@ using System.Net;
 using System.Text.Json;
 using MagCds.Service.Storage;
 using MagCds.Tests.Support;
+using Microsoft.Extensions.DependencyInjection;
 
 namespace MagCds.Tests.Operations;
 
@@ -63,5 +64,38 @@ public sealed class AuditTests(StoreProvider provider)
 
         using var anonymous = await client.GetAsync("/admin/audit");
         Assert.That(anonymous.StatusCode, Is.EqualTo(HttpStatusCode.Unauthorized));
+    }
+
+    [Test]
+    public async Task Entries_older_than_the_retention_period_are_deleted_and_newer_ones_kept()
+    {
+        var settings = await StoreUnderTest.SettingsAsync(provider);
+        settings["MagCds:Audit:KeepDays"] = "30";
+        var clock = new FixedClock(new DateTimeOffset(2026, 1, 1, 8, 0, 0, TimeSpan.Zero));
+        using var f = new MagCdsFactory(settings, clock);
+        using var client = f.CreateClient();
+        var audit = f.Services.GetRequiredService<MagCds.Service.Audit.AuditTrail>();
+
+        async Task EvaluateAsync(string requestId)
+        {
+            using var req = new HttpRequestMessage(HttpMethod.Post, Http.Evaluate) { Content = Http.Raw(TestFiles.Text("Observation-btu-medium.json"), "application/fhir+json") };
+            req.Headers.Add("X-Request-Id", requestId);
+            using var r = await client.SendAsync(req);
+            Assert.That(r.StatusCode, Is.EqualTo(HttpStatusCode.OK));
+        }
+        async Task<List<string>> StoredAsync() =>
+            (await audit.QueryAsync(null, 100, CancellationToken.None)).Select(e => e.CorrelationId).ToList();
+
+        // The writer deletes what is older than 30 days by itself, at most once an hour of the service's clock.
+        await EvaluateAsync("OLD-1");
+        await WorkerHarness.WaitUntilAsync(async () => (await StoredAsync()).SequenceEqual(["OLD-1"]), "the first entry is stored", 10);
+        clock.Now = clock.Now.AddDays(20);
+        await EvaluateAsync("MIDDLE-1");
+        await WorkerHarness.WaitUntilAsync(async () => (await StoredAsync()).Count == 2, "OLD-1 (20 days old) is kept", 10);
+        clock.Now = clock.Now.AddDays(15); // OLD-1 is now 35 days old, MIDDLE-1 15
+        await EvaluateAsync("NEW-1");
+        await WorkerHarness.WaitUntilAsync(async () => (await StoredAsync()).Order().SequenceEqual(["MIDDLE-1", "NEW-1"]),
+            "OLD-1 is deleted and the others kept", 10);
+        Assert.That(await audit.PurgeAsync(CancellationToken.None), Is.Zero, "nothing else was due");
     }
 }

@@ -1,0 +1,13 @@
+using System.ComponentModel.DataAnnotations;
+
+namespace MagCds.Service.Audit;
+
+/// <summary>Options of the audit trail (section MagCds:Audit).</summary>
+public sealed class AuditOptions
+{
+    public const string Section = "MagCds:Audit";
+
+    /// <summary>How long audit entries are kept; older ones are deleted (0 keeps them for ever).</summary>
+    [Range(0, 36500)]
+    public int KeepDays { get; set; } = 365;
+}
