@@ -16,19 +16,31 @@ public sealed class CanonicalUrls
 
     public CanonicalUrls(string baseUrl)
     {
-        if (!Uri.TryCreate(baseUrl, UriKind.Absolute, out var u) || u.Scheme is not ("http" or "https") || baseUrl.EndsWith('/') || u.Query.Length > 0 || u.Fragment.Length > 0)
+        if (!IsValidBase(baseUrl))
             throw new ArgumentException($"The canonical base '{baseUrl}' must be an absolute http(s) URL without a trailing slash, query or fragment.", nameof(baseUrl));
         Base = baseUrl;
+        // Built once: outputs carry these on every evaluation.
+        InterpretationSystem = Of("CodeSystem", "magcds-interpretation");
+        RuleSystem = Of("CodeSystem", "magcds-rules");
+        CannotInterpretSystem = Of("CodeSystem", "magcds-cannot-interpret");
+        OutcomeSystem = Of("CodeSystem", "magcds-outcome");
+        OverrideReasonSystem = Of("CodeSystem", "magcds-override-reason");
+        ObservationSeriesSystem = Base + "/sid/observation-assessment";
     }
 
+    /// <summary>An absolute http(s) URL without a trailing slash, query or fragment (also the settings check).</summary>
+    public static bool IsValidBase(string? baseUrl) =>
+        Uri.TryCreate(baseUrl, UriKind.Absolute, out var u) && u.Scheme is "http" or "https"
+        && !baseUrl.EndsWith('/') && u.Query.Length == 0 && u.Fragment.Length == 0;
+
     public string Base { get; }
-    public string InterpretationSystem => Base + "/CodeSystem/magcds-interpretation";
-    public string RuleSystem => Base + "/CodeSystem/magcds-rules";
-    public string CannotInterpretSystem => Base + "/CodeSystem/magcds-cannot-interpret";
-    public string OutcomeSystem => Base + "/CodeSystem/magcds-outcome";
-    public string OverrideReasonSystem => Base + "/CodeSystem/magcds-override-reason";
+    public string InterpretationSystem { get; }
+    public string RuleSystem { get; }
+    public string CannotInterpretSystem { get; }
+    public string OutcomeSystem { get; }
+    public string OverrideReasonSystem { get; }
     /// <summary>Shared by every output about one Observation, whatever its version: what a retraction targets.</summary>
-    public string ObservationSeriesSystem => Base + "/sid/observation-assessment";
+    public string ObservationSeriesSystem { get; }
 
     public string Profile(string id) => $"{Base}/StructureDefinition/{id}";
     public string Of(string resourceType, string id) => $"{Base}/{resourceType}/{id}";

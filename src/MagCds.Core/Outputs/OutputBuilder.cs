@@ -82,7 +82,7 @@ public sealed class OutputBuilder(KnowledgeBase knowledge, CanonicalUrls canonic
             Subject = SubjectCopy(obs),
             Occurrence = occurrence,
             Basis = [observationRef, .. TrendReferences(i.Trend)],
-            Method = Method(i.RuleId, i.Basis?.Profile?.Name ?? Vocabulary.Rules.BuiltIn.First(r => r.Code == i.RuleId).Display),
+            Method = Method(i.RuleId, i.Basis?.Profile?.Name),
             Prediction =
             [
                 new RiskAssessment.PredictionComponent
@@ -162,7 +162,7 @@ public sealed class OutputBuilder(KnowledgeBase knowledge, CanonicalUrls canonic
             Subject = SubjectCopy(obs),
             Occurrence = Occurrence(obs),
             Basis = [ObservationReference(input)],
-            Method = Method(Vocabulary.Rules.Retraction.Code, Vocabulary.Rules.Retraction.Display),
+            Method = Method(Vocabulary.Rules.Retraction.Code, null),
             Note =
             [
                 new Annotation
@@ -182,12 +182,15 @@ public sealed class OutputBuilder(KnowledgeBase knowledge, CanonicalUrls canonic
         new Identifier(canonical.ObservationSeriesSystem, keys.Series),
     ];
 
-    private readonly ConcurrentDictionary<(string, string), CodeableConcept> _methods = new();
+    private readonly ConcurrentDictionary<(string, string?), CodeableConcept> _methods = new();
 
-    /// <summary>The rule applied, with the knowledge version; one template per rule, copied into each output.</summary>
-    private CodeableConcept Method(string ruleId, string ruleName) => (CodeableConcept)_methods.GetOrAdd((ruleId, ruleName), k => new CodeableConcept
+    /// <summary>
+    /// The rule applied, with the knowledge version; one template per rule, copied into each output. Named by its assay
+    /// profile, or else by the built-in rule's display (looked up once, when the template is made).
+    /// </summary>
+    private CodeableConcept Method(string ruleId, string? profileName) => (CodeableConcept)_methods.GetOrAdd((ruleId, profileName), k => new CodeableConcept
     {
-        Coding = [new Coding(canonical.RuleSystem, k.Item1, k.Item2) { Version = knowledge.Version }],
+        Coding = [new Coding(canonical.RuleSystem, k.Item1, k.Item2 ?? Vocabulary.Rules.BuiltIn.First(r => r.Code == k.Item1).Display) { Version = knowledge.Version }],
         Text = $"MagCds knowledge {knowledge.Version}, rule '{k.Item1}'",
     }).DeepCopy();
 

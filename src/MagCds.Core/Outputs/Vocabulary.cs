@@ -30,7 +30,13 @@ public static class Vocabulary
     };
 
     /// <summary>Why a result cannot be interpreted (DetectedIssue.evidence.code).</summary>
-    public static Concept Of(CannotInterpretReason r) => r switch
+    public static Concept Of(CannotInterpretReason r) => ReasonConcepts[r];
+
+    // Made once: cannot-interpret outputs look their reason up on every evaluation.
+    private static readonly IReadOnlyDictionary<CannotInterpretReason, Concept> ReasonConcepts =
+        Enum.GetValues<CannotInterpretReason>().ToDictionary(r => r, CreateReason);
+
+    private static Concept CreateReason(CannotInterpretReason r) => r switch
     {
         CannotInterpretReason.NoInterval => new("no-interval", "No reference range and no known assay for this unit",
             "The Observation carries no reference range or interpretation flag, and its unit belongs to no assay profile MagCds knows."),
@@ -48,7 +54,7 @@ public static class Vocabulary
             "The laboratory's interpretation flag contradicts its own reference range."),
     };
 
-    public static IReadOnlyList<Concept> Reasons { get; } = Enum.GetValues<CannotInterpretReason>().Select(Of).ToList();
+    public static IReadOnlyList<Concept> Reasons { get; } = Enum.GetValues<CannotInterpretReason>().Select(r => ReasonConcepts[r]).ToList();
 
     /// <summary>Rules that are not assay profiles (RiskAssessment.method); assay profiles are rules too, named by their id.</summary>
     public static class Rules

@@ -44,24 +44,21 @@ public static class PackageArtifacts
 
         return
         [
-            outcome,
-            WholeSystem(urls, "magcds-outcome", "MagCds OperationOutcome codes", v, "Every MagCds OperationOutcome code."),
-            CodeSystemOf(urls, "magcds-interpretation", "MagCds interpretation categories", v,
+            .. WithValueSet(outcome, "Every MagCds OperationOutcome code."),
+            .. WithValueSet(CodeSystemOf(urls, "magcds-interpretation", "MagCds interpretation categories", v,
                 "How MagCds judged an anti-MAG IgM result (meta.tag of every output, and DetectedIssue.code).", Vocabulary.Interpretations),
-            WholeSystem(urls, "magcds-interpretation", "MagCds interpretation categories", v, "Every interpretation category, and the retraction tag."),
+                "Every interpretation category, and the retraction tag."),
             Enumerated(urls, "magcds-issue-category", "MagCds DetectedIssue categories", v,
                 "The interpretation categories that raise a DetectedIssue: raised, and cannot be interpreted safely.",
                 [(urls.InterpretationSystem, Vocabulary.Elevated), (urls.InterpretationSystem, Vocabulary.CannotInterpret)]),
-            CodeSystemOf(urls, "magcds-cannot-interpret", "Why MagCds cannot interpret a result", v,
-                "The reason an anti-MAG IgM result cannot be interpreted safely (DetectedIssue.evidence.code).", Vocabulary.Reasons),
-            WholeSystem(urls, "magcds-cannot-interpret", "Why MagCds cannot interpret a result", v, "Every reason."),
+            .. WithValueSet(CodeSystemOf(urls, "magcds-cannot-interpret", "Why MagCds cannot interpret a result", v,
+                "The reason an anti-MAG IgM result cannot be interpreted safely (DetectedIssue.evidence.code).", Vocabulary.Reasons), "Every reason."),
             // Versioned like the knowledge: RiskAssessment.method.coding.version names the knowledge the rule came from.
-            CodeSystemOf(urls, "magcds-rules", "MagCds interpretation rules", kb.Version,
+            .. WithValueSet(CodeSystemOf(urls, "magcds-rules", "MagCds interpretation rules", kb.Version,
                 "The rule MagCds applied (RiskAssessment.method): the laboratory's own range or flag, a qualitative result, or an assay profile of the knowledge.", rules),
-            WholeSystem(urls, "magcds-rules", "MagCds interpretation rules", kb.Version, "Every rule of this knowledge version."),
-            CodeSystemOf(urls, "magcds-override-reason", "Why a clinician dismissed a MagCds card", v,
-                "CDS Hooks override reasons MagCds offers with its cards.", CardBuilder.OverrideReasonConcepts),
-            WholeSystem(urls, "magcds-override-reason", "Why a clinician dismissed a MagCds card", v, "Every override reason."),
+                "Every rule of this knowledge version."),
+            .. WithValueSet(CodeSystemOf(urls, "magcds-override-reason", "Why a clinician dismissed a MagCds card", v,
+                "CDS Hooks override reasons MagCds offers with its cards.", CardBuilder.OverrideReasonConcepts), "Every override reason."),
             Enumerated(urls, "magcds-qualitative-risk", "MagCds qualitative risk", v,
                 "RiskAssessment.prediction.qualitativeRisk as MagCds uses it: moderate for a raised result, low for one that is not raised.",
                 [(Vocabulary.RiskProbabilitySystem, Vocabulary.ModerateRisk), (Vocabulary.RiskProbabilitySystem, Vocabulary.LowRisk)]),
@@ -87,12 +84,17 @@ public static class PackageArtifacts
         };
     }
 
-    private static ValueSet WholeSystem(CanonicalUrls urls, string id, string title, string version, string description) => new()
-    {
-        Id = id, Url = urls.Of("ValueSet", id), Version = version, Name = Name(id), Title = title,
-        Status = PublicationStatus.Active, Experimental = false, Publisher = Publisher, Description = description, Immutable = false,
-        Compose = new ValueSet.ComposeComponent { Include = [new ValueSet.ConceptSetComponent { System = urls.Of("CodeSystem", id) }] },
-    };
+    /// <summary>A CodeSystem and the ValueSet of all its codes (same id, title and version; cs.valueSet names it).</summary>
+    private static Resource[] WithValueSet(CodeSystem cs, string description) =>
+    [
+        cs,
+        new ValueSet
+        {
+            Id = cs.Id, Url = cs.ValueSet, Version = cs.Version, Name = cs.Name, Title = cs.Title,
+            Status = PublicationStatus.Active, Experimental = false, Publisher = Publisher, Description = description, Immutable = false,
+            Compose = new ValueSet.ComposeComponent { Include = [new ValueSet.ConceptSetComponent { System = cs.Url }] },
+        },
+    ];
 
     private static ValueSet Enumerated(CanonicalUrls urls, string id, string title, string version, string description, IReadOnlyList<(string System, Concept Concept)> codes) => new()
     {

@@ -25,7 +25,7 @@ public static class ConsoleEndpoints
             string.IsNullOrEmpty(file) && !req.Path.Value!.EndsWith('/') ? Results.Redirect("/console/") : Asset(string.IsNullOrEmpty(file) ? "index.html" : file));
 
         var api = app.MapGroup("/admin/console").RequireAuthorization(Security.Access.AdminPolicy).RequireRateLimiting(RateLimits.Policy);
-        api.MapGet("/samples", () => Results.Json(Samples()));
+        api.MapGet("/samples", () => Results.Json(Samples.Value));
         api.MapPost("/try", TryAsync);
         api.MapGet("/feedback", async (FeedbackStore store, TimeProvider time, CancellationToken ct, int days = 90) =>
             Results.Json(await store.DailyAsync(time.GetUtcNow().AddDays(-Math.Clamp(days, 1, 3650)), ct)));
@@ -53,7 +53,10 @@ public static class ConsoleEndpoints
 
     private sealed record Sample(string Name, string Body);
 
-    private static IReadOnlyList<Sample> Samples()
+    /// <summary>Read from the assembly once; they never change while the service runs.</summary>
+    private static readonly Lazy<IReadOnlyList<Sample>> Samples = new(LoadSamples);
+
+    private static IReadOnlyList<Sample> LoadSamples()
     {
         var assembly = typeof(ConsoleEndpoints).Assembly;
         return assembly.GetManifestResourceNames().Where(n => n.StartsWith(SamplePrefix, StringComparison.Ordinal)).Order(StringComparer.Ordinal)

@@ -24,7 +24,7 @@ public static class MagCdsHostingExtensions
         services.AddOptions<MagCdsOptions>().Bind(config.GetSection(MagCdsOptions.Section))
             .Validate(o => o.AdditionalCodes.All(c => c.Split('|') is [{ Length: > 0 }, { Length: > 0 }]),
                 "MagCds:AdditionalCodes entries must be 'system|code', e.g. 'urn:oid:1.2.3|MAGM'.")
-            .Validate(o => Uri.TryCreate(o.CanonicalBase, UriKind.Absolute, out var u) && u.Scheme is "http" or "https" && !o.CanonicalBase.EndsWith('/') && u.Query.Length == 0 && u.Fragment.Length == 0,
+            .Validate(o => MagCds.Core.CanonicalUrls.IsValidBase(o.CanonicalBase),
                 "MagCds:CanonicalBase must be an absolute http(s) URL without a trailing slash, query or fragment.")
             .ValidateOnStart();
         services.AddSingleton(sp => new MagCds.Core.CanonicalUrls(sp.GetRequiredService<IOptions<MagCdsOptions>>().Value.CanonicalBase));
