@@ -15,7 +15,7 @@ try
 {
     var builder = WebApplication.CreateBuilder(args);
     builder.Services
-        .AddMagCdsLogging(builder.Configuration)
+        .AddMagCdsLogging()
         .AddMagCdsCore(builder.Configuration)
         .AddMagCdsStore(builder.Configuration)
         .AddFhirRestDoor(builder.Configuration)
@@ -23,21 +23,26 @@ try
         .AddFhirServerWorker(builder.Configuration)
         .AddMagCdsConsole()
         .AddMagCdsAccess(builder.Configuration)
+        .AddMagCdsProxies(builder.Configuration)
         .AddMagCdsRateLimits(builder.Configuration)
+        .AddMagCdsRequestTimeouts(builder.Configuration)
         .AddMagCdsHealth()
         .AddMagCdsTelemetry(builder.Configuration);
 
     var app = builder.Build().LoadMagCdsKnowledge().LogAccessMode();
+    // The client as a trusted proxy names it, before anything (rate limit, logs, audit) looks at the address.
+    app.UseMagCdsProxies();
     app.UseCorrelation();
     app.UseSecurityHeaders();
     // Request logging sits outside the error handler, so it logs the status the caller really gets (a refused
     // request is a 4xx line, not a 500 with an exception).
-    app.UseSerilogRequestLogging();
+    app.UseSerilogRequestLogging(RequestLogLine.Configure);
     app.UseExceptionHandler(FhirErrorHandler.Options);
     app.UseCors();
     app.UseAuthentication();
     app.UseAuthorization();
     app.UseRateLimiter();
+    app.UseRequestTimeouts();
     app.MapMagCdsHealth();
     app.MapMagCdsTelemetry();
     app.MapFhirRest();

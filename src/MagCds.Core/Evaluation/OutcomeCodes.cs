@@ -38,6 +38,7 @@ public static class OutcomeCodes
     public static readonly OutcomeCode Unauthorized = new("unauthorized", "Missing or wrong credentials", OperationOutcome.IssueType.Login);
     public static readonly OutcomeCode Forbidden = new("forbidden", "This endpoint is not enabled or not allowed", OperationOutcome.IssueType.Forbidden);
     public static readonly OutcomeCode TooManyRequests = new("too-many-requests", "The client is over its request rate limit", OperationOutcome.IssueType.Throttled);
+    public static readonly OutcomeCode Timeout = new("timeout", "The request took longer than the configured limit", OperationOutcome.IssueType.Timeout);
     public static readonly OutcomeCode InternalError = new("internal-error", "Unexpected error", OperationOutcome.IssueType.Exception);
 
     /// <summary>Every code above, in declaration order (the published CodeSystem lists exactly these).</summary>

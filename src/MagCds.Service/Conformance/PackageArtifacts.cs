@@ -294,7 +294,7 @@ public static class PackageArtifacts
                     Documentation = "Stateless: $mag-evaluate stores nothing and returns its outputs to the caller.",
                     Security = new CapabilityStatement.SecurityComponent
                     {
-                        Description = "$mag-evaluate and $validate need an API key (X-API-Key) or a bearer JWT with the evaluate scope when access control is configured; metadata and the conformance resources are public.",
+                        Description = "$mag-evaluate and $validate need an API key (X-API-Key), a client certificate (mTLS) or a bearer JWT with the evaluate scope when access control is configured; metadata and the conformance resources are public.",
                     },
                     Resource =
                     [

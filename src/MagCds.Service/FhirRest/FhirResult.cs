@@ -30,12 +30,15 @@ public sealed class FhirResult : IResult
         _completed = completed;
     }
 
-    public async Task ExecuteAsync(HttpContext http)
+    public Task ExecuteAsync(HttpContext http) => WriteAsync(http, http.RequestAborted);
+
+    /// <summary>Writes the answer, stopping when <paramref name="ct"/> fires (a timeout answer writes after the request's own token has).</summary>
+    public async Task WriteAsync(HttpContext http, CancellationToken ct)
     {
         http.Response.StatusCode = _status;
         http.Response.ContentType = FhirWire.MediaType(_format) + "; charset=utf-8";
-        if (_parts is not null) await FhirWire.WriteParametersAsync(_parts, _format, http.Response.Body, http.RequestAborted);
-        else await FhirWire.WriteAsync(_resource!, _format, http.Response.Body, http.RequestAborted);
+        if (_parts is not null) await FhirWire.WriteParametersAsync(_parts, _format, http.Response.Body, ct);
+        else await FhirWire.WriteAsync(_resource!, _format, http.Response.Body, ct);
         _completed?.Invoke();
     }
 }

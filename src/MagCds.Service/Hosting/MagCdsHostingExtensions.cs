@@ -179,12 +179,20 @@ public static class MagCdsHostingExtensions
     }
 
     /// <summary>
-    /// Serilog, compact JSON on the console; levels from configuration; sinks registered in DI join in. FHIR resources, tokens and principals given to a log call
-    /// are replaced by their type name (<see cref="NoPhiDestructuring"/>), so a careless log line cannot carry PHI.
+    /// Serilog: compact JSON on the console; levels and extra sinks (file, Seq, OpenTelemetry) from the Serilog
+    /// configuration section; sinks registered in DI join in. FHIR resources, tokens and principals given to a log call
+    /// are replaced by their type name (<see cref="NoPhiDestructuring"/>) before any sink sees them, so a careless log
+    /// line cannot carry PHI.
     /// </summary>
-    public static IServiceCollection AddMagCdsLogging(this IServiceCollection services, IConfiguration config) =>
+    public static IServiceCollection AddMagCdsLogging(this IServiceCollection services) =>
+        // The configuration is the host's final one (read when the logger is built), with every override applied.
+        // Safe levels first, for a start without appsettings.json: ASP.NET Core's own request lines carry paths and query strings.
         services.AddSerilog((sp, lc) => lc
-            .ReadFrom.Configuration(config)
+            .MinimumLevel.Information()
+            .MinimumLevel.Override("Microsoft.AspNetCore", Serilog.Events.LogEventLevel.Warning)
+            .MinimumLevel.Override("System.Net.Http.HttpClient", Serilog.Events.LogEventLevel.Warning)
+            .MinimumLevel.Override("Polly", Serilog.Events.LogEventLevel.Warning)
+            .ReadFrom.Configuration(sp.GetRequiredService<IConfiguration>())
             .ReadFrom.Services(sp)
             .Destructure.With<NoPhiDestructuring>()
             .Enrich.FromLogContext()

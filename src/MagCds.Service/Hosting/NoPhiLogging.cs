@@ -36,7 +36,8 @@ public sealed class NoPhiDestructuring : IDestructuringPolicy
 /// <summary>
 /// The same policy for values logged with plain {x} formatting, which reach Serilog as scalars (often already turned
 /// into strings by Microsoft.Extensions.Logging): such properties, and any string shaped like a JWT, are replaced
-/// before any sink sees them.
+/// before any sink sees them. The request path ASP.NET Core puts on every line of a request (its logging scope) is
+/// removed: a path can hold a patient id; the request line names the route instead (<see cref="RequestLogLine"/>).
 /// </summary>
 public sealed partial class NoPhiEnricher : ILogEventEnricher
 {
@@ -45,6 +46,7 @@ public sealed partial class NoPhiEnricher : ILogEventEnricher
 
     public void Enrich(LogEvent logEvent, ILogEventPropertyFactory propertyFactory)
     {
+        logEvent.RemovePropertyIfPresent("RequestPath");
         foreach (var (name, value) in logEvent.Properties.ToList())
         {
             string? text = value switch
@@ -55,5 +57,24 @@ public sealed partial class NoPhiEnricher : ILogEventEnricher
             };
             if (text is not null) logEvent.AddOrUpdateProperty(new LogEventProperty(name, new ScalarValue(text)));
         }
+    }
+}
+
+/// <summary>
+/// The request log line names the route, never the path: a path can carry a patient id (a classic rest-hook's
+/// /worker/notifications/Patient/{id}, a mistyped /fhir/Patient/{id}) and the query string is not logged at all.
+/// </summary>
+public static class RequestLogLine
+{
+    public static void Configure(Serilog.AspNetCore.RequestLoggingOptions o)
+    {
+        o.MessageTemplate = "HTTP {RequestMethod} {RequestRoute} responded {StatusCode} in {Elapsed:0.0000} ms";
+        o.GetMessageTemplateProperties = (http, _, elapsed, status) =>
+        [
+            new LogEventProperty("RequestMethod", new ScalarValue(http.Request.Method)),
+            new LogEventProperty("RequestRoute", new ScalarValue(http.GetEndpoint() is RouteEndpoint e ? e.RoutePattern.RawText : "(no route)")),
+            new LogEventProperty("StatusCode", new ScalarValue(status)),
+            new LogEventProperty("Elapsed", new ScalarValue(elapsed)),
+        ];
     }
 }

@@ -26,15 +26,19 @@ public static class Access
             .Validate(o => !o.Jwt.IsConfigured || !string.IsNullOrEmpty(o.Jwt.Audience),
                 "MagCds:Security:Jwt:Audience is required when MagCds:Security:Jwt:Authority is set.")
             .Validate(o => !ListensBeyondLoopback(config) || o.AnyConfigured,
-                "MagCds listens on a non-loopback address but no authentication is configured (MagCds:Security:ApiKeys or " +
-                "MagCds:Security:Jwt:Authority): set one, or listen on 127.0.0.1 only.")
+                "MagCds listens on a non-loopback address but no authentication is configured (MagCds:Security:ApiKeys, " +
+                "MagCds:Security:Jwt:Authority or MagCds:Security:ClientCertificates): set one, or listen on 127.0.0.1 only.")
+            .Validate(o => ClientCertificateAuthentication.IsValid(o.ClientCertificates),
+                "MagCds:Security:ClientCertificates needs a readable CaFile (PEM, one or more CA certificates) and, for each client, " +
+                "a Name and a distinct Subject distinguished name such as 'CN=lab-engine, O=Hospital'.")
             .ValidateOnStart();
-        var jwt = config.GetSection(SecurityOptions.Section).Get<SecurityOptions>()?.Jwt ?? new JwtOptions();
+        var security = config.GetSection(SecurityOptions.Section).Get<SecurityOptions>() ?? new SecurityOptions();
+        var jwt = security.Jwt;
 
         var auth = services.AddAuthentication(Selector)
-            .AddPolicyScheme(Selector, "API key or bearer JWT", o => o.ForwardDefaultSelector = http =>
-                http.Request.Headers.ContainsKey(ApiKeyAuthentication.Header) || !jwt.IsConfigured ? ApiKeyAuthentication.SchemeName : JwtBearerDefaults.AuthenticationScheme)
+            .AddPolicyScheme(Selector, "API key, bearer JWT or client certificate", o => o.ForwardDefaultSelector = http => SchemeFor(http, security))
             .AddScheme<Microsoft.AspNetCore.Authentication.AuthenticationSchemeOptions, ApiKeyAuthentication>(ApiKeyAuthentication.SchemeName, null);
+        ClientCertificateAuthentication.Add(auth, services, security.ClientCertificates);
         if (jwt.IsConfigured)
             auth.AddJwtBearer(o =>
             {
@@ -57,6 +61,19 @@ public static class Access
         return services;
     }
 
+    /// <summary>
+    /// Which scheme judges a request: an X-API-Key header its key, an Authorization header its bearer token, else a
+    /// client certificate presented in the TLS handshake. A request with none of them is anonymous (then refused
+    /// wherever access is configured).
+    /// </summary>
+    private static string SchemeFor(HttpContext http, SecurityOptions o)
+    {
+        if (http.Request.Headers.ContainsKey(ApiKeyAuthentication.Header)) return ApiKeyAuthentication.SchemeName;
+        if (o.Jwt.IsConfigured && http.Request.Headers.ContainsKey("Authorization")) return JwtBearerDefaults.AuthenticationScheme;
+        if (o.ClientCertificates.IsConfigured && http.Connection.ClientCertificate is not null) return ClientCertificateAuthentication.SchemeName;
+        return o.Jwt.IsConfigured ? JwtBearerDefaults.AuthenticationScheme : ApiKeyAuthentication.SchemeName;
+    }
+
     /// <summary>Says at start-up how callers are checked; with no authentication configured, loudly.</summary>
     public static WebApplication LogAccessMode(this WebApplication app)
     {
@@ -65,15 +82,16 @@ public static class Access
         if (!o.AnyConfigured)
             log.LogWarning("No authentication configured (MagCds:Security): the FHIR REST door serves anyone, so MagCds listens on loopback only; admin endpoints are closed.");
         else
-            log.LogInformation("Callers authenticated by {ApiKeyCount} API keys and {JwtMode}", o.ApiKeys.Count, o.Jwt.IsConfigured ? "bearer JWTs" : "no JWTs");
+            log.LogInformation("Callers authenticated by {ApiKeyCount} API keys, {CertificateClientCount} client certificates and {JwtMode}",
+                o.ApiKeys.Count, o.ClientCertificates.Clients.Count, o.Jwt.IsConfigured ? "bearer JWTs" : "no JWTs");
         return app;
     }
 
-    /// <summary>An API key (an admin key for admin), or a JWT with the endpoint's scope.</summary>
+    /// <summary>An API key or client certificate (an admin one for admin), or a JWT with the endpoint's scope.</summary>
     private static bool Allowed(System.Security.Claims.ClaimsPrincipal user, SecurityOptions o, bool admin)
     {
         if (user.Identity?.IsAuthenticated != true) return false;
-        if (user.Identity.AuthenticationType == ApiKeyAuthentication.SchemeName)
+        if (user.Identity.AuthenticationType is ApiKeyAuthentication.SchemeName or ClientCertificateAuthentication.SchemeName)
             return !admin || user.HasClaim(ApiKeyAuthentication.RoleClaim, "admin");
         string needed = admin ? o.Jwt.AdminScope : o.Jwt.EvaluateScope;
         return user.FindAll("scope").Concat(user.FindAll("scp")).SelectMany(c => c.Value.Split(' ', StringSplitOptions.RemoveEmptyEntries)).Contains(needed);

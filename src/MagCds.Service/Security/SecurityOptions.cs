@@ -15,7 +15,10 @@ public sealed class SecurityOptions
     /// <summary>OAuth 2.0 bearer JWTs (ASP.NET JwtBearer).</summary>
     public JwtOptions Jwt { get; set; } = new();
 
-    public bool AnyConfigured => ApiKeys.Count > 0 || Jwt.IsConfigured;
+    /// <summary>Client certificates (mTLS) for engines that only do certificates; opt-in.</summary>
+    public ClientCertificateOptions ClientCertificates { get; set; } = new();
+
+    public bool AnyConfigured => ApiKeys.Count > 0 || Jwt.IsConfigured || ClientCertificates.IsConfigured;
 }
 
 /// <summary>One API key: who it is (logged, never the key), and whether it may use the admin endpoints.</summary>
@@ -44,4 +47,34 @@ public sealed class JwtOptions
     public bool RequireHttpsMetadata { get; set; } = true;
 
     public bool IsConfigured => !string.IsNullOrEmpty(Authority);
+}
+
+/// <summary>
+/// Mutual TLS: Kestrel asks for a client certificate on its HTTPS endpoints; a certificate that chains to the
+/// configured CA and whose subject is listed identifies its client.
+/// </summary>
+public sealed class ClientCertificateOptions
+{
+    /// <summary>PEM file with the CA certificate(s) that issue the clients' certificates (the only roots trusted).</summary>
+    public string? CaFile { get; set; }
+
+    /// <summary>The clients, each known by its certificate's subject.</summary>
+    public List<CertificateClient> Clients { get; set; } = [];
+
+    /// <summary>Revocation check of the client's chain: Online (default), Offline (cached lists only) or NoCheck.</summary>
+    public System.Security.Cryptography.X509Certificates.X509RevocationMode RevocationMode { get; set; } =
+        System.Security.Cryptography.X509Certificates.X509RevocationMode.Online;
+
+    public bool IsConfigured => Clients.Count > 0;
+}
+
+/// <summary>One certificate client: its name (logged and audited), the subject its certificate carries, and admin rights.</summary>
+public sealed class CertificateClient
+{
+    public string Name { get; set; } = "";
+
+    /// <summary>Distinguished name as in the certificate, e.g. "CN=lab-engine, O=St Example Hospital".</summary>
+    public string Subject { get; set; } = "";
+
+    public bool Admin { get; set; }
 }

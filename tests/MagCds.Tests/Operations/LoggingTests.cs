@@ -22,4 +22,17 @@ public sealed class LoggingTests
         Assert.That(line, Does.Contain("[Observation redacted]").And.Contain("[token redacted]"));
         Assert.That(line, Does.Not.Contain("pat-oakhaven").And.Not.Contain("25000").And.Not.Contain("ACC-BTU-MEDIUM").And.Not.Contain("eyJ"));
     }
+
+    [Test]
+    public async Task Request_lines_name_the_route_never_the_path_or_query()
+    {
+        using var f = new MagCdsFactory();
+        using var client = f.CreateClient();
+        using (var r = await client.GetAsync("/fhir/Patient/pat-oakhaven?identifier=MRN-77231904")) Assert.That((int)r.StatusCode, Is.EqualTo(404));
+        using (var r = await client.GetAsync("/fhir/StructureDefinition/magcds-observation")) Assert.That((int)r.StatusCode, Is.EqualTo(200));
+        var lines = f.Logs.Lines;
+        Assert.That(lines, Has.Some.Contains("\"RequestRoute\":\"/fhir/StructureDefinition/{id}\""));
+        Assert.That(lines, Has.Some.Contains("\"RequestRoute\":\"(no route)\"").Or.Some.Contains("\"RequestRoute\":\"{*path"));
+        Assert.That(lines, Has.None.Contains("pat-oakhaven").And.None.Contains("MRN-77231904").And.None.Contains("\"RequestPath\""));
+    }
 }

@@ -115,4 +115,59 @@ public class ServiceProcessTests
             await p.WaitForExitAsync();
         }
     }
+
+    /// <summary>
+    /// Extra Serilog sinks come from the standard Serilog section, here as an operator sets it (environment variables),
+    /// and get the same redaction as the console: a file written for real, and what the Seq and OTLP sinks send over
+    /// HTTP, captured by a plain listener (no Seq or collector runs here: the test checks what leaves the process).
+    /// The console output of the whole run is searched for the test data's PHI too.
+    /// </summary>
+    [Test]
+    public async Task File_Seq_and_OTLP_log_sinks_from_settings_receive_the_redacted_events()
+    {
+        string file = Path.Combine(Path.GetTempPath(), $"magcds-log-{Guid.NewGuid():N}.json");
+        await using var capture = await HttpCapture.StartAsync();
+        int port = FreePort();
+        using var p = Start(port,
+            ("Serilog__WriteTo__0__Name", "File"),
+            ("Serilog__WriteTo__0__Args__path", file),
+            ("Serilog__WriteTo__0__Args__formatter", "Serilog.Formatting.Compact.RenderedCompactJsonFormatter, Serilog.Formatting.Compact"),
+            ("Serilog__WriteTo__1__Name", "Seq"),
+            ("Serilog__WriteTo__1__Args__serverUrl", capture.BaseUrl + "seq"),
+            ("Serilog__WriteTo__2__Name", "OpenTelemetry"),
+            ("Serilog__WriteTo__2__Args__endpoint", capture.BaseUrl + "otlp/v1/logs"),
+            ("Serilog__WriteTo__2__Args__protocol", "HttpProtobuf"));
+        var console = p.StandardOutput.ReadToEndAsync();
+        try
+        {
+            using var client = new HttpClient { BaseAddress = new Uri($"http://127.0.0.1:{port}") };
+            HttpResponseMessage? resp = null;
+            for (int i = 0; i < 100 && resp is null; i++)
+            {
+                try { resp = await client.PostAsync(Http.Evaluate, Http.Raw(TestFiles.Text("Observation-btu-medium.json"), "application/fhir+json")); }
+                catch (HttpRequestException) { await Task.Delay(200); }
+            }
+            Assert.That(resp?.StatusCode, Is.EqualTo(HttpStatusCode.OK), "the service did not answer within 20 s");
+            resp!.Dispose();
+        }
+        finally
+        {
+            // A normal stop (SIGTERM) flushes the sinks, as in a container shutdown.
+            using (var term = Process.Start("kill", ["-TERM", p.Id.ToString(System.Globalization.CultureInfo.InvariantCulture)])) await term.WaitForExitAsync();
+            await p.WaitForExitAsync(new CancellationTokenSource(TimeSpan.FromSeconds(30)).Token);
+        }
+
+        const string route = "/fhir/Observation/$mag-evaluate";
+        string written = await File.ReadAllTextAsync(file);
+        File.Delete(file);
+        Assert.That(written, Does.Contain($"\"RequestRoute\":\"{route}\"").And.Contain("\"KnowledgeVersion\""));
+        string seq = capture.Bodies("/seq");
+        Assert.That(seq, Does.Contain(route));
+        string otlp = capture.Bodies("/otlp/v1/logs"); // protobuf: its strings are in it as UTF-8
+        Assert.That(otlp, Does.Contain(route));
+        string consoleText = await console;
+        Assert.That(consoleText, Does.Contain(route));
+        foreach (var (sink, text) in new[] { ("file", written), ("Seq", seq), ("OTLP", otlp), ("console", consoleText) })
+            Assert.That(PhiScan.Hits(text.Split('\n')), Is.Empty, $"PHI in the {sink} log");
+    }
 }

@@ -39,12 +39,19 @@ public sealed class MagCdsFactory(IReadOnlyDictionary<string, string?>? settings
         });
     }
 
-    /// <summary>A non-conforming output already failed the request that carried it; this names it once more at the end.</summary>
+    /// <summary>
+    /// At the end of every test that ran the service: a non-conforming output (which already failed the request that
+    /// carried it) is named once more, and the logs are searched for the test data's PHI (<see cref="PhiScan"/>), so
+    /// every scenario of the suite checks that nothing it did put PHI in a log line.
+    /// </summary>
     protected override void Dispose(bool disposing)
     {
         base.Dispose(disposing);
-        if (disposing && Conformance.Failures.Count > 0)
+        if (!disposing) return;
+        if (Conformance.Failures.Count > 0)
             throw new AssertionException("Outputs that do not conform to the MagCds profiles:\n" + string.Join("\n", Conformance.Failures));
+        if (PhiScan.Hits(Logs.Lines) is { Count: > 0 } hits)
+            throw new AssertionException("PHI of the test data in the service's logs:\n" + string.Join("\n", hits));
     }
 }
 

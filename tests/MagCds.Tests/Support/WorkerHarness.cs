@@ -95,6 +95,7 @@ public sealed class WorkerHarness(FhirTestServer fhir, Dictionary<string, string
         obs.Identifier[0].Value = accession;
         obs.Subject = new ResourceReference("Patient/" + patient);
         ((Quantity)obs.Value!).Value = value;
+        PhiScan.Register(obs);
         return obs;
     }
 

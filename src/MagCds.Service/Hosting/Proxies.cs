@@ -1,0 +1,56 @@
+using System.Net;
+using Microsoft.AspNetCore.HttpOverrides;
+using Microsoft.Extensions.Options;
+
+namespace MagCds.Service.Hosting;
+
+/// <summary>
+/// The reverse proxies (ingress, load balancer) MagCds sits behind (section MagCds:Proxies). Only their
+/// X-Forwarded-For and X-Forwarded-Proto are believed; with none configured, the headers are ignored and the
+/// connection's address is the client.
+/// </summary>
+public sealed class ProxyOptions
+{
+    public const string Section = "MagCds:Proxies";
+
+    /// <summary>Addresses of trusted proxies, e.g. "10.0.0.5".</summary>
+    public List<string> KnownProxies { get; set; } = [];
+
+    /// <summary>Networks of trusted proxies in CIDR form, e.g. "10.244.0.0/16" (a Kubernetes pod network).</summary>
+    public List<string> KnownNetworks { get; set; } = [];
+
+    public bool AnyConfigured => KnownProxies.Count > 0 || KnownNetworks.Count > 0;
+}
+
+/// <summary>
+/// Forwarded headers from trusted proxies only, so that the per-client rate limit, the request log and the audit see
+/// the real client and not the ingress (every request would otherwise share the ingress's single bucket).
+/// </summary>
+public static class Proxies
+{
+    public static IServiceCollection AddMagCdsProxies(this IServiceCollection services, IConfiguration config)
+    {
+        services.AddOptions<ProxyOptions>().Bind(config.GetSection(ProxyOptions.Section))
+            .Validate(o => o.KnownProxies.All(p => IPAddress.TryParse(p, out _)),
+                "MagCds:Proxies:KnownProxies entries must be IP addresses, e.g. 10.0.0.5.")
+            .Validate(o => o.KnownNetworks.All(n => System.Net.IPNetwork.TryParse(n, out _)),
+                "MagCds:Proxies:KnownNetworks entries must be CIDR networks, e.g. 10.244.0.0/16.")
+            .ValidateOnStart();
+        services.AddOptions<ForwardedHeadersOptions>().Configure<IOptions<ProxyOptions>>((f, p) =>
+        {
+            f.ForwardedHeaders = ForwardedHeaders.XForwardedFor | ForwardedHeaders.XForwardedProto;
+            // Only the configured proxies, not the framework's default (loopback): a header from anyone else is ignored.
+            f.KnownProxies.Clear();
+            f.KnownIPNetworks.Clear();
+            foreach (var a in p.Value.KnownProxies) f.KnownProxies.Add(IPAddress.Parse(a));
+            foreach (var n in p.Value.KnownNetworks) f.KnownIPNetworks.Add(System.Net.IPNetwork.Parse(n));
+            // Walk back through a chain of trusted proxies to the first address none of them vouches for.
+            f.ForwardLimit = null;
+        });
+        return services;
+    }
+
+    /// <summary>Replaces the connection's address (and scheme) by the forwarded ones when a trusted proxy sent them.</summary>
+    public static IApplicationBuilder UseMagCdsProxies(this WebApplication app) =>
+        app.Services.GetRequiredService<IOptions<ProxyOptions>>().Value.AnyConfigured ? app.UseForwardedHeaders() : app;
+}

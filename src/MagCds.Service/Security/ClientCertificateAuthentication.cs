@@ -1,0 +1,83 @@
+using System.Security.Claims;
+using System.Security.Cryptography.X509Certificates;
+using Microsoft.AspNetCore.Authentication;
+using Microsoft.AspNetCore.Authentication.Certificate;
+using Microsoft.AspNetCore.Server.Kestrel.Core;
+using Microsoft.AspNetCore.Server.Kestrel.Https;
+
+namespace MagCds.Service.Security;
+
+/// <summary>
+/// Client certificates (mTLS): Kestrel requests a certificate on its HTTPS endpoints, ASP.NET's certificate handler
+/// checks it (chain to the configured CA only, validity period, client-authentication use, revocation), and its
+/// subject must be one of the configured clients. The identity then works like an API key's: a name and a role.
+/// </summary>
+public static class ClientCertificateAuthentication
+{
+    public const string SchemeName = CertificateAuthenticationDefaults.AuthenticationScheme;
+
+    /// <summary>Whether each configured client is complete and the CA file holds at least one certificate.</summary>
+    public static bool IsValid(ClientCertificateOptions o)
+    {
+        if (!o.IsConfigured) return true;
+        var subjects = new HashSet<string>(StringComparer.OrdinalIgnoreCase);
+        if (o.Clients.Any(c => string.IsNullOrWhiteSpace(c.Name) || !TryNormalise(c.Subject, out string s) || !subjects.Add(s))) return false;
+        try { return LoadCa(o.CaFile).Count > 0; }
+        catch (Exception e) when (e is IOException or UnauthorizedAccessException or System.Security.Cryptography.CryptographicException or ArgumentException) { return false; }
+    }
+
+    public static void Add(AuthenticationBuilder auth, IServiceCollection services, ClientCertificateOptions o)
+    {
+        if (!o.IsConfigured) return;
+        // Kestrel's own check would trust the machine's store; the handler below trusts the configured CA only, so
+        // Kestrel lets every certificate through to it (and a request without one can still use a key or a token).
+        services.Configure<KestrelServerOptions>(k => k.ConfigureHttpsDefaults(https =>
+        {
+            https.ClientCertificateMode = ClientCertificateMode.AllowCertificate;
+            https.ClientCertificateValidation = (_, _, _) => true;
+        }));
+        auth.AddCertificate(SchemeName, c =>
+        {
+            // Built when the handler is first used, after the start-up validation has vouched for the subjects.
+            var bySubject = o.Clients.ToDictionary(x => Normalise(x.Subject), StringComparer.OrdinalIgnoreCase);
+            c.AllowedCertificateTypes = CertificateTypes.Chained;
+            c.ChainTrustValidationMode = X509ChainTrustMode.CustomRootTrust;
+            c.CustomTrustStore = LoadCa(o.CaFile);
+            c.RevocationMode = o.RevocationMode;
+            c.ValidateCertificateUse = true;
+            c.ValidateValidityPeriod = true;
+            c.Events = new CertificateAuthenticationEvents
+            {
+                OnCertificateValidated = ctx =>
+                {
+                    if (!bySubject.TryGetValue(Normalise(ctx.ClientCertificate.Subject), out var client))
+                    {
+                        ctx.Fail("certificate subject is not a configured client");
+                        return Task.CompletedTask;
+                    }
+                    var identity = new ClaimsIdentity(
+                        [new Claim(ClaimTypes.Name, client.Name), new Claim(ApiKeyAuthentication.RoleClaim, client.Admin ? "admin" : "client")], SchemeName);
+                    ctx.Principal = new ClaimsPrincipal(identity);
+                    ctx.Success();
+                    return Task.CompletedTask;
+                },
+            };
+        });
+    }
+
+    private static X509Certificate2Collection LoadCa(string? path)
+    {
+        var ca = new X509Certificate2Collection();
+        ca.ImportFromPemFile(path ?? throw new ArgumentException("no CA file"));
+        return ca;
+    }
+
+    /// <summary>One spelling of a distinguished name, so the setting and the certificate compare equal however written.</summary>
+    private static string Normalise(string subject) => new X500DistinguishedName(subject).Format(false);
+
+    private static bool TryNormalise(string subject, out string normalised)
+    {
+        try { normalised = Normalise(subject); return subject.Length > 0; }
+        catch (System.Security.Cryptography.CryptographicException) { normalised = ""; return false; }
+    }
+}

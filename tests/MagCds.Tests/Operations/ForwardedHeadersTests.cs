@@ -1,0 +1,66 @@
+using System.Net;
+using MagCds.Tests.Support;
+
+namespace MagCds.Tests.Operations;
+
+/// <summary>
+/// Behind an ingress every request arrives from the ingress's address. With the ingress configured as a trusted
+/// proxy (MagCds:Proxies), the per-client rate limit counts the client named in X-Forwarded-For; from anyone else the
+/// header is ignored, so a client cannot choose its own bucket. Real Kestrel on loopback: the "ingress" is 127.0.0.1.
+/// </summary>
+[NonParallelizable]
+public sealed class ForwardedHeadersTests
+{
+    private static MagCdsFactory Start(string? trustedProxy)
+    {
+        var settings = new Dictionary<string, string?>
+        {
+            ["MagCds:RateLimit:PermitsPerSecond"] = "1",
+            ["MagCds:RateLimit:Burst"] = "2",
+        };
+        if (trustedProxy is not null) settings["MagCds:Proxies:KnownProxies:0"] = trustedProxy;
+        var f = new MagCdsFactory(settings);
+        f.UseKestrel(WorkerHarness.FreePort());
+        f.StartServer();
+        return f;
+    }
+
+    private static async Task<HttpStatusCode> GetAsync(HttpClient client, string forwardedFor)
+    {
+        using var req = new HttpRequestMessage(HttpMethod.Get, "/fhir/metadata");
+        req.Headers.Add("X-Forwarded-For", forwardedFor);
+        using var r = await client.SendAsync(req);
+        return r.StatusCode;
+    }
+
+    /// <summary>Client A calls until it is limited (at most 10 calls), then client B calls once; B's status.</summary>
+    private static async Task<HttpStatusCode> SecondClientAfterFirstIsLimited(MagCdsFactory f)
+    {
+        using var client = f.CreateClient();
+        var first = new List<HttpStatusCode>();
+        for (int i = 0; i < 10 && !first.Contains(HttpStatusCode.TooManyRequests); i++) first.Add(await GetAsync(client, "203.0.113.10"));
+        Assert.That(first, Does.Contain(HttpStatusCode.TooManyRequests), "client A must reach its limit");
+        return await GetAsync(client, "203.0.113.20");
+    }
+
+    [Test]
+    public async Task Behind_a_trusted_proxy_each_forwarded_client_has_its_own_rate_limit()
+    {
+        using var f = Start(trustedProxy: "127.0.0.1");
+        Assert.That(await SecondClientAfterFirstIsLimited(f), Is.EqualTo(HttpStatusCode.OK));
+    }
+
+    [Test]
+    public async Task X_Forwarded_For_from_an_address_that_is_not_a_trusted_proxy_is_ignored()
+    {
+        using var f = Start(trustedProxy: "10.0.0.5");
+        Assert.That(await SecondClientAfterFirstIsLimited(f), Is.EqualTo(HttpStatusCode.TooManyRequests));
+    }
+
+    [Test]
+    public async Task With_no_proxy_configured_X_Forwarded_For_is_ignored()
+    {
+        using var f = Start(trustedProxy: null);
+        Assert.That(await SecondClientAfterFirstIsLimited(f), Is.EqualTo(HttpStatusCode.TooManyRequests));
+    }
+}
