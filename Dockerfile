@@ -2,7 +2,8 @@
 FROM mcr.microsoft.com/dotnet/sdk:10.0 AS build
 WORKDIR /src
 COPY . .
-RUN dotnet publish src/MagCds.Service/MagCds.Service.csproj -c Release -o /app --no-self-contained
+# ReadyToRun: precompiled code, so start-up does not wait for the JIT (about a third faster to ready; docs/performance.md).
+RUN dotnet publish src/MagCds.Service/MagCds.Service.csproj -c Release -r linux-x64 --no-self-contained -p:PublishReadyToRun=true -o /app
 
 FROM mcr.microsoft.com/dotnet/aspnet:10.0 AS runtime
 WORKDIR /app

@@ -4,7 +4,8 @@
 # answers 200 (knowledge loaded, store reachable, warm-up evaluation done), polling every 10 ms with curl. Prints each
 # run and the median. The first run after a build includes the disk cache warming up, as a first deploy would.
 #
-# Usage: tests/load/startup.sh        Environment: RUNS (default 7), SKIP_BUILD=1 to use the existing Release build.
+# Usage: tests/load/startup.sh        Environment: RUNS (default 7), SKIP_BUILD=1 to use the existing Release build,
+#        IMAGE_BUILD=1 to measure what the Dockerfile publishes instead (ReadyToRun, linux-x64).
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
@@ -12,7 +13,13 @@ RUNS="${RUNS:-7}"
 BIN="$ROOT/src/MagCds.Service/bin/Release/net10.0"
 export DOTNET_CLI_TELEMETRY_OPTOUT=1 DOTNET_NOLOGO=1
 
-if [[ "${SKIP_BUILD:-0}" != 1 ]]; then
+WORK="$(mktemp -d "${TMPDIR:-/tmp}/magcds-startup.XXXXXX")"
+if [[ "${IMAGE_BUILD:-0}" == 1 ]]; then
+    echo "== publishing src/MagCds.Service as the Dockerfile does (ReadyToRun)"
+    BIN="$WORK/publish"
+    dotnet publish "$ROOT/src/MagCds.Service/MagCds.Service.csproj" -c Release -r linux-x64 --self-contained false \
+        -p:PublishReadyToRun=true -o "$BIN" -nologo -v quiet -clp:ErrorsOnly
+elif [[ "${SKIP_BUILD:-0}" != 1 ]]; then
     echo "== building src/MagCds.Service (Release)"
     dotnet build "$ROOT/src/MagCds.Service/MagCds.Service.csproj" -c Release -nologo -v quiet -clp:ErrorsOnly
 fi
@@ -20,7 +27,6 @@ fi
 free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1]); s.close()'; }
 now_ms() { date +%s%3N; }
 
-WORK="$(mktemp -d "${TMPDIR:-/tmp}/magcds-startup.XXXXXX")"
 PID=""
 cleanup() {
     [[ -n "$PID" ]] && kill -KILL "$PID" 2>/dev/null || true

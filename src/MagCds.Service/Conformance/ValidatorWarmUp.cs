@@ -6,15 +6,16 @@ namespace MagCds.Service.Conformance;
 
 /// <summary>
 /// Loads the validator after start-up (it reads the specification and compiles the profiles: seconds of CPU), so the
-/// first $validate is fast. It runs beside the service, never before it: readiness does not wait for it.
+/// first $validate is fast. It starts once the service is ready (after the evaluation warm-up, so the two do not share
+/// the CPU and delay readiness), and readiness does not wait for it.
 /// </summary>
 public sealed partial class ValidatorWarmUp(ProfileValidator validator, CanonicalUrls urls, IOptions<FhirRest.FhirRestOptions> options,
-    ILogger<ValidatorWarmUp> logger) : BackgroundService
+    Hosting.WarmUp warmUp, ILogger<ValidatorWarmUp> logger) : BackgroundService
 {
     protected override async Task ExecuteAsync(CancellationToken stoppingToken)
     {
         if (!options.Value.WarmUpValidator) return;
-        await Task.Yield();
+        await warmUp.Completed.WaitAsync(stoppingToken);
         var started = System.Diagnostics.Stopwatch.GetTimestamp();
         var sample = new Observation
         {
@@ -23,7 +24,8 @@ public sealed partial class ValidatorWarmUp(ProfileValidator validator, Canonica
             Subject = new ResourceReference("Patient/warm-up"),
             Value = new Quantity(1, "BTU"),
         };
-        await Task.Run(() => validator.Validate(sample, urls.Profile(CanonicalUrls.Profiles.Observation)), stoppingToken);
+        // Loading cannot be interrupted; a stop does not wait for it (the host would otherwise hold SIGTERM for seconds).
+        await Task.Run(() => validator.Validate(sample, urls.Profile(CanonicalUrls.Profiles.Observation)), stoppingToken).WaitAsync(stoppingToken);
         WarmedUp(logger, (long)System.Diagnostics.Stopwatch.GetElapsedTime(started).TotalMilliseconds);
     }
 

@@ -58,7 +58,11 @@ public sealed class StoreHealthCheck(Database db) : IHealthCheck
 /// </summary>
 public sealed class WarmUp(Evaluator evaluator) : BackgroundService, IHealthCheck
 {
+    private readonly TaskCompletionSource _completed = new(TaskCreationOptions.RunContinuationsAsynchronously);
     private volatile bool _done;
+
+    /// <summary>Completes when the warm-up evaluation has run (other start-up work waits for it, not to compete for CPU).</summary>
+    public Task Completed => _completed.Task;
 
     protected override Task ExecuteAsync(CancellationToken stoppingToken) => Task.Run(() =>
     {
@@ -74,6 +78,7 @@ public sealed class WarmUp(Evaluator evaluator) : BackgroundService, IHealthChec
         using var sink = new MemoryStream();
         foreach (var r in response.Outputs) FhirRest.FhirWire.WriteAsync(r, FhirRest.FhirFormat.Json, sink, stoppingToken).GetAwaiter().GetResult();
         _done = true;
+        _completed.TrySetResult();
     }, stoppingToken);
 
     public Task<HealthCheckResult> CheckHealthAsync(HealthCheckContext context, CancellationToken ct) =>

@@ -25,6 +25,7 @@ public static class Access
                 "Each MagCds:Security:ApiKeys entry needs a Name and a Key of at least 16 characters.")
             .Validate(o => !o.Jwt.IsConfigured || !string.IsNullOrEmpty(o.Jwt.Audience),
                 "MagCds:Security:Jwt:Audience is required when MagCds:Security:Jwt:Authority is set.")
+            .Validate(o => o.Jwt.ClockSkewSeconds is >= 0 and <= 300, "MagCds:Security:Jwt:ClockSkewSeconds must be between 0 and 300.")
             .Validate(o => !ListensBeyondLoopback(config) || o.AnyConfigured,
                 "MagCds listens on a non-loopback address but no authentication is configured (MagCds:Security:ApiKeys, " +
                 "MagCds:Security:Jwt:Authority or MagCds:Security:ClientCertificates): set one, or listen on 127.0.0.1 only.")
@@ -47,7 +48,7 @@ public static class Access
                 o.RequireHttpsMetadata = jwt.RequireHttpsMetadata;
                 o.MapInboundClaims = false; // keep "scope" and "sub" as the token has them
                 o.TokenValidationParameters.ValidateLifetime = true;
-                o.TokenValidationParameters.ClockSkew = TimeSpan.FromSeconds(60);
+                o.TokenValidationParameters.ClockSkew = TimeSpan.FromSeconds(jwt.ClockSkewSeconds);
             });
 
         services.AddAuthorization();

@@ -90,4 +90,55 @@ public sealed class AccessTests
         using (var r = await SendAsync(client, HttpMethod.Post, Http.Evaluate, Sample()))
             Assert.That(r.StatusCode, Is.EqualTo(HttpStatusCode.Unauthorized));
     }
+
+    [Test]
+    public async Task Bearer_tokens_are_refused_when_expired_for_another_audience_or_signed_by_another_key()
+    {
+        // Tokens of two seconds, checked without clock tolerance, so expiry can be seen within the test.
+        await using var auth = await AuthorizationServer.StartAsync("no-backend-client", null, ["magcds/evaluate"],
+            accessTokenLifetime: TimeSpan.FromSeconds(2), resource: "magcds");
+        var settings = new Dictionary<string, string?>
+        {
+            ["MagCds:Security:Jwt:Authority"] = auth.BaseUrl + "/",
+            ["MagCds:Security:Jwt:Audience"] = "magcds",
+            ["MagCds:Security:Jwt:ClockSkewSeconds"] = "0",
+            ["MagCds:Security:Jwt:RequireHttpsMetadata"] = "false",
+        };
+        using var f = new MagCdsFactory(settings);
+        using var client = f.CreateClient();
+
+        // MagCds reads the authority's metadata and keys on first use; that happens here, not inside the token's two seconds.
+        using (var r = await SendAsync(client, HttpMethod.Post, Http.Evaluate, Sample(), bearer: "not.a.token"))
+            Assert.That(r.StatusCode, Is.EqualTo(HttpStatusCode.Unauthorized));
+        string token = await auth.TestClientTokenAsync("magcds/evaluate");
+        using (var r = await SendAsync(client, HttpMethod.Post, Http.Evaluate, Sample(), bearer: token))
+            Assert.That(r.StatusCode, Is.EqualTo(HttpStatusCode.OK), "the fresh token is good");
+        await Task.Delay(TimeSpan.FromSeconds(3));
+        using (var r = await SendAsync(client, HttpMethod.Post, Http.Evaluate, Sample(), bearer: token))
+        {
+            Assert.That(r.StatusCode, Is.EqualTo(HttpStatusCode.Unauthorized), "the same token once expired");
+            Assert.That(Http.Codes((OperationOutcome)await Http.ReadAsync(r)), Is.EqualTo(new[] { "unauthorized" }));
+        }
+
+        // The same claims, signed by a key the authorization server does not publish.
+        using var otherKey = System.Security.Cryptography.ECDsa.Create(System.Security.Cryptography.ECCurve.NamedCurves.nistP256);
+        string forged = new Microsoft.IdentityModel.JsonWebTokens.JsonWebTokenHandler().CreateToken(new Microsoft.IdentityModel.Tokens.SecurityTokenDescriptor
+        {
+            Issuer = auth.BaseUrl + "/",
+            Audience = "magcds",
+            Claims = new Dictionary<string, object> { ["scope"] = "magcds/evaluate", ["sub"] = AuthorizationServer.TestClientId },
+            Expires = DateTime.UtcNow.AddMinutes(5),
+            SigningCredentials = new Microsoft.IdentityModel.Tokens.SigningCredentials(
+                new Microsoft.IdentityModel.Tokens.ECDsaSecurityKey(otherKey) { KeyId = "not-the-servers" }, "ES256"),
+        });
+        using (var r = await SendAsync(client, HttpMethod.Post, Http.Evaluate, Sample(), bearer: forged))
+            Assert.That(r.StatusCode, Is.EqualTo(HttpStatusCode.Unauthorized), "a token signed by another key");
+
+        // A good token of the same server, but MagCds expects another audience.
+        settings["MagCds:Security:Jwt:Audience"] = "another-api";
+        using var other = new MagCdsFactory(settings);
+        using var otherClient = other.CreateClient();
+        using (var r = await SendAsync(otherClient, HttpMethod.Post, Http.Evaluate, Sample(), bearer: await auth.TestClientTokenAsync("magcds/evaluate")))
+            Assert.That(r.StatusCode, Is.EqualTo(HttpStatusCode.Unauthorized), "a token for another audience");
+    }
 }
