@@ -139,6 +139,10 @@ public static class MagCdsHostingExtensions
                 "MagCds:Worker:Auth SmartBackend needs Smart:TokenUrl (absolute), Smart:ClientId, an existing Smart:PrivateKeyFile and Smart:Algorithm RS384 or ES384.")
             .Validate(o => !o.Subscription.Create || (!string.IsNullOrEmpty(o.Subscription.Secret) && Uri.TryCreate(o.Subscription.EndpointUrl, UriKind.Absolute, out _)),
                 "MagCds:Worker:Subscription:Create needs Subscription:Secret and an absolute Subscription:EndpointUrl.")
+            .Validate(o => o.Subscription.TopicUrl is null || Uri.TryCreate(o.Subscription.TopicUrl, UriKind.Absolute, out _),
+                "MagCds:Worker:Subscription:TopicUrl must be the absolute canonical URL of a SubscriptionTopic.")
+            .Validate(o => o.Subscription.PayloadContent is "id-only" or "full-resource" or "empty" && o.Subscription.HeartbeatSeconds is >= 0 and <= 86400,
+                "MagCds:Worker:Subscription:PayloadContent must be id-only, full-resource or empty, and HeartbeatSeconds between 0 and 86400.")
             .ValidateOnStart();
         services.TryAddSingleton(TimeProvider.System);
         services.AddSingleton<WorkerFhirClient>();

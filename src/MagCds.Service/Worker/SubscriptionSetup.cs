@@ -5,40 +5,72 @@ using Microsoft.Extensions.Options;
 namespace MagCds.Service.Worker;
 
 /// <summary>
-/// Creates the classic R4 rest-hook Subscription on the watched server, or reuses one that already sends the same
-/// criteria to the same endpoint (so restarts and replicas never pile up Subscriptions). With a payload, so each
-/// notification names the resource (the server PUTs it to endpoint/Observation/id); the secret travels as a channel
-/// header. Note that anyone who may read Subscription resources on that server can read the header.
+/// Creates the Subscription on the watched server, or reuses one that already asks for the same notifications at the
+/// same endpoint (so restarts and replicas never pile up Subscriptions). Two kinds, by configuration:
+/// <list type="bullet">
+/// <item>classic R4 rest-hook: criteria <c>Observation?code=…</c>, with a payload, so each notification names the
+/// resource (the server PUTs it to endpoint/Observation/id);</item>
+/// <item>topic-based (R4 Subscriptions Backport IG) when a topic URL is configured: criteria the topic, filtered to
+/// the recognised codes, payload id-only by default, with a heartbeat that lets MagCds see missed events.</item>
+/// </list>
+/// The secret travels as a channel header. Anyone who may read Subscription resources on that server can read it.
 /// </summary>
 public sealed class SubscriptionSetup(WorkerFhirClient fhir, Evaluator evaluator, IOptions<WorkerOptions> options)
 {
+    public const string BackportProfile = "http://hl7.org/fhir/uv/subscriptions-backport/StructureDefinition/backport-subscription";
+    public const string FilterCriteriaExtension = "http://hl7.org/fhir/uv/subscriptions-backport/StructureDefinition/backport-filter-criteria";
+    public const string PayloadContentExtension = "http://hl7.org/fhir/uv/subscriptions-backport/StructureDefinition/backport-payload-content";
+    public const string HeartbeatExtension = "http://hl7.org/fhir/uv/subscriptions-backport/StructureDefinition/backport-heartbeat-period";
+
+    /// <summary>The search that selects MagCds's Observations: the classic criteria, and the topic's filter.</summary>
     public string Criteria => "Observation?code=" + string.Join(",", evaluator.RecognisedCodes.OrderBy(c => c, StringComparer.Ordinal));
 
     /// <summary>Returns the id of the Subscription in use, and whether it was created now.</summary>
     public async Task<(string Id, bool Created)> EnsureAsync(CancellationToken ct)
     {
-        var s = options.Value.Subscription;
-        string endpoint = s.EndpointUrl!;
+        var wanted = Wanted();
         using var client = fhir.Create();
-        var found = await client.GetAsync($"Subscription?url={Uri.EscapeDataString(endpoint)}", ct) as Bundle;
+        var found = await client.GetAsync($"Subscription?url={Uri.EscapeDataString(options.Value.Subscription.EndpointUrl!)}", ct) as Bundle;
         var existing = (found?.Entry ?? []).Select(e => e.Resource).OfType<Subscription>()
-            .FirstOrDefault(x => x.Channel?.Endpoint == endpoint && x.Criteria == Criteria
-                                 && x.Status is Subscription.SubscriptionStatus.Active or Subscription.SubscriptionStatus.Requested);
+            .FirstOrDefault(x => x.Status is Subscription.SubscriptionStatus.Active or Subscription.SubscriptionStatus.Requested && Same(x, wanted));
         if (existing is not null) return (existing.Id ?? "", false);
+        var created = await client.CreateAsync(wanted, ct);
+        return (created?.Id ?? "", true);
+    }
 
-        var created = await client.CreateAsync(new Subscription
+    /// <summary>The Subscription the settings ask for.</summary>
+    public Subscription Wanted()
+    {
+        var s = options.Value.Subscription;
+        var subscription = new Subscription
         {
             Status = Subscription.SubscriptionStatus.Requested,
             Reason = "MagCds: assess each new or changed anti-MAG IgM result and write the assessment back",
-            Criteria = Criteria,
+            Criteria = s.TopicUrl ?? Criteria,
             Channel = new Subscription.ChannelComponent
             {
                 Type = Subscription.SubscriptionChannelType.RestHook,
-                Endpoint = endpoint,
+                Endpoint = s.EndpointUrl!,
                 Payload = "application/fhir+json",
                 Header = [$"{s.SecretHeader}: {s.Secret}"],
             },
-        }, ct);
-        return (created?.Id ?? "", true);
+        };
+        if (s.TopicUrl is null) return subscription;
+
+        subscription.Meta = new Meta { Profile = [BackportProfile] };
+        subscription.CriteriaElement.SetStringExtension(FilterCriteriaExtension, Criteria);
+        subscription.Channel.PayloadElement.AddExtension(PayloadContentExtension, new Code(s.PayloadContent));
+        if (s.HeartbeatSeconds > 0) subscription.Channel.AddExtension(HeartbeatExtension, new UnsignedInt(s.HeartbeatSeconds));
+        return subscription;
     }
+
+    /// <summary>Whether an existing Subscription sends the same notifications to the same endpoint.</summary>
+    private static bool Same(Subscription x, Subscription wanted) =>
+        x.Channel is { } channel
+        && channel.Endpoint == wanted.Channel.Endpoint
+        && x.Criteria == wanted.Criteria
+        && Extension(x.CriteriaElement, FilterCriteriaExtension) == Extension(wanted.CriteriaElement, FilterCriteriaExtension)
+        && Extension(channel.PayloadElement, PayloadContentExtension) == Extension(wanted.Channel.PayloadElement, PayloadContentExtension);
+
+    private static string? Extension(Element? e, string url) => e?.GetExtension(url)?.Value is PrimitiveType p ? p.JsonValue?.ToString() : null;
 }

@@ -122,8 +122,21 @@ public sealed class SubscriptionOptions
 
     public string SecretHeader { get; set; } = "X-MagCds-Secret";
 
-    /// <summary>Create (or reuse) a classic R4 rest-hook Subscription on the server at start-up.</summary>
+    /// <summary>Create (or reuse) a Subscription on the server at start-up: topic-based when <see cref="TopicUrl"/> is set, else classic rest-hook.</summary>
     public bool Create { get; set; }
+
+    /// <summary>
+    /// Canonical URL of a SubscriptionTopic on the server (R4 Subscriptions Backport IG) that fires on Observation
+    /// changes, e.g. one the server defines for created and updated Observations. When set, the created Subscription
+    /// is topic-based and filtered to the recognised codes; when not, it is a classic R4 rest-hook Subscription.
+    /// </summary>
+    public string? TopicUrl { get; set; }
+
+    /// <summary>Payload of topic-based notifications: id-only (default: no clinical content in transit), full-resource or empty.</summary>
+    public string PayloadContent { get; set; } = "id-only";
+
+    /// <summary>Seconds between the server's heartbeats on a topic-based Subscription (a heartbeat also reveals missed events); 0 asks for none.</summary>
+    public int HeartbeatSeconds { get; set; } = 120;
 
     /// <summary>The notification endpoint as the FHIR server reaches it, e.g. https://magcds.hospital.example/worker/notifications.</summary>
     public string? EndpointUrl { get; set; }

@@ -43,6 +43,7 @@ public class LogPhiTests
         Assert.That(phi, Has.Count.GreaterThan(50), "the scan must actually have PHI to look for");
         Assert.That(phi, Does.Contain("Oakhaven").And.Contain("MRN-77231904").And.Contain("ACC-BTU-MEDIUM").And.Contain("25000"));
         Assert.That(PhiScan.Hits(factory.Logs.Lines), Is.Empty);
+        Assert.That(PhiScan.Hits(factory.Logs.Templated), Is.Empty);
     }
 
     [Test]
@@ -53,5 +54,7 @@ public class LogPhiTests
         Assert.That(PhiScan.Hits(["{\"@mt\":\"patient Oakhaven\"}"]), Has.Count.EqualTo(1));
         Assert.That(PhiScan.Hits(["{\"@mt\":\"accession ACC-BTU-MEDIUM done\"}"]), Has.Count.EqualTo(1));
         Assert.That(PhiScan.Hits(["{\"@t\":\"2026-01-01T00:25000Z\",\"@mt\":\"evaluated\"}"]), Is.Empty);
+        Assert.That(PhiScan.Hits(["{\"@mt\":\"assessed (lag {LagMs} ms)\",\"LagMs\":25000}"]), Is.Empty, "a duration that equals a value");
+        Assert.That(PhiScan.Hits(["{\"@mt\":\"assessed\",\"Value\":25000}"]), Has.Count.EqualTo(1), "a value as a property");
     }
 }

@@ -50,7 +50,7 @@ public sealed class MagCdsFactory(IReadOnlyDictionary<string, string?>? settings
         if (!disposing) return;
         if (Conformance.Failures.Count > 0)
             throw new AssertionException("Outputs that do not conform to the MagCds profiles:\n" + string.Join("\n", Conformance.Failures));
-        if (PhiScan.Hits(Logs.Lines) is { Count: > 0 } hits)
+        if (PhiScan.Hits(Logs.Templated) is { Count: > 0 } hits)
             throw new AssertionException("PHI of the test data in the service's logs:\n" + string.Join("\n", hits));
     }
 }
@@ -62,18 +62,27 @@ public sealed class FixedClock(DateTimeOffset now) : TimeProvider
     public override DateTimeOffset GetUtcNow() => Now;
 }
 
-/// <summary>A Serilog sink that keeps each event as the compact JSON the console would show.</summary>
+/// <summary>A Serilog sink that keeps each event as the compact JSON the console would show, and as its template and properties.</summary>
 public sealed class CapturedLogs : ILogEventSink
 {
     private readonly ConcurrentQueue<string> _lines = new();
-    private readonly RenderedCompactJsonFormatter _formatter = new();
+    private readonly ConcurrentQueue<string> _templated = new();
+    private readonly RenderedCompactJsonFormatter _rendered = new();
+    private readonly CompactJsonFormatter _compact = new();
 
     public void Emit(LogEvent logEvent)
     {
         using var w = new StringWriter();
-        _formatter.Format(logEvent, w);
+        _rendered.Format(logEvent, w);
         _lines.Enqueue(w.ToString());
+        using var t = new StringWriter();
+        _compact.Format(logEvent, t);
+        _templated.Enqueue(t.ToString());
     }
 
+    /// <summary>Each event as the console shows it (the message rendered).</summary>
     public IReadOnlyCollection<string> Lines => _lines.ToArray();
+
+    /// <summary>Each event as its message template plus properties: what the PHI scan searches (<see cref="PhiScan"/>).</summary>
+    public IReadOnlyCollection<string> Templated => _templated.ToArray();
 }

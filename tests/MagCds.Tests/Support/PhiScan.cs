@@ -24,12 +24,20 @@ public static class PhiScan
         foreach (var v in In(r)) Registered.TryAdd(v, 0);
     }
 
+    /// <summary>
+    /// What is left out of the search: the service's measurements of its own work (time stamps, durations, status
+    /// codes, attempt numbers and counts), whose numbers can equal a result value by chance ("LagMs":640 and a 640 BTU
+    /// result). Search lines with the message template (CompactJsonFormatter) rather than the rendered message, so
+    /// such numbers are properties here and not part of a message text.
+    /// </summary>
+    private const string Operational = "\"(@t|@i|Elapsed\\w*|\\w*Ms|\\w*Seconds|StatusCode|Attempt|\\w*Count)\":(\"(\\\\.|[^\"\\\\])*\"|[^,}]*)";
+
     /// <summary>Log lines that contain a PHI value, as "value in line" (at most <paramref name="max"/>).</summary>
     public static IReadOnlyList<string> Hits(IEnumerable<string> lines, int max = 10)
     {
         var phi = Values;
         return (from line in lines
-                let scanned = Regex.Replace(line, "\"(@t|Elapsed)\":[^,}]*", "") // time stamps and durations are not PHI
+                let scanned = Regex.Replace(line, Operational, "")
                 from value in phi
                 where Regex.IsMatch(scanned, $@"(?<![\w.-]){Regex.Escape(value)}(?![\w-])")
                 select $"{value} in {line}").Take(max).ToList();

@@ -212,6 +212,34 @@ public sealed class WorkerTests(StoreProvider provider) : WorkerTestBase(provide
         Assert.That(subs[0].Criteria, Is.EqualTo("Observation?code=http://loinc.org|39087-2"));
     }
 
+    [Test]
+    public async Task A_topic_based_subscription_is_created_once_filtered_to_the_recognised_codes()
+    {
+        const string topic = "http://hospital.example/fhir/SubscriptionTopic/observation-changed";
+        var settings = new Dictionary<string, string?>
+        {
+            ["MagCds:Worker:PollIntervalSeconds"] = "0",
+            ["MagCds:Worker:Subscription:Create"] = "true",
+            ["MagCds:Worker:Subscription:EndpointUrl"] = "http://magcds.hospital.example/worker/notifications",
+            ["MagCds:Worker:Subscription:TopicUrl"] = topic,
+        };
+        await H.StartAsync(settings);
+        await WaitUntilAsync(async () => (await H.AllAsync<Subscription>()).Count == 1, "the Subscription exists");
+        await H.StartAsync(settings);
+        await WaitUntilAsync(async () => H.Service!.Logs.Lines.Any(l => l.Contains("(created now: False)", StringComparison.Ordinal)), "the restarted worker reuses the Subscription");
+
+        // As the FHIR server stored it (read back from the server, not MagCds's own object).
+        var sub = (await H.AllAsync<Subscription>()).Single();
+        Assert.That(sub.Meta?.Profile, Does.Contain(MagCds.Service.Worker.SubscriptionSetup.BackportProfile));
+        Assert.That(sub.Criteria, Is.EqualTo(topic));
+        Assert.That(sub.CriteriaElement.GetStringExtension(MagCds.Service.Worker.SubscriptionSetup.FilterCriteriaExtension),
+            Is.EqualTo("Observation?code=http://loinc.org|39087-2"));
+        Assert.That(sub.Channel.Type, Is.EqualTo(Subscription.SubscriptionChannelType.RestHook));
+        Assert.That(sub.Channel.PayloadElement.GetExtensionValue<Code>(MagCds.Service.Worker.SubscriptionSetup.PayloadContentExtension)?.Value, Is.EqualTo("id-only"));
+        Assert.That(sub.Channel.GetExtensionValue<UnsignedInt>(MagCds.Service.Worker.SubscriptionSetup.HeartbeatExtension)?.Value, Is.EqualTo(120));
+        Assert.That(sub.Channel.Header, Is.EqualTo(new[] { $"X-MagCds-Secret: {Secret}" }));
+    }
+
     private StoreOptions StoreOptions() => new()
     {
         Provider = Provider,
