@@ -24,6 +24,18 @@ public class ServiceProcessTests
         return Process.Start(psi)!;
     }
 
+    /// <summary>Posts the BTU sample as soon as the service listens (tried for 20 s); null when it never did.</summary>
+    private static async Task<HttpResponseMessage?> PostSampleOnceListeningAsync(int port)
+    {
+        using var client = new HttpClient { BaseAddress = new Uri($"http://127.0.0.1:{port}") };
+        for (int i = 0; i < 100; i++)
+        {
+            try { return await client.PostAsync(Http.Evaluate, Http.Raw(TestFiles.Text("Observation-btu-medium.json"), "application/fhir+json")); }
+            catch (HttpRequestException) { await Task.Delay(200); }
+        }
+        return null;
+    }
+
     private static int FreePort()
     {
         using var l = new TcpListener(IPAddress.Loopback, 0);
@@ -97,13 +109,7 @@ public class ServiceProcessTests
         using var p = Start(port);
         try
         {
-            using var client = new HttpClient { BaseAddress = new Uri($"http://127.0.0.1:{port}") };
-            HttpResponseMessage? resp = null;
-            for (int i = 0; i < 100 && resp is null; i++)
-            {
-                try { resp = await client.PostAsync(Http.Evaluate, Http.Raw(TestFiles.Text("Observation-btu-medium.json"), "application/fhir+json")); }
-                catch (HttpRequestException) { await Task.Delay(200); }
-            }
+            using var resp = await PostSampleOnceListeningAsync(port);
             Assert.That(resp, Is.Not.Null, "the service did not start listening within 20 s");
             Assert.That(resp!.StatusCode, Is.EqualTo(HttpStatusCode.OK));
             var body = (Parameters)await Http.ReadAsync(resp);
@@ -140,15 +146,8 @@ public class ServiceProcessTests
         var console = p.StandardOutput.ReadToEndAsync();
         try
         {
-            using var client = new HttpClient { BaseAddress = new Uri($"http://127.0.0.1:{port}") };
-            HttpResponseMessage? resp = null;
-            for (int i = 0; i < 100 && resp is null; i++)
-            {
-                try { resp = await client.PostAsync(Http.Evaluate, Http.Raw(TestFiles.Text("Observation-btu-medium.json"), "application/fhir+json")); }
-                catch (HttpRequestException) { await Task.Delay(200); }
-            }
+            using var resp = await PostSampleOnceListeningAsync(port);
             Assert.That(resp?.StatusCode, Is.EqualTo(HttpStatusCode.OK), "the service did not answer within 20 s");
-            resp!.Dispose();
         }
         finally
         {
