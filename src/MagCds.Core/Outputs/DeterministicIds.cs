@@ -97,8 +97,9 @@ public static class DeterministicIds
     {
         int max = parts.Length;
         foreach (var p in parts) max += Encoding.UTF8.GetMaxByteCount(p.Length);
-        byte[]? rented = max > 2048 ? System.Buffers.ArrayPool<byte>.Shared.Rent(max) : null;
-        Span<byte> buffer = rented ?? stackalloc byte[2048];
+        // Sized to the need: a stack buffer is zeroed on every call, so a fixed large one costs more than the hash.
+        byte[]? rented = max > 1024 ? System.Buffers.ArrayPool<byte>.Shared.Rent(max) : null;
+        Span<byte> buffer = rented ?? stackalloc byte[max];
         int n = 0;
         for (int i = 0; i < parts.Length; i++)
         {

@@ -182,17 +182,22 @@ public sealed class OutputBuilder(KnowledgeBase knowledge, CanonicalUrls canonic
         new Identifier(canonical.ObservationSeriesSystem, keys.Series),
     ];
 
-    private readonly ConcurrentDictionary<(string, string?), CodeableConcept> _methods = new();
+    private readonly ConcurrentDictionary<(string, string?), (string Display, string Text)> _methods = new();
 
     /// <summary>
-    /// The rule applied, with the knowledge version; one template per rule, copied into each output. Named by its assay
-    /// profile, or else by the built-in rule's display (looked up once, when the template is made).
+    /// The rule applied, with the knowledge version. Named by its assay profile, or else by the built-in rule's display;
+    /// the texts are made once per rule, the elements new for each output (cheaper than copying a template).
     /// </summary>
-    private CodeableConcept Method(string ruleId, string? profileName) => (CodeableConcept)_methods.GetOrAdd((ruleId, profileName), k => new CodeableConcept
+    private CodeableConcept Method(string ruleId, string? profileName)
     {
-        Coding = [new Coding(canonical.RuleSystem, k.Item1, k.Item2 ?? Vocabulary.Rules.BuiltIn.First(r => r.Code == k.Item1).Display) { Version = knowledge.Version }],
-        Text = $"MagCds knowledge {knowledge.Version}, rule '{k.Item1}'",
-    }).DeepCopy();
+        var (display, text) = _methods.GetOrAdd((ruleId, profileName), k =>
+            (k.Item2 ?? Vocabulary.Rules.BuiltIn.First(r => r.Code == k.Item1).Display, $"MagCds knowledge {knowledge.Version}, rule '{k.Item1}'"));
+        return new CodeableConcept
+        {
+            Coding = [new Coding(canonical.RuleSystem, ruleId, display) { Version = knowledge.Version }],
+            Text = text,
+        };
+    }
 
     private Coding CategoryCoding(Category c)
     {
