@@ -7,7 +7,7 @@ namespace MagCds.Service.Conformance;
 
 /// <summary>
 /// The Firely validator over the MagCds package and the base R4 specification (offline, specification.zip next to
-/// the assembly). Built on first use and warmed up in the background (<see cref="ValidatorWarmUp"/>), so the
+/// the assembly). Built on first use and warmed up in the background (<see cref="ConformanceWarmUp"/>), so the
 /// evaluation doors never wait for it: $validate is a tool for integration engineers, not a clinical path.
 /// </summary>
 public sealed class ProfileValidator

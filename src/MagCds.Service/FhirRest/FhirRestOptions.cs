@@ -9,6 +9,6 @@ public sealed class FhirRestOptions
     [Range(1024, 1L << 31)]
     public long MaxRequestBodyBytes { get; set; } = 32 * 1024 * 1024;
 
-    /// <summary>Load the profile validator in the background after start-up, so the first $validate is fast.</summary>
+    /// <summary>Build the conformance package and load the profile validator in the background once ready, so the first metadata read and $validate are fast.</summary>
     public bool WarmUpValidator { get; set; } = true;
 }

@@ -51,7 +51,7 @@ public static class MagCdsHostingExtensions
         services.AddOptions<FhirRestOptions>().Bind(config.GetSection($"{MagCdsOptions.Section}:FhirRest")).ValidateDataAnnotations().ValidateOnStart();
         services.AddSingleton(sp => MagCds.Service.Conformance.ConformancePackage.FromEmbedded(sp.GetRequiredService<Evaluator>()));
         services.AddSingleton<MagCds.Service.Conformance.ProfileValidator>();
-        services.AddHostedService<MagCds.Service.Conformance.ValidatorWarmUp>();
+        services.AddHostedService<MagCds.Service.Conformance.ConformanceWarmUp>();
         services.AddExceptionHandler<FhirErrorHandler>();
         return services;
     }
