@@ -41,6 +41,9 @@ public sealed class OperationsTests
         Assert.That(ready.StatusCode, Is.EqualTo(HttpStatusCode.ServiceUnavailable));
         string body = await ready.Content.ReadAsStringAsync();
         Assert.That(body, Does.Contain("\"store\":{\"status\":\"Unhealthy\"").And.Not.Contain(dir), "says which check failed, not where the file was");
+        // The probe did its job: its request line is information (the failing check has its own line), not an error.
+        var line = f.Logs.Lines.Last(l => l.Contains("\"RequestRoute\":\"/health/ready\"", StringComparison.Ordinal) && l.Contains("\"StatusCode\":503", StringComparison.Ordinal));
+        Assert.That(line, Does.Not.Contain("\"@l\":\"Error\""));
     }
 
     [TestCase("/health/live")]
