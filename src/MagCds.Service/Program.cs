@@ -39,9 +39,10 @@ try
     app.UseSerilogRequestLogging(RequestLogLine.Configure);
     app.UseExceptionHandler(FhirErrorHandler.Options);
     app.UseCors();
+    // Before authentication: failed credentials count against the client's rate too (no unlimited guessing).
+    app.UseRateLimiter();
     app.UseAuthentication();
     app.UseAuthorization();
-    app.UseRateLimiter();
     app.UseRequestTimeouts();
     app.MapMagCdsHealth();
     app.MapMagCdsTelemetry();

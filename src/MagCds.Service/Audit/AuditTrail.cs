@@ -40,9 +40,6 @@ public sealed partial class AuditTrail(Database db, TimeProvider time, Microsoft
     protected override async Task ExecuteAsync(CancellationToken stoppingToken)
     {
         var batch = new List<AuditEntry>(1000);
-        // Off the start-up path: SQLite's "async" calls complete synchronously, and the host waits for each hosted
-        // service's first real await before it starts listening.
-        await Task.Yield();
         try
         {
             await PurgeIfDueAsync(stoppingToken);

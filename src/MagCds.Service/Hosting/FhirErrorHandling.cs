@@ -34,7 +34,7 @@ public sealed partial class FhirErrorHandler(ILogger<FhirErrorHandler> logger) :
     }
 
     /// <summary>The caller's preferred format when it can be told, else JSON: an error answer must never fail itself.</summary>
-    private static FhirFormat ErrorFormat(HttpRequest request)
+    public static FhirFormat ErrorFormat(HttpRequest request)
     {
         try { return FhirWire.ResponseFormat(request, FhirWire.FromMediaType(request.ContentType)); }
         catch (FhirRequestException) { return FhirFormat.Json; }

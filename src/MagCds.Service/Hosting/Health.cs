@@ -74,11 +74,18 @@ public sealed class WarmUp(Evaluator evaluator) : BackgroundService, IHealthChec
             Effective = new FhirDateTime(2026, 1, 1),
             Value = new Quantity { Value = 25000, Unit = "BTU" },
         };
-        var response = evaluator.Evaluate(EvaluationRequest.Of(new EvaluationInput(sample, "Observation/warm-up", "warm-up")));
-        using var sink = new MemoryStream();
-        foreach (var r in response.Outputs) FhirRest.FhirWire.WriteAsync(r, FhirRest.FhirFormat.Json, sink, stoppingToken).GetAwaiter().GetResult();
-        _done = true;
-        _completed.TrySetResult();
+        try
+        {
+            var response = evaluator.Evaluate(EvaluationRequest.Of(new EvaluationInput(sample, "Observation/warm-up", "warm-up")));
+            using var sink = new MemoryStream();
+            foreach (var r in response.Outputs) FhirRest.FhirWire.WriteAsync(r, FhirRest.FhirFormat.Json, sink, stoppingToken).GetAwaiter().GetResult();
+            _done = true;
+        }
+        finally
+        {
+            // Whatever happened, work that waits for the warm-up goes on (readiness reports a failed one).
+            _completed.TrySetResult();
+        }
     }, stoppingToken);
 
     public Task<HealthCheckResult> CheckHealthAsync(HealthCheckContext context, CancellationToken ct) =>

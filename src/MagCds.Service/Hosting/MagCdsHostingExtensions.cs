@@ -196,6 +196,8 @@ public static class MagCdsHostingExtensions
             .MinimumLevel.Override("Microsoft.AspNetCore", Serilog.Events.LogEventLevel.Warning)
             .MinimumLevel.Override("System.Net.Http.HttpClient", Serilog.Events.LogEventLevel.Warning)
             .MinimumLevel.Override("Polly", Serilog.Events.LogEventLevel.Warning)
+            // The certificate handler names a refused certificate's subject (a person's name, or text a stranger chose).
+            .MinimumLevel.Override("Microsoft.AspNetCore.Authentication.Certificate", Serilog.Events.LogEventLevel.Error)
             .ReadFrom.Configuration(sp.GetRequiredService<IConfiguration>())
             .ReadFrom.Services(sp)
             .Destructure.With<NoPhiDestructuring>()

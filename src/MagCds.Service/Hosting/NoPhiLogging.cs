@@ -78,9 +78,12 @@ public static class RequestLogLine
         o.GetMessageTemplateProperties = (http, _, elapsed, status) =>
         [
             new LogEventProperty("RequestMethod", new ScalarValue(http.Request.Method)),
-            new LogEventProperty("RequestRoute", new ScalarValue(http.GetEndpoint() is RouteEndpoint e ? e.RoutePattern.RawText : "(no route)")),
+            new LogEventProperty("RequestRoute", new ScalarValue(RouteOf(http))),
             new LogEventProperty("StatusCode", new ScalarValue(status)),
             new LogEventProperty("Elapsed", new ScalarValue(elapsed)),
         ];
     }
+
+    /// <summary>The route template that answered (e.g. /fhir/StructureDefinition/{id}), or "(no route)"; never the path.</summary>
+    public static string RouteOf(HttpContext http) => http.GetEndpoint() is RouteEndpoint e ? e.RoutePattern.RawText ?? "(no route)" : "(no route)";
 }

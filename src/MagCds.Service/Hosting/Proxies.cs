@@ -19,6 +19,13 @@ public sealed class ProxyOptions
     /// <summary>Networks of trusted proxies in CIDR form, e.g. "10.244.0.0/16" (a Kubernetes pod network).</summary>
     public List<string> KnownNetworks { get; set; } = [];
 
+    /// <summary>
+    /// How many proxy hops to walk back through X-Forwarded-For (default 1: the address the nearest proxy saw). Raise
+    /// it only for a chain of proxies that each append, e.g. 2 for a CDN in front of the ingress: every entry beyond
+    /// the hops is whatever the client wrote.
+    /// </summary>
+    public int ForwardLimit { get; set; } = 1;
+
     public bool AnyConfigured => KnownProxies.Count > 0 || KnownNetworks.Count > 0;
 }
 
@@ -35,17 +42,24 @@ public static class Proxies
                 "MagCds:Proxies:KnownProxies entries must be IP addresses, e.g. 10.0.0.5.")
             .Validate(o => o.KnownNetworks.All(n => System.Net.IPNetwork.TryParse(n, out _)),
                 "MagCds:Proxies:KnownNetworks entries must be CIDR networks, e.g. 10.244.0.0/16.")
+            .Validate(o => o.ForwardLimit is >= 1 and <= 10, "MagCds:Proxies:ForwardLimit must be between 1 and 10 (proxy hops).")
             .ValidateOnStart();
         services.AddOptions<ForwardedHeadersOptions>().Configure<IOptions<ProxyOptions>>((f, p) =>
         {
+            if (!p.Value.AnyConfigured)
+            {
+                // Nothing to believe, even if the host inserts the middleware itself (ASPNETCORE_FORWARDEDHEADERS_ENABLED),
+                // which with empty lists would believe anyone.
+                f.ForwardedHeaders = ForwardedHeaders.None;
+                return;
+            }
             f.ForwardedHeaders = ForwardedHeaders.XForwardedFor | ForwardedHeaders.XForwardedProto;
             // Only the configured proxies, not the framework's default (loopback): a header from anyone else is ignored.
             f.KnownProxies.Clear();
             f.KnownIPNetworks.Clear();
             foreach (var a in p.Value.KnownProxies) f.KnownProxies.Add(IPAddress.Parse(a));
             foreach (var n in p.Value.KnownNetworks) f.KnownIPNetworks.Add(System.Net.IPNetwork.Parse(n));
-            // Walk back through a chain of trusted proxies to the first address none of them vouches for.
-            f.ForwardLimit = null;
+            f.ForwardLimit = p.Value.ForwardLimit;
         });
         return services;
     }

@@ -38,7 +38,7 @@ public static class RequestTimeouts
                 // The request's cancellation token has fired by now, so the small answer is written without it.
                 WriteTimeoutResponse = http => new FhirResult(
                     Outcomes.Error(http, OutcomeCodes.Timeout, $"The request took longer than {o.Value.Seconds} s and was stopped."),
-                    FhirFormat.Json, StatusCodes.Status504GatewayTimeout).WriteAsync(http, CancellationToken.None),
+                    FhirErrorHandler.ErrorFormat(http.Request), StatusCodes.Status504GatewayTimeout).WriteAsync(http, CancellationToken.None),
             };
         });
         return services;

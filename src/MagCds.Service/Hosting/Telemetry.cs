@@ -39,9 +39,27 @@ public static class Telemetry
                 if (o.Prometheus) m.AddPrometheusExporter();
                 if (!string.IsNullOrEmpty(o.OtlpEndpoint)) m.AddOtlpExporter(e => e.Endpoint = new Uri(o.OtlpEndpoint));
             });
+        // Spans carry the route and a redacted URL, never a path that can hold a patient id (as the logs: NoPhiLogging).
         if (!string.IsNullOrEmpty(o.OtlpEndpoint))
-            otel.WithTracing(t => t.AddAspNetCoreInstrumentation().AddHttpClientInstrumentation().AddOtlpExporter(e => e.Endpoint = new Uri(o.OtlpEndpoint)));
+            otel.WithTracing(t => t
+                .AddAspNetCoreInstrumentation(a => a.EnrichWithHttpResponse = (activity, response) => activity.SetTag("url.path", RequestLogLine.RouteOf(response.HttpContext)))
+                .AddHttpClientInstrumentation(h => h.EnrichWithHttpRequestMessage = (activity, request) => activity.SetTag("url.full", RedactedUrl(request.RequestUri)))
+                .AddOtlpExporter(e => e.Endpoint = new Uri(o.OtlpEndpoint)));
         return services;
+    }
+
+    /// <summary>
+    /// An outgoing FHIR URL with every resource id replaced by {id} and no query: https://ehr/fhir/Patient/{id}.
+    /// A segment is an id when it follows a resource type (a segment that starts with a capital letter).
+    /// </summary>
+    public static string RedactedUrl(Uri? url)
+    {
+        if (url is null || !url.IsAbsoluteUri) return "";
+        var segments = url.AbsolutePath.Split('/');
+        for (int i = 1; i < segments.Length; i++)
+            if (segments[i - 1] is { Length: > 0 } previous && char.IsUpper(previous[0]) && segments[i].Length > 0)
+                segments[i] = "{id}";
+        return $"{url.Scheme}://{url.Authority}{string.Join('/', segments)}";
     }
 
     public static IEndpointRouteBuilder MapMagCdsTelemetry(this IEndpointRouteBuilder app)

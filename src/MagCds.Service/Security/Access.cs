@@ -125,7 +125,7 @@ public static class Access
             int status = known ? StatusCodes.Status403Forbidden : StatusCodes.Status401Unauthorized;
             if (!known) http.Response.Headers.WWWAuthenticate = "Bearer";
             var outcome = Outcomes.Error(http, known ? OutcomeCodes.Forbidden : OutcomeCodes.Unauthorized,
-                known ? "The caller is not allowed to use this endpoint (scope or key)." : "Authentication is required: a bearer token or an X-API-Key header.");
+                known ? "The caller is not allowed to use this endpoint (scope, key or certificate)." : "Authentication is required: an X-API-Key header, a bearer token or a client certificate, as configured.");
             await new FhirResult(outcome, FhirFormat.Json, status).ExecuteAsync(http);
         }
     }

@@ -29,12 +29,29 @@ public static class ClientCertificateAuthentication
     public static void Add(AuthenticationBuilder auth, IServiceCollection services, ClientCertificateOptions o)
     {
         if (!o.IsConfigured) return;
-        // Kestrel's own check would trust the machine's store; the handler below trusts the configured CA only, so
-        // Kestrel lets every certificate through to it (and a request without one can still use a key or a token).
+        // The TLS handshake already refuses a certificate that does not chain to the configured CA (not the machine's
+        // store), building the chain without fetching anything: a stranger's certificate can name any URL as its
+        // issuer's location or revocation list, and MagCds must not go there for it. Revocation, validity, use and
+        // subject are then checked by the handler below, for certificates of the CA only. A connection without a
+        // certificate is still accepted (it can use a key or a token).
+        // Read when the server starts, after the start-up validation has vouched for the file.
+        var ca = new Lazy<X509Certificate2Collection>(() => LoadCa(o.CaFile));
         services.Configure<KestrelServerOptions>(k => k.ConfigureHttpsDefaults(https =>
         {
             https.ClientCertificateMode = ClientCertificateMode.AllowCertificate;
-            https.ClientCertificateValidation = (_, _, _) => true;
+            https.OnAuthenticate = (_, ssl) =>
+            {
+                var policy = new X509ChainPolicy
+                {
+                    TrustMode = X509ChainTrustMode.CustomRootTrust,
+                    RevocationMode = X509RevocationMode.NoCheck,
+                    DisableCertificateDownloads = true,
+                };
+                policy.CustomTrustStore.AddRange(ca.Value);
+                policy.ExtraStore.AddRange(ca.Value);
+                ssl.CertificateChainPolicy = policy;
+            };
+            https.ClientCertificateValidation = (_, _, errors) => errors == System.Net.Security.SslPolicyErrors.None;
         }));
         auth.AddCertificate(SchemeName, c =>
         {
@@ -42,7 +59,8 @@ public static class ClientCertificateAuthentication
             var bySubject = o.Clients.ToDictionary(x => Normalise(x.Subject), StringComparer.OrdinalIgnoreCase);
             c.AllowedCertificateTypes = CertificateTypes.Chained;
             c.ChainTrustValidationMode = X509ChainTrustMode.CustomRootTrust;
-            c.CustomTrustStore = LoadCa(o.CaFile);
+            c.CustomTrustStore = ca.Value;
+            c.AdditionalChainCertificates = ca.Value; // intermediates given in the CA file
             c.RevocationMode = o.RevocationMode;
             c.ValidateCertificateUse = true;
             c.ValidateValidityPeriod = true;
@@ -50,7 +68,7 @@ public static class ClientCertificateAuthentication
             {
                 OnCertificateValidated = ctx =>
                 {
-                    if (!bySubject.TryGetValue(Normalise(ctx.ClientCertificate.Subject), out var client))
+                    if (!bySubject.TryGetValue(ctx.ClientCertificate.SubjectName.Format(false), out var client))
                     {
                         ctx.Fail("certificate subject is not a configured client");
                         return Task.CompletedTask;

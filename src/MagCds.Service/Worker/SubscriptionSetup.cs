@@ -25,17 +25,26 @@ public sealed class SubscriptionSetup(WorkerFhirClient fhir, Evaluator evaluator
     /// <summary>The search that selects MagCds's Observations: the classic criteria, and the topic's filter.</summary>
     public string Criteria => "Observation?code=" + string.Join(",", evaluator.RecognisedCodes.OrderBy(c => c, StringComparer.Ordinal));
 
-    /// <summary>Returns the id of the Subscription in use, and whether it was created now.</summary>
-    public async Task<(string Id, bool Created)> EnsureAsync(CancellationToken ct)
+    /// <summary>
+    /// Returns the id of the Subscription in use and what was done: "reused", "created", or "updated" (the same
+    /// notifications, but the secret header or the heartbeat had changed, e.g. after the secret was rotated; the old
+    /// header would get every notification refused).
+    /// </summary>
+    public async Task<(string Id, string Action)> EnsureAsync(CancellationToken ct)
     {
         var wanted = Wanted();
         using var client = fhir.Create();
         var found = await client.GetAsync($"Subscription?url={Uri.EscapeDataString(options.Value.Subscription.EndpointUrl!)}", ct) as Bundle;
         var existing = (found?.Entry ?? []).Select(e => e.Resource).OfType<Subscription>()
             .FirstOrDefault(x => x.Status is Subscription.SubscriptionStatus.Active or Subscription.SubscriptionStatus.Requested && Same(x, wanted));
-        if (existing is not null) return (existing.Id ?? "", false);
-        var created = await client.CreateAsync(wanted, ct);
-        return (created?.Id ?? "", true);
+        if (existing is null) return ((await client.CreateAsync(wanted, ct))?.Id ?? "", "created");
+        if (existing.Channel.Header.SequenceEqual(wanted.Channel.Header)
+            && Extension(existing.Channel, HeartbeatExtension) == Extension(wanted.Channel, HeartbeatExtension))
+            return (existing.Id ?? "", "reused");
+        existing.Channel.Header = wanted.Channel.Header;
+        existing.Channel.Extension.RemoveAll(e => e.Url == HeartbeatExtension);
+        existing.Channel.Extension.AddRange(wanted.Channel.Extension.Where(e => e.Url == HeartbeatExtension));
+        return ((await client.UpdateAsync(existing, ct: ct))?.Id ?? existing.Id ?? "", "updated");
     }
 
     /// <summary>The Subscription the settings ask for.</summary>

@@ -38,8 +38,8 @@ public sealed partial class WorkerService(
                 {
                     subscribed = await TryAsync("subscribe", async () =>
                     {
-                        var (id, created) = await subscriptions.EnsureAsync(stoppingToken);
-                        SubscriptionReady(logger, id, created);
+                        var (id, action) = await subscriptions.EnsureAsync(stoppingToken);
+                        SubscriptionReady(logger, id, action);
                     });
                     if (!subscribed) nextSubscribe = now + TimeSpan.FromSeconds(30);
                 }
@@ -148,8 +148,8 @@ public sealed partial class WorkerService(
     [LoggerMessage(Level = LogLevel.Information, Message = "FHIR server worker started: poll every {PollIntervalSeconds} s, create subscription {CreateSubscription}")]
     private static partial void Started(ILogger logger, int pollIntervalSeconds, bool createSubscription);
 
-    [LoggerMessage(Level = LogLevel.Information, Message = "Subscription {SubscriptionId} in use (created now: {Created})")]
-    private static partial void SubscriptionReady(ILogger logger, string subscriptionId, bool created);
+    [LoggerMessage(Level = LogLevel.Information, Message = "Subscription {SubscriptionId} in use ({SubscriptionAction})")]
+    private static partial void SubscriptionReady(ILogger logger, string subscriptionId, string subscriptionAction);
 
     [LoggerMessage(Level = LogLevel.Debug, Message = "Poll queued {Count} Observations")]
     private static partial void Polled(ILogger logger, int count);

@@ -11,7 +11,7 @@ namespace MagCds.Tests.Operations;
 [NonParallelizable]
 public sealed class ForwardedHeadersTests
 {
-    private static MagCdsFactory Start(string? trustedProxy)
+    private static MagCdsFactory Start(string? trustedProxy, string? trustedNetwork = null)
     {
         var settings = new Dictionary<string, string?>
         {
@@ -19,6 +19,7 @@ public sealed class ForwardedHeadersTests
             ["MagCds:RateLimit:Burst"] = "2",
         };
         if (trustedProxy is not null) settings["MagCds:Proxies:KnownProxies:0"] = trustedProxy;
+        if (trustedNetwork is not null) settings["MagCds:Proxies:KnownNetworks:0"] = trustedNetwork;
         var f = new MagCdsFactory(settings);
         f.UseKestrel(WorkerHarness.FreePort());
         f.StartServer();
@@ -33,13 +34,19 @@ public sealed class ForwardedHeadersTests
         return r.StatusCode;
     }
 
-    /// <summary>Client A calls until it is limited (at most 10 calls), then client B calls once; B's status.</summary>
+    /// <summary>Calls with the i-th X-Forwarded-For until limited (at most 10 calls); whether the limit was reached.</summary>
+    private static async Task<bool> LimitedAsync(HttpClient client, Func<int, string> forwardedFor)
+    {
+        for (int i = 0; i < 10; i++)
+            if (await GetAsync(client, forwardedFor(i)) == HttpStatusCode.TooManyRequests) return true;
+        return false;
+    }
+
+    /// <summary>Client A calls until it is limited, then client B calls once; B's status.</summary>
     private static async Task<HttpStatusCode> SecondClientAfterFirstIsLimited(MagCdsFactory f)
     {
         using var client = f.CreateClient();
-        var first = new List<HttpStatusCode>();
-        for (int i = 0; i < 10 && !first.Contains(HttpStatusCode.TooManyRequests); i++) first.Add(await GetAsync(client, "203.0.113.10"));
-        Assert.That(first, Does.Contain(HttpStatusCode.TooManyRequests), "client A must reach its limit");
+        Assert.That(await LimitedAsync(client, _ => "203.0.113.10"), "client A must reach its limit");
         return await GetAsync(client, "203.0.113.20");
     }
 
@@ -48,6 +55,17 @@ public sealed class ForwardedHeadersTests
     {
         using var f = Start(trustedProxy: "127.0.0.1");
         Assert.That(await SecondClientAfterFirstIsLimited(f), Is.EqualTo(HttpStatusCode.OK));
+    }
+
+    [Test]
+    public async Task Only_the_address_the_trusted_proxy_saw_counts_not_what_the_client_wrote_before_it()
+    {
+        // The ingress (127.0.0.1) appends the address it saw, here a workload inside the trusted network (127.0.0.5);
+        // anything before it is that workload's own text. Varying that text must not give it new buckets, although
+        // its own address is in a trusted network (one hop is believed, not a walk through every trusted address).
+        using var f = Start(trustedProxy: null, trustedNetwork: "127.0.0.0/8");
+        using var client = f.CreateClient();
+        Assert.That(await LimitedAsync(client, i => $"198.51.100.{i}, 127.0.0.5"), "varying the forged part does not give new buckets");
     }
 
     [Test]

@@ -8,7 +8,9 @@ namespace MagCds.Tests.Security;
 
 /// <summary>
 /// Client certificates (mTLS) on a real Kestrel HTTPS endpoint: a certificate from the configured CA whose subject
-/// is a configured client opens the REST door (an admin one the admin endpoints too); anything else is 401.
+/// is a configured client opens the REST door (an admin one the admin endpoints too). A certificate that does not
+/// chain to the CA, is expired or is not for client authentication never gets past the TLS handshake; one of the CA
+/// for an unlisted subject, or none at all, is answered 401.
 /// </summary>
 [NonParallelizable]
 public sealed class ClientCertificateTests
@@ -99,30 +101,33 @@ public sealed class ClientCertificateTests
             Assert.That(r.StatusCode, Is.EqualTo(HttpStatusCode.OK));
     }
 
-    private static IEnumerable<TestCaseData> Refused()
-    {
-        yield return new TestCaseData("none").SetName("No certificate is refused");
-        yield return new TestCaseData("other-ca").SetName("A certificate of the right subject from another CA is refused");
-        yield return new TestCaseData("expired").SetName("An expired certificate from the CA is refused");
-        yield return new TestCaseData("unknown-subject").SetName("A certificate from the CA for an unlisted subject is refused");
-        yield return new TestCaseData("server-use").SetName("A certificate from the CA not meant for client authentication is refused");
-    }
-
-    [TestCaseSource(nameof(Refused))]
+    [TestCase("none", TestName = "No certificate is answered 401")]
+    [TestCase("unknown-subject", TestName = "A certificate from the CA for an unlisted subject is answered 401")]
     public async Task Refused_certificates(string kind)
     {
-        using var cert = kind switch
-        {
-            "none" => null,
-            "other-ca" => _pki.Client(Engine, issuer: _pki.OtherCa),
-            "expired" => _pki.Client(Engine, expired: true),
-            "unknown-subject" => _pki.Client("CN=somebody, O=MagCds Test Hospital"),
-            "server-use" => _pki.Client(Engine, serverUseOnly: true),
-            _ => throw new ArgumentOutOfRangeException(nameof(kind)),
-        };
+        using var cert = kind == "none" ? null : _pki.Client("CN=somebody, O=MagCds Test Hospital");
         using var client = ClientWith(cert);
         using var r = await client.PostAsync(Http.Evaluate, Sample());
         Assert.That(r.StatusCode, Is.EqualTo(HttpStatusCode.Unauthorized));
         Assert.That(Http.Codes((OperationOutcome)await Http.ReadAsync(r)), Is.EqualTo(new[] { "unauthorized" }));
+    }
+
+    [TestCase("other-ca", TestName = "A certificate of a listed subject from another CA is refused in the TLS handshake")]
+    [TestCase("expired", TestName = "An expired certificate from the CA is refused in the TLS handshake")]
+    [TestCase("server-use", TestName = "A certificate from the CA not meant for client authentication is refused in the TLS handshake")]
+    public async Task Refused_in_the_handshake(string kind)
+    {
+        // Before any request is read: the chain is built against the configured CA only (validity and client-auth use
+        // included), without fetching anything the certificate names, so a stranger's certificate cannot make MagCds reach out.
+        using var cert = kind switch
+        {
+            "other-ca" => _pki.Client(Engine, issuer: _pki.OtherCa),
+            "expired" => _pki.Client(Engine, expired: true),
+            "server-use" => _pki.Client(Engine, serverUseOnly: true),
+            _ => throw new ArgumentOutOfRangeException(nameof(kind)),
+        };
+        using var client = ClientWith(cert);
+        var e = await Assert.ThrowsAsync<HttpRequestException>(() => client.PostAsync(Http.Evaluate, Sample()));
+        Assert.That(e!.HttpRequestError, Is.AnyOf(HttpRequestError.SecureConnectionError, HttpRequestError.ResponseEnded, HttpRequestError.Unknown));
     }
 }

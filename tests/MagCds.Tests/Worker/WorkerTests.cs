@@ -205,11 +205,21 @@ public sealed class WorkerTests(StoreProvider provider) : WorkerTestBase(provide
 
         // A restart finds the Subscription it made and makes no second one.
         await H.StartAsync(settings, kestrelPort: port);
-        await WaitUntilAsync(async () => H.Service!.Logs.Lines.Any(l => l.Contains("(created now: False)", StringComparison.Ordinal)), "the restarted worker reuses the Subscription");
+        await WaitUntilAsync(async () => H.Service!.Logs.Lines.Any(l => l.Contains("\"SubscriptionAction\":\"reused\"", StringComparison.Ordinal)), "the restarted worker reuses the Subscription");
         var subs = await H.AllAsync<Subscription>();
         Assert.That(subs, Has.Count.EqualTo(1));
         Assert.That(subs[0].Channel.Header, Is.EqualTo(new[] { $"X-MagCds-Secret: {Secret}" }));
         Assert.That(subs[0].Criteria, Is.EqualTo("Observation?code=http://loinc.org|39087-2"));
+
+        // The secret is rotated: the same Subscription is updated to send the new one, and its notifications still drive the work.
+        settings["MagCds:Worker:Subscription:Secret"] = "rotated-notification-secret";
+        await H.StartAsync(settings, kestrelPort: port);
+        await WaitUntilAsync(async () => H.Service!.Logs.Lines.Any(l => l.Contains("\"SubscriptionAction\":\"updated\"", StringComparison.Ordinal)), "the restarted worker updates the Subscription");
+        subs = await H.AllAsync<Subscription>();
+        Assert.That(subs, Has.Count.EqualTo(1));
+        Assert.That(subs[0].Channel.Header, Is.EqualTo(new[] { "X-MagCds-Secret: rotated-notification-secret" }));
+        var second = await Fhir.SeedAsync(Result("p2", 23.5m, "ACC-2"));
+        await WaitUntilAsync(async () => (await H.AllAsync<RiskAssessment>()).Any(r => r.Basis[0].Reference == "Observation/" + second.Id), "the result notified with the new secret is assessed");
     }
 
     [Test]
@@ -226,7 +236,7 @@ public sealed class WorkerTests(StoreProvider provider) : WorkerTestBase(provide
         await H.StartAsync(settings);
         await WaitUntilAsync(async () => (await H.AllAsync<Subscription>()).Count == 1, "the Subscription exists");
         await H.StartAsync(settings);
-        await WaitUntilAsync(async () => H.Service!.Logs.Lines.Any(l => l.Contains("(created now: False)", StringComparison.Ordinal)), "the restarted worker reuses the Subscription");
+        await WaitUntilAsync(async () => H.Service!.Logs.Lines.Any(l => l.Contains("\"SubscriptionAction\":\"reused\"", StringComparison.Ordinal)), "the restarted worker reuses the Subscription");
 
         // As the FHIR server stored it (read back from the server, not MagCds's own object).
         var sub = (await H.AllAsync<Subscription>()).Single();
