@@ -24,6 +24,9 @@ public class JwtTests
         _client = _factory.CreateClient();
     }
 
+    [TearDown]
+    public void ServiceStayedClean() => _factory.AssertClean();
+
     [OneTimeTearDown]
     public void Stop()
     {

@@ -46,6 +46,9 @@ public class PrefetchFallbackTests
         foreach (var o in new[] { latest, earlier, someoneElse }) await _fhir.SeedAsync(o);
     }
 
+    [TearDown]
+    public void ServiceStayedClean() => _factory.AssertClean();
+
     [OneTimeTearDown]
     public async Task Stop()
     {

@@ -52,6 +52,9 @@ public class ConsoleBrowserTests
         _browser = await _playwright.Chromium.LaunchAsync(new() { ExecutablePath = ChromiumPath(), Headless = true, Args = ["--no-sandbox"] });
     }
 
+    [TearDown]
+    public void ServiceStayedClean() => _harness.Service!.AssertClean();
+
     [OneTimeTearDown]
     public async Task Stop()
     {

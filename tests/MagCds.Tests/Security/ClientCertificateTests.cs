@@ -46,6 +46,9 @@ public sealed class ClientCertificateTests
         _service.StartServer();
     }
 
+    [TearDown]
+    public void ServiceStayedClean() => _service.AssertClean();
+
     [OneTimeTearDown]
     public void Stop()
     {

@@ -39,19 +39,31 @@ public sealed class MagCdsFactory(IReadOnlyDictionary<string, string?>? settings
         });
     }
 
+    private int _scannedLines;
+    private int _reportedFailures;
+
     /// <summary>
-    /// At the end of every test that ran the service: a non-conforming output (which already failed the request that
-    /// carried it) is named once more, and the logs are searched for the test data's PHI (<see cref="PhiScan"/>), so
-    /// every scenario of the suite checks that nothing it did put PHI in a log line.
+    /// Fails when the service did something wrong since the last check: emitted an output that does not conform to the
+    /// MagCds profiles (it already failed the request that carried it; this names it once more), or wrote PHI of the
+    /// test data into a log line (<see cref="PhiScan"/>). Called when the factory is disposed, and after each test by
+    /// fixtures that share one service, so every scenario of the suite is checked and a failure is counted.
     /// </summary>
+    public void AssertClean()
+    {
+        var failures = Conformance.Failures.Skip(_reportedFailures).ToList();
+        _reportedFailures += failures.Count;
+        if (failures.Count > 0)
+            throw new AssertionException("Outputs that do not conform to the MagCds profiles:\n" + string.Join("\n", failures));
+        var lines = Logs.Templated.Skip(_scannedLines).ToList();
+        _scannedLines += lines.Count;
+        if (PhiScan.Hits(lines) is { Count: > 0 } hits)
+            throw new AssertionException("PHI of the test data in the service's logs:\n" + string.Join("\n", hits));
+    }
+
     protected override void Dispose(bool disposing)
     {
         base.Dispose(disposing);
-        if (!disposing) return;
-        if (Conformance.Failures.Count > 0)
-            throw new AssertionException("Outputs that do not conform to the MagCds profiles:\n" + string.Join("\n", Conformance.Failures));
-        if (PhiScan.Hits(Logs.Templated) is { Count: > 0 } hits)
-            throw new AssertionException("PHI of the test data in the service's logs:\n" + string.Join("\n", hits));
+        if (disposing) AssertClean();
     }
 }
 

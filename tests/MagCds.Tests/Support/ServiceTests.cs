@@ -16,6 +16,10 @@ public abstract class ServiceTests
         Client = Factory.CreateClient();
     }
 
+    /// <summary>The shared service's outputs and logs are checked after each test, so a failure counts against that test.</summary>
+    [TearDown]
+    public void ServiceStayedClean() => Factory.AssertClean();
+
     [OneTimeTearDown]
     public void StopService()
     {
