@@ -30,11 +30,11 @@ public static class ClientCertificateAuthentication
     {
         if (!o.IsConfigured) return;
         // The TLS handshake already refuses a certificate that does not chain to the configured CA (not the machine's
-        // store), building the chain without fetching anything: a stranger's certificate can name any URL as its
-        // issuer's location or revocation list, and MagCds must not go there for it. Revocation, validity, use and
-        // subject are then checked by the handler below, for certificates of the CA only. A connection without a
-        // certificate is still accepted (it can use a key or a token).
-        // Read when the server starts, after the start-up validation has vouched for the file.
+        // store), is out of its validity period or is not for client authentication, building the chain without
+        // fetching anything: a stranger's certificate can name any URL as its issuer's location or revocation list,
+        // and MagCds must not go there for it. The handler below then checks revocation and the subject (and the rest
+        // once more), for certificates of the CA only. A connection without a certificate is still accepted (it can
+        // use a key or a token). The CA file is read when the server starts, after the start-up validation.
         var ca = new Lazy<X509Certificate2Collection>(() => LoadCa(o.CaFile));
         services.Configure<KestrelServerOptions>(k => k.ConfigureHttpsDefaults(https =>
         {
