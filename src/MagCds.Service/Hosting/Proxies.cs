@@ -64,7 +64,9 @@ public static class Proxies
         return services;
     }
 
-    /// <summary>Replaces the connection's address (and scheme) by the forwarded ones when a trusted proxy sent them.</summary>
-    public static IApplicationBuilder UseMagCdsProxies(this WebApplication app) =>
-        app.Services.GetRequiredService<IOptions<ProxyOptions>>().Value.AnyConfigured ? app.UseForwardedHeaders() : app;
+    /// <summary>
+    /// Replaces the connection's address (and scheme) by the forwarded ones when a trusted proxy sent them. Always in the
+    /// pipeline: with no proxy listed its options process no header at all (see above), the one place that decides.
+    /// </summary>
+    public static IApplicationBuilder UseMagCdsProxies(this WebApplication app) => app.UseForwardedHeaders();
 }

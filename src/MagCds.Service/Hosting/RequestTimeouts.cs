@@ -7,7 +7,7 @@ using Microsoft.Extensions.Options;
 namespace MagCds.Service.Hosting;
 
 /// <summary>How long one request may take (section MagCds:RequestTimeout).</summary>
-public sealed class RequestTimeoutOptions
+public sealed class TimeoutOptions
 {
     public const string Section = "MagCds:RequestTimeout";
 
@@ -26,9 +26,9 @@ public static class RequestTimeouts
 {
     public static IServiceCollection AddMagCdsRequestTimeouts(this IServiceCollection services, IConfiguration config)
     {
-        services.AddOptions<RequestTimeoutOptions>().Bind(config.GetSection(RequestTimeoutOptions.Section)).ValidateDataAnnotations().ValidateOnStart();
+        services.AddOptions<TimeoutOptions>().Bind(config.GetSection(TimeoutOptions.Section)).ValidateDataAnnotations().ValidateOnStart();
         services.AddRequestTimeouts();
-        services.AddOptions<Microsoft.AspNetCore.Http.Timeouts.RequestTimeoutOptions>().Configure<IOptions<RequestTimeoutOptions>>((t, o) =>
+        services.AddOptions<RequestTimeoutOptions>().Configure<IOptions<TimeoutOptions>>((t, o) =>
         {
             if (o.Value.Seconds == 0) return;
             t.DefaultPolicy = new RequestTimeoutPolicy

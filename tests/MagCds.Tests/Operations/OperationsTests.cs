@@ -66,11 +66,14 @@ public sealed class OperationsTests
     {
         using var f = new MagCdsFactory(new Dictionary<string, string?> { ["MagCds:RateLimit:PermitsPerSecond"] = "1", ["MagCds:RateLimit:Burst"] = "3" });
         using var client = f.CreateClient();
-        // Eight at once, so the bucket's refill (one a second) cannot hide the limit however slow the machine is.
+        // Eight at once; on a busy machine they may reach the limiter over some time, during which the bucket refills
+        // one permit a second, so the bound is the burst plus one per second that passed.
+        var clock = System.Diagnostics.Stopwatch.StartNew();
         var responses = await Task.WhenAll(Enumerable.Range(0, 8).Select(_ =>
             client.PostAsync(Http.Evaluate, Http.Raw(TestFiles.Text("Observation-btu-medium.json"), "application/fhir+json"))));
+        int refills = (int)Math.Ceiling(clock.Elapsed.TotalSeconds);
         var statuses = responses.Select(r => r.StatusCode).ToList();
-        Assert.That(statuses.Count(s => s == HttpStatusCode.OK), Is.InRange(3, 4), "the burst (3) is allowed, plus at most one refill");
+        Assert.That(statuses.Count(s => s == HttpStatusCode.OK), Is.InRange(3, 3 + refills), "the burst (3) is allowed, plus the refills");
         Assert.That(statuses.Where(s => s != HttpStatusCode.OK), Is.All.EqualTo(HttpStatusCode.TooManyRequests));
         var refused = responses.FirstOrDefault(r => r.StatusCode == HttpStatusCode.TooManyRequests);
         Assert.That(refused, Is.Not.Null, "then the limit applies");
