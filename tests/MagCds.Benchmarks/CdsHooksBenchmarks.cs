@@ -1,0 +1,85 @@
+using System.Text;
+using System.Text.Json;
+using BenchmarkDotNet.Attributes;
+using MagCds.Core.Evaluation;
+using MagCds.LoadTools;
+using MagCds.Service.CdsHooks;
+using Microsoft.Extensions.Logging.Abstractions;
+using Microsoft.Extensions.Options;
+using Microsoft.IdentityModel.JsonWebTokens;
+using Microsoft.IdentityModel.Tokens;
+
+namespace MagCds.Benchmarks;
+
+/// <summary>
+/// The CDS Hooks door's work for the load test's call (tests/load/cds-hooks-wrk.sh: patient-view with 20 prefetched
+/// results), in-process and without HTTP, split into its costs: reading the call (the JSON document and the Firely
+/// validating parse of the 20 Observations), the whole hook (read, evaluate the latest result with its 19 earlier
+/// ones, build the card, write the response JSON), and checking the EHR's ES384 JWT signature and claims.
+/// These are CPU time on one core per call; the load test shows what two cores make of them under HTTP.
+/// </summary>
+[MemoryDiagnoser]
+[Config(typeof(BenchmarkConfig))]
+public class CdsHooksBenchmarks
+{
+    private const string Audience = "https://magcds.example/cds-services/magcds-patient-view";
+    private byte[] _call = [];
+    private Evaluator _evaluator = null!;
+    private CdsServiceCatalog _catalog = null!;
+    private ServiceDescriptor _service = null!;
+    private PatientResults _results = null!;
+    private CardBuilder _cards = null!;
+    private CdsHooksMetrics _metrics = null!;
+    private readonly JsonWebTokenHandler _handler = new() { SetDefaultTimesOnTokenCreation = false };
+    private string _token = "";
+    private TokenValidationParameters _parameters = null!;
+
+    [GlobalSetup]
+    public void Setup()
+    {
+        _call = Encoding.UTF8.GetBytes(LoadInputs.PatientViewCall());
+        _evaluator = TestInputs.NewEvaluator();
+        var options = Options.Create(new CdsHooksOptions());
+        _catalog = new CdsServiceCatalog(_evaluator, options);
+        _service = _catalog.Find(CdsServiceCatalog.PatientView) ?? throw new InvalidOperationException("no patient-view service");
+        _metrics = new CdsHooksMetrics();
+        // Prefetch is complete in this call, so no HTTP client is ever created.
+        _results = new PatientResults(new NoHttpClients(), _catalog, options, _metrics, NullLogger<PatientResults>.Instance);
+        _cards = new CardBuilder(_evaluator);
+
+        var key = LoadInputs.NewEhrKey();
+        _token = LoadInputs.Token(_handler, key, Audience, DateTime.UtcNow, TimeSpan.FromHours(6));
+        _parameters = new TokenValidationParameters
+        {
+            ValidIssuer = LoadInputs.Issuer, ValidAudience = Audience, IssuerSigningKey = key,
+            ValidAlgorithms = ["ES384", "RS384"], RequireSignedTokens = true, RequireExpirationTime = true, ValidateLifetime = true,
+        };
+
+        // Never measure an error path: the call must give one warning card, the token must be valid.
+        int cards = JsonDocument.Parse(Hook().GetAwaiter().GetResult()).RootElement.GetProperty("cards").GetArrayLength();
+        if (cards != 1) throw new InvalidOperationException($"expected 1 card, got {cards}");
+        if (!ValidateJwt().GetAwaiter().GetResult()) throw new InvalidOperationException("the benchmark token does not validate");
+    }
+
+    [GlobalCleanup]
+    public void Cleanup() => _metrics.Dispose();
+
+    [Benchmark]
+    public int ReadCall() => CdsRequestReader.Read(_call, _service, allowInsecureFhirServer: false).Prefetch.Count;
+
+    [Benchmark]
+    public async Task<byte[]> Hook()
+    {
+        var call = CdsRequestReader.Read(_call, _service, allowInsecureFhirServer: false);
+        var (cards, _) = await CdsHooksEndpoints.AnswerAsync(call, _results, _evaluator, _cards, "https://magcds.example/knowledge", CancellationToken.None);
+        return JsonSerializer.SerializeToUtf8Bytes(new CdsResponse(cards), CdsJson.Options);
+    }
+
+    [Benchmark]
+    public async Task<bool> ValidateJwt() => (await _handler.ValidateTokenAsync(_token, _parameters)).IsValid;
+
+    private sealed class NoHttpClients : IHttpClientFactory
+    {
+        public HttpClient CreateClient(string name) => throw new InvalidOperationException("the benchmark's prefetch is complete");
+    }
+}
