@@ -7,9 +7,16 @@
 # (the first is a warm-up), and prints each post's HTTP status and curl time_total, then the service's peak
 # resident memory (VmHWM). Exits non-zero when any post does not answer 200, or when the service fails to start.
 #
+# The service runs inside a memory cgroup limited to MEMORY_LIMIT_MB (default 512), as a container with that limit
+# would run it: the kernel enforces the memory target (going over it gets the service OOM-killed, which fails the run)
+# and the .NET runtime sizes its heap from the limit, as it does in a container. The cgroup's peak usage is printed.
+# Creating the cgroup needs root and a writable cgroup file system (v1 or v2); without it the run is unlimited and
+# says so. MEMORY_LIMIT_MB=0 runs without a limit.
+#
 # Usage: tests/load/bundle-10k.sh            (from anywhere; only 127.0.0.1 is used)
 # Environment: PORT (default: a free port), POSTS (default 5), PATIENTS (default 2000), RESULTS_PER_PATIENT (default 5),
-#              MAX_BODY_BYTES (default 256 MiB), SKIP_BUILD=1 to use the existing Release build.
+#              MAX_BODY_BYTES (default 256 MiB), MEMORY_LIMIT_MB (default 512, 0 for none), SKIP_BUILD=1 to use the
+#              existing Release build.
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
@@ -17,6 +24,7 @@ POSTS="${POSTS:-5}"
 PATIENTS="${PATIENTS:-2000}"
 RESULTS_PER_PATIENT="${RESULTS_PER_PATIENT:-5}"
 MAX_BODY="${MAX_BODY_BYTES:-$((256 * 1024 * 1024))}"   # MagCds:FhirRest:MaxRequestBodyBytes for this run (Kestrel still caps bodies at 30,000,000 bytes)
+MEMORY_LIMIT_MB="${MEMORY_LIMIT_MB:-512}"
 BIN="$ROOT/src/MagCds.Service/bin/Release/net10.0"
 export DOTNET_CLI_TELEMETRY_OPTOUT=1 DOTNET_NOLOGO=1
 
@@ -30,8 +38,28 @@ cleanup() {
         wait "$SERVICE_PID" 2>/dev/null || true
     fi
     rm -rf "$WORK"
+    if [[ -n "${CGROUP:-}" ]]; then rmdir "$CGROUP" 2>/dev/null || true; fi
 }
 trap cleanup EXIT
+
+# A memory cgroup for the service (v1: memory controller directory; v2: unified hierarchy with the memory controller).
+CGROUP=""; CG_PEAK=""; CG_EVENTS=""
+if [[ "$MEMORY_LIMIT_MB" != 0 ]]; then
+    limit=$((MEMORY_LIMIT_MB * 1024 * 1024)); name="magcds-bundle-$$"
+    if [[ -w /sys/fs/cgroup/memory ]] && mkdir "/sys/fs/cgroup/memory/$name" 2>/dev/null; then
+        CGROUP="/sys/fs/cgroup/memory/$name"
+        echo "$limit" > "$CGROUP/memory.limit_in_bytes"
+        echo "$limit" > "$CGROUP/memory.memsw.limit_in_bytes" 2>/dev/null || true   # no swapping past the limit either
+        CG_PEAK="$CGROUP/memory.max_usage_in_bytes"; CG_EVENTS="$CGROUP/memory.failcnt"
+    elif grep -qw memory /sys/fs/cgroup/cgroup.controllers 2>/dev/null && mkdir "/sys/fs/cgroup/$name" 2>/dev/null; then
+        CGROUP="/sys/fs/cgroup/$name"
+        echo "$limit" > "$CGROUP/memory.max"
+        echo 0 > "$CGROUP/memory.swap.max" 2>/dev/null || true
+        CG_PEAK="$CGROUP/memory.peak"; CG_EVENTS="$CGROUP/memory.events"
+    fi
+    if [[ -n "$CGROUP" ]]; then echo "== memory limit: $MEMORY_LIMIT_MB MiB (cgroup $CGROUP)"
+    else echo "== note: no writable memory cgroup here; running WITHOUT the $MEMORY_LIMIT_MB MiB limit"; fi
+fi
 
 # 1. Build.
 if [[ "${SKIP_BUILD:-0}" != 1 ]]; then
@@ -87,6 +115,8 @@ BASE="http://127.0.0.1:$PORT"
 echo "== starting service on $BASE"
 (
     cd "$BIN"
+    # Join the cgroup before exec, so the service and everything it starts are inside the limit from the start.
+    if [[ -n "$CGROUP" ]]; then echo "$BASHPID" > "$CGROUP/cgroup.procs"; fi
     export MagCds__FhirRest__MaxRequestBodyBytes="$MAX_BODY"
     exec dotnet MagCds.Service.dll --urls "$BASE"
 ) >"$WORK/service.log" 2>&1 &
@@ -103,7 +133,11 @@ if [[ $ready != 1 ]]; then
     tail -n 40 "$WORK/service.log" >&2
     exit 1
 fi
-echo "== service ready (pid $SERVICE_PID), VmHWM after start: $(awk '/^VmHWM/ {print $2, $3}' "/proc/$SERVICE_PID/status")"
+# The background conformance warm-up (it loads the profile validator) runs once the service is ready; measure the
+# steady state, after it.
+for _ in $(seq 1 240); do grep -q 'Profile validator ready' "$WORK/service.log" && break; sleep 0.5; done
+grep -q 'Profile validator ready' "$WORK/service.log" || { echo "error: the conformance warm-up did not finish in 120 s" >&2; exit 1; }
+echo "== service ready (pid $SERVICE_PID), VmHWM after start and warm-up: $(awk '/^VmHWM/ {print $2, $3}' "/proc/$SERVICE_PID/status")"
 
 # 4. Post the Bundle.
 failed=0
@@ -140,6 +174,10 @@ done
 hwm="$(awk '/^VmHWM/ {print $2}' "/proc/$SERVICE_PID/status")"
 rss="$(awk '/^VmRSS/ {print $2}' "/proc/$SERVICE_PID/status")"
 awk -v h="$hwm" -v r="$rss" 'BEGIN {printf "service peak RSS (VmHWM): %d kB (%.0f MiB); current VmRSS %d kB\n", h, h / 1024, r}'
+if [[ -n "$CGROUP" ]]; then
+    awk -v p="$(cat "$CG_PEAK" 2>/dev/null || echo 0)" -v l="$MEMORY_LIMIT_MB" 'BEGIN {printf "cgroup peak usage: %.0f MiB of the %d MiB limit (RSS and page cache, as the kernel counts it for the limit)\n", p / 1048576, l}'
+    echo "cgroup limit events: $(tr '\n' ' ' < "$CG_EVENTS")"
+fi
 if ((${#times[@]} > 0)); then
     printf '%s\n' "${times[@]}" | sort -g | awk '{a[NR]=$1} END {printf "measured posts: min %.3fs  median %.3fs  max %.3fs (n=%d)\n", a[1], (NR%2 ? a[(NR+1)/2] : (a[NR/2]+a[NR/2+1])/2), a[NR], NR}'
 fi

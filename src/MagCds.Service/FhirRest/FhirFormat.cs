@@ -1,3 +1,4 @@
+using System.Buffers;
 using System.Runtime.InteropServices;
 using System.Text;
 using System.Text.Json;
@@ -7,6 +8,7 @@ using Hl7.Fhir.Serialization;
 using Hl7.Fhir.Utility;
 using Hl7.Fhir.Validation;
 using MagCds.Core.Evaluation;
+using Microsoft.Extensions.ObjectPool;
 using Microsoft.Net.Http.Headers;
 
 namespace MagCds.Service.FhirRest;
@@ -202,6 +204,26 @@ public static class FhirWire
     private const int ChunkBytes = 32 * 1024;
 
     /// <summary>
+    /// JSON is written straight into a reused buffer: a Utf8JsonWriter over a Stream starts with a small buffer of its
+    /// own and grows it (allocate, copy) for every long text in an answer, on every request; the DetectedIssue's
+    /// detail alone is several kilobytes. A buffer that grew past 4 chunks (a very large single resource) is dropped.
+    /// </summary>
+    private static readonly ObjectPool<ArrayBufferWriter<byte>> JsonBuffers =
+        new DefaultObjectPool<ArrayBufferWriter<byte>>(new JsonBufferPolicy(), Environment.ProcessorCount * 4);
+
+    private sealed class JsonBufferPolicy : IPooledObjectPolicy<ArrayBufferWriter<byte>>
+    {
+        public ArrayBufferWriter<byte> Create() => new(2 * ChunkBytes);
+
+        public bool Return(ArrayBufferWriter<byte> buffer)
+        {
+            if (buffer.Capacity > 4 * ChunkBytes) return false;
+            buffer.ResetWrittenCount();
+            return true;
+        }
+    }
+
+    /// <summary>
     /// Writes a resource. A plain Parameters (the $mag-evaluate answer) goes through <see cref="WriteParametersAsync"/>;
     /// any other resource is written whole by the Firely serializer.
     /// </summary>
@@ -212,18 +234,20 @@ public static class FhirWire
             await WriteParametersAsync(p.Parameter, format, output, ct);
             return;
         }
-        using var buffer = new MemoryStream(16 * 1024);
         if (format == FhirFormat.Json)
         {
-            await using var w = new Utf8JsonWriter(buffer, JsonWriter);
-            JsonOut.Serialize(resource, w);
+            var buffer = JsonBuffers.Get();
+            try
+            {
+                using (var w = new Utf8JsonWriter(buffer, JsonWriter)) JsonOut.Serialize(resource, w);
+                await output.WriteAsync(buffer.WrittenMemory, ct);
+            }
+            finally { JsonBuffers.Return(buffer); }
+            return;
         }
-        else
-        {
-            using var w = System.Xml.XmlWriter.Create(buffer, XmlWriter);
-            XmlOut.Serialize(resource, w);
-        }
-        await output.WriteAsync(buffer.GetBuffer().AsMemory(0, (int)buffer.Length), ct);
+        using var xml = new MemoryStream(16 * 1024);
+        using (var w = System.Xml.XmlWriter.Create(xml, XmlWriter)) XmlOut.Serialize(resource, w);
+        await output.WriteAsync(xml.GetBuffer().AsMemory(0, (int)xml.Length), ct);
     }
 
     // The same escaping as the Firely serializer's own ToJson (the body is FHIR JSON, never embedded in HTML).
@@ -237,43 +261,45 @@ public static class FhirWire
     /// </summary>
     public static async Task WriteParametersAsync(IEnumerable<Parameters.ParameterComponent> parts, FhirFormat format, Stream output, CancellationToken ct)
     {
-        using var buffer = new MemoryStream(16 * 1024);
-        async Task Drain(bool always)
-        {
-            if (!always && buffer.Length < ChunkBytes) return;
-            await output.WriteAsync(buffer.GetBuffer().AsMemory(0, (int)buffer.Length), ct);
-            buffer.SetLength(0);
-        }
-
         if (format == FhirFormat.Json)
         {
-            await using var w = new Utf8JsonWriter(buffer, JsonWriter);
-            w.WriteStartObject();
-            w.WriteString("resourceType", "Parameters");
-            w.WriteStartArray("parameter");
-            foreach (var part in parts)
+            var buffer = JsonBuffers.Get();
+            try
             {
-                JsonOut.Serialize(part, w);
+                using var w = new Utf8JsonWriter(buffer, JsonWriter);
+                w.WriteStartObject();
+                w.WriteString("resourceType", "Parameters");
+                w.WriteStartArray("parameter");
+                foreach (var part in parts)
+                {
+                    JsonOut.Serialize(part, w);
+                    w.Flush(); // the writer has handed everything to the buffer, so the buffer may be emptied
+                    if (buffer.WrittenCount < ChunkBytes) continue;
+                    await output.WriteAsync(buffer.WrittenMemory, ct);
+                    buffer.ResetWrittenCount();
+                }
+                w.WriteEndArray();
+                w.WriteEndObject();
                 w.Flush();
-                await Drain(false);
+                await output.WriteAsync(buffer.WrittenMemory, ct);
             }
-            w.WriteEndArray();
-            w.WriteEndObject();
-            w.Flush();
+            finally { JsonBuffers.Return(buffer); }
+            return;
         }
-        else
+
+        // The Firely XML serializer writes whole documents, so each parameter is one (with the FHIR namespace
+        // declared on it, which is the envelope's default namespace anyway) inside the Parameters element.
+        using var xml = new MemoryStream(16 * 1024);
+        xml.Write("<Parameters xmlns=\"http://hl7.org/fhir\">"u8);
+        foreach (var part in parts)
         {
-            // The Firely XML serializer writes whole documents, so each parameter is one (with the FHIR namespace
-            // declared on it, which is the envelope's default namespace anyway) inside the Parameters element.
-            buffer.Write("<Parameters xmlns=\"http://hl7.org/fhir\">"u8);
-            foreach (var part in parts)
-            {
-                using (var w = System.Xml.XmlWriter.Create(buffer, XmlWriter)) XmlOut.Serialize(part, w, null, "parameter");
-                await Drain(false);
-            }
-            buffer.Write("</Parameters>"u8);
+            using (var w = System.Xml.XmlWriter.Create(xml, XmlWriter)) XmlOut.Serialize(part, w, null, "parameter");
+            if (xml.Length < ChunkBytes) continue;
+            await output.WriteAsync(xml.GetBuffer().AsMemory(0, (int)xml.Length), ct);
+            xml.SetLength(0);
         }
-        await Drain(true);
+        xml.Write("</Parameters>"u8);
+        await output.WriteAsync(xml.GetBuffer().AsMemory(0, (int)xml.Length), ct);
     }
 
     public static string MediaType(FhirFormat format) => format == FhirFormat.Json ? JsonMediaType : XmlMediaType;

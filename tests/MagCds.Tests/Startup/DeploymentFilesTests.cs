@@ -46,13 +46,15 @@ public sealed class DeploymentFilesTests
     }
 
     [Test]
-    public async Task The_compose_file_runs_MagCds_read_only_with_authentication_and_ports_on_loopback()
+    public async Task The_compose_file_runs_MagCds_read_only_with_authentication_a_memory_limit_and_ports_on_loopback()
     {
         var (exit, config, err) = await ComposeAsync("config");
         Assert.That(exit, Is.Zero, err);
         string magcds = config[config.IndexOf("  magcds:", StringComparison.Ordinal)..];
         magcds = magcds[..magcds.IndexOf("\n  postgres:", StringComparison.Ordinal)];
         Assert.That(magcds, Does.Contain("read_only: true"));
+        // The memory limit the 10,000-Observation load test is run under (docs/performance.md).
+        Assert.That(magcds, Does.Match(@"mem_limit: (536870912|512m)\b"));
         // MagCds listens on all interfaces in its container, which it refuses to do without authentication.
         Assert.That(magcds, Does.Contain("MagCds__Security__ApiKeys__0__Key"));
         // Every published port is bound to the host's loopback only.
