@@ -23,8 +23,16 @@ public sealed class OutputBuilder(KnowledgeBase knowledge, CanonicalUrls canonic
     private readonly ConcurrentDictionary<(Cited, Cited?, Cited?, Cited?, Cited?), (IReadOnlyList<Citation> Citations, string Text)> _references = new();
     private readonly string _knowledgeLine = $"MagCds knowledge {knowledge.Version}. {knowledge.IntendedUse}";
 
-    /// <summary>A rendered block of statements with the ids of the sources it cites.</summary>
-    private sealed record Cited(string Text, IReadOnlyList<string> CitationIds);
+    /// <summary>
+    /// A rendered block of statements with the ids of the sources it cites. A class, not a record: blocks are cached,
+    /// so one block is one instance, and the reference-list cache keys on instances instead of hashing kilobytes of
+    /// text on every evaluation.
+    /// </summary>
+    private sealed class Cited(string text, IReadOnlyList<string> citationIds)
+    {
+        public string Text { get; } = text;
+        public IReadOnlyList<string> CitationIds { get; } = citationIds;
+    }
 
     /// <summary>
     /// The words of an interpretation, built once and used by every output and every door (RiskAssessment notes,
@@ -52,7 +60,7 @@ public sealed class OutputBuilder(KnowledgeBase knowledge, CanonicalUrls canonic
         return new Explanation(Heading(i.Category), BasisText(obs, i, when), blocks.Select(b => b.Text).ToList(), options?.Text,
             i.Trend is { } t ? TrendText(t) + "\n\n" + trendStatements!.Text : null, citations, _knowledgeLine, referencesText)
         {
-            FirstNote = Block(CategoryStatements(i.Category), Heading(i.Category) + " ").Text,
+            FirstNote = Block(CategoryStatements(i.Category), HeadingPrefix(i.Category)).Text,
         };
     }
 
@@ -217,6 +225,11 @@ public sealed class OutputBuilder(KnowledgeBase knowledge, CanonicalUrls canonic
         Category.NotElevated => "Anti-MAG IgM result not raised.",
         _ => "This anti-MAG IgM result cannot be interpreted safely.",
     };
+
+    /// <summary>The heading as the prefix of the first note, made once, so the cache lookup allocates nothing.</summary>
+    private static string HeadingPrefix(Category c) => HeadingPrefixes[c];
+
+    private static readonly Dictionary<Category, string> HeadingPrefixes = Enum.GetValues<Category>().ToDictionary(c => c, c => Heading(c) + " ");
 
     private IReadOnlyList<string> CategoryStatements(Category c) => c switch
     {
