@@ -48,14 +48,17 @@ if [[ "$MEMORY_LIMIT_MB" != 0 ]]; then
     limit=$((MEMORY_LIMIT_MB * 1024 * 1024)); name="magcds-bundle-$$"
     if [[ -w /sys/fs/cgroup/memory ]] && mkdir "/sys/fs/cgroup/memory/$name" 2>/dev/null; then
         CGROUP="/sys/fs/cgroup/memory/$name"
-        echo "$limit" > "$CGROUP/memory.limit_in_bytes"
-        echo "$limit" > "$CGROUP/memory.memsw.limit_in_bytes" 2>/dev/null || true   # no swapping past the limit either
-        CG_PEAK="$CGROUP/memory.max_usage_in_bytes"; CG_EVENTS="$CGROUP/memory.failcnt"
+        if { echo "$limit" > "$CGROUP/memory.limit_in_bytes"; } 2>/dev/null; then
+            { echo "$limit" > "$CGROUP/memory.memsw.limit_in_bytes"; } 2>/dev/null || true   # no swapping past the limit either
+            CG_PEAK="$CGROUP/memory.max_usage_in_bytes"; CG_EVENTS="$CGROUP/memory.failcnt"
+        else rmdir "$CGROUP"; CGROUP=""; fi
     elif grep -qw memory /sys/fs/cgroup/cgroup.controllers 2>/dev/null && mkdir "/sys/fs/cgroup/$name" 2>/dev/null; then
         CGROUP="/sys/fs/cgroup/$name"
-        echo "$limit" > "$CGROUP/memory.max"
-        echo 0 > "$CGROUP/memory.swap.max" 2>/dev/null || true
-        CG_PEAK="$CGROUP/memory.peak"; CG_EVENTS="$CGROUP/memory.events"
+        # memory.max exists only when the parent delegates the memory controller (cgroup.subtree_control).
+        if [[ -w "$CGROUP/memory.max" ]] && { echo "$limit" > "$CGROUP/memory.max"; } 2>/dev/null; then
+            { echo 0 > "$CGROUP/memory.swap.max"; } 2>/dev/null || true
+            CG_PEAK="$CGROUP/memory.peak"; CG_EVENTS="$CGROUP/memory.events"
+        else rmdir "$CGROUP"; CGROUP=""; fi
     fi
     if [[ -n "$CGROUP" ]]; then echo "== memory limit: $MEMORY_LIMIT_MB MiB (cgroup $CGROUP)"
     else echo "== note: no writable memory cgroup here; running WITHOUT the $MEMORY_LIMIT_MB MiB limit"; fi
@@ -135,8 +138,14 @@ if [[ $ready != 1 ]]; then
 fi
 # The background conformance warm-up (it loads the profile validator) runs once the service is ready; measure the
 # steady state, after it.
-for _ in $(seq 1 240); do grep -q 'Profile validator ready' "$WORK/service.log" && break; sleep 0.5; done
-grep -q 'Profile validator ready' "$WORK/service.log" || { echo "error: the conformance warm-up did not finish in 120 s" >&2; exit 1; }
+if [[ "${MagCds__FhirRest__WarmUpValidator:-true}" != false ]]; then
+    for _ in $(seq 1 240); do
+        grep -q 'Profile validator ready' "$WORK/service.log" && break
+        kill -0 "$SERVICE_PID" 2>/dev/null || { echo "error: the service exited during its warm-up; its log:" >&2; tail -n 20 "$WORK/service.log" >&2; exit 1; }
+        sleep 0.5
+    done
+    grep -q 'Profile validator ready' "$WORK/service.log" || { echo "error: the conformance warm-up did not finish in 120 s" >&2; exit 1; }
+fi
 echo "== service ready (pid $SERVICE_PID), VmHWM after start and warm-up: $(awk '/^VmHWM/ {print $2, $3}' "/proc/$SERVICE_PID/status")"
 
 # 4. Post the Bundle.
@@ -171,12 +180,21 @@ PY
 done
 
 # 5. Peak memory, then stop.
-hwm="$(awk '/^VmHWM/ {print $2}' "/proc/$SERVICE_PID/status")"
-rss="$(awk '/^VmRSS/ {print $2}' "/proc/$SERVICE_PID/status")"
-awk -v h="$hwm" -v r="$rss" 'BEGIN {printf "service peak RSS (VmHWM): %d kB (%.0f MiB); current VmRSS %d kB\n", h, h / 1024, r}'
+if [[ -r "/proc/$SERVICE_PID/status" ]]; then
+    hwm="$(awk '/^VmHWM/ {print $2}' "/proc/$SERVICE_PID/status")"
+    rss="$(awk '/^VmRSS/ {print $2}' "/proc/$SERVICE_PID/status")"
+    awk -v h="$hwm" -v r="$rss" 'BEGIN {printf "service peak RSS (VmHWM): %d kB (%.0f MiB); current VmRSS %d kB\n", h, h / 1024, r}'
+else
+    echo "FAIL: the service is gone (killed by the memory limit?)" >&2
+    failed=1
+fi
 if [[ -n "$CGROUP" ]]; then
-    awk -v p="$(cat "$CG_PEAK" 2>/dev/null || echo 0)" -v l="$MEMORY_LIMIT_MB" 'BEGIN {printf "cgroup peak usage: %.0f MiB of the %d MiB limit (RSS and page cache, as the kernel counts it for the limit)\n", p / 1048576, l}'
-    echo "cgroup limit events: $(tr '\n' ' ' < "$CG_EVENTS")"
+    if [[ -r "$CG_PEAK" ]]; then
+        awk -v p="$(cat "$CG_PEAK")" -v l="$MEMORY_LIMIT_MB" 'BEGIN {printf "cgroup peak usage: %.0f MiB of the %d MiB limit (as the kernel counts it for the limit: the group'"'"'s memory and the page cache it read first)\n", p / 1048576, l}'
+    else
+        echo "cgroup peak usage: n/a (this kernel does not report it)"
+    fi
+    echo "cgroup limit events: $(tr '\n' ' ' < "$CG_EVENTS" 2>/dev/null || echo n/a)"
 fi
 if ((${#times[@]} > 0)); then
     printf '%s\n' "${times[@]}" | sort -g | awk '{a[NR]=$1} END {printf "measured posts: min %.3fs  median %.3fs  max %.3fs (n=%d)\n", a[1], (NR%2 ? a[(NR+1)/2] : (a[NR/2]+a[NR/2+1])/2), a[NR], NR}'

@@ -61,26 +61,37 @@ start_service() { # $@: extra environment assignments
     done
     [[ $up == 1 ]] || { echo "error: the service did not start" >&2; tail -n 30 "$WORK/service.log" >&2; exit 1; }
     # The background conformance warm-up (ConformanceWarmUp) runs once the service is ready; wait for it to finish.
-    for _ in $(seq 1 240); do grep -q 'Profile validator ready' "$WORK/service.log" && return 0; sleep 0.5; done
+    [[ "${MagCds__FhirRest__WarmUpValidator:-true}" == false ]] && return 0
+    for _ in $(seq 1 240); do
+        grep -q 'Profile validator ready' "$WORK/service.log" && return 0
+        kill -0 "$SERVICE_PID" 2>/dev/null || { echo "error: the service exited during its warm-up; its log:" >&2; tail -n 20 "$WORK/service.log" >&2; exit 1; }
+        sleep 0.5
+    done
     echo "error: the conformance warm-up did not finish in 120 s" >&2; exit 1
 }
 
 run() { # $1 label, $2 tokens file or ""
+    # The warm-up and the measured run get disjoint token files, so no measured request can be a replay of a warm-up
+    # one (wrk threads take alternate lines, so a used prefix cannot be computed afterwards).
+    local warm="" measured=""
+    if [[ -n "$2" ]]; then
+        head -n $(( WARMUP * RATE_GUESS )) "$2" > "$WORK/tokens-warm.txt"; warm="$WORK/tokens-warm.txt"
+        tail -n +$(( WARMUP * RATE_GUESS + 1 )) "$2" > "$WORK/tokens-measured.txt"; measured="$WORK/tokens-measured.txt"
+    fi
     echo "== $1: warm-up ${WARMUP} s"
-    TOKENS="$2" BODY="$WORK/patient-view.json" THREADS="$THREADS" wrk -t"$THREADS" -c"$CONNECTIONS" -d"${WARMUP}s" -s "$ROOT/tests/load/cds-hooks-wrk.lua" "$URL" | tail -n 1
+    TOKENS="$warm" BODY="$WORK/patient-view.json" THREADS="$THREADS" wrk -t"$THREADS" -c"$CONNECTIONS" -d"${WARMUP}s" -s "$ROOT/tests/load/cds-hooks-wrk.lua" "$URL" | tail -n 1
     echo "== $1: measured ${DURATION} s, $CONNECTIONS connections, $THREADS threads"
-    # Tokens already used in the warm-up would be replays: give the measured run a fresh slice.
-    local file="$2"
-    if [[ -n "$file" ]]; then tail -n +$(( WARMUP * RATE_GUESS + 1 )) "$2" > "$WORK/tokens-measured.txt"; file="$WORK/tokens-measured.txt"; fi
-    # The service's CPU time (user + system, in clock ticks) over the measured run, per request.
-    local pid; pid="$(pgrep -P "$SERVICE_PID" -f MagCds.Service.dll || echo "$SERVICE_PID")"
+    # The service's CPU time (user + system, in clock ticks) over the measured run, per request. SERVICE_PID is the
+    # dotnet process itself (the start-up subshell execs it).
     local tick; tick="$(getconf CLK_TCK)"
-    local cpu0; cpu0="$(awk '{print $14 + $15}' "/proc/$pid/stat")"
-    local out; out="$(TOKENS="$file" BODY="$WORK/patient-view.json" THREADS="$THREADS" wrk -t"$THREADS" -c"$CONNECTIONS" -d"${DURATION}s" -s "$ROOT/tests/load/cds-hooks-wrk.lua" "$URL" | tail -n 1)"
-    local cpu1; cpu1="$(awk '{print $14 + $15}' "/proc/$pid/stat")"
-    local requests; requests="$(sed -E 's/.*requests=([0-9]+).*/\1/' <<<"$out")"
-    echo "$out service_cpu_ms_per_request=$(awk -v c=$(( cpu1 - cpu0 )) -v t="$tick" -v r="$requests" 'BEGIN { printf "%.2f", c * 1000 / t / r }')"
-    echo "   service RSS: $(awk '/^VmRSS/ {print $2, $3}' "/proc/$pid/status")"
+    local cpu0; cpu0="$(awk '{print $14 + $15}' "/proc/$SERVICE_PID/stat")"
+    local out; out="$(TOKENS="$measured" BODY="$WORK/patient-view.json" THREADS="$THREADS" wrk -t"$THREADS" -c"$CONNECTIONS" -d"${DURATION}s" -s "$ROOT/tests/load/cds-hooks-wrk.lua" "$URL" | tail -n 1)"
+    local cpu1; cpu1="$(awk '{print $14 + $15}' "/proc/$SERVICE_PID/stat")"
+    local requests; requests="$(sed -nE 's/.*requests=([0-9]+).*/\1/p' <<<"$out")"
+    echo "$out service_cpu_ms_per_request=$(awk -v c=$(( cpu1 - cpu0 )) -v t="$tick" -v r="${requests:-0}" 'BEGIN { if (r > 0) printf "%.2f", c * 1000 / t / r; else printf "n/a" }')"
+    echo "   service RSS: $(awk '/^VmRSS/ {print $2, $3}' "/proc/$SERVICE_PID/status")"
+    # A measured run with any error or non-2xx answer measured something else than the call: fail.
+    if ! grep -qE 'non2xx=0 errors=0' <<<"$out"; then echo "FAIL: the measured run had errors or non-2xx answers" >&2; exit 1; fi
 }
 
 # Check once that the call really yields a card, so the load is the real path.

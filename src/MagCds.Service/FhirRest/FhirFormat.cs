@@ -200,16 +200,18 @@ public static class FhirWire
 
     private static readonly FhirJsonSerializer JsonOut = new();
     private static readonly FhirXmlSerializer XmlOut = new();
-    // Chunks stay well below the large-object heap threshold (85,000 bytes), so a request allocates no LOH buffer.
+    // A buffer of two chunks stays below the large-object heap threshold (85,000 bytes); only one answer part larger
+    // than a chunk makes it grow past that.
     private const int ChunkBytes = 32 * 1024;
 
     /// <summary>
     /// JSON is written straight into a reused buffer: a Utf8JsonWriter over a Stream starts with a small buffer of its
     /// own and grows it (allocate, copy) for every long text in an answer, on every request; the DetectedIssue's
-    /// detail alone is several kilobytes. A buffer that grew past 4 chunks (a very large single resource) is dropped.
+    /// detail alone is several kilobytes. A buffer that had to grow (one very large resource) is not kept, so pooled
+    /// buffers stay off the large-object heap; at most 32 are kept (2 MiB), whatever the number of cores.
     /// </summary>
     private static readonly ObjectPool<ArrayBufferWriter<byte>> JsonBuffers =
-        new DefaultObjectPool<ArrayBufferWriter<byte>>(new JsonBufferPolicy(), Environment.ProcessorCount * 4);
+        new DefaultObjectPool<ArrayBufferWriter<byte>>(new JsonBufferPolicy(), 32);
 
     private sealed class JsonBufferPolicy : IPooledObjectPolicy<ArrayBufferWriter<byte>>
     {
@@ -217,7 +219,7 @@ public static class FhirWire
 
         public bool Return(ArrayBufferWriter<byte> buffer)
         {
-            if (buffer.Capacity > 4 * ChunkBytes) return false;
+            if (buffer.Capacity > 2 * ChunkBytes) return false;
             buffer.ResetWrittenCount();
             return true;
         }
