@@ -26,6 +26,8 @@ RESULTS_PER_PATIENT="${RESULTS_PER_PATIENT:-5}"
 MAX_BODY="${MAX_BODY_BYTES:-$((256 * 1024 * 1024))}"   # MagCds:FhirRest:MaxRequestBodyBytes for this run (Kestrel still caps bodies at 30,000,000 bytes)
 MEMORY_LIMIT_MB="${MEMORY_LIMIT_MB:-512}"
 BIN="$ROOT/src/MagCds.Service/bin/Release/net10.0"
+# shellcheck source=warm-up.sh
+source "$ROOT/tests/load/warm-up.sh"
 export DOTNET_CLI_TELEMETRY_OPTOUT=1 DOTNET_NOLOGO=1
 
 WORK="$(mktemp -d "${TMPDIR:-/tmp}/magcds-load.XXXXXX")"
@@ -138,14 +140,7 @@ if [[ $ready != 1 ]]; then
 fi
 # The background conformance warm-up (it loads the profile validator) runs once the service is ready; measure the
 # steady state, after it.
-if [[ "${MagCds__FhirRest__WarmUpValidator:-true}" != false ]]; then
-    for _ in $(seq 1 240); do
-        grep -q 'Profile validator ready' "$WORK/service.log" && break
-        kill -0 "$SERVICE_PID" 2>/dev/null || { echo "error: the service exited during its warm-up; its log:" >&2; tail -n 20 "$WORK/service.log" >&2; exit 1; }
-        sleep 0.5
-    done
-    grep -q 'Profile validator ready' "$WORK/service.log" || { echo "error: the conformance warm-up did not finish in 120 s" >&2; exit 1; }
-fi
+wait_for_conformance_warm_up "$WORK/service.log" "$SERVICE_PID"
 echo "== service ready (pid $SERVICE_PID), VmHWM after start and warm-up: $(awk '/^VmHWM/ {print $2, $3}' "/proc/$SERVICE_PID/status")"
 
 # 4. Post the Bundle.

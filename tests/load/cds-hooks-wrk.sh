@@ -16,6 +16,8 @@ ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
 DURATION="${DURATION:-30}"; WARMUP="${WARMUP:-30}"; CONNECTIONS="${CONNECTIONS:-4}"; THREADS="${THREADS:-2}"; RATE_GUESS="${RATE_GUESS:-3000}"
 BIN="$ROOT/src/MagCds.Service/bin/Release/net10.0"
 TOOLS="$ROOT/tests/MagCds.LoadTools/bin/Release/net10.0/MagCds.LoadTools.dll"
+# shellcheck source=warm-up.sh
+source "$ROOT/tests/load/warm-up.sh"
 export DOTNET_CLI_TELEMETRY_OPTOUT=1 DOTNET_NOLOGO=1
 command -v wrk >/dev/null || { echo "error: wrk is not installed (apt-get install wrk)" >&2; exit 1; }
 
@@ -61,13 +63,7 @@ start_service() { # $@: extra environment assignments
     done
     [[ $up == 1 ]] || { echo "error: the service did not start" >&2; tail -n 30 "$WORK/service.log" >&2; exit 1; }
     # The background conformance warm-up (ConformanceWarmUp) runs once the service is ready; wait for it to finish.
-    [[ "${MagCds__FhirRest__WarmUpValidator:-true}" == false ]] && return 0
-    for _ in $(seq 1 240); do
-        grep -q 'Profile validator ready' "$WORK/service.log" && return 0
-        kill -0 "$SERVICE_PID" 2>/dev/null || { echo "error: the service exited during its warm-up; its log:" >&2; tail -n 20 "$WORK/service.log" >&2; exit 1; }
-        sleep 0.5
-    done
-    echo "error: the conformance warm-up did not finish in 120 s" >&2; exit 1
+    wait_for_conformance_warm_up "$WORK/service.log" "$SERVICE_PID"
 }
 
 run() { # $1 label, $2 tokens file or ""

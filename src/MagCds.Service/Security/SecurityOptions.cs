@@ -43,8 +43,7 @@ public sealed class JwtOptions
     /// <summary>Scope needed for the admin endpoints.</summary>
     public string AdminScope { get; set; } = "magcds/admin";
 
-    /// <summary>Tolerance for clock differences with the authorization server when checking exp and nbf.</summary>
-    [System.ComponentModel.DataAnnotations.Range(0, 300)]
+    /// <summary>Tolerance for clock differences with the authorization server when checking exp and nbf (0–300, checked in Access).</summary>
     public int ClockSkewSeconds { get; set; } = 60;
 
     /// <summary>Only for tests and labs: allow an http:// authority.</summary>
