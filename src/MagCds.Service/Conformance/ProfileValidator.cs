@@ -12,17 +12,23 @@ namespace MagCds.Service.Conformance;
 /// </summary>
 public sealed class ProfileValidator
 {
-    private readonly Lazy<Validator> _validator;
+    private readonly Lazy<(Validator Validator, CachedResolver Definitions)> _validator;
     // The validator's thread safety is not documented; $validate is low-volume, so calls are serialised.
     private readonly Lock _gate = new();
 
     public ProfileValidator(ConformancePackage package)
     {
-        _validator = new Lazy<Validator>(() =>
+        _validator = new Lazy<(Validator, CachedResolver)>(() =>
         {
             var spec = ZipSource.CreateValidationSource(Path.Combine(AppContext.BaseDirectory, "specification.zip"));
-            var resolver = new CachedResolver(new MultiResolver(new InMemoryResourceResolver(package.Resources), spec));
-            return new Validator(resolver, LocalTerminologyService.CreateDefaultForCore(resolver));
+            var source = new MultiResolver(new InMemoryResourceResolver(package.Resources), spec);
+            // The validator compiles each StructureDefinition it needs into a schema it keeps, so the parsed
+            // definitions are only needed while a call compiles: that cache is emptied after every call. Kept for the
+            // life of the service they held about 75 MB (the R4 base definitions with their snapshots), more than the
+            // rest of the service together. The terminology service keeps its own cache of the ValueSets and
+            // CodeSystems it expands, which are small and used on every call.
+            var definitions = new CachedResolver(source);
+            return (new Validator(definitions, LocalTerminologyService.CreateDefaultForCore(new CachedResolver(source))), definitions);
         });
     }
 
@@ -33,9 +39,17 @@ public sealed class ProfileValidator
     {
         lock (_gate)
         {
-            var outcome = profile is null ? _validator.Value.Validate(resource) : _validator.Value.Validate(resource, profile);
-            IsWarm = true;
-            return outcome;
+            var (validator, definitions) = _validator.Value;
+            try
+            {
+                var outcome = profile is null ? validator.Validate(resource) : validator.Validate(resource, profile);
+                IsWarm = true;
+                return outcome;
+            }
+            finally
+            {
+                definitions.Clear();
+            }
         }
     }
 }
