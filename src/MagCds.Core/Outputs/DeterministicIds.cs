@@ -26,11 +26,14 @@ public static class DeterministicIds
     {
         var obs = input.Observation;
         string subject = Evaluator.SubjectKey(obs) ?? "no-subject";
-        var id = obs.Identifier.FirstOrDefault(i => !string.IsNullOrEmpty(i.Value));
-        return id is not null ? Hash(subject, "identifier", id.System ?? "", id.Value!)
-            : !string.IsNullOrEmpty(obs.Id) ? Hash(subject, "id", obs.Id)
-            : input.Reference is not null ? Hash(subject, "ref", input.Reference)
-            : Hash(subject, "content", Content(obs));
+        Identifier? id = null;
+        foreach (var i in obs.Identifier) if (!string.IsNullOrEmpty(i.Value)) { id = i; break; }
+        Span<byte> hash = stackalloc byte[32];
+        if (id is not null) Hash(hash, subject, "identifier", id.System ?? "", id.Value!);
+        else if (!string.IsNullOrEmpty(obs.Id)) Hash(hash, subject, "id", obs.Id);
+        else if (input.Reference is not null) Hash(hash, subject, "ref", input.Reference);
+        else Hash(hash, subject, "content", Content(obs, ""));
+        return Convert.ToHexStringLower(hash);
     }
 
     /// <summary>
@@ -38,7 +41,7 @@ public static class DeterministicIds
     /// output-id hash (never an output, never a log), so it is not hashed on its own.
     /// </summary>
     public static string VersionKey(Observation obs) =>
-        !string.IsNullOrEmpty(obs.Meta?.VersionId) ? "v|" + obs.Meta.VersionId : "f|" + Content(obs);
+        !string.IsNullOrEmpty(obs.Meta?.VersionId) ? "v|" + obs.Meta.VersionId : Content(obs, "f|");
 
     /// <summary>The keys of one input, computed once per evaluation.</summary>
     public static InputKeys Keys(EvaluationInput input)
@@ -53,9 +56,10 @@ public static class DeterministicIds
     /// </summary>
     public static OutputIds For(InputKeys keys, string knowledgeVersion, string kind = "assessment")
     {
-        string hex = Hash(kind, keys.Observation, keys.Version, knowledgeVersion);
-        byte[] h = Convert.FromHexString(hex);
-        return new OutputIds("ra-" + hex[..40], Urn(h.AsSpan(0, 16)), "di-" + hex[24..], Urn(h.AsSpan(16, 16)));
+        Span<byte> h = stackalloc byte[32];
+        Hash(h, kind, keys.Observation, keys.Version, knowledgeVersion);
+        string hex = Convert.ToHexStringLower(h);
+        return new OutputIds(string.Concat("ra-", hex.AsSpan(0, 40)), Urn(h[..16]), string.Concat("di-", hex.AsSpan(24)), Urn(h[16..]));
     }
 
     // RFC 9562 layout (version 8, "custom") so the urn:uuid is a well-formed UUID.
@@ -65,35 +69,55 @@ public static class DeterministicIds
         sixteen.CopyTo(g);
         g[6] = (byte)((g[6] & 0x0F) | 0x80);
         g[8] = (byte)((g[8] & 0x3F) | 0x80);
-        return "urn:uuid:" + new Guid(g, bigEndian: true).ToString();
+        return string.Create(45, new Guid(g, bigEndian: true), static (span, guid) =>
+        {
+            "urn:uuid:".CopyTo(span);
+            guid.TryFormat(span[9..], out _);
+        });
     }
 
     /// <summary>What identifies an Observation's content: status, code, value, absence reason, times, ranges, flags.</summary>
-    private static string Content(Observation obs)
+    private static string Content(Observation obs, string prefix)
     {
-        var sb = new StringBuilder(256);
-        sb.Append(obs.Status).Append('|');
+        // Appended without boxing or LINQ (this runs for every input without meta.versionId); the text is the same as
+        // appending the values as objects, which the ids of earlier releases were made from.
+        var sb = new StringBuilder(256).Append(prefix);
+        sb.Append(obs.Status?.ToString()).Append('|');
         foreach (var c in obs.Code?.Coding ?? []) sb.Append(c.System).Append('#').Append(c.Code).Append(';');
         sb.Append('|');
         switch (obs.Value)
         {
-            case Quantity q: sb.Append(q.Comparator).Append(q.Value).Append(q.Unit).Append(q.System).Append(q.Code); break;
-            case Ratio r: sb.Append(r.Numerator?.Value).Append(':').Append(r.Denominator?.Comparator).Append(r.Denominator?.Value); break;
-            case Integer i: sb.Append(i.Value); break;
+            case Quantity q: sb.Append(q.Comparator?.ToString()); Number(sb, q.Value); sb.Append(q.Unit).Append(q.System).Append(q.Code); break;
+            case Ratio r: Number(sb, r.Numerator?.Value); sb.Append(':').Append(r.Denominator?.Comparator?.ToString()); Number(sb, r.Denominator?.Value); break;
+            case Integer { Value: int i }: sb.Append(i); break;
+            case Integer: break;
             case CodeableConcept cc: foreach (var c in cc.Coding) sb.Append(c.System).Append('#').Append(c.Code).Append(';'); sb.Append(cc.Text); break;
             case FhirString s: sb.Append(s.Value); break;
             default: sb.Append(obs.Value?.TypeName); break;
         }
         sb.Append('|').Append(obs.DataAbsentReason?.Coding.FirstOrDefault()?.Code);
         sb.Append('|').Append(obs.Effective switch { FhirDateTime d => d.Value, Period p => p.Start, Instant i => i.Value?.UtcTicks.ToString(System.Globalization.CultureInfo.InvariantCulture), _ => null });
-        sb.Append('|').Append(obs.IssuedElement?.Value?.UtcTicks);
-        foreach (var r in obs.ReferenceRange) sb.Append("|rr").Append(r.Low?.Value).Append('-').Append(r.High?.Value).Append(r.High?.Unit);
-        foreach (var c in obs.Interpretation.SelectMany(i => i.Coding)) sb.Append("|in").Append(c.Code);
+        sb.Append('|');
+        if (obs.IssuedElement?.Value is { } issued) sb.Append(issued.UtcTicks);
+        foreach (var r in obs.ReferenceRange)
+        {
+            sb.Append("|rr");
+            Number(sb, r.Low?.Value);
+            sb.Append('-');
+            Number(sb, r.High?.Value);
+            sb.Append(r.High?.Unit);
+        }
+        foreach (var i in obs.Interpretation) foreach (var c in i.Coding) sb.Append("|in").Append(c.Code);
         return sb.ToString();
     }
 
-    /// <summary>SHA-256 over the UTF-8 of the parts joined by U+001F, as lower-case hex; no intermediate strings.</summary>
-    private static string Hash(params ReadOnlySpan<string> parts)
+    private static void Number(StringBuilder sb, decimal? value)
+    {
+        if (value is { } v) sb.Append(v);
+    }
+
+    /// <summary>SHA-256 over the UTF-8 of the parts joined by U+001F, into <paramref name="destination"/> (32 bytes); no intermediate strings.</summary>
+    private static void Hash(Span<byte> destination, params ReadOnlySpan<string> parts)
     {
         int max = parts.Length;
         foreach (var p in parts) max += Encoding.UTF8.GetMaxByteCount(p.Length);
@@ -106,9 +130,13 @@ public static class DeterministicIds
             if (i > 0) buffer[n++] = 0x1F;
             n += Encoding.UTF8.GetBytes(parts[i], buffer[n..]);
         }
-        Span<byte> hash = stackalloc byte[32];
-        SHA256.HashData(buffer[..n], hash);
+        // One reusable hash object per thread: a one-shot SHA256.HashData sets up and tears down the OpenSSL digest
+        // context on every call, which costs more than hashing these few dozen bytes (two hashes per evaluation).
+        var sha = _sha256 ??= IncrementalHash.CreateHash(HashAlgorithmName.SHA256);
+        sha.AppendData(buffer[..n]);
+        sha.GetHashAndReset(destination);
         if (rented is not null) System.Buffers.ArrayPool<byte>.Shared.Return(rented);
-        return Convert.ToHexStringLower(hash);
     }
+
+    [ThreadStatic] private static IncrementalHash? _sha256;
 }

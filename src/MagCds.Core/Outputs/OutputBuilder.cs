@@ -74,11 +74,11 @@ public sealed class OutputBuilder(KnowledgeBase knowledge, CanonicalUrls canonic
         var occurrence = Occurrence(obs);
         var observationRef = ObservationReference(input);
 
-        var notes = new List<string>(6) { x.FirstNote };
-        notes.AddRange(x.Guidance.Skip(1));
-        if (x.Trend is not null) notes.Add(x.Trend);
-        notes.Add(x.ReferencesText);
-        notes.Add(x.KnowledgeLine);
+        var notes = new List<Annotation>(6) { Note(x.FirstNote) };
+        for (int g = 1; g < x.Guidance.Count; g++) notes.Add(Note(x.Guidance[g]));
+        if (x.Trend is not null) notes.Add(Note(x.Trend));
+        notes.Add(Note(x.ReferencesText));
+        notes.Add(Note(x.KnowledgeLine));
 
         var ra = new RiskAssessment
         {
@@ -106,19 +106,12 @@ public sealed class OutputBuilder(KnowledgeBase knowledge, CanonicalUrls canonic
                 },
             ],
             Mitigation = x.Options,
-            Note = notes.Select(n => new Annotation { Text = new Markdown(n) }).ToList(),
+            Note = notes,
         };
 
         if (i.Category == Category.NotElevated) return (ra, null, x);
 
-        // Heading and basis, then the guidance, options, trend and references: joined in one copy, as this text is the
-        // largest part of a large answer.
-        var parts = new List<string>(8) { x.Heading + " " + x.Basis };
-        parts.AddRange(x.Guidance);
-        if (x.Options is not null) parts.Add(x.Options);
-        if (x.Trend is not null) parts.Add(x.Trend);
-        parts.Add(x.ReferencesText);
-        string detail = string.Join("\n\n", parts);
+        string detail = DetailText(x);
 
         var di = new DetectedIssue
         {
@@ -149,6 +142,34 @@ public sealed class OutputBuilder(KnowledgeBase knowledge, CanonicalUrls canonic
             Reference = PrimaryCitation(i).Url,
         };
         return (ra, di, x);
+    }
+
+    private static Annotation Note(string text) => new() { Text = new Markdown(text) };
+
+    /// <summary>
+    /// The DetectedIssue detail: heading and basis, then the guidance, options, trend and references as paragraphs.
+    /// Written straight into the one string it becomes, as it is the largest text of a large answer.
+    /// </summary>
+    private static string DetailText(Explanation x)
+    {
+        const string Paragraph = "\n\n";
+        int length = x.Heading.Length + 1 + x.Basis.Length + x.ReferencesText.Length + Paragraph.Length;
+        foreach (var g in x.Guidance) length += Paragraph.Length + g.Length;
+        if (x.Options is not null) length += Paragraph.Length + x.Options.Length;
+        if (x.Trend is not null) length += Paragraph.Length + x.Trend.Length;
+        return string.Create(length, x, static (span, x) =>
+        {
+            int n = 0;
+            void Add(ReadOnlySpan<char> s, Span<char> span) { s.CopyTo(span[n..]); n += s.Length; }
+            Add(x.Heading, span);
+            Add(" ", span);
+            Add(x.Basis, span);
+            foreach (var g in x.Guidance) { Add(Paragraph, span); Add(g, span); }
+            if (x.Options is not null) { Add(Paragraph, span); Add(x.Options, span); }
+            if (x.Trend is not null) { Add(Paragraph, span); Add(x.Trend, span); }
+            Add(Paragraph, span);
+            Add(x.ReferencesText, span);
+        });
     }
 
     /// <summary>
@@ -238,9 +259,15 @@ public sealed class OutputBuilder(KnowledgeBase knowledge, CanonicalUrls canonic
         _ => knowledge.Guidance.CannotInterpret,
     };
 
+    // The basis and trend texts are assembled in one builder per thread and copied out once: a new builder per
+    // evaluation allocated and cleared more memory than the text it made.
+    [ThreadStatic] private static StringBuilder? _scratch;
+
+    private static StringBuilder Scratch() => (_scratch ??= new StringBuilder(1024)).Clear();
+
     private string BasisText(Observation obs, Interpretation i, DateTimeOffset? when)
     {
-        var sb = new StringBuilder(512);
+        var sb = Scratch();
         sb.Append("Result: ").Append(i.Value.Display).Append(", status ").Append(StatusText(obs.Status))
           .Append(", dated ").Append(TrendBuilder.DateText(when)).Append('.');
         if (i.Basis is { } b) sb.Append($" Judged against: {b.Display}, from {b.OriginText}.");
@@ -260,7 +287,7 @@ public sealed class OutputBuilder(KnowledgeBase knowledge, CanonicalUrls canonic
 
     private static string TrendText(Trend t)
     {
-        var sb = new StringBuilder("Trend of earlier results of the same assay for this patient (information, not a judgement of response):\n\n| date | result |\n|---|---|\n");
+        var sb = Scratch().Append("Trend of earlier results of the same assay for this patient (information, not a judgement of response):\n\n| date | result |\n|---|---|\n");
         foreach (var p in t.Points) sb.Append($"| {p.Date} | {p.Display}{(p.IsCurrent ? " (this result)" : "")} |\n");
         sb.Append('\n');
         sb.Append(t.PercentFromPrevious is { } prev ? $"Change from the previous result: {Signed(prev)}%. " : "Change from the previous result: not computed. ");
