@@ -24,6 +24,7 @@ public sealed class Evaluator
     private readonly Interpreter _interpreter;
     private readonly OutputBuilder _outputs;
     private readonly HashSet<string> _codes;
+    private readonly Func<Prepared, Category> _classify; // how an earlier result is judged for the trend
 
     public Evaluator(KnowledgeBase knowledge, EvaluationOptions options)
     {
@@ -31,6 +32,7 @@ public sealed class Evaluator
         _interpreter = new Interpreter(knowledge);
         Canonical = options.Canonical;
         _outputs = new OutputBuilder(knowledge, options.Canonical);
+        _classify = p => _interpreter.Interpret(p.Input.Observation, p.Value!).Category;
         _codes = new HashSet<string>(StringComparer.Ordinal) { $"{CanonicalUrls.Loinc}|{CanonicalUrls.AntiMagLoinc}" };
         foreach (var c in options.AdditionalCodes) _codes.Add(c.Trim());
     }
@@ -133,11 +135,8 @@ public sealed class Evaluator
         }
 
         var interpretation = _interpreter.Interpret(obs, value);
-        interpretation = interpretation with
-        {
-            Trend = TrendBuilder.Build(current, interpretation.Category, pool,
-                p => _interpreter.Interpret(p.Input.Observation, p.Value!).Category),
-        };
+        if (TrendBuilder.Build(current, interpretation.Category, pool, _classify) is { } trend)
+            interpretation = interpretation with { Trend = trend };
         var (ra, di, explanation) = _outputs.Build(input, current.Keys, current.When, interpretation);
 
         var issues = new List<CoreIssue>();

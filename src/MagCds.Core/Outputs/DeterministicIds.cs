@@ -133,8 +133,18 @@ public static class DeterministicIds
         // One reusable hash object per thread: a one-shot SHA256.HashData sets up and tears down the OpenSSL digest
         // context on every call, which costs more than hashing these few dozen bytes (two hashes per evaluation).
         var sha = _sha256 ??= IncrementalHash.CreateHash(HashAlgorithmName.SHA256);
-        sha.AppendData(buffer[..n]);
-        sha.GetHashAndReset(destination);
+        try
+        {
+            sha.AppendData(buffer[..n]);
+            sha.GetHashAndReset(destination);
+        }
+        catch
+        {
+            // Never reuse an object that may hold half a message: the next id on this thread would be silently wrong.
+            _sha256 = null;
+            sha.Dispose();
+            throw;
+        }
         if (rented is not null) System.Buffers.ArrayPool<byte>.Shared.Return(rented);
     }
 

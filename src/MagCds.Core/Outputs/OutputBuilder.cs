@@ -21,6 +21,8 @@ public sealed class OutputBuilder(KnowledgeBase knowledge, CanonicalUrls canonic
     // large Bundles): statement blocks by (statement list, prefix), reference lists by the set of sources cited.
     private readonly ConcurrentDictionary<(IReadOnlyList<string> Ids, string Prefix), Cited> _blocks = new(new BlockKeyComparer());
     private readonly ConcurrentDictionary<(Cited, Cited?, Cited?, Cited?, Cited?), (IReadOnlyList<Citation> Citations, string Text)> _references = new();
+    // Keyed on the knowledge's own stratum instances, so a lookup neither allocates the prefix nor hashes the record.
+    private readonly ConcurrentDictionary<Stratum, string> _stratumPrefixes = new(ReferenceEqualityComparer.Instance);
     private readonly string _knowledgeLine = $"MagCds knowledge {knowledge.Version}. {knowledge.IntendedUse}";
 
     /// <summary>
@@ -41,27 +43,33 @@ public sealed class OutputBuilder(KnowledgeBase knowledge, CanonicalUrls canonic
     public Explanation Explain(Observation obs, Interpretation i, DateTimeOffset? when)
     {
         var blocks = new List<Cited>(4) { Block(CategoryStatements(i.Category), "") };
-        if (i.Stratum is { } s) blocks.Add(Block(s.Statements, $"Titre group: {s.Name}. "));
+        if (i.Stratum is { } s) blocks.Add(Block(s.Statements, _stratumPrefixes.GetOrAdd(s, static s => $"Titre group: {s.Name}. ")));
         if (i.Basis?.Profile is { Caveats.Count: > 0 } p) blocks.Add(Block(p.Caveats, "Caveat: "));
         Cited? options = i.Category == Category.Elevated ? Block(knowledge.Guidance.Options, "Options reported in the literature, not orders: ") : null;
         Cited? trendStatements = i.Trend is null ? null : Block(knowledge.Guidance.Trend, "");
 
         // The reference list depends only on which blocks are shown, so it is rendered once per combination.
         var key = (blocks[0], blocks.ElementAtOrDefault(1), blocks.ElementAtOrDefault(2), options, trendStatements);
-        var (citations, referencesText) = _references.GetOrAdd(key, _ =>
-        {
-            var ids = new List<string>();
-            foreach (var c in blocks.Append(options).Append(trendStatements))
-                if (c is not null) foreach (var id in c.CitationIds) if (!ids.Contains(id)) ids.Add(id);
-            var list = ids.Select(knowledge.Citation).ToList();
-            return (list, "References: " + string.Join(" ", list.Select(c => $"[{c.Label}] {c.Text} {c.Url}")));
-        });
+        var (citations, referencesText) = _references.TryGetValue(key, out var rendered) ? rendered
+            : _references.GetOrAdd(key, ReferenceList(blocks.Append(options).Append(trendStatements)));
 
-        return new Explanation(Heading(i.Category), BasisText(obs, i, when), blocks.Select(b => b.Text).ToList(), options?.Text,
+        var guidance = new List<string>(blocks.Count);
+        foreach (var b in blocks) guidance.Add(b.Text);
+        return new Explanation(Heading(i.Category), BasisText(obs, i, when), guidance, options?.Text,
             i.Trend is { } t ? TrendText(t) + "\n\n" + trendStatements!.Text : null, citations, _knowledgeLine, referencesText)
         {
             FirstNote = Block(CategoryStatements(i.Category), HeadingPrefix(i.Category)).Text,
         };
+    }
+
+    /// <summary>The sources the shown blocks cite, in order of first citation, and their rendered list.</summary>
+    private (IReadOnlyList<Citation> Citations, string Text) ReferenceList(IEnumerable<Cited?> shown)
+    {
+        var ids = new List<string>();
+        foreach (var c in shown)
+            if (c is not null) foreach (var id in c.CitationIds) if (!ids.Contains(id)) ids.Add(id);
+        var list = ids.Select(knowledge.Citation).ToList();
+        return (list, "References: " + string.Join(" ", list.Select(c => $"[{c.Label}] {c.Text} {c.Url}")));
     }
 
     public (RiskAssessment RiskAssessment, DetectedIssue? DetectedIssue, Explanation Explanation) Build(
@@ -263,7 +271,9 @@ public sealed class OutputBuilder(KnowledgeBase knowledge, CanonicalUrls canonic
     // evaluation allocated and cleared more memory than the text it made.
     [ThreadStatic] private static StringBuilder? _scratch;
 
-    private static StringBuilder Scratch() => (_scratch ??= new StringBuilder(1024)).Clear();
+    private static StringBuilder Scratch() =>
+        // A builder that grew for an unusually long trend is dropped rather than kept for the thread's life.
+        (_scratch is { Capacity: <= 16 * 1024 } sb ? sb : _scratch = new StringBuilder(1024)).Clear();
 
     private string BasisText(Observation obs, Interpretation i, DateTimeOffset? when)
     {

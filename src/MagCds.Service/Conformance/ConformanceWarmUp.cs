@@ -34,10 +34,6 @@ public sealed partial class ConformanceWarmUp(IServiceProvider services, Canonic
         var validator = services.GetRequiredService<ProfileValidator>();
         await Task.Run(() => validator.Validate(sample, urls.Profile(CanonicalUrls.Profiles.Observation)), stoppingToken).WaitAsync(stoppingToken);
         WarmedUp(logger, (long)System.Diagnostics.Stopwatch.GetElapsedTime(started).TotalMilliseconds);
-        // Loading the validator parses the R4 base definitions it compiles and then drops them: about 100 MiB of
-        // garbage, once. Without a memory limit the server GC would keep that much memory committed for good
-        // (docs/performance.md, memory); one compacting collection returns it to the operating system.
-        GC.Collect(GC.MaxGeneration, GCCollectionMode.Aggressive, blocking: true, compacting: true);
     }
 
     [LoggerMessage(Level = LogLevel.Information, Message = "Conformance package built after {ElapsedMs} ms")]

@@ -10,14 +10,17 @@ namespace MagCds.Service.Conformance;
 /// the assembly). Built on first use and warmed up in the background (<see cref="ConformanceWarmUp"/>), so the
 /// evaluation doors never wait for it: $validate is a tool for integration engineers, not a clinical path.
 /// </summary>
-public sealed class ProfileValidator
+public sealed partial class ProfileValidator
 {
     private readonly Lazy<(Validator Validator, CachedResolver Definitions)> _validator;
     // The validator's thread safety is not documented; $validate is low-volume, so calls are serialised.
     private readonly Lock _gate = new();
+    private readonly ILogger _logger;
+    private int _definitionsRead; // during the current call: > 0 when it compiled a type it had not compiled before
 
-    public ProfileValidator(ConformancePackage package)
+    public ProfileValidator(ConformancePackage package, ILogger<ProfileValidator>? logger = null)
     {
+        _logger = logger ?? (ILogger)Microsoft.Extensions.Logging.Abstractions.NullLogger.Instance;
         _validator = new Lazy<(Validator, CachedResolver)>(() =>
         {
             var spec = ZipSource.CreateValidationSource(Path.Combine(AppContext.BaseDirectory, "specification.zip"));
@@ -28,6 +31,7 @@ public sealed class ProfileValidator
             // rest of the service together. The terminology service keeps its own cache of the ValueSets and
             // CodeSystems it expands, which are small and used on every call.
             var definitions = new CachedResolver(source);
+            definitions.Load += (_, _) => Interlocked.Increment(ref _definitionsRead);
             return (new Validator(definitions, LocalTerminologyService.CreateDefaultForCore(new CachedResolver(source))), definitions);
         });
     }
@@ -49,7 +53,24 @@ public sealed class ProfileValidator
             finally
             {
                 definitions.Clear();
+                if (Interlocked.Exchange(ref _definitionsRead, 0) > 0) ReturnMemory();
             }
         }
     }
+
+    /// <summary>
+    /// Compiling parses R4 base definitions (tens of MB) that are garbage right after the call. Without a memory
+    /// limit the server GC would keep that memory committed for good; one compacting collection returns it to the
+    /// operating system. This happens once per resource type (the warm-up's Observation, then each other type the
+    /// first time someone validates it), so its pause is rare; it is logged.
+    /// </summary>
+    private void ReturnMemory()
+    {
+        long started = System.Diagnostics.Stopwatch.GetTimestamp();
+        GC.Collect(GC.MaxGeneration, GCCollectionMode.Aggressive, blocking: true, compacting: true);
+        MemoryReturned(_logger, (long)System.Diagnostics.Stopwatch.GetElapsedTime(started).TotalMilliseconds);
+    }
+
+    [LoggerMessage(Level = LogLevel.Information, Message = "Profile validator compiled new definitions; their memory was returned by a {PauseMs} ms garbage collection")]
+    private static partial void MemoryReturned(ILogger logger, long pauseMs);
 }

@@ -54,6 +54,57 @@ public class DeterministicIdsTests
             "841924f805aea750823701c7c8288e85", "ra-224061781c17557588756a5c8c42cc0a1366234e", "urn:uuid:22406178-1c17-8575-8875-6a5c8c42cc0a",
             "di-8c42cc0a1366234e64034a6222181450fb276ec9", "urn:uuid:1366234e-6403-8a62-a218-1450fb276ec9", "ra-7d1038d3bd712cbd3c37ccebba1e448bd93567b3")
             .SetName("no id, identifier or reference: content fingerprint");
+
+        // Without identity or meta.versionId both keys come from the content fingerprint: one case per value form and time.
+        var byComparator = Result();
+        byComparator.Issued = null;
+        byComparator.Value = new Quantity { Value = 0.50m, Comparator = Quantity.QuantityComparator.LessThan, Unit = "Units", System = "http://unitsofmeasure.org", Code = "[U]" };
+        byComparator.Effective = new FhirDateTime("2026-03-02T08:00:00Z");
+        byComparator.Interpretation.Add(new CodeableConcept("http://terminology.hl7.org/CodeSystem/v3-ObservationInterpretation", "N"));
+        yield return new TestCaseData(new EvaluationInput(byComparator, null, "Observation"),
+            "751ff82038401dbf542960a0c152ff9a", "ra-65c249365fbcd13ed660ed99440217adc7860a64", "urn:uuid:65c24936-5fbc-813e-9660-ed99440217ad",
+            "di-440217adc7860a6430f9bf5b909b53a3f3bc44e7", "urn:uuid:c7860a64-30f9-8f5b-909b-53a3f3bc44e7", "ra-5943b764802843e49d1845ab70eee85c303b7255")
+            .SetName("content fingerprint: quantity with comparator, dateTime, interpretation");
+
+        var byRatio = Result();
+        byRatio.Value = new Ratio(new Quantity { Value = 1 }, new Quantity { Value = 1600, Comparator = Quantity.QuantityComparator.GreaterOrEqual });
+        byRatio.Effective = new Period { Start = "2026-01-05" };
+        yield return new TestCaseData(new EvaluationInput(byRatio, null, "Observation"),
+            "673d80e938139014eb3f4a2cc3ca2bf0", "ra-410dd6dd85dafcf5f5fdecbdcb06fb5b7780633a", "urn:uuid:410dd6dd-85da-8cf5-b5fd-ecbdcb06fb5b",
+            "di-cb06fb5b7780633a35fc999da7065478e881245c", "urn:uuid:7780633a-35fc-899d-a706-5478e881245c", "ra-5919a580c29d64f44f19ec8123f9c1273fa7987c")
+            .SetName("content fingerprint: ratio titre, period");
+
+        var byInteger = Result();
+        byInteger.Value = new Integer(800);
+        byInteger.Effective = new Instant(new DateTimeOffset(2026, 2, 1, 10, 30, 0, TimeSpan.FromHours(2)));
+        yield return new TestCaseData(new EvaluationInput(byInteger, null, "Observation"),
+            "758a131955b482310f3ed3879e856f7a", "ra-edcfa95920af1e83dc939b946f2b1c8cfa20400d", "urn:uuid:edcfa959-20af-8e83-9c93-9b946f2b1c8c",
+            "di-6f2b1c8cfa20400d3ecfb8f4d6ee4dc1fd18f4f9", "urn:uuid:fa20400d-3ecf-88f4-96ee-4dc1fd18f4f9", "ra-1fce4067bb4c14a8c1f53b8593a2e6413c08168a")
+            .SetName("content fingerprint: integer, instant");
+
+        var byCode = Result();
+        byCode.Value = new CodeableConcept("http://snomed.info/sct", "10828004", "Positive", "positive");
+        yield return new TestCaseData(new EvaluationInput(byCode, null, "Observation"),
+            "ba5e34a45b314b7789c2a1e53bb0249f", "ra-8e778b76c18272ba24ce165d56726aff63a49af7", "urn:uuid:8e778b76-c182-82ba-a4ce-165d56726aff",
+            "di-56726aff63a49af77ebeed6dba584a433a4c4d98", "urn:uuid:63a49af7-7ebe-8d6d-ba58-4a433a4c4d98", "ra-769956eda37567c58421d734ceab140259a49f53")
+            .SetName("content fingerprint: coded value");
+
+        var byAbsence = Result();
+        byAbsence.Status = ObservationStatus.Preliminary;
+        byAbsence.Value = null;
+        byAbsence.DataAbsentReason = new CodeableConcept("http://terminology.hl7.org/CodeSystem/data-absent-reason", "not-performed");
+        yield return new TestCaseData(new EvaluationInput(byAbsence, null, "Observation"),
+            "e2de4819df2978cb08a88980e668accb", "ra-21d1c9ff6741288a482a286e5db41aa1cc3c3ab8", "urn:uuid:21d1c9ff-6741-888a-882a-286e5db41aa1",
+            "di-5db41aa1cc3c3ab85295c24908d9c448bd2c3f10", "urn:uuid:cc3c3ab8-5295-8249-88d9-c448bd2c3f10", "ra-6c2bfdedb0da9de05aebd3c3c9574277e80c6ce4")
+            .SetName("content fingerprint: no value, data absent reason, preliminary");
+
+        var byText = Result();
+        byText.Value = new FhirString("positive");
+        byText.ReferenceRange.Add(new Observation.ReferenceRangeComponent { Low = new Quantity(-1.5m, "U"), High = new Quantity(10.00m, "U") });
+        yield return new TestCaseData(new EvaluationInput(byText, null, "Observation"),
+            "b41b746305c90ac3e82583548372bdec", "ra-e3f97a513f84f840dd9c1e4a3b62e11852187708", "urn:uuid:e3f97a51-3f84-8840-9d9c-1e4a3b62e118",
+            "di-3b62e118521877084fa2e8b46b89a8432fa1563a", "urn:uuid:52187708-4fa2-88b4-ab89-a8432fa1563a", "ra-dc45518e90d483c0a7a19b654568dba4d0d2e474")
+            .SetName("content fingerprint: string value, negative and scaled range");
     }
 
     [TestCaseSource(nameof(Inputs))]
