@@ -15,7 +15,7 @@ namespace MagCds.Benchmarks;
 /// The CDS Hooks door's work for the load test's call (tests/load/cds-hooks-wrk.sh: patient-view with 20 prefetched
 /// results), in-process and without HTTP, split into its costs: reading the call (the JSON document and the Firely
 /// validating parse of the 20 Observations), the whole hook (read, evaluate the latest result with its 19 earlier
-/// ones, build the card, write the response JSON), and checking the EHR's ES384 JWT signature and claims.
+/// ones, build the card, write the response JSON), and checking the EHR's JWT signature and claims (ES384 and RS384).
 /// These are CPU time on one core per call; the load test shows what two cores make of them under HTTP.
 /// </summary>
 [MemoryDiagnoser]
@@ -31,8 +31,8 @@ public class CdsHooksBenchmarks
     private CardBuilder _cards = null!;
     private CdsHooksMetrics _metrics = null!;
     private readonly JsonWebTokenHandler _handler = new() { SetDefaultTimesOnTokenCreation = false };
-    private string _token = "";
-    private TokenValidationParameters _parameters = null!;
+    private string _es384Token = "", _rs384Token = "";
+    private TokenValidationParameters _es384 = null!, _rs384 = null!;
 
     [GlobalSetup]
     public void Setup()
@@ -47,18 +47,14 @@ public class CdsHooksBenchmarks
         _results = new PatientResults(new NoHttpClients(), _catalog, options, _metrics, NullLogger<PatientResults>.Instance);
         _cards = new CardBuilder(_evaluator);
 
-        var key = LoadInputs.NewEhrKey();
-        _token = LoadInputs.Token(_handler, key, Audience, DateTime.UtcNow, TimeSpan.FromHours(6));
-        _parameters = new TokenValidationParameters
-        {
-            ValidIssuer = LoadInputs.Issuer, ValidAudience = Audience, IssuerSigningKey = key,
-            ValidAlgorithms = ["ES384", "RS384"], RequireSignedTokens = true, RequireExpirationTime = true, ValidateLifetime = true,
-        };
+        (_es384Token, _es384) = TokenAndCheck(SecurityAlgorithms.EcdsaSha384);
+        (_rs384Token, _rs384) = TokenAndCheck(SecurityAlgorithms.RsaSha384);
 
         // Never measure an error path: the call must give one warning card, the token must be valid.
         int cards = JsonDocument.Parse(Hook().GetAwaiter().GetResult()).RootElement.GetProperty("cards").GetArrayLength();
         if (cards != 1) throw new InvalidOperationException($"expected 1 card, got {cards}");
-        if (!ValidateJwt().GetAwaiter().GetResult()) throw new InvalidOperationException("the benchmark token does not validate");
+        if (!ValidateJwtEs384().GetAwaiter().GetResult() || !ValidateJwtRs384().GetAwaiter().GetResult())
+            throw new InvalidOperationException("a benchmark token does not validate");
     }
 
     [GlobalCleanup]
@@ -75,8 +71,23 @@ public class CdsHooksBenchmarks
         return JsonSerializer.SerializeToUtf8Bytes(new CdsResponse(cards), CdsJson.Options);
     }
 
+    /// <summary>The load test's token: ES384 (ECDSA P-384).</summary>
     [Benchmark]
-    public async Task<bool> ValidateJwt() => (await _handler.ValidateTokenAsync(_token, _parameters)).IsValid;
+    public async Task<bool> ValidateJwtEs384() => (await _handler.ValidateTokenAsync(_es384Token, _es384)).IsValid;
+
+    /// <summary>The same check of an RS384 token (RSA 2048), the other algorithm CDS Hooks allows and the one Epic uses.</summary>
+    [Benchmark]
+    public async Task<bool> ValidateJwtRs384() => (await _handler.ValidateTokenAsync(_rs384Token, _rs384)).IsValid;
+
+    private (string Token, TokenValidationParameters Parameters) TokenAndCheck(string algorithm)
+    {
+        var key = LoadInputs.NewEhrKey(algorithm);
+        return (LoadInputs.Token(_handler, key, Audience, DateTime.UtcNow, TimeSpan.FromHours(6)), new TokenValidationParameters
+        {
+            ValidIssuer = LoadInputs.Issuer, ValidAudience = Audience, IssuerSigningKey = key,
+            ValidAlgorithms = ["ES384", "RS384"], RequireSignedTokens = true, RequireExpirationTime = true, ValidateLifetime = true,
+        });
+    }
 
     private sealed class NoHttpClients : IHttpClientFactory
     {

@@ -9,33 +9,42 @@ namespace MagCds.LoadTools;
 
 /// <summary>
 /// The inputs of the CDS Hooks load test, shared by the load scripts (through Program) and the benchmarks, so both
-/// measure the same call: a test EHR's ES384 key, its JWTs, and a patient-view call with 20 prefetched results.
+/// measure the same call: a test EHR's signing key (ES384 or RS384), its JWTs, and a patient-view call with 20 prefetched results.
 /// </summary>
 public static class LoadInputs
 {
     public const string Issuer = "https://load-test-ehr.example";
     public const string PatientId = "load-patient";
 
-    /// <summary>A new ES384 signing key of the test EHR.</summary>
-    public static ECDsaSecurityKey NewEhrKey() => new(ECDsa.Create(ECCurve.NamedCurves.nistP384)) { KeyId = "load-test-key" };
+    /// <summary>
+    /// A new signing key of the test EHR for <paramref name="algorithm"/>, one of the two CDS Hooks allows: ES384 (a P-384
+    /// key) or RS384 (a 2048-bit RSA key, as Epic signs). Their signature checks differ in cost by a factor of about 30.
+    /// </summary>
+    public static AsymmetricSecurityKey NewEhrKey(string algorithm = SecurityAlgorithms.EcdsaSha384) => algorithm switch
+    {
+        SecurityAlgorithms.EcdsaSha384 => new ECDsaSecurityKey(ECDsa.Create(ECCurve.NamedCurves.nistP384)) { KeyId = "load-test-key" },
+        SecurityAlgorithms.RsaSha384 => new RsaSecurityKey(RSA.Create(2048)) { KeyId = "load-test-key" },
+        _ => throw new ArgumentException($"CDS Hooks JWTs are signed with ES384 or RS384, not {algorithm}.", nameof(algorithm)),
+    };
 
     /// <summary>The public half of <paramref name="key"/> as the JWKS an EHR publishes.</summary>
-    public static string Jwks(ECDsaSecurityKey key)
+    public static string Jwks(AsymmetricSecurityKey key)
     {
         var jwk = JsonWebKeyConverter.ConvertFromSecurityKey(key);
-        return new JsonObject
-        {
-            ["keys"] = new JsonArray(new JsonObject { ["kty"] = "EC", ["kid"] = jwk.Kid, ["use"] = "sig", ["crv"] = jwk.Crv, ["x"] = jwk.X, ["y"] = jwk.Y, ["alg"] = "ES384" }),
-        }.ToJsonString();
+        var entry = key is RsaSecurityKey
+            ? new JsonObject { ["kty"] = "RSA", ["kid"] = jwk.Kid, ["use"] = "sig", ["n"] = jwk.N, ["e"] = jwk.E, ["alg"] = SecurityAlgorithms.RsaSha384 }
+            : new JsonObject { ["kty"] = "EC", ["kid"] = jwk.Kid, ["use"] = "sig", ["crv"] = jwk.Crv, ["x"] = jwk.X, ["y"] = jwk.Y, ["alg"] = SecurityAlgorithms.EcdsaSha384 };
+        return new JsonObject { ["keys"] = new JsonArray(entry) }.ToJsonString();
     }
 
-    /// <summary>A CDS Hooks JWT as an EHR signs it: ES384, the given audience, a unique jti.</summary>
-    public static string Token(JsonWebTokenHandler handler, ECDsaSecurityKey key, string audience, DateTime issuedAt, TimeSpan lifetime) =>
+    /// <summary>A CDS Hooks JWT as an EHR signs it: ES384 or RS384 by the key, the given audience, a unique jti.</summary>
+    public static string Token(JsonWebTokenHandler handler, AsymmetricSecurityKey key, string audience, DateTime issuedAt, TimeSpan lifetime) =>
         handler.CreateToken(new SecurityTokenDescriptor
         {
             Issuer = Issuer, Audience = audience, IssuedAt = issuedAt, NotBefore = issuedAt, Expires = issuedAt + lifetime,
             Claims = new Dictionary<string, object> { ["jti"] = Guid.NewGuid().ToString() },
-            SigningCredentials = new SigningCredentials(key, SecurityAlgorithms.EcdsaSha384), TokenType = "JWT",
+            SigningCredentials = new SigningCredentials(key, key is RsaSecurityKey ? SecurityAlgorithms.RsaSha384 : SecurityAlgorithms.EcdsaSha384),
+            TokenType = "JWT",
         });
 
     /// <summary>A patient-view call: 20 results of one patient over 20 months, newest first, falling titres (Bühlmann BTU).</summary>

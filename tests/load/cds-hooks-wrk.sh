@@ -1,10 +1,12 @@
 #!/usr/bin/env bash
 # Load check of the CDS Hooks door: patient-view with 20 prefetched Observations, loaded by wrk on loopback with
-# 4 connections, once with JWT validation on (a pre-minted ES384 token with a unique jti per request) and once in
+# 4 connections, once with JWT validation on (a pre-minted token with a unique jti per request, signed ES384, or RS384
+# with ALG=RS384) and once in
 # development mode (no JWT), so the cost of the check is visible. Prints requests/s, errors and latency percentiles.
 #
 # Usage: tests/load/cds-hooks-wrk.sh     Environment: DURATION (s, default 30), WARMUP (s, default 30), CONNECTIONS (4),
-#        THREADS (2), RATE_GUESS (requests/s used to size the token file, default 3000), SKIP_BUILD=1.
+#        THREADS (2), RATE_GUESS (requests/s used to size the token file, default 3000), ALG (ES384 or RS384, default
+#        ES384), SKIP_DEV=1 (skip the development-mode run), SKIP_BUILD=1.
 # The measurement is of the service in its steady state: each run first waits until the service's background
 # conformance warm-up has finished (it compiles the profile validator: seconds of CPU on both cores), then loads it for
 # WARMUP seconds so that tiered JIT has finished recompiling the hot code, then measures. Measured from the first
@@ -13,7 +15,7 @@
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
-DURATION="${DURATION:-30}"; WARMUP="${WARMUP:-30}"; CONNECTIONS="${CONNECTIONS:-4}"; THREADS="${THREADS:-2}"; RATE_GUESS="${RATE_GUESS:-3000}"
+ALG="${ALG:-ES384}"; DURATION="${DURATION:-30}"; WARMUP="${WARMUP:-30}"; CONNECTIONS="${CONNECTIONS:-4}"; THREADS="${THREADS:-2}"; RATE_GUESS="${RATE_GUESS:-3000}"
 BIN="$ROOT/src/MagCds.Service/bin/Release/net10.0"
 TOOLS="$ROOT/tests/MagCds.LoadTools/bin/Release/net10.0/MagCds.LoadTools.dll"
 # shellcheck source=warm-up.sh
@@ -44,8 +46,8 @@ PORT="$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); 
 BASE="http://127.0.0.1:$PORT"
 URL="$BASE/cds-services/magcds-patient-view"
 TOKENS=$(( (WARMUP + DURATION + 10) * RATE_GUESS ))
-echo "== minting $TOKENS tokens (ES384, unique jti) for aud $URL"
-dotnet "$TOOLS" "$WORK" "$URL" "$TOKENS" >/dev/null
+echo "== minting $TOKENS tokens ($ALG, unique jti) for aud $URL"
+dotnet "$TOOLS" "$WORK" "$URL" "$TOKENS" "$ALG" >/dev/null
 
 start_service() { # $@: extra environment assignments
     (
@@ -99,8 +101,9 @@ check() { # $@ curl auth args
 start_service "MagCds__CdsHooks__TrustedIssuers__0__Issuer=$(cat "$WORK/issuer.txt")" "MagCds__CdsHooks__TrustedIssuers__0__JwksFile=$WORK/jwks.json" "MagCds__CdsHooks__PublicBaseUrl=$BASE"
 tail -n 1 "$WORK/tokens.txt" > "$WORK/one-token.txt"; head -n -1 "$WORK/tokens.txt" > "$WORK/t" && mv "$WORK/t" "$WORK/tokens.txt"
 check -H "Authorization: Bearer $(cat "$WORK/one-token.txt")"
-run "JWT validation on" "$WORK/tokens.txt"
+run "JWT validation on ($ALG)" "$WORK/tokens.txt"
 stop_service
+[[ "${SKIP_DEV:-0}" == 1 ]] && exit 0
 
 start_service "MagCds__CdsHooks__AllowUnsignedCalls=true"
 check
