@@ -16,7 +16,7 @@ public sealed partial class ProfileValidator
     // The validator's thread safety is not documented; $validate is low-volume, so calls are serialised.
     private readonly Lock _gate = new();
     private readonly ILogger _logger;
-    private int _definitionsRead; // during the current call: > 0 when it compiled a type it had not compiled before
+    private int _definitionsRead; // during the current call: > 0 when it compiled a profile it had not compiled before
 
     public ProfileValidator(ConformancePackage package, ILogger<ProfileValidator>? logger = null)
     {
@@ -61,8 +61,8 @@ public sealed partial class ProfileValidator
     /// <summary>
     /// Compiling parses R4 base definitions (tens of MB) that are garbage right after the call. Without a memory
     /// limit the server GC would keep that memory committed for good; one compacting collection returns it to the
-    /// operating system. This happens once per resource type (the warm-up's Observation, then each other type the
-    /// first time someone validates it), so its pause is rare; it is logged.
+    /// operating system. This happens once per profile (the warm-up's MagCds Observation profile, then any other profile
+    /// the first time a $validate names it), so its pause is rare; it is logged.
     /// </summary>
     private void ReturnMemory()
     {
