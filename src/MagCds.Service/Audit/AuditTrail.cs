@@ -30,6 +30,8 @@ public sealed partial class AuditTrail(Database db, TimeProvider time, Microsoft
     });
     private long _dropped;
 
+    private const int MaxBatch = 1000;
+
     public DateTimeOffset Now => time.GetUtcNow();
 
     public void Record(AuditEntry entry)
@@ -39,31 +41,40 @@ public sealed partial class AuditTrail(Database db, TimeProvider time, Microsoft
 
     protected override async Task ExecuteAsync(CancellationToken stoppingToken)
     {
-        var batch = new List<AuditEntry>(1000);
+        var batch = new List<AuditEntry>(MaxBatch);
         try
         {
             await PurgeIfDueAsync(stoppingToken);
             while (await _queue.Reader.WaitToReadAsync(stoppingToken))
             {
-                await WriteAvailableAsync(batch, stoppingToken);
+                // Gather entries for a moment before writing: one transaction per request under load held the store's
+                // single SQLite writer hundreds of times a second, and a CDS Hooks call's jti check waited behind it.
+                if (_queue.Reader.Count < MaxBatch) await Task.Delay(TimeSpan.FromMilliseconds(options.Value.BatchWindowMs), time, stoppingToken);
+                await WriteQueuedAsync(batch, drain: false, stoppingToken);
                 await PurgeIfDueAsync(stoppingToken);
             }
         }
         catch (OperationCanceledException) when (stoppingToken.IsCancellationRequested) { }
         // Stopping: what is queued is still written.
-        await WriteAvailableAsync(batch, CancellationToken.None);
+        await WriteQueuedAsync(batch, drain: true, CancellationToken.None);
     }
 
-    private async Task WriteAvailableAsync(List<AuditEntry> batch, CancellationToken ct)
+    /// <summary>
+    /// Writes the queued entries, up to <see cref="MaxBatch"/> per transaction. Entries that arrive while the last,
+    /// partial, batch is written wait for the next window, unless the service is stopping (<paramref name="drain"/>).
+    /// </summary>
+    private async Task WriteQueuedAsync(List<AuditEntry> batch, bool drain, CancellationToken ct)
     {
         while (true)
         {
-            while (batch.Count < 1000 && _queue.Reader.TryRead(out var e)) batch.Add(e);
+            while (batch.Count < MaxBatch && _queue.Reader.TryRead(out var e)) batch.Add(e);
             if (batch.Count == 0) return;
+            bool partial = batch.Count < MaxBatch;
             try
             {
                 await db.WriteAsync(async () => { await InsertAsync(batch, ct); return true; }, ct);
                 batch.Clear();
+                if (partial && !drain) return;
             }
             catch (System.Data.Common.DbException e)
             {
@@ -103,15 +114,17 @@ public sealed partial class AuditTrail(Database db, TimeProvider time, Microsoft
     {
         await using var c = await db.OpenAsync(ct);
         await using var tx = await c.BeginTransactionAsync(ct);
+        // One command for the batch, its values replaced per entry: the statement is compiled once, not per row.
+        await using var cmd = c.Command("""
+            INSERT INTO audit_event (at, door, caller, correlation_id, resource, version, knowledge_version, outcome, outputs)
+            VALUES (@at, @door, @caller, @correlation, @resource, @version, @knowledge, @outcome, @outputs)
+            """, tx);
+        foreach (var name in (string[])["at", "door", "caller", "correlation", "resource", "version", "knowledge", "outcome", "outputs"])
+            cmd.With(name, null);
         foreach (var e in entries)
         {
-            await using var cmd = c.Command("""
-                INSERT INTO audit_event (at, door, caller, correlation_id, resource, version, knowledge_version, outcome, outputs)
-                VALUES (@at, @door, @caller, @correlation, @resource, @version, @knowledge, @outcome, @outputs)
-                """, tx)
-                .With("at", e.At.ToUnixTimeMilliseconds()).With("door", e.Door).With("caller", e.Caller).With("correlation", e.CorrelationId)
-                .With("resource", e.Resource).With("version", e.Version).With("knowledge", e.KnowledgeVersion).With("outcome", e.Outcome)
-                .With("outputs", string.Join(",", e.Outputs));
+            object?[] values = [e.At.ToUnixTimeMilliseconds(), e.Door, e.Caller, e.CorrelationId, e.Resource, e.Version, e.KnowledgeVersion, e.Outcome, string.Join(",", e.Outputs)];
+            for (int i = 0; i < values.Length; i++) cmd.Parameters[i].Value = values[i] ?? DBNull.Value;
             await cmd.ExecuteNonQueryAsync(ct);
         }
         await tx.CommitAsync(ct);

@@ -72,6 +72,8 @@ public static class MagCdsHostingExtensions
             .ValidateOnStart();
         services.TryAddSingleton(TimeProvider.System);
         services.AddSingleton<Database>();
+        services.AddSingleton<SqliteCheckpointer>();
+        services.AddHostedService(sp => sp.GetRequiredService<SqliteCheckpointer>());
         services.AddSingleton<FeedbackStore>();
         services.AddSingleton<WorkQueue>();
         services.AddSingleton<ReplayGuard>();

@@ -30,6 +30,9 @@ public sealed class Database : IAsyncDisposable
 
     public StoreProvider Provider { get; }
 
+    /// <summary>Log size (pages of 4 KB) at which a SQLite commit checkpoints by itself: a backstop, see OpenAsync.</summary>
+    internal const int AutoCheckpointPages = 10_000;
+
     private readonly SemaphoreSlim _sqliteWriter = new(1, 1);
 
     /// <summary>
@@ -55,7 +58,11 @@ public sealed class Database : IAsyncDisposable
             // With write-ahead logging, NORMAL syncs at checkpoints instead of at every commit: a commit survives the
             // process being killed (what the worker's guarantees rest on) and may be lost only on power loss, while
             // each commit (a hook call's jti, a queue row) costs microseconds instead of a disk flush.
-            await using var pragma = c.Command("PRAGMA synchronous = NORMAL;");
+            // Checkpoints (copying the log into the database, with the flush) are SqliteCheckpointer's work, in the
+            // background: left to SQLite, they run inside whichever commit crosses 1,000 pages, holding the writer
+            // for tens of milliseconds while CDS Hooks calls wait to record their jti. The raised automatic threshold
+            // only bounds the log should the background checkpoints stop.
+            await using var pragma = c.Command($"PRAGMA synchronous = NORMAL; PRAGMA wal_autocheckpoint = {AutoCheckpointPages};");
             await pragma.ExecuteNonQueryAsync(ct);
         }
         return c;

@@ -1,8 +1,11 @@
 using System.Net;
 using System.Text.Json;
+using MagCds.Service.Audit;
 using MagCds.Service.Storage;
 using MagCds.Tests.Support;
 using Microsoft.Extensions.DependencyInjection;
+using Microsoft.Extensions.Logging.Abstractions;
+using Microsoft.Extensions.Options;
 
 namespace MagCds.Tests.Operations;
 
@@ -74,7 +77,7 @@ public sealed class AuditTests(StoreProvider provider)
         var clock = new FixedClock(new DateTimeOffset(2026, 1, 1, 8, 0, 0, TimeSpan.Zero));
         using var f = new MagCdsFactory(settings, clock);
         using var client = f.CreateClient();
-        var audit = f.Services.GetRequiredService<MagCds.Service.Audit.AuditTrail>();
+        var audit = f.Services.GetRequiredService<AuditTrail>();
 
         async Task EvaluateAsync(string requestId)
         {
@@ -97,5 +100,20 @@ public sealed class AuditTests(StoreProvider provider)
         await WorkerHarness.WaitUntilAsync(async () => (await StoredAsync()).Order().SequenceEqual(["MIDDLE-1", "NEW-1"]),
             "OLD-1 is deleted and the others kept", 10);
         Assert.That(await audit.PurgeAsync(CancellationToken.None), Is.Zero, "nothing else was due");
+    }
+
+    [Test]
+    public async Task Entries_gathered_for_a_batch_are_written_when_the_service_stops()
+    {
+        await using var db = StoreUnderTest.Open(await StoreUnderTest.OptionsAsync(provider));
+        var now = new DateTimeOffset(2026, 11, 26, 8, 0, 0, TimeSpan.Zero);
+        // A window far longer than the test: the entry can only be stored by the writing that stopping does.
+        var audit = new AuditTrail(db, new FixedClock(now), Options.Create(new AuditOptions { BatchWindowMs = 60_000 }), NullLogger<AuditTrail>.Instance);
+        await audit.StartAsync(CancellationToken.None);
+        audit.Record(new AuditEntry(now, "fhir-rest", "test", "STOP-1", "Observation/a", "1", "k1", "Elevated", ["ra-1"]));
+        await Task.Delay(500); // the writer has started (it runs on the thread pool) and is gathering
+        await audit.StopAsync(CancellationToken.None);
+
+        Assert.That((await audit.QueryAsync(null, 10, CancellationToken.None)).Select(e => e.CorrelationId).ToList(), Is.EqualTo(new[] { "STOP-1" }));
     }
 }
