@@ -11,8 +11,11 @@ public sealed partial class SqliteCheckpointer(Database db, TimeProvider time, I
 {
     internal static readonly TimeSpan Interval = TimeSpan.FromSeconds(1);
 
-    /// <summary>The outcome of the latest checkpoint: frames in the log, and how many of them are now in the database.</summary>
-    public (long LogFrames, long CheckpointedFrames)? Last { get; private set; }
+    /// <summary>The outcome of one checkpoint: frames in the log, and how many of them are now in the database.</summary>
+    public sealed record Result(long LogFrames, long CheckpointedFrames);
+
+    /// <summary>The latest checkpoint's outcome (a reference, so a reader on another thread never sees half of it).</summary>
+    public Result? Last { get; private set; }
 
     protected override async Task ExecuteAsync(CancellationToken stoppingToken)
     {
@@ -41,14 +44,14 @@ public sealed partial class SqliteCheckpointer(Database db, TimeProvider time, I
     }
 
     /// <summary>One passive checkpoint: returns the log's frames and how many of them are in the database now.</summary>
-    public async Task<(long LogFrames, long CheckpointedFrames)> CheckpointAsync(CancellationToken ct)
+    public async Task<Result> CheckpointAsync(CancellationToken ct)
     {
         await using var c = await db.OpenAsync(ct);
         await using var cmd = c.Command("PRAGMA wal_checkpoint(PASSIVE);");
         await using var r = await cmd.ExecuteReaderAsync(ct);
         // One row: busy flag, frames in the log, frames checkpointed (-1 and -1 when the database is not in WAL mode).
-        if (!await r.ReadAsync(ct)) return (0, 0);
-        return (r.GetInt64(1), r.GetInt64(2));
+        if (!await r.ReadAsync(ct)) return new Result(0, 0);
+        return new Result(r.GetInt64(1), r.GetInt64(2));
     }
 
     [LoggerMessage(Level = LogLevel.Warning, Message = "SQLite checkpoint failed ({Reason}); retrying every second")]
