@@ -114,7 +114,7 @@ public sealed partial class AuditTrail(Database db, TimeProvider time, Microsoft
     {
         await using var c = await db.OpenAsync(ct);
         await using var tx = await c.BeginTransactionAsync(ct);
-        // One command for the batch, its values replaced per entry: the statement is compiled once, not per row.
+        // One command for the batch, its values replaced per entry (SQLite compiles the statement once, not per row).
         await using var cmd = c.Command("""
             INSERT INTO audit_event (at, door, caller, correlation_id, resource, version, knowledge_version, outcome, outputs)
             VALUES (@at, @door, @caller, @correlation, @resource, @version, @knowledge, @outcome, @outputs)
@@ -127,7 +127,8 @@ public sealed partial class AuditTrail(Database db, TimeProvider time, Microsoft
             for (int i = 0; i < values.Length; i++) cmd.Parameters[i].Value = values[i] ?? DBNull.Value;
             await cmd.ExecuteNonQueryAsync(ct);
         }
-        await tx.CommitAsync(ct);
+        // Not cancellable: a commit that succeeded but reported cancellation would be written again by the stop's drain.
+        await tx.CommitAsync(CancellationToken.None);
     }
 
     /// <summary>Newest first, optionally of one door only.</summary>

@@ -108,12 +108,33 @@ public sealed class AuditTests(StoreProvider provider)
         await using var db = StoreUnderTest.Open(await StoreUnderTest.OptionsAsync(provider));
         var now = new DateTimeOffset(2026, 11, 26, 8, 0, 0, TimeSpan.Zero);
         // A window far longer than the test: the entry can only be stored by the writing that stopping does.
-        var audit = new AuditTrail(db, new FixedClock(now), Options.Create(new AuditOptions { BatchWindowMs = 60_000 }), NullLogger<AuditTrail>.Instance);
+        var window = TimeSpan.FromMinutes(1);
+        var clock = new WindowClock(now, window);
+        var audit = new AuditTrail(db, clock, Options.Create(new AuditOptions { BatchWindowMs = (int)window.TotalMilliseconds }), NullLogger<AuditTrail>.Instance);
         await audit.StartAsync(CancellationToken.None);
         audit.Record(new AuditEntry(now, "fhir-rest", "test", "STOP-1", "Observation/a", "1", "k1", "Elevated", ["ra-1"]));
-        await Task.Delay(500); // the writer has started (it runs on the thread pool) and is gathering
+
+        await clock.WindowStarted.WaitAsync(TimeSpan.FromSeconds(10)); // the writer has the entry and is gathering
+        Assert.That(await audit.QueryAsync(null, 10, CancellationToken.None), Is.Empty, "nothing is written while the window is open");
         await audit.StopAsync(CancellationToken.None);
 
         Assert.That((await audit.QueryAsync(null, 10, CancellationToken.None)).Select(e => e.CorrelationId).ToList(), Is.EqualTo(new[] { "STOP-1" }));
+    }
+
+    /// <summary>A fixed clock that says when a timer as long as the batch window is started (real timers otherwise).</summary>
+    private sealed class WindowClock(DateTimeOffset now, TimeSpan window) : TimeProvider
+    {
+        private readonly TaskCompletionSource _started = new(TaskCreationOptions.RunContinuationsAsynchronously);
+
+        public Task WindowStarted => _started.Task;
+
+        public override DateTimeOffset GetUtcNow() => now;
+
+        public override ITimer CreateTimer(TimerCallback callback, object? state, TimeSpan dueTime, TimeSpan period)
+        {
+            var timer = base.CreateTimer(callback, state, dueTime, period);
+            if (dueTime == window) _started.TrySetResult();
+            return timer;
+        }
     }
 }

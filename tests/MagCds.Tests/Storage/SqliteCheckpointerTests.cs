@@ -50,11 +50,37 @@ public sealed class SqliteCheckpointerTests
     {
         using var f = new MagCdsFactory();
         using var client = f.CreateClient();
-        using (var r = await client.PostAsync(Http.Evaluate, Http.Raw(TestFiles.Text("Observation-btu-medium.json"), "application/fhir+json")))
-            Assert.That(r.StatusCode, Is.EqualTo(HttpStatusCode.OK)); // its audit entry is a write to the store
+        using (var req = new HttpRequestMessage(HttpMethod.Post, Http.Evaluate) { Content = Http.Raw(TestFiles.Text("Observation-btu-medium.json"), "application/fhir+json") })
+        {
+            req.Headers.Add("X-Request-Id", "CHECKPOINTED-1");
+            using var r = await client.SendAsync(req);
+            Assert.That(r.StatusCode, Is.EqualTo(HttpStatusCode.OK)); // its audit entry is a commit to the store's log
+        }
 
-        var checkpointer = f.Services.GetRequiredService<SqliteCheckpointer>();
-        await WorkerHarness.WaitUntilAsync(() => Task.FromResult(checkpointer.Last is { LogFrames: > 0 } last && last.CheckpointedFrames == last.LogFrames),
-            "a checkpoint has copied the audit entry's commit", 10);
+        // Until a checkpoint copies it, the commit is only in the log: a copy of the database file alone lacks it.
+        await WorkerHarness.WaitUntilAsync(async () => await DatabaseFileAloneHoldsAsync(f.StorePath, "CHECKPOINTED-1"),
+            "a background checkpoint has copied the audit entry into the database file", 10);
+        Assert.That(f.Services.GetRequiredService<SqliteCheckpointer>().Last, Is.Not.Null);
+    }
+
+    private static async Task<bool> DatabaseFileAloneHoldsAsync(string path, string correlationId)
+    {
+        string copy = Path.Combine(Path.GetTempPath(), $"magcds-copy-{Guid.NewGuid():N}.db");
+        try
+        {
+            File.Copy(path, copy);
+            await using var c = new Microsoft.Data.Sqlite.SqliteConnection($"Data Source={copy};Pooling=False");
+            await c.OpenAsync();
+            await using var cmd = c.Command("SELECT count(*) FROM audit_event WHERE correlation_id = @id").With("id", correlationId);
+            return Convert.ToInt64(await cmd.ExecuteScalarAsync()) == 1;
+        }
+        catch (Microsoft.Data.Sqlite.SqliteException)
+        {
+            return false; // copied mid-write, or before the table reached the file: try again
+        }
+        finally
+        {
+            foreach (var suffix in (string[])["", "-wal", "-shm"]) File.Delete(copy + suffix);
+        }
     }
 }
