@@ -62,8 +62,11 @@ public static class DeterministicIds
         return new OutputIds(string.Concat("ra-", hex.AsSpan(0, 40)), Urn(h[..16]), string.Concat("di-", hex.AsSpan(24)), Urn(h[16..]));
     }
 
-    // RFC 9562 layout (version 8, "custom") so the urn:uuid is a well-formed UUID.
-    private static string Urn(ReadOnlySpan<byte> sixteen)
+    /// <summary>
+    /// A urn:uuid made from 16 bytes of a hash, in the RFC 9562 layout (version 8, "custom") so it is a well-formed
+    /// UUID. Every urn:uuid MagCds derives goes through here.
+    /// </summary>
+    public static string Urn(ReadOnlySpan<byte> sixteen)
     {
         Span<byte> g = stackalloc byte[16];
         sixteen.CopyTo(g);

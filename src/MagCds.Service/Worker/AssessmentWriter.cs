@@ -137,9 +137,7 @@ public sealed class AssessmentWriter(Evaluator evaluator, WorkerFhirClient fhir,
     {
         Span<byte> h = stackalloc byte[32];
         System.Security.Cryptography.SHA256.HashData(System.Text.Encoding.UTF8.GetBytes("bundle-entry|" + urn), h);
-        h[6] = (byte)((h[6] & 0x0F) | 0x80);
-        h[8] = (byte)((h[8] & 0x3F) | 0x80);
-        return "urn:uuid:" + new Guid(h[..16], bigEndian: true);
+        return DeterministicIds.Urn(h[..16]);
     }
 
     /// <summary>An update of an earlier output's status, only if nobody changed it since it was read (If-Match).</summary>
