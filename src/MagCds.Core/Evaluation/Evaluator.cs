@@ -78,20 +78,31 @@ public sealed class Evaluator
     /// </summary>
     public EvaluationRun Start(EvaluationRequest request)
     {
-        // Every input and history entry is read once (value, time, keys); inputs also serve as history.
-        var prepared = new Dictionary<EvaluationInput, Prepared>(ReferenceEqualityComparer.Instance);
-        foreach (var i in request.History.Concat(request.Inputs))
-            if (!prepared.ContainsKey(i)) prepared[i] = Prepare(i);
-        var pool = prepared.Values.Where(p => p.Subject is not null && IsAntiMag(p.Input.Observation))
-            .ToLookup(p => p.Subject!, StringComparer.Ordinal);
+        // Every input and history entry is read once (value, time, keys); inputs also serve as history. Plain loops:
+        // this runs for every request, and a single result with no history is the usual one.
+        var prepared = new Dictionary<EvaluationInput, Prepared>(request.History.Count + request.Inputs.Count, ReferenceEqualityComparer.Instance);
+        var pool = new Dictionary<string, List<Prepared>>(StringComparer.Ordinal); // a patient's anti-MAG results, in request order
+        void Add(EvaluationInput i)
+        {
+            if (prepared.ContainsKey(i)) return;
+            var p = prepared[i] = Prepare(i);
+            if (p.Subject is null || !p.IsAntiMag) return;
+            if (pool.TryGetValue(p.Subject, out var results)) results.Add(p);
+            else pool[p.Subject] = [p];
+        }
+        foreach (var i in request.History) Add(i);
+        foreach (var i in request.Inputs) Add(i);
 
         // A supplied earlier result that belongs to none of the inputs' patients is never used; say so once.
-        var subjects = request.Inputs.Select(i => prepared[i].Subject).OfType<string>().ToHashSet(StringComparer.Ordinal);
-        var requestIssues = request.History
-            .Where(h => prepared[h].Subject is not { } s || !subjects.Contains(s))
-            .Select(h => new CoreIssue(OutcomeCodes.HistoryOtherPatient, OperationOutcome.IssueSeverity.Warning,
-                "This earlier result is not of the patient being evaluated and was not used.", h.Location))
-            .ToList();
+        List<CoreIssue> requestIssues = [];
+        if (request.History.Count > 0)
+        {
+            var subjects = request.Inputs.Select(i => prepared[i].Subject).OfType<string>().ToHashSet(StringComparer.Ordinal);
+            foreach (var h in request.History)
+                if (prepared[h].Subject is not { } s || !subjects.Contains(s))
+                    requestIssues.Add(new CoreIssue(OutcomeCodes.HistoryOtherPatient, OperationOutcome.IssueSeverity.Warning,
+                        "This earlier result is not of the patient being evaluated and was not used.", h.Location));
+        }
 
         IEnumerable<InputResult> Results()
         {
@@ -100,7 +111,7 @@ public sealed class Evaluator
         return new EvaluationRun(Results(), requestIssues, _knowledge.Version);
     }
 
-    private InputResult EvaluateOne(Prepared current, ILookup<string, Prepared> pool)
+    private InputResult EvaluateOne(Prepared current, IReadOnlyDictionary<string, List<Prepared>> pool)
     {
         var input = current.Input;
         var obs = input.Observation;
@@ -108,10 +119,10 @@ public sealed class Evaluator
             new(input, InputOutcome.NotEvaluated, null, null, null, [new CoreIssue(code, severity, message, input.Location)]);
 
         // "Not applicable" is information, not an error: an ORU Bundle carries many other tests.
-        if (!IsAntiMag(obs))
+        if (!current.IsAntiMag)
             return NotEvaluated(OutcomeCodes.NotAntiMag, severity: OperationOutcome.IssueSeverity.Information, message:
                 $"The Observation code is not LOINC {CanonicalUrls.AntiMagLoinc} or a configured anti-MAG IgM code; MagCds does not apply to it.");
-        if (SubjectKey(obs) is null)
+        if (current.Subject is null)
             return NotEvaluated(OutcomeCodes.MissingSubject, "The Observation names no subject, so no patient-level output can be made.");
 
         switch (obs.Status)
@@ -148,9 +159,9 @@ public sealed class Evaluator
         return new InputResult(input, InputOutcome.Evaluated, interpretation, ra, di, issues) { Explanation = explanation };
     }
 
-    private static Prepared Prepare(EvaluationInput input) =>
-        new(input, SubjectKey(input.Observation), ValueReader.Read(input.Observation), TrendBuilder.When(input.Observation),
-            DeterministicIds.Keys(input));
+    private Prepared Prepare(EvaluationInput input) =>
+        new(input, IsAntiMag(input.Observation), SubjectKey(input.Observation), ValueReader.Read(input.Observation),
+            TrendBuilder.When(input.Observation), DeterministicIds.Keys(input));
 
     /// <summary>Who the result is about: the literal subject reference, else its logical identifier.</summary>
     public static string? SubjectKey(Observation obs) => obs.Subject switch
@@ -162,4 +173,4 @@ public sealed class Evaluator
 }
 
 /// <summary>An anti-MAG Observation read once for use as history.</summary>
-internal sealed record Prepared(EvaluationInput Input, string? Subject, ReadValue? Value, DateTimeOffset? When, DeterministicIds.InputKeys Keys);
+internal sealed record Prepared(EvaluationInput Input, bool IsAntiMag, string? Subject, ReadValue? Value, DateTimeOffset? When, DeterministicIds.InputKeys Keys);

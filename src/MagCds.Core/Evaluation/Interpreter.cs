@@ -38,9 +38,10 @@ public sealed class Interpreter(KnowledgeBase knowledge)
                 $"The laboratory flagged the result as {(f ? "raised" : "not raised")}, but the value {value.Display} read against {i.Basis?.Display ?? "its interval"} says {(f ? "not raised" : "raised")}.");
         }
 
-        var notes = new List<string>();
-        if (value.ReadingNote is not null) notes.Add(value.ReadingNote);
-        if (i.Basis?.Profile is { } p) notes.Add(p.UnitReading);
+        string? unitReading = i.Basis?.Profile?.UnitReading;
+        IReadOnlyList<string> notes = value.ReadingNote is { } reading
+            ? unitReading is null ? [reading] : [reading, unitReading]
+            : unitReading is null ? [] : [unitReading];
 
         return i with { Value = value, Preliminary = preliminary, Notes = notes, Stratum = i.Category == Category.Elevated ? StratumFor(profile, value) : null };
 
@@ -176,13 +177,19 @@ public sealed class Interpreter(KnowledgeBase knowledge)
         foreach (var p in knowledge.AssayProfiles)
         {
             var m = p.Match;
-            if (!m.Units.Any(u => UnitMatches(u, v))) continue;
+            if (!AnyUnitMatches(m.Units, v)) continue;
             if (m.Codes.Count > 0 && !obs.Code.Coding.Any(c => m.Codes.Contains($"{c.System}|{c.Code}"))) continue;
             if (m.Methods.Count > 0 && !ContainsAny(MethodWords(obs), m.Methods)) continue;
             if (m.Performers.Count > 0 && !ContainsAny(obs.Performer.SelectMany(r => new[] { r.Display, r.Identifier?.Value }), m.Performers)) continue;
             return p;
         }
         return null;
+    }
+
+    private static bool AnyUnitMatches(IReadOnlyList<UnitPattern> patterns, ReadValue v)
+    {
+        foreach (var p in patterns) if (UnitMatches(p, v)) return true;
+        return false;
     }
 
     private static bool UnitMatches(UnitPattern p, ReadValue v) =>
@@ -202,12 +209,21 @@ public sealed class Interpreter(KnowledgeBase knowledge)
         return string.Equals((v.UnitText ?? v.UnitCode)?.Trim(), (rangeLimit.Unit ?? rangeLimit.Code)?.Trim(), StringComparison.OrdinalIgnoreCase);
     }
 
-    private static IEnumerable<string> FlagCodes(Observation obs) =>
-        obs.Interpretation.SelectMany(i => i.Coding).Where(c => c.System == V3Interpretation && c.Code is not null).Select(c => c.Code!);
+    /// <summary>The v3 interpretation codes the laboratory set, in order.</summary>
+    private static List<string> FlagCodes(Observation obs)
+    {
+        // Loops, not LINQ: every evaluation asks for the lab's flag, and most results carry none.
+        var codes = new List<string>(0);
+        foreach (var i in obs.Interpretation)
+            foreach (var c in i.Coding)
+                if (c.System == V3Interpretation && c.Code is { } code) codes.Add(code);
+        return codes;
+    }
 
     /// <summary>The lab's own verdict from Observation.interpretation: true raised, false not raised, null none or contradictory.</summary>
     private static bool? LabFlag(Observation obs)
     {
+        if (obs.Interpretation.Count == 0) return null;
         bool raised = false, notRaised = false;
         foreach (var code in FlagCodes(obs))
         {

@@ -12,11 +12,13 @@ internal static class TrendBuilder
         [ObservationStatus.Final, ObservationStatus.Amended, ObservationStatus.Corrected, ObservationStatus.Preliminary];
 
     /// <param name="classify">The category of an earlier result by the same rules as the current one.</param>
-    public static Trend? Build(Prepared current, Category currentCategory, ILookup<string, Prepared> pool, Func<Prepared, Category> classify)
+    /// <param name="pool">Each patient's anti-MAG results in the request, current one included.</param>
+    public static Trend? Build(Prepared current, Category currentCategory, IReadOnlyDictionary<string, List<Prepared>> pool, Func<Prepared, Category> classify)
     {
-        if (current.Subject is null || current.When is not DateTimeOffset now || current.Value?.Number is null) return null;
+        if (current.Subject is null || current.When is not DateTimeOffset now || current.Value?.Number is null
+            || !pool.TryGetValue(current.Subject, out var results) || results.Count < 2) return null;
 
-        var earlier = pool[current.Subject]
+        var earlier = results
             .Where(p => p.Keys.Observation != current.Keys.Observation
                         && p.When < now
                         && p.Value?.Number is not null
@@ -77,5 +79,6 @@ internal static class TrendBuilder
     }
 
     public static string DateText(DateTimeOffset? when) =>
-        when is { } w ? w.ToString("yyyy-MM-dd", System.Globalization.CultureInfo.InvariantCulture) : "date unknown";
+        // DateOnly's round-trip format is yyyy-MM-dd without parsing a custom pattern (this runs for every output).
+        when is { } w ? DateOnly.FromDateTime(w.DateTime).ToString("O", System.Globalization.CultureInfo.InvariantCulture) : "date unknown";
 }

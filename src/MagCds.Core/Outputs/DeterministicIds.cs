@@ -84,7 +84,9 @@ public static class DeterministicIds
     {
         // Appended without boxing or LINQ (this runs for every input without meta.versionId); the text is the same as
         // appending the values as objects, which the ids of earlier releases were made from.
-        var sb = new StringBuilder(256).Append(prefix);
+        // One builder per thread, copied out once: a new one per call allocated more than the text it made. One that
+        // grew for an unusual input (many ranges or codings) is dropped rather than kept for the thread's life.
+        var sb = (_content is { Capacity: <= 16 * 1024 } kept ? kept : _content = new StringBuilder(256)).Clear().Append(prefix);
         sb.Append(obs.Status?.ToString()).Append('|');
         foreach (var c in obs.Code?.Coding ?? []) sb.Append(c.System).Append('#').Append(c.Code).Append(';');
         sb.Append('|');
@@ -152,4 +154,5 @@ public static class DeterministicIds
     }
 
     [ThreadStatic] private static IncrementalHash? _sha256;
+    [ThreadStatic] private static StringBuilder? _content;
 }

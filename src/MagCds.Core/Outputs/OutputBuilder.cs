@@ -14,15 +14,19 @@ namespace MagCds.Core.Outputs;
 /// </summary>
 public sealed class OutputBuilder(KnowledgeBase knowledge, CanonicalUrls canonical)
 {
-    private readonly List<string> _riskAssessmentProfile = [canonical.Profile(CanonicalUrls.Profiles.RiskAssessment)];
-    private readonly List<string> _detectedIssueProfile = [canonical.Profile(CanonicalUrls.Profiles.DetectedIssue)];
+    private readonly string _riskAssessmentProfile = canonical.Profile(CanonicalUrls.Profiles.RiskAssessment);
+    private readonly string _detectedIssueProfile = canonical.Profile(CanonicalUrls.Profiles.DetectedIssue);
 
     // Text that depends only on the knowledge is rendered once and shared by every output (speed, and memory for
     // large Bundles): statement blocks by (statement list, prefix), reference lists by the set of sources cited.
+    // The blocks an output shows are then found by category or by the knowledge's own instances (no text hashed).
     private readonly ConcurrentDictionary<(IReadOnlyList<string> Ids, string Prefix), Cited> _blocks = new(new BlockKeyComparer());
     private readonly ConcurrentDictionary<(Cited, Cited?, Cited?, Cited?, Cited?), (IReadOnlyList<Citation> Citations, string Text)> _references = new();
-    // Keyed on the knowledge's own stratum instances, so a lookup neither allocates the prefix nor hashes the record.
-    private readonly ConcurrentDictionary<Stratum, string> _stratumPrefixes = new(ReferenceEqualityComparer.Instance);
+    private readonly Cited?[] _categoryBlocks = new Cited?[Enum.GetValues<Category>().Length];
+    private readonly string?[] _firstNotes = new string?[Enum.GetValues<Category>().Length];
+    private readonly ConcurrentDictionary<Stratum, Cited> _stratumBlocks = new(ReferenceEqualityComparer.Instance);
+    private readonly ConcurrentDictionary<AssayProfile, Cited> _caveatBlocks = new(ReferenceEqualityComparer.Instance);
+    private Cited? _options, _trendStatements;
     private readonly string _knowledgeLine = $"MagCds knowledge {knowledge.Version}. {knowledge.IntendedUse}";
 
     /// <summary>
@@ -42,25 +46,35 @@ public sealed class OutputBuilder(KnowledgeBase knowledge, CanonicalUrls canonic
     /// </summary>
     public Explanation Explain(Observation obs, Interpretation i, DateTimeOffset? when)
     {
-        var blocks = new List<Cited>(4) { Block(CategoryStatements(i.Category), "") };
-        if (i.Stratum is { } s) blocks.Add(Block(s.Statements, _stratumPrefixes.GetOrAdd(s, static s => $"Titre group: {s.Name}. ")));
-        if (i.Basis?.Profile is { Caveats.Count: > 0 } p) blocks.Add(Block(p.Caveats, "Caveat: "));
-        Cited? options = i.Category == Category.Elevated ? Block(knowledge.Guidance.Options, "Options reported in the literature, not orders: ") : null;
-        Cited? trendStatements = i.Trend is null ? null : Block(knowledge.Guidance.Trend, "");
+        var category = CategoryBlock(i.Category);
+        Cited? stratum = i.Stratum is { } s ? _stratumBlocks.GetOrAdd(s, s => Block(s.Statements, $"Titre group: {s.Name}. ")) : null;
+        Cited? caveats = i.Basis?.Profile is { Caveats.Count: > 0 } p ? _caveatBlocks.GetOrAdd(p, p => Block(p.Caveats, "Caveat: ")) : null;
+        Cited? options = i.Category == Category.Elevated ? OptionsBlock() : null;
+        Cited? trendStatements = i.Trend is null ? null : TrendBlock();
 
         // The reference list depends only on which blocks are shown, so it is rendered once per combination.
-        var key = (blocks[0], blocks.ElementAtOrDefault(1), blocks.ElementAtOrDefault(2), options, trendStatements);
+        var key = (category, stratum, caveats, options, trendStatements);
         var (citations, referencesText) = _references.TryGetValue(key, out var rendered) ? rendered
-            : _references.GetOrAdd(key, ReferenceList(blocks.Append(options).Append(trendStatements)));
+            : _references.GetOrAdd(key, ReferenceList([category, stratum, caveats, options, trendStatements]));
 
-        var guidance = new List<string>(blocks.Count);
-        foreach (var b in blocks) guidance.Add(b.Text);
+        string[] guidance = stratum is null
+            ? caveats is null ? [category.Text] : [category.Text, caveats.Text]
+            : caveats is null ? [category.Text, stratum.Text] : [category.Text, stratum.Text, caveats.Text];
         return new Explanation(Heading(i.Category), BasisText(obs, i, when), guidance, options?.Text,
             i.Trend is { } t ? TrendText(t) + "\n\n" + trendStatements!.Text : null, citations, _knowledgeLine, referencesText)
         {
-            FirstNote = Block(CategoryStatements(i.Category), HeadingPrefix(i.Category)).Text,
+            FirstNote = FirstNote(i.Category),
         };
     }
+
+    private Cited OptionsBlock() => _options ??= Block(knowledge.Guidance.Options, "Options reported in the literature, not orders: ");
+
+    private Cited TrendBlock() => _trendStatements ??= Block(knowledge.Guidance.Trend, "");
+
+    private Cited CategoryBlock(Category c) => _categoryBlocks[(int)c] ??= Block(CategoryStatements(c), "");
+
+    /// <summary>The heading followed by the category's statements: the RiskAssessment's first note.</summary>
+    private string FirstNote(Category c) => _firstNotes[(int)c] ??= Block(CategoryStatements(c), Heading(c) + " ").Text;
 
     /// <summary>The sources the shown blocks cite, in order of first citation, and their rendered list.</summary>
     private (IReadOnlyList<Citation> Citations, string Text) ReferenceList(IEnumerable<Cited?> shown)
@@ -91,13 +105,13 @@ public sealed class OutputBuilder(KnowledgeBase knowledge, CanonicalUrls canonic
         var ra = new RiskAssessment
         {
             Id = ids.RiskAssessmentId,
-            Meta = new Meta { Profile = _riskAssessmentProfile, Tag = [CategoryCoding(i.Category)] },
+            Meta = new Meta { ProfileElement = [new Canonical(_riskAssessmentProfile)], Tag = [CategoryCoding(i.Category)] },
             Identifier = Identifiers(ids.RiskAssessmentUrn, keys),
             Status = status,
             Code = new CodeableConcept { Text = "Interpretation of a serum anti-MAG IgM result" },
             Subject = SubjectCopy(obs),
             Occurrence = occurrence,
-            Basis = [observationRef, .. TrendReferences(i.Trend)],
+            Basis = WithTrendReferences(observationRef, i.Trend),
             Method = Method(i.RuleId, i.Basis?.Profile?.Name),
             Prediction =
             [
@@ -124,7 +138,7 @@ public sealed class OutputBuilder(KnowledgeBase knowledge, CanonicalUrls canonic
         var di = new DetectedIssue
         {
             Id = ids.DetectedIssueId,
-            Meta = new Meta { Profile = _detectedIssueProfile, Tag = [CategoryCoding(i.Category)] },
+            Meta = new Meta { ProfileElement = [new Canonical(_detectedIssueProfile)], Tag = [CategoryCoding(i.Category)] },
             Identifier = Identifiers(ids.DetectedIssueUrn, keys),
             Status = status,
             Code = new CodeableConcept
@@ -143,7 +157,7 @@ public sealed class OutputBuilder(KnowledgeBase knowledge, CanonicalUrls canonic
                     Code = i.Reason is { } reason
                         ? [Reason(reason)]
                         : [],
-                    Detail = [(ResourceReference)observationRef.DeepCopy(), .. TrendReferences(i.Trend)],
+                    Detail = WithTrendReferences((ResourceReference)observationRef.DeepCopy(), i.Trend),
                 },
             ],
             Detail = detail,
@@ -192,7 +206,7 @@ public sealed class OutputBuilder(KnowledgeBase knowledge, CanonicalUrls canonic
         return new RiskAssessment
         {
             Id = "rx-" + ids.RiskAssessmentId[3..],
-            Meta = new Meta { Profile = _riskAssessmentProfile, Tag = [new Coding(canonical.InterpretationSystem, Vocabulary.Retraction.Code, Vocabulary.Retraction.Display)] },
+            Meta = new Meta { ProfileElement = [new Canonical(_riskAssessmentProfile)], Tag = [new Coding(canonical.InterpretationSystem, Vocabulary.Retraction.Code, Vocabulary.Retraction.Display)] },
             Identifier = Identifiers(ids.RiskAssessmentUrn, keys),
             Status = ObservationStatus.EnteredInError,
             Code = new CodeableConcept { Text = "Interpretation of a serum anti-MAG IgM result" },
@@ -254,11 +268,6 @@ public sealed class OutputBuilder(KnowledgeBase knowledge, CanonicalUrls canonic
         Category.NotElevated => "Anti-MAG IgM result not raised.",
         _ => "This anti-MAG IgM result cannot be interpreted safely.",
     };
-
-    /// <summary>The heading as the prefix of the first note, made once, so the cache lookup allocates nothing.</summary>
-    private static string HeadingPrefix(Category c) => HeadingPrefixes[c];
-
-    private static readonly Dictionary<Category, string> HeadingPrefixes = Enum.GetValues<Category>().ToDictionary(c => c, c => Heading(c) + " ");
 
     private IReadOnlyList<string> CategoryStatements(Category c) => c switch
     {
@@ -349,7 +358,7 @@ public sealed class OutputBuilder(KnowledgeBase knowledge, CanonicalUrls canonic
     };
 
     private Citation PrimaryCitation(Interpretation i) =>
-        knowledge.Citation(i.Stratum is not null ? i.Stratum.Statements.Select(knowledge.Statement).First().Citations[0]
+        knowledge.Citation(i.Stratum is not null ? knowledge.Statement(i.Stratum.Statements[0]).Citations[0]
             : i.Basis?.Profile?.ReferenceInterval.Citation ?? "source-document");
 
     private static DataType? Occurrence(Observation obs) =>
@@ -368,8 +377,15 @@ public sealed class OutputBuilder(KnowledgeBase knowledge, CanonicalUrls canonic
             ? new ResourceReference { Type = "Observation", Identifier = (Identifier)id.DeepCopy() }
             : new ResourceReference { Type = "Observation", Display = "the anti-MAG IgM Observation in the request (it has no id or identifier)" };
 
-    private static IEnumerable<ResourceReference> TrendReferences(Trend? t) =>
-        t?.Points.Where(p => !p.IsCurrent && p.Reference is not null).Select(p => new ResourceReference(p.Reference)) ?? [];
+    /// <summary>The Observation's reference followed by those of the earlier results the trend shows.</summary>
+    private static List<ResourceReference> WithTrendReferences(ResourceReference observation, Trend? t)
+    {
+        var list = new List<ResourceReference>(1 + (t?.Points.Count ?? 0)) { observation };
+        if (t is not null)
+            foreach (var p in t.Points)
+                if (!p.IsCurrent && p.Reference is not null) list.Add(new ResourceReference(p.Reference));
+        return list;
+    }
 
     /// <summary>DetectedIssue.patient is Reference(Patient): only a subject that is (or may be) a Patient is copied.</summary>
     private static ResourceReference? PatientReference(Observation obs) =>
