@@ -56,5 +56,9 @@ public class LogPhiTests
         Assert.That(PhiScan.Hits(["{\"@t\":\"2026-01-01T00:25000Z\",\"@mt\":\"evaluated\"}"]), Is.Empty);
         Assert.That(PhiScan.Hits(["{\"@mt\":\"assessed (lag {LagMs} ms)\",\"LagMs\":25000}"]), Is.Empty, "a duration that equals a value");
         Assert.That(PhiScan.Hits(["{\"@mt\":\"assessed\",\"Value\":25000}"]), Has.Count.EqualTo(1), "a value as a property");
+        // A formatted duration is also rendered in "@r" (the worker's "{LagMs:0}" once rendered a 640 ms lag as "640",
+        // a test value); the renderings are not searched, the properties they render are.
+        Assert.That(PhiScan.Hits(["{\"@mt\":\"assessed (lag {LagMs:0} ms)\",\"@r\":[\"25000\"],\"LagMs\":25000.4}"]), Is.Empty, "a formatted duration");
+        Assert.That(PhiScan.Hits(["{\"@mt\":\"assessed {Value:0}\",\"@r\":[\"25000\"],\"Value\":25000.0}"]), Has.Count.EqualTo(1), "a formatted value");
     }
 }

@@ -28,9 +28,12 @@ public static class PhiScan
     /// What is left out of the search: the service's measurements of its own work (time stamps, durations, status
     /// codes, attempt numbers and counts), whose numbers can equal a result value by chance ("LagMs":640 and a 640 BTU
     /// result). Search lines with the message template (CompactJsonFormatter) rather than the rendered message, so
-    /// such numbers are properties here and not part of a message text.
+    /// such numbers are properties here and not part of a message text. The formatter also writes "@r", the
+    /// renderings of properties that have a format ("{LagMs:0}" gives "@r":["640"]); it is left out too, as every
+    /// property it renders is in the line itself and searched there.
     /// </summary>
-    private const string Operational = "\"(@t|@i|Elapsed\\w*|\\w*Ms|\\w*Seconds|StatusCode|Attempt|\\w*Count)\":(\"(\\\\.|[^\"\\\\])*\"|[^,}]*)";
+    private const string Operational = "\"(@t|@i|Elapsed\\w*|\\w*Ms|\\w*Seconds|StatusCode|Attempt|\\w*Count)\":(\"(\\\\.|[^\"\\\\])*\"|[^,}]*)"
+                                       + "|\"@r\":\\[(\"(\\\\.|[^\"\\\\])*\",?)*\\]";
 
     /// <summary>Log lines that contain a PHI value, as "value in line" (at most <paramref name="max"/>).</summary>
     public static IReadOnlyList<string> Hits(IEnumerable<string> lines, int max = 10)
