@@ -115,6 +115,7 @@ public enum CannotInterpretReason
     UnreadableQualitative,
     UnreadableRatio,
     InterpretationConflict,
+    UnusableRange,
 }
 
 /// <summary>The interpretation of one result: the category, the basis that led to it, and the rule in plain words.</summary>

@@ -86,17 +86,33 @@ public sealed class Interpreter(KnowledgeBase knowledge)
                         $"The value is in '{v.UnitText ?? v.UnitCode}' but the Observation's reference range is in '{rangeHigh.Unit ?? rangeHigh.Code}'; MagCds does not convert between units.");
                 decimal? low = range.Low?.Value;
                 string unit = rangeHigh.Unit ?? rangeHigh.Code ?? v.UnitText ?? "";
-                basis = new IntervalBasis(IntervalOrigin.ObservationReferenceRange, low, high, true,
-                    (low is { } l ? $"{ValueReader.Format(l)}-" : "up to ") + $"{ValueReader.Format(high)} {unit}".TrimEnd(),
+                // FHIR's range includes its high value, but a lab that writes the range as "<1500 BTU" with high 1500
+                // (or "<1:10" with high 10) says the limit itself is outside it: then a result at the limit is raised,
+                // as the lab's text says. "<1000 BTU" with high 999 agrees with FHIR's reading and changes nothing.
+                bool inclusive = !ExcludesHigh(range.Text, high);
+                string limit = $"{ValueReader.Format(high)} {unit}".TrimEnd();
+                basis = new IntervalBasis(IntervalOrigin.ObservationReferenceRange, low, high, inclusive,
+                    inclusive ? (low is { } l ? $"{ValueReader.Format(l)}-" : "up to ") + limit
+                              : (low is { } l2 ? $"{ValueReader.Format(l2)} to " : "") + "below " + limit,
                     "the reference range the performing laboratory sent with the Observation", null);
                 ruleId = Vocabulary.Rules.ObservationReferenceRange.Code;
-                rule = $"The value is compared with the upper limit of the laboratory's own reference range ({ValueReader.Format(high)} {unit}".TrimEnd()
-                       + "): above it is reported as raised, at or below it as not raised.";
+                rule = $"The value is compared with the upper limit of the laboratory's own reference range ({limit}): "
+                       + (inclusive
+                           ? "above it is reported as raised, at or below it as not raised."
+                           : $"the laboratory writes the range as '{range.Text!.Trim()}', so at or above the limit is reported as raised, below it as not raised.");
                 if (!v.HasUnit) rule += " The value carries no unit; the range sent with it in the same Observation is taken to be in the same unit.";
             }
             else if (flag is bool raisedFlag)
             {
                 return FromLabFlag(raisedFlag, o);
+            }
+            else if (o.ReferenceRange.Count > 0)
+            {
+                // The lab sent a range MagCds cannot use (text only, no upper limit, or for a particular age or
+                // population). Its own interval may differ from any assay profile's, so no profile stands in for it.
+                return Cannot(CannotInterpretReason.UnusableRange,
+                    "The Observation carries a reference range MagCds cannot use (no upper limit as a number, or a range for a particular age or population), and no interpretation flag. " +
+                    "An assay profile's interval is not used in place of the laboratory's own.");
             }
             else if (matched is not null)
             {
@@ -122,6 +138,22 @@ public sealed class Interpreter(KnowledgeBase knowledge)
                     $"The reported value {v.Display} is censored: the true value may lie on either side of the limit of {basis.Display}."),
             };
         }
+    }
+
+    /// <summary>
+    /// True when the range's text states a strict upper limit at the range's own high value: "&lt;1500 BTU" or
+    /// "&lt; 1,500" with high 1500, "&lt;1:10" with high 10. Not "&lt;=", and not a text whose number differs.
+    /// </summary>
+    private static bool ExcludesHigh(string? text, decimal high)
+    {
+        if (text?.TrimStart() is not ['<', .. var rest] || rest.StartsWith('=')) return false;
+        rest = rest.TrimStart();
+        if (rest.StartsWith("1:", StringComparison.Ordinal)) rest = rest[2..].TrimStart();
+        int n = 0;
+        while (n < rest.Length && (char.IsAsciiDigit(rest[n]) || rest[n] is '.' or ',')) n++;
+        return decimal.TryParse(rest.AsSpan(0, n).ToString().Replace(",", ""), System.Globalization.NumberStyles.AllowDecimalPoint,
+                   System.Globalization.CultureInfo.InvariantCulture, out var limit)
+               && limit == high;
     }
 
     /// <summary>The interval of an assay profile, as shown in outputs; the same for every result, so built once.</summary>

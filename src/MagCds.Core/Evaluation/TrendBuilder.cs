@@ -4,7 +4,7 @@ namespace MagCds.Core.Evaluation;
 
 /// <summary>
 /// Monitoring: the earlier results of the same patient with the same assay (same code and same unit; values of
-/// different assays are never compared), oldest first, with the percent change from the previous and the first.
+/// different assays, and values without a unit, are never compared), oldest first, with the percent change from the previous and the first.
 /// </summary>
 internal static class TrendBuilder
 {
@@ -19,14 +19,17 @@ internal static class TrendBuilder
             || !pool.TryGetValue(current.Subject, out var results) || results.Count < 2) return null;
 
         var earlier = results
-            .Where(p => p.Keys.Observation != current.Keys.Observation
-                        && p.When < now
-                        && p.Value?.Number is not null
-                        && Usable.Contains(p.Input.Observation.Status)
-                        && SameAssay(current, p))
-            // The same result sent twice (or in two versions) counts once: keep its last version.
+            .Where(p => p.Keys.Observation != current.Keys.Observation)
+            // The same result sent twice (or in two versions) counts once, as its last usable version; a result that
+            // any version in the request withdraws (entered-in-error) is not used at all.
             .GroupBy(p => p.Keys.Observation)
-            .Select(g => g.OrderBy(p => p.When).Last())
+            .Where(g => !g.Any(p => p.Input.Observation.Status == ObservationStatus.EnteredInError))
+            .Select(g => g.Where(p => p.When < now
+                                      && p.Value?.Number is not null
+                                      && Usable.Contains(p.Input.Observation.Status)
+                                      && SameAssay(current, p))
+                          .OrderBy(p => p.When).LastOrDefault())
+            .OfType<Prepared>()
             .OrderBy(p => p.When)
             .ToList();
         if (earlier.Count == 0) return null;
@@ -44,15 +47,26 @@ internal static class TrendBuilder
     private static TrendPoint Point(Prepared p, bool isCurrent, Category category) =>
         new(DateText(p.When), p.Value!.Display, p.Value.Number, p.Input.Reference, isCurrent, category);
 
-    private static decimal? Percent(ReadValue from, ReadValue to) =>
-        from.Comparator is null && to.Comparator is null && from.Number is > 0 && to.Number is decimal t
-            ? Math.Round((t - from.Number.Value) / from.Number.Value * 100m, 1, MidpointRounding.AwayFromZero)
-            : null;
+    private static decimal? Percent(ReadValue from, ReadValue to)
+    {
+        if (from.Comparator is not null || to.Comparator is not null || from.Number is not > 0 || to.Number is not decimal t) return null;
+        try
+        {
+            return Math.Round((t - from.Number.Value) / from.Number.Value * 100m, 1, MidpointRounding.AwayFromZero);
+        }
+        catch (OverflowException)
+        {
+            // Values far apart (1e27 after 1e-27) exceed decimal's range; such a change is not computed, never a crash.
+            return null;
+        }
+    }
 
     private static bool SameAssay(Prepared a, Prepared b)
     {
         var va = a.Value!;
         var vb = b.Value!;
+        // Two results without a unit may come from any two assays (8 on one scale, 12,000 on another): never trended.
+        if (!va.HasUnit || !vb.HasUnit) return false;
         static string Norm(string? s) => s?.Trim().ToLowerInvariant() ?? "";
         bool sameUnit = Norm(va.UnitText) == Norm(vb.UnitText) && Norm(va.UnitCode) == Norm(vb.UnitCode) && Norm(va.UnitSystem) == Norm(vb.UnitSystem);
         return sameUnit && a.Input.Observation.Code.Coding.Any(ca =>

@@ -64,7 +64,8 @@ public static class ValueReader
     {
         decimal? n = r.Numerator?.Value, d = r.Denominator?.Value;
         string display = $"{(n is { } nn ? Format(nn) : "?")}:{(d is { } dd ? Format(dd) : "?")}";
-        if (n == 1 && d is { } den)
+        // A dilution is a whole number of at least 1; "1:0" or "1:2.5" is not a titre and is not read as one.
+        if (n == 1 && d is { } den && den >= 1 && den == decimal.Truncate(den))
         {
             return new ReadValue
             {

@@ -50,6 +50,8 @@ public static class Vocabulary
         CannotInterpretReason.UnreadableQualitative => new("unreadable-value", "Value is not a number or a recognised qualitative result",
             "The value is neither a number nor a qualitative result MagCds recognises."),
         CannotInterpretReason.UnreadableRatio => new("unreadable-ratio", "Ratio is not a 1:n titre", "The value is a ratio that is not a 1:n titre."),
+        CannotInterpretReason.UnusableRange => new("unusable-range", "The laboratory's reference range cannot be used",
+            "The Observation carries a reference range without a numeric upper limit, or one for a particular age or population, and no interpretation flag; an assay profile's interval is not used in place of the laboratory's own."),
         _ => new("interpretation-conflict", "Laboratory flag contradicts the laboratory's own range",
             "The laboratory's interpretation flag contradicts its own reference range."),
     };

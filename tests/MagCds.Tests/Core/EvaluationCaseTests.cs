@@ -145,6 +145,83 @@ public class EvaluationCaseTests
     }
 
     [Test]
+    public void A_change_too_large_for_a_decimal_is_shown_without_a_percent()
+    {
+        // (10 - 1e-27) / 1e-27 exceeds decimal's range: the trend is still shown, its percent changes are not computed.
+        var trend = CoreUnderTest.EvaluateFile("Parameters-history-change-too-large.json").Results.Single().Interpretation!.Trend;
+        Assert.That(trend, Is.Not.Null);
+        Assert.That(trend!.Points, Has.Count.EqualTo(2));
+        Assert.That(trend.PercentFromPrevious, Is.Null);
+        Assert.That(trend.PercentFromFirst, Is.Null);
+    }
+
+    [Test]
+    public void An_earlier_result_withdrawn_in_the_same_request_is_not_trended()
+    {
+        var response = CoreUnderTest.EvaluateFile("Parameters-history-withdrawn.json");
+        var ra = response.Outputs.OfType<RiskAssessment>().Single();
+        Assert.That(response.Results.Single().Interpretation!.Trend, Is.Null);
+        Assert.That(ra.Basis.Select(b => b.Reference), Is.EqualTo(new[] { "Observation/wd-cur" }));
+    }
+
+    [Test]
+    public void Results_without_a_unit_are_never_trended()
+    {
+        // Two unit-less integers, each judged against the range sent with it, may come from two different assays.
+        static Observation Unitless(string id, int value, int high, string when) => new()
+        {
+            Id = id,
+            Status = ObservationStatus.Final,
+            Code = new CodeableConcept("http://loinc.org", "39087-2"),
+            Subject = new ResourceReference("Patient/pat-unitless"),
+            Effective = new FhirDateTime(when),
+            Value = new Integer(value),
+            ReferenceRange = [new Observation.ReferenceRangeComponent { High = new Quantity { Value = high } }],
+        };
+        var current = new EvaluationInput(Unitless("u-cur", 12000, 1500, "2026-03-02"), "Observation/u-cur", "observation");
+        var earlier = new EvaluationInput(Unitless("u-1", 8, 10, "2025-06-10"), "Observation/u-1", "history[0]");
+        var response = CoreUnderTest.Evaluator.Evaluate(new EvaluationRequest([current], [earlier]));
+        Assert.That(response.Results.Single().Interpretation!.Category, Is.EqualTo(Category.Elevated));
+        Assert.That(response.Results.Single().Interpretation!.Trend, Is.Null);
+    }
+
+    [Test]
+    public void A_value_at_a_strict_limit_of_the_labs_range_is_raised_and_the_basis_says_below()
+    {
+        var response = CoreUnderTest.EvaluateFile("Observation-own-range-at-exclusive-limit.json");
+        var basis = response.Results.Single().Interpretation!.Basis!;
+        Assert.That(basis.HighInclusive, Is.False);
+        Assert.That(basis.Display, Is.EqualTo("below 1500 BTU"));
+        Assert.That(response.Outputs.OfType<RiskAssessment>().Single().Prediction.Single().Rationale,
+            Does.Contain("'<1500 BTU'").And.Contain("at or above the limit is reported as raised"));
+    }
+
+    // "<1000 BTU" written with high 999 means the same as FHIR's inclusive 999; "<1500 BTU" with high 1500 does not.
+    [TestCase(999, 999, "<1000 BTU", Category.NotElevated, true)]
+    [TestCase(1000, 999, "<1000 BTU", Category.Elevated, true)]
+    [TestCase(1500, 1500, "<1500 BTU", Category.Elevated, false)]
+    [TestCase(1500, 1500, "< 1,500 BTU", Category.Elevated, false)]
+    [TestCase(1500, 1500, "<=1500 BTU", Category.NotElevated, true)]
+    [TestCase(1500, 1500, null, Category.NotElevated, true)]
+    public void A_strict_limit_is_read_from_the_range_text_only_at_the_ranges_own_high(int value, int high, string? text, Category expected, bool inclusive)
+    {
+        static Quantity Btu(int v) => new() { Value = v, Unit = "BTU", System = "http://unitsofmeasure.org", Code = "[arb'U]" };
+        var obs = new Observation
+        {
+            Id = "strict-limit",
+            Status = ObservationStatus.Final,
+            Code = new CodeableConcept("http://loinc.org", "39087-2"),
+            Subject = new ResourceReference("Patient/pat-strict"),
+            Effective = new FhirDateTime("2026-03-02"),
+            Value = Btu(value),
+            ReferenceRange = [new Observation.ReferenceRangeComponent { High = Btu(high), Text = text }],
+        };
+        var i = CoreUnderTest.Evaluator.Evaluate(EvaluationRequest.Of(new EvaluationInput(obs, "Observation/strict-limit", "observation"))).Results.Single().Interpretation!;
+        Assert.That(i.Category, Is.EqualTo(expected));
+        Assert.That(i.Basis!.HighInclusive, Is.EqualTo(inclusive));
+    }
+
+    [Test]
     public void A_cannot_interpret_output_says_why_and_never_states_a_risk()
     {
         var response = CoreUnderTest.EvaluateFile("Observation-unknown-unit-no-range.json");
