@@ -72,15 +72,20 @@ public sealed class CardBuilder(Evaluator evaluator)
     }
 
     /// <summary>The ordering card when the patient has no anti-MAG result on file.</summary>
-    public Card NoResultCard(CdsCall call, string knowledgeUrl)
+    /// <param name="latestUnread">A latest result exists but was not evaluated (e.g. it carries no value): say that,
+    /// not that there is no result.</param>
+    public Card NoResultCard(CdsCall call, string knowledgeUrl, bool latestUnread = false)
     {
         var (purpose, cited) = evaluator.Cite(Knowledge.Guidance.Ordering);
-        var detail = new StringBuilder("No earlier anti-MAG IgM result was found for this patient.\n\n").Append(purpose).Append("\n\n");
+        string what = latestUnread
+            ? "The latest anti-MAG IgM result on file for this patient could not be evaluated (for example, it carries no value), so no earlier result is shown."
+            : "No earlier anti-MAG IgM result was found for this patient.";
+        var detail = new StringBuilder(what).Append("\n\n").Append(purpose).Append("\n\n");
         AppendReferences(detail, cited);
         return new Card
         {
             Uuid = Uuid($"{call.HookInstance}|{call.ServiceId}|no-result|card"),
-            Summary = "No earlier anti-MAG IgM result on file for this patient",
+            Summary = latestUnread ? "Latest anti-MAG IgM result on file could not be evaluated" : "No earlier anti-MAG IgM result on file for this patient",
             Detail = Escape(detail.ToString()),
             Indicator = "info",
             Source = Source(knowledgeUrl),
@@ -128,12 +133,28 @@ public sealed class CardBuilder(Evaluator evaluator)
         for (int k = 0; k < markdown.Length; k++)
         {
             char c = markdown[k];
-            if (c == '<' && markdown.AsSpan(k).StartsWith("<https://")) { int end = markdown.IndexOf('>', k); sb.Append(markdown, k, end - k + 1); k = end; }
+            if (c == '<' && AutolinkLength(markdown, k) is int n and > 0) { sb.Append(markdown, k, n); k += n - 1; }
             else if (c == '<') sb.Append("&lt;");
             else if (c == '>') sb.Append("&gt;");
             else sb.Append(c);
         }
         return sb.ToString();
+    }
+
+    /// <summary>
+    /// The length of a whole autolink "&lt;https://…&gt;" starting at <paramref name="start"/> (no space or angle bracket
+    /// inside it), else 0: "&lt;https://x &lt;img …&gt;" or an unclosed "&lt;https://x" is text and gets escaped.
+    /// </summary>
+    private static int AutolinkLength(string text, int start)
+    {
+        if (!text.AsSpan(start).StartsWith("<https://", StringComparison.Ordinal)) return 0;
+        for (int k = start + "<https://".Length; k < text.Length; k++)
+        {
+            char c = text[k];
+            if (c == '>') return k - start + 1;
+            if (c == '<' || char.IsWhiteSpace(c) || char.IsControl(c)) return 0;
+        }
+        return 0;
     }
 
     /// <summary>Deterministic UUID (same call, same card), so a retried hook call yields identical cards.</summary>

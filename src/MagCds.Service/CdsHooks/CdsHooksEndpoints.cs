@@ -67,7 +67,7 @@ public static partial class CdsHooksEndpoints
             var response = evaluator.Evaluate(evaluator.LatestWithHistory(await results.GetAsync(call, ct)));
             list.Add(response.Results is [{ Outcome: InputOutcome.Evaluated } r]
                 ? cards.ResultCard(call, r, knowledgeUrl, forOrder: true)
-                : cards.NoResultCard(call, knowledgeUrl));
+                : cards.NoResultCard(call, knowledgeUrl, latestUnread: response.Results.Count > 0));
             return (list, response);
         }
         return (list, null);

@@ -9,7 +9,8 @@ public sealed class CdsHooksOptions
 
     /// <summary>
     /// The public base URL EHRs call (e.g. https://magcds.hospital.org). JWT <c>aud</c> must equal this plus the
-    /// endpoint path. When empty, the URL of the incoming request is used (fine when no proxy rewrites it).
+    /// endpoint path. Required once an issuer is trusted (never taken from the request's Host header); without one
+    /// (development mode) the URL of the incoming request is used for links.
     /// </summary>
     public string? PublicBaseUrl { get; set; }
 

@@ -69,8 +69,11 @@ public sealed partial class PatientResults(
                 page = page.NextLink is null ? null : await fhir.ContinueAsync(page, ct: cts.Token);
             }
         }
+        // ExecutionRejectedException: the resilience pipeline refused the call (circuit open, timeout), which is the
+        // FHIR server being unavailable like any other: 412, not 500.
         catch (Exception e) when (e is FhirOperationException or HttpRequestException or OperationCanceledException or TimeoutException
-                                      or Hl7.Fhir.Serialization.DeserializationFailedException or FormatException)
+                                      or Hl7.Fhir.Serialization.DeserializationFailedException or FormatException
+                                      or Polly.ExecutionRejectedException)
         {
             // The reason goes to the log as a type name only: messages may hold URLs with patient ids.
             FhirQueryFailed(logger, e.GetType().Name, (e as FhirOperationException)?.Status is { } s ? (int)s : 0);

@@ -94,6 +94,11 @@ public static class MagCdsHostingExtensions
                 "Each MagCds:CdsHooks:TrustedIssuers entry needs Issuer and a key source: JwksUrl, JwksFile or AllowedJku.")
             .Validate(o => o.TrustedIssuers.All(i => i.JwksFile is null || File.Exists(i.JwksFile)),
                 "A MagCds:CdsHooks:TrustedIssuers JwksFile does not exist.")
+            // A JWT's aud must name this service's URL as the EHR registered it. Taken from the request instead, it
+            // would follow the caller's Host header, so a token minted for another CDS service could be replayed here.
+            .Validate(o => o.TrustedIssuers.Count == 0
+                           || (Uri.TryCreate(o.PublicBaseUrl, UriKind.Absolute, out var u) && u.Scheme is "https" or "http"),
+                "MagCds:CdsHooks:PublicBaseUrl (the absolute URL EHRs call, e.g. https://magcds.hospital.org) is required when TrustedIssuers is set: JWT aud is checked against it.")
             .ValidateOnStart();
         services.TryAddSingleton(TimeProvider.System);
         services.AddSingleton<CdsServiceCatalog>();

@@ -82,14 +82,20 @@ public class CardTests : ServiceTests
         Assert.That(b, Is.EqualTo(a));
     }
 
-    [Test]
-    public async Task Markup_in_lab_supplied_text_is_escaped_in_the_card()
+    // A tag on its own; one hidden behind what starts like an autolink; an autolink that is never closed.
+    [TestCase("<img src=x onerror=alert(1)>")]
+    [TestCase("<https://x <img src=x onerror=alert(1)>")]
+    [TestCase("<https://x")]
+    public async Task Markup_in_lab_supplied_text_is_escaped_in_the_card(string unit)
     {
         var obs = TestFiles.Resource<Observation>("Observation-unknown-unit-no-range.json");
-        ((Quantity)obs.Value!).Unit = "<img src=x onerror=alert(1)>";
+        ((Quantity)obs.Value!).Unit = unit;
         var resp = await Client.SendAsync(CdsKit.Post("/cds-services/magcds-patient-view", CdsKit.PatientView("pat-oakhaven", [obs]), null));
+        Assert.That(resp.StatusCode, Is.EqualTo(System.Net.HttpStatusCode.OK));
         using var json = JsonDocument.Parse(await resp.Content.ReadAsStringAsync());
         string detail = json.RootElement.GetProperty("cards")[0].GetProperty("detail").GetString()!;
-        Assert.That(detail, Does.Not.Contain("<img").And.Contain("&lt;img"));
+        Assert.That(detail, Does.Not.Contain("<img").And.Not.Contain("<https://x"));
+        Assert.That(detail, Does.Contain("&lt;" + unit[1..].Replace("<", "&lt;").Replace(">", "&gt;")));
+        Assert.That(detail, Does.Contain("<https://doi.org/"), "the references' autolinks are kept");
     }
 }

@@ -119,4 +119,17 @@ public class JkuTests
         Assert.That(noJku.StatusCode, Is.EqualTo(HttpStatusCode.Unauthorized), "without jku and without a configured JWKS there is no key");
         await jwks.StopAsync();
     }
+
+    [Test]
+    public async Task The_aud_does_not_follow_the_callers_host_header()
+    {
+        using var kit = new CdsKit();
+        await using var factory = new MagCdsFactory(kit.TrustSettings());
+        var client = factory.CreateClient();
+        // A token minted for a service of the same id elsewhere, sent with that service's host name.
+        var request = CdsKit.Post("/cds-services/magcds-patient-view", CdsKit.PatientView("pat-oakhaven", []),
+            kit.Token("http://other.example/cds-services/magcds-patient-view"));
+        request.Headers.Host = "other.example";
+        Assert.That((await client.SendAsync(request)).StatusCode, Is.EqualTo(HttpStatusCode.Unauthorized));
+    }
 }

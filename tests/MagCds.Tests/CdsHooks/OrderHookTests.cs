@@ -48,6 +48,15 @@ public class OrderHookTests : ServiceTests
     }
 
     [Test]
+    public async Task An_order_whose_latest_result_has_no_value_says_so_not_that_there_is_none()
+    {
+        var latest = TestFiles.Resource<Observation>("Observation-missing-value.json");
+        var card = (await Cards("magcds-order-sign", CdsKit.OrderHook("order-sign", "pat-oakhaven", AntiMag, true, [latest]))).EnumerateArray().Single();
+        Assert.That(card.GetProperty("summary").GetString(), Is.EqualTo("Latest anti-MAG IgM result on file could not be evaluated"));
+        Assert.That(card.GetProperty("detail").GetString(), Does.Contain("could not be evaluated").And.Not.Contain("No earlier anti-MAG IgM result was found"));
+    }
+
+    [Test]
     public async Task An_anti_MAG_order_that_is_not_selected_gets_no_card() =>
         Assert.That((await Cards("magcds-order-select", CdsKit.OrderHook("order-select", "pat-oakhaven", AntiMag, selected: false, History()))).GetArrayLength(), Is.Zero);
 

@@ -85,6 +85,18 @@ public class ServiceProcessTests
     }
 
     [Test]
+    public async Task A_trusted_cds_hooks_issuer_without_a_public_base_url_stops_the_service()
+    {
+        // The aud a JWT must carry is this service's registered URL, never one taken from the caller's Host header.
+        using var p = Start(FreePort(), ("MagCds__CdsHooks__TrustedIssuers__0__Issuer", "https://ehr.example.org"),
+            ("MagCds__CdsHooks__TrustedIssuers__0__JwksUrl", "https://ehr.example.org/jwks"));
+        string stderr = await p.StandardError.ReadToEndAsync();
+        await p.WaitForExitAsync(new CancellationTokenSource(TimeSpan.FromSeconds(60)).Token);
+        Assert.That(p.ExitCode, Is.EqualTo(78));
+        Assert.That(stderr, Does.StartWith("MagCds cannot start: ").And.Contain("PublicBaseUrl (the absolute URL EHRs call"));
+    }
+
+    [Test]
     public async Task Listening_beyond_loopback_without_authentication_is_refused()
     {
         int port = FreePort();

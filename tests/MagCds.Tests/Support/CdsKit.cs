@@ -48,6 +48,7 @@ public sealed class CdsKit : IDisposable
     /// <summary>Settings that trust this kit's issuer through its JWKS file.</summary>
     public Dictionary<string, string?> TrustSettings(string? jku = null) => new()
     {
+        ["MagCds:CdsHooks:PublicBaseUrl"] = Base,
         ["MagCds:CdsHooks:TrustedIssuers:0:Issuer"] = Issuer,
         ["MagCds:CdsHooks:TrustedIssuers:0:JwksFile"] = JwksPath,
         ["MagCds:CdsHooks:TrustedIssuers:0:AllowedJku:0"] = jku,
