@@ -36,7 +36,7 @@ public sealed partial class WorkerService(
                 var now = time.GetUtcNow();
                 if (!subscribed && now >= nextSubscribe)
                 {
-                    subscribed = await TryAsync("subscribe", async () =>
+                    subscribed = await TryAsync("subscribe", stoppingToken, async () =>
                     {
                         var (id, action) = await subscriptions.EnsureAsync(stoppingToken);
                         SubscriptionReady(logger, id, action);
@@ -46,10 +46,10 @@ public sealed partial class WorkerService(
                 bool pollAsked = signal.TakePollRequest();
                 if (pollAsked || (o.PollIntervalSeconds > 0 && now >= nextPoll))
                 {
-                    await TryAsync("poll", async () => Polled(logger, await poller.PollAsync(stoppingToken)));
+                    await TryAsync("poll", stoppingToken, async () => Polled(logger, await poller.PollAsync(stoppingToken)));
                     nextPoll = now + TimeSpan.FromSeconds(Math.Max(1, o.PollIntervalSeconds));
                 }
-                await TryAsync("recover-events", () => recovery.RecoverAsync(stoppingToken));
+                await TryAsync("recover-events", stoppingToken, () => recovery.RecoverAsync(stoppingToken));
                 if (now >= nextPurge)
                 {
                     await queue.PurgeAsync(TimeSpan.FromDays(o.KeepDoneDays), stoppingToken);
@@ -130,15 +130,19 @@ public sealed partial class WorkerService(
         _ => new WorkFailure("internal-error:" + e.GetType().Name, false),
     };
 
-    /// <summary>Runs a step of the loop; a failure is logged by kind and the loop goes on.</summary>
-    private async Task<bool> TryAsync(string step, Func<Task> run)
+    /// <summary>
+    /// Runs a step of the loop; a failure is logged by kind and the loop goes on. A cancellation that is not the stop
+    /// (an HTTP client's own timeout) is a failed step too: it must not end the loop, which would stop the host.
+    /// </summary>
+    private async Task<bool> TryAsync(string step, CancellationToken stopping, Func<Task> run)
     {
         try
         {
             await run();
             return true;
         }
-        catch (Exception e) when (e is not OperationCanceledException && e is not System.Data.Common.DbException && Classify(e) is { } f)
+        catch (Exception e) when (!(e is OperationCanceledException && stopping.IsCancellationRequested)
+                                  && e is not System.Data.Common.DbException && Classify(e) is { } f)
         {
             StepFailed(logger, step, f.Reason);
             return false;
