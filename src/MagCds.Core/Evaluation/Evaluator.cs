@@ -166,10 +166,26 @@ public sealed class Evaluator
     /// <summary>Who the result is about: the literal subject reference, else its logical identifier.</summary>
     public static string? SubjectKey(Observation obs) => obs.Subject switch
     {
+        { Reference: ['#', ..] r } => ContainedSubjectKey(obs, r),
         { Reference: { Length: > 0 } r } => "ref|" + r,
         { Identifier: { Value: { Length: > 0 } v } id } => $"id|{id.System}|{v}",
         _ => null,
     };
+
+    /// <summary>
+    /// A contained subject ("#p") is local to its Observation: the "#p" of two Observations need not be one patient.
+    /// Across Observations it is known only by the contained Patient's business identifier; without one, the subject
+    /// is this Observation's alone (its id or identifier, else its content), so it shares no history with another.
+    /// </summary>
+    private static string ContainedSubjectKey(Observation obs, string reference)
+    {
+        var patient = obs.Contained.OfType<Patient>().FirstOrDefault(p => "#" + p.Id == reference);
+        if (patient?.Identifier.FirstOrDefault(i => !string.IsNullOrEmpty(i.Value)) is { } id) return $"id|{id.System}|{id.Value}";
+        string own = obs.Identifier.FirstOrDefault(i => !string.IsNullOrEmpty(i.Value)) is { } oid ? $"{oid.System}|{oid.Value}"
+            : !string.IsNullOrEmpty(obs.Id) ? "id|" + obs.Id
+            : DeterministicIds.VersionKey(obs);
+        return $"contained|{own}|{reference}";
+    }
 }
 
 /// <summary>An anti-MAG Observation read once for use as history.</summary>

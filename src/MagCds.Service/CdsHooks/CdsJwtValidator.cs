@@ -97,6 +97,7 @@ public sealed class JwksProvider(IHttpClientFactory http, TimeProvider time)
     public const string HttpClientName = "cds-hooks-jwks";
     private readonly ConcurrentDictionary<string, (JsonWebKeySet Keys, DateTimeOffset Fetched)> _cache = new(StringComparer.Ordinal);
     private readonly SemaphoreSlim _gate = new(1, 1);
+    private static readonly TimeSpan CacheFor = TimeSpan.FromMinutes(10), RetryAfter = TimeSpan.FromSeconds(30);
 
     public async Task<SecurityKey?> FindKeyAsync(string source, string kid, CancellationToken ct)
     {
@@ -104,15 +105,24 @@ public sealed class JwksProvider(IHttpClientFactory http, TimeProvider time)
         if (_cache.TryGetValue(source, out var hit))
         {
             var key = Find(hit.Keys, kid);
-            if (key is not null && now - hit.Fetched < TimeSpan.FromMinutes(10)) return key;
-            if (key is null && now - hit.Fetched < TimeSpan.FromSeconds(30)) return null;
+            if (key is not null && now - hit.Fetched < CacheFor) return key;
+            if (key is null && now - hit.Fetched < RetryAfter) return null;
         }
         await _gate.WaitAsync(ct);
         try
         {
+            // Calls that waited here while another refreshed the same source use its result instead of fetching again.
+            if (_cache.TryGetValue(source, out var fresh) && fresh.Fetched >= now) return Find(fresh.Keys, kid);
             var keys = await LoadAsync(source, ct);
-            if (keys is null) return null;
-            _cache[source] = (keys, now);
+            // A failed refresh keeps the keys already known (an EHR's JWKS endpoint being down does not lock it out),
+            // and the next attempt waits 30 s, so calls in the meantime do not each wait for a failing fetch.
+            if (keys is null)
+            {
+                if (hit.Keys is null) return null;
+                _cache[source] = (hit.Keys, time.GetUtcNow() - CacheFor + RetryAfter);
+                return Find(hit.Keys, kid);
+            }
+            _cache[source] = (keys, time.GetUtcNow());
             return Find(keys, kid);
         }
         finally { _gate.Release(); }
@@ -130,7 +140,8 @@ public sealed class JwksProvider(IHttpClientFactory http, TimeProvider time)
                 : await http.CreateClient(HttpClientName).GetStringAsync(source, ct);
             return new JsonWebKeySet(json);
         }
-        catch (Exception e) when (e is IOException or HttpRequestException or ArgumentException or UnauthorizedAccessException or TaskCanceledException or System.Text.Json.JsonException)
+        catch (Exception e) when (e is IOException or HttpRequestException or ArgumentException or UnauthorizedAccessException or TaskCanceledException
+                                      or System.Text.Json.JsonException or Polly.ExecutionRejectedException)
         {
             return null;
         }

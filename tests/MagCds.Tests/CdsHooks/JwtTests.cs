@@ -132,4 +132,38 @@ public class JkuTests
         request.Headers.Host = "other.example";
         Assert.That((await client.SendAsync(request)).StatusCode, Is.EqualTo(HttpStatusCode.Unauthorized));
     }
+
+    [Test]
+    public async Task Known_keys_stay_usable_while_the_issuers_jwks_url_is_down()
+    {
+        // Cached keys are refreshed after 10 minutes; a refresh that fails keeps them instead of refusing every call.
+        using var kit = new CdsKit();
+        var jwksApp = WebApplication.CreateBuilder();
+        jwksApp.WebHost.UseUrls("http://127.0.0.1:0");
+        var jwks = jwksApp.Build();
+        jwks.MapGet("/jwks", () => Results.Text(CdsKit.Jwks(kit.EcKey), "application/json"));
+        await jwks.StartAsync();
+        string jku = jwks.Urls.Single() + "/jwks";
+        var clock = new FixedClock(DateTimeOffset.UtcNow);
+        var settings = kit.TrustSettings(jku);
+        settings.Remove("MagCds:CdsHooks:TrustedIssuers:0:JwksFile");
+        await using var factory = new MagCdsFactory(settings, clock);
+        var client = factory.CreateClient();
+        string aud = CdsKit.Base + "/cds-services/magcds-patient-view";
+        string body = CdsKit.PatientView("pat-oakhaven", []);
+        var header = new Dictionary<string, object> { ["jku"] = jku };
+        string Token() => kit.Token(aud, issued: clock.Now.UtcDateTime, expires: clock.Now.UtcDateTime.AddMinutes(5), header: header);
+
+        var before = await client.SendAsync(CdsKit.Post("/cds-services/magcds-patient-view", body, Token()));
+        await jwks.StopAsync();
+        await jwks.DisposeAsync();
+        clock.Now += TimeSpan.FromMinutes(11);
+        var during = await client.SendAsync(CdsKit.Post("/cds-services/magcds-patient-view", body, Token()));
+        var otherKid = await client.SendAsync(CdsKit.Post("/cds-services/magcds-patient-view", body,
+            kit.Token(aud, key: new ECDsaSecurityKey(System.Security.Cryptography.ECDsa.Create(System.Security.Cryptography.ECCurve.NamedCurves.nistP384)) { KeyId = "unknown-kid" },
+                issued: clock.Now.UtcDateTime, expires: clock.Now.UtcDateTime.AddMinutes(5), header: header)));
+        Assert.That(before.StatusCode, Is.EqualTo(HttpStatusCode.OK));
+        Assert.That(during.StatusCode, Is.EqualTo(HttpStatusCode.OK), "the known key is still used while the JWKS URL is down");
+        Assert.That(otherKid.StatusCode, Is.EqualTo(HttpStatusCode.Unauthorized), "a key it never served is not");
+    }
 }

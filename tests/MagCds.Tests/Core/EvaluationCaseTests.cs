@@ -222,6 +222,28 @@ public class EvaluationCaseTests
     }
 
     [Test]
+    public void Contained_subjects_of_two_observations_are_two_patients_unless_an_identifier_says_otherwise()
+    {
+        // "#p" is local to each Observation: without a shared business identifier no history is shared.
+        static Observation WithContained(string id, int value, string when, string? mrn) => new()
+        {
+            Id = id,
+            Contained = [new Patient { Id = "p", Identifier = mrn is null ? [] : [new Identifier("urn:oid:1.2.3.mrn", mrn)] }],
+            Status = ObservationStatus.Final,
+            Code = new CodeableConcept("http://loinc.org", "39087-2"),
+            Subject = new ResourceReference("#p"),
+            Effective = new FhirDateTime(when),
+            Value = new Quantity { Value = value, Unit = "BTU", System = "http://unitsofmeasure.org", Code = "[arb'U]" },
+        };
+        Trend? TrendOf(string? mrnA, string? mrnB) => CoreUnderTest.Evaluator.Evaluate(new EvaluationRequest(
+            [new EvaluationInput(WithContained("c-b", 20000, "2026-03-02", mrnB), "Observation/c-b", "entry[1]")],
+            [new EvaluationInput(WithContained("c-a", 60000, "2025-06-10", mrnA), "Observation/c-a", "entry[0]")])).Results.Single().Interpretation!.Trend;
+        Assert.That(TrendOf(null, null), Is.Null, "two contained patients without identifiers");
+        Assert.That(TrendOf("MRN-A", "MRN-B"), Is.Null, "two contained patients with different identifiers");
+        Assert.That(TrendOf("MRN-A", "MRN-A"), Is.Not.Null, "one patient, named by the same identifier");
+    }
+
+    [Test]
     public void A_cannot_interpret_output_says_why_and_never_states_a_risk()
     {
         var response = CoreUnderTest.EvaluateFile("Observation-unknown-unit-no-range.json");
