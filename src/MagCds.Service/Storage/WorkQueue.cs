@@ -48,6 +48,22 @@ public sealed class WorkQueue(Database db, TimeProvider time)
         await tx.CommitAsync(ct);
     }
 
+    /// <summary>
+    /// Queues resources and, in the same transaction, clears a state value only if it still holds what the caller read
+    /// (compare and set): a value another writer changed meanwhile (a recovery gap widened by a new notification) stays.
+    /// </summary>
+    public async Task EnqueueAndClearStateAsync(string server, IEnumerable<(string Type, string Id)> resources, string source,
+        string name, string expected, CancellationToken ct)
+    {
+        await using var c = await db.OpenAsync(ct);
+        await using var tx = await c.BeginTransactionAsync(ct);
+        await EnqueueAsync(c, tx, server, resources.Select(r => (r.Type, r.Id, (string?)null)), source, ct);
+        await using (var cmd = c.Command("UPDATE worker_state SET value = '' WHERE server = @server AND name = @name AND value = @expected", tx)
+                         .With("server", server).With("name", name).With("expected", expected))
+            await cmd.ExecuteNonQueryAsync(ct);
+        await tx.CommitAsync(ct);
+    }
+
     private async Task<int> EnqueueAsync(DbConnection c, DbTransaction tx, string server, IEnumerable<(string Type, string Id, string? Version)> resources, string source, CancellationToken ct)
     {
         long now = Now;
@@ -108,8 +124,9 @@ public sealed class WorkQueue(Database db, TimeProvider time)
         bool completed = await done.ExecuteNonQueryAsync(ct) == 1;
         if (!completed)
         {
+            // The attempt succeeded: the re-run for the newer event starts counting afresh.
             await using var again = c.Command("""
-                UPDATE work_item SET due_at = @now, outcome = @outcome, lease_owner = NULL, lease_until = NULL
+                UPDATE work_item SET due_at = @now, outcome = @outcome, lease_owner = NULL, lease_until = NULL, attempts = 0
                 WHERE id = @id AND lease_owner = @owner AND state = 'pending'
                 """, tx).With("now", Now).With("outcome", outcome).With("id", item.Id).With("owner", owner);
             if (await again.ExecuteNonQueryAsync(ct) == 0) return false; // the lease was lost: another worker owns the row
@@ -126,12 +143,15 @@ public sealed class WorkQueue(Database db, TimeProvider time)
         return true;
     }
 
-    /// <summary>Gives a leased row back to be tried again after <paramref name="delay"/>, with the reason of this attempt.</summary>
-    public async Task<bool> RetryAsync(WorkItem item, string owner, string reason, TimeSpan delay, CancellationToken ct)
+    /// <summary>
+    /// Gives a leased row back to be tried again after <paramref name="delay"/>, with the reason of this attempt.
+    /// <paramref name="failed"/> false (handed back at a stop, not tried) does not count the lease as an attempt.
+    /// </summary>
+    public async Task<bool> RetryAsync(WorkItem item, string owner, string reason, TimeSpan delay, CancellationToken ct, bool failed = true)
     {
         await using var c = await db.OpenAsync(ct);
-        await using var cmd = c.Command("""
-            UPDATE work_item SET due_at = @due, outcome = @reason, lease_owner = NULL, lease_until = NULL
+        await using var cmd = c.Command($"""
+            UPDATE work_item SET due_at = @due, outcome = @reason, lease_owner = NULL, lease_until = NULL{(failed ? "" : ", attempts = attempts - 1")}
             WHERE id = @id AND lease_owner = @owner AND state = 'pending'
             """).With("due", Now + (long)delay.TotalMilliseconds).With("reason", reason).With("id", item.Id).With("owner", owner);
         return await cmd.ExecuteNonQueryAsync(ct) == 1;

@@ -66,7 +66,8 @@ public sealed class EventRecovery(WorkQueue queue, WorkerFhirClient fhir, Worker
                 resources = [];
                 signal.Wake(poll: true);
             }
-            await queue.EnqueueAsync(server, resources.Where(r => r.Item1 == "Observation"), "events", new Dictionary<string, string> { [name] = "" }, ct);
+            // The gap is cleared only if no notification widened it meanwhile; a widened one is fetched next time.
+            await queue.EnqueueAndClearStateAsync(server, resources.Where(r => r.Item1 == "Observation"), "events", name, value, ct);
         }
     }
 

@@ -95,7 +95,7 @@ public sealed partial class WorkerService(
         catch (OperationCanceledException) when (ct.IsCancellationRequested)
         {
             // Shutting down: give the row back now rather than when its lease runs out.
-            await queue.RetryAsync(item, _owner, "shutdown", TimeSpan.Zero, CancellationToken.None);
+            await queue.RetryAsync(item, _owner, "shutdown", TimeSpan.Zero, CancellationToken.None, failed: false);
         }
         catch (Exception e) when (Classify(e) is { } failure)
         {

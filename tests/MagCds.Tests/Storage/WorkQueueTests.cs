@@ -37,6 +37,37 @@ public sealed class WorkQueueTests(StoreProvider provider)
     }
 
     [Test]
+    public async Task A_state_value_is_cleared_only_if_it_still_holds_what_was_read()
+    {
+        // Event recovery read the gap "5-6"; a notification widened it to "5-9" before recovery finished.
+        await _queue.EnqueueAsync(Server, [], "subscription", new Dictionary<string, string> { ["events-gap:Subscription/s"] = "5-9" }, CancellationToken.None);
+        await _queue.EnqueueAndClearStateAsync(Server, [("Observation", "a")], "events", "events-gap:Subscription/s", "5-6", CancellationToken.None);
+        Assert.That(await _queue.GetStateAsync(Server, "events-gap:Subscription/s", CancellationToken.None), Is.EqualTo("5-9"), "the widened gap stays");
+        Assert.That(await _queue.LeaseAsync("w1", 10, Lease, CancellationToken.None), Has.Count.EqualTo(1), "the recovered resource is queued");
+
+        await _queue.EnqueueAndClearStateAsync(Server, [], "events", "events-gap:Subscription/s", "5-9", CancellationToken.None);
+        Assert.That(await _queue.GetStateAsync(Server, "events-gap:Subscription/s", CancellationToken.None), Is.EqualTo(""));
+    }
+
+    [Test]
+    public async Task Only_failed_attempts_count_towards_the_dead_letter_limit()
+    {
+        await _queue.EnqueueAsync(Server, [("Observation", "a")], "poll", CancellationToken.None);
+        var first = (await _queue.LeaseAsync("w1", 10, Lease, CancellationToken.None)).Single();
+        await _queue.RetryAsync(first, "w1", "shutdown", TimeSpan.Zero, CancellationToken.None, failed: false); // handed back at a stop
+        var second = (await _queue.LeaseAsync("w1", 10, Lease, CancellationToken.None)).Single();
+        Assert.That(second.Attempts, Is.EqualTo(1), "a row handed back untried is not an attempt");
+
+        await _queue.EnqueueAsync(Server, [("Observation", "a")], "subscription", CancellationToken.None); // amended meanwhile
+        Assert.That(await _queue.CompleteAsync(second, "w1", "evaluated", CancellationToken.None), Is.True);
+        var rerun = (await _queue.LeaseAsync("w1", 10, Lease, CancellationToken.None)).Single();
+        Assert.That(rerun.Attempts, Is.EqualTo(1), "the re-run for the newer event starts afresh");
+
+        await _queue.RetryAsync(rerun, "w1", "http-503", TimeSpan.Zero, CancellationToken.None);
+        Assert.That((await _queue.LeaseAsync("w1", 10, Lease, CancellationToken.None)).Single().Attempts, Is.EqualTo(2), "a failure counts");
+    }
+
+    [Test]
     public async Task A_leased_row_is_not_leased_again_until_its_lease_runs_out()
     {
         await _queue.EnqueueAsync(Server, [("Observation", "a")], "poll", CancellationToken.None);
