@@ -52,12 +52,14 @@ public sealed class WorkQueue(Database db, TimeProvider time)
     /// Queues resources and, in the same transaction, clears a state value only if it still holds what the caller read
     /// (compare and set): a value another writer changed meanwhile (a recovery gap widened by a new notification) stays.
     /// </summary>
+    /// <param name="set">Another state value to write in the same transaction, if any.</param>
     public async Task EnqueueAndClearStateAsync(string server, IEnumerable<(string Type, string Id)> resources, string source,
-        string name, string expected, CancellationToken ct)
+        string name, string expected, CancellationToken ct, KeyValuePair<string, string>? set = null)
     {
         await using var c = await db.OpenAsync(ct);
         await using var tx = await c.BeginTransactionAsync(ct);
         await EnqueueAsync(c, tx, server, resources.Select(r => (r.Type, r.Id, (string?)null)), source, ct);
+        if (set is { } s) await SetStateAsync(c, tx, server, s.Key, s.Value, ct);
         await using (var cmd = c.Command("UPDATE worker_state SET value = '' WHERE server = @server AND name = @name AND value = @expected", tx)
                          .With("server", server).With("name", name).With("expected", expected))
             await cmd.ExecuteNonQueryAsync(ct);

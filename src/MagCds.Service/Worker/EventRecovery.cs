@@ -53,21 +53,25 @@ public sealed class EventRecovery(WorkQueue queue, WorkerFhirClient fhir, Worker
             string subscription = name[GapPrefix.Length..];
             using var client = fhir.Create();
             IReadOnlyList<(string, string)> resources;
+            bool poll;
             try
             {
                 var bundle = await client.GetAsync($"{subscription}/$events?eventsSinceNumber={gap.From}&eventsUntilNumber={gap.To}&content=id-only", ct) as Bundle;
                 var n = bundle is null ? NotificationReader.Ping : NotificationReader.Read(bundle);
                 resources = n.Resources;
-                if (n.NeedsPoll) signal.Wake(poll: true);
+                poll = n.NeedsPoll;
             }
             catch (FhirOperationException e) when ((int)e.Status is 400 or 404 or 405 or 501)
             {
                 // The server has no $events: a catch-up poll finds whatever the missed events were about.
                 resources = [];
-                signal.Wake(poll: true);
+                poll = true;
             }
-            // The gap is cleared only if no notification widened it meanwhile; a widened one is fetched next time.
-            await queue.EnqueueAndClearStateAsync(server, resources.Where(r => r.Item1 == "Observation"), "events", name, value, ct);
+            // The gap is cleared only if no notification widened it meanwhile; a widened one is fetched next time. A
+            // poll asked for instead is stored in the same transaction, so clearing the gap never loses it.
+            await queue.EnqueueAndClearStateAsync(server, resources.Where(r => r.Item1 == "Observation"), "events", name, value, ct,
+                poll ? Poller.Request() : null);
+            if (poll) signal.Wake(poll: true);
         }
     }
 

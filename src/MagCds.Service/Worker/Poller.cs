@@ -22,6 +22,24 @@ public sealed class Poller(WorkerFhirClient fhir, WorkQueue queue, Evaluator eva
     private const string SettledKey = "poll-settled";
     private static readonly TimeSpan Overlap = TimeSpan.FromSeconds(5);
 
+    /// <summary>
+    /// A poll asked for by a notification (empty payload, or missed events on a server without <c>$events</c>), kept in
+    /// the store so that an acknowledged request survives a restart and a failed poll: each request writes a new token,
+    /// and a poll clears only the token it saw before it started.
+    /// </summary>
+    public const string RequestKey = "poll-requested";
+
+    /// <summary>The state to store with a notification that asks for a poll.</summary>
+    public static KeyValuePair<string, string> Request() => new(RequestKey, Guid.NewGuid().ToString("N"));
+
+    /// <summary>The token of a poll asked for and not yet done, else null.</summary>
+    public async Task<string?> RequestedAsync(CancellationToken ct) =>
+        await queue.GetStateAsync(fhir.Server, RequestKey, ct) is { Length: > 0 } token ? token : null;
+
+    /// <summary>After a successful poll: the request it answered is done, unless a newer one came meanwhile.</summary>
+    public Task AnsweredAsync(string token, CancellationToken ct) =>
+        queue.EnqueueAndClearStateAsync(fhir.Server, [], "poll", RequestKey, token, ct);
+
     /// <summary>Polls once; returns how many Observations were queued.</summary>
     public async Task<int> PollAsync(CancellationToken ct)
     {

@@ -60,8 +60,10 @@ public static class WorkerEndpoints
 
         var observations = n.Resources.Where(r => r.Type == "Observation").ToList();
         foreach (var other in n.Resources.Where(r => r.Type != "Observation")) metrics.Ignored(other.Type);
-        // Stored before the answer: a notification acknowledged is never lost.
-        if (observations.Count > 0) await queue.EnqueueAsync(fhir.Server, observations, "subscription", ct);
+        // Stored before the answer: a notification acknowledged is never lost, nor the poll it asks for.
+        if (observations.Count > 0 || n.NeedsPoll)
+            await queue.EnqueueAsync(fhir.Server, observations, "subscription",
+                n.NeedsPoll ? new Dictionary<string, string>([Poller.Request()]) : new Dictionary<string, string>(), ct);
         await recovery.NoteAsync(n, ct);
         signal.Wake(poll: n.NeedsPoll);
 

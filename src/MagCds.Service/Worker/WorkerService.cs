@@ -43,11 +43,15 @@ public sealed partial class WorkerService(
                     });
                     if (!subscribed) nextSubscribe = now + TimeSpan.FromSeconds(30);
                 }
+                // A poll asked for by a notification is in the store until a poll succeeds (a failed one is retried, at
+                // most every 5 s); the signal only wakes the loop early.
                 bool pollAsked = signal.TakePollRequest();
-                if (pollAsked || (o.PollIntervalSeconds > 0 && now >= nextPoll))
+                string? request = await poller.RequestedAsync(stoppingToken);
+                if (pollAsked || (request is not null && now >= nextPoll) || (o.PollIntervalSeconds > 0 && now >= nextPoll))
                 {
-                    await TryAsync("poll", stoppingToken, async () => Polled(logger, await poller.PollAsync(stoppingToken)));
-                    nextPoll = now + TimeSpan.FromSeconds(Math.Max(1, o.PollIntervalSeconds));
+                    bool polled = await TryAsync("poll", stoppingToken, async () => Polled(logger, await poller.PollAsync(stoppingToken)));
+                    if (polled && request is not null) await poller.AnsweredAsync(request, stoppingToken);
+                    nextPoll = now + TimeSpan.FromSeconds(polled ? Math.Max(1, o.PollIntervalSeconds) : Math.Max(5, o.PollIntervalSeconds));
                 }
                 await TryAsync("recover-events", stoppingToken, () => recovery.RecoverAsync(stoppingToken));
                 if (now >= nextPurge)
