@@ -1,4 +1,5 @@
 using System.Net;
+using System.Net.Http.Json;
 using System.Text;
 using Hl7.Fhir.Model;
 using Hl7.Fhir.Serialization;
@@ -86,6 +87,20 @@ public sealed class NotificationTests(StoreProvider provider) : WorkerTestBase(p
         await Fhir.ClearRequestsAsync();
         using (var r = await SendAsync(HttpMethod.Post, Endpoint, null)) Assert.That(r.StatusCode, Is.EqualTo(HttpStatusCode.OK));
         await WaitUntilAsync(async () => (await Fhir.RequestsAsync()).Any(x => x.Url.Contains("_lastUpdated=gt", StringComparison.Ordinal)), "a poll ran");
+    }
+
+    [Test]
+    public async Task A_poll_asked_for_is_retried_until_the_server_answers()
+    {
+        // Polling is off (subscriptions only), so the poll an empty notification asks for is the only way to the
+        // results: when it fails (every attempt of the first poll gets 503), it must be tried again, not forgotten.
+        using (var http = new HttpClient())
+        using (var f = await http.PostAsJsonAsync(Fhir.RootUrl + "/admin/faults", new { status = 503, count = 4, method = "GET", path = "/fhir/R4/Observation?_lastUpdated" }))
+            f.EnsureSuccessStatusCode();
+        using (var r = await SendAsync(HttpMethod.Post, Endpoint, null)) Assert.That(r.StatusCode, Is.EqualTo(HttpStatusCode.OK));
+        await WaitUntilAsync(async () => (await AssessedAsync()).Count == 4, "the poll was tried again after it failed and found every result", seconds: 90);
+        var polls = (await Fhir.RequestsAsync()).Count(x => x.Url.Contains("_lastUpdated=gt", StringComparison.Ordinal));
+        Assert.That(polls, Is.GreaterThanOrEqualTo(5), "four failed attempts, then the poll that answered");
     }
 
     [Test]
