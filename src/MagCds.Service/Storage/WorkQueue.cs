@@ -146,6 +146,20 @@ public sealed class WorkQueue(Database db, TimeProvider time)
     }
 
     /// <summary>
+    /// Extends the lease of a row being processed; false when it was lost (it ran out and another worker took it),
+    /// so the holder stops instead of processing the row at the same time as the new owner.
+    /// </summary>
+    public async Task<bool> RenewAsync(WorkItem item, string owner, TimeSpan lease, CancellationToken ct)
+    {
+        await using var c = await db.OpenAsync(ct);
+        await using var cmd = c.Command("""
+            UPDATE work_item SET lease_until = @until
+            WHERE id = @id AND lease_owner = @owner AND state = 'pending'
+            """).With("until", Now + (long)lease.TotalMilliseconds).With("id", item.Id).With("owner", owner);
+        return await cmd.ExecuteNonQueryAsync(ct) == 1;
+    }
+
+    /// <summary>
     /// Gives a leased row back to be tried again after <paramref name="delay"/>, with the reason of this attempt.
     /// <paramref name="failed"/> false (handed back at a stop, not tried) does not count the lease as an attempt.
     /// </summary>

@@ -85,9 +85,14 @@ public sealed partial class WorkerService(
             await queue.CompleteAsync(item, _owner, "ignored-type", CancellationToken.None);
             return;
         }
+        // The lease is renewed while the item is processed (several FHIR calls, each with retries, can outlast it); if
+        // it was lost anyway, processing stops, since another worker now owns the row.
+        using var leaseLost = CancellationTokenSource.CreateLinkedTokenSource(ct);
+        using var processed = new CancellationTokenSource();
+        var renewing = RenewLeaseAsync(item, leaseLost, processed.Token);
         try
         {
-            var (outcome, version, outputs) = await writer.AssessAsync(item.ResourceId, ct);
+            var (outcome, version, outputs) = await writer.AssessAsync(item.ResourceId, leaseLost.Token);
             if (outcome == "not-anti-mag") metrics.Ignored("Observation");
             await queue.CompleteAsync(item, _owner, outcome, CancellationToken.None, version);
             audit.Record(new AuditEntry(time.GetUtcNow(), "fhir-server", "worker", $"work-item-{item.Id}", $"{item.ResourceType}/{item.ResourceId}",
@@ -100,6 +105,10 @@ public sealed partial class WorkerService(
         {
             // Shutting down: give the row back now rather than when its lease runs out.
             await queue.RetryAsync(item, _owner, "shutdown", TimeSpan.Zero, CancellationToken.None, failed: false);
+        }
+        catch (OperationCanceledException) when (leaseLost.IsCancellationRequested)
+        {
+            LeaseLost(logger, item.ResourceType, item.ResourceId);
         }
         catch (Exception e) when (Classify(e) is { } failure)
         {
@@ -118,6 +127,34 @@ public sealed partial class WorkerService(
                 metrics.Processed("dead-letter", time.GetUtcNow() - item.EnqueuedAt);
                 DeadLettered(logger, item.ResourceType, item.ResourceId, failure.Reason, item.Attempts);
             }
+        }
+        finally
+        {
+            await processed.CancelAsync();
+            await renewing;
+        }
+    }
+
+    /// <summary>Renews the item's lease every third of its length until processing ends; cancels the work if it was lost.</summary>
+    private async Task RenewLeaseAsync(WorkItem item, CancellationTokenSource leaseLost, CancellationToken processed)
+    {
+        var lease = TimeSpan.FromSeconds(options.Value.LeaseSeconds);
+        try
+        {
+            while (true)
+            {
+                await Task.Delay(lease / 3, time, processed);
+                if (!await queue.RenewAsync(item, _owner, lease, processed))
+                {
+                    await leaseLost.CancelAsync();
+                    return;
+                }
+            }
+        }
+        catch (Exception e) when (e is OperationCanceledException or System.Data.Common.DbException or InvalidOperationException)
+        {
+            // Processing ended, or the store is unreachable (then the work cannot be recorded either: the lease runs
+            // out and the row is retried). Renewal is best effort; it never fails the work itself.
         }
     }
 
@@ -152,6 +189,9 @@ public sealed partial class WorkerService(
             return false;
         }
     }
+
+    [LoggerMessage(Level = LogLevel.Warning, Message = "Worker lost its lease on {ResourceType}/{ResourceId} while assessing it; another worker owns it now")]
+    private static partial void LeaseLost(ILogger logger, string resourceType, string resourceId);
 
     [LoggerMessage(Level = LogLevel.Information, Message = "FHIR server worker started: poll every {PollIntervalSeconds} s, create subscription {CreateSubscription}")]
     private static partial void Started(ILogger logger, int pollIntervalSeconds, bool createSubscription);

@@ -68,6 +68,21 @@ public sealed class WorkQueueTests(StoreProvider provider)
     }
 
     [Test]
+    public async Task A_renewed_lease_keeps_the_row_and_a_lost_one_cannot_be_renewed()
+    {
+        await _queue.EnqueueAsync(Server, [("Observation", "a")], "poll", CancellationToken.None);
+        var item = (await _queue.LeaseAsync("w1", 10, Lease, CancellationToken.None)).Single();
+        _clock.Now += Lease - TimeSpan.FromSeconds(5);
+        Assert.That(await _queue.RenewAsync(item, "w1", Lease, CancellationToken.None), Is.True);
+        _clock.Now += TimeSpan.FromSeconds(10); // past the first lease, within the renewed one
+        Assert.That(await _queue.LeaseAsync("w2", 10, Lease, CancellationToken.None), Is.Empty, "the renewed row stays with w1");
+
+        _clock.Now += Lease + TimeSpan.FromSeconds(1); // w1 stalled: the row comes back and w2 takes it
+        Assert.That(await _queue.LeaseAsync("w2", 10, Lease, CancellationToken.None), Has.Count.EqualTo(1));
+        Assert.That(await _queue.RenewAsync(item, "w1", Lease, CancellationToken.None), Is.False, "w1 learns it lost the row");
+    }
+
+    [Test]
     public async Task A_leased_row_is_not_leased_again_until_its_lease_runs_out()
     {
         await _queue.EnqueueAsync(Server, [("Observation", "a")], "poll", CancellationToken.None);
