@@ -71,7 +71,7 @@ public sealed class EventRecovery(WorkQueue queue, WorkerFhirClient fhir, Worker
             // poll asked for instead is stored in the same transaction, so clearing the gap never loses it.
             await queue.EnqueueAndClearStateAsync(server, resources.Where(r => r.Item1 == "Observation"), "events", name, value, ct,
                 poll ? Poller.Request() : null);
-            if (poll) signal.Wake(poll: true);
+            if (poll) signal.Wake();
         }
     }
 

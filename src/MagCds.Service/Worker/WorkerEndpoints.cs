@@ -65,7 +65,7 @@ public static class WorkerEndpoints
             await queue.EnqueueAsync(fhir.Server, observations, "subscription",
                 n.NeedsPoll ? new Dictionary<string, string>([Poller.Request()]) : new Dictionary<string, string>(), ct);
         await recovery.NoteAsync(n, ct);
-        signal.Wake(poll: n.NeedsPoll);
+        signal.Wake();
 
         var outcome = new OperationOutcome
         {

@@ -26,7 +26,7 @@ public sealed partial class WorkerService(
     {
         var o = options.Value;
         bool subscribed = !o.Subscription.Create;
-        DateTimeOffset nextPoll = time.GetUtcNow(), nextSubscribe = time.GetUtcNow(), nextPurge = time.GetUtcNow();
+        DateTimeOffset nextPoll = time.GetUtcNow(), retryRequestedPoll = time.GetUtcNow(), nextSubscribe = time.GetUtcNow(), nextPurge = time.GetUtcNow();
         Started(logger, o.PollIntervalSeconds, o.Subscription.Create);
 
         while (!stoppingToken.IsCancellationRequested)
@@ -43,15 +43,15 @@ public sealed partial class WorkerService(
                     });
                     if (!subscribed) nextSubscribe = now + TimeSpan.FromSeconds(30);
                 }
-                // A poll asked for by a notification is in the store until a poll succeeds (a failed one is retried, at
-                // most every 5 s); the signal only wakes the loop early.
-                bool pollAsked = signal.TakePollRequest();
+                // A poll asked for by a notification is in the store until a poll succeeds: it runs now, whatever the
+                // interval, and after a failed poll again 5 s later.
                 string? request = await poller.RequestedAsync(stoppingToken);
-                if (pollAsked || (request is not null && now >= nextPoll) || (o.PollIntervalSeconds > 0 && now >= nextPoll))
+                if ((request is not null && now >= retryRequestedPoll) || (o.PollIntervalSeconds > 0 && now >= nextPoll))
                 {
                     bool polled = await TryAsync("poll", stoppingToken, async () => Polled(logger, await poller.PollAsync(stoppingToken)));
                     if (polled && request is not null) await poller.AnsweredAsync(request, stoppingToken);
-                    nextPoll = now + TimeSpan.FromSeconds(polled ? Math.Max(1, o.PollIntervalSeconds) : Math.Max(5, o.PollIntervalSeconds));
+                    nextPoll = now + TimeSpan.FromSeconds(Math.Max(1, o.PollIntervalSeconds));
+                    retryRequestedPoll = polled ? now : now + TimeSpan.FromSeconds(5);
                 }
                 await TryAsync("recover-events", stoppingToken, () => recovery.RecoverAsync(stoppingToken));
                 if (now >= nextPurge)

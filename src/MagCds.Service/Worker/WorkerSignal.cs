@@ -1,21 +1,15 @@
 namespace MagCds.Service.Worker;
 
-/// <summary>How the notification endpoint wakes the worker: new work is queued, or a poll should run now.</summary>
+/// <summary>
+/// Wakes the worker loop early when new work is queued or a poll is asked for. It carries no state of its own: what
+/// to do is in the store (queued rows, a stored poll request), so a restart loses nothing.
+/// </summary>
 public sealed class WorkerSignal
 {
     private readonly SemaphoreSlim _wake = new(0, 1);
-    private volatile bool _pollRequested;
 
-    public bool TakePollRequest()
+    public void Wake()
     {
-        bool r = _pollRequested;
-        _pollRequested = false;
-        return r;
-    }
-
-    public void Wake(bool poll = false)
-    {
-        if (poll) _pollRequested = true;
         try { _wake.Release(); } catch (SemaphoreFullException) { } // already awake
     }
 
