@@ -16,7 +16,7 @@ namespace MagCds.Service.Worker;
 /// <c>cancelled</c> when superseded by a newer assessment (amended result, newer knowledge), <c>entered-in-error</c>
 /// when the Observation was entered in error. Each Observation so has at most one current assessment set.
 /// </summary>
-public sealed class AssessmentWriter(Evaluator evaluator, WorkerFhirClient fhir, IOptions<WorkerOptions> options)
+public sealed partial class AssessmentWriter(Evaluator evaluator, WorkerFhirClient fhir, IOptions<WorkerOptions> options, ILogger<AssessmentWriter> logger)
 {
     private const string UrnSystem = "urn:ietf:rfc:3986";
 
@@ -37,8 +37,8 @@ public sealed class AssessmentWriter(Evaluator evaluator, WorkerFhirClient fhir,
         var history = obs.Subject?.Reference is { } subject ? await HistoryAsync(client, subject, obs.Id ?? "", ct) : [];
         var result = evaluator.Evaluate(new EvaluationRequest([input], history)).Results[0];
 
-        string series = DeterministicIds.Keys(input).Series;
-        var earlier = await EarlierOutputsAsync(client, obs.Subject?.Reference, input.Reference!, series, ct);
+        var identities = await IdentitiesAsync(client, obs, input, ct);
+        var earlier = await EarlierOutputsAsync(client, identities, input.Reference!, ct);
         var tx = new Bundle { Type = Bundle.BundleType.Transaction };
         string outcome;
         switch (result.Outcome)
@@ -46,10 +46,16 @@ public sealed class AssessmentWriter(Evaluator evaluator, WorkerFhirClient fhir,
             case InputOutcome.Evaluated:
                 var created = new[] { (Resource?)result.RiskAssessment, result.DetectedIssue }.OfType<Resource>().ToList();
                 var current = created.Select(Urn).ToHashSet(StringComparer.Ordinal);
-                foreach (var r in created) tx.Entry.Add(ConditionalCreate(r));
+                foreach (var r in created)
+                {
+                    // Made before and withdrawn since (the knowledge went back to an earlier version): it is made
+                    // current again under its own id, rather than left withdrawn with nothing current in its place.
+                    var same = earlier.FirstOrDefault(o => Urn(o) == Urn(r));
+                    tx.Entry.Add(same is not null && !IsCurrent(same) ? Restore(same, r) : ConditionalCreate(r));
+                }
                 foreach (var old in earlier.Where(o => IsCurrent(o) && !current.Contains(Urn(o))))
                     tx.Entry.Add(Mark(old, ObservationStatus.Cancelled,
-                        $"Superseded: MagCds assessed this Observation again (amended or corrected result, or newer knowledge); the current assessment has identifier {UrnSystem}|{Urn(created[0])}."));
+                        $"Superseded: MagCds assessed this Observation again (amended or corrected result, corrected patient, or other knowledge); the current assessment has identifier {UrnSystem}|{Urn(created[0])}."));
                 outcome = "evaluated-" + result.Interpretation!.Category switch
                 {
                     Category.Elevated => "elevated",
@@ -82,22 +88,59 @@ public sealed class AssessmentWriter(Evaluator evaluator, WorkerFhirClient fhir,
             .Select((o, i) => new EvaluationInput(o, "Observation/" + o.Id, $"history[{i}]")).ToList();
     }
 
+    /// <summary>
+    /// The series identifier (and subject) of every version of the Observation. Its identity in MagCds includes the
+    /// subject and business identifier, so a laboratory's patient or identifier correction starts a new series; the
+    /// outputs of the earlier one are found through the Observation's version history, which is read only when there
+    /// is an earlier version.
+    /// </summary>
+    private async Task<IReadOnlyList<(string Series, string? Subject)>> IdentitiesAsync(FhirClient client, Observation obs, EvaluationInput input, CancellationToken ct)
+    {
+        var found = new List<(string Series, string? Subject)> { (DeterministicIds.Keys(input).Series, obs.Subject?.Reference) };
+        if (obs.Meta?.VersionId is null or "1") return found;
+        Bundle? page;
+        try
+        {
+            page = await client.HistoryAsync(input.Reference!, ct: ct);
+        }
+        catch (FhirOperationException e) when (e.Status is HttpStatusCode.BadRequest or HttpStatusCode.NotFound or HttpStatusCode.MethodNotAllowed or HttpStatusCode.NotImplemented)
+        {
+            // A server without version history: the outputs of the current identity are still found and marked.
+            HistoryUnavailable(logger, (int)e.Status);
+            return found;
+        }
+        while (page is not null)
+        {
+            foreach (var version in page.Entry.Select(e => e.Resource).OfType<Observation>())
+            {
+                var identity = (DeterministicIds.Keys(new EvaluationInput(version, input.Reference, input.Location)).Series, version.Subject?.Reference);
+                if (!found.Contains(identity)) found.Add(identity);
+            }
+            page = page.NextLink is null ? null : await Call(() => client.ContinueAsync(page, ct: ct), allowGone: false);
+        }
+        return found;
+    }
+
     /// <summary>Every RiskAssessment and DetectedIssue MagCds wrote about this Observation, any version, any status.</summary>
-    private async Task<IReadOnlyList<Resource>> EarlierOutputsAsync(FhirClient client, string? subject, string observation, string series, CancellationToken ct)
+    private async Task<IReadOnlyList<Resource>> EarlierOutputsAsync(FhirClient client, IReadOnlyList<(string Series, string? Subject)> identities, string observation, CancellationToken ct)
     {
         var found = new List<Resource>();
+        foreach (var (series, subject) in identities)
         foreach (var type in new[] { "RiskAssessment", "DetectedIssue" })
         {
             string query = $"{type}?{NarrowFirst(type, subject, observation)}identifier={Uri.EscapeDataString(evaluator.Canonical.ObservationSeriesSystem + "|" + series)}&_count=100";
             var page = await Call(() => client.GetAsync(query, ct), allowGone: false) as Bundle;
             while (page is not null)
             {
-                found.AddRange(page.Entry.Select(e => e.Resource).Where(r => r is RiskAssessment or DetectedIssue)!);
+                found.AddRange(page.Entry.Select(e => e.Resource).Where(r => r is RiskAssessment or DetectedIssue && !found.Any(f => f.TypeName == r.TypeName && f.Id == r.Id))!);
                 page = page.NextLink is null ? null : await Call(() => client.ContinueAsync(page, ct: ct), allowGone: false);
             }
         }
         return found;
     }
+
+    [LoggerMessage(Level = LogLevel.Warning, Message = "The FHIR server answered {Status} to an Observation's history: outputs made under an earlier subject or identifier of a corrected result cannot be found and marked")]
+    private static partial void HistoryUnavailable(ILogger logger, int status);
 
     private static Bundle.EntryComponent ConditionalCreate(Resource r)
     {
@@ -141,7 +184,7 @@ public sealed class AssessmentWriter(Evaluator evaluator, WorkerFhirClient fhir,
     }
 
     /// <summary>An update of an earlier output's status, only if nobody changed it since it was read (If-Match).</summary>
-    private static Bundle.EntryComponent Mark(Resource old, ObservationStatus status, string note)
+    private Bundle.EntryComponent Mark(Resource old, ObservationStatus status, string note)
     {
         var copy = (Resource)old.DeepCopy();
         switch (copy)
@@ -149,18 +192,29 @@ public sealed class AssessmentWriter(Evaluator evaluator, WorkerFhirClient fhir,
             case RiskAssessment ra: ra.Status = status; ra.Note.Add(new Annotation { Text = new Markdown(note) }); break;
             case DetectedIssue di: di.Status = status; di.Detail = note + "\n\n" + di.Detail; break;
         }
-        return new Bundle.EntryComponent
-        {
-            FullUrl = $"{copy.TypeName}/{copy.Id}",
-            Resource = copy,
-            Request = new Bundle.RequestComponent
-            {
-                Method = Bundle.HTTPVerb.PUT,
-                Url = $"{copy.TypeName}/{copy.Id}",
-                IfMatch = old.Meta?.VersionId is { } v ? $"W/\"{v}\"" : null,
-            },
-        };
+        return Update(old, copy);
     }
+
+    /// <summary>An earlier output, withdrawn since, written again as the core made it now (its status and text current).</summary>
+    private Bundle.EntryComponent Restore(Resource old, Resource fresh)
+    {
+        var copy = (Resource)fresh.DeepCopy();
+        copy.Id = old.Id;
+        return Update(old, copy);
+    }
+
+    /// <summary>A PUT of <paramref name="replacement"/> over <paramref name="old"/>, only if nobody changed it since it was read (If-Match).</summary>
+    private Bundle.EntryComponent Update(Resource old, Resource replacement) => new()
+    {
+        FullUrl = $"{fhir.Server}/{old.TypeName}/{old.Id}", // absolute, as a Bundle entry's fullUrl must be
+        Resource = replacement,
+        Request = new Bundle.RequestComponent
+        {
+            Method = Bundle.HTTPVerb.PUT,
+            Url = $"{old.TypeName}/{old.Id}",
+            IfMatch = old.Meta?.VersionId is { } v ? $"W/\"{v}\"" : null,
+        },
+    };
 
     private static string Urn(Resource r) => r switch
     {

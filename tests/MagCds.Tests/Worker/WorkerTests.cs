@@ -115,6 +115,67 @@ public sealed class WorkerTests(StoreProvider provider) : WorkerTestBase(provide
     }
 
     [Test]
+    public async Task A_result_moved_to_another_patient_leaves_nothing_current_on_the_first()
+    {
+        await H.StartAsync();
+        var obs = await Fhir.SeedAsync(Result("p1", 23.5m, "ACC-1"));
+        await H.DrainedAsync(1);
+
+        // The laboratory corrects the patient: the same Observation (same id, same identifier) now belongs to p2. Its
+        // identity in MagCds includes the subject, so the outputs on p1 are found through the Observation's history.
+        obs.Status = ObservationStatus.Corrected;
+        obs.Subject = new ResourceReference("Patient/p2");
+        await Fhir.Client.UpdateAsync(obs);
+        await WaitUntilAsync(async () => (await H.AllAsync<RiskAssessment>()).Count == 2, "the corrected result is assessed");
+        await H.DrainedAsync(2);
+
+        var ras = await H.AllAsync<RiskAssessment>();
+        Assert.That(ras.Where(Current).Select(r => r.Subject!.Reference), Is.EqualTo(new[] { "Patient/p2" }), "one current assessment, on the corrected patient");
+        Assert.That(ras.Single(r => r.Subject!.Reference == "Patient/p1").Status, Is.EqualTo(ObservationStatus.Cancelled));
+        var dis = await H.AllAsync<DetectedIssue>();
+        Assert.That(dis.Where(Current).Select(d => d.Patient!.Reference), Is.EqualTo(new[] { "Patient/p2" }));
+        Assert.That(dis.Single(d => d.Patient!.Reference == "Patient/p1").Status, Is.EqualTo(ObservationStatus.Cancelled));
+    }
+
+    [Test]
+    public async Task Going_back_to_earlier_knowledge_makes_its_assessment_current_again()
+    {
+        string newer = Path.Combine(Path.GetTempPath(), $"knowledge-{Guid.NewGuid():N}.json");
+        System.Text.Json.Nodes.JsonNode doc;
+        await using (var embeddedFile = typeof(MagCds.Core.Knowledge.KnowledgeLoader).Assembly.GetManifestResourceStream("MagCds.Core.Knowledge.knowledge.json")!)
+            doc = (await System.Text.Json.Nodes.JsonNode.ParseAsync(embeddedFile))!;
+        string embedded = doc["version"]!.GetValue<string>();
+        doc["version"] = embedded + "-next";
+        await File.WriteAllTextAsync(newer, doc.ToJsonString());
+        try
+        {
+            await Fhir.SeedAsync(Result("p1", 23.5m, "ACC-1"));
+            await H.StartAsync();
+            await H.DrainedAsync(1);
+
+            // Each run has a new store (no memory of what was assessed), so the result is assessed again each time.
+            await using (var next = await WorkerHarness.CreateAsync(Fhir, Provider, keepServerData: true))
+            {
+                H.Stop();
+                await next.StartAsync(new() { ["MagCds:KnowledgeFile"] = newer });
+                await next.DrainedAsync(1);
+            }
+            await using var back = await WorkerHarness.CreateAsync(Fhir, Provider, keepServerData: true);
+            await back.StartAsync();
+            await back.DrainedAsync(1);
+
+            var ras = await H.AllAsync<RiskAssessment>();
+            Assert.That(ras, Has.Count.EqualTo(2), "the earlier assessment is reused, not made again");
+            Assert.That(ras.Where(Current).Select(KnowledgeVersion), Is.EqualTo(new[] { embedded }), "exactly one current assessment: the one of the knowledge in use");
+            Assert.That(ras.Single(r => !Current(r)).Status, Is.EqualTo(ObservationStatus.Cancelled));
+            var dis = await H.AllAsync<DetectedIssue>();
+            Assert.That(dis, Has.Count.EqualTo(2));
+            Assert.That(dis.Single(Current).Id, Is.EqualTo(dis.OrderBy(d => d.Meta!.LastUpdated).First().Id), "the first DetectedIssue is current again");
+        }
+        finally { File.Delete(newer); }
+    }
+
+    [Test]
     public async Task An_entered_in_error_result_withdraws_its_outputs()
     {
         await H.StartAsync();
@@ -249,6 +310,8 @@ public sealed class WorkerTests(StoreProvider provider) : WorkerTestBase(provide
         Assert.That(sub.Channel.GetExtensionValue<UnsignedInt>(MagCds.Service.Worker.SubscriptionSetup.HeartbeatExtension)?.Value, Is.EqualTo(120));
         Assert.That(sub.Channel.Header, Is.EqualTo(new[] { $"X-MagCds-Secret: {Secret}" }));
     }
+
+    private static string KnowledgeVersion(RiskAssessment r) => r.Method!.Coding[0].Version!;
 
     private StoreOptions StoreOptions() => new()
     {
