@@ -138,6 +138,25 @@ public sealed class WorkerTests(StoreProvider provider) : WorkerTestBase(provide
     }
 
     [Test]
+    public async Task A_server_without_version_history_still_gets_the_amended_result_superseded()
+    {
+        await H.StartAsync();
+        var obs = await Fhir.SeedAsync(Result("p1", 4m, "ACC-1"));
+        await H.DrainedAsync(1);
+
+        await InjectAsync(405, 100, "GET", $"/fhir/R4/Observation/{obs.Id}/_history");
+        ((Quantity)obs.Value!).Value = 23.5m;
+        obs.Status = ObservationStatus.Amended;
+        await Fhir.Client.UpdateAsync(obs);
+        await WaitUntilAsync(async () => (await H.AllAsync<RiskAssessment>()).Count == 2, "the amended result is assessed");
+        await H.DrainedAsync(2);
+
+        Assert.That((await H.AllAsync<RiskAssessment>()).Count(Current), Is.EqualTo(1));
+        Assert.That((await Fhir.RequestsAsync()).Any(r => r.Url.EndsWith("/_history", StringComparison.Ordinal) && r.Status == 405), "the history was asked for");
+        Assert.That(H.Service!.Logs.Lines.Any(l => l.Contains("\"Name\":\"HistoryUnavailable\"", StringComparison.Ordinal)), "the gap is logged");
+    }
+
+    [Test]
     public async Task Going_back_to_earlier_knowledge_makes_its_assessment_current_again()
     {
         string newer = Path.Combine(Path.GetTempPath(), $"knowledge-{Guid.NewGuid():N}.json");
