@@ -112,8 +112,10 @@ public sealed class CardBuilder(Evaluator evaluator)
 
     private CardSource Source(string knowledgeUrl) => new($"MagCds, knowledge {Knowledge.Version}", knowledgeUrl);
 
-    private IReadOnlyList<CardLink> Links() =>
-        Knowledge.SourceReferences.Select(Knowledge.Citation).Select(c => new CardLink(c.Label, c.Url, "absolute")).ToList();
+    /// <summary>Links to the references the source document cites; null (omitted) when the knowledge names none.</summary>
+    private IReadOnlyList<CardLink>? Links() =>
+        Knowledge.SourceReferences.Count == 0 ? null
+            : Knowledge.SourceReferences.Select(Knowledge.Citation).Select(c => new CardLink(c.Label, c.Url, "absolute")).ToList();
 
     private static void AppendReferences(StringBuilder sb, IEnumerable<Citation> citations)
     {

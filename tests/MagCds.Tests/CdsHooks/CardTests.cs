@@ -99,3 +99,22 @@ public class CardTests : ServiceTests
         Assert.That(detail, Does.Contain("<https://doi.org/"), "the references' autolinks are kept");
     }
 }
+
+/// <summary>Cards built directly, for knowledge a deployer may supply that the embedded one does not exercise.</summary>
+public class CardBuilderTests
+{
+    [Test]
+    public void Knowledge_without_source_references_gives_cards_without_links_rather_than_an_empty_list()
+    {
+        var knowledge = CoreUnderTest.Knowledge with { SourceReferences = [] };
+        var evaluator = new MagCds.Core.Evaluation.Evaluator(knowledge, new MagCds.Core.Evaluation.EvaluationOptions());
+        var result = CoreUnderTest.EvaluateFile("Observation-units-above.json", evaluator).Results.Single();
+        var call = new MagCds.Service.CdsHooks.CdsCall("magcds-patient-view", "patient-view", "d1577c69-dfbe-44ad-ba6d-3e05e953b2ea", null, null, "gen", [], null,
+            new Dictionary<string, MagCds.Service.CdsHooks.PrefetchSlot>());
+        var card = new MagCds.Service.CdsHooks.CardBuilder(evaluator).ResultCard(call, result, "https://magcds.example/knowledge", forOrder: false);
+
+        using var json = JsonDocument.Parse(JsonSerializer.Serialize(new MagCds.Service.CdsHooks.CdsResponse([card]), MagCds.Service.CdsHooks.CdsJson.Options));
+        Assert.That(CardRules.Violations(json.RootElement), Is.Empty);
+        Assert.That(json.RootElement.GetProperty("cards")[0].TryGetProperty("links", out _), Is.False);
+    }
+}
