@@ -18,22 +18,49 @@ public static class DeterministicIds
     public sealed record OutputIds(string RiskAssessmentId, string RiskAssessmentUrn, string DetectedIssueId, string DetectedIssueUrn);
 
     /// <summary>
-    /// Who the Observation is: its subject plus its first business identifier, else its literal reference, else
-    /// (a resource with neither) a fingerprint of its content. The subject is part of it so that two patients'
-    /// Observations never share an identity even when a sender reuses logical ids.
+    /// Who the Observation is: its subject plus its first own business identifier, else its logical id, else an order
+    /// or accession number it carries together with its code, else its literal reference, else (a resource with none
+    /// of these) a fingerprint of its content. The subject is part of it so that two patients' Observations never
+    /// share an identity even when a sender reuses logical ids.
     /// </summary>
     private static string ObservationKey(EvaluationInput input)
     {
         var obs = input.Observation;
         string subject = Evaluator.SubjectKey(obs) ?? "no-subject";
-        Identifier? id = null;
-        foreach (var i in obs.Identifier) if (!string.IsNullOrEmpty(i.Value)) { id = i; break; }
+        Identifier? own = null, order = null;
+        foreach (var i in obs.Identifier)
+        {
+            if (string.IsNullOrEmpty(i.Value)) continue;
+            if (!IsOrderLevel(i)) { own = i; break; }
+            order ??= i;
+        }
         Span<byte> hash = stackalloc byte[32];
-        if (id is not null) Hash(hash, subject, "identifier", id.System ?? "", id.Value!);
+        if (own is not null) Hash(hash, subject, "identifier", own.System ?? "", own.Value!);
         else if (!string.IsNullOrEmpty(obs.Id)) Hash(hash, subject, "id", obs.Id);
+        else if (order is not null) Hash(hash, subject, "order-identifier", order.System ?? "", order.Value!, CodeKey(obs));
         else if (input.Reference is not null) Hash(hash, subject, "ref", input.Reference);
         else Hash(hash, subject, "content", Content(obs, ""));
         return Convert.ToHexStringLower(hash);
+    }
+
+    /// <summary>
+    /// An accession, placer or filler order number (HL7 v2 table 0203 ACSN, PLAC, FILL) names a specimen or an order,
+    /// and every result of that order carries it: two anti-MAG results of one order (a BTU value and a titre) would
+    /// otherwise be one Observation to MagCds, each superseding the other's assessment.
+    /// </summary>
+    private static bool IsOrderLevel(Identifier i)
+    {
+        foreach (var c in i.Type?.Coding ?? [])
+            if (c.System == "http://terminology.hl7.org/CodeSystem/v2-0203" && c.Code is "ACSN" or "PLAC" or "FILL") return true;
+        return false;
+    }
+
+    /// <summary>The Observation's codes, in order: which test of an order the result is.</summary>
+    private static string CodeKey(Observation obs)
+    {
+        var sb = new StringBuilder();
+        foreach (var c in obs.Code?.Coding ?? []) sb.Append(c.System).Append('#').Append(c.Code).Append(';');
+        return sb.ToString();
     }
 
     /// <summary>

@@ -137,4 +137,39 @@ public class DeterministicIdsTests
         Assert.That(seen.Where(s => s.Item2 != expected[s.Item1]), Is.Empty);
         Assert.That(seen, Has.Count.EqualTo(400));
     }
+
+    private static Observation WithOrderNumber(string code, string? id = null)
+    {
+        var obs = Result();
+        obs.Id = id;
+        obs.Code = new CodeableConcept(code == "39087-2" ? "http://loinc.org" : "urn:oid:1.2.3.lab", code);
+        obs.Identifier.Add(new Identifier("urn:oid:1.2.3.accession", "A-77")
+        {
+            Type = new CodeableConcept("http://terminology.hl7.org/CodeSystem/v2-0203", "ACSN"),
+        });
+        return obs;
+    }
+
+    private static string Series(Observation obs) => DeterministicIds.Keys(new EvaluationInput(obs, null, "Observation")).Series;
+
+    [Test]
+    public void Two_results_of_one_order_are_two_Observations()
+    {
+        // An accession number is shared by every result of the specimen: alone it would make a BTU value and a titre of
+        // one order the same Observation, each superseding the other's assessment.
+        Assert.That(Series(WithOrderNumber("39087-2")), Is.Not.EqualTo(Series(WithOrderNumber("MAGT"))), "different tests of one order");
+        Assert.That(Series(WithOrderNumber("39087-2", "o1")), Is.Not.EqualTo(Series(WithOrderNumber("39087-2", "o2"))), "different Observation ids");
+
+        // A corrected version of one result (same order number, same test, new value) stays the same Observation.
+        var corrected = WithOrderNumber("39087-2");
+        corrected.Value = new Quantity(32000, "BTU");
+        Assert.That(Series(corrected), Is.EqualTo(Series(WithOrderNumber("39087-2"))));
+
+        // The Observation's own identifier wins over an order number, wherever it is in the list.
+        var own = WithOrderNumber("39087-2");
+        own.Identifier.Add(new Identifier("urn:oid:1.2.3", "LAB-1"));
+        var ownOnly = Result();
+        ownOnly.Identifier.Add(new Identifier("urn:oid:1.2.3", "LAB-1"));
+        Assert.That(Series(own), Is.EqualTo(Series(ownOnly)));
+    }
 }
