@@ -33,7 +33,10 @@ public static class NotificationReader
     private static Notification Backport(Parameters status, IEnumerable<Bundle.EntryComponent> entries)
     {
         string kind = Value(status, "type") ?? "event-notification";
-        string? subscription = (status.Parameter.FirstOrDefault(p => p.Name == "subscription")?.Value as ResourceReference)?.Reference;
+        // Kept as "Subscription/{id}" only: the worker calls $events on it with its credentials, which must never go
+        // to a host a notification names (an absolute reference elsewhere would receive the server's token).
+        string? subscription = (status.Parameter.FirstOrDefault(p => p.Name == "subscription")?.Value as ResourceReference)?.Reference is { } sref
+                               && Parse(sref) is ("Subscription", var sid) ? "Subscription/" + sid : null;
         long? since = long.TryParse(Value(status, "events-since-subscription-start"), out long s) ? s : null;
 
         var numbers = new List<long>();
@@ -59,6 +62,9 @@ public static class NotificationReader
         : r is null && fullUrl is not null ? Parse(fullUrl)
         : null;
 
+    /// <summary>A FHIR logical id: 1–64 of A–Z, a–z, 0–9, '-' and '.' (nothing that changes a URL it is put into).</summary>
+    private static bool IsFhirId(string id) => id.Length is > 0 and <= 64 && id.All(c => char.IsAsciiLetterOrDigit(c) || c is '-' or '.');
+
     /// <summary>"Observation/1", "https://server/fhir/Observation/1" or ".../Observation/1/_history/2" → (Observation, 1).</summary>
     public static (string Type, string Id)? Parse(string reference)
     {
@@ -66,7 +72,7 @@ public static class NotificationReader
         int h = r.IndexOf("/_history/", StringComparison.Ordinal);
         if (h >= 0) r = r[..h];
         var parts = r.TrimEnd('/').Split('/');
-        if (parts.Length < 2 || parts[^1].Length == 0 || parts[^2].Length == 0 || !char.IsUpper(parts[^2][0])) return null;
+        if (parts.Length < 2 || !IsFhirId(parts[^1]) || parts[^2].Length == 0 || !char.IsUpper(parts[^2][0]) || !parts[^2].All(char.IsAsciiLetter)) return null;
         return (parts[^2], parts[^1]);
     }
 }

@@ -71,6 +71,20 @@ public sealed class NotificationTests(StoreProvider provider) : WorkerTestBase(p
     }
 
     [Test]
+    public async Task A_subscription_named_on_another_host_is_asked_for_events_on_the_configured_server_only()
+    {
+        // Anyone who can read the channel secret could name a Subscription on their own host; the worker's credentials
+        // must only ever go to the configured FHIR server.
+        static string Elsewhere(string file) => TestFiles.Text("Notifications/" + file)
+            .Replace("\"reference\": \"Subscription/lab-anti-mag\"", "\"reference\": \"http://127.0.0.1:9/fhir/Subscription/lab-anti-mag\"", StringComparison.Ordinal);
+        using (await SendAsync(HttpMethod.Post, Endpoint, Elsewhere("Bundle-backport-id-only-event-1.json"))) { }
+        await H.DrainedAsync(1);
+        using (await SendAsync(HttpMethod.Post, Endpoint, Elsewhere("Bundle-backport-full-resource-event-4.json"))) { }
+        await WaitUntilAsync(async () => (await AssessedAsync()).Count == 4, "the missed results are assessed");
+        Assert.That((await Fhir.RequestsAsync()).Select(r => r.Url), Has.Some.Contains("/fhir/R4/Subscription/lab-anti-mag/$events?eventsSinceNumber=2"));
+    }
+
+    [Test]
     public async Task A_heartbeat_announcing_unseen_events_starts_a_catch_up()
     {
         using (await NotifyAsync("Bundle-backport-handshake.json")) { }
