@@ -101,12 +101,13 @@ public sealed partial class AssessmentWriter(Evaluator evaluator, WorkerFhirClie
         Bundle? page;
         try
         {
-            page = await client.HistoryAsync(input.Reference!, ct: ct);
+            page = await Call(() => client.HistoryAsync(input.Reference!, ct: ct), allowGone: false);
         }
-        catch (FhirOperationException e) when (e.Status is HttpStatusCode.BadRequest or HttpStatusCode.NotFound or HttpStatusCode.MethodNotAllowed or HttpStatusCode.NotImplemented)
+        catch (WorkFailure e) when (e.Reason is "http-400" or "http-404" or "http-405" or "http-501")
         {
             // A server without version history: the outputs of the current identity are still found and marked.
-            HistoryUnavailable(logger, (int)e.Status);
+            // Everything else (a refused token, a busy server) is retried like any other call.
+            HistoryUnavailable(logger, e.Reason);
             return found;
         }
         while (page is not null)
@@ -140,7 +141,7 @@ public sealed partial class AssessmentWriter(Evaluator evaluator, WorkerFhirClie
     }
 
     [LoggerMessage(Level = LogLevel.Warning, Message = "The FHIR server answered {Status} to an Observation's history: outputs made under an earlier subject or identifier of a corrected result cannot be found and marked")]
-    private static partial void HistoryUnavailable(ILogger logger, int status);
+    private static partial void HistoryUnavailable(ILogger logger, string status);
 
     private static Bundle.EntryComponent ConditionalCreate(Resource r)
     {

@@ -157,6 +157,25 @@ public sealed class WorkerTests(StoreProvider provider) : WorkerTestBase(provide
     }
 
     [Test]
+    public async Task A_refused_history_read_is_retried_not_dead_lettered()
+    {
+        await H.StartAsync();
+        var obs = await Fhir.SeedAsync(Result("p1", 4m, "ACC-1"));
+        await H.DrainedAsync(1);
+
+        await InjectAsync(401, 1, "GET", $"/fhir/R4/Observation/{obs.Id}/_history");
+        ((Quantity)obs.Value!).Value = 23.5m;
+        obs.Status = ObservationStatus.Amended;
+        await Fhir.Client.UpdateAsync(obs);
+        await WaitUntilAsync(async () => (await H.AllAsync<RiskAssessment>()).Count == 2, "the amended result is assessed");
+        await H.DrainedAsync(2);
+
+        Assert.That((await H.AllAsync<RiskAssessment>()).Count(Current), Is.EqualTo(1));
+        Assert.That((await Fhir.RequestsAsync()).Count(r => r.Url.EndsWith("/_history", StringComparison.Ordinal)), Is.GreaterThanOrEqualTo(2), "read again after the 401");
+        Assert.That((await H.QueueAsync()).GetProperty("deadLetters").GetInt64(), Is.Zero);
+    }
+
+    [Test]
     public async Task Going_back_to_earlier_knowledge_makes_its_assessment_current_again()
     {
         string newer = Path.Combine(Path.GetTempPath(), $"knowledge-{Guid.NewGuid():N}.json");
