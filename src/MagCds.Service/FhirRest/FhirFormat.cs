@@ -149,11 +149,21 @@ public static class FhirWire
 
         var list = errors.ToList();
         if (trailing && list.Count == 0) throw Unparseable("there is more data after the resource.");
-        if (list.Count == 0 && resource is not null) return new ParsedBody(resource, new Dictionary<int, string>());
+        // A JSON null in Bundle.entry stays in the list as a null, and the parser reports it at the index after the
+        // last entry: the null becomes an empty entry reported at its own place, and that misplaced report is dropped.
+        var nullEntries = new Dictionary<int, string>();
+        if (resource is Bundle withNulls && withNulls.Entry.Contains(null!))
+        {
+            for (int i = 0; i < withNulls.Entry.Count; i++)
+                if (withNulls.Entry[i] is null) { withNulls.Entry[i] = new Bundle.EntryComponent(); nullEntries[i] = "The entry is null."; }
+            list.RemoveAll(e => EntryIndex(e) >= withNulls.Entry.Count);
+        }
+        if (list.Count == 0 && resource is not null) return new ParsedBody(resource, nullEntries);
         if (resource is Bundle bundle && list.All(e => EntryIndex(e) is not null))
         {
             var bad = list.GroupBy(e => EntryIndex(e)!.Value)
                 .ToDictionary(g => g.Key, g => string.Join(" ", g.Select(e => FirstLine(e.Message))));
+            foreach (var (i, why) in nullEntries) bad.TryAdd(i, why);
             // A half-read resource must never reach a door (reading its invalid status code would throw, found by
             // fuzzing a CDS Hooks prefetch): a bad entry keeps its place, for the reports by index, without its resource.
             try

@@ -106,6 +106,29 @@ public class ErrorTests : ServiceTests
         });
     }
 
+    [TestCase(0)]
+    [TestCase(1)]
+    [TestCase(3)]
+    public async Task A_null_bundle_entry_is_reported_at_its_place_and_the_others_are_evaluated(int at)
+    {
+        var bundle = TestFiles.Resource<Bundle>("Bundle-two-patients.json");
+        using var doc = System.Text.Json.JsonDocument.Parse(Http.Text(bundle, FhirFormat.Json));
+        var entries = doc.RootElement.GetProperty("entry").EnumerateArray().Select(e => e.GetRawText()).ToList();
+        entries.Insert(Math.Min(at, entries.Count), "null");
+        string json = Http.Text(bundle, FhirFormat.Json);
+        int start = json.IndexOf("\"entry\":[", StringComparison.Ordinal) + "\"entry\":[".Length;
+        int end = json.LastIndexOf(']');
+        json = json[..start] + string.Join(",", entries) + json[end..];
+
+        var resp = await Client.PostAsync(Http.Evaluate, Http.Raw(json, "application/fhir+json"));
+        Assert.That(resp.StatusCode, Is.EqualTo(HttpStatusCode.OK));
+        var p = (Parameters)await Http.ReadAsync(resp);
+        var outcome = (OperationOutcome)p.Parameter.Single(x => x.Name == "outcome").Resource!;
+        var bad = outcome.Issue.Single(i => i.Details != null && i.Details.Coding.Any(c => c.Code == "unparseable-entry"));
+        Assert.That(bad.Expression, Is.EqualTo(new[] { $"Bundle.entry[{Math.Min(at, entries.Count - 1)}]" }));
+        Assert.That(p.Parameter.Count(x => x.Name == "riskAssessment"), Is.EqualTo(entries.Count - 1), "every other entry is evaluated");
+    }
+
     [TestCase("text/html", 406)]
     [TestCase("application/fhir+xml", 200)]
     [TestCase("application/fhir+json;q=0.5, application/fhir+xml;q=0.9", 200)]
