@@ -80,7 +80,7 @@ public static class MagEvaluateOperation
                 continue;
             }
             if (b.Entry[i].Resource is Observation o)
-                inputs.Add(new EvaluationInput(o, b.Entry[i].FullUrl ?? LocalReference(o), at + ".resource"));
+                inputs.Add(new EvaluationInput(o, LocalReference(o) ?? b.Entry[i].FullUrl, at + ".resource"));
         }
         if (inputs.Count == 0 && issues.Count == 0)
             throw new FhirRequestException(StatusCodes.Status422UnprocessableEntity, OutcomeCodes.NotAntiMag, "The Bundle holds no Observation.");

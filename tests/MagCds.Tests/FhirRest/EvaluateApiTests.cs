@@ -71,4 +71,19 @@ public class EvaluateApiTests(FhirFormat format) : ServiceTests
             Assert.That(outcome.Issue.Single(i => Http.Codes(new OperationOutcome { Issue = [i] }).Contains("missing-value")).Expression, Is.EqualTo(new[] { "Bundle.entry[4].resource" }));
         });
     }
+
+    [Test]
+    public async Task A_bundle_entry_with_an_id_is_referred_to_by_its_id_not_its_fullUrl()
+    {
+        // FHIR-Converter writes fullUrl urn:uuid:X and id X (request PUT Observation/X): the outputs live outside that
+        // Bundle, where only Observation/X resolves.
+        var obs = TestFiles.Resource<Observation>("Observation-btu-medium.json");
+        obs.Id = "0a1b2c3d-0000-4000-8000-000000000009";
+        var bundle = new Bundle { Type = Bundle.BundleType.Batch };
+        bundle.Entry.Add(new Bundle.EntryComponent { FullUrl = "urn:uuid:" + obs.Id, Resource = obs });
+        var (resp, body) = await Http.PostAsync(Client, Http.Evaluate, Http.Body(bundle, format), format);
+        Assert.That(resp.StatusCode, Is.EqualTo(HttpStatusCode.OK));
+        var ra = (RiskAssessment)((Parameters)body).Parameter.Single(x => x.Name == "riskAssessment").Resource!;
+        Assert.That(ra.Basis.Single().Reference, Is.EqualTo("Observation/" + obs.Id));
+    }
 }
