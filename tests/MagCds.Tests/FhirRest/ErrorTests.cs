@@ -36,6 +36,7 @@ public class ErrorTests : ServiceTests
         yield return Case("Parameters without observation", "{\"resourceType\":\"Parameters\",\"id\":\"p1\"}", "application/fhir+json", 400, "invalid-parameters");
         yield return Case("Parameters with a value, not a resource", "{\"resourceType\":\"Parameters\",\"parameter\":[{\"name\":\"observation\",\"valueString\":\"x\"}]}", "application/fhir+json", 400, "invalid-parameters");
         yield return Case("empty Bundle", "{\"resourceType\":\"Bundle\",\"type\":\"batch\"}", "application/fhir+json", 422, "not-anti-mag");
+        yield return Case("nothing evaluated", TestFiles.Text("Observation-wrong-code.json"), "application/fhir+json", 422, "nothing-evaluated");
     }
 
     [TestCaseSource(nameof(BadBodies))]
