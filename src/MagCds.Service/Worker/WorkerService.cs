@@ -62,8 +62,21 @@ public sealed partial class WorkerService(
 
                 var items = await queue.LeaseAsync(_owner, o.Concurrency * 2, TimeSpan.FromSeconds(o.LeaseSeconds), stoppingToken);
                 if (items.Count > 0)
-                    await Parallel.ForEachAsync(items, new ParallelOptions { MaxDegreeOfParallelism = o.Concurrency, CancellationToken = stoppingToken },
-                        async (item, ct) => await ProcessAsync(item, ct));
+                {
+                    var started = new System.Collections.Concurrent.ConcurrentDictionary<long, bool>();
+                    try
+                    {
+                        await Parallel.ForEachAsync(items, new ParallelOptions { MaxDegreeOfParallelism = o.Concurrency, CancellationToken = stoppingToken },
+                            async (item, ct) => { started[item.Id] = true; await ProcessAsync(item, ct); });
+                    }
+                    catch (OperationCanceledException) when (stoppingToken.IsCancellationRequested)
+                    {
+                        // Stopping: rows leased in this batch but never started go back now, not counted as attempts.
+                        foreach (var item in items.Where(i => !started.ContainsKey(i.Id)))
+                            await queue.RetryAsync(item, _owner, "shutdown", TimeSpan.Zero, CancellationToken.None, failed: false);
+                        throw;
+                    }
+                }
                 metrics.Queue(await queue.StatsAsync(stoppingToken));
                 if (items.Count == 0) await signal.WaitAsync(TimeSpan.FromSeconds(1), stoppingToken);
             }
@@ -83,6 +96,14 @@ public sealed partial class WorkerService(
         {
             metrics.Ignored(item.ResourceType);
             await queue.CompleteAsync(item, _owner, "ignored-type", CancellationToken.None);
+            return;
+        }
+        // A row leased with its batch may have waited for a free slot longer than its lease, and another replica may
+        // have leased it meanwhile: it is processed only if this worker still holds it.
+        var lease = TimeSpan.FromSeconds(options.Value.LeaseSeconds);
+        if (!await queue.RenewAsync(item, _owner, lease, ct))
+        {
+            LeaseLost(logger, item.ResourceType, item.ResourceId);
             return;
         }
         // The lease is renewed while the item is processed (several FHIR calls, each with retries, can outlast it); if
@@ -135,26 +156,34 @@ public sealed partial class WorkerService(
         }
     }
 
-    /// <summary>Renews the item's lease every third of its length until processing ends; cancels the work if it was lost.</summary>
+    /// <summary>
+    /// Renews the item's lease every third of its length until processing ends. The work is cancelled when the lease
+    /// was lost, or when the store could not confirm it and it would run out before the next try: past that point
+    /// another replica may take the row, and two must never write back the same result at once.
+    /// </summary>
     private async Task RenewLeaseAsync(WorkItem item, CancellationTokenSource leaseLost, CancellationToken processed)
     {
         var lease = TimeSpan.FromSeconds(options.Value.LeaseSeconds);
+        var confirmedUntil = time.GetUtcNow() + lease; // renewed just before processing started
         try
         {
             while (true)
             {
                 await Task.Delay(lease / 3, time, processed);
-                if (!await queue.RenewAsync(item, _owner, lease, processed))
+                bool? renewed;
+                try { renewed = await queue.RenewAsync(item, _owner, lease, processed); }
+                catch (Exception e) when (e is System.Data.Common.DbException or InvalidOperationException) { renewed = null; }
+                if (renewed == true) confirmedUntil = time.GetUtcNow() + lease;
+                else if (renewed == false || time.GetUtcNow() + lease / 3 >= confirmedUntil)
                 {
                     await leaseLost.CancelAsync();
                     return;
                 }
             }
         }
-        catch (Exception e) when (e is OperationCanceledException or System.Data.Common.DbException or InvalidOperationException)
+        catch (OperationCanceledException)
         {
-            // Processing ended, or the store is unreachable (then the work cannot be recorded either: the lease runs
-            // out and the row is retried). Renewal is best effort; it never fails the work itself.
+            // Processing ended.
         }
     }
 
