@@ -138,8 +138,24 @@ public static class DeterministicIds
             sb.Append('-');
             Number(sb, r.High?.Value);
             sb.Append(r.High?.Unit);
+            // Added later, each only when present (so the ids of inputs without them stay as they were): the range's
+            // text decides whether its high limit is inclusive, and a population-specific range is not used at all.
+            if (r.Text is { } text) sb.Append("|rt").Append(text);
+            if (r.AppliesTo.Count > 0 || r.Age is not null) sb.Append("|rs");
         }
-        foreach (var i in obs.Interpretation) foreach (var c in i.Coding) sb.Append("|in").Append(c.Code);
+        foreach (var i in obs.Interpretation)
+            foreach (var c in i.Coding)
+            {
+                sb.Append("|in").Append(c.Code);
+                if (c.System is { } system && system != V3Interpretation) sb.Append('@').Append(system); // only v3 codes are flags
+            }
+        // The assay profile is matched on method and performer too.
+        if (obs.Method is { } method)
+        {
+            sb.Append("|me").Append(method.Text);
+            foreach (var c in method.Coding) sb.Append(';').Append(c.System).Append('#').Append(c.Code).Append('#').Append(c.Display);
+        }
+        foreach (var p in obs.Performer) sb.Append("|pf").Append(p.Display).Append('#').Append(p.Identifier?.Value);
         return sb.ToString();
     }
 
@@ -179,6 +195,8 @@ public static class DeterministicIds
         }
         if (rented is not null) System.Buffers.ArrayPool<byte>.Shared.Return(rented);
     }
+
+    private const string V3Interpretation = "http://terminology.hl7.org/CodeSystem/v3-ObservationInterpretation";
 
     [ThreadStatic] private static IncrementalHash? _sha256;
     [ThreadStatic] private static StringBuilder? _content;

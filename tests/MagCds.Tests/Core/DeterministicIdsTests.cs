@@ -172,4 +172,27 @@ public class DeterministicIdsTests
         ownOnly.Identifier.Add(new Identifier("urn:oid:1.2.3", "LAB-1"));
         Assert.That(Series(own), Is.EqualTo(Series(ownOnly)));
     }
+
+    [Test]
+    public void Every_field_the_interpretation_reads_changes_the_version_of_a_result_without_versionId()
+    {
+        static string Version(Action<Observation> change)
+        {
+            var obs = Result();
+            obs.ReferenceRange.Add(new Observation.ReferenceRangeComponent { High = new Quantity(1500, "BTU") });
+            change(obs);
+            return DeterministicIds.VersionKey(obs);
+        }
+        string plain = Version(_ => { });
+        Assert.Multiple(() =>
+        {
+            // "<1500 BTU" makes 1500 raised where the bare high limit does not.
+            Assert.That(Version(o => o.ReferenceRange[0].Text = "<1500 BTU"), Is.Not.EqualTo(plain), "range text");
+            Assert.That(Version(o => o.ReferenceRange[0].Age = new Hl7.Fhir.Model.Range { Low = new Quantity(18, "a") }), Is.Not.EqualTo(plain), "range for an age group");
+            Assert.That(Version(o => o.Interpretation.Add(new CodeableConcept("urn:oid:1.2.3.local-flags", "H"))),
+                Is.Not.EqualTo(Version(o => o.Interpretation.Add(new CodeableConcept("http://terminology.hl7.org/CodeSystem/v3-ObservationInterpretation", "H")))), "flag system");
+            Assert.That(Version(o => o.Method = new CodeableConcept { Text = "ELISA" }), Is.Not.EqualTo(plain), "method");
+            Assert.That(Version(o => o.Performer.Add(new ResourceReference { Display = "Central lab" })), Is.Not.EqualTo(plain), "performer");
+        });
+    }
 }
