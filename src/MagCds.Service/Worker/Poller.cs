@@ -40,6 +40,17 @@ public sealed class Poller(WorkerFhirClient fhir, WorkQueue queue, Evaluator eva
     public Task AnsweredAsync(string token, CancellationToken ct) =>
         queue.EnqueueAndClearStateAsync(fhir.Server, [], "poll", RequestKey, token, ct);
 
+    /// <summary>
+    /// At the worker's start: with no cursor and no <c>PollFrom</c>, the cursor is set to now, so that the first poll
+    /// (an interval poll, or one a notification asks for while interval polling is off) covers every change since the
+    /// worker started instead of starting from the moment it runs.
+    /// </summary>
+    public async Task StartAsync(CancellationToken ct)
+    {
+        if (Instant(options.Value.PollFrom) is null && await queue.GetStateAsync(fhir.Server, CursorKey, ct) is null)
+            await queue.SetStateAsync(fhir.Server, CursorKey, Format(time.GetUtcNow()), ct);
+    }
+
     /// <summary>Polls once; returns how many Observations were queued.</summary>
     public async Task<int> PollAsync(CancellationToken ct)
     {

@@ -25,7 +25,7 @@ public sealed partial class WorkerService(
     protected override async Task ExecuteAsync(CancellationToken stoppingToken)
     {
         var o = options.Value;
-        bool subscribed = !o.Subscription.Create;
+        bool subscribed = !o.Subscription.Create, cursorReady = false;
         DateTimeOffset nextPoll = time.GetUtcNow(), retryRequestedPoll = time.GetUtcNow(), nextSubscribe = time.GetUtcNow(), nextPurge = time.GetUtcNow();
         Started(logger, o.PollIntervalSeconds, o.Subscription.Create);
 
@@ -34,6 +34,7 @@ public sealed partial class WorkerService(
             try
             {
                 var now = time.GetUtcNow();
+                if (!cursorReady) cursorReady = await TryAsync("start-cursor", stoppingToken, () => poller.StartAsync(stoppingToken));
                 if (!subscribed && now >= nextSubscribe)
                 {
                     subscribed = await TryAsync("subscribe", stoppingToken, async () =>

@@ -47,6 +47,24 @@ public sealed class WorkerTests(StoreProvider provider) : WorkerTestBase(provide
     }
 
     [Test]
+    public async Task With_polling_off_and_no_start_date_the_first_poll_asked_for_finds_results_since_the_start()
+    {
+        await H.StartAsync(new() { ["MagCds:Worker:PollIntervalSeconds"] = "0", ["MagCds:Worker:PollFrom"] = "" });
+        await Task.Delay(TimeSpan.FromSeconds(1.5)); // the worker is up and has taken its starting point
+        var obs = await Fhir.SeedAsync(Result("p1", 23.5m, "ACC-1"));
+
+        // A classic rest-hook notification without a body asks for a poll; it is the first poll this store ever runs.
+        using (var req = new HttpRequestMessage(HttpMethod.Post, "/worker/notifications"))
+        {
+            req.Headers.Add("X-MagCds-Secret", Secret);
+            using var resp = await H.Client.SendAsync(req);
+            Assert.That(resp.StatusCode, Is.EqualTo(HttpStatusCode.OK));
+        }
+        await WaitUntilAsync(async () => (await H.AllAsync<RiskAssessment>()).Count == 1, "the result written after the start is found by that poll");
+        Assert.That((await H.AllAsync<RiskAssessment>())[0].Basis[0].Reference, Is.EqualTo("Observation/" + obs.Id));
+    }
+
+    [Test]
     public async Task A_rerun_from_scratch_creates_nothing_new()
     {
         for (int i = 0; i < 6; i++) await Fhir.SeedAsync(Result($"p{i}", 23.5m, $"ACC-{i}"));
