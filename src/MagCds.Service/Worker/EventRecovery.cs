@@ -59,7 +59,9 @@ public sealed class EventRecovery(WorkQueue queue, WorkerFhirClient fhir, Worker
                 var bundle = await client.GetAsync($"{subscription}/$events?eventsSinceNumber={gap.From}&eventsUntilNumber={gap.To}&content=id-only", ct) as Bundle;
                 var n = bundle is null ? NotificationReader.Ping : NotificationReader.Read(bundle);
                 resources = n.Resources;
-                poll = n.NeedsPoll;
+                // A server that keeps a limited event history (or pages $events) may return only some of the gap: a
+                // catch-up poll then finds the rest, rather than the gap being cleared with events still missing.
+                poll = n.NeedsPoll || !Covers(n.EventNumbers, gap.From, gap.To);
             }
             catch (FhirOperationException e) when ((int)e.Status is 400 or 404 or 405 or 501)
             {
@@ -74,6 +76,10 @@ public sealed class EventRecovery(WorkQueue queue, WorkerFhirClient fhir, Worker
             if (poll) signal.Wake();
         }
     }
+
+    /// <summary>Whether the event numbers returned include every number of the gap.</summary>
+    public static bool Covers(IReadOnlyList<long> numbers, long from, long to) =>
+        numbers.Where(n => n >= from && n <= to).Distinct().LongCount() == to - from + 1;
 
     private static (long From, long To)? Range(string? s) =>
         s?.Split('-') is [var a, var b] && long.TryParse(a, CultureInfo.InvariantCulture, out long from) && long.TryParse(b, CultureInfo.InvariantCulture, out long to) ? (from, to) : null;
