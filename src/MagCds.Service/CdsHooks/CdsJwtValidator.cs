@@ -95,8 +95,12 @@ public sealed partial class CdsJwtValidator(
 public sealed class JwksProvider(IHttpClientFactory http, TimeProvider time)
 {
     public const string HttpClientName = "cds-hooks-jwks";
-    private readonly ConcurrentDictionary<string, (JsonWebKeySet Keys, DateTimeOffset Fetched)> _cache = new(StringComparer.Ordinal);
-    private readonly SemaphoreSlim _gate = new(1, 1);
+
+    /// <summary>A source's keys (null until a fetch succeeded), when they were fetched, and when a fetch was last tried.</summary>
+    private sealed record Entry(JsonWebKeySet? Keys, DateTimeOffset Fetched, DateTimeOffset Attempted);
+
+    private readonly ConcurrentDictionary<string, Entry> _cache = new(StringComparer.Ordinal);
+    private readonly ConcurrentDictionary<string, SemaphoreSlim> _gates = new(StringComparer.Ordinal);
     private static readonly TimeSpan CacheFor = TimeSpan.FromMinutes(10), RetryAfter = TimeSpan.FromSeconds(30);
 
     public async Task<SecurityKey?> FindKeyAsync(string source, string kid, CancellationToken ct)
@@ -104,28 +108,27 @@ public sealed class JwksProvider(IHttpClientFactory http, TimeProvider time)
         var now = time.GetUtcNow();
         if (_cache.TryGetValue(source, out var hit))
         {
-            var key = Find(hit.Keys, kid);
+            var key = hit.Keys is null ? null : Find(hit.Keys, kid);
             if (key is not null && now - hit.Fetched < CacheFor) return key;
-            if (key is null && now - hit.Fetched < RetryAfter) return null;
+            // Tried within the last 30 s (an unknown kid, or a JWKS endpoint that is down): the keys known are used as
+            // they are, so a failing or rotating EHR costs one fetch per 30 s, not one per call.
+            if (now - hit.Attempted < RetryAfter) return key;
         }
-        await _gate.WaitAsync(ct);
+        // One gate per source: one EHR's slow JWKS endpoint never holds up the calls of another.
+        var gate = _gates.GetOrAdd(source, _ => new SemaphoreSlim(1, 1));
+        await gate.WaitAsync(ct);
         try
         {
-            // Calls that waited here while another refreshed the same source use its result instead of fetching again.
-            if (_cache.TryGetValue(source, out var fresh) && fresh.Fetched >= now) return Find(fresh.Keys, kid);
+            // Calls that waited here while another tried the same source use its outcome instead of fetching again.
+            if (_cache.TryGetValue(source, out var fresh) && fresh.Attempted >= now) return fresh.Keys is null ? null : Find(fresh.Keys, kid);
             var keys = await LoadAsync(source, ct);
-            // A failed refresh keeps the keys already known (an EHR's JWKS endpoint being down does not lock it out),
-            // and the next attempt waits 30 s, so calls in the meantime do not each wait for a failing fetch.
-            if (keys is null)
-            {
-                if (hit.Keys is null) return null;
-                _cache[source] = (hit.Keys, time.GetUtcNow() - CacheFor + RetryAfter);
-                return Find(hit.Keys, kid);
-            }
-            _cache[source] = (keys, time.GetUtcNow());
-            return Find(keys, kid);
+            var at = time.GetUtcNow();
+            // A failed fetch keeps the keys already known (an EHR's JWKS endpoint being down does not lock it out).
+            var entry = keys is null ? new Entry(fresh?.Keys, fresh?.Fetched ?? DateTimeOffset.MinValue, at) : new Entry(keys, at, at);
+            _cache[source] = entry;
+            return entry.Keys is null ? null : Find(entry.Keys, kid);
         }
-        finally { _gate.Release(); }
+        finally { gate.Release(); }
     }
 
     private static SecurityKey? Find(JsonWebKeySet set, string kid) =>

@@ -134,6 +134,39 @@ public class JkuTests
     }
 
     [Test]
+    public async Task A_failing_jwks_url_is_tried_once_per_30_seconds_not_once_per_call()
+    {
+        using var kit = new CdsKit();
+        int fetches = 0;
+        var jwksApp = WebApplication.CreateBuilder();
+        jwksApp.WebHost.UseUrls("http://127.0.0.1:0");
+        await using var jwks = jwksApp.Build();
+        jwks.MapGet("/jwks", () => { Interlocked.Increment(ref fetches); return Results.StatusCode(404); });
+        await jwks.StartAsync();
+        string jku = jwks.Urls.Single() + "/jwks";
+        var clock = new FixedClock(DateTimeOffset.UtcNow);
+        var settings = kit.TrustSettings(jku);
+        settings.Remove("MagCds:CdsHooks:TrustedIssuers:0:JwksFile");
+        await using var factory = new MagCdsFactory(settings, clock);
+        var client = factory.CreateClient();
+        string aud = CdsKit.Base + "/cds-services/magcds-patient-view";
+        string body = CdsKit.PatientView("pat-oakhaven", []);
+        var header = new Dictionary<string, object> { ["jku"] = jku };
+        async Task<HttpStatusCode> Call() => (await client.SendAsync(CdsKit.Post("/cds-services/magcds-patient-view", body,
+            kit.Token(aud, issued: clock.Now.UtcDateTime, expires: clock.Now.UtcDateTime.AddMinutes(5), header: header)))).StatusCode;
+
+        Assert.That(await Call(), Is.EqualTo(HttpStatusCode.Unauthorized));
+        int afterFirst = fetches;
+        Assert.That(afterFirst, Is.GreaterThan(0));
+        for (int i = 0; i < 5; i++) Assert.That(await Call(), Is.EqualTo(HttpStatusCode.Unauthorized));
+        Assert.That(fetches, Is.EqualTo(afterFirst), "no new fetch within 30 s of a failed one");
+        clock.Now += TimeSpan.FromSeconds(31);
+        Assert.That(await Call(), Is.EqualTo(HttpStatusCode.Unauthorized));
+        Assert.That(fetches, Is.GreaterThan(afterFirst), "tried again after 30 s");
+        await jwks.StopAsync();
+    }
+
+    [Test]
     public async Task Known_keys_stay_usable_while_the_issuers_jwks_url_is_down()
     {
         // Cached keys are refreshed after 10 minutes; a refresh that fails keeps them instead of refusing every call.
