@@ -389,11 +389,28 @@ public sealed class OutputBuilder(KnowledgeBase knowledge, CanonicalUrls canonic
 
     /// <summary>DetectedIssue.patient is Reference(Patient): only a subject that is (or may be) a Patient is copied.</summary>
     private static ResourceReference? PatientReference(Observation obs) =>
-        obs.Subject?.Reference is { } r && !r.StartsWith("Patient/", StringComparison.Ordinal) && !r.StartsWith("urn:", StringComparison.Ordinal) && !r.Contains("/Patient/", StringComparison.Ordinal)
+        obs.Subject?.Reference is ['#', ..] ? (ContainedSubject(obs) is { Type: "Patient" } contained ? contained : null)
+        : obs.Subject?.Reference is { } r && !r.StartsWith("Patient/", StringComparison.Ordinal) && !r.StartsWith("urn:", StringComparison.Ordinal) && !r.Contains("/Patient/", StringComparison.Ordinal)
             ? null
             : SubjectCopy(obs);
 
     /// <summary>The evaluator only builds outputs for Observations with a subject.</summary>
     private static ResourceReference SubjectCopy(Observation obs) =>
-        (ResourceReference)(obs.Subject ?? throw new InvalidOperationException("Outputs need a subject.")).DeepCopy();
+        obs.Subject is { Reference: ['#', ..] } ? ContainedSubject(obs)
+        : (ResourceReference)(obs.Subject ?? throw new InvalidOperationException("Outputs need a subject.")).DeepCopy();
+
+    /// <summary>
+    /// A subject contained in the Observation ("#p") means nothing inside another resource (FHIR's ref-1: a local
+    /// reference must resolve in the same resource). The outputs name it by its business identifier instead, or, with
+    /// none, say where it is, without copying the contained resource (and its demographics) into them.
+    /// </summary>
+    private static ResourceReference ContainedSubject(Observation obs)
+    {
+        var contained = obs.Contained.FirstOrDefault(c => "#" + c.Id == obs.Subject!.Reference);
+        var identifier = (contained as Patient)?.Identifier.FirstOrDefault(i => !string.IsNullOrEmpty(i.Value))
+                         ?? (contained as Group)?.Identifier.FirstOrDefault(i => !string.IsNullOrEmpty(i.Value));
+        return identifier is not null
+            ? new ResourceReference { Type = contained!.TypeName, Identifier = (Identifier)identifier.DeepCopy() }
+            : new ResourceReference { Type = contained?.TypeName, Display = "the subject contained in the evaluated Observation (it has no business identifier)" };
+    }
 }

@@ -221,6 +221,29 @@ public class EvaluationCaseTests
         Assert.That(i.Basis!.HighInclusive, Is.EqualTo(inclusive));
     }
 
+    [TestCase("M-1")]
+    [TestCase(null)]
+    public void A_contained_subject_is_named_in_the_outputs_without_a_local_reference(string? mrn)
+    {
+        var obs = TestFiles.Resource<Observation>("Observation-units-above.json");
+        obs.Contained.Add(new Patient { Id = "p", Identifier = mrn is null ? [] : [new Identifier("https://hospital.example/mrn", mrn)] });
+        obs.Subject = new ResourceReference("#p");
+        var result = CoreUnderTest.Evaluator.Evaluate(EvaluationRequest.Of(new EvaluationInput(obs, "Observation/contained-subject", "observation"))).Results.Single();
+        var ra = result.RiskAssessment!;
+        var di = result.DetectedIssue!;
+        Assert.Multiple(() =>
+        {
+            Assert.That(ra.Subject!.Reference, Is.Null, "'#p' would not resolve inside the RiskAssessment");
+            Assert.That(ra.Subject.Type, Is.EqualTo("Patient"));
+            Assert.That(ra.Subject.Identifier?.Value, Is.EqualTo(mrn));
+            Assert.That(di.Patient?.Identifier?.Value, Is.EqualTo(mrn));
+            Assert.That(ra.Contained, Is.Empty, "the contained Patient is not copied");
+            Assert.That(FhirValidation.Problems(ra), Is.Empty);
+            Assert.That(FhirValidation.Problems(di), Is.Empty);
+        });
+        if (mrn is null) Assert.That(ra.Subject.Display, Does.Contain("contained"));
+    }
+
     [Test]
     public void Contained_subjects_of_two_observations_are_two_patients_unless_an_identifier_says_otherwise()
     {
