@@ -130,7 +130,8 @@ public sealed class Evaluator
             case ObservationStatus.EnteredInError:
                 return new InputResult(input, InputOutcome.Retracted, null, _outputs.Retraction(input, current.Keys), null,
                     [new CoreIssue(OutcomeCodes.Retracted, OperationOutcome.IssueSeverity.Information,
-                        "The Observation is entered-in-error: every earlier MagCds output for it is retracted (see the returned RiskAssessment).", input.Location)]);
+                        "The Observation is entered-in-error: every earlier MagCds output for it is retracted (see the returned RiskAssessment).", input.Location),
+                     .. NoIdentity(current, input)]);
             case ObservationStatus.Final or ObservationStatus.Amended or ObservationStatus.Corrected or ObservationStatus.Preliminary:
                 break;
             default:
@@ -156,8 +157,20 @@ public sealed class Evaluator
                 "The result is preliminary; the outputs are marked preliminary and should be re-evaluated when the final result arrives.", input.Location));
         if (interpretation.Category == Category.CannotInterpret)
             issues.Add(new CoreIssue(OutcomeCodes.CannotInterpret, OperationOutcome.IssueSeverity.Warning, interpretation.Rule, input.Location));
+        issues.AddRange(NoIdentity(current, input));
         return new InputResult(input, InputOutcome.Evaluated, interpretation, ra, di, issues) { Explanation = explanation };
     }
+
+    /// <summary>
+    /// An Observation with no id, identifier or reference is known only by its content, which changes with every
+    /// correction: the outputs of one version cannot be found from another (an amendment does not supersede them, a
+    /// retraction does not reach them). The sender is told, since it can fix this by sending an identifier.
+    /// </summary>
+    private static IEnumerable<CoreIssue> NoIdentity(Prepared current, EvaluationInput input) => current.Keys.FromContent
+        ? [new CoreIssue(OutcomeCodes.NoIdentity, OperationOutcome.IssueSeverity.Warning,
+            "The Observation has no id, business identifier or Bundle fullUrl, so MagCds knows it only by its content: the outputs of a corrected or withdrawn version of it will not be linked to these. Send the laboratory's identifier to link them.",
+            input.Location)]
+        : [];
 
     private Prepared Prepare(EvaluationInput input) =>
         new(input, IsAntiMag(input.Observation), SubjectKey(input.Observation), ValueReader.Read(input.Observation),

@@ -20,6 +20,7 @@ public static class OutcomeCodes
     public static readonly OutcomeCode Preliminary = new("preliminary-result", "Preliminary result evaluated", OperationOutcome.IssueType.Informational);
     public static readonly OutcomeCode Retracted = new("retracted", "Entered-in-error: earlier outputs retracted", OperationOutcome.IssueType.Informational);
     public static readonly OutcomeCode CannotInterpret = new("cannot-interpret", "The result cannot be interpreted safely", OperationOutcome.IssueType.Informational);
+    public static readonly OutcomeCode NoIdentity = new("no-identity", "The Observation has no id, identifier or reference", OperationOutcome.IssueType.Informational);
 
     // Request-level codes, raised by the doors.
     public static readonly OutcomeCode Unparseable = new("unparseable", "The body is not valid FHIR", OperationOutcome.IssueType.Structure);

@@ -13,7 +13,8 @@ namespace MagCds.Core.Outputs;
 public static class DeterministicIds
 {
     /// <summary>Observation identity, version and series (shared by every version's outputs) of one input.</summary>
-    public sealed record InputKeys(string Observation, string Version, string Series);
+    /// <summary><paramref name="FromContent"/>: the Observation had no id, identifier or reference, so its identity is its content.</summary>
+    public sealed record InputKeys(string Observation, string Version, string Series, bool FromContent = false);
 
     public sealed record OutputIds(string RiskAssessmentId, string RiskAssessmentUrn, string DetectedIssueId, string DetectedIssueUrn);
 
@@ -23,7 +24,7 @@ public static class DeterministicIds
     /// of these) a fingerprint of its content. The subject is part of it so that two patients' Observations never
     /// share an identity even when a sender reuses logical ids.
     /// </summary>
-    private static string ObservationKey(EvaluationInput input)
+    private static (string Key, bool FromContent) ObservationKey(EvaluationInput input)
     {
         var obs = input.Observation;
         string subject = Evaluator.SubjectKey(obs) ?? "no-subject";
@@ -39,8 +40,12 @@ public static class DeterministicIds
         else if (!string.IsNullOrEmpty(obs.Id)) Hash(hash, subject, "id", obs.Id);
         else if (order is not null) Hash(hash, subject, "order-identifier", order.System ?? "", order.Value!, CodeKey(obs));
         else if (input.Reference is not null) Hash(hash, subject, "ref", input.Reference);
-        else Hash(hash, subject, "content", Content(obs, ""));
-        return Convert.ToHexStringLower(hash);
+        else
+        {
+            Hash(hash, subject, "content", Content(obs, ""));
+            return (Convert.ToHexStringLower(hash), true);
+        }
+        return (Convert.ToHexStringLower(hash), false);
     }
 
     /// <summary>
@@ -73,8 +78,8 @@ public static class DeterministicIds
     /// <summary>The keys of one input, computed once per evaluation.</summary>
     public static InputKeys Keys(EvaluationInput input)
     {
-        string key = ObservationKey(input);
-        return new InputKeys(key, VersionKey(input.Observation), key[..32]);
+        var (key, fromContent) = ObservationKey(input);
+        return new InputKeys(key, VersionKey(input.Observation), key[..32], fromContent);
     }
 
     /// <summary>

@@ -221,6 +221,25 @@ public class EvaluationCaseTests
         Assert.That(i.Basis!.HighInclusive, Is.EqualTo(inclusive));
     }
 
+    [Test]
+    public void A_result_known_only_by_its_content_is_evaluated_with_a_warning_that_its_versions_cannot_be_linked()
+    {
+        static IReadOnlyList<string> Codes(Observation o) =>
+            CoreUnderTest.Evaluator.Evaluate(EvaluationRequest.Of(new EvaluationInput(o, null, "observation"))).Results.Single().Issues.Select(i => i.Code.Code).ToList();
+        var anonymous = TestFiles.Resource<Observation>("Observation-units-above.json");
+        anonymous.Id = null;
+        anonymous.Identifier.Clear();
+        var withdrawn = (Observation)anonymous.DeepCopy();
+        withdrawn.Status = ObservationStatus.EnteredInError;
+        var identified = TestFiles.Resource<Observation>("Observation-units-above.json");
+        Assert.Multiple(() =>
+        {
+            Assert.That(Codes(anonymous), Does.Contain("no-identity"));
+            Assert.That(Codes(withdrawn), Does.Contain("no-identity").And.Contain("retracted"));
+            Assert.That(Codes(identified), Does.Not.Contain("no-identity"));
+        });
+    }
+
     [TestCase("M-1")]
     [TestCase(null)]
     public void A_contained_subject_is_named_in_the_outputs_without_a_local_reference(string? mrn)
