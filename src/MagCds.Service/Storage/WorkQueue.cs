@@ -265,6 +265,35 @@ public sealed class WorkQueue(Database db, TimeProvider time)
         return d;
     }
 
+    /// <summary>
+    /// Claims a named lock of a server for <paramref name="owner"/> until <paramref name="hold"/> from now, when it is
+    /// free, released or expired; false while another owner holds it. Shared by replicas through the store.
+    /// </summary>
+    public async Task<bool> TryClaimAsync(string server, string name, string owner, TimeSpan hold, CancellationToken ct)
+    {
+        await using var c = await db.OpenAsync(ct);
+        // The value starts with the expiry as 19 digits, so the database compares it as text in time order whatever
+        // its collation; '' (released) sorts before every expiry.
+        await using var cmd = c.Command("""
+            INSERT INTO worker_state (server, name, value) VALUES (@server, @name, @value)
+            ON CONFLICT (server, name) DO UPDATE SET value = excluded.value
+            WHERE substr(worker_state.value, 1, 19) < @now
+            """).With("server", server).With("name", name).With("value", Claim(Now + (long)hold.TotalMilliseconds, owner)).With("now", Claim(Now, null));
+        return await cmd.ExecuteNonQueryAsync(ct) == 1;
+    }
+
+    /// <summary>Releases a lock claimed with <see cref="TryClaimAsync"/>, if <paramref name="owner"/> still holds it.</summary>
+    public async Task ReleaseClaimAsync(string server, string name, string owner, CancellationToken ct)
+    {
+        await using var c = await db.OpenAsync(ct);
+        await using var cmd = c.Command("UPDATE worker_state SET value = '' WHERE server = @server AND name = @name AND substr(value, 21) = @owner")
+            .With("server", server).With("name", name).With("owner", owner);
+        await cmd.ExecuteNonQueryAsync(ct);
+    }
+
+    private static string Claim(long until, string? owner) =>
+        until.ToString("D19", System.Globalization.CultureInfo.InvariantCulture) + (owner is null ? "" : "|" + owner);
+
     public async Task SetStateAsync(string server, string name, string value, CancellationToken ct)
     {
         await using var c = await db.OpenAsync(ct);

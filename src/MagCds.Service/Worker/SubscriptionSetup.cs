@@ -15,8 +15,11 @@ namespace MagCds.Service.Worker;
 /// </list>
 /// The secret travels as a channel header. Anyone who may read Subscription resources on that server can read it.
 /// </summary>
-public sealed class SubscriptionSetup(WorkerFhirClient fhir, Evaluator evaluator, IOptions<WorkerOptions> options)
+public sealed class SubscriptionSetup(WorkerFhirClient fhir, Evaluator evaluator, IOptions<WorkerOptions> options, MagCds.Service.Storage.WorkQueue queue)
 {
+    private const string SetupLock = "subscription-setup";
+    private readonly string _owner = Guid.NewGuid().ToString("N");
+
     public const string BackportProfile = "http://hl7.org/fhir/uv/subscriptions-backport/StructureDefinition/backport-subscription";
     public const string FilterCriteriaExtension = "http://hl7.org/fhir/uv/subscriptions-backport/StructureDefinition/backport-filter-criteria";
     public const string PayloadContentExtension = "http://hl7.org/fhir/uv/subscriptions-backport/StructureDefinition/backport-payload-content";
@@ -28,9 +31,24 @@ public sealed class SubscriptionSetup(WorkerFhirClient fhir, Evaluator evaluator
     /// <summary>
     /// Returns the id of the Subscription in use and what was done: "reused", "created", or "updated" (the same
     /// notifications, but the secret header or the heartbeat had changed, e.g. after the secret was rotated; the old
-    /// header would get every notification refused).
+    /// header would get every notification refused); null while another replica is setting it up.
     /// </summary>
-    public async Task<(string Id, string Action)> EnsureAsync(CancellationToken ct)
+    public async Task<(string Id, string Action)?> EnsureAsync(CancellationToken ct)
+    {
+        // Replicas starting together would each find no Subscription and each create one: one at a time, through a
+        // lock in the shared store; the others return null, try again shortly, and then find and reuse it.
+        if (!await queue.TryClaimAsync(fhir.Server, SetupLock, _owner, TimeSpan.FromMinutes(2), ct)) return null;
+        try
+        {
+            return await EnsureHeldAsync(ct);
+        }
+        finally
+        {
+            await queue.ReleaseClaimAsync(fhir.Server, SetupLock, _owner, CancellationToken.None);
+        }
+    }
+
+    private async Task<(string Id, string Action)> EnsureHeldAsync(CancellationToken ct)
     {
         var wanted = Wanted();
         using var client = fhir.Create();

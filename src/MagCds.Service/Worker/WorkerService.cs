@@ -37,12 +37,14 @@ public sealed partial class WorkerService(
                 if (!cursorReady) cursorReady = await TryAsync("start-cursor", stoppingToken, () => poller.StartAsync(stoppingToken));
                 if (!subscribed && now >= nextSubscribe)
                 {
+                    bool busy = false;
                     subscribed = await TryAsync("subscribe", stoppingToken, async () =>
                     {
-                        var (id, action) = await subscriptions.EnsureAsync(stoppingToken);
-                        SubscriptionReady(logger, id, action);
-                    });
-                    if (!subscribed) nextSubscribe = now + TimeSpan.FromSeconds(30);
+                        if (await subscriptions.EnsureAsync(stoppingToken) is { } ready) SubscriptionReady(logger, ready.Id, ready.Action);
+                        else busy = true;
+                    }) && !busy;
+                    // Another replica is creating it: look again soon (and then reuse it); a failure waits longer.
+                    if (!subscribed) nextSubscribe = now + TimeSpan.FromSeconds(busy ? 2 : 30);
                 }
                 // A poll asked for by a notification is in the store until a poll succeeds: it runs now, whatever the
                 // interval, and after a failed poll again 5 s later.

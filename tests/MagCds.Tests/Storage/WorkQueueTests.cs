@@ -37,6 +37,25 @@ public sealed class WorkQueueTests(StoreProvider provider)
     }
 
     [Test]
+    public async Task A_claim_is_held_by_one_owner_until_released_or_expired()
+    {
+        var hold = TimeSpan.FromSeconds(60);
+        Assert.That(await _queue.TryClaimAsync(Server, "subscription-setup", "r1", hold, CancellationToken.None), Is.True, "free: claimed");
+        Assert.That(await _queue.TryClaimAsync(Server, "subscription-setup", "r2", hold, CancellationToken.None), Is.False, "held by r1");
+        await _queue.ReleaseClaimAsync(Server, "subscription-setup", "r2", CancellationToken.None);
+        Assert.That(await _queue.TryClaimAsync(Server, "subscription-setup", "r2", hold, CancellationToken.None), Is.False, "only the holder releases it");
+
+        await _queue.ReleaseClaimAsync(Server, "subscription-setup", "r1", CancellationToken.None);
+        Assert.That(await _queue.TryClaimAsync(Server, "subscription-setup", "r2", hold, CancellationToken.None), Is.True, "released: claimed by the next");
+
+        _clock.Now += TimeSpan.FromSeconds(59);
+        Assert.That(await _queue.TryClaimAsync(Server, "subscription-setup", "r3", hold, CancellationToken.None), Is.False, "not yet expired");
+        _clock.Now += TimeSpan.FromSeconds(2);
+        Assert.That(await _queue.TryClaimAsync(Server, "subscription-setup", "r3", hold, CancellationToken.None), Is.True, "expired: a crashed holder does not block for ever");
+        Assert.That(await _queue.TryClaimAsync("http://other.example/fhir", "subscription-setup", "r1", hold, CancellationToken.None), Is.True, "per server");
+    }
+
+    [Test]
     public async Task A_state_value_is_cleared_only_if_it_still_holds_what_was_read()
     {
         // Event recovery read the gap "5-6"; a notification widened it to "5-9" before recovery finished.
