@@ -152,11 +152,19 @@ public static class FhirWire
         // A JSON null in Bundle.entry stays in the list as a null, and the parser reports it at the index after the
         // last entry: the null becomes an empty entry reported at its own place, and that misplaced report is dropped.
         var nullEntries = new Dictionary<int, string>();
-        if (resource is Bundle withNulls && withNulls.Entry.Contains(null!))
+        try
         {
-            for (int i = 0; i < withNulls.Entry.Count; i++)
-                if (withNulls.Entry[i] is null) { withNulls.Entry[i] = new Bundle.EntryComponent(); nullEntries[i] = "The entry is null."; }
-            list.RemoveAll(e => EntryIndex(e) >= withNulls.Entry.Count);
+            if (resource is Bundle withNulls && withNulls.Entry.Contains(null!))
+            {
+                for (int i = 0; i < withNulls.Entry.Count; i++)
+                    if (withNulls.Entry[i] is null) { withNulls.Entry[i] = new Bundle.EntryComponent(); nullEntries[i] = "The entry is null."; }
+                list.RemoveAll(e => EntryIndex(e) >= withNulls.Entry.Count);
+            }
+        }
+        catch (CodedValidationException)
+        {
+            // "entry" was not even a list (found by fuzzing): the Bundle itself is unreadable.
+            throw Unparseable(string.Join(" ", list.Take(5).Select(e => FirstLine(e.Message))));
         }
         if (list.Count == 0 && resource is not null) return new ParsedBody(resource, nullEntries);
         if (resource is Bundle bundle && list.All(e => EntryIndex(e) is not null))
