@@ -49,6 +49,22 @@ public static class DeterministicIds
     }
 
     /// <summary>
+    /// The series an earlier release gave this input when its first identifier is an order number (it took the first
+    /// identifier of any type); null when that release's series is the current one. The worker searches it too, so
+    /// that outputs written before the upgrade are still superseded or withdrawn.
+    /// </summary>
+    public static string? EarlierReleaseSeries(EvaluationInput input)
+    {
+        var obs = input.Observation;
+        Identifier? first = null;
+        foreach (var i in obs.Identifier) if (!string.IsNullOrEmpty(i.Value)) { first = i; break; }
+        if (first is null || !IsOrderLevel(first)) return null;
+        Span<byte> hash = stackalloc byte[32];
+        Hash(hash, Evaluator.SubjectKey(obs) ?? "no-subject", "identifier", first.System ?? "", first.Value!);
+        return Convert.ToHexStringLower(hash)[..32];
+    }
+
+    /// <summary>
     /// An accession, placer or filler order number (HL7 v2 table 0203 ACSN, PLAC, FILL) names a specimen or an order,
     /// and every result of that order carries it: two anti-MAG results of one order (a BTU value and a titre) would
     /// otherwise be one Observation to MagCds, each superseding the other's assessment.
@@ -152,7 +168,7 @@ public static class DeterministicIds
             foreach (var c in i.Coding)
             {
                 sb.Append("|in").Append(c.Code);
-                if (c.System is { } system && system != V3Interpretation) sb.Append('@').Append(system); // only v3 codes are flags
+                if (c.System != V3Interpretation) sb.Append('@').Append(c.System); // only v3 codes are flags
             }
         // The assay profile is matched on method and performer too.
         if (obs.Method is { } method)

@@ -143,8 +143,10 @@ public sealed class JwksProvider(IHttpClientFactory http, TimeProvider time)
                 : await http.CreateClient(HttpClientName).GetStringAsync(source, ct);
             return new JsonWebKeySet(json);
         }
-        catch (Exception e) when (e is IOException or HttpRequestException or ArgumentException or UnauthorizedAccessException or TaskCanceledException
-                                      or System.Text.Json.JsonException or Polly.ExecutionRejectedException)
+        // A caller that hung up cancels only its own call: that is no verdict on the key URL, so nothing is recorded
+        // (the exception propagates) and the next call fetches.
+        catch (Exception e) when (!ct.IsCancellationRequested && (e is IOException or HttpRequestException or ArgumentException or UnauthorizedAccessException
+                                      or TaskCanceledException or System.Text.Json.JsonException or Polly.ExecutionRejectedException))
         {
             return null;
         }

@@ -34,7 +34,7 @@ public sealed partial class AssessmentWriter(Evaluator evaluator, WorkerFhirClie
         if (!evaluator.IsAntiMag(obs)) return new Assessment("not-anti-mag", version, []);
 
         var input = new EvaluationInput(obs, "Observation/" + obs.Id, "Observation");
-        var history = obs.Subject?.Reference is { } subject ? await HistoryAsync(client, subject, obs.Id ?? "", ct) : [];
+        var history = Searchable(obs.Subject?.Reference) is { } subject ? await HistoryAsync(client, subject, obs.Id ?? "", ct) : [];
         var result = evaluator.Evaluate(new EvaluationRequest([input], history)).Results[0];
 
         var identities = await IdentitiesAsync(client, obs, input, ct);
@@ -96,7 +96,14 @@ public sealed partial class AssessmentWriter(Evaluator evaluator, WorkerFhirClie
     /// </summary>
     private async Task<IReadOnlyList<(string Series, string? Subject)>> IdentitiesAsync(FhirClient client, Observation obs, EvaluationInput input, CancellationToken ct)
     {
-        var found = new List<(string Series, string? Subject)> { (DeterministicIds.Keys(input).Series, obs.Subject?.Reference) };
+        var found = new List<(string Series, string? Subject)>();
+        void Add(EvaluationInput version)
+        {
+            string? subject = Searchable(version.Observation.Subject?.Reference);
+            foreach (var series in new[] { DeterministicIds.Keys(version).Series, DeterministicIds.EarlierReleaseSeries(version) })
+                if (series is not null && !found.Contains((series, subject))) found.Add((series, subject));
+        }
+        Add(input);
         if (obs.Meta?.VersionId is null or "1") return found;
         Bundle? page;
         try
@@ -113,10 +120,7 @@ public sealed partial class AssessmentWriter(Evaluator evaluator, WorkerFhirClie
         while (page is not null)
         {
             foreach (var version in page.Entry.Select(e => e.Resource).OfType<Observation>())
-            {
-                var identity = (DeterministicIds.Keys(new EvaluationInput(version, input.Reference, input.Location)).Series, version.Subject?.Reference);
-                if (!found.Contains(identity)) found.Add(identity);
-            }
+                Add(new EvaluationInput(version, input.Reference, input.Location));
             page = page.NextLink is null ? null : await Call(() => client.ContinueAsync(page, ct: ct), allowGone: false);
         }
         return found;
@@ -133,12 +137,26 @@ public sealed partial class AssessmentWriter(Evaluator evaluator, WorkerFhirClie
             var page = await Call(() => client.GetAsync(query, ct), allowGone: false) as Bundle;
             while (page is not null)
             {
-                found.AddRange(page.Entry.Select(e => e.Resource).Where(r => r is RiskAssessment or DetectedIssue && !found.Any(f => f.TypeName == r.TypeName && f.Id == r.Id))!);
+                // An earlier identity of this Observation (an identifier since corrected) may be another Observation's
+                // now: only outputs that point at this one are taken.
+                found.AddRange(page.Entry.Select(e => e.Resource).Where(r => r is RiskAssessment or DetectedIssue
+                    && (series == identities[0].Series || PointsAt(r!, observation))
+                    && !found.Any(f => f.TypeName == r!.TypeName && f.Id == r.Id))!);
                 page = page.NextLink is null ? null : await Call(() => client.ContinueAsync(page, ct: ct), allowGone: false);
             }
         }
         return found;
     }
+
+    private static bool PointsAt(Resource output, string observation) => output switch
+    {
+        RiskAssessment ra => ra.Basis.Any(b => b.Reference == observation),
+        DetectedIssue di => di.Implicated.Any(i => i.Reference == observation),
+        _ => false,
+    };
+
+    /// <summary>A subject reference a search can use: a contained one ("#p") means nothing outside its Observation.</summary>
+    private static string? Searchable(string? subject) => subject is ['#', ..] ? null : subject;
 
     [LoggerMessage(Level = LogLevel.Warning, Message = "The FHIR server answered {Status} to an Observation's history: outputs made under an earlier subject or identifier of a corrected result cannot be found and marked")]
     private static partial void HistoryUnavailable(ILogger logger, string status);

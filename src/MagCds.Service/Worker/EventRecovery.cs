@@ -50,7 +50,9 @@ public sealed class EventRecovery(WorkQueue queue, WorkerFhirClient fhir, Worker
         foreach (var (name, value) in await queue.StatesAsync(server, GapPrefix, ct))
         {
             if (Range(value) is not { } gap) continue;
-            string subscription = name[GapPrefix.Length..];
+            // Only ever Subscription/{id} on the configured server (a gap stored by an older release may name a URL).
+            if (NotificationReader.Parse(name[GapPrefix.Length..]) is not ("Subscription", var id)) continue;
+            string subscription = "Subscription/" + id;
             using var client = fhir.Create();
             IReadOnlyList<(string, string)> resources;
             bool poll;

@@ -104,7 +104,8 @@ public sealed partial class WorkerService(
         // A row leased with its batch may have waited for a free slot longer than its lease, and another replica may
         // have leased it meanwhile: it is processed only if this worker still holds it.
         var lease = TimeSpan.FromSeconds(options.Value.LeaseSeconds);
-        if (!await queue.RenewAsync(item, _owner, lease, ct))
+        // Not cancelled by a stop: the row has been counted as started, so it must reach the hand-back below.
+        if (!await queue.RenewAsync(item, _owner, lease, CancellationToken.None))
         {
             LeaseLost(logger, item.ResourceType, item.ResourceId);
             return;
@@ -173,10 +174,18 @@ public sealed partial class WorkerService(
             while (true)
             {
                 await Task.Delay(lease / 3, time, processed);
+                // The new lease runs from before the call (the store stamps it when the command is built), and a call
+                // that hangs is given up in time to stop the work before the confirmed lease runs out.
+                var asked = time.GetUtcNow();
                 bool? renewed;
-                try { renewed = await queue.RenewAsync(item, _owner, lease, processed); }
-                catch (Exception e) when (e is System.Data.Common.DbException or InvalidOperationException) { renewed = null; }
-                if (renewed == true) confirmedUntil = time.GetUtcNow() + lease;
+                using (var bounded = CancellationTokenSource.CreateLinkedTokenSource(processed))
+                {
+                    bounded.CancelAfter(Max(TimeSpan.Zero, confirmedUntil - asked - lease / 3));
+                    try { renewed = await queue.RenewAsync(item, _owner, lease, bounded.Token); }
+                    catch (Exception e) when (!processed.IsCancellationRequested
+                                              && e is System.Data.Common.DbException or InvalidOperationException or OperationCanceledException) { renewed = null; }
+                }
+                if (renewed == true) confirmedUntil = asked + lease;
                 else if (renewed == false || time.GetUtcNow() + lease / 3 >= confirmedUntil)
                 {
                     await leaseLost.CancelAsync();
@@ -189,6 +198,8 @@ public sealed partial class WorkerService(
             // Processing ended.
         }
     }
+
+    private static TimeSpan Max(TimeSpan a, TimeSpan b) => a > b ? a : b;
 
     /// <summary>What an exception means for the work: retry (the server may recover) or not. Only type names are kept (messages may hold URLs with ids).</summary>
     private static WorkFailure? Classify(Exception e) => e switch

@@ -191,8 +191,22 @@ public class DeterministicIdsTests
             Assert.That(Version(o => o.ReferenceRange[0].Age = new Hl7.Fhir.Model.Range { Low = new Quantity(18, "a") }), Is.Not.EqualTo(plain), "range for an age group");
             Assert.That(Version(o => o.Interpretation.Add(new CodeableConcept("urn:oid:1.2.3.local-flags", "H"))),
                 Is.Not.EqualTo(Version(o => o.Interpretation.Add(new CodeableConcept("http://terminology.hl7.org/CodeSystem/v3-ObservationInterpretation", "H")))), "flag system");
+            Assert.That(Version(o => o.Interpretation.Add(new CodeableConcept { Coding = [new Coding { Code = "H" }] })),
+                Is.Not.EqualTo(Version(o => o.Interpretation.Add(new CodeableConcept("http://terminology.hl7.org/CodeSystem/v3-ObservationInterpretation", "H")))), "flag without a system");
             Assert.That(Version(o => o.Method = new CodeableConcept { Text = "ELISA" }), Is.Not.EqualTo(plain), "method");
             Assert.That(Version(o => o.Performer.Add(new ResourceReference { Display = "Central lab" })), Is.Not.EqualTo(plain), "performer");
         });
+    }
+
+    [Test]
+    public void The_series_an_earlier_release_gave_an_order_numbered_result_is_still_known()
+    {
+        // The earlier release ignored the identifier's type: its series is that of the same result without the type.
+        var typed = WithOrderNumber("39087-2", "o1");
+        var untyped = WithOrderNumber("39087-2", "o1");
+        untyped.Identifier[0].Type = null;
+        Assert.That(DeterministicIds.EarlierReleaseSeries(new EvaluationInput(typed, null, "Observation")), Is.EqualTo(Series(untyped)));
+        Assert.That(Series(typed), Is.Not.EqualTo(Series(untyped)), "the current series differs, hence the search for both");
+        Assert.That(DeterministicIds.EarlierReleaseSeries(new EvaluationInput(untyped, null, "Observation")), Is.Null, "unchanged identity: nothing extra to search");
     }
 }

@@ -156,6 +156,29 @@ public sealed class WorkerTests(StoreProvider provider) : WorkerTestBase(provide
     }
 
     [Test]
+    public async Task Outputs_written_before_order_numbers_stopped_being_identities_are_superseded()
+    {
+        // A result whose only identifier is an accession number (type ACSN), assessed by the earlier release, which
+        // took that number as the result's identity; its RiskAssessment is on the server.
+        var obs = Result("p1", 23.5m, "ACC-1");
+        obs.Identifier[0].Type = new CodeableConcept("http://terminology.hl7.org/CodeSystem/v2-0203", "ACSN");
+        obs = await Fhir.SeedAsync(obs);
+        var asBefore = (Observation)obs.DeepCopy();
+        asBefore.Identifier[0].Type = null;
+        var before = CoreUnderTest.Evaluator.Evaluate(MagCds.Core.Evaluation.EvaluationRequest.Of(new MagCds.Core.Evaluation.EvaluationInput(asBefore, "Observation/" + obs.Id, "Observation"))).Results.Single();
+        var old = (RiskAssessment)before.RiskAssessment!.DeepCopy();
+        old.Id = null;
+        await Fhir.Client.CreateAsync(old);
+
+        await H.StartAsync();
+        await H.DrainedAsync(1);
+        var ras = await H.AllAsync<RiskAssessment>();
+        Assert.That(ras, Has.Count.EqualTo(2));
+        Assert.That(ras.Count(Current), Is.EqualTo(1), "one current assessment: the earlier release's is superseded");
+        Assert.That(ras.Single(r => !Current(r)).Identifier.Select(i => i.Value), Is.EqualTo(before.RiskAssessment!.Identifier.Select(i => i.Value)));
+    }
+
+    [Test]
     public async Task A_server_without_version_history_still_gets_the_amended_result_superseded()
     {
         await H.StartAsync();
