@@ -96,20 +96,38 @@ public class JwtTests
 /// <summary>The key comes from an allow-listed jku served over real HTTP by a second, minimal Kestrel server.</summary>
 public class JkuTests
 {
+    /// <summary>A minimal Kestrel server answering GET /jwks with <paramref name="answer"/>; returns it and the jku URL.</summary>
+    private static async Task<(WebApplication App, string Jku)> JwksServerAsync(Func<IResult> answer)
+    {
+        var builder = WebApplication.CreateBuilder();
+        builder.WebHost.UseUrls("http://127.0.0.1:0");
+        var app = builder.Build();
+        app.MapGet("/jwks", answer);
+        await app.StartAsync();
+        return (app, app.Urls.Single() + "/jwks");
+    }
+
+    private const string PatientView = "/cds-services/magcds-patient-view";
+
+    /// <summary>A patient-view call with a token valid now on <paramref name="clock"/>, its key to be found at <paramref name="jku"/>.</summary>
+    private static HttpRequestMessage CallAt(CdsKit kit, string jku, FixedClock clock) => CdsKit.Post(PatientView, CdsKit.PatientView("pat-oakhaven", []),
+        kit.Token(CdsKit.Base + PatientView, issued: clock.Now.UtcDateTime, expires: clock.Now.UtcDateTime.AddMinutes(5), header: new Dictionary<string, object> { ["jku"] = jku }));
+
+    /// <summary>MagCds trusting the kit's issuer with keys from <paramref name="jku"/> only (no JWKS file).</summary>
+    private static MagCdsFactory TrustingJku(CdsKit kit, string jku, TimeProvider? clock = null)
+    {
+        var settings = kit.TrustSettings(jku);
+        settings.Remove("MagCds:CdsHooks:TrustedIssuers:0:JwksFile");
+        return new MagCdsFactory(settings, clock);
+    }
+
     [Test]
     public async Task A_token_whose_allow_listed_jku_serves_the_key_is_accepted()
     {
         using var kit = new CdsKit();
-        var jwksApp = WebApplication.CreateBuilder();
-        jwksApp.WebHost.UseUrls("http://127.0.0.1:0");
-        await using var jwks = jwksApp.Build();
-        jwks.MapGet("/jwks", () => Results.Text(CdsKit.Jwks(kit.EcKey), "application/json"));
-        await jwks.StartAsync();
-        string jku = jwks.Urls.Single() + "/jwks";
-
-        var settings = kit.TrustSettings(jku);
-        settings.Remove("MagCds:CdsHooks:TrustedIssuers:0:JwksFile");
-        await using var factory = new MagCdsFactory(settings);
+        var (jwks, jku) = await JwksServerAsync(() => Results.Text(CdsKit.Jwks(kit.EcKey), "application/json"));
+        await using var _ = jwks;
+        await using var factory = TrustingJku(kit, jku);
         var client = factory.CreateClient();
         string aud = CdsKit.Base + "/cds-services/magcds-patient-view";
         string body = CdsKit.PatientView("pat-oakhaven", []);
@@ -138,22 +156,12 @@ public class JkuTests
     {
         using var kit = new CdsKit();
         int fetches = 0;
-        var jwksApp = WebApplication.CreateBuilder();
-        jwksApp.WebHost.UseUrls("http://127.0.0.1:0");
-        await using var jwks = jwksApp.Build();
-        jwks.MapGet("/jwks", () => { Interlocked.Increment(ref fetches); return Results.StatusCode(404); });
-        await jwks.StartAsync();
-        string jku = jwks.Urls.Single() + "/jwks";
+        var (jwks, jku) = await JwksServerAsync(() => { Interlocked.Increment(ref fetches); return Results.StatusCode(404); });
+        await using var _ = jwks;
         var clock = new FixedClock(DateTimeOffset.UtcNow);
-        var settings = kit.TrustSettings(jku);
-        settings.Remove("MagCds:CdsHooks:TrustedIssuers:0:JwksFile");
-        await using var factory = new MagCdsFactory(settings, clock);
+        await using var factory = TrustingJku(kit, jku, clock);
         var client = factory.CreateClient();
-        string aud = CdsKit.Base + "/cds-services/magcds-patient-view";
-        string body = CdsKit.PatientView("pat-oakhaven", []);
-        var header = new Dictionary<string, object> { ["jku"] = jku };
-        async Task<HttpStatusCode> Call() => (await client.SendAsync(CdsKit.Post("/cds-services/magcds-patient-view", body,
-            kit.Token(aud, issued: clock.Now.UtcDateTime, expires: clock.Now.UtcDateTime.AddMinutes(5), header: header)))).StatusCode;
+        async Task<HttpStatusCode> Call() => (await client.SendAsync(CallAt(kit, jku, clock))).StatusCode;
 
         Assert.That(await Call(), Is.EqualTo(HttpStatusCode.Unauthorized));
         int afterFirst = fetches;
@@ -171,28 +179,20 @@ public class JkuTests
     {
         // Cached keys are refreshed after 10 minutes; a refresh that fails keeps them instead of refusing every call.
         using var kit = new CdsKit();
-        var jwksApp = WebApplication.CreateBuilder();
-        jwksApp.WebHost.UseUrls("http://127.0.0.1:0");
-        var jwks = jwksApp.Build();
-        jwks.MapGet("/jwks", () => Results.Text(CdsKit.Jwks(kit.EcKey), "application/json"));
-        await jwks.StartAsync();
-        string jku = jwks.Urls.Single() + "/jwks";
+        var (jwks, jku) = await JwksServerAsync(() => Results.Text(CdsKit.Jwks(kit.EcKey), "application/json"));
         var clock = new FixedClock(DateTimeOffset.UtcNow);
-        var settings = kit.TrustSettings(jku);
-        settings.Remove("MagCds:CdsHooks:TrustedIssuers:0:JwksFile");
-        await using var factory = new MagCdsFactory(settings, clock);
+        await using var factory = TrustingJku(kit, jku, clock);
         var client = factory.CreateClient();
-        string aud = CdsKit.Base + "/cds-services/magcds-patient-view";
+        string aud = CdsKit.Base + PatientView;
         string body = CdsKit.PatientView("pat-oakhaven", []);
         var header = new Dictionary<string, object> { ["jku"] = jku };
-        string Token() => kit.Token(aud, issued: clock.Now.UtcDateTime, expires: clock.Now.UtcDateTime.AddMinutes(5), header: header);
 
-        var before = await client.SendAsync(CdsKit.Post("/cds-services/magcds-patient-view", body, Token()));
+        var before = await client.SendAsync(CallAt(kit, jku, clock));
         await jwks.StopAsync();
         await jwks.DisposeAsync();
         clock.Now += TimeSpan.FromMinutes(11);
-        var during = await client.SendAsync(CdsKit.Post("/cds-services/magcds-patient-view", body, Token()));
-        var otherKid = await client.SendAsync(CdsKit.Post("/cds-services/magcds-patient-view", body,
+        var during = await client.SendAsync(CallAt(kit, jku, clock));
+        var otherKid = await client.SendAsync(CdsKit.Post(PatientView, body,
             kit.Token(aud, key: new ECDsaSecurityKey(System.Security.Cryptography.ECDsa.Create(System.Security.Cryptography.ECCurve.NamedCurves.nistP384)) { KeyId = "unknown-kid" },
                 issued: clock.Now.UtcDateTime, expires: clock.Now.UtcDateTime.AddMinutes(5), header: header)));
         Assert.That(before.StatusCode, Is.EqualTo(HttpStatusCode.OK));
