@@ -207,6 +207,27 @@ public sealed class WorkerTests(StoreProvider provider) : WorkerTestBase(provide
     }
 
     [Test]
+    public async Task An_amended_result_with_a_contained_subject_supersedes_its_earlier_assessment()
+    {
+        await H.StartAsync();
+        var seeded = Result("p1", 4m, "ACC-1");
+        seeded.Contained.Add(new Patient { Id = "p", Identifier = [new Identifier("https://hospital.example/mrn", "MRN-CONTAINED-1")] });
+        seeded.Subject = new ResourceReference("#p");
+        var obs = await Fhir.SeedAsync(seeded);
+        await H.DrainedAsync(1);
+
+        obs.Status = ObservationStatus.Amended;
+        ((Quantity)obs.Value!).Value = 23.5m;
+        await Fhir.Client.UpdateAsync(obs);
+        await WaitUntilAsync(async () => (await H.AllAsync<RiskAssessment>()).Count == 2, "the amended result is assessed");
+        await H.DrainedAsync(2);
+
+        var ras = await H.AllAsync<RiskAssessment>();
+        Assert.That(ras.Count(Current), Is.EqualTo(1), "the earlier assessment is found without searching by '#p'");
+        Assert.That(ras.All(r => r.Subject!.Reference is null && r.Subject.Identifier?.Value == "MRN-CONTAINED-1"));
+    }
+
+    [Test]
     public async Task Going_back_to_earlier_knowledge_makes_its_assessment_current_again()
     {
         string newer = Path.Combine(Path.GetTempPath(), $"knowledge-{Guid.NewGuid():N}.json");
