@@ -200,3 +200,44 @@ public class JkuTests
         Assert.That(otherKid.StatusCode, Is.EqualTo(HttpStatusCode.Unauthorized), "a key it never served is not");
     }
 }
+
+/// <summary>The JWKS cache on its own, with an HTTP handler that plays the EHR's key URL.</summary>
+public class JwksProviderTests
+{
+    private sealed class Factory(HttpMessageHandler handler) : IHttpClientFactory
+    {
+        public HttpClient CreateClient(string name) => new(handler, disposeHandler: false);
+    }
+
+    private sealed class KeyUrl(string jwks) : HttpMessageHandler
+    {
+        public int Calls;
+        public bool Hang = true;
+
+        protected override async Task<HttpResponseMessage> SendAsync(HttpRequestMessage request, CancellationToken ct)
+        {
+            Interlocked.Increment(ref Calls);
+            if (Hang) await Task.Delay(Timeout.Infinite, ct);
+            return new HttpResponseMessage(HttpStatusCode.OK) { Content = new StringContent(jwks) };
+        }
+    }
+
+    [Test]
+    public async Task A_fetch_its_caller_gave_up_on_is_not_held_against_the_next_caller()
+    {
+        using var kit = new CdsKit();
+        using var url = new KeyUrl(CdsKit.Jwks(kit.EcKey));
+        var provider = new MagCds.Service.CdsHooks.JwksProvider(new Factory(url), TimeProvider.System);
+        const string source = "https://ehr.example/jwks";
+
+        // The EHR hangs up while the key URL is slow.
+        using (var hangUp = new CancellationTokenSource(TimeSpan.FromMilliseconds(100)))
+            Assert.That(async () => await provider.FindKeyAsync(source, "ec-key", hangUp.Token), Throws.InstanceOf<OperationCanceledException>());
+
+        // The next call, a moment later, fetches again and finds the key.
+        url.Hang = false;
+        var key = await provider.FindKeyAsync(source, "ec-key", CancellationToken.None);
+        Assert.That(key?.KeyId, Is.EqualTo("ec-key"));
+        Assert.That(url.Calls, Is.EqualTo(2));
+    }
+}
