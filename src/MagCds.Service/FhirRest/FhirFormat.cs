@@ -149,6 +149,7 @@ public static class FhirWire
 
         var list = errors.ToList();
         if (trailing && list.Count == 0) throw Unparseable("there is more data after the resource.");
+        string Reported() => string.Join(" ", list.Take(5).Select(e => FirstLine(e.Message)));
         // A JSON null in Bundle.entry stays in the list as a null, and the parser reports it at the index after the
         // last entry: the null becomes an empty entry reported at its own place, and that misplaced report is dropped.
         var nullEntries = new Dictionary<int, string>();
@@ -163,8 +164,9 @@ public static class FhirWire
         }
         catch (CodedValidationException)
         {
-            // "entry" was not even a list (found by fuzzing): the Bundle itself is unreadable.
-            throw Unparseable(string.Join(" ", list.Take(5).Select(e => FirstLine(e.Message))));
+            // "entry" was not even a list (found by fuzzing): the Bundle itself is unreadable. This is the first read
+            // of Bundle.entry, so every later one below finds a list.
+            throw Unparseable(Reported());
         }
         if (list.Count == 0 && resource is not null) return new ParsedBody(resource, nullEntries);
         if (resource is Bundle bundle && list.All(e => EntryIndex(e) is not null))
@@ -174,18 +176,10 @@ public static class FhirWire
             foreach (var (i, why) in nullEntries) bad.TryAdd(i, why);
             // A half-read resource must never reach a door (reading its invalid status code would throw, found by
             // fuzzing a CDS Hooks prefetch): a bad entry keeps its place, for the reports by index, without its resource.
-            try
-            {
-                foreach (int i in bad.Keys) if (i < bundle.Entry.Count) bundle.Entry[i].Resource = null;
-            }
-            catch (CodedValidationException)
-            {
-                // "entry" was not even a list (found by fuzzing): the Bundle itself is unreadable.
-                throw Unparseable(string.Join(" ", list.Take(5).Select(e => FirstLine(e.Message))));
-            }
+            foreach (int i in bad.Keys) if (i < bundle.Entry.Count) bundle.Entry[i].Resource = null;
             return new ParsedBody(bundle, bad);
         }
-        throw Unparseable(string.Join(" ", list.Take(5).Select(e => FirstLine(e.Message))));
+        throw Unparseable(Reported());
     }
 
     /// <summary>
