@@ -110,16 +110,8 @@ public sealed class WorkerTests(StoreProvider provider) : WorkerTestBase(provide
     [Test]
     public async Task An_amended_result_supersedes_the_earlier_assessment()
     {
-        await H.StartAsync();
-        var obs = await Fhir.SeedAsync(Result("p1", 4m, "ACC-1"));
-        await H.DrainedAsync(1);
-        Assert.That(await H.AllAsync<DetectedIssue>(), Is.Empty, "within the interval: no DetectedIssue");
-
-        obs.Status = ObservationStatus.Amended;
-        ((Quantity)obs.Value!).Value = 23.5m;
-        await Fhir.Client.UpdateAsync(obs);
-        await WaitUntilAsync(async () => (await H.AllAsync<RiskAssessment>()).Count == 2, "the amended result is assessed");
-        await H.DrainedAsync(2);
+        await AssessedThenChangedAsync(Result("p1", 4m, "ACC-1"),
+            beforeChange: async _ => Assert.That(await H.AllAsync<DetectedIssue>(), Is.Empty, "within the interval: no DetectedIssue"));
 
         var ras = await H.AllAsync<RiskAssessment>();
         Assert.That(ras.Count(Current), Is.EqualTo(1), "exactly one current assessment");
@@ -135,17 +127,13 @@ public sealed class WorkerTests(StoreProvider provider) : WorkerTestBase(provide
     [Test]
     public async Task A_result_moved_to_another_patient_leaves_nothing_current_on_the_first()
     {
-        await H.StartAsync();
-        var obs = await Fhir.SeedAsync(Result("p1", 23.5m, "ACC-1"));
-        await H.DrainedAsync(1);
-
         // The laboratory corrects the patient: the same Observation (same id, same identifier) now belongs to p2. Its
         // identity in MagCds includes the subject, so the outputs on p1 are found through the Observation's history.
-        obs.Status = ObservationStatus.Corrected;
-        obs.Subject = new ResourceReference("Patient/p2");
-        await Fhir.Client.UpdateAsync(obs);
-        await WaitUntilAsync(async () => (await H.AllAsync<RiskAssessment>()).Count == 2, "the corrected result is assessed");
-        await H.DrainedAsync(2);
+        await AssessedThenChangedAsync(Result("p1", 23.5m, "ACC-1"), change: obs =>
+        {
+            obs.Status = ObservationStatus.Corrected;
+            obs.Subject = new ResourceReference("Patient/p2");
+        });
 
         var ras = await H.AllAsync<RiskAssessment>();
         Assert.That(ras.Where(Current).Select(r => r.Subject!.Reference), Is.EqualTo(new[] { "Patient/p2" }), "one current assessment, on the corrected patient");
@@ -186,16 +174,8 @@ public sealed class WorkerTests(StoreProvider provider) : WorkerTestBase(provide
     [TestCase(401, 1)]
     public async Task A_failed_history_read_still_gets_the_amended_result_superseded(int status, int times)
     {
-        await H.StartAsync();
-        var obs = await Fhir.SeedAsync(Result("p1", 4m, "ACC-1"));
-        await H.DrainedAsync(1);
-
-        await InjectAsync(status, times, "GET", $"/fhir/R4/Observation/{obs.Id}/_history");
-        ((Quantity)obs.Value!).Value = 23.5m;
-        obs.Status = ObservationStatus.Amended;
-        await Fhir.Client.UpdateAsync(obs);
-        await WaitUntilAsync(async () => (await H.AllAsync<RiskAssessment>()).Count == 2, "the amended result is assessed");
-        await H.DrainedAsync(2);
+        await AssessedThenChangedAsync(Result("p1", 4m, "ACC-1"),
+            beforeChange: obs => InjectAsync(status, times, "GET", $"/fhir/R4/Observation/{obs.Id}/_history"));
 
         Assert.That((await H.AllAsync<RiskAssessment>()).Count(Current), Is.EqualTo(1));
         var reads = (await Fhir.RequestsAsync()).Where(r => r.Url.EndsWith("/_history", StringComparison.Ordinal)).ToList();
@@ -209,18 +189,10 @@ public sealed class WorkerTests(StoreProvider provider) : WorkerTestBase(provide
     [Test]
     public async Task An_amended_result_with_a_contained_subject_supersedes_its_earlier_assessment()
     {
-        await H.StartAsync();
         var seeded = Result("p1", 4m, "ACC-1");
         seeded.Contained.Add(new Patient { Id = "p", Identifier = [new Identifier("https://hospital.example/mrn", "MRN-CONTAINED-1")] });
         seeded.Subject = new ResourceReference("#p");
-        var obs = await Fhir.SeedAsync(seeded);
-        await H.DrainedAsync(1);
-
-        obs.Status = ObservationStatus.Amended;
-        ((Quantity)obs.Value!).Value = 23.5m;
-        await Fhir.Client.UpdateAsync(obs);
-        await WaitUntilAsync(async () => (await H.AllAsync<RiskAssessment>()).Count == 2, "the amended result is assessed");
-        await H.DrainedAsync(2);
+        await AssessedThenChangedAsync(seeded);
 
         var ras = await H.AllAsync<RiskAssessment>();
         Assert.That(ras.Count(Current), Is.EqualTo(1), "the earlier assessment is found without searching by '#p'");
@@ -399,6 +371,29 @@ public sealed class WorkerTests(StoreProvider provider) : WorkerTestBase(provide
         Assert.That(sub.Channel.PayloadElement.GetExtensionValue<Code>(MagCds.Service.Worker.SubscriptionSetup.PayloadContentExtension)?.Value, Is.EqualTo("id-only"));
         Assert.That(sub.Channel.GetExtensionValue<UnsignedInt>(MagCds.Service.Worker.SubscriptionSetup.HeartbeatExtension)?.Value, Is.EqualTo(120));
         Assert.That(sub.Channel.Header, Is.EqualTo(new[] { $"X-MagCds-Secret: {Secret}" }));
+    }
+
+    /// <summary>
+    /// Starts the worker, seeds <paramref name="seed"/> and waits for its assessment; runs <paramref name="beforeChange"/>
+    /// (a check, an injected fault); changes the result on the server (<paramref name="change"/>, by default amended to a
+    /// raised 23.5 Units); and waits until the worker has made the second assessment.
+    /// </summary>
+    private async Task AssessedThenChangedAsync(Observation seed, Func<Observation, Task>? beforeChange = null, Action<Observation>? change = null)
+    {
+        await H.StartAsync();
+        var obs = await Fhir.SeedAsync(seed);
+        await H.DrainedAsync(1);
+        if (beforeChange is not null) await beforeChange(obs);
+        (change ?? Amend)(obs);
+        await Fhir.Client.UpdateAsync(obs);
+        await WaitUntilAsync(async () => (await H.AllAsync<RiskAssessment>()).Count == 2, "the changed result is assessed");
+        await H.DrainedAsync(2);
+    }
+
+    private static void Amend(Observation obs)
+    {
+        obs.Status = ObservationStatus.Amended;
+        ((Quantity)obs.Value!).Value = 23.5m;
     }
 
     private static string KnowledgeVersion(RiskAssessment r) => r.Method!.Coding[0].Version!;
