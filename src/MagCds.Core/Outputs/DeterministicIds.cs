@@ -163,6 +163,10 @@ public static class DeterministicIds
             // text decides whether its high limit is inclusive, and a population-specific range is not used at all.
             if (r.Text is { } text) sb.Append("|rt").Append(text);
             if (r.AppliesTo.Count > 0 || r.Age is not null) sb.Append("|rs");
+            // A coded value is compared with the range's unit code to decide whether the range applies at all; added
+            // only when that code is not the value's own (the usual case, whose ids stay as they were).
+            if (r.High is { Code: { } rangeCode } h && obs.Value is Quantity { Code: { } valueCode } vq && (valueCode != rangeCode || vq.System != h.System))
+                sb.Append("|rc").Append(rangeCode).Append('@').Append(h.System);
         }
         foreach (var i in obs.Interpretation)
             foreach (var c in i.Coding)

@@ -195,6 +195,10 @@ public class DeterministicIdsTests
                 Is.Not.EqualTo(Version(o => o.Interpretation.Add(new CodeableConcept("http://terminology.hl7.org/CodeSystem/v3-ObservationInterpretation", "H")))), "flag without a system");
             Assert.That(Version(o => o.Method = new CodeableConcept { Text = "ELISA" }), Is.Not.EqualTo(plain), "method");
             Assert.That(Version(o => o.Performer.Add(new ResourceReference { Display = "Central lab" })), Is.Not.EqualTo(plain), "performer");
+            // A range coded in another unit than the value does not apply to it; one coded as the value does.
+            Assert.That(Version(o => o.ReferenceRange[0].High!.Code = "U/mL"), Is.Not.EqualTo(Version(o => o.ReferenceRange[0].High!.Code = ((Quantity)o.Value!).Code)), "range unit code");
+            Assert.That(Version(o => o.ReferenceRange[0].High!.System = "urn:oid:1.2.3.local-units"), Is.Not.EqualTo(plain), "range unit system");
+            Assert.That(Version(o => o.ReferenceRange[0].High!.Code = null), Is.EqualTo(plain), "without a unit code, the range's unit text (already read) decides");
         });
     }
 
