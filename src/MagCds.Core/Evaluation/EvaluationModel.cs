@@ -116,6 +116,9 @@ public enum CannotInterpretReason
     UnreadableRatio,
     InterpretationConflict,
     UnusableRange,
+    EquivocalFlag,
+    UnreadableFlag,
+    UnitConflict,
 }
 
 /// <summary>The interpretation of one result: the category, the basis that led to it, and the rule in plain words.</summary>

@@ -13,21 +13,42 @@ namespace MagCds.Core.Evaluation;
 public sealed class Interpreter(KnowledgeBase knowledge)
 {
     private const string V3Interpretation = "http://terminology.hl7.org/CodeSystem/v3-ObservationInterpretation";
-    private static readonly HashSet<string> RaisedFlags = ["H", "HH", "HU", "A", "AA", "POS", "DET"];
-    private static readonly HashSet<string> NotRaisedFlags = ["N", "NEG", "ND", "L", "LL", "LU"];
+    private const string V2Interpretation = "http://terminology.hl7.org/CodeSystem/v2-0078";
+    private const string RangeMeaning = "http://terminology.hl7.org/CodeSystem/referencerange-meaning";
+    // The abnormal flags of HL7 v3 (ObservationInterpretation) and v2 (table 0078), which share these codes.
+    private static readonly HashSet<string> RaisedFlags = ["H", "HH", "HU", "A", "AA", "POS", "DET", "RR"];
+    private static readonly HashSet<string> NotRaisedFlags = ["N", "NEG", "ND", "L", "LL", "LU", "NR"];
+    private static readonly HashSet<string> EquivocalFlags = ["E", "IND", "IE", "WR"];
+    // The same meanings in words, for a flag sent as text only or in a code system MagCds does not know.
+    private static readonly Dictionary<string, FlagReading> FlagWords = new(StringComparer.OrdinalIgnoreCase)
+    {
+        ["high"] = FlagReading.Raised, ["abnormal"] = FlagReading.Raised, ["positive"] = FlagReading.Raised, ["detected"] = FlagReading.Raised,
+        ["reactive"] = FlagReading.Raised,
+        ["normal"] = FlagReading.NotRaised, ["low"] = FlagReading.NotRaised, ["negative"] = FlagReading.NotRaised,
+        ["not detected"] = FlagReading.NotRaised, ["non-reactive"] = FlagReading.NotRaised, ["nonreactive"] = FlagReading.NotRaised,
+        ["equivocal"] = FlagReading.Equivocal, ["indeterminate"] = FlagReading.Equivocal, ["borderline"] = FlagReading.Equivocal,
+        ["inconclusive"] = FlagReading.Equivocal, ["weakly positive"] = FlagReading.Equivocal, ["weakly reactive"] = FlagReading.Equivocal,
+    };
 
     public Interpretation Interpret(Observation obs, ReadValue value)
     {
         bool preliminary = obs.Status == ObservationStatus.Preliminary;
-        bool? labFlag = LabFlag(obs);
-        var profile = MatchProfile(obs, value);
-        var i = value switch
+        var flags = ReadFlags(obs);
+        bool? labFlag = flags.Reading switch { FlagReading.Raised => true, FlagReading.NotRaised => false, _ => null };
+        var profile = MatchProfile(obs, value, out string? unitConflict);
+        var i = (value, flags.Reading) switch
         {
-            { Positive: bool pos } => Qualitative(pos),
-            { Number: decimal n } => Numeric(obs, value, n, labFlag, profile),
-            _ when labFlag is bool flag => FromLabFlag(flag, obs),
+            // The laboratory's own verdict comes before any reading of ours; one MagCds cannot take as raised or not
+            // raised is never replaced by an interval of ours.
+            (_, FlagReading.Equivocal) => Cannot(CannotInterpretReason.EquivocalFlag,
+                $"The laboratory flagged the result as equivocal or indeterminate ({flags.Shown})."),
+            (_, FlagReading.Contradictory) => Cannot(CannotInterpretReason.InterpretationConflict,
+                $"The laboratory's interpretation flags contradict each other ({flags.Shown})."),
+            ({ Positive: bool pos }, _) => Qualitative(pos),
+            ({ Number: decimal n }, _) => Numeric(obs, value, n, labFlag, profile),
+            _ when labFlag is bool flag => FromLabFlag(flag),
             _ => Cannot(obs.Value is Ratio ? CannotInterpretReason.UnreadableRatio : CannotInterpretReason.UnreadableQualitative,
-                $"The value '{value.Display}' is not a number, a 1:n titre or a recognised qualitative result, and the laboratory gave no interpretation flag."),
+                $"The value '{value.Display}' is not a number, a 1:n titre or a recognised qualitative result, and the laboratory gave no interpretation flag MagCds reads."),
         };
 
         // A lab flag that contradicts our reading of the lab's own range is not resolved by guessing.
@@ -39,9 +60,11 @@ public sealed class Interpreter(KnowledgeBase knowledge)
         }
 
         string? unitReading = i.Basis?.Profile?.UnitReading;
-        IReadOnlyList<string> notes = value.ReadingNote is { } reading
-            ? unitReading is null ? [reading] : [reading, unitReading]
-            : unitReading is null ? [] : [unitReading];
+        string? flagNote = flags.Unread is { } unread && i.Category != Category.CannotInterpret
+            ? $"The laboratory's interpretation '{unread}' is not one MagCds reads; the result was judged as stated above." : null;
+        IReadOnlyList<string> notes = value.ReadingNote is null && unitReading is null && flagNote is null
+            ? []
+            : new[] { value.ReadingNote, unitReading, flagNote }.OfType<string>().ToList();
 
         return i with { Value = value, Preliminary = preliminary, Notes = notes, Stratum = i.Category == Category.Elevated ? StratumFor(profile, value) : null };
 
@@ -59,11 +82,11 @@ public sealed class Interpreter(KnowledgeBase knowledge)
             Rule = "The laboratory reported a qualitative result: positive or detected is reported as raised, negative or not detected as not raised.",
         };
 
-        Interpretation FromLabFlag(bool raised, Observation o) => new()
+        Interpretation FromLabFlag(bool raised) => new()
         {
             Category = raised ? Category.Elevated : Category.NotElevated, Value = value, RuleId = Vocabulary.Rules.ObservationInterpretation.Code,
             Basis = new IntervalBasis(IntervalOrigin.ObservationInterpretation, null, null, true,
-                $"laboratory flag {string.Join(", ", FlagCodes(o))}", "the interpretation flag set by the performing laboratory", null),
+                $"laboratory flag {flags.Shown}", "the interpretation flag set by the performing laboratory", null),
             Rule = "The Observation has no usable reference range, so the performing laboratory's own interpretation flag is used: a high, abnormal, positive or detected flag is reported as raised; normal, negative or not detected as not raised.",
         };
 
@@ -78,7 +101,10 @@ public sealed class Interpreter(KnowledgeBase knowledge)
             IntervalBasis? basis = null;
             string rule;
             string ruleId;
-            var range = o.ReferenceRange.FirstOrDefault(r => r.High?.Value is not null && r.AppliesTo.Count == 0 && r.Age is null);
+            var range = UsableRange(o, out bool disagree);
+            if (disagree)
+                return Cannot(CannotInterpretReason.UnusableRange,
+                    "The Observation carries several reference ranges with different limits; MagCds does not choose between them.");
             if (range?.High is { Value: decimal high } rangeHigh)
             {
                 if (!UnitsAgree(v, rangeHigh))
@@ -104,15 +130,26 @@ public sealed class Interpreter(KnowledgeBase knowledge)
             }
             else if (flag is bool raisedFlag)
             {
-                return FromLabFlag(raisedFlag, o);
+                return FromLabFlag(raisedFlag);
             }
             else if (o.ReferenceRange.Count > 0)
             {
-                // The lab sent a range MagCds cannot use (text only, no upper limit, or for a particular age or
-                // population). Its own interval may differ from any assay profile's, so no profile stands in for it.
+                // The lab sent a range MagCds cannot use (text only, no upper limit, for a particular age or
+                // population, or not a normal range). Its own interval may differ from any assay profile's, so no
+                // profile stands in for it.
                 return Cannot(CannotInterpretReason.UnusableRange,
-                    "The Observation carries a reference range MagCds cannot use (no upper limit as a number, or a range for a particular age or population), and no interpretation flag. " +
+                    "The Observation carries a reference range MagCds cannot use (no upper limit as a number, a range for a particular age or population, or a range that is not a normal range), and no interpretation flag MagCds reads. " +
                     "An assay profile's interval is not used in place of the laboratory's own.");
+            }
+            else if (flags.Unread is { } unread)
+            {
+                // The laboratory said something about the result that MagCds cannot read: no profile overrides it.
+                return Cannot(CannotInterpretReason.UnreadableFlag,
+                    $"The laboratory's interpretation '{unread}' is not one MagCds reads, and the Observation carries no reference range. An assay profile's interval is not used in place of the laboratory's own verdict.");
+            }
+            else if (unitConflict is not null)
+            {
+                return Cannot(CannotInterpretReason.UnitConflict, unitConflict);
             }
             else if (matched is not null)
             {
@@ -141,19 +178,54 @@ public sealed class Interpreter(KnowledgeBase knowledge)
     }
 
     /// <summary>
-    /// True when the range's text states a strict upper limit at the range's own high value: "&lt;1500 BTU" or
-    /// "&lt; 1,500" with high 1500, "&lt;1:10" with high 10. Not "&lt;=", and not a text whose number differs.
+    /// True when the range's text states a strict upper limit at the range's own high value, anywhere in it:
+    /// "&lt;1500 BTU", "Negative: &lt; 1,500" with high 1500, "Negative &lt;1:10" with high 10. Not "&lt;=", and not
+    /// a limit whose number differs.
     /// </summary>
     private static bool ExcludesHigh(string? text, decimal high)
     {
-        if (text?.TrimStart() is not ['<', .. var rest] || rest.StartsWith('=')) return false;
-        rest = rest.TrimStart();
-        if (rest.StartsWith("1:", StringComparison.Ordinal)) rest = rest[2..].TrimStart();
-        int n = 0;
-        while (n < rest.Length && (char.IsAsciiDigit(rest[n]) || rest[n] is '.' or ',')) n++;
-        return decimal.TryParse(rest.AsSpan(0, n).ToString().Replace(",", ""), System.Globalization.NumberStyles.AllowDecimalPoint,
-                   System.Globalization.CultureInfo.InvariantCulture, out var limit)
-               && limit == high;
+        if (text is null) return false;
+        for (int at = text.IndexOf('<'); at >= 0; at = text.IndexOf('<', at + 1))
+        {
+            var rest = text.AsSpan(at + 1);
+            if (rest.StartsWith("=")) continue;
+            rest = rest.TrimStart();
+            if (rest.StartsWith("1:")) rest = rest[2..].TrimStart();
+            int n = 0;
+            while (n < rest.Length && (char.IsAsciiDigit(rest[n]) || rest[n] is '.' or ',')) n++;
+            if (decimal.TryParse(rest[..n].ToString().Replace(",", ""), System.Globalization.NumberStyles.AllowDecimalPoint,
+                    System.Globalization.CultureInfo.InvariantCulture, out var limit) && limit == high)
+                return true;
+        }
+        return false;
+    }
+
+    /// <summary>
+    /// The laboratory's reference range a value is judged against: one with a numeric upper limit, for everyone (no
+    /// age or population) and of no type or the type "normal" (a treatment or therapeutic range is not a reference
+    /// interval). FHIR reads several ranges as alternatives: when usable ones have different limits,
+    /// <paramref name="disagree"/> is set and none is chosen.
+    /// </summary>
+    private static Observation.ReferenceRangeComponent? UsableRange(Observation o, out bool disagree)
+    {
+        disagree = false;
+        Observation.ReferenceRangeComponent? first = null;
+        foreach (var r in o.ReferenceRange)
+        {
+            if (r.High?.Value is null || r.AppliesTo.Count > 0 || r.Age is not null || !IsNormalRange(r)) continue;
+            if (first is null) { first = r; continue; }
+            if (r.Low?.Value != first.Low?.Value || r.High.Value != first.High!.Value || r.High.Unit != first.High.Unit || r.High.Code != first.High.Code
+                || ExcludesHigh(r.Text, r.High.Value.Value) != ExcludesHigh(first.Text, first.High.Value!.Value))
+                disagree = true;
+        }
+        return disagree ? null : first;
+    }
+
+    private static bool IsNormalRange(Observation.ReferenceRangeComponent r)
+    {
+        if (r.Type is null) return true;
+        foreach (var c in r.Type.Coding) if (c.System == RangeMeaning && c.Code == "normal") return true;
+        return r.Type.Coding.Count == 0 && string.Equals(r.Type.Text?.Trim(), "normal", StringComparison.OrdinalIgnoreCase);
     }
 
     /// <summary>The interval of an assay profile, as shown in outputs; the same for every result, so built once.</summary>
@@ -204,30 +276,39 @@ public sealed class Interpreter(KnowledgeBase knowledge)
         return null;
     }
 
-    public AssayProfile? MatchProfile(Observation obs, ReadValue v)
+    /// <summary>
+    /// The assay profile of a value. The unit the laboratory wrote decides: a value with a unit text is matched on
+    /// it, and its unit code may not point at another profile (UCUM "U" with the text "BTU" is a mislabelled BTU
+    /// result, not one on the 0.1-10 Units scale); a code no profile knows (such as the generic [arb'U]) leaves the
+    /// text to decide. Only a value without unit text is matched on its code. <paramref name="conflict"/> says why
+    /// no profile was chosen when text and code disagree.
+    /// </summary>
+    public AssayProfile? MatchProfile(Observation obs, ReadValue v, out string? conflict)
     {
+        conflict = null;
+        string? text = string.IsNullOrWhiteSpace(v.UnitText) ? null : v.UnitText.Trim();
+        AssayProfile? byText = null, byCode = null;
         foreach (var p in knowledge.AssayProfiles)
         {
             var m = p.Match;
-            if (!AnyUnitMatches(m.Units, v)) continue;
             if (m.Codes.Count > 0 && !obs.Code.Coding.Any(c => m.Codes.Contains($"{c.System}|{c.Code}"))) continue;
             if (m.Methods.Count > 0 && !ContainsAny(MethodWords(obs), m.Methods)) continue;
             if (m.Performers.Count > 0 && !ContainsAny(obs.Performer.SelectMany(r => new[] { r.Display, r.Identifier?.Value }), m.Performers)) continue;
-            return p;
+            foreach (var u in m.Units)
+            {
+                if ((u.System is not null && u.System != v.UnitSystem) || (u.Code is not null && u.Code != v.UnitCode)) continue;
+                if (u.Unit is null) { if (u.Code is not null) byCode ??= p; }
+                else if (string.Equals(u.Unit, text, StringComparison.OrdinalIgnoreCase)) byText ??= p;
+            }
         }
-        return null;
+        if (text is null) return byCode;
+        if (byCode is not null && byCode != byText)
+        {
+            conflict = $"The value's unit text '{text}' and its unit code '{v.UnitCode}' do not name the same assay; MagCds does not choose between them.";
+            return null;
+        }
+        return byText;
     }
-
-    private static bool AnyUnitMatches(IReadOnlyList<UnitPattern> patterns, ReadValue v)
-    {
-        foreach (var p in patterns) if (UnitMatches(p, v)) return true;
-        return false;
-    }
-
-    private static bool UnitMatches(UnitPattern p, ReadValue v) =>
-        (p.Unit is null || string.Equals(p.Unit, v.UnitText?.Trim(), StringComparison.OrdinalIgnoreCase))
-        && (p.System is null || p.System == v.UnitSystem)
-        && (p.Code is null || p.Code == v.UnitCode);
 
     /// <summary>A range without a unit shares the value's; a unit-less value takes the range sent with it; otherwise the units must be the same.</summary>
     private static bool UnitsAgree(ReadValue v, Quantity rangeLimit)
@@ -241,28 +322,60 @@ public sealed class Interpreter(KnowledgeBase knowledge)
         return string.Equals((v.UnitText ?? v.UnitCode)?.Trim(), (rangeLimit.Unit ?? rangeLimit.Code)?.Trim(), StringComparison.OrdinalIgnoreCase);
     }
 
-    /// <summary>The v3 interpretation codes the laboratory set, in order.</summary>
-    private static List<string> FlagCodes(Observation obs)
-    {
-        // Loops, not LINQ: every evaluation asks for the lab's flag, and most results carry none.
-        var codes = new List<string>(0);
-        foreach (var i in obs.Interpretation)
-            foreach (var c in i.Coding)
-                if (c.System == V3Interpretation && c.Code is { } code) codes.Add(code);
-        return codes;
-    }
+    private enum FlagReading { None, Raised, NotRaised, Equivocal, Contradictory, Unread }
 
-    /// <summary>The lab's own verdict from Observation.interpretation: true raised, false not raised, null none or contradictory.</summary>
-    private static bool? LabFlag(Observation obs)
+    /// <summary>What the laboratory's interpretation says, the flags as shown in outputs, and any it said that MagCds cannot read.</summary>
+    private readonly record struct Flags(FlagReading Reading, string Shown, string? Unread);
+
+    private static readonly Flags NoFlags = new(FlagReading.None, "", null);
+
+    /// <summary>
+    /// Reads Observation.interpretation: v3 and v2 abnormal-flag codes, else the words of its text or display. An
+    /// equivocal flag, or flags that contradict each other, decide; one MagCds cannot read is reported as such.
+    /// </summary>
+    private static Flags ReadFlags(Observation obs)
     {
-        if (obs.Interpretation.Count == 0) return null;
-        bool raised = false, notRaised = false;
-        foreach (var code in FlagCodes(obs))
+        if (obs.Interpretation.Count == 0) return NoFlags;
+        bool raised = false, notRaised = false, equivocal = false;
+        List<string> shown = [], unread = [];
+        foreach (var concept in obs.Interpretation)
         {
-            raised |= RaisedFlags.Contains(code);
-            notRaised |= NotRaisedFlags.Contains(code);
+            if (concept.Coding.Count == 0 && string.IsNullOrWhiteSpace(concept.Text)) continue; // says nothing
+            var reading = FlagReading.None;
+            string? label = null;
+            foreach (var c in concept.Coding)
+            {
+                if (c.System is not (V3Interpretation or V2Interpretation) || c.Code is not { } code) continue;
+                label ??= code; // a code of these systems that says nothing about raised (a delta flag, say) is shown as is
+                reading = RaisedFlags.Contains(code) ? FlagReading.Raised
+                    : NotRaisedFlags.Contains(code) ? FlagReading.NotRaised
+                    : EquivocalFlags.Contains(code) ? FlagReading.Equivocal
+                    : FlagReading.None;
+                if (reading != FlagReading.None) { label = code; break; }
+            }
+            if (reading == FlagReading.None)
+            {
+                string? words = concept.Text ?? concept.Coding.Select(c => c.Display ?? c.Code).FirstOrDefault(d => d is not null);
+                label ??= words;
+                if (words is not null && FlagWords.TryGetValue(words.Trim(), out var w)) reading = w;
+            }
+            string display = label is null ? "(empty)" : label.Length > 40 ? label[..40] + "…" : label;
+            shown.Add(display);
+            switch (reading)
+            {
+                case FlagReading.Raised: raised = true; break;
+                case FlagReading.NotRaised: notRaised = true; break;
+                case FlagReading.Equivocal: equivocal = true; break;
+                default: unread.Add(display); break;
+            }
         }
-        return raised == notRaised ? null : raised;
+        if (shown.Count == 0) return NoFlags;
+        var result = equivocal ? FlagReading.Equivocal
+            : raised && notRaised ? FlagReading.Contradictory
+            : raised ? FlagReading.Raised
+            : notRaised ? FlagReading.NotRaised
+            : FlagReading.Unread;
+        return new Flags(result, string.Join(", ", shown), unread.Count > 0 ? string.Join(", ", unread) : null);
     }
 
     private static IEnumerable<string?> MethodWords(Observation obs) =>

@@ -64,19 +64,26 @@ public static class ValueReader
     {
         decimal? n = r.Numerator?.Value, d = r.Denominator?.Value;
         string display = $"{(n is { } nn ? Format(nn) : "?")}:{(d is { } dd ? Format(dd) : "?")}";
+        // "<1:10" arrives with its comparator on the numerator (HL7 v2 SN mapped to FHIR) or on the denominator; either
+        // way it bounds the titre, so the dilution. Two comparators say two things at once and are not read.
+        var numeratorComparator = r.Numerator?.Comparator;
+        var denominatorComparator = r.Denominator?.Comparator;
+        if (numeratorComparator is not null && denominatorComparator is not null)
+            return new ReadValue { Display = $"{ComparatorText(numeratorComparator)}{(n is { } n2 ? Format(n2) : "?")}:{ComparatorText(denominatorComparator)}{(d is { } d2 ? Format(d2) : "?")}", UnitText = "titre" };
+        var comparator = numeratorComparator ?? denominatorComparator;
         // A dilution is a whole number of at least 1; "1:0" or "1:2.5" is not a titre and is not read as one.
         if (n == 1 && d is { } den && den >= 1 && den == decimal.Truncate(den))
         {
             return new ReadValue
             {
                 Number = den,
-                Comparator = r.Denominator!.Comparator,
+                Comparator = comparator,
                 UnitText = "titre",
-                Display = $"{ComparatorText(r.Denominator.Comparator)}{display}",
+                Display = $"{ComparatorText(comparator)}{display}",
                 ReadingNote = $"The titre {display} is read as the dilution {Format(den)}.",
             };
         }
-        return new ReadValue { Display = display, UnitText = "titre" };
+        return new ReadValue { Display = ComparatorText(comparator) + display, UnitText = "titre" };
     }
 
     private static ReadValue FromConcept(CodeableConcept cc)

@@ -141,7 +141,10 @@ public static class DeterministicIds
         switch (obs.Value)
         {
             case Quantity q: sb.Append(q.Comparator?.ToString()); Number(sb, q.Value); sb.Append(q.Unit).Append(q.System).Append(q.Code); break;
-            case Ratio r: Number(sb, r.Numerator?.Value); sb.Append(':').Append(r.Denominator?.Comparator?.ToString()); Number(sb, r.Denominator?.Value); break;
+            case Ratio r:
+                Number(sb, r.Numerator?.Value); sb.Append(':').Append(r.Denominator?.Comparator?.ToString()); Number(sb, r.Denominator?.Value);
+                if (r.Numerator?.Comparator is { } nc) sb.Append("|nc").Append(nc.ToString()); // added later, only when present
+                break;
             case Integer { Value: int i }: sb.Append(i); break;
             case Integer: break;
             case CodeableConcept cc: foreach (var c in cc.Coding) sb.Append(c.System).Append('#').Append(c.Code).Append(';'); sb.Append(cc.Text); break;
@@ -163,17 +166,26 @@ public static class DeterministicIds
             // text decides whether its high limit is inclusive, and a population-specific range is not used at all.
             if (r.Text is { } text) sb.Append("|rt").Append(text);
             if (r.AppliesTo.Count > 0 || r.Age is not null) sb.Append("|rs");
+            if (r.Type is { } type) // a range that is not a normal range is not used
+            {
+                sb.Append("|ty").Append(type.Text);
+                foreach (var c in type.Coding) sb.Append(';').Append(c.System).Append('#').Append(c.Code);
+            }
             // A coded value is compared with the range's unit code to decide whether the range applies at all; added
             // only when that code is not the value's own (the usual case, whose ids stay as they were).
             if (r.High is { Code: { } rangeCode } h && obs.Value is Quantity { Code: { } valueCode } vq && (valueCode != rangeCode || vq.System != h.System))
                 sb.Append("|rc").Append(rangeCode).Append('@').Append(h.System);
         }
         foreach (var i in obs.Interpretation)
+        {
             foreach (var c in i.Coding)
             {
                 sb.Append("|in").Append(c.Code);
-                if (c.System != V3Interpretation) sb.Append('@').Append(c.System); // only v3 codes are flags
+                if (c.System != V3Interpretation) sb.Append('@').Append(c.System); // v3 and v2 codes are read as flags
+                if (c.System is not (V3Interpretation or V2Interpretation) && c.Display is { } d) sb.Append('~').Append(d); // others by their words
             }
+            if (i.Text is { } text) sb.Append("|it").Append(text); // added later, each only when present
+        }
         // The assay profile is matched on method and performer too.
         if (obs.Method is { } method)
         {
@@ -222,6 +234,7 @@ public static class DeterministicIds
     }
 
     private const string V3Interpretation = "http://terminology.hl7.org/CodeSystem/v3-ObservationInterpretation";
+    private const string V2Interpretation = "http://terminology.hl7.org/CodeSystem/v2-0078";
 
     [ThreadStatic] private static IncrementalHash? _sha256;
     [ThreadStatic] private static StringBuilder? _content;

@@ -51,9 +51,16 @@ public static class Vocabulary
             "The value is neither a number nor a qualitative result MagCds recognises."),
         CannotInterpretReason.UnreadableRatio => new("unreadable-ratio", "Ratio is not a 1:n titre", "The value is a ratio that is not a 1:n titre."),
         CannotInterpretReason.UnusableRange => new("unusable-range", "The laboratory's reference range cannot be used",
-            "The Observation carries a reference range without a numeric upper limit, or one for a particular age or population, and no interpretation flag; an assay profile's interval is not used in place of the laboratory's own."),
-        _ => new("interpretation-conflict", "Laboratory flag contradicts the laboratory's own range",
-            "The laboratory's interpretation flag contradicts its own reference range."),
+            "The Observation carries a reference range without a numeric upper limit, one for a particular age or population, or one that is not a normal range, and no interpretation flag; or several normal ranges with different limits. An assay profile's interval is not used in place of the laboratory's own."),
+        CannotInterpretReason.InterpretationConflict => new("interpretation-conflict", "Laboratory flags contradict each other or the laboratory's own range",
+            "The laboratory's interpretation flags contradict each other, or its flag contradicts its own reference range."),
+        CannotInterpretReason.EquivocalFlag => new("equivocal-flag", "The laboratory flagged the result equivocal",
+            "The laboratory's interpretation flag says equivocal, indeterminate or weakly reactive; MagCds does not turn that into raised or not raised."),
+        CannotInterpretReason.UnreadableFlag => new("unreadable-flag", "The laboratory's interpretation cannot be read",
+            "The Observation carries an interpretation MagCds does not read and no reference range; an assay profile's interval is not used in place of the laboratory's own verdict."),
+        CannotInterpretReason.UnitConflict => new("unit-conflict", "Unit text and unit code name different assays",
+            "The value's unit text and its unit code point at different assays (or the text at none); MagCds does not choose between them."),
+        _ => throw new ArgumentOutOfRangeException(nameof(r), r, null),
     };
 
     public static IReadOnlyList<Concept> Reasons { get; } = Enum.GetValues<CannotInterpretReason>().Select(r => ReasonConcepts[r]).ToList();

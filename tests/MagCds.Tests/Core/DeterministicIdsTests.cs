@@ -199,6 +199,14 @@ public class DeterministicIdsTests
             Assert.That(Version(o => o.ReferenceRange[0].High!.Code = "U/mL"), Is.Not.EqualTo(Version(o => o.ReferenceRange[0].High!.Code = ((Quantity)o.Value!).Code)), "range unit code");
             Assert.That(Version(o => o.ReferenceRange[0].High!.System = "urn:oid:1.2.3.local-units"), Is.Not.EqualTo(plain), "range unit system");
             Assert.That(Version(o => o.ReferenceRange[0].High!.Code = null), Is.EqualTo(plain), "without a unit code, the range's unit text (already read) decides");
+            Assert.That(Version(o => o.ReferenceRange[0].Type = new CodeableConcept("http://terminology.hl7.org/CodeSystem/referencerange-meaning", "treatment")),
+                Is.Not.EqualTo(plain), "range type");
+            Assert.That(Version(o => o.Interpretation.Add(new CodeableConcept { Text = "Negative" })), Is.Not.EqualTo(Version(o => o.Interpretation.Add(new CodeableConcept { Text = "Positive" }))),
+                "interpretation text");
+            Assert.That(Version(o => o.Interpretation.Add(new CodeableConcept { Coding = [new Coding("urn:oid:1.2.3.local-flags", "1", "Normal")] })),
+                Is.Not.EqualTo(Version(o => o.Interpretation.Add(new CodeableConcept { Coding = [new Coding("urn:oid:1.2.3.local-flags", "1", "High")] }))), "display of a local flag");
+            Assert.That(Version(o => o.Value = new Ratio { Numerator = new Quantity { Value = 1, Comparator = Quantity.QuantityComparator.LessThan }, Denominator = new Quantity { Value = 10 } }),
+                Is.Not.EqualTo(Version(o => o.Value = new Ratio { Numerator = new Quantity { Value = 1 }, Denominator = new Quantity { Value = 10 } })), "comparator on a titre's numerator");
         });
     }
 
