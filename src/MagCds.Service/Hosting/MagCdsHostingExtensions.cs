@@ -171,6 +171,15 @@ public static class MagCdsHostingExtensions
                 // time per call; what still fails goes back to the queue with a longer backoff (WorkerService).
                 o.TotalRequestTimeout.Timeout = timeout;
                 o.AttemptTimeout.Timeout = timeout / 3;
+                // A write (the transaction POST, a PUT) is sent once: one that timed out or got a 502 may still be
+                // running on the server, and a second copy racing it can make conditional creates create twice. The
+                // queue retries it after its backoff, from a fresh read; a write has the whole time to run.
+                // (Marked "for evaluation" by the library, so its warning is silenced here; the version is pinned centrally.)
+#pragma warning disable EXTEXP0001
+                Microsoft.Extensions.Http.Resilience.HttpRetryStrategyOptionsExtensions.DisableForUnsafeHttpMethods(o.Retry);
+                o.AttemptTimeout.TimeoutGenerator = args => ValueTask.FromResult(
+                    Polly.HttpResilienceContextExtensions.GetRequestMessage(args.Context)?.Method is { } m && (m == HttpMethod.Get || m == HttpMethod.Head) ? timeout / 3 : timeout);
+#pragma warning restore EXTEXP0001
                 o.CircuitBreaker.SamplingDuration = timeout * 2 > TimeSpan.FromSeconds(30) ? timeout * 2 : TimeSpan.FromSeconds(30);
             });
         if (config.GetValue<bool>($"{WorkerOptions.Section}:Enabled")) services.AddHostedService<WorkerService>();

@@ -79,7 +79,8 @@ public sealed class WorkQueue(Database db, TimeProvider time)
                 WHERE NOT EXISTS (SELECT 1 FROM worker_assessed
                                   WHERE server = @server AND resource_type = @type AND resource_id = @id AND version_id = @version)
                 ON CONFLICT (server, resource_type, resource_id) WHERE state = 'pending'
-                DO UPDATE SET generation = work_item.generation + 1
+                DO UPDATE SET generation = work_item.generation + 1,
+                              due_at = CASE WHEN work_item.due_at < @now THEN work_item.due_at ELSE @now END
                 """, tx).With("server", server).With("type", type).With("id", id).With("source", source).With("now", now).With("version", version);
             queued += await cmd.ExecuteNonQueryAsync(ct);
         }
@@ -161,26 +162,40 @@ public sealed class WorkQueue(Database db, TimeProvider time)
 
     /// <summary>
     /// Gives a leased row back to be tried again after <paramref name="delay"/>, with the reason of this attempt.
-    /// <paramref name="failed"/> false (handed back at a stop, not tried) does not count the lease as an attempt.
+    /// <paramref name="failed"/> false (handed back at a stop, not tried) does not count the lease as an attempt. When
+    /// an event for the resource arrived meanwhile (generation moved on), the row is due now: the newer state may
+    /// succeed where this attempt failed, and an event must not wait out an earlier one's backoff.
     /// </summary>
     public async Task<bool> RetryAsync(WorkItem item, string owner, string reason, TimeSpan delay, CancellationToken ct, bool failed = true)
     {
+        long now = Now;
         await using var c = await db.OpenAsync(ct);
         await using var cmd = c.Command($"""
-            UPDATE work_item SET due_at = @due, outcome = @reason, lease_owner = NULL, lease_until = NULL{(failed ? "" : ", attempts = attempts - 1")}
+            UPDATE work_item SET due_at = CASE WHEN generation = @generation THEN @due ELSE @now END, outcome = @reason,
+                                 lease_owner = NULL, lease_until = NULL{(failed ? "" : ", attempts = attempts - 1")}
             WHERE id = @id AND lease_owner = @owner AND state = 'pending'
-            """).With("due", Now + (long)delay.TotalMilliseconds).With("reason", reason).With("id", item.Id).With("owner", owner);
+            """).With("due", now + (long)delay.TotalMilliseconds).With("now", now).With("generation", item.Generation)
+            .With("reason", reason).With("id", item.Id).With("owner", owner);
         return await cmd.ExecuteNonQueryAsync(ct) == 1;
     }
 
-    /// <summary>Moves a leased row to the dead letters, with the reason.</summary>
+    /// <summary>
+    /// Moves a leased row to the dead letters, with the reason. When an event for the resource arrived while this
+    /// attempt ran (generation moved on), the row stays pending, due now with its attempts counted afresh, as in
+    /// <see cref="CompleteAsync"/>: the newer event was acknowledged and must not be buried with the older one.
+    /// </summary>
     public async Task<bool> DeadLetterAsync(WorkItem item, string owner, string reason, CancellationToken ct)
     {
+        long now = Now;
         await using var c = await db.OpenAsync(ct);
         await using var cmd = c.Command("""
-            UPDATE work_item SET state = 'dead', outcome = @reason, finished_at = @now, lease_owner = NULL, lease_until = NULL
+            UPDATE work_item SET state = CASE WHEN generation = @generation THEN 'dead' ELSE 'pending' END,
+                                 finished_at = CASE WHEN generation = @generation THEN @now ELSE finished_at END,
+                                 due_at = CASE WHEN generation = @generation THEN due_at ELSE @now END,
+                                 attempts = CASE WHEN generation = @generation THEN attempts ELSE 0 END,
+                                 outcome = @reason, lease_owner = NULL, lease_until = NULL
             WHERE id = @id AND lease_owner = @owner AND state = 'pending'
-            """).With("reason", reason).With("now", Now).With("id", item.Id).With("owner", owner);
+            """).With("reason", reason).With("now", now).With("generation", item.Generation).With("id", item.Id).With("owner", owner);
         return await cmd.ExecuteNonQueryAsync(ct) == 1;
     }
 

@@ -283,4 +283,11 @@ public sealed class WorkFailure(string reason, bool retryable) : Exception(reaso
 {
     public string Reason { get; } = reason;
     public bool Retryable { get; } = retryable;
+
+    /// <summary>
+    /// The server was down, busy or too slow: says nothing about this resource, so it does not count towards giving
+    /// it up before <see cref="WorkerOptions.OutageToleranceHours"/> (an outage must not empty the queue into the dead letters).
+    /// </summary>
+    public bool ServerUnavailable => Reason is "unreachable" or "timeout" or "circuit-open" or "http-408" or "http-429"
+                                     || (Reason.StartsWith("http-5", StringComparison.Ordinal) && Reason.Length == 8);
 }

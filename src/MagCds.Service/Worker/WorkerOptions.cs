@@ -89,9 +89,21 @@ public sealed class WorkerOptions
     [Range(1, 3600)]
     public int LeaseSeconds { get; set; } = 30;
 
-    /// <summary>Attempts before a resource that keeps failing with retryable errors is moved to the dead letters.</summary>
+    /// <summary>
+    /// Attempts before a resource that keeps failing with retryable errors (a refused token, a changed earlier output)
+    /// is moved to the dead letters. A server that is down, busy or timing out is waited for instead, up to
+    /// <see cref="OutageToleranceHours"/>.
+    /// </summary>
     [Range(1, 100)]
     public int MaxAttempts { get; set; } = 10;
+
+    /// <summary>
+    /// How long work waits for a FHIR server that is unreachable, times out, or answers 408, 429 or 5xx, retrying with
+    /// backoff up to <see cref="RetryMaxDelaySeconds"/>, before it is dead-lettered (counted from when it was queued,
+    /// and only once it has also failed <see cref="MaxAttempts"/> times).
+    /// </summary>
+    [Range(0, 8760)]
+    public double OutageToleranceHours { get; set; } = 72;
 
     /// <summary>First retry delay; doubled per attempt (with jitter) up to <see cref="RetryMaxDelaySeconds"/>.</summary>
     [Range(0.01, 3600)]

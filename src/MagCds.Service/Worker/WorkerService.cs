@@ -138,7 +138,8 @@ public sealed partial class WorkerService(
         catch (Exception e) when (Classify(e) is { } failure)
         {
             var o = options.Value;
-            if (failure.Retryable && item.Attempts < o.MaxAttempts)
+            bool waitForServer = failure is { ServerUnavailable: true } && time.GetUtcNow() - item.EnqueuedAt < TimeSpan.FromHours(o.OutageToleranceHours);
+            if (failure.Retryable && (item.Attempts < o.MaxAttempts || waitForServer))
             {
                 // Exponential backoff with "equal jitter": half fixed, half random, so replicas do not retry in step.
                 double cap = Math.Min(o.RetryMaxDelaySeconds, o.RetryBaseDelaySeconds * Math.Pow(2, item.Attempts - 1));

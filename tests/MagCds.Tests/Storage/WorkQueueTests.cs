@@ -132,6 +132,39 @@ public sealed class WorkQueueTests(StoreProvider provider)
     }
 
     [Test]
+    public async Task An_event_that_arrives_while_a_row_fails_for_good_is_not_buried_with_it()
+    {
+        await _queue.EnqueueAsync(Server, [("Observation", "a")], "poll", CancellationToken.None);
+        var item = (await _queue.LeaseAsync("w1", 10, Lease, CancellationToken.None)).Single();
+        await _queue.EnqueueAsync(Server, [("Observation", "a")], "subscription", CancellationToken.None); // amended meanwhile
+
+        Assert.That(await _queue.DeadLetterAsync(item, "w1", "http-422", CancellationToken.None), Is.True);
+        var stats = await _queue.StatsAsync(CancellationToken.None);
+        Assert.That((stats.Pending, stats.Dead), Is.EqualTo((1L, 0L)), "the newer event keeps the row pending");
+        var next = (await _queue.LeaseAsync("w1", 10, Lease, CancellationToken.None)).Single();
+        Assert.That(next.Attempts, Is.EqualTo(1), "counted afresh for the newer event");
+
+        Assert.That(await _queue.DeadLetterAsync(next, "w1", "http-422", CancellationToken.None), Is.True);
+        Assert.That((await _queue.StatsAsync(CancellationToken.None)).Dead, Is.EqualTo(1), "with nothing newer, it is a dead letter");
+    }
+
+    [Test]
+    public async Task A_new_event_does_not_wait_out_an_earlier_failures_backoff()
+    {
+        await _queue.EnqueueAsync(Server, [("Observation", "a"), ("Observation", "b")], "poll", CancellationToken.None);
+        var items = await _queue.LeaseAsync("w1", 10, Lease, CancellationToken.None);
+        await _queue.RetryAsync(items[0], "w1", "http-503", TimeSpan.FromMinutes(5), CancellationToken.None);
+        await _queue.EnqueueAsync(Server, [("Observation", "b")], "subscription", CancellationToken.None); // while b was tried
+        await _queue.RetryAsync(items[1], "w1", "http-503", TimeSpan.FromMinutes(5), CancellationToken.None);
+        Assert.That((await _queue.LeaseAsync("w1", 10, Lease, CancellationToken.None)).Select(i => i.ResourceId), Is.EqualTo(new[] { "b" }),
+            "b had an event during its attempt: due now; a waits");
+
+        await _queue.EnqueueAsync(Server, [("Observation", "a")], "subscription", CancellationToken.None); // while a waits
+        Assert.That((await _queue.LeaseAsync("w1", 10, Lease, CancellationToken.None)).Select(i => i.ResourceId), Is.EqualTo(new[] { "a" }),
+            "a new event makes a waiting row due now");
+    }
+
+    [Test]
     public async Task Retry_waits_for_its_delay_and_dead_letters_can_be_replayed()
     {
         await _queue.EnqueueAsync(Server, [("Observation", "a")], "poll", CancellationToken.None);

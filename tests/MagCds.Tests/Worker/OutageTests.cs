@@ -33,7 +33,7 @@ public sealed class OutageTests
             ["MagCds:Worker:Enabled"] = "true",
             ["MagCds:Worker:FhirServerUrl"] = $"http://127.0.0.1:{port}/fhir/R4", // nothing listens there yet
             ["MagCds:Worker:PollIntervalSeconds"] = "0",
-            ["MagCds:Worker:MaxAttempts"] = "100",
+            ["MagCds:Worker:MaxAttempts"] = "2", // an outage outlasts any count of attempts: it is waited for
             ["MagCds:Worker:RetryBaseDelaySeconds"] = "0.2",
             ["MagCds:Worker:RetryMaxDelaySeconds"] = "1",
             ["MagCds:Worker:RequestTimeoutSeconds"] = "3",

@@ -263,9 +263,15 @@ public sealed class WorkerTests(StoreProvider provider) : WorkerTestBase(provide
         await H.DrainedAsync(1);
 
         Assert.That(await H.AllAsync<RiskAssessment>(), Has.Count.EqualTo(1));
-        var posts = (await Fhir.RequestsAsync()).Where(r => r.Method == "POST" && r.Url == "/fhir/R4").ToList();
-        Assert.That(posts.Count(p => p.Status == 503), Is.EqualTo(6));
+        var requests = await Fhir.RequestsAsync();
+        var posts = requests.Where(r => r.Method == "POST" && r.Url == "/fhir/R4").ToList();
+        Assert.That(posts.Count(p => p.Status == 503), Is.EqualTo(6), "more failures than MaxAttempts (4): a busy server is waited for");
         Assert.That(posts.Last().Status, Is.EqualTo(200));
+        // The HTTP layer never sends a write twice (a second copy could race the first on the server): each failed
+        // transaction is followed by the queue's retry, which reads the Observation again first.
+        var order = requests.Where(r => (r.Method == "POST" && r.Url == "/fhir/R4") || (r.Method == "GET" && r.Url.StartsWith("/fhir/R4/Observation/" + obs.Id, StringComparison.Ordinal))).ToList();
+        for (int i = 1; i < order.Count; i++)
+            Assert.That(order[i].Method == "POST" && order[i - 1].Method == "POST", Is.False, $"two transactions in a row at request {i}");
     }
 
     [Test]
