@@ -31,19 +31,21 @@ public sealed partial class AssessmentWriter(Evaluator evaluator, WorkerFhirClie
         var obs = await Call(() => client.ReadAsync<Observation>("Observation/" + observationId, ct: ct), allowGone: true);
         if (obs is null) return new Assessment("gone", null, []);
         string? version = obs.Meta?.VersionId;
-        if (!evaluator.IsAntiMag(obs)) return new Assessment("not-anti-mag", version, []);
-
         var input = new EvaluationInput(obs, "Observation/" + obs.Id, "Observation");
-        var history = Searchable(obs.Subject?.Reference) is { } subject ? await HistoryAsync(client, subject, obs.Id ?? "", ct) : [];
-        var result = evaluator.Evaluate(new EvaluationRequest([input], history)).Results[0];
+        bool antiMag = evaluator.IsAntiMag(obs);
+        // A first version that is not anti-MAG never had outputs; a later one may have (its code was corrected away).
+        if (!antiMag && version is null or "1") return new Assessment("not-anti-mag", version, []);
+
+        var history = antiMag && Searchable(obs.Subject?.Reference) is { } subject ? await HistoryAsync(client, subject, obs.Id ?? "", ct) : [];
+        var result = antiMag ? evaluator.Evaluate(new EvaluationRequest([input], history)).Results[0] : null;
 
         var identities = await IdentitiesAsync(client, obs, input, ct);
         var earlier = await EarlierOutputsAsync(client, identities, input.Reference!, ct);
         var tx = new Bundle { Type = Bundle.BundleType.Transaction };
         string outcome;
-        switch (result.Outcome)
+        switch (result?.Outcome)
         {
-            case InputOutcome.Evaluated:
+            case InputOutcome.Evaluated when result.Interpretation is not null:
                 var created = new[] { (Resource?)result.RiskAssessment, result.DetectedIssue }.OfType<Resource>().ToList();
                 var current = created.Select(Urn).ToHashSet(StringComparer.Ordinal);
                 foreach (var r in created)
@@ -56,7 +58,7 @@ public sealed partial class AssessmentWriter(Evaluator evaluator, WorkerFhirClie
                 foreach (var old in earlier.Where(o => IsCurrent(o) && !current.Contains(Urn(o))))
                     tx.Entry.Add(Mark(old, ObservationStatus.Cancelled,
                         $"Superseded: MagCds assessed this Observation again (amended or corrected result, corrected patient, or other knowledge); the current assessment has identifier {UrnSystem}|{Urn(created[0])}."));
-                outcome = "evaluated-" + result.Interpretation!.Category switch
+                outcome = "evaluated-" + result.Interpretation.Category switch
                 {
                     Category.Elevated => "elevated",
                     Category.NotElevated => "not-elevated",
@@ -70,7 +72,13 @@ public sealed partial class AssessmentWriter(Evaluator evaluator, WorkerFhirClie
                 outcome = "retracted";
                 break;
             default:
-                return new Assessment(result.Issues.FirstOrDefault()?.Code.Code ?? "not-evaluated", version, []);
+                // The latest version cannot be assessed (cancelled, registered, no value, no longer anti-MAG...): an
+                // assessment of an earlier version no longer describes the result, so it does not stay current.
+                outcome = result?.Issues.FirstOrDefault()?.Code.Code ?? "not-anti-mag";
+                foreach (var old in earlier.Where(IsCurrent))
+                    tx.Entry.Add(Mark(old, ObservationStatus.Cancelled,
+                        $"Withdrawn: the laboratory's latest version of the Observation this assessment was based on cannot be assessed by MagCds ({outcome}); this assessment no longer applies to it."));
+                break;
         }
 
         if (tx.Entry.Count > 0) await Call(() => client.TransactionAsync(tx, ct), allowGone: false);

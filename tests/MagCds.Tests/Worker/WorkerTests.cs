@@ -186,6 +186,34 @@ public sealed class WorkerTests(StoreProvider provider) : WorkerTestBase(provide
         else Assert.That((logged, reads.Any(r => r.Status == 200)), Is.EqualTo((false, true)), "read again after the 401, with success");
     }
 
+    /// <summary>
+    /// A later version that MagCds cannot assess (cancelled, or its code corrected to another test) withdraws the
+    /// assessment of the earlier one: a preliminary raised result must not stay raised beside the chart.
+    /// </summary>
+    [TestCase("cancelled")]
+    [TestCase("code-corrected")]
+    public async Task A_result_that_can_no_longer_be_assessed_leaves_no_assessment_current(string change)
+    {
+        await H.StartAsync(new() { ["MagCds:Worker:PollIntervalSeconds"] = "0" });
+        var obs = await Fhir.SeedAsync(Result("p1", 23.5m, "ACC-1", ObservationStatus.Preliminary));
+        using (await PutNotificationAsync(obs)) { }
+        await H.DrainedAsync(1);
+        Assert.That(((await H.AllAsync<RiskAssessment>()).Count(Current), (await H.AllAsync<DetectedIssue>()).Count(Current)), Is.EqualTo((1, 1)));
+
+        if (change == "cancelled") obs.Status = ObservationStatus.Cancelled;
+        else obs.Code = new CodeableConcept("urn:oid:2.16.840.1.113883.19.5.99.3", "MAG-IGG", "Anti-MAG IgG");
+        obs = await Fhir.Client.UpdateAsync(obs);
+        using (await PutNotificationAsync(obs!)) { }
+        await H.DrainedAsync(2);
+
+        var ras = await H.AllAsync<RiskAssessment>();
+        var dis = await H.AllAsync<DetectedIssue>();
+        Assert.That((ras.Count, dis.Count), Is.EqualTo((1, 1)), "nothing new is written");
+        Assert.That(ras.Concat<Resource>(dis).Select(r => r is RiskAssessment ra ? ra.Status : ((DetectedIssue)r).Status),
+            Is.All.EqualTo(ObservationStatus.Cancelled), "the earlier assessment is withdrawn");
+        Assert.That(ras[0].Note.Last().Text, Does.Contain("cannot be assessed"));
+    }
+
     [Test]
     public async Task An_amended_result_with_a_contained_subject_supersedes_its_earlier_assessment()
     {
