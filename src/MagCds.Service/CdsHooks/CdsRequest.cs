@@ -41,7 +41,9 @@ public sealed record CdsCall(
 /// </summary>
 public static class CdsRequestReader
 {
-    private static readonly JsonDocumentOptions JsonOptions = new() { MaxDepth = 128 };
+    // A member given twice ("patientId" twice) is refused: a gateway reading the first and MagCds the last would
+    // disagree about the patient.
+    private static readonly JsonDocumentOptions JsonOptions = new() { MaxDepth = 128, AllowDuplicateProperties = false };
 
     public static CdsCall Read(ReadOnlyMemory<byte> body, ServiceDescriptor service, bool allowInsecureFhirServer)
     {
@@ -104,10 +106,13 @@ public static class CdsRequestReader
                 if (pf.ValueKind != JsonValueKind.Object) throw Bad("prefetch must be an object.");
                 foreach (var p in pf.EnumerateObject())
                 {
+                    // Only the results are read; other keys (the Patient the discovery asks for, keys of other
+                    // services) are not used, so a defect in them does not cost the clinician the card.
+                    if (p.Name != CdsServiceCatalog.ResultsKey) continue;
                     prefetch[p.Name] = p.Value.ValueKind switch
                     {
                         JsonValueKind.Null => new PrefetchSlot.Empty(),
-                        JsonValueKind.Object => ParseResource(p.Value, "prefetch." + p.Name) switch
+                        JsonValueKind.Object => ParseComplete(p.Value, "prefetch." + p.Name) switch
                         {
                             OperationOutcome => new PrefetchSlot.Failed(),
                             var r => new PrefetchSlot.Found(r),
@@ -122,9 +127,27 @@ public static class CdsRequestReader
     }
 
     /// <summary>A FHIR resource inside the JSON, read by the Firely parser (entries of a Bundle that fail are dropped).</summary>
-    private static Resource ParseResource(JsonElement e, string where)
+    private static Resource ParseResource(JsonElement e, string where) => Parse(e, where).Resource;
+
+    /// <summary>
+    /// The patient's results, every one readable: a result dropped for a defect (an `issued` without time zone, say)
+    /// may be the newest, and showing the one before it as the latest would mislead. So the call is refused, naming
+    /// the entry, rather than answered from part of the results.
+    /// </summary>
+    private static Resource ParseComplete(JsonElement e, string where)
     {
-        try { return FhirWire.Parse(System.Runtime.InteropServices.JsonMarshal.GetRawUtf8Value(e).ToArray(), FhirFormat.Json).Resource; }
+        var parsed = Parse(e, where);
+        if (parsed.BadEntries.Count > 0)
+        {
+            var (index, why) = parsed.BadEntries.OrderBy(b => b.Key).First();
+            throw Bad($"{where}: entry {index} cannot be read ({why}); MagCds does not choose a latest result while one of the patient's results is unreadable.");
+        }
+        return parsed.Resource;
+    }
+
+    private static ParsedBody Parse(JsonElement e, string where)
+    {
+        try { return FhirWire.Parse(System.Runtime.InteropServices.JsonMarshal.GetRawUtf8Value(e).ToArray(), FhirFormat.Json); }
         catch (FhirRequestException ex) { throw Bad($"{where}: {ex.Message}"); }
     }
 

@@ -59,15 +59,26 @@ public sealed partial class PatientResults(
         using var fhir = new FhirClient(call.FhirServer, client, new FhirClientSettings { PreferredFormat = ResourceFormat.Json, VerifyFhirVersion = false });
 
         var found = new List<(Observation, string?)>();
+        int max = options.Value.MaxResults;
         try
         {
             string query = string.Format(System.Globalization.CultureInfo.InvariantCulture, catalog.ResultsQueryTemplate, Uri.EscapeDataString(call.PatientId));
             var page = await fhir.GetAsync(query, cts.Token) as Bundle;
-            for (int pages = 0; page is not null && pages < 5 && found.Count < options.Value.MaxResults; pages++)
+            // Newest first only if the server says it sorted (its self link lists the parameters it applied); if it
+            // did not, the newest result may be on any page, so all are read (within the page limit).
+            bool sorted = page?.SelfLink?.OriginalString.Contains("_sort=", StringComparison.Ordinal) == true;
+            bool more = false;
+            for (int pages = 1; page is not null; pages++)
             {
                 found.AddRange(page.Entry.Where(e => e.Resource is Observation).Select(e => ((Observation)e.Resource!, (string?)e.FullUrl)));
-                page = page.NextLink is null ? null : await fhir.ContinueAsync(page, ct: cts.Token);
+                more = page.NextLink is not null;
+                // The access token goes only to the server the EHR named: a next link elsewhere is not followed.
+                if (page.NextLink is not { } next || (sorted && found.Count >= max) || pages == 5 || !IsUnderServer(next, call.FhirServer)) break;
+                page = await fhir.ContinueAsync(page, ct: cts.Token);
+                more = false;
             }
+            if (more && !sorted)
+                throw Unavailable("The FHIR server did not confirm sorting the results by date and has more of them than MagCds reads, so the latest cannot be told.");
         }
         // ExecutionRejectedException: the resilience pipeline refused the call (circuit open, timeout), which is the
         // FHIR server being unavailable like any other: 412, not 500.
@@ -80,7 +91,25 @@ public sealed partial class PatientResults(
             if (ct.IsCancellationRequested) throw;
             throw Unavailable("The FHIR server could not be queried for the patient's anti-MAG results in time.");
         }
-        return found.Take(options.Value.MaxResults).ToList();
+        // Newest first whatever order the pages came in (the server's sort was on `date`, the effective time).
+        return found.OrderByDescending(f => EffectiveTime(f.Item1) ?? DateTimeOffset.MinValue).Take(max).ToList();
+    }
+
+    private static DateTimeOffset? EffectiveTime(Observation o) => o.Effective switch
+    {
+        FhirDateTime d when d.TryToDateTimeOffset(out var t) => t,
+        Period { StartElement: { } s } when s.TryToDateTimeOffset(out var t) => t,
+        Instant { Value: { } i } => i,
+        _ => null,
+    };
+
+    /// <summary>True when <paramref name="link"/> is on the same scheme, host and port as the server, under its base path.</summary>
+    public static bool IsUnderServer(Uri link, Uri server)
+    {
+        if (!link.IsAbsoluteUri) return true; // relative to the server
+        string basePath = server.AbsolutePath.TrimEnd('/') + "/";
+        return link.Scheme == server.Scheme && string.Equals(link.Host, server.Host, StringComparison.OrdinalIgnoreCase) && link.Port == server.Port
+               && (link.AbsolutePath + "/").StartsWith(basePath, StringComparison.Ordinal);
     }
 
     /// <summary>True when a subject reference names exactly this patient ("Patient/id", an absolute URL ending in it, or with _history).</summary>

@@ -67,6 +67,55 @@ public class RequestTests : ServiceTests
         Assert.That(Http.Codes(oo), Does.Contain("invalid-cds-request"));
     }
 
+    [Test]
+    public async Task A_prefetched_result_that_cannot_be_read_refuses_the_call_rather_than_show_an_older_one_as_latest()
+    {
+        // The newest result has an `issued` without a time zone (invalid in FHIR); the older one is fine.
+        var body = JsonNode.Parse(CdsKit.PatientView("pat-oakhaven", [TestFiles.Resource("Observation-btu-not-detected.json"), TestFiles.Resource("Observation-btu-medium.json")]))!.AsObject();
+        body["prefetch"]!["antiMagResults"]!["entry"]![0]!["resource"]!["issued"] = "2026-06-02T10:00:00";
+        var resp = await Client.SendAsync(CdsKit.Post("/cds-services/magcds-patient-view", body.ToJsonString(), null));
+
+        Assert.That(resp.StatusCode, Is.EqualTo(HttpStatusCode.BadRequest));
+        var oo = (OperationOutcome)await Http.ReadAsync(resp);
+        Assert.That(Http.Codes(oo), Does.Contain("invalid-cds-request"));
+        Assert.That(oo.Issue[0].Diagnostics ?? oo.Issue[0].Details?.Text, Does.Contain("entry 0"));
+    }
+
+    [TestCase("patientId")]
+    [TestCase("hook")]
+    public async Task A_member_given_twice_is_refused(string member)
+    {
+        string valid = Valid;
+        string twice = member == "patientId"
+            ? valid.Replace("\"patientId\":\"pat-oakhaven\"", "\"patientId\":\"someone-else\",\"patientId\":\"pat-oakhaven\"", StringComparison.Ordinal)
+            : valid.Replace("\"hook\":\"patient-view\"", "\"hook\":\"order-sign\",\"hook\":\"patient-view\"", StringComparison.Ordinal);
+        Assert.That(twice, Is.Not.EqualTo(valid), "the duplicate is in the body");
+        var resp = await Client.SendAsync(CdsKit.Post("/cds-services/magcds-patient-view", twice, null));
+        Assert.That(resp.StatusCode, Is.EqualTo(HttpStatusCode.BadRequest));
+    }
+
+    [Test]
+    public async Task Prefetch_keys_MagCds_does_not_use_are_not_read()
+    {
+        var body = JsonNode.Parse(Valid)!.AsObject();
+        body["prefetch"]!["patient"] = new JsonObject { ["resourceType"] = "Patient", ["id"] = "pat-oakhaven", ["gender"] = "Male" }; // invalid code
+        body["prefetch"]!["other"] = new JsonObject { ["resourceType"] = "Foo" };
+        var resp = await Client.SendAsync(CdsKit.Post("/cds-services/magcds-patient-view", body.ToJsonString(), null));
+        Assert.That(resp.StatusCode, Is.EqualTo(HttpStatusCode.OK));
+        Assert.That(JsonDocument.Parse(await resp.Content.ReadAsStringAsync()).RootElement.GetProperty("cards").GetArrayLength(), Is.EqualTo(1));
+    }
+
+    [TestCase("https://ehr.example/fhir/Observation?page=2", true)]
+    [TestCase("https://ehr.example/fhir?_getpages=x&_offset=20", true)]
+    [TestCase("https://EHR.example:443/fhir/Observation?page=2", true)]
+    [TestCase("http://ehr.example/fhir/Observation?page=2", false)]
+    [TestCase("https://evil.example/fhir/Observation?page=2", false)]
+    [TestCase("https://ehr.example:8443/fhir/Observation?page=2", false)]
+    [TestCase("https://ehr.example/fhirx/Observation?page=2", false)]
+    [TestCase("https://ehr.example/other/Observation?page=2", false)]
+    public void The_access_token_follows_only_next_links_on_the_named_server(string link, bool followed) =>
+        Assert.That(PatientResults.IsUnderServer(new Uri(link), new Uri("https://ehr.example/fhir")), Is.EqualTo(followed));
+
     [TestCase("{not json", 400)]
     [TestCase("[]", 400)]
     [TestCase("", 400)]
