@@ -65,6 +65,7 @@ public sealed partial class AuditTrail(Database db, TimeProvider time, Microsoft
     /// </summary>
     private async Task WriteQueuedAsync(List<AuditEntry> batch, bool drain, CancellationToken ct)
     {
+        int failures = 0;
         while (true)
         {
             while (batch.Count < MaxBatch && _queue.Reader.TryRead(out var e)) batch.Add(e);
@@ -74,15 +75,46 @@ public sealed partial class AuditTrail(Database db, TimeProvider time, Microsoft
             {
                 await db.WriteAsync(async () => { await InsertAsync(batch, ct); return true; }, ct);
                 batch.Clear();
+                failures = 0;
                 if (partial && !drain) return;
             }
             catch (System.Data.Common.DbException e)
             {
                 StoreFailed(logger, e.GetType().Name, batch.Count);
-                if (ct.IsCancellationRequested) return;
+                failures++;
+                // A batch that keeps failing may hold one entry the database refuses (not a store outage): entries are
+                // then written one by one and only those refused alone are dropped, so one bad entry cannot stop the
+                // trail. If every one fails, the store is down and the batch waits.
+                if (failures % 3 == 0 && await WriteSinglyAsync(batch, ct)) { failures = 0; continue; }
+                // Stopping with the store down: give up after a few seconds rather than hold the shutdown.
+                if (ct.IsCancellationRequested || (drain && failures >= 5))
+                {
+                    if (drain) LostAtStop(logger, batch.Count + _queue.Reader.Count);
+                    return;
+                }
                 await Task.Delay(TimeSpan.FromSeconds(1), time, ct);
             }
         }
+    }
+
+    /// <summary>Writes the batch entry by entry; drops those refused alone. False (batch kept) when none could be written.</summary>
+    private async Task<bool> WriteSinglyAsync(List<AuditEntry> batch, CancellationToken ct)
+    {
+        var refused = new List<AuditEntry>();
+        int written = 0;
+        foreach (var entry in batch)
+        {
+            try
+            {
+                await db.WriteAsync(async () => { await InsertAsync([entry], ct); return true; }, ct);
+                written++;
+            }
+            catch (System.Data.Common.DbException) { refused.Add(entry); }
+        }
+        if (written == 0) return false;
+        if (refused.Count > 0) Refused(logger, refused.Count);
+        batch.Clear();
+        return true;
     }
 
     private async Task PurgeIfDueAsync(CancellationToken ct)
@@ -123,12 +155,23 @@ public sealed partial class AuditTrail(Database db, TimeProvider time, Microsoft
             cmd.With(name, null);
         foreach (var e in entries)
         {
-            object?[] values = [e.At.ToUnixTimeMilliseconds(), e.Door, e.Caller, e.CorrelationId, e.Resource, e.Version, e.KnowledgeVersion, e.Outcome, string.Join(",", e.Outputs)];
+            object?[] values = [e.At.ToUnixTimeMilliseconds(), e.Door, Clean(e.Caller), Clean(e.CorrelationId), Clean(e.Resource), Clean(e.Version), e.KnowledgeVersion, e.Outcome, Clean(string.Join(",", e.Outputs))];
             for (int i = 0; i < values.Length; i++) cmd.Parameters[i].Value = values[i] ?? DBNull.Value;
             await cmd.ExecuteNonQueryAsync(ct);
         }
         // Not cancellable: a commit that succeeded but reported cancellation would be written again by the stop's drain.
         await tx.CommitAsync(CancellationToken.None);
+    }
+
+    /// <summary>
+    /// What a caller sent (a Bundle entry's fullUrl, a version) as the store can keep it: PostgreSQL refuses the NUL
+    /// character in text, and no audit field needs more than 1,024 characters.
+    /// </summary>
+    private static string? Clean(string? s)
+    {
+        if (s is null) return null;
+        if (s.Length > 1024) s = s[..1024];
+        return s.Contains('\0', StringComparison.Ordinal) ? s.Replace('\0', '\uFFFD') : s;
     }
 
     /// <summary>Newest first, optionally of one door only.</summary>
@@ -154,6 +197,12 @@ public sealed partial class AuditTrail(Database db, TimeProvider time, Microsoft
 
     [LoggerMessage(Level = LogLevel.Error, Message = "Audit backlog full: {Dropped} audit entries dropped so far")]
     private static partial void Dropped(ILogger logger, long dropped);
+
+    [LoggerMessage(Level = LogLevel.Error, Message = "Audit: {Count} entries not stored at the stop: the store did not answer")]
+    private static partial void LostAtStop(ILogger logger, int count);
+
+    [LoggerMessage(Level = LogLevel.Error, Message = "Audit: {Count} entries refused by the store one by one were dropped")]
+    private static partial void Refused(ILogger logger, int count);
 
     [LoggerMessage(Level = LogLevel.Warning, Message = "Audit entries not stored yet ({Count}), will retry: {Reason}")]
     private static partial void StoreFailed(ILogger logger, string reason, int count);

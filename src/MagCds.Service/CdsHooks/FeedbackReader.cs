@@ -60,10 +60,17 @@ public static class FeedbackReader
         }
     }
 
-    private static string? Str(JsonElement o, string name, string at) =>
-        !o.TryGetProperty(name, out var v) || v.ValueKind == JsonValueKind.Null ? null
-        : v.ValueKind == JsonValueKind.String && v.GetString() is { Length: > 0 } s ? s
-        : throw Bad($"{at}.{name} must be a non-empty string.");
+    /// <summary>A non-empty string member; the card's uuid and codes up to 256 characters, a comment up to 4,000; no control characters but line breaks and tabs.</summary>
+    private static string? Str(JsonElement o, string name, string at)
+    {
+        if (!o.TryGetProperty(name, out var v) || v.ValueKind == JsonValueKind.Null) return null;
+        if (v.ValueKind != JsonValueKind.String || v.GetString() is not { Length: > 0 } s) throw Bad($"{at}.{name} must be a non-empty string.");
+        int max = name == "userComment" ? 4000 : 256;
+        if (s.Length > max) throw Bad($"{at}.{name} is longer than {max} characters.");
+        foreach (char ch in s)
+            if (char.IsControl(ch) && ch is not ('\n' or '\r' or '\t')) throw Bad($"{at}.{name} holds a control character.");
+        return s;
+    }
 
     private static FhirRequestException Bad(string message) => new(StatusCodes.Status400BadRequest, OutcomeCodes.InvalidFeedback, message);
 }

@@ -79,15 +79,29 @@ public static class MagEvaluateOperation
                 issues.Add(new CoreIssue(OutcomeCodes.UnparseableEntry, OperationOutcome.IssueSeverity.Error, why, at));
                 continue;
             }
-            if (b.Entry[i].Resource is Observation o)
-                inputs.Add(new EvaluationInput(o, LocalReference(o) ?? b.Entry[i].FullUrl, at + ".resource"));
+            if (b.Entry[i].Resource is not Observation o) continue;
+            // The parser does not check a fullUrl's characters; one that is no FHIR uri (a control character, a
+            // space) would be copied into the outputs' references and make them invalid, so the entry is refused.
+            if (b.Entry[i].FullUrl is { } fullUrl && !IsFhirUri(fullUrl))
+            {
+                issues.Add(new CoreIssue(OutcomeCodes.UnparseableEntry, OperationOutcome.IssueSeverity.Error, "The entry's fullUrl is not a valid uri.", at + ".fullUrl"));
+                continue;
+            }
+            inputs.Add(new EvaluationInput(o, LocalReference(o) ?? b.Entry[i].FullUrl, at + ".resource"));
         }
         if (inputs.Count == 0 && issues.Count == 0)
-            throw new FhirRequestException(StatusCodes.Status422UnprocessableEntity, OutcomeCodes.NotAntiMag, "The Bundle holds no Observation.");
+            throw new FhirRequestException(StatusCodes.Status422UnprocessableEntity, OutcomeCodes.NothingEvaluated, "The Bundle holds no Observation.");
         return new Mapped(new EvaluationRequest(inputs, []), issues);
     }
 
     private static string? LocalReference(Observation o) => string.IsNullOrEmpty(o.Id) ? null : "Observation/" + o.Id;
+
+    /// <summary>FHIR's uri: no whitespace, and as a string no control characters.</summary>
+    private static bool IsFhirUri(string s)
+    {
+        foreach (char c in s) if (char.IsWhiteSpace(c) || char.IsControl(c)) return false;
+        return s.Length > 0;
+    }
 
     private static FhirRequestException InvalidParameters(string message) =>
         new(StatusCodes.Status400BadRequest, OutcomeCodes.InvalidParameters, message);

@@ -35,7 +35,8 @@ public class ErrorTests : ServiceTests
         yield return Case("Parameters with an unknown name", "{\"resourceType\":\"Parameters\",\"parameter\":[{\"name\":\"obs\",\"valueString\":\"x\"}]}", "application/fhir+json", 400, "invalid-parameters");
         yield return Case("Parameters without observation", "{\"resourceType\":\"Parameters\",\"id\":\"p1\"}", "application/fhir+json", 400, "invalid-parameters");
         yield return Case("Parameters with a value, not a resource", "{\"resourceType\":\"Parameters\",\"parameter\":[{\"name\":\"observation\",\"valueString\":\"x\"}]}", "application/fhir+json", 400, "invalid-parameters");
-        yield return Case("empty Bundle", "{\"resourceType\":\"Bundle\",\"type\":\"batch\"}", "application/fhir+json", 422, "not-anti-mag");
+        yield return Case("empty Bundle", "{\"resourceType\":\"Bundle\",\"type\":\"batch\"}", "application/fhir+json", 422, "nothing-evaluated");
+        yield return Case("entry fullUrl with a control character", "{\"resourceType\":\"Bundle\",\"type\":\"batch\",\"entry\":[{\"fullUrl\":\"urn:x\\u0000y\",\"resource\":{\"resourceType\":\"Observation\",\"status\":\"final\",\"code\":{\"coding\":[{\"system\":\"http://loinc.org\",\"code\":\"39087-2\"}]},\"subject\":{\"reference\":\"Patient/p\"},\"valueQuantity\":{\"value\":25000,\"unit\":\"BTU\"}}}]}", "application/fhir+json", 422, "unparseable-entry");
         yield return Case("nothing evaluated", TestFiles.Text("Observation-wrong-code.json"), "application/fhir+json", 422, "nothing-evaluated");
     }
 

@@ -70,6 +70,24 @@ public sealed class AuditTests(StoreProvider provider)
     }
 
     [Test]
+    public async Task An_entry_with_a_NUL_from_the_caller_does_not_stop_the_trail()
+    {
+        // PostgreSQL refuses NUL in text: an entry carrying one (from anything a caller sent) must not block the
+        // batch, and every entry after it, for good.
+        await using var db = StoreUnderTest.Open(await StoreUnderTest.OptionsAsync(provider));
+        var now = new DateTimeOffset(2026, 11, 26, 8, 0, 0, TimeSpan.Zero);
+        var audit = new AuditTrail(db, new FixedClock(now), Options.Create(new AuditOptions { BatchWindowMs = 10 }), NullLogger<AuditTrail>.Instance);
+        await audit.StartAsync(CancellationToken.None);
+        audit.Record(new AuditEntry(now, "fhir-rest", "test", "NUL-1", "urn:x\u0000y", null, "k1", "Elevated", ["ra-1"]));
+        audit.Record(new AuditEntry(now, "fhir-rest", "test", "AFTER-1", "Observation/a", "1", "k1", "Elevated", ["ra-2"]));
+
+        await WorkerHarness.WaitUntilAsync(async () => (await audit.QueryAsync(null, 10, CancellationToken.None)).Count == 2, "both entries are stored", 20);
+        var stored = await audit.QueryAsync(null, 10, CancellationToken.None);
+        Assert.That(stored.Single(e => e.CorrelationId == "NUL-1").Resource, Is.EqualTo("urn:x\uFFFDy"));
+        await audit.StopAsync(CancellationToken.None);
+    }
+
+    [Test]
     public async Task Entries_older_than_the_retention_period_are_deleted_and_newer_ones_kept()
     {
         var settings = await StoreUnderTest.SettingsAsync(provider);
