@@ -81,7 +81,7 @@ public static partial class CdsHooksEndpoints
 
     private static async Task<IResult> FeedbackAsync(
         string id, HttpRequest req, CdsServiceCatalog catalog, CdsJwtValidator jwt, IOptions<CdsHooksOptions> options,
-        FeedbackStore store, CdsHooksMetrics metrics, CancellationToken ct)
+        FeedbackStore store, CdsHooksMetrics metrics, MagCds.Core.CanonicalUrls urls, CancellationToken ct)
     {
         var o = options.Value;
         // aud is the URL invoked (…/feedback); some clients send the service URL, which is accepted too.
@@ -90,8 +90,10 @@ public static partial class CdsHooksEndpoints
             return Results.StatusCode(StatusCodes.Status401Unauthorized);
         var service = catalog.Find(id) ?? throw UnknownService(id);
         var items = FeedbackReader.Read(await ReadJsonBodyAsync(req, o), service.Id);
-        await store.AddAsync(items, ct);
-        foreach (var f in items) metrics.Feedback(service.Id, f.Outcome, f.OverrideCode);
+        // Counted once per item stored (a resent item is not counted again), labelled only with MagCds's own reasons.
+        foreach (var f in await store.AddAsync(items, ct))
+            metrics.Feedback(service.Id, f.Outcome, f.OverrideCode is null ? "none"
+                : f.OverrideSystem == urls.OverrideReasonSystem && CardBuilder.OverrideReasonConcepts.Any(c => c.Code == f.OverrideCode) ? f.OverrideCode : "other");
         return Results.Ok();
     }
 

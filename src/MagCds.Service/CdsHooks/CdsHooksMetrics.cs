@@ -24,8 +24,9 @@ public sealed class CdsHooksMetrics : IDisposable
     public void Card(string serviceId, string indicator) =>
         _cards.Add(1, new("service", serviceId), new("indicator", indicator));
 
-    public void Feedback(string serviceId, string outcome, string? overrideReason) =>
-        _feedback.Add(1, new("service", serviceId), new("outcome", outcome), new("override_reason", overrideReason ?? "none"));
+    /// <param name="overrideReason">One of MagCds's override reason codes, "other" or "none": never a caller's free value (unbounded series).</param>
+    public void Feedback(string serviceId, string outcome, string overrideReason) =>
+        _feedback.Add(1, new("service", serviceId), new("outcome", outcome), new("override_reason", overrideReason));
 
     public void Dispose() => _meter.Dispose();
 }

@@ -28,7 +28,7 @@ public static class FhirRestEndpoints
         var mapped = MagEvaluateOperation.ToRequest(FhirWire.Parse(body, requestFormat));
         var summary = new EvaluationSummary("fhir-rest", evaluator.Knowledge.Version);
         var answer = MagEvaluateOperation.Start(evaluator.Start(mapped.Request), mapped.EntryIssues, summary, evaluator.Canonical);
-        if (answer.Outcome is { } error) error.Id = req.HttpContext.TraceIdentifier; // every error answer carries the correlation id
+        if (answer.Outcome is { } error) error.Id = Hosting.Correlation.AsFhirId(req.HttpContext.TraceIdentifier); // every error answer carries the correlation id
         var logger = loggers.CreateLogger("MagCds.FhirRest");
         // A large Bundle's answer is evaluated while it is written, so the log line comes once it is complete.
         return answer.Outcome is { } refused

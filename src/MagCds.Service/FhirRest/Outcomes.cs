@@ -27,7 +27,7 @@ public static class Outcomes
     /// <summary>An error outcome; its id is the correlation id so a support call can find the log lines.</summary>
     public static OperationOutcome Error(HttpContext http, OutcomeCode code, string message) => new()
     {
-        Id = http.TraceIdentifier,
+        Id = Hosting.Correlation.AsFhirId(http.TraceIdentifier),
         Issue = [Issue(http.RequestServices.GetRequiredService<CanonicalUrls>(), code, OperationOutcome.IssueSeverity.Error, message)],
     };
 }

@@ -14,6 +14,18 @@ public static partial class Correlation
     [GeneratedRegex("^[A-Za-z0-9._:-]{1,128}$")]
     private static partial Regex Safe();
 
+    /// <summary>
+    /// The correlation id as a FHIR resource id (<c>[A-Za-z0-9\-.]{1,64}</c>), for an error OperationOutcome: an
+    /// engine's message id such as "ORU_R01:123" keeps its letters and digits, the rest become '-'. The header
+    /// carries the id unchanged.
+    /// </summary>
+    public static string AsFhirId(string correlationId)
+    {
+        Span<char> id = stackalloc char[Math.Min(correlationId.Length, 64)];
+        for (int i = 0; i < id.Length; i++) id[i] = char.IsAsciiLetterOrDigit(correlationId[i]) || correlationId[i] is '-' or '.' ? correlationId[i] : '-';
+        return id.Length == 0 ? "-" : new string(id);
+    }
+
     public static IApplicationBuilder UseCorrelation(this IApplicationBuilder app) => app.Use(async (http, next) =>
     {
         // Anything not plainly an id (too long, odd characters) is replaced, so it cannot inject into logs or headers.

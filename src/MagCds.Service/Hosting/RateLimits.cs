@@ -55,7 +55,7 @@ public static class RateLimits
                 int seconds = ctx.Lease.TryGetMetadata(MetadataName.RetryAfter, out var after) ? Math.Max(1, (int)Math.Ceiling(after.TotalSeconds)) : 1;
                 http.Response.Headers.RetryAfter = seconds.ToString(CultureInfo.InvariantCulture);
                 var outcome = Outcomes.Error(http, OutcomeCodes.TooManyRequests, $"Too many requests from this client; retry after {seconds} s.");
-                await new FhirResult(outcome, FhirFormat.Json, StatusCodes.Status429TooManyRequests).ExecuteAsync(http);
+                await new FhirResult(outcome, FhirErrorHandler.ErrorFormat(http.Request), StatusCodes.Status429TooManyRequests).ExecuteAsync(http);
             };
         });
         return services;

@@ -126,7 +126,7 @@ public static class Access
             if (!known) http.Response.Headers.WWWAuthenticate = "Bearer";
             var outcome = Outcomes.Error(http, known ? OutcomeCodes.Forbidden : OutcomeCodes.Unauthorized,
                 known ? "The caller is not allowed to use this endpoint (scope, key or certificate)." : "Authentication is required: an X-API-Key header, a bearer token or a client certificate, as configured.");
-            await new FhirResult(outcome, FhirFormat.Json, status).ExecuteAsync(http);
+            await new FhirResult(outcome, Hosting.FhirErrorHandler.ErrorFormat(http.Request), status).ExecuteAsync(http);
         }
     }
 }

@@ -17,11 +17,12 @@ public sealed record FeedbackDay(string Day, string Outcome, string? OverrideCod
 public sealed class FeedbackStore(Database db)
 {
     /// <summary>Stores all items in one transaction (all or nothing); returns how many were new.</summary>
-    public async Task<int> AddAsync(IReadOnlyList<FeedbackItem> items, CancellationToken ct)
+    /// <summary>Stores the items in one transaction; returns those that were new (an item sent again is kept once).</summary>
+    public async Task<IReadOnlyList<FeedbackItem>> AddAsync(IReadOnlyList<FeedbackItem> items, CancellationToken ct)
     {
         await using var c = await db.OpenAsync(ct);
         await using var tx = await c.BeginTransactionAsync(ct);
-        int added = 0;
+        var added = new List<FeedbackItem>();
         foreach (var f in items)
         {
             await using var cmd = c.Command("""
@@ -32,7 +33,7 @@ public sealed class FeedbackStore(Database db)
                 .With("s", f.ServiceId).With("c", f.Card).With("o", f.Outcome).With("a", string.Join(",", f.AcceptedSuggestions))
                 .With("rs", f.OverrideSystem).With("rc", f.OverrideCode).With("rd", f.OverrideDisplay).With("u", f.UserComment)
                 .With("t", f.OutcomeTimestamp.UtcDateTime.ToString("yyyy-MM-ddTHH:mm:ss.fffZ", System.Globalization.CultureInfo.InvariantCulture));
-            added += await cmd.ExecuteNonQueryAsync(ct);
+            if (await cmd.ExecuteNonQueryAsync(ct) == 1) added.Add(f);
         }
         await tx.CommitAsync(ct);
         return added;

@@ -55,6 +55,28 @@ public class FeedbackTests
     }
 
     [Test]
+    public async Task The_feedback_metric_counts_each_item_once_and_only_MagCds_reasons_by_name()
+    {
+        var seen = new System.Collections.Concurrent.ConcurrentBag<string>();
+        using var listener = new System.Diagnostics.Metrics.MeterListener();
+        listener.InstrumentPublished = (i, l) => { if (i.Meter.Name == MagCds.Service.CdsHooks.CdsHooksMetrics.MeterName && i.Name == "magcds.cdshooks.feedback") l.EnableMeasurementEvents(i); };
+        listener.SetMeasurementEventCallback<long>((_, _, tags, _) =>
+        {
+            foreach (var t in tags) if (t.Key == "override_reason") seen.Add((string)t.Value!);
+        });
+        listener.Start();
+
+        await using var f = new MagCdsFactory(Dev());
+        var client = f.CreateClient();
+        const string known = """{"feedback":[{"card":"m1","outcome":"overridden","overrideReason":{"reason":{"code":"already-known","system":"https://magcds.org/fhir/CodeSystem/magcds-override-reason"}},"outcomeTimestamp":"2026-11-20T10:00:00Z"}]}""";
+        const string foreign = """{"feedback":[{"card":"m2","outcome":"overridden","overrideReason":{"reason":{"code":"attacker-9720-1","system":"urn:x"}},"outcomeTimestamp":"2026-11-20T10:00:00Z"}]}""";
+        foreach (var body in new[] { known, known, known, foreign })
+            Assert.That((await client.SendAsync(CdsKit.Post(Url, body, null))).StatusCode, Is.EqualTo(HttpStatusCode.OK));
+
+        Assert.That(seen.Order(), Is.EqualTo(new[] { "already-known", "other" }), "the resent item once; a foreign code as 'other'");
+    }
+
+    [Test]
     public async Task Feedback_needs_a_valid_JWT_by_default()
     {
         await using var f = new MagCdsFactory();

@@ -166,6 +166,19 @@ public class ErrorTests : ServiceTests
     }
 
     [Test]
+    public async Task An_error_outcome_carries_an_engines_message_id_as_a_valid_FHIR_id()
+    {
+        string messageId = "ORU_R01:" + new string('A', 100);
+        using var req = new HttpRequestMessage(HttpMethod.Post, Http.Evaluate) { Content = Http.Raw("{\"resourceType\":\"Patient\",\"id\":\"x\"}", "application/fhir+json") };
+        req.Headers.Add("X-Request-Id", messageId);
+        var resp = await Client.SendAsync(req);
+        Assert.That(resp.Headers.GetValues("X-Request-Id").Single(), Is.EqualTo(messageId), "the header keeps the id as sent");
+        var oo = (OperationOutcome)await Http.ReadAsync(resp);
+        Assert.That(oo.Id, Does.Match("^[A-Za-z0-9\\-.]{1,64}$").And.StartsWith("ORU-R01-AAAA"));
+        FhirValidation.AssertValid(oo);
+    }
+
+    [Test]
     public async Task The_callers_request_id_is_echoed_and_an_unsafe_one_is_replaced()
     {
         using var good = new HttpRequestMessage(HttpMethod.Post, Http.Evaluate) { Content = Http.Raw(Obs, "application/fhir+json") };

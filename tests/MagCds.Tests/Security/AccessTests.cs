@@ -44,6 +44,12 @@ public sealed class AccessTests
         }
         using (var r = await SendAsync(client, HttpMethod.Post, Http.Evaluate, Sample(), apiKey: "not-a-key-0123456789"))
             Assert.That(r.StatusCode, Is.EqualTo(HttpStatusCode.Unauthorized));
+        using (var xml = new HttpRequestMessage(HttpMethod.Post, Http.Evaluate) { Content = Http.Raw(TestFiles.Text("Observation-btu-medium.json"), "application/fhir+json") })
+        {
+            xml.Headers.Accept.ParseAdd("application/fhir+xml");
+            using var r = await client.SendAsync(xml);
+            Assert.That((r.StatusCode, r.Content.Headers.ContentType?.MediaType), Is.EqualTo((HttpStatusCode.Unauthorized, "application/fhir+xml")), "in the format asked for");
+        }
         using (var r = await SendAsync(client, HttpMethod.Post, Http.Evaluate, Sample(), apiKey: ClientKey))
             Assert.That(r.StatusCode, Is.EqualTo(HttpStatusCode.OK));
 
