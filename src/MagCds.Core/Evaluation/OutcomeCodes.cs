@@ -31,6 +31,7 @@ public static class OutcomeCodes
     public static readonly OutcomeCode NotAcceptable = new("not-acceptable", "No acceptable response format", OperationOutcome.IssueType.NotSupported);
     public static readonly OutcomeCode PayloadTooLarge = new("payload-too-large", "The body is larger than the configured limit", OperationOutcome.IssueType.TooLong);
     public static readonly OutcomeCode NotFound = new("not-found", "No such resource or route", OperationOutcome.IssueType.NotFound);
+    public static readonly OutcomeCode MethodNotAllowed = new("method-not-allowed", "The route does not take this HTTP method", OperationOutcome.IssueType.NotSupported);
     public static readonly OutcomeCode NothingEvaluated = new("nothing-evaluated", "No input could be evaluated", OperationOutcome.IssueType.Processing);
     public static readonly OutcomeCode InvalidCdsRequest = new("invalid-cds-request", "The CDS Hooks request is not valid", OperationOutcome.IssueType.Invalid);
     public static readonly OutcomeCode InvalidFeedback = new("invalid-feedback", "The CDS Hooks feedback is not valid", OperationOutcome.IssueType.Invalid);

@@ -15,9 +15,25 @@ public static class FhirRestEndpoints
         return app;
     }
 
-    /// <summary>Unknown routes answer 404 with an OperationOutcome, like every other error.</summary>
-    public static IResult NotFound(HttpRequest req) =>
-        throw new FhirRequestException(StatusCodes.Status404NotFound, OutcomeCodes.NotFound, "No such route. See /fhir/metadata.");
+    /// <summary>
+    /// What no endpoint answers: a route that exists for other methods gets 405 with an Allow header (the fallback
+    /// would otherwise catch it as an unknown route), anything else 404; both with an OperationOutcome.
+    /// </summary>
+    public static IResult NotFound(HttpRequest req, EndpointDataSource endpoints)
+    {
+        var allowed = new SortedSet<string>(StringComparer.Ordinal);
+        foreach (var e in endpoints.Endpoints.OfType<RouteEndpoint>())
+        {
+            if (e.Metadata.GetMetadata<HttpMethodMetadata>() is not { } methods) continue; // the fallback itself
+            var matcher = new Microsoft.AspNetCore.Routing.Template.TemplateMatcher(new Microsoft.AspNetCore.Routing.Template.RouteTemplate(e.RoutePattern), []);
+            if (matcher.TryMatch(req.Path, [])) allowed.UnionWith(methods.HttpMethods);
+        }
+        if (allowed.Count == 0)
+            throw new FhirRequestException(StatusCodes.Status404NotFound, OutcomeCodes.NotFound, "No such route. See /fhir/metadata.");
+        req.HttpContext.Response.Headers.Allow = string.Join(", ", allowed);
+        var outcome = Outcomes.Error(req.HttpContext, OutcomeCodes.MethodNotAllowed, $"{req.Method} is not allowed on this route; it takes {string.Join(", ", allowed)}.");
+        return new FhirResult(outcome, FhirErrorHandler.ErrorFormat(req), StatusCodes.Status405MethodNotAllowed);
+    }
 
     private static async Task<FhirResult> EvaluateAsync(
         HttpRequest req, Evaluator evaluator, IOptions<FhirRestOptions> options, ILoggerFactory loggers, Audit.AuditTrail audit, CancellationToken ct)

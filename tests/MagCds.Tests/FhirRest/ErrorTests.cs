@@ -165,6 +165,22 @@ public class ErrorTests : ServiceTests
         Assert.That(Http.Codes((OperationOutcome)await Http.ReadAsync(resp)), Does.Contain("not-found"));
     }
 
+    [TestCase("GET", "/fhir/Observation/$mag-evaluate", "POST")]
+    [TestCase("PUT", "/cds-services/magcds-patient-view", "POST")]
+    [TestCase("DELETE", "/cds-services", "GET")]
+    [TestCase("HEAD", "/fhir/metadata", "GET")]
+    public async Task A_known_route_asked_with_another_method_gets_405_with_Allow(string method, string path, string allow)
+    {
+        using var req = new HttpRequestMessage(new HttpMethod(method), path);
+        var resp = await Client.SendAsync(req);
+        Assert.That(resp.StatusCode, Is.EqualTo(HttpStatusCode.MethodNotAllowed));
+        Assert.That(resp.Content.Headers.Allow, Is.EquivalentTo(new[] { allow }));
+        if (method != "HEAD") Assert.That(Http.Codes((OperationOutcome)await Http.ReadAsync(resp)), Is.EqualTo(new[] { "method-not-allowed" }));
+
+        var unknown = await Client.GetAsync("/fhir/NoSuchThing");
+        Assert.That(unknown.StatusCode, Is.EqualTo(HttpStatusCode.NotFound));
+    }
+
     [Test]
     public async Task An_error_outcome_carries_an_engines_message_id_as_a_valid_FHIR_id()
     {
