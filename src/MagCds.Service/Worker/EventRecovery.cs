@@ -65,9 +65,13 @@ public sealed class EventRecovery(WorkQueue queue, WorkerFhirClient fhir, Worker
                 // catch-up poll then finds the rest, rather than the gap being cleared with events still missing.
                 poll = n.NeedsPoll || !Covers(n.EventNumbers, gap.From, gap.To);
             }
-            catch (FhirOperationException e) when ((int)e.Status is 400 or 404 or 405 or 501)
+            catch (Exception e) when (e is FhirOperationException or HttpRequestException or Polly.ExecutionRejectedException
+                                          or Hl7.Fhir.Serialization.DeserializationFailedException or FormatException
+                                      || (e is OperationCanceledException && !ct.IsCancellationRequested))
             {
-                // The server has no $events: a catch-up poll finds whatever the missed events were about.
+                // No $events (400/404/405/501), no right to it (403), or no answer: a catch-up poll finds whatever the
+                // missed events were about. Asking $events again on every turn of the loop would repeat the failure,
+                // hold up the work behind it and count against the circuit breaker every assessment shares.
                 resources = [];
                 poll = true;
             }

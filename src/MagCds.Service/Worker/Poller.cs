@@ -88,7 +88,8 @@ public sealed class Poller(WorkerFhirClient fhir, WorkQueue queue, Evaluator eva
                 if (!evaluator.IsAntiMag(obs)) { metrics.Ignored("Observation"); continue; } // a server that ignored the code filter
                 var updated = obs.Meta?.LastUpdated;
                 if (updated > max) max = updated.Value;
-                if (updated is { } u && !seen.TryAdd(obs.Id + "|" + obs.Meta?.VersionId, u)) continue; // queued by an earlier poll
+                // A server without versionId: the update time tells versions apart, or an amendment inside the overlap would be skipped.
+                if (updated is { } u && !seen.TryAdd(obs.Id + "|" + (obs.Meta?.VersionId ?? "@" + u.ToUnixTimeMilliseconds().ToString(CultureInfo.InvariantCulture)), u)) continue; // queued by an earlier poll
                 fresh.Add(("Observation", obs.Id, obs.Meta?.VersionId));
             }
             // Versions already assessed (brought in by a notification, or by an earlier poll) are not queued again.

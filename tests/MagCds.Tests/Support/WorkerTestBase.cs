@@ -36,4 +36,12 @@ public abstract class WorkerTestBase(StoreProvider provider)
 
     [TearDown]
     public async Task StopService() => await H.DisposeAsync();
+
+    /// <summary>Makes the FHIR test server answer <paramref name="status"/> to the next <paramref name="count"/> requests of that method under that path.</summary>
+    protected async Task InjectAsync(int status, int count, string method, string path)
+    {
+        using var http = new HttpClient();
+        using var resp = await System.Net.Http.Json.HttpClientJsonExtensions.PostAsJsonAsync(http, Fhir.RootUrl + "/admin/faults", new { status, count, method, path });
+        resp.EnsureSuccessStatusCode();
+    }
 }

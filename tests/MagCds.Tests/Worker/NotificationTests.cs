@@ -70,6 +70,22 @@ public sealed class NotificationTests(StoreProvider provider) : WorkerTestBase(p
         Assert.That(poll, Is.GreaterThan(events), "this server has no $events, so a catch-up poll followed");
     }
 
+    /// <summary>$events refused (403: no right to it) or failing (503, more often than one call's retries absorb): the gap is recovered by a catch-up poll, not asked for again on every turn.</summary>
+    [TestCase(403)]
+    [TestCase(503)]
+    public async Task A_gap_whose_events_cannot_be_fetched_is_recovered_by_a_poll(int status)
+    {
+        await InjectAsync(status, 100, "GET", "/fhir/R4/Subscription/lab-anti-mag/$events");
+        using (await NotifyAsync("Bundle-backport-id-only-event-1.json")) { }
+        await H.DrainedAsync(1);
+        using (await NotifyAsync("Bundle-backport-full-resource-event-4.json")) { }
+        await WaitUntilAsync(async () => (await AssessedAsync()).Count == 4, "the missed results are assessed");
+        await Task.Delay(TimeSpan.FromSeconds(2)); // turns of the worker's loop
+        var urls = (await Fhir.RequestsAsync()).Select(r => r.Url).ToList();
+        Assert.That(urls.Count(u => u.Contains("/$events", StringComparison.Ordinal)), Is.InRange(1, 4), "asked once (with the HTTP layer's retries for a 503), not on every turn");
+        Assert.That(urls, Has.Some.Contains("_lastUpdated=gt"), "a catch-up poll instead");
+    }
+
     [Test]
     public async Task A_subscription_named_on_another_host_is_asked_for_events_on_the_configured_server_only()
     {

@@ -450,11 +450,4 @@ public sealed class WorkerTests(StoreProvider provider) : WorkerTestBase(provide
         req.Headers.Add("X-MagCds-Secret", Secret);
         return await H.Client.SendAsync(req);
     }
-
-    private async Task InjectAsync(int status, int count, string method, string path)
-    {
-        using var http = new HttpClient();
-        using var resp = await http.PostAsJsonAsync(Fhir.RootUrl + "/admin/faults", new { status, count, method, path });
-        resp.EnsureSuccessStatusCode();
-    }
 }
