@@ -38,14 +38,18 @@ internal static class TrendBuilder
         var prev = earlier[^1].Value!;
         var first = earlier[0].Value!;
         var cur = current.Value;
+        string? censored = earlier.Any(p => p.Value!.Comparator is not null) || cur.Comparator is not null
+            ? "Percent changes are not computed against censored values (reported with <, <=, > or >=)." : null;
+        string? preliminary = earlier.Any(IsPreliminary) || IsPreliminary(current)
+            ? "Preliminary results are marked: a change measured against one may not hold for the final result." : null;
         return new Trend(points, Percent(prev, cur), Percent(first, cur),
-            earlier.Any(p => p.Value!.Comparator is not null) || cur.Comparator is not null
-                ? "Percent changes are not computed against censored values (reported with <, <=, > or >=)."
-                : null);
+            censored is null ? preliminary : preliminary is null ? censored : censored + " " + preliminary);
     }
 
+    private static bool IsPreliminary(Prepared p) => p.Input.Observation.Status == ObservationStatus.Preliminary;
+
     private static TrendPoint Point(Prepared p, bool isCurrent, Category category) =>
-        new(DateText(p.When), p.Value!.Display, p.Value.Number, p.Input.Reference, isCurrent, category);
+        new(DateText(p.When), IsPreliminary(p) ? p.Value!.Display + " (preliminary)" : p.Value!.Display, p.Value.Number, p.Input.Reference, isCurrent, category);
 
     private static decimal? Percent(ReadValue from, ReadValue to)
     {
@@ -69,9 +73,15 @@ internal static class TrendBuilder
         if (!va.HasUnit || !vb.HasUnit) return false;
         static string Norm(string? s) => s?.Trim().ToLowerInvariant() ?? "";
         bool sameUnit = Norm(va.UnitText) == Norm(vb.UnitText) && Norm(va.UnitCode) == Norm(vb.UnitCode) && Norm(va.UnitSystem) == Norm(vb.UnitSystem);
+        // Every titre has the same unit ("titre", MagCds's own word): titres of different methods (immunofluorescence,
+        // western blot) are told apart by the method the laboratory names.
+        if (sameUnit && va.UnitText == "titre" && Norm(MethodKey(a.Input.Observation)) != Norm(MethodKey(b.Input.Observation))) return false;
         return sameUnit && a.Input.Observation.Code.Coding.Any(ca =>
             b.Input.Observation.Code.Coding.Any(cb => ca.System == cb.System && ca.Code == cb.Code));
     }
+
+    private static string? MethodKey(Observation o) => o.Method is null ? null
+        : o.Method.Coding.FirstOrDefault(c => c.Code is not null) is { } c ? c.System + "|" + c.Code : o.Method.Text;
 
     /// <summary>When the result applies: effective time, else issued.</summary>
     public static DateTimeOffset? When(Observation obs)

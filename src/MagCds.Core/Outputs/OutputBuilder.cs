@@ -357,9 +357,15 @@ public sealed class OutputBuilder(KnowledgeBase knowledge, CanonicalUrls canonic
         _ => s?.ToString().ToLowerInvariant() ?? "missing",
     };
 
+    /// <summary>
+    /// The source of what drives the output: the titre group's statement, the assay profile's interval, for a result
+    /// that cannot be interpreted the statement shown about it (results of different assays are not interchangeable),
+    /// else the source document.
+    /// </summary>
     private Citation PrimaryCitation(Interpretation i) =>
         knowledge.Citation(i.Stratum is not null ? knowledge.Statement(i.Stratum.Statements[0]).Citations[0]
-            : i.Basis?.Profile?.ReferenceInterval.Citation ?? "source-document");
+            : i.Basis?.Profile?.ReferenceInterval.Citation
+              ?? (i.Category == Category.CannotInterpret && knowledge.Guidance.CannotInterpret is [var first, ..] ? knowledge.Statement(first).Citations[0] : "source-document"));
 
     private static DataType? Occurrence(Observation obs) =>
         obs.IssuedElement?.Value is DateTimeOffset issued ? new FhirDateTime(issued)

@@ -64,9 +64,9 @@ public static class PackageArtifacts
                 [(Vocabulary.RiskProbabilitySystem, Vocabulary.ModerateRisk), (Vocabulary.RiskProbabilitySystem, Vocabulary.LowRisk)]),
             Enumerated(urls, "anti-mag-igm-codes", "Anti-MAG IgM codes MagCds recognises", v,
                 "Observation codes MagCds evaluates as serum anti-MAG IgM: LOINC 39087-2 and the local codes this deployment is configured with (MagCds:AdditionalCodes).",
-                evaluator.RecognisedCodes.Select(c => c.Split('|', 2)).Select(p => (p[0], p[0] == CanonicalUrls.Loinc && p[1] == CanonicalUrls.AntiMagLoinc
-                    ? new Concept(p[1], "Myelin associated glycoprotein IgM Ab [Units/volume] in Serum", "")
-                    : new Concept(p[1], "", ""))).OrderBy(p => p.Item1 == CanonicalUrls.Loinc ? 0 : 1).ThenBy(p => p.Item1, StringComparer.Ordinal).ThenBy(p => p.Item2.Code, StringComparer.Ordinal)
+                // No display: LOINC's long name for 39087-2 (and whether its property is a concentration or a titre)
+                // has not been confirmed, and a ValueSet display would publish it as fact.
+                evaluator.RecognisedCodes.Select(c => c.Split('|', 2)).Select(p => (p[0], new Concept(p[1], "", ""))).OrderBy(p => p.Item1 == CanonicalUrls.Loinc ? 0 : 1).ThenBy(p => p.Item1, StringComparer.Ordinal).ThenBy(p => p.Item2.Code, StringComparer.Ordinal)
                     .ToList()),
             KnowledgePlan(evaluator, manifest),
             Capabilities(evaluator, manifest, magEvaluate),

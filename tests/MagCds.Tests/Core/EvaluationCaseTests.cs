@@ -77,6 +77,48 @@ public class EvaluationCaseTests
         Assert.That(second, Is.EqualTo(first));
     }
 
+    [TestCase("Observation-unknown-unit-no-range.json", "https://doi.org/10.1007/s10072-019-04089-7")] // cannot interpret: Matà 2019, the statement shown
+    [TestCase("Observation-btu-medium.json", "https://doi.org/10.1136/jnnp-2017-316715")]          // a Svahn titre group
+    [TestCase("Observation-btu-boundary-1000.json", "https://doi.org/10.1136/jnnp-2017-316715")]
+    public void The_DetectedIssue_cites_the_source_of_what_drives_it(string file, string reference)
+    {
+        var di = CoreUnderTest.EvaluateFile(file).Outputs.OfType<DetectedIssue>().Single();
+        Assert.That(di.Reference, Is.EqualTo(reference));
+    }
+
+    [Test]
+    public void A_preliminary_earlier_result_is_marked_in_the_trend()
+    {
+        var request = (Hl7.Fhir.Model.Parameters)TestFiles.Resource("Parameters-history-falling.json");
+        ((Observation)request.Parameter[2].Resource!).Status = ObservationStatus.Preliminary; // the previous result
+        var response = CoreUnderTest.Evaluator.Evaluate(MagEvaluateOperation.ToRequest(new ParsedBody(request, new Dictionary<int, string>())).Request);
+        var trend = response.Results.Single(r => r.Outcome == InputOutcome.Evaluated).Interpretation!.Trend!;
+        Assert.That(trend.Points.Select(p => p.Display.EndsWith(" (preliminary)", StringComparison.Ordinal)), Is.EqualTo(new[] { false, true, false }));
+        Assert.That(trend.Note, Does.Contain("Preliminary results are marked"));
+    }
+
+    [Test]
+    public void Titres_of_different_methods_are_not_trended_together()
+    {
+        static Observation Titre(string id, int dilution, string date, string method)
+        {
+            var o = new Observation
+            {
+                Id = id, Status = ObservationStatus.Final, Code = new CodeableConcept("http://loinc.org", "39087-2"), Subject = new ResourceReference("Patient/p1"),
+                Effective = new FhirDateTime(date), Value = new Hl7.Fhir.Model.Ratio { Numerator = new Quantity { Value = 1 }, Denominator = new Quantity { Value = dilution } },
+                Method = new CodeableConcept { Text = method },
+            };
+            o.ReferenceRange.Add(new Observation.ReferenceRangeComponent { High = new Quantity { Value = 10 }, Text = "<1:10" });
+            return o;
+        }
+        var current = new EvaluationInput(Titre("t2", 800, "2026-03-01", "immunofluorescence"), "Observation/t2", "observation");
+        EvaluationInput Earlier(string method) => new(Titre("t1", 1600, "2025-09-01", method), "Observation/t1", "history[0]");
+        Trend? TrendWith(string method) => CoreUnderTest.Evaluator.Evaluate(new EvaluationRequest([current], [Earlier(method)])).Results[0].Interpretation!.Trend;
+
+        Assert.That(TrendWith("immunofluorescence")?.Points, Has.Count.EqualTo(2), "same method: trended");
+        Assert.That(TrendWith("western blot"), Is.Null, "another method: not compared");
+    }
+
     [Test]
     public void Treatments_are_presented_as_literature_options_never_orders()
     {
