@@ -25,7 +25,8 @@ public sealed partial class AssessmentWriter(Evaluator evaluator, WorkerFhirClie
     /// urn:uuid identifiers when created, their ids when marked); throws <see cref="WorkFailure"/> for anything to retry
     /// or dead-letter.
     /// </summary>
-    public async Task<Assessment> AssessAsync(string observationId, CancellationToken ct)
+    /// <param name="beforeWrite">Runs just before the write-back (the worker confirms its lease there); throws to stop it.</param>
+    public async Task<Assessment> AssessAsync(string observationId, CancellationToken ct, Func<Task>? beforeWrite = null)
     {
         using var client = fhir.Create();
         var obs = await Call(() => client.ReadAsync<Observation>("Observation/" + observationId, ct: ct), allowGone: true);
@@ -81,7 +82,11 @@ public sealed partial class AssessmentWriter(Evaluator evaluator, WorkerFhirClie
                 break;
         }
 
-        if (tx.Entry.Count > 0) await Call(() => client.TransactionAsync(tx, ct), allowGone: false);
+        if (tx.Entry.Count > 0)
+        {
+            if (beforeWrite is not null) await beforeWrite();
+            await Call(() => client.TransactionAsync(tx, ct), allowGone: false);
+        }
         var written = tx.Entry.Select(e => e.Request!.Method == Bundle.HTTPVerb.POST ? Urn(e.Resource!) : e.Request.Url ?? "").ToList();
         return new Assessment(outcome, version, written);
     }

@@ -150,6 +150,13 @@ public sealed class SubscriptionOptions
     /// <summary>Seconds between the server's heartbeats on a topic-based Subscription (a heartbeat also reveals missed events); 0 asks for none.</summary>
     public int HeartbeatSeconds { get; set; } = 120;
 
+    /// <summary>
+    /// How often the Subscription is looked at again once it is in place: a server may have set it to <c>error</c> or
+    /// <c>off</c> (MagCds was unreachable too long) or someone deleted it; then a new one is made. 0: only at start-up.
+    /// </summary>
+    [Range(0, 86400)]
+    public int RecheckSeconds { get; set; } = 600;
+
     /// <summary>The notification endpoint as the FHIR server reaches it, e.g. https://magcds.hospital.example/worker/notifications.</summary>
     public string? EndpointUrl { get; set; }
 }

@@ -35,16 +35,20 @@ public sealed partial class WorkerService(
             {
                 var now = time.GetUtcNow();
                 if (!cursorReady) cursorReady = await TryAsync("start-cursor", stoppingToken, () => poller.StartAsync(stoppingToken));
-                if (!subscribed && now >= nextSubscribe)
+                if (o.Subscription.Create && now >= nextSubscribe && (!subscribed || o.Subscription.RecheckSeconds > 0))
                 {
-                    bool busy = false;
+                    bool busy = false, first = !subscribed;
                     subscribed = await TryAsync("subscribe", stoppingToken, async () =>
                     {
-                        if (await subscriptions.EnsureAsync(stoppingToken) is { } ready) SubscriptionReady(logger, ready.Id, ready.Action);
+                        if (await subscriptions.EnsureAsync(stoppingToken) is { } ready)
+                        {
+                            if (first || ready.Action != "reused") SubscriptionReady(logger, ready.Id, ready.Action);
+                        }
                         else busy = true;
                     }) && !busy;
-                    // Another replica is creating it: look again soon (and then reuse it); a failure waits longer.
-                    if (!subscribed) nextSubscribe = now + TimeSpan.FromSeconds(busy ? 2 : 30);
+                    // Once in place it is looked at again now and then (the server may have switched it off); while
+                    // another replica is creating it, soon (and then reused); after a failure, later.
+                    nextSubscribe = now + TimeSpan.FromSeconds(subscribed ? o.Subscription.RecheckSeconds : busy ? 2 : 30);
                 }
                 // A poll asked for by a notification is in the store until a poll succeeds: it runs now, whatever the
                 // interval, and after a failed poll again 5 s later.
@@ -117,7 +121,13 @@ public sealed partial class WorkerService(
         var renewing = RenewLeaseAsync(item, leaseLost, processed.Token);
         try
         {
-            var (outcome, version, outputs) = await writer.AssessAsync(item.ResourceId, leaseLost.Token);
+            var (outcome, version, outputs) = await writer.AssessAsync(item.ResourceId, leaseLost.Token, beforeWrite: async () =>
+            {
+                // Confirmed once more just before writing: after a pause of this process (or a clock that differs
+                // from another replica's) the row may be someone else's now, and a write cannot be called back.
+                if (!await queue.RenewAsync(item, _owner, lease, CancellationToken.None)) await leaseLost.CancelAsync();
+                leaseLost.Token.ThrowIfCancellationRequested();
+            });
             if (outcome == "not-anti-mag") metrics.Ignored("Observation");
             await queue.CompleteAsync(item, _owner, outcome, CancellationToken.None, version);
             audit.Record(new AuditEntry(time.GetUtcNow(), "fhir-server", "worker", $"work-item-{item.Id}", $"{item.ResourceType}/{item.ResourceId}",

@@ -380,6 +380,29 @@ public sealed class WorkerTests(StoreProvider provider) : WorkerTestBase(provide
     }
 
     [Test]
+    public async Task A_subscription_that_disappears_from_the_server_is_made_again()
+    {
+        var settings = new Dictionary<string, string?>
+        {
+            ["MagCds:Worker:PollIntervalSeconds"] = "0",
+            ["MagCds:Worker:Subscription:Create"] = "true",
+            ["MagCds:Worker:Subscription:EndpointUrl"] = "http://magcds.hospital.example/worker/notifications",
+            ["MagCds:Worker:Subscription:RecheckSeconds"] = "1",
+        };
+        await H.StartAsync(settings);
+        await WaitUntilAsync(async () => (await H.AllAsync<Subscription>()).Count == 1, "the Subscription exists");
+        var first = (await H.AllAsync<Subscription>()).Single();
+
+        // Deleted on the server (or switched off there after MagCds was unreachable): without notifications the
+        // worker would be deaf with polling off.
+        await Fhir.Client.DeleteAsync("Subscription/" + first.Id);
+        await WaitUntilAsync(async () => (await H.AllAsync<Subscription>()).Any(s => s.Id != first.Id), "a new Subscription is made");
+        Assert.That(await H.AllAsync<Subscription>(), Has.Count.EqualTo(1));
+        Assert.That(H.Service!.Logs.Lines.Count(l => l.Contains("\"SubscriptionAction\":\"reused\"", StringComparison.Ordinal)), Is.Zero,
+            "a recheck that finds it in place is not logged each time");
+    }
+
+    [Test]
     public async Task A_topic_based_subscription_is_created_once_filtered_to_the_recognised_codes()
     {
         const string topic = "http://hospital.example/fhir/SubscriptionTopic/observation-changed";
