@@ -87,8 +87,11 @@ public sealed class WorkQueue(Database db, TimeProvider time)
         return queued;
     }
 
-    /// <summary>Leases up to <paramref name="max"/> due rows for <paramref name="lease"/>; rows leased by others are skipped.</summary>
-    public async Task<IReadOnlyList<WorkItem>> LeaseAsync(string owner, int max, TimeSpan lease, CancellationToken ct)
+    /// <summary>
+    /// Leases up to <paramref name="max"/> due rows for <paramref name="lease"/>; rows leased by others are skipped.
+    /// With <paramref name="server"/>, only that server's rows: deployments watching different servers may share a store.
+    /// </summary>
+    public async Task<IReadOnlyList<WorkItem>> LeaseAsync(string owner, int max, TimeSpan lease, CancellationToken ct, string? server = null)
     {
         long now = Now;
         await using var c = await db.OpenAsync(ct);
@@ -96,10 +99,11 @@ public sealed class WorkQueue(Database db, TimeProvider time)
         await using var cmd = c.Command($"""
             UPDATE work_item SET lease_owner = @owner, lease_until = @until, attempts = attempts + 1
             WHERE id IN (SELECT id FROM work_item
-                         WHERE state = 'pending' AND due_at <= @now AND (lease_until IS NULL OR lease_until < @now)
+                         WHERE state = 'pending' AND due_at <= @now AND (lease_until IS NULL OR lease_until < @now){(server is null ? "" : " AND server = @server")}
                          ORDER BY due_at, id LIMIT @max {db.Sql.SkipLocked})
             RETURNING id, server, resource_type, resource_id, generation, attempts, enqueued_at
             """, tx).With("owner", owner).With("until", now + (long)lease.TotalMilliseconds).With("now", now).With("max", max);
+        if (server is not null) cmd.With("server", server);
         var items = new List<WorkItem>();
         await using (var r = await cmd.ExecuteReaderAsync(ct))
         {
@@ -199,13 +203,14 @@ public sealed class WorkQueue(Database db, TimeProvider time)
         return await cmd.ExecuteNonQueryAsync(ct) == 1;
     }
 
-    public async Task<IReadOnlyList<DeadLetter>> DeadLettersAsync(int max, CancellationToken ct)
+    public async Task<IReadOnlyList<DeadLetter>> DeadLettersAsync(int max, CancellationToken ct, string? server = null)
     {
         await using var c = await db.OpenAsync(ct);
-        await using var cmd = c.Command("""
+        await using var cmd = c.Command($"""
             SELECT id, resource_type, resource_id, outcome, attempts, enqueued_at, finished_at FROM work_item
-            WHERE state = 'dead' ORDER BY finished_at DESC, id DESC LIMIT @max
+            WHERE state = 'dead'{(server is null ? "" : " AND server = @server")} ORDER BY finished_at DESC, id DESC LIMIT @max
             """).With("max", max);
+        if (server is not null) cmd.With("server", server);
         var list = new List<DeadLetter>();
         await using var r = await cmd.ExecuteReaderAsync(ct);
         while (await r.ReadAsync(ct))
@@ -232,6 +237,27 @@ public sealed class WorkQueue(Database db, TimeProvider time)
         return true;
     }
 
+    /// <summary>
+    /// Replays every dead letter of <paramref name="server"/>, or only those with <paramref name="reason"/> (after an
+    /// outage or a fixed grant, hundreds may wait); returns how many were queued again.
+    /// </summary>
+    public async Task<int> ReplayAllAsync(string server, string? reason, CancellationToken ct)
+    {
+        await using var c = await db.OpenAsync(ct);
+        await using var tx = await c.BeginTransactionAsync(ct);
+        await using var mark = c.Command($"""
+            UPDATE work_item SET state = 'replayed' WHERE state = 'dead' AND server = @server{(reason is null ? "" : " AND outcome = @reason")}
+            RETURNING resource_type, resource_id
+            """, tx).With("server", server);
+        if (reason is not null) mark.With("reason", reason);
+        var rows = new List<(string, string, string?)>();
+        await using (var r = await mark.ExecuteReaderAsync(ct))
+            while (await r.ReadAsync(ct)) rows.Add((r.GetString(0), r.GetString(1), null));
+        await EnqueueAsync(c, tx, server, rows, "replay", ct);
+        await tx.CommitAsync(ct);
+        return rows.Count;
+    }
+
     /// <summary>Deletes finished rows (done, replayed) older than <paramref name="age"/>; dead letters stay until replayed.</summary>
     public async Task<int> PurgeAsync(TimeSpan age, CancellationToken ct)
     {
@@ -242,23 +268,35 @@ public sealed class WorkQueue(Database db, TimeProvider time)
     }
 
     /// <summary>Queue depth (due or leased), leased rows, dead letters, done rows, and the age of the oldest pending row.</summary>
-    public async Task<QueueStats> StatsAsync(CancellationToken ct)
+    public async Task<QueueStats> StatsAsync(CancellationToken ct, string? server = null)
     {
         long now = Now;
         await using var c = await db.OpenAsync(ct);
-        await using var cmd = c.Command("""
+        await using var cmd = c.Command($"""
             SELECT
               COALESCE(SUM(CASE WHEN state = 'pending' THEN 1 ELSE 0 END), 0),
               COALESCE(SUM(CASE WHEN state = 'pending' AND lease_until >= @now THEN 1 ELSE 0 END), 0),
               COALESCE(SUM(CASE WHEN state = 'dead' THEN 1 ELSE 0 END), 0),
               COALESCE(SUM(CASE WHEN state = 'done' THEN 1 ELSE 0 END), 0),
               MIN(CASE WHEN state = 'pending' THEN enqueued_at END)
-            FROM work_item
+            FROM work_item{(server is null ? "" : " WHERE server = @server")}
             """).With("now", now);
+        if (server is not null) cmd.With("server", server);
         await using var r = await cmd.ExecuteReaderAsync(ct);
         await r.ReadAsync(ct);
         var lag = r.IsDBNull(4) ? TimeSpan.Zero : TimeSpan.FromMilliseconds(Math.Max(0, now - r.GetInt64(4)));
         return new QueueStats(r.GetInt64(0), r.GetInt64(1), r.GetInt64(2), r.GetInt64(3), lag);
+    }
+
+    /// <summary>The servers that have a state value of this name (a poll cursor, say).</summary>
+    public async Task<IReadOnlyList<string>> ServersWithStateAsync(string name, CancellationToken ct)
+    {
+        await using var c = await db.OpenAsync(ct);
+        await using var cmd = c.Command("SELECT server FROM worker_state WHERE name = @name ORDER BY server").With("name", name);
+        var list = new List<string>();
+        await using var r = await cmd.ExecuteReaderAsync(ct);
+        while (await r.ReadAsync(ct)) list.Add(r.GetString(0));
+        return list;
     }
 
     public async Task<string?> GetStateAsync(string server, string name, CancellationToken ct)

@@ -14,8 +14,8 @@ namespace MagCds.Service.Worker;
 /// in that overlap are remembered and skipped. Each page is queued in one transaction; the cursor moves only after
 /// the last page, so a crash mid-poll repeats the poll (queueing is idempotent) instead of skipping anything.
 /// </summary>
-public sealed class Poller(WorkerFhirClient fhir, WorkQueue queue, Evaluator evaluator, IOptions<WorkerOptions> options,
-    WorkerMetrics metrics, TimeProvider time)
+public sealed partial class Poller(WorkerFhirClient fhir, WorkQueue queue, Evaluator evaluator, IOptions<WorkerOptions> options,
+    WorkerMetrics metrics, TimeProvider time, ILogger<Poller> logger)
 {
     public const string CursorKey = "poll-cursor";
     private const string SeenKey = "poll-seen";
@@ -48,8 +48,19 @@ public sealed class Poller(WorkerFhirClient fhir, WorkQueue queue, Evaluator eva
     public async Task StartAsync(CancellationToken ct)
     {
         if (Instant(options.Value.PollFrom) is null && await queue.GetStateAsync(fhir.Server, CursorKey, ct) is null)
-            await queue.SetStateAsync(fhir.Server, CursorKey, Format(time.GetUtcNow()), ct);
+        {
+            // A store that polled one other server URL is most likely the same server under a new address (http to
+            // https, a new ingress): starting from "now" would skip what was written while the worker was down, so
+            // polling goes on from that cursor (at worst a few results of another server since then are assessed).
+            var others = await queue.ServersWithStateAsync(CursorKey, ct);
+            string? carried = others.Count == 1 ? await queue.GetStateAsync(others[0], CursorKey, ct) : null;
+            if (carried is not null) CursorCarriedOver(logger, others[0], carried);
+            await queue.SetStateAsync(fhir.Server, CursorKey, carried ?? Format(time.GetUtcNow()), ct);
+        }
     }
+
+    [LoggerMessage(Level = LogLevel.Warning, Message = "No poll cursor for the configured FHIR server URL; polling goes on from the cursor stored for {OtherServer} ({Cursor}), taken to be the same server under its former address. Set MagCds:Worker:PollFrom to choose the starting point instead")]
+    private static partial void CursorCarriedOver(ILogger logger, string otherServer, string cursor);
 
     /// <summary>Polls once; returns how many Observations were queued.</summary>
     public async Task<int> PollAsync(CancellationToken ct)

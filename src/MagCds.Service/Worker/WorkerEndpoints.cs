@@ -28,7 +28,7 @@ public static class WorkerEndpoints
         var admin = app.MapGroup("/admin/worker").RequireAuthorization(Security.Access.AdminPolicy).RequireRateLimiting(RateLimits.Policy);
         admin.MapGet("/", async (WorkQueue queue, WorkerFhirClient fhir, CancellationToken ct) =>
         {
-            var s = await queue.StatsAsync(ct);
+            var s = await queue.StatsAsync(ct, fhir.Server);
             return Results.Json(new
             {
                 server = fhir.Server,
@@ -36,11 +36,17 @@ public static class WorkerEndpoints
                 pollCursor = await queue.GetStateAsync(fhir.Server, Poller.CursorKey, ct),
             });
         });
-        admin.MapGet("/dead-letters", async (WorkQueue queue, CancellationToken ct, int max = 100) =>
-            Results.Json((await queue.DeadLettersAsync(Math.Clamp(max, 1, 1000), ct)).Select(d => new
+        admin.MapGet("/dead-letters", async (WorkQueue queue, WorkerFhirClient fhir, CancellationToken ct, int max = 100) =>
+            Results.Json((await queue.DeadLettersAsync(Math.Clamp(max, 1, 1000), ct, fhir.Server)).Select(d => new
             {
                 id = d.Id, resource = $"{d.ResourceType}/{d.ResourceId}", reason = d.Reason, attempts = d.Attempts, enqueuedAt = d.EnqueuedAt, failedAt = d.FailedAt,
             })));
+        admin.MapPost("/dead-letters/replay", async (WorkQueue queue, WorkerFhirClient fhir, WorkerSignal signal, CancellationToken ct, string? reason = null) =>
+        {
+            int replayed = await queue.ReplayAllAsync(fhir.Server, reason, ct);
+            signal.Wake();
+            return Results.Json(new { replayed }, statusCode: StatusCodes.Status202Accepted);
+        });
         admin.MapPost("/dead-letters/{id:long}/replay", async (long id, WorkQueue queue, WorkerSignal signal, CancellationToken ct) =>
         {
             if (!await queue.ReplayAsync(id, ct))

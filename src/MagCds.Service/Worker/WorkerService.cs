@@ -14,7 +14,7 @@ namespace MagCds.Service.Worker;
 /// and those that keep failing, go to the dead letters with their reason.
 /// </summary>
 public sealed partial class WorkerService(
-    WorkQueue queue, AssessmentWriter writer, Poller poller, SubscriptionSetup subscriptions, EventRecovery recovery,
+    WorkQueue queue, WorkerFhirClient fhir, AssessmentWriter writer, Poller poller, SubscriptionSetup subscriptions, EventRecovery recovery,
     WorkerSignal signal, WorkerMetrics metrics, AuditTrail audit, MagCds.Core.Knowledge.KnowledgeBase knowledge,
     IOptions<WorkerOptions> options, TimeProvider time, ILogger<WorkerService> logger)
     : BackgroundService
@@ -26,7 +26,8 @@ public sealed partial class WorkerService(
     {
         var o = options.Value;
         bool subscribed = !o.Subscription.Create, cursorReady = false;
-        DateTimeOffset nextPoll = time.GetUtcNow(), retryRequestedPoll = time.GetUtcNow(), nextSubscribe = time.GetUtcNow(), nextPurge = time.GetUtcNow();
+        DateTimeOffset nextPoll = time.GetUtcNow(), retryRequestedPoll = time.GetUtcNow(), nextSubscribe = time.GetUtcNow(), nextPurge = time.GetUtcNow(), nextStats = time.GetUtcNow();
+        string server = fhir.Server;
         Started(logger, o.PollIntervalSeconds, o.Subscription.Create);
 
         while (!stoppingToken.IsCancellationRequested)
@@ -67,7 +68,7 @@ public sealed partial class WorkerService(
                     nextPurge = now + TimeSpan.FromHours(1);
                 }
 
-                var items = await queue.LeaseAsync(_owner, o.Concurrency * 2, TimeSpan.FromSeconds(o.LeaseSeconds), stoppingToken);
+                var items = await queue.LeaseAsync(_owner, o.Concurrency * 2, TimeSpan.FromSeconds(o.LeaseSeconds), stoppingToken, server);
                 if (items.Count > 0)
                 {
                     var started = new System.Collections.Concurrent.ConcurrentDictionary<long, bool>();
@@ -84,7 +85,12 @@ public sealed partial class WorkerService(
                         throw;
                     }
                 }
-                metrics.Queue(await queue.StatsAsync(stoppingToken));
+                // The gauges are read from the whole table (finished rows included), so not on every turn.
+                if (now >= nextStats)
+                {
+                    metrics.Queue(await queue.StatsAsync(stoppingToken, server));
+                    nextStats = now + TimeSpan.FromSeconds(5);
+                }
                 if (items.Count == 0) await signal.WaitAsync(TimeSpan.FromSeconds(1), stoppingToken);
             }
             catch (OperationCanceledException) when (stoppingToken.IsCancellationRequested) { break; }

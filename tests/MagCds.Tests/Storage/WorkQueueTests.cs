@@ -165,6 +165,36 @@ public sealed class WorkQueueTests(StoreProvider provider)
     }
 
     [Test]
+    public async Task Deployments_watching_different_servers_share_a_store_without_taking_each_others_rows()
+    {
+        const string other = "http://other.example/fhir";
+        await _queue.EnqueueAsync(Server, [("Observation", "a")], "poll", CancellationToken.None);
+        await _queue.EnqueueAsync(other, [("Observation", "b")], "poll", CancellationToken.None);
+
+        var mine = await _queue.LeaseAsync("w1", 10, Lease, CancellationToken.None, Server);
+        Assert.That(mine.Select(i => (i.Server, i.ResourceId)), Is.EqualTo(new[] { (Server, "a") }));
+        Assert.That((await _queue.StatsAsync(CancellationToken.None, other)).Pending, Is.EqualTo(1), "the other server's row is still waiting");
+        Assert.That(await _queue.DeadLetterAsync(mine[0], "w1", "http-422", CancellationToken.None), Is.True);
+        Assert.That(await _queue.DeadLettersAsync(10, CancellationToken.None, other), Is.Empty);
+        Assert.That(await _queue.DeadLettersAsync(10, CancellationToken.None, Server), Has.Count.EqualTo(1));
+    }
+
+    [Test]
+    public async Task Dead_letters_are_replayed_all_at_once_or_by_reason()
+    {
+        await _queue.EnqueueAsync(Server, [("Observation", "a"), ("Observation", "b"), ("Observation", "c")], "poll", CancellationToken.None);
+        var items = await _queue.LeaseAsync("w1", 10, Lease, CancellationToken.None);
+        await _queue.DeadLetterAsync(items[0], "w1", "http-401", CancellationToken.None);
+        await _queue.DeadLetterAsync(items[1], "w1", "http-401", CancellationToken.None);
+        await _queue.DeadLetterAsync(items[2], "w1", "http-422", CancellationToken.None);
+
+        Assert.That(await _queue.ReplayAllAsync(Server, "http-401", CancellationToken.None), Is.EqualTo(2));
+        Assert.That((await _queue.DeadLettersAsync(10, CancellationToken.None)).Select(d => d.Reason), Is.EqualTo(new[] { "http-422" }));
+        Assert.That(await _queue.ReplayAllAsync(Server, null, CancellationToken.None), Is.EqualTo(1));
+        Assert.That((await _queue.LeaseAsync("w1", 10, Lease, CancellationToken.None)).Select(i => i.ResourceId).Order(), Is.EqualTo(new[] { "a", "b", "c" }));
+    }
+
+    [Test]
     public async Task Retry_waits_for_its_delay_and_dead_letters_can_be_replayed()
     {
         await _queue.EnqueueAsync(Server, [("Observation", "a")], "poll", CancellationToken.None);

@@ -344,6 +344,21 @@ public sealed class WorkerTests(StoreProvider provider) : WorkerTestBase(provide
     }
 
     [Test]
+    public async Task A_new_address_of_the_same_server_goes_on_from_the_cursor_of_the_old_one()
+    {
+        // Polled under its old address until five minutes ago; this result was written while the worker was down.
+        await using (var db = StoreUnderTest.Open(StoreOptions()))
+            await new WorkQueue(db, TimeProvider.System).SetStateAsync("http://old-address.example/fhir/R4", MagCds.Service.Worker.Poller.CursorKey,
+                MagCds.Service.Worker.Poller.Format(DateTimeOffset.UtcNow.AddMinutes(-5)), CancellationToken.None);
+        var obs = await Fhir.SeedAsync(Result("p1", 23.5m, "ACC-1"));
+
+        await H.StartAsync(new() { ["MagCds:Worker:PollFrom"] = "" });
+        await H.DrainedAsync(1);
+        Assert.That((await H.AllAsync<RiskAssessment>()).Single().Basis[0].Reference, Is.EqualTo("Observation/" + obs.Id), "not skipped by a start from now");
+        Assert.That(H.Service!.Logs.Lines.Any(l => l.Contains("\"Name\":\"CursorCarriedOver\"", StringComparison.Ordinal)), "the carry-over is logged");
+    }
+
+    [Test]
     public async Task The_subscription_is_created_once_and_its_notifications_drive_the_work()
     {
         int port = FreePort();
