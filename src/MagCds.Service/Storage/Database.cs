@@ -103,8 +103,26 @@ public sealed class Database : IAsyncDisposable
         // Replicas starting together must not race to create the same tables.
         cmd.CommandText = (Provider == StoreProvider.Postgres ? "SELECT pg_advisory_xact_lock(4242001);" : "") + Schema.Replace("{id}", Sql.IdentityColumn, StringComparison.Ordinal);
         cmd.ExecuteNonQuery();
+        // Columns added after the first release: a store made by an earlier release gets them (SQLite has no
+        // ADD COLUMN IF NOT EXISTS, so it is asked first).
+        foreach (var (table, column, type) in AddedColumns)
+        {
+            cmd.CommandText = Provider == StoreProvider.Postgres
+                ? $"SELECT COUNT(*) FROM information_schema.columns WHERE table_schema = current_schema() AND table_name = '{table}' AND column_name = '{column}'"
+                : $"SELECT COUNT(*) FROM pragma_table_info('{table}') WHERE name = '{column}'";
+            if (Convert.ToInt64(cmd.ExecuteScalar(), System.Globalization.CultureInfo.InvariantCulture) > 0) continue;
+            cmd.CommandText = $"ALTER TABLE {table} ADD COLUMN {column} {type}";
+            cmd.ExecuteNonQuery();
+        }
         tx.Commit();
     }
+
+    /// <summary>Columns added to existing tables since the first release (also created for a new store this way).</summary>
+    private static readonly (string Table, string Column, string Type)[] AddedColumns =
+    [
+        // Leases that ran out without the row being finished or handed back: a row that crashes the process.
+        ("work_item", "expired_leases", "INTEGER NOT NULL DEFAULT 0"),
+    ];
 
     // Times are Unix milliseconds (BIGINT) in both databases, so comparisons and arithmetic are the same SQL.
     private const string Schema = """

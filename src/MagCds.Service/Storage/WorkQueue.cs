@@ -3,7 +3,8 @@ using System.Data.Common;
 namespace MagCds.Service.Storage;
 
 /// <summary>A resource the worker must (re)assess, as leased from the queue.</summary>
-public sealed record WorkItem(long Id, string Server, string ResourceType, string ResourceId, int Generation, int Attempts, DateTimeOffset EnqueuedAt);
+/// <param name="ExpiredLeases">How often a lease on the row ran out without the row being finished or handed back (a crash, a stall).</param>
+public sealed record WorkItem(long Id, string Server, string ResourceType, string ResourceId, int Generation, int Attempts, DateTimeOffset EnqueuedAt, int ExpiredLeases);
 
 /// <summary>A work item that failed for good, with the reason (an outcome code, never clinical content).</summary>
 public sealed record DeadLetter(long Id, string ResourceType, string ResourceId, string Reason, int Attempts, DateTimeOffset EnqueuedAt, DateTimeOffset FailedAt);
@@ -97,11 +98,12 @@ public sealed class WorkQueue(Database db, TimeProvider time)
         await using var c = await db.OpenAsync(ct);
         await using var tx = await c.BeginTransactionAsync(ct);
         await using var cmd = c.Command($"""
-            UPDATE work_item SET lease_owner = @owner, lease_until = @until, attempts = attempts + 1
+            UPDATE work_item SET lease_owner = @owner, lease_until = @until, attempts = attempts + 1,
+                                 expired_leases = expired_leases + CASE WHEN lease_until IS NULL THEN 0 ELSE 1 END
             WHERE id IN (SELECT id FROM work_item
                          WHERE state = 'pending' AND due_at <= @now AND (lease_until IS NULL OR lease_until < @now){(server is null ? "" : " AND server = @server")}
                          ORDER BY due_at, id LIMIT @max {db.Sql.SkipLocked})
-            RETURNING id, server, resource_type, resource_id, generation, attempts, enqueued_at
+            RETURNING id, server, resource_type, resource_id, generation, attempts, enqueued_at, expired_leases
             """, tx).With("owner", owner).With("until", now + (long)lease.TotalMilliseconds).With("now", now).With("max", max);
         if (server is not null) cmd.With("server", server);
         var items = new List<WorkItem>();
@@ -109,7 +111,7 @@ public sealed class WorkQueue(Database db, TimeProvider time)
         {
             while (await r.ReadAsync(ct))
                 items.Add(new WorkItem(r.GetInt64(0), r.GetString(1), r.GetString(2), r.GetString(3), r.GetInt32(4), r.GetInt32(5),
-                    DateTimeOffset.FromUnixTimeMilliseconds(r.GetInt64(6))));
+                    DateTimeOffset.FromUnixTimeMilliseconds(r.GetInt64(6)), r.GetInt32(7)));
         }
         await tx.CommitAsync(ct);
         return items.OrderBy(i => i.Id).ToList();

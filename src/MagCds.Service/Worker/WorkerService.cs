@@ -111,6 +111,14 @@ public sealed partial class WorkerService(
             await queue.CompleteAsync(item, _owner, "ignored-type", CancellationToken.None);
             return;
         }
+        // A row whose leases keep running out without an answer (it crashes or hangs every worker that takes it) would
+        // otherwise be taken for ever, by every replica in turn.
+        if (item.ExpiredLeases >= options.Value.MaxAttempts)
+        {
+            await queue.DeadLetterAsync(item, _owner, "lease-expired", CancellationToken.None);
+            DeadLettered(logger, item.ResourceType, item.ResourceId, "lease-expired", item.Attempts);
+            return;
+        }
         // A row leased with its batch may have waited for a free slot longer than its lease, and another replica may
         // have leased it meanwhile: it is processed only if this worker still holds it.
         var lease = TimeSpan.FromSeconds(options.Value.LeaseSeconds);

@@ -11,6 +11,7 @@ public sealed class WorkQueueTests(StoreProvider provider)
     private const string Server = "http://fhir.example/r4";
     private static readonly TimeSpan Lease = TimeSpan.FromSeconds(30);
     private FixedClock _clock = null!;
+    private StoreOptions _options = null!;
     private Database _db = null!;
     private WorkQueue _queue = null!;
 
@@ -18,7 +19,8 @@ public sealed class WorkQueueTests(StoreProvider provider)
     public async Task FreshStore()
     {
         _clock = new FixedClock(new DateTimeOffset(2026, 11, 26, 8, 0, 0, TimeSpan.Zero));
-        _db = StoreUnderTest.Open(await StoreUnderTest.OptionsAsync(provider));
+        _options = await StoreUnderTest.OptionsAsync(provider);
+        _db = StoreUnderTest.Open(_options);
         _queue = new WorkQueue(_db, _clock);
     }
 
@@ -192,6 +194,34 @@ public sealed class WorkQueueTests(StoreProvider provider)
         Assert.That((await _queue.DeadLettersAsync(10, CancellationToken.None)).Select(d => d.Reason), Is.EqualTo(new[] { "http-422" }));
         Assert.That(await _queue.ReplayAllAsync(Server, null, CancellationToken.None), Is.EqualTo(1));
         Assert.That((await _queue.LeaseAsync("w1", 10, Lease, CancellationToken.None)).Select(i => i.ResourceId).Order(), Is.EqualTo(new[] { "a", "b", "c" }));
+    }
+
+    [Test]
+    public async Task Leases_that_run_out_are_counted_apart_from_failed_attempts()
+    {
+        await _queue.EnqueueAsync(Server, [("Observation", "a")], "poll", CancellationToken.None);
+        var item = (await _queue.LeaseAsync("w1", 10, Lease, CancellationToken.None)).Single();
+        await _queue.RetryAsync(item, "w1", "http-503", TimeSpan.Zero, CancellationToken.None); // a failure handed back
+        item = (await _queue.LeaseAsync("w1", 10, Lease, CancellationToken.None)).Single();
+        Assert.That((item.Attempts, item.ExpiredLeases), Is.EqualTo((2, 0)));
+
+        _clock.Now += Lease + TimeSpan.FromSeconds(1); // w1 died holding it
+        item = (await _queue.LeaseAsync("w2", 10, Lease, CancellationToken.None)).Single();
+        Assert.That((item.Attempts, item.ExpiredLeases), Is.EqualTo((3, 1)));
+    }
+
+    [Test]
+    public async Task A_store_made_before_a_column_was_added_gets_it_when_opened()
+    {
+        await using (var c = await _db.OpenAsync(CancellationToken.None))
+        await using (var drop = c.Command("ALTER TABLE work_item DROP COLUMN expired_leases"))
+            await drop.ExecuteNonQueryAsync(CancellationToken.None);
+        await _db.DisposeAsync();
+
+        _db = StoreUnderTest.Open(_options);
+        _queue = new WorkQueue(_db, _clock);
+        await _queue.EnqueueAsync(Server, [("Observation", "a")], "poll", CancellationToken.None);
+        Assert.That((await _queue.LeaseAsync("w1", 10, Lease, CancellationToken.None)).Single().ExpiredLeases, Is.Zero);
     }
 
     [Test]

@@ -344,6 +344,29 @@ public sealed class WorkerTests(StoreProvider provider) : WorkerTestBase(provide
     }
 
     [Test]
+    public async Task A_row_whose_leases_keep_running_out_is_dead_lettered()
+    {
+        // A result that crashed every worker that took it: four leases ran out (the harness's MaxAttempts is 4).
+        var obs = await Fhir.SeedAsync(Result("p1", 23.5m, "ACC-1"));
+        await using (var db = StoreUnderTest.Open(StoreOptions()))
+        {
+            var queue = new WorkQueue(db, TimeProvider.System);
+            await queue.EnqueueAsync(Fhir.BaseUrl, [("Observation", obs.Id!)], "subscription", CancellationToken.None);
+            for (int i = 0; i < 5; i++)
+            {
+                Assert.That(await queue.LeaseAsync("crashing-worker", 10, TimeSpan.FromMilliseconds(1), CancellationToken.None), Has.Count.EqualTo(1));
+                await Task.Delay(20);
+            }
+        }
+
+        await H.StartAsync(new() { ["MagCds:Worker:PollIntervalSeconds"] = "0" });
+        await WaitUntilAsync(async () => (await H.QueueAsync()).GetProperty("deadLetters").GetInt64() == 1, "the row is dead-lettered");
+        var dead = (await H.Client.GetFromJsonAsync<JsonElement>("/admin/worker/dead-letters")).EnumerateArray().Single();
+        Assert.That(dead.GetProperty("reason").GetString(), Is.EqualTo("lease-expired"));
+        Assert.That(await H.AllAsync<RiskAssessment>(), Is.Empty, "not tried a sixth time");
+    }
+
+    [Test]
     public async Task A_new_address_of_the_same_server_goes_on_from_the_cursor_of_the_old_one()
     {
         // Polled under its old address until five minutes ago; this result was written while the worker was down.
