@@ -118,13 +118,19 @@ public sealed class WorkQueueTests(StoreProvider provider)
         Assert.That((await _queue.StatsAsync(CancellationToken.None)).Done, Is.EqualTo(1));
     }
 
-    [Test]
-    public async Task An_event_that_arrives_while_a_row_is_processed_keeps_it_pending()
+    /// <summary>A row leased by w1, and an event for the same resource (an amendment) that arrives while w1 holds it.</summary>
+    private async Task<WorkItem> LeasedThenNotifiedAgainAsync()
     {
         await _queue.EnqueueAsync(Server, [("Observation", "a")], "poll", CancellationToken.None);
         var item = (await _queue.LeaseAsync("w1", 10, Lease, CancellationToken.None)).Single();
-        await _queue.EnqueueAsync(Server, [("Observation", "a")], "subscription", CancellationToken.None); // amended meanwhile
+        await _queue.EnqueueAsync(Server, [("Observation", "a")], "subscription", CancellationToken.None);
+        return item;
+    }
 
+    [Test]
+    public async Task An_event_that_arrives_while_a_row_is_processed_keeps_it_pending()
+    {
+        var item = await LeasedThenNotifiedAgainAsync();
         Assert.That(await _queue.CompleteAsync(item, "w1", "evaluated", CancellationToken.None), Is.True);
         var stats = await _queue.StatsAsync(CancellationToken.None);
         Assert.That((stats.Pending, stats.Done), Is.EqualTo((1L, 0L)), "read again, not marked done");
@@ -136,10 +142,7 @@ public sealed class WorkQueueTests(StoreProvider provider)
     [Test]
     public async Task An_event_that_arrives_while_a_row_fails_for_good_is_not_buried_with_it()
     {
-        await _queue.EnqueueAsync(Server, [("Observation", "a")], "poll", CancellationToken.None);
-        var item = (await _queue.LeaseAsync("w1", 10, Lease, CancellationToken.None)).Single();
-        await _queue.EnqueueAsync(Server, [("Observation", "a")], "subscription", CancellationToken.None); // amended meanwhile
-
+        var item = await LeasedThenNotifiedAgainAsync();
         Assert.That(await _queue.DeadLetterAsync(item, "w1", "http-422", CancellationToken.None), Is.True);
         var stats = await _queue.StatsAsync(CancellationToken.None);
         Assert.That((stats.Pending, stats.Dead), Is.EqualTo((1L, 0L)), "the newer event keeps the row pending");
