@@ -30,6 +30,8 @@ public sealed class Interpreter(KnowledgeBase knowledge)
         ["inconclusive"] = FlagReading.Equivocal, ["weakly positive"] = FlagReading.Equivocal, ["weakly reactive"] = FlagReading.Equivocal,
     };
 
+    private static readonly string[] EquivocalWords = ["borderline", "equivocal", "indeterminate", "grey zone", "gray zone"];
+
     public Interpretation Interpret(Observation obs, ReadValue value)
     {
         bool preliminary = obs.Status == ObservationStatus.Preliminary;
@@ -116,6 +118,10 @@ public sealed class Interpreter(KnowledgeBase knowledge)
                 // (or "<1:10" with high 10) says the limit itself is outside it: then a result at the limit is raised,
                 // as the lab's text says. "<1000 BTU" with high 999 agrees with FHIR's reading and changes nothing.
                 bool inclusive = !ExcludesHigh(range.Text, high);
+                // A range text that names a borderline or equivocal zone leaves a result at the limit to the lab.
+                if (n == high && range.Text is { } rangeText && EquivocalWords.Any(w => rangeText.Contains(w, StringComparison.OrdinalIgnoreCase)))
+                    return Cannot(CannotInterpretReason.UnusableRange,
+                        $"The value {v.Display} is at the limit of the laboratory's range, whose text ('{rangeText.Trim()}') names a borderline or equivocal zone; MagCds does not decide which side such a result is on.");
                 string limit = $"{ValueReader.Format(high)} {unit}".TrimEnd();
                 basis = new IntervalBasis(IntervalOrigin.ObservationReferenceRange, low, high, inclusive,
                     inclusive ? (low is { } l ? $"{ValueReader.Format(l)}-" : "up to ") + limit
@@ -130,6 +136,11 @@ public sealed class Interpreter(KnowledgeBase knowledge)
             }
             else if (flag is bool raisedFlag)
             {
+                // With no range, the lab's flag is its verdict; an assay profile that reads the value the other way
+                // (25000 BTU flagged normal or low) is a contradiction, not something to settle by choosing one.
+                if (matched is not null && Classify(v, ProfileBasis(matched)) is bool byProfile && byProfile != raisedFlag)
+                    return Cannot(CannotInterpretReason.InterpretationConflict,
+                        $"The laboratory flagged the result as {(raisedFlag ? "raised" : "not raised")}, but the value {v.Display} read against {ProfileBasis(matched).Display} ({matched.Name}) says {(byProfile ? "raised" : "not raised")}.");
                 return FromLabFlag(raisedFlag);
             }
             else if (o.ReferenceRange.Count > 0)
@@ -221,11 +232,18 @@ public sealed class Interpreter(KnowledgeBase knowledge)
         return disagree ? null : first;
     }
 
+    /// <summary>
+    /// A range with no type, or typed as the normal (reference) range: referencerange-meaning "normal", or in another
+    /// code system or text, words naming a normal or reference range ("Normal range", "Reference range").
+    /// </summary>
     private static bool IsNormalRange(Observation.ReferenceRangeComponent r)
     {
         if (r.Type is null) return true;
-        foreach (var c in r.Type.Coding) if (c.System == RangeMeaning && c.Code == "normal") return true;
-        return r.Type.Coding.Count == 0 && string.Equals(r.Type.Text?.Trim(), "normal", StringComparison.OrdinalIgnoreCase);
+        foreach (var c in r.Type.Coding) if (c.System == RangeMeaning) return c.Code == "normal";
+        foreach (var words in r.Type.Coding.Select(c => c.Display).Append(r.Type.Text))
+            if (words is not null && (words.Contains("normal", StringComparison.OrdinalIgnoreCase) || words.Contains("reference", StringComparison.OrdinalIgnoreCase)))
+                return true;
+        return false;
     }
 
     /// <summary>The interval of an assay profile, as shown in outputs; the same for every result, so built once.</summary>
@@ -301,7 +319,8 @@ public sealed class Interpreter(KnowledgeBase knowledge)
                 else if (string.Equals(u.Unit, text, StringComparison.OrdinalIgnoreCase)) byText ??= p;
             }
         }
-        if (text is null) return byCode;
+        // No unit text, or text that only repeats the code ("{BTU}" as both): the code decides.
+        if (text is null || (byText is null && string.Equals(text, v.UnitCode, StringComparison.OrdinalIgnoreCase))) return byCode;
         if (byCode is not null && byCode != byText)
         {
             conflict = $"The value's unit text '{text}' and its unit code '{v.UnitCode}' do not name the same assay; MagCds does not choose between them.";
@@ -343,21 +362,25 @@ public sealed class Interpreter(KnowledgeBase knowledge)
             if (concept.Coding.Count == 0 && string.IsNullOrWhiteSpace(concept.Text)) continue; // says nothing
             var reading = FlagReading.None;
             string? label = null;
+            bool standard = false;
             foreach (var c in concept.Coding)
             {
                 if (c.System is not (V3Interpretation or V2Interpretation) || c.Code is not { } code) continue;
-                label ??= code; // a code of these systems that says nothing about raised (a delta flag, say) is shown as is
-                reading = RaisedFlags.Contains(code) ? FlagReading.Raised
-                    : NotRaisedFlags.Contains(code) ? FlagReading.NotRaised
-                    : EquivocalFlags.Contains(code) ? FlagReading.Equivocal
-                    : FlagReading.None;
+                standard = true;
+                label ??= code;
+                reading = ByCode(code);
                 if (reading != FlagReading.None) { label = code; break; }
             }
             if (reading == FlagReading.None)
             {
                 string? words = concept.Text ?? concept.Coding.Select(c => c.Display ?? c.Code).FirstOrDefault(d => d is not null);
                 label ??= words;
-                if (words is not null && FlagWords.TryGetValue(words.Trim(), out var w)) reading = w;
+                // Words ("Negative"), or the flag letters sent as text or without a code system ("H", "Pos").
+                if (words?.Trim() is { Length: > 0 } w)
+                    reading = FlagWords.TryGetValue(w, out var byWords) ? byWords : ByCode(w.ToUpperInvariant());
+                // A v3/v2 code that gives no verdict (a delta flag such as U, off-scale <, >) says nothing about
+                // raised or not: it neither decides nor blocks.
+                if (reading == FlagReading.None && standard) continue;
             }
             string display = label is null ? "(empty)" : label.Length > 40 ? label[..40] + "…" : label;
             shown.Add(display);
@@ -377,6 +400,15 @@ public sealed class Interpreter(KnowledgeBase knowledge)
             : FlagReading.Unread;
         return new Flags(result, string.Join(", ", shown), unread.Count > 0 ? string.Join(", ", unread) : null);
     }
+
+    /// <summary>Whether a v3/v2 interpretation code gives a verdict MagCds reads (else its display is read as words).</summary>
+    internal static bool IsVerdictCode(string? code) => code is not null && ByCode(code) != FlagReading.None;
+
+    private static FlagReading ByCode(string code) =>
+        RaisedFlags.Contains(code) ? FlagReading.Raised
+        : NotRaisedFlags.Contains(code) ? FlagReading.NotRaised
+        : EquivocalFlags.Contains(code) ? FlagReading.Equivocal
+        : FlagReading.None;
 
     private static IEnumerable<string?> MethodWords(Observation obs) =>
         obs.Method is null ? [] : obs.Method.Coding.SelectMany(c => new[] { c.Display, c.Code }).Append(obs.Method.Text);

@@ -171,9 +171,10 @@ public static class DeterministicIds
                 sb.Append("|ty").Append(type.Text);
                 foreach (var c in type.Coding) sb.Append(';').Append(c.System).Append('#').Append(c.Code);
             }
-            // A coded value is compared with the range's unit code to decide whether the range applies at all; added
-            // only when that code is not the value's own (the usual case, whose ids stay as they were).
-            if (r.High is { Code: { } rangeCode } h && obs.Value is Quantity { Code: { } valueCode } vq && (valueCode != rangeCode || vq.System != h.System))
+            // The range's unit code decides whether the range applies to the value at all. Added when it is not the
+            // value's own code (a coded value with the same code, the usual case, keeps the ids it had), and always
+            // for a titre, whose range is matched on its unit text and code.
+            if (r.High is { Code: { } rangeCode } h && (obs.Value is Ratio || (obs.Value is Quantity vq && (vq.Code != rangeCode || vq.System != h.System))))
                 sb.Append("|rc").Append(rangeCode).Append('@').Append(h.System);
         }
         foreach (var i in obs.Interpretation)
@@ -182,7 +183,8 @@ public static class DeterministicIds
             {
                 sb.Append("|in").Append(c.Code);
                 if (c.System != V3Interpretation) sb.Append('@').Append(c.System); // v3 and v2 codes are read as flags
-                if (c.System is not (V3Interpretation or V2Interpretation) && c.Display is { } d) sb.Append('~').Append(d); // others by their words
+                // Codes without a verdict (local ones, v3/v2 delta flags) are read by their words.
+                if ((c.System is not (V3Interpretation or V2Interpretation) || !Evaluation.Interpreter.IsVerdictCode(c.Code)) && c.Display is { } d) sb.Append('~').Append(d);
             }
             if (i.Text is { } text) sb.Append("|it").Append(text); // added later, each only when present
         }
