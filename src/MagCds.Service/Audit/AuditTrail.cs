@@ -86,8 +86,8 @@ public sealed partial class AuditTrail(Database db, TimeProvider time, Microsoft
                 // then written one by one and only those refused alone are dropped, so one bad entry cannot stop the
                 // trail. If every one fails, the store is down and the batch waits.
                 if (failures % 3 == 0 && await WriteSinglyAsync(batch, ct)) { failures = 0; continue; }
-                // Stopping with the store down: give up after a few seconds rather than hold the shutdown.
-                if (ct.IsCancellationRequested || (drain && failures >= 5))
+                // Stopping with the store down: give up after two tries rather than hold the shutdown.
+                if (ct.IsCancellationRequested || (drain && failures >= 2))
                 {
                     if (drain) LostAtStop(logger, batch.Count + _queue.Reader.Count);
                     return;
@@ -97,24 +97,28 @@ public sealed partial class AuditTrail(Database db, TimeProvider time, Microsoft
         }
     }
 
-    /// <summary>Writes the batch entry by entry; drops those refused alone. False (batch kept) when none could be written.</summary>
+    /// <summary>
+    /// Writes the batch entry by entry and drops those the store refuses on their own (a data error, not a transient
+    /// one). A transient error (the store unreachable, busy) stops the pass at once and keeps every entry not yet
+    /// written: an outage must never be mistaken for bad entries. False when nothing was settled.
+    /// </summary>
     private async Task<bool> WriteSinglyAsync(List<AuditEntry> batch, CancellationToken ct)
     {
-        var refused = new List<AuditEntry>();
-        int written = 0;
+        int settled = 0, refused = 0;
         foreach (var entry in batch)
         {
             try
             {
                 await db.WriteAsync(async () => { await InsertAsync([entry], ct); return true; }, ct);
-                written++;
             }
-            catch (System.Data.Common.DbException) { refused.Add(entry); }
+            // SQLite refuses no value MagCds writes, so its errors are the store's state (busy, disk), never an entry's.
+            catch (System.Data.Common.DbException e) when (!e.IsTransient && e is not Microsoft.Data.Sqlite.SqliteException) { refused++; }
+            catch (System.Data.Common.DbException) { break; }
+            settled++;
         }
-        if (written == 0) return false;
-        if (refused.Count > 0) Refused(logger, refused.Count);
-        batch.Clear();
-        return true;
+        if (refused > 0) Refused(logger, refused);
+        batch.RemoveRange(0, settled);
+        return settled > 0;
     }
 
     private async Task PurgeIfDueAsync(CancellationToken ct)

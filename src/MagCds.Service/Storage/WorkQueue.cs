@@ -189,6 +189,7 @@ public sealed class WorkQueue(Database db, TimeProvider time)
     /// Moves a leased row to the dead letters, with the reason. When an event for the resource arrived while this
     /// attempt ran (generation moved on), the row stays pending, due now with its attempts counted afresh, as in
     /// <see cref="CompleteAsync"/>: the newer event was acknowledged and must not be buried with the older one.
+    /// True only when the row is a dead letter now (false: kept for the newer event, or the lease was lost).
     /// </summary>
     public async Task<bool> DeadLetterAsync(WorkItem item, string owner, string reason, CancellationToken ct)
     {
@@ -201,8 +202,9 @@ public sealed class WorkQueue(Database db, TimeProvider time)
                                  attempts = CASE WHEN generation = @generation THEN attempts ELSE 0 END,
                                  outcome = @reason, lease_owner = NULL, lease_until = NULL
             WHERE id = @id AND lease_owner = @owner AND state = 'pending'
+            RETURNING state
             """).With("reason", reason).With("now", now).With("generation", item.Generation).With("id", item.Id).With("owner", owner);
-        return await cmd.ExecuteNonQueryAsync(ct) == 1;
+        return await cmd.ExecuteScalarAsync(ct) as string == "dead";
     }
 
     public async Task<IReadOnlyList<DeadLetter>> DeadLettersAsync(int max, CancellationToken ct, string? server = null)

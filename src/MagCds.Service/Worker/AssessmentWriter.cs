@@ -34,8 +34,9 @@ public sealed partial class AssessmentWriter(Evaluator evaluator, WorkerFhirClie
         string? version = obs.Meta?.VersionId;
         var input = new EvaluationInput(obs, "Observation/" + obs.Id, "Observation");
         bool antiMag = evaluator.IsAntiMag(obs);
-        // A first version that is not anti-MAG never had outputs; a later one may have (its code was corrected away).
-        if (!antiMag && version is null or "1") return new Assessment("not-anti-mag", version, []);
+        // A first version that is not anti-MAG never had outputs; a later one may have (its code was corrected away),
+        // and so may one of a server that gives no versionId.
+        if (!antiMag && version == "1") return new Assessment("not-anti-mag", version, []);
 
         var history = antiMag && Searchable(obs.Subject?.Reference) is { } subject ? await HistoryAsync(client, subject, obs.Id ?? "", ct) : [];
         var result = antiMag ? evaluator.Evaluate(new EvaluationRequest([input], history)).Results[0] : null;

@@ -44,6 +44,13 @@ public sealed partial class WorkerService(
                         if (await subscriptions.EnsureAsync(stoppingToken) is { } ready)
                         {
                             if (first || ready.Action != "reused") SubscriptionReady(logger, ready.Id, ready.Action);
+                            // Made again (the old one was deleted or switched off): what changed while no notification
+                            // came is found by a catch-up poll.
+                            if (!first && ready.Action == "created")
+                            {
+                                var request = Poller.Request();
+                                await queue.EnqueueAsync(server, [], "subscription", new Dictionary<string, string> { [request.Key] = request.Value }, stoppingToken);
+                            }
                         }
                         else busy = true;
                     }) && !busy;
@@ -115,8 +122,8 @@ public sealed partial class WorkerService(
         // otherwise be taken for ever, by every replica in turn.
         if (item.ExpiredLeases >= options.Value.MaxAttempts)
         {
-            await queue.DeadLetterAsync(item, _owner, "lease-expired", CancellationToken.None);
-            DeadLettered(logger, item.ResourceType, item.ResourceId, "lease-expired", item.Attempts);
+            if (await queue.DeadLetterAsync(item, _owner, "lease-expired", CancellationToken.None))
+                DeadLettered(logger, item.ResourceType, item.ResourceId, "lease-expired", item.Attempts);
             return;
         }
         // A row leased with its batch may have waited for a free slot longer than its lease, and another replica may
@@ -162,19 +169,23 @@ public sealed partial class WorkerService(
         catch (Exception e) when (Classify(e) is { } failure)
         {
             var o = options.Value;
-            bool waitForServer = failure is { ServerUnavailable: true } && time.GetUtcNow() - item.EnqueuedAt < TimeSpan.FromHours(o.OutageToleranceHours);
-            if (failure.Retryable && (item.Attempts < o.MaxAttempts || waitForServer))
+            var age = time.GetUtcNow() - item.EnqueuedAt;
+            // A server that is down, busy or slow says nothing about this resource: such a failure is not counted as
+            // an attempt (so a refused token after an outage still gets its MaxAttempts), waits longer the longer
+            // the row has waited, and gives up only after OutageToleranceHours.
+            bool outage = failure.Retryable && failure.ServerUnavailable;
+            if (outage ? age < TimeSpan.FromHours(o.OutageToleranceHours) : failure.Retryable && item.Attempts < o.MaxAttempts)
             {
                 // Exponential backoff with "equal jitter": half fixed, half random, so replicas do not retry in step.
-                double cap = Math.Min(o.RetryMaxDelaySeconds, o.RetryBaseDelaySeconds * Math.Pow(2, item.Attempts - 1));
+                double cap = Math.Clamp(outage ? age.TotalSeconds / 4 : o.RetryBaseDelaySeconds * Math.Pow(2, item.Attempts - 1),
+                    o.RetryBaseDelaySeconds, o.RetryMaxDelaySeconds);
                 var delay = TimeSpan.FromSeconds(cap / 2 + Random.Shared.NextDouble() * cap / 2);
-                await queue.RetryAsync(item, _owner, failure.Reason, delay, CancellationToken.None);
+                await queue.RetryAsync(item, _owner, failure.Reason, delay, CancellationToken.None, failed: !outage);
                 WillRetry(logger, item.ResourceType, item.ResourceId, failure.Reason, item.Attempts, delay.TotalSeconds);
             }
-            else
+            else if (await queue.DeadLetterAsync(item, _owner, failure.Reason, CancellationToken.None))
             {
-                await queue.DeadLetterAsync(item, _owner, failure.Reason, CancellationToken.None);
-                metrics.Processed("dead-letter", time.GetUtcNow() - item.EnqueuedAt);
+                metrics.Processed("dead-letter", age);
                 DeadLettered(logger, item.ResourceType, item.ResourceId, failure.Reason, item.Attempts);
             }
         }

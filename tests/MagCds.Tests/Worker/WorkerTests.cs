@@ -434,8 +434,11 @@ public sealed class WorkerTests(StoreProvider provider) : WorkerTestBase(provide
         // Deleted on the server (or switched off there after MagCds was unreachable): without notifications the
         // worker would be deaf with polling off.
         await Fhir.Client.DeleteAsync("Subscription/" + first.Id);
+        var missed = await Fhir.SeedAsync(Result("p1", 23.5m, "ACC-1")); // written while no Subscription was there
         await WaitUntilAsync(async () => (await H.AllAsync<Subscription>()).Any(s => s.Id != first.Id), "a new Subscription is made");
         Assert.That(await H.AllAsync<Subscription>(), Has.Count.EqualTo(1));
+        await WaitUntilAsync(async () => (await H.AllAsync<RiskAssessment>()).Any(r => r.Basis[0].Reference == "Observation/" + missed.Id),
+            "a catch-up poll finds what changed meanwhile");
         Assert.That(H.Service!.Logs.Lines.Count(l => l.Contains("\"SubscriptionAction\":\"reused\"", StringComparison.Ordinal)), Is.Zero,
             "a recheck that finds it in place is not logged each time");
     }
