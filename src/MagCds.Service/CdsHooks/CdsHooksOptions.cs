@@ -17,8 +17,14 @@ public sealed class CdsHooksOptions
     /// <summary>EHRs whose JWTs are accepted, each with where its keys come from.</summary>
     public List<TrustedIssuer> TrustedIssuers { get; set; } = [];
 
-    /// <summary>Accepted JWT signature algorithms (CDS Hooks 2.0 recommends ES384 and RS384; none and HMAC are never accepted).</summary>
-    public List<string> Algorithms { get; set; } = ["ES384", "RS384"];
+    /// <summary>
+    /// Accepted JWT signature algorithms (CDS Hooks 2.0 recommends ES384 and RS384; none and HMAC are never accepted).
+    /// Empty until bound, because configuration adds to a list that has items instead of replacing them (so it could
+    /// never be narrowed); <see cref="DefaultAlgorithms"/> apply when none are configured.
+    /// </summary>
+    public List<string> Algorithms { get; set; } = [];
+
+    public static readonly IReadOnlyList<string> DefaultAlgorithms = ["ES384", "RS384"];
 
     /// <summary>Tolerated clock difference for exp, iat and nbf.</summary>
     [Range(0, 600)]

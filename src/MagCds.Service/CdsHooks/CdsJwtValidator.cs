@@ -55,6 +55,7 @@ public sealed partial class CdsJwtValidator(
         {
             ValidIssuer = issuer.Issuer,
             ValidAudiences = audiences,
+            IgnoreTrailingSlashWhenValidatingAudience = false, // aud is this service's URL exactly
             IssuerSigningKey = key,
             ValidAlgorithms = o.Algorithms,
             RequireSignedTokens = true,

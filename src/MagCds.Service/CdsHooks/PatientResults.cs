@@ -73,7 +73,7 @@ public sealed partial class PatientResults(
                 found.AddRange(page.Entry.Where(e => e.Resource is Observation).Select(e => ((Observation)e.Resource!, (string?)e.FullUrl)));
                 more = page.NextLink is not null;
                 // The access token goes only to the server the EHR named: a next link elsewhere is not followed.
-                if (page.NextLink is not { } next || (sorted && found.Count >= max) || pages == 5 || !IsUnderServer(next, call.FhirServer)) break;
+                if (page.NextLink is not { } next || (sorted && found.Count >= max) || pages == 5 || !Security.OutboundLinks.IsUnderServer(next, call.FhirServer)) break;
                 page = await fhir.ContinueAsync(page, ct: cts.Token);
                 more = false;
             }
@@ -103,14 +103,7 @@ public sealed partial class PatientResults(
         _ => null,
     };
 
-    /// <summary>True when <paramref name="link"/> is on the same scheme, host and port as the server, under its base path.</summary>
-    public static bool IsUnderServer(Uri link, Uri server)
-    {
-        if (!link.IsAbsoluteUri) return true; // relative to the server
-        string basePath = server.AbsolutePath.TrimEnd('/') + "/";
-        return link.Scheme == server.Scheme && string.Equals(link.Host, server.Host, StringComparison.OrdinalIgnoreCase) && link.Port == server.Port
-               && (link.AbsolutePath + "/").StartsWith(basePath, StringComparison.Ordinal);
-    }
+
 
     /// <summary>True when a subject reference names exactly this patient ("Patient/id", an absolute URL ending in it, or with _history).</summary>
     public static bool IsPatient(ResourceReference? subject, string patientId)

@@ -87,7 +87,12 @@ public static class MagCdsHostingExtensions
     public static IServiceCollection AddCdsHooksDoor(this IServiceCollection services, IConfiguration config)
     {
         string[] asymmetric = ["ES256", "ES384", "ES512", "RS256", "RS384", "RS512", "PS256", "PS384", "PS512"];
-        services.AddOptions<CdsHooksOptions>().Bind(config.GetSection(CdsHooksOptions.Section)).ValidateDataAnnotations()
+        services.AddOptions<CdsHooksOptions>().Bind(config.GetSection(CdsHooksOptions.Section))
+            .PostConfigure(o => { if (o.Algorithms.Count == 0) o.Algorithms.AddRange(CdsHooksOptions.DefaultAlgorithms); })
+            .ValidateDataAnnotations()
+            // Keys fetched in clear text could be swapped on the way: https, or http only on this machine (tests).
+            .Validate(o => o.TrustedIssuers.All(i => new[] { i.JwksUrl }.Concat(i.AllowedJku).Where(u => !string.IsNullOrEmpty(u)).All(u => SafeKeyUrl(u!))),
+                "MagCds:CdsHooks:TrustedIssuers JwksUrl and AllowedJku must be https URLs (http only for a loopback host).")
             .Validate(o => o.Algorithms.Count > 0 && o.Algorithms.All(asymmetric.Contains),
                 "MagCds:CdsHooks:Algorithms may only name asymmetric algorithms (CDS Hooks forbids none and HMAC), e.g. ES384, RS384.")
             .Validate(o => o.TrustedIssuers.All(i => !string.IsNullOrEmpty(i.Issuer) && (i.JwksUrl is not null || i.JwksFile is not null || i.AllowedJku.Count > 0)),
@@ -119,7 +124,9 @@ public static class MagCdsHostingExtensions
             o.AttemptTimeout.Timeout = total / 2;
             o.Retry.Delay = TimeSpan.FromMilliseconds(100);
         });
-        services.AddHttpClient(JwksProvider.HttpClientName).AddStandardResilienceHandler();
+        // Redirects are not followed: the jku allow-list names the URL keys come from, not wherever it points.
+        services.AddHttpClient(JwksProvider.HttpClientName).ConfigurePrimaryHttpMessageHandler(() => new SocketsHttpHandler { AllowAutoRedirect = false })
+            .AddStandardResilienceHandler();
 
         services.AddCors();
         services.AddOptions<Microsoft.AspNetCore.Cors.Infrastructure.CorsOptions>().Configure<IOptions<CdsHooksOptions>>((cors, cds) =>
@@ -160,7 +167,9 @@ public static class MagCdsHostingExtensions
         services.AddSingleton<SubscriptionSetup>();
         services.AddSingleton<EventRecovery>();
         services.AddSingleton<SmartBackendTokens>();
-        services.AddHttpClient(SmartBackendTokens.HttpClientName).AddStandardResilienceHandler();
+        // The client assertion goes to the configured token URL only, never to where a redirect points.
+        services.AddHttpClient(SmartBackendTokens.HttpClientName).ConfigurePrimaryHttpMessageHandler(() => new SocketsHttpHandler { AllowAutoRedirect = false })
+            .AddStandardResilienceHandler();
         services.AddTransient<OutboundAuthHandler>();
         var timeout = TimeSpan.FromSeconds(config.GetSection(WorkerOptions.Section).Get<WorkerOptions>()?.RequestTimeoutSeconds ?? new WorkerOptions().RequestTimeoutSeconds);
         services.AddHttpClient(WorkerFhirClient.HttpClientName)
@@ -185,6 +194,9 @@ public static class MagCdsHostingExtensions
         if (config.GetValue<bool>($"{WorkerOptions.Section}:Enabled")) services.AddHostedService<WorkerService>();
         return services;
     }
+
+    private static bool SafeKeyUrl(string url) =>
+        Uri.TryCreate(url, UriKind.Absolute, out var u) && (u.Scheme == Uri.UriSchemeHttps || (u.Scheme == Uri.UriSchemeHttp && u.IsLoopback));
 
     /// <summary>Health probes: live (the process answers) and ready (knowledge, store, warm-up).</summary>
     public static IServiceCollection AddMagCdsHealth(this IServiceCollection services)

@@ -80,6 +80,19 @@ public static class Access
     {
         var o = app.Services.GetRequiredService<IOptions<SecurityOptions>>().Value;
         var log = app.Services.GetRequiredService<ILoggerFactory>().CreateLogger("MagCds.Security");
+        // The configuration check above cannot know every way a host may be told where to listen: once listening,
+        // the addresses actually bound are checked too, and a service without authentication beyond loopback stops.
+        app.Lifetime.ApplicationStarted.Register(() =>
+        {
+            if (o.AnyConfigured) return;
+            var bound = app.Services.GetRequiredService<Microsoft.AspNetCore.Hosting.Server.IServer>().Features
+                .Get<Microsoft.AspNetCore.Hosting.Server.Features.IServerAddressesFeature>()?.Addresses ?? [];
+            var config = new ConfigurationBuilder().AddInMemoryCollection([new("urls", string.Join(';', bound))]).Build();
+            if (bound.Count == 0 || !ListensBeyondLoopback(config)) return;
+            log.LogCritical("No authentication configured (MagCds:Security) but listening beyond loopback ({Addresses}): stopping.", string.Join(", ", bound));
+            Environment.ExitCode = 78;
+            app.Lifetime.StopApplication();
+        });
         if (!o.AnyConfigured)
             log.LogWarning("No authentication configured (MagCds:Security): the FHIR REST door serves anyone, so MagCds listens on loopback only; admin endpoints are closed.");
         else
@@ -102,7 +115,13 @@ public static class Access
     public static bool ListensBeyondLoopback(IConfiguration config)
     {
         string urls = config["urls"] ?? config["Urls"] ?? config["ASPNETCORE_URLS"] ?? "";
-        var kestrel = config.GetSection("Kestrel:Endpoints").GetChildren().Select(e => e["Url"]).OfType<string>();
+        var kestrel = config.GetSection("Kestrel:Endpoints").GetChildren().Select(e => e["Url"]).OfType<string>().ToList();
+        // Without URLs the host binds every interface on the ports of HTTP_PORTS/HTTPS_PORTS (as the official
+        // ASP.NET container image sets them).
+        if (string.IsNullOrWhiteSpace(urls) && kestrel.Count == 0
+            && new[] { "http_ports", "https_ports", "HTTP_PORTS", "HTTPS_PORTS", "ASPNETCORE_HTTP_PORTS", "ASPNETCORE_HTTPS_PORTS", "DOTNET_HTTP_PORTS", "DOTNET_HTTPS_PORTS" }
+                .Any(k => !string.IsNullOrWhiteSpace(config[k])))
+            return true;
         foreach (var url in urls.Split(';', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries).Concat(kestrel))
         {
             string host = url.Replace("://*", "://any", StringComparison.Ordinal).Replace("://+", "://any", StringComparison.Ordinal);

@@ -59,6 +59,7 @@ public class JwtTests
         yield return C("lifetime over an hour", k => k.Token(Aud, expires: DateTime.UtcNow.AddHours(3)));
         yield return C("wrong audience", k => k.Token(CdsKit.Base + "/cds-services/other-service"));
         yield return C("audience of discovery", k => k.Token(CdsKit.Base + "/cds-services"));
+        yield return C("audience with a trailing slash", k => k.Token(Aud + "/"));
         yield return C("untrusted issuer", k => k.Token(Aud, issuer: "https://evil.example"));
         yield return C("unknown kid", k => k.Token(Aud, new ECDsaSecurityKey(System.Security.Cryptography.ECDsa.Create(System.Security.Cryptography.ECCurve.NamedCurves.nistP384)) { KeyId = "other-kid" }));
         yield return C("known kid, other key", k => k.Token(Aud, new ECDsaSecurityKey(System.Security.Cryptography.ECDsa.Create(System.Security.Cryptography.ECCurve.NamedCurves.nistP384)) { KeyId = "ec-key" }));
@@ -122,6 +123,21 @@ public class JkuTests
     }
 
     [Test]
+    public async Task An_allow_listed_jku_that_redirects_elsewhere_is_not_followed()
+    {
+        using var kit = new CdsKit();
+        var (target, targetJku) = await JwksServerAsync(() => Results.Text(CdsKit.Jwks(kit.EcKey), "application/json"));
+        await using var _ = target;
+        var (redirect, jku) = await JwksServerAsync(() => Results.Redirect(targetJku));
+        await using var __ = redirect;
+        await using var factory = TrustingJku(kit, jku);
+        var client = factory.CreateClient();
+        var clock = new FixedClock(DateTimeOffset.UtcNow);
+        Assert.That((await client.SendAsync(CallAt(kit, jku, clock))).StatusCode, Is.EqualTo(HttpStatusCode.Unauthorized),
+            "the keys are taken from the allow-listed URL only");
+    }
+
+    [Test]
     public async Task A_token_whose_allow_listed_jku_serves_the_key_is_accepted()
     {
         using var kit = new CdsKit();
@@ -136,6 +152,20 @@ public class JkuTests
         Assert.That(ok.StatusCode, Is.EqualTo(HttpStatusCode.OK));
         Assert.That(noJku.StatusCode, Is.EqualTo(HttpStatusCode.Unauthorized), "without jku and without a configured JWKS there is no key");
         await jwks.StopAsync();
+    }
+
+    [Test]
+    public async Task Configured_algorithms_replace_the_defaults_rather_than_add_to_them()
+    {
+        using var kit = new CdsKit();
+        var settings = kit.TrustSettings();
+        settings["MagCds:CdsHooks:Algorithms:0"] = "ES384";
+        await using var factory = new MagCdsFactory(settings);
+        var client = factory.CreateClient();
+        string body = CdsKit.PatientView("pat-oakhaven", []), aud = CdsKit.Base + PatientView;
+        Assert.That((await client.SendAsync(CdsKit.Post(PatientView, body, kit.Token(aud)))).StatusCode, Is.EqualTo(HttpStatusCode.OK));
+        Assert.That((await client.SendAsync(CdsKit.Post(PatientView, body, kit.Token(aud, kit.RsaKey, SecurityAlgorithms.RsaSha384)))).StatusCode,
+            Is.EqualTo(HttpStatusCode.Unauthorized), "RS384 was left out");
     }
 
     [Test]

@@ -114,7 +114,7 @@ public class RequestTests : ServiceTests
     [TestCase("https://ehr.example/fhirx/Observation?page=2", false)]
     [TestCase("https://ehr.example/other/Observation?page=2", false)]
     public void The_access_token_follows_only_next_links_on_the_named_server(string link, bool followed) =>
-        Assert.That(PatientResults.IsUnderServer(new Uri(link), new Uri("https://ehr.example/fhir")), Is.EqualTo(followed));
+        Assert.That(MagCds.Service.Security.OutboundLinks.IsUnderServer(new Uri(link), new Uri("https://ehr.example/fhir")), Is.EqualTo(followed));
 
     [TestCase("{not json", 400)]
     [TestCase("[]", 400)]

@@ -85,6 +85,19 @@ public class ServiceProcessTests
     }
 
     [Test]
+    public async Task A_cds_hooks_key_url_in_clear_text_beyond_this_machine_stops_the_service()
+    {
+        // Keys fetched over http could be swapped on the way, and with them any EHR's identity forged.
+        using var p = Start(FreePort(), ("MagCds__CdsHooks__PublicBaseUrl", "https://magcds.hospital.example"),
+            ("MagCds__CdsHooks__TrustedIssuers__0__Issuer", "https://ehr.example.org"),
+            ("MagCds__CdsHooks__TrustedIssuers__0__JwksUrl", "http://ehr.example.org/jwks"));
+        string stderr = await p.StandardError.ReadToEndAsync();
+        await p.WaitForExitAsync(new CancellationTokenSource(TimeSpan.FromSeconds(60)).Token);
+        Assert.That(p.ExitCode, Is.EqualTo(78));
+        Assert.That(stderr, Does.StartWith("MagCds cannot start: ").And.Contain("must be https URLs"));
+    }
+
+    [Test]
     public async Task A_trusted_cds_hooks_issuer_without_a_public_base_url_stops_the_service()
     {
         // The aud a JWT must carry is this service's registered URL, never one taken from the caller's Host header.
@@ -96,16 +109,24 @@ public class ServiceProcessTests
         Assert.That(stderr, Does.StartWith("MagCds cannot start: ").And.Contain("PublicBaseUrl (the absolute URL EHRs call"));
     }
 
-    [Test]
-    public async Task Listening_beyond_loopback_without_authentication_is_refused()
+    /// <summary>Told to listen on every interface by URL, or by the container image's way (no URL, HTTP_PORTS).</summary>
+    [TestCase("urls")]
+    [TestCase("HTTP_PORTS")]
+    public async Task Listening_beyond_loopback_without_authentication_is_refused(string how)
     {
         int port = FreePort();
-        var psi = new ProcessStartInfo("dotnet", [ServiceDll, "--urls", $"http://0.0.0.0:{port}"])
+        var psi = new ProcessStartInfo("dotnet", how == "urls" ? [ServiceDll, "--urls", $"http://0.0.0.0:{port}"] : [ServiceDll])
         {
             RedirectStandardError = true,
             RedirectStandardOutput = true,
             WorkingDirectory = AppContext.BaseDirectory,
         };
+        if (how == "HTTP_PORTS")
+        {
+            psi.Environment["ASPNETCORE_URLS"] = "";
+            psi.Environment["Urls"] = "";
+            psi.Environment["ASPNETCORE_HTTP_PORTS"] = port.ToString(System.Globalization.CultureInfo.InvariantCulture);
+        }
         psi.Environment["MagCds__Store__SqliteConnectionString"] = "Data Source=" + Path.Combine(Path.GetTempPath(), $"magcds-process-{Guid.NewGuid():N}.db");
         using var p = Process.Start(psi)!;
         string stderr = await p.StandardError.ReadToEndAsync();

@@ -1,0 +1,14 @@
+namespace MagCds.Service.Security;
+
+/// <summary>Where a credential for a FHIR server may go: that server only, never to a host one of its links names.</summary>
+public static class OutboundLinks
+{
+    /// <summary>True when <paramref name="link"/> is on the same scheme, host and port as the server, under its base path.</summary>
+    public static bool IsUnderServer(Uri link, Uri server)
+    {
+        if (!link.IsAbsoluteUri) return true; // relative to the server
+        string basePath = server.AbsolutePath.TrimEnd('/') + "/";
+        return link.Scheme == server.Scheme && string.Equals(link.Host, server.Host, StringComparison.OrdinalIgnoreCase) && link.Port == server.Port
+               && (link.AbsolutePath + "/").StartsWith(basePath, StringComparison.Ordinal);
+    }
+}
