@@ -52,6 +52,9 @@ public sealed class Evaluator
     /// <summary>The recognised codes as "system|code", e.g. for a FHIR search.</summary>
     public IReadOnlyCollection<string> RecognisedCodes => _codes;
 
+    /// <summary>When a result applies (effective time, else issued): how the core orders a patient's results.</summary>
+    public static DateTimeOffset? ResultTime(Observation obs) => TrendBuilder.When(obs);
+
     /// <summary>
     /// For doors that receive a patient's results rather than one result (CDS Hooks): the latest anti-MAG result that
     /// can be evaluated becomes the input, every other one its history. Empty when there is none.

@@ -91,19 +91,9 @@ public sealed partial class PatientResults(
             if (ct.IsCancellationRequested) throw;
             throw Unavailable("The FHIR server could not be queried for the patient's anti-MAG results in time.");
         }
-        // Newest first whatever order the pages came in (the server's sort was on `date`, the effective time).
-        return found.OrderByDescending(f => EffectiveTime(f.Item1) ?? DateTimeOffset.MinValue).Take(max).ToList();
+        // Newest first whatever order the pages came in, as the core orders a patient's results.
+        return found.OrderByDescending(f => Evaluator.ResultTime(f.Item1) ?? DateTimeOffset.MinValue).Take(max).ToList();
     }
-
-    private static DateTimeOffset? EffectiveTime(Observation o) => o.Effective switch
-    {
-        FhirDateTime d when d.TryToDateTimeOffset(out var t) => t,
-        Period { StartElement: { } s } when s.TryToDateTimeOffset(out var t) => t,
-        Instant { Value: { } i } => i,
-        _ => null,
-    };
-
-
 
     /// <summary>True when a subject reference names exactly this patient ("Patient/id", an absolute URL ending in it, or with _history).</summary>
     public static bool IsPatient(ResourceReference? subject, string patientId)
