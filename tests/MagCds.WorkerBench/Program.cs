@@ -32,7 +32,7 @@ Process StartService()
         ["MagCds__Worker__PollFrom"] = "2000-01-01T00:00:00Z",
         ["MagCds__Worker__PollIntervalSeconds"] = "30", // the default: the first poll runs at start-up
         ["MagCds__Worker__PageSize"] = "100",
-        ["MagCds__Worker__Subscription__Secret"] = "bench-secret",
+        ["MagCds__Worker__Subscription__Secret"] = "bench-notification-secret",
         ["MagCds__Worker__Subscription__Create"] = mode == "backlog" ? "false" : "true",
         ["MagCds__Worker__Subscription__EndpointUrl"] = $"http://127.0.0.1:{port}/worker/notifications",
         ["Serilog__MinimumLevel__Default"] = "Warning",

@@ -155,6 +155,8 @@ public static class MagCdsHostingExtensions
                 "MagCds:Worker:Subscription:Create needs Subscription:Secret and an absolute Subscription:EndpointUrl.")
             .Validate(o => o.Subscription.TopicUrl is null || Uri.TryCreate(o.Subscription.TopicUrl, UriKind.Absolute, out _),
                 "MagCds:Worker:Subscription:TopicUrl must be the absolute canonical URL of a SubscriptionTopic.")
+            .Validate(o => o.Subscription.Secret is null || o.Subscription.Secret.Length >= 16,
+                "MagCds:Worker:Subscription:Secret must be at least 16 characters (anyone who guesses it can make MagCds poll the FHIR server at will).")
             .Validate(o => o.Subscription.PayloadContent is "id-only" or "full-resource" or "empty" && o.Subscription.HeartbeatSeconds is >= 0 and <= 86400,
                 "MagCds:Worker:Subscription:PayloadContent must be id-only, full-resource or empty, and HeartbeatSeconds between 0 and 86400.")
             .ValidateOnStart();

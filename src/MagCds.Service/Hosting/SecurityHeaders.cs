@@ -3,7 +3,8 @@ namespace MagCds.Service.Hosting;
 /// <summary>
 /// Headers on every response: answers carry clinical content, so nothing may be cached or sniffed, framed, or leak
 /// a referrer; the API serves no active content. The console (/console) is the one page with scripts and styles, all
-/// from the service itself. (HSTS is added where HTTPS is configured: see docs/operations.md.)
+/// from the service itself. Answers over HTTPS (MagCds's own TLS, or a proxy's as forwarded headers tell) add HSTS,
+/// so that a browser using the console never falls back to plain HTTP.
 /// </summary>
 public static class SecurityHeaders
 {
@@ -19,6 +20,7 @@ public static class SecurityHeaders
                 ? "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; connect-src 'self'; frame-ancestors 'none'; base-uri 'none'; form-action 'none'"
                 : "default-src 'none'; frame-ancestors 'none'";
             h["Cache-Control"] = "no-store";
+            if (http.Request.IsHttps) h["Strict-Transport-Security"] = "max-age=31536000";
             return Task.CompletedTask;
         });
         await next(http);

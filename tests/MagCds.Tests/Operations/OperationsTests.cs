@@ -59,6 +59,10 @@ public sealed class OperationsTests
         Assert.That(resp.Headers.GetValues("Referrer-Policy"), Is.EqualTo(new[] { "no-referrer" }));
         Assert.That(resp.Headers.CacheControl?.NoStore, Is.True);
         Assert.That(resp.Headers.GetValues("Content-Security-Policy").Single(), Does.StartWith("default-src 'none'"));
+        Assert.That(resp.Headers.Contains("Strict-Transport-Security"), Is.False, "not over plain HTTP");
+        using var https = f.CreateClient(new Microsoft.AspNetCore.Mvc.Testing.WebApplicationFactoryClientOptions { BaseAddress = new Uri("https://localhost") });
+        using var secure = await https.GetAsync(path);
+        Assert.That(secure.Headers.GetValues("Strict-Transport-Security"), Is.EqualTo(new[] { "max-age=31536000" }));
     }
 
     [Test]

@@ -74,6 +74,7 @@ public class ServiceProcessTests
     [TestCase("MagCds__Worker__FhirServerUrl", "not a url", "FhirServerUrl must be an absolute")]
     [TestCase("MagCds__Worker__Auth", "Bearer", "BearerToken is required")]
     [TestCase("MagCds__Worker__Subscription__Create", "true", "Subscription:Create needs")]
+    [TestCase("MagCds__Worker__Subscription__Secret", "short-secret", "Secret must be at least 16 characters")]
     [TestCase("MagCds__Store__Provider", "Postgres", "PostgresConnectionString is required")]
     public async Task A_worker_or_store_misconfiguration_stops_the_service_with_a_clear_message(string key, string value, string message)
     {
