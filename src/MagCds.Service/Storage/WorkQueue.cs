@@ -224,40 +224,35 @@ public sealed class WorkQueue(Database db, TimeProvider time)
     }
 
     /// <summary>Queues a dead letter's resource again (one transaction); false when there is no such dead letter.</summary>
-    public async Task<bool> ReplayAsync(long deadLetterId, CancellationToken ct)
-    {
-        await using var c = await db.OpenAsync(ct);
-        await using var tx = await c.BeginTransactionAsync(ct);
-        await using var mark = c.Command("""
-            UPDATE work_item SET state = 'replayed' WHERE id = @id AND state = 'dead'
-            RETURNING server, resource_type, resource_id
-            """, tx).With("id", deadLetterId);
-        (string Server, string Type, string Id)? row = null;
-        await using (var r = await mark.ExecuteReaderAsync(ct))
-            if (await r.ReadAsync(ct)) row = (r.GetString(0), r.GetString(1), r.GetString(2));
-        if (row is not { } x) return false;
-        await EnqueueAsync(c, tx, x.Server, [(x.Type, x.Id, null)], "replay", ct);
-        await tx.CommitAsync(ct);
-        return true;
-    }
+    public async Task<bool> ReplayAsync(long deadLetterId, CancellationToken ct) =>
+        await ReplayWhereAsync("id = @id", cmd => cmd.With("id", deadLetterId), ct) == 1;
 
     /// <summary>
     /// Replays every dead letter of <paramref name="server"/>, or only those with <paramref name="reason"/> (after an
     /// outage or a fixed grant, hundreds may wait); returns how many were queued again.
     /// </summary>
-    public async Task<int> ReplayAllAsync(string server, string? reason, CancellationToken ct)
+    public Task<int> ReplayAllAsync(string server, string? reason, CancellationToken ct) =>
+        ReplayWhereAsync("server = @server" + (reason is null ? "" : " AND outcome = @reason"), cmd =>
+        {
+            cmd.With("server", server);
+            if (reason is not null) cmd.With("reason", reason);
+        }, ct);
+
+    /// <summary>Marks the dead letters matching <paramref name="where"/> replayed and queues their resources again, in one transaction.</summary>
+    private async Task<int> ReplayWhereAsync(string where, Action<DbCommand> bind, CancellationToken ct)
     {
         await using var c = await db.OpenAsync(ct);
         await using var tx = await c.BeginTransactionAsync(ct);
         await using var mark = c.Command($"""
-            UPDATE work_item SET state = 'replayed' WHERE state = 'dead' AND server = @server{(reason is null ? "" : " AND outcome = @reason")}
-            RETURNING resource_type, resource_id
-            """, tx).With("server", server);
-        if (reason is not null) mark.With("reason", reason);
-        var rows = new List<(string, string, string?)>();
+            UPDATE work_item SET state = 'replayed' WHERE state = 'dead' AND {where}
+            RETURNING server, resource_type, resource_id
+            """, tx);
+        bind(mark);
+        var rows = new List<(string Server, string Type, string Id)>();
         await using (var r = await mark.ExecuteReaderAsync(ct))
-            while (await r.ReadAsync(ct)) rows.Add((r.GetString(0), r.GetString(1), null));
-        await EnqueueAsync(c, tx, server, rows, "replay", ct);
+            while (await r.ReadAsync(ct)) rows.Add((r.GetString(0), r.GetString(1), r.GetString(2)));
+        foreach (var byServer in rows.GroupBy(x => x.Server))
+            await EnqueueAsync(c, tx, byServer.Key, byServer.Select(x => (x.Type, x.Id, (string?)null)), "replay", ct);
         await tx.CommitAsync(ct);
         return rows.Count;
     }
