@@ -12,8 +12,11 @@ COPY --from=build /app .
 # ASPNETCORE_URLS: appsettings.json's loopback Urls outranks ASPNETCORE_-prefixed variables, not plain ones.)
 ENV Urls=http://0.0.0.0:8080 \
     DOTNET_CLI_TELEMETRY_OPTOUT=1
-# The embedded store lives on a volume the non-root user can write.
+# The embedded store lives on a volume the non-root user can write (the default, a magcds.db beside the program,
+# would be in /app, which belongs to root).
+ENV MagCds__Store__SqliteConnectionString="Data Source=/data/magcds.db"
 RUN mkdir -p /data && chown app /data
+VOLUME ["/data"]
 USER app
 EXPOSE 8080
 ENTRYPOINT ["dotnet", "MagCds.Service.dll"]

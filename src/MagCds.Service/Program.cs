@@ -62,6 +62,11 @@ catch (Exception e) when (e is KnowledgeInvalidException or OptionsValidationExc
     Console.Error.WriteLine($"MagCds cannot start: {e.Message}");
     Environment.ExitCode = 78; // EX_CONFIG
 }
+catch (MagCds.Service.Storage.StoreUnavailableException e)
+{
+    Console.Error.WriteLine($"MagCds cannot start: {e.Message}");
+    Environment.ExitCode = 69; // EX_UNAVAILABLE: an orchestrator restarts it; the message says what to check
+}
 
 /// <summary>Entry point, visible to WebApplicationFactory in the tests.</summary>
 public partial class Program;

@@ -31,6 +31,12 @@ public sealed record BandView(string Name, decimal? Low, decimal? High);
 /// </summary>
 public sealed class ConsolePreview(Evaluator evaluator, CardBuilder cards, PatientResults results, CdsServiceCatalog catalog)
 {
+    /// <summary>
+    /// The door of every try in the audit and the evaluation metric, a pasted CDS Hooks request included: tries are an
+    /// admin's, not an EHR's, and are kept apart from the real traffic of the doors.
+    /// </summary>
+    public const string ConsoleDoor = "console";
+
     private static readonly MarkdownPipeline Markdown = new MarkdownPipelineBuilder().UsePipeTables().UseAutoLinks().DisableHtml().Build();
 
     public async Task<(PreviewAnswer Answer, EvaluationSummary? Summary)> RunAsync(ReadOnlyMemory<byte> body, string knowledgeUrl, bool allowInsecureFhirServer, CancellationToken ct)
@@ -45,13 +51,13 @@ public sealed class ConsolePreview(Evaluator evaluator, CardBuilder cards, Patie
             var (list, response) = await CdsHooksEndpoints.AnswerAsync(call, results, evaluator, cards, knowledgeUrl, ct);
             var outputs = list.SelectMany(c => c.Suggestions ?? []).SelectMany(s => s.Actions).Select(a => a.Resource).OfType<Resource>();
             return (new PreviewAnswer("cds-hooks", StatusCodes.Status200OK, Cds(list), list.Select(Html).ToList(), outputs.Select(Text).ToList(), null,
-                Trends(response)), response is null ? null : EvaluationSummary.Of(call.ServiceId, response));
+                Trends(response)), response is null ? null : EvaluationSummary.Of(ConsoleDoor, response));
         }
 
         var format = FirstByte(body) == '<' ? FhirFormat.Xml : FhirFormat.Json;
         var mapped = MagEvaluateOperation.ToRequest(FhirWire.Parse(body, format));
         var evaluated = evaluator.Evaluate(mapped.Request);
-        var summary = new EvaluationSummary("console", evaluator.Knowledge.Version);
+        var summary = new EvaluationSummary(ConsoleDoor, evaluator.Knowledge.Version);
         var answer = MagEvaluateOperation.Start(EvaluationRun.Of(evaluated), mapped.EntryIssues, summary, evaluator.Canonical);
         var resource = answer.ToResource();
         var parts = (resource as Parameters)?.Parameter ?? [];

@@ -33,7 +33,10 @@ public sealed partial class EvaluationSummary(string door, string knowledgeVersi
         string[] outputs = new[] { r.RiskAssessment?.Id, r.DetectedIssue?.Id }.OfType<string>().ToArray();
         foreach (var o in outputs)
             if (_outputIds.Count < 20) _outputIds.Add(o);
-        _inputs.Add((r.Input.Reference ?? r.Input.Location, r.Input.Observation.Meta?.VersionId, key, outputs));
+        // The audit says why an input was not evaluated (its first outcome code, as the worker's entries do); the
+        // metric keeps the few categories as its label values.
+        string audited = r.Interpretation is null && r.Issues.Count > 0 ? r.Issues[0].Code.Code : key;
+        _inputs.Add((r.Input.Reference ?? r.Input.Location, r.Input.Observation.Meta?.VersionId, audited, outputs));
     }
 
     public void AddIssues(IEnumerable<CoreIssue> issues)

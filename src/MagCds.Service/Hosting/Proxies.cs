@@ -65,8 +65,12 @@ public static class Proxies
     }
 
     /// <summary>
-    /// Replaces the connection's address (and scheme) by the forwarded ones when a trusted proxy sent them. Always in the
-    /// pipeline: with no proxy listed its options process no header at all (see above), the one place that decides.
+    /// Replaces the connection's address (and scheme) by the forwarded ones when a trusted proxy sent them. In the
+    /// pipeline once: with no proxy listed its options process no header at all (see above), the one place that decides.
+    /// With ASPNETCORE_FORWARDEDHEADERS_ENABLED the host has already put the same middleware, with the same options, at
+    /// the start of the pipeline; a second pass would walk one more hop back and believe what a client inside a
+    /// trusted network wrote itself.
     /// </summary>
-    public static IApplicationBuilder UseMagCdsProxies(this WebApplication app) => app.UseForwardedHeaders();
+    public static IApplicationBuilder UseMagCdsProxies(this WebApplication app) =>
+        string.Equals(app.Configuration["FORWARDEDHEADERS_ENABLED"], "true", StringComparison.OrdinalIgnoreCase) ? app : app.UseForwardedHeaders();
 }

@@ -26,6 +26,9 @@ public static class Access
             .Validate(o => !o.Jwt.IsConfigured || !string.IsNullOrEmpty(o.Jwt.Audience),
                 "MagCds:Security:Jwt:Audience is required when MagCds:Security:Jwt:Authority is set.")
             .Validate(o => o.Jwt.ClockSkewSeconds is >= 0 and <= 300, "MagCds:Security:Jwt:ClockSkewSeconds must be between 0 and 300.")
+            // Said at start-up: the JWT handler itself would only refuse an http:// authority on the first call.
+            .Validate(o => !o.Jwt.IsConfigured || !o.Jwt.RequireHttpsMetadata || o.Jwt.Authority!.StartsWith("https://", StringComparison.OrdinalIgnoreCase),
+                "MagCds:Security:Jwt:Authority must be an https URL (or set MagCds:Security:Jwt:RequireHttpsMetadata to false for an authority on this machine).")
             .Validate(o => !ListensBeyondLoopback(config) || o.AnyConfigured,
                 "MagCds listens on a non-loopback address but no authentication is configured (MagCds:Security:ApiKeys, " +
                 "MagCds:Security:Jwt:Authority or MagCds:Security:ClientCertificates): set one, or listen on 127.0.0.1 only.")
@@ -55,8 +58,8 @@ public static class Access
         services.AddOptions<AuthorizationOptions>().Configure<IOptions<SecurityOptions>>((a, s) =>
         {
             var o = s.Value;
-            a.AddPolicy(EvaluatePolicy, p => p.RequireAssertion(ctx => !o.AnyConfigured || Allowed(ctx.User, o, admin: false)));
-            a.AddPolicy(AdminPolicy, p => p.RequireAssertion(ctx => o.AnyConfigured && Allowed(ctx.User, o, admin: true)));
+            a.AddPolicy(EvaluatePolicy, p => p.RequireAssertion(ctx => !o.AnyConfigured || Allowed(ctx.User, o, admin: false, ctx.Resource as HttpContext)));
+            a.AddPolicy(AdminPolicy, p => p.RequireAssertion(ctx => o.AnyConfigured && Allowed(ctx.User, o, admin: true, ctx.Resource as HttpContext)));
         });
         services.AddSingleton<IAuthorizationMiddlewareResultHandler, RefusalAsOperationOutcome>();
         return services;
@@ -102,13 +105,31 @@ public static class Access
     }
 
     /// <summary>An API key or client certificate (an admin one for admin), or a JWT with the endpoint's scope.</summary>
-    private static bool Allowed(System.Security.Claims.ClaimsPrincipal user, SecurityOptions o, bool admin)
+    private static bool Allowed(System.Security.Claims.ClaimsPrincipal user, SecurityOptions o, bool admin, HttpContext? http)
     {
         if (user.Identity?.IsAuthenticated != true) return false;
+        if (user.Identity.AuthenticationType is ClientCertificateAuthentication.SchemeName && http is not null && CrossSiteBrowserWrite(http.Request))
+            return false;
         if (user.Identity.AuthenticationType is ApiKeyAuthentication.SchemeName or ClientCertificateAuthentication.SchemeName)
             return !admin || user.HasClaim(ApiKeyAuthentication.RoleClaim, "admin");
         string needed = admin ? o.Jwt.AdminScope : o.Jwt.EvaluateScope;
         return user.FindAll("scope").Concat(user.FindAll("scp")).SelectMany(c => c.Value.Split(' ', StringSplitOptions.RemoveEmptyEntries)).Contains(needed);
+    }
+
+    /// <summary>
+    /// A browser sends a client certificate by itself, so a page of another site could make an operator's browser post
+    /// with it (cross-site request forgery: a dead-letter replay, an evaluation in the operator's name). Browsers say
+    /// where a request comes from: Sec-Fetch-Site, else Origin. Such a write is not taken as the certificate holder's.
+    /// API keys and bearer tokens are headers a page of another site cannot add, and integration engines send neither
+    /// browser header.
+    /// </summary>
+    private static bool CrossSiteBrowserWrite(HttpRequest req)
+    {
+        if (HttpMethods.IsGet(req.Method) || HttpMethods.IsHead(req.Method) || HttpMethods.IsOptions(req.Method)) return false;
+        string? site = req.Headers["Sec-Fetch-Site"];
+        if (site is not null) return site is not ("same-origin" or "none");
+        string? origin = req.Headers.Origin;
+        return origin is not null && !string.Equals(origin, $"{req.Scheme}://{req.Host}", StringComparison.OrdinalIgnoreCase);
     }
 
     /// <summary>Whether any configured URL listens beyond loopback (0.0.0.0, *, +, a host name or a non-loopback IP).</summary>

@@ -5,6 +5,9 @@ using Npgsql;
 
 namespace MagCds.Service.Storage;
 
+/// <summary>The store cannot be opened at start-up (a folder that cannot be written, a database that does not answer).</summary>
+public sealed class StoreUnavailableException(string message, Exception inner) : Exception(message, inner);
+
 /// <summary>
 /// The one place that knows which database holds MagCds's state (SQLite or PostgreSQL): it opens connections and
 /// creates the schema. The stores write plain SQL that both understand (named parameters, ON CONFLICT, RETURNING);
@@ -25,7 +28,19 @@ public sealed class Database : IAsyncDisposable
                     ["MagCds:Store:PostgresConnectionString is required when MagCds:Store:Provider is Postgres."])),
             _ => SqliteFactory.Instance.CreateDataSource(o.SqliteConnectionString),
         };
-        CreateSchema();
+        try
+        {
+            CreateSchema();
+        }
+        catch (Exception e) when (e is DbException or System.Net.Sockets.SocketException or TimeoutException)
+        {
+            // The database's own words (they name no password); the service stops with them instead of a stack trace.
+            throw new StoreUnavailableException(
+                $"the store (MagCds:Store, provider {o.Provider}) could not be opened: {e.Message} " +
+                (o.Provider == StoreProvider.Sqlite
+                    ? "Check that the folder of MagCds:Store:SqliteConnectionString exists and this user may write it."
+                    : "Check MagCds:Store:PostgresConnectionString and that the server answers."), e);
+        }
     }
 
     public StoreProvider Provider { get; }

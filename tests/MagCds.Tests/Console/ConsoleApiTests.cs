@@ -1,4 +1,5 @@
 using System.Net;
+using Hl7.Fhir.Serialization;
 using System.Text;
 using System.Text.Json;
 using MagCds.Tests.Support;
@@ -16,6 +17,8 @@ public class ConsoleApiTests : ServiceTests
         ["MagCds:Security:ApiKeys:0:Name"] = "reviewer", ["MagCds:Security:ApiKeys:0:Key"] = AdminKey, ["MagCds:Security:ApiKeys:0:Admin"] = "true",
         ["MagCds:Security:ApiKeys:1:Name"] = "engine", ["MagCds:Security:ApiKeys:1:Key"] = EngineKey,
         ["MagCds:CdsHooks:AllowUnsignedCalls"] = "true",
+        // So that the test below can name a loopback server and see whether anything calls it.
+        ["MagCds:CdsHooks:AllowInsecureFhirServer"] = "true",
     };
 
     private static string CdsSample() =>
@@ -71,6 +74,16 @@ public class ConsoleApiTests : ServiceTests
             Assert.That(console.GetProperty("cardDetailHtml")[0].GetString(), Does.Contain("<table>").And.Contain("<strong>Raised anti-MAG IgM result.</strong>"));
             Assert.That(console.GetProperty("trends")[0].GetProperty("points").GetArrayLength(), Is.EqualTo(3));
         });
+
+        // The try is audited as the console's, apart from the EHR's call of the door just before.
+        await WorkerHarness.WaitUntilAsync(async () =>
+        {
+            using var req = new HttpRequestMessage(HttpMethod.Get, "/admin/audit");
+            req.Headers.Add("X-API-Key", AdminKey);
+            using var audit = JsonDocument.Parse(await (await Client.SendAsync(req)).Content.ReadAsStringAsync());
+            var doors = audit.RootElement.EnumerateArray().Select(e => (Door: e.GetProperty("door").GetString(), Caller: e.GetProperty("caller").GetString())).ToList();
+            return doors.Contains(("console", "reviewer")) && doors.Contains(("magcds-patient-view", "unsigned-development-call"));
+        }, "the door's call and the console's try are audited apart");
     }
 
     [Test]
@@ -82,8 +95,11 @@ public class ConsoleApiTests : ServiceTests
             Content = new StringContent(body, Encoding.UTF8, "application/fhir+json"), Headers = { { "X-API-Key", EngineKey } },
         }));
         var (_, console) = await TryAsync(body);
-        var fromRest = rest.Parameter.Where(p => p.Name is "riskAssessment" or "detectedIssue").Select(p => p.Resource!.Id).ToList();
-        Assert.That(console.GetProperty("resources").EnumerateArray().Select(r => r.GetProperty("id").GetString()), Is.EqualTo(fromRest));
+        // The whole resources, not only their ids (ids do not depend on the texts).
+        var fromRest = rest.Parameter.Where(p => p.Name is "riskAssessment" or "detectedIssue").Select(p => p.Resource!.ToJson()).ToList();
+        Assert.That(fromRest, Has.Count.EqualTo(2));
+        Assert.That(console.GetProperty("resources").EnumerateArray()
+            .Select(r => new FhirJsonDeserializer().DeserializeResource(r.GetProperty("json").GetString()!).ToJson()), Is.EqualTo(fromRest));
         Assert.That(console.GetProperty("status").GetInt32(), Is.EqualTo(200));
     }
 
@@ -93,11 +109,13 @@ public class ConsoleApiTests : ServiceTests
         using var doc = JsonDocument.Parse(CdsSample());
         var request = System.Text.Json.Nodes.JsonNode.Parse(doc.RootElement.GetRawText())!.AsObject();
         request.Remove("prefetch");
-        request["fhirServer"] = "https://fhir.example.org/r4";
+        await using var server = await HttpCapture.StartAsync();
+        request["fhirServer"] = server.BaseUrl + "r4";
         request["fhirAuthorization"] = System.Text.Json.Nodes.JsonNode.Parse("""{"access_token":"t","token_type":"Bearer","expires_in":300,"scope":"patient/Observation.read","subject":"magcds"}""");
         var (status, console) = await TryAsync(request.ToJsonString());
         Assert.That(status, Is.EqualTo(HttpStatusCode.OK));
         Assert.That(console.GetProperty("status").GetInt32(), Is.EqualTo(412));
         Assert.That(console.GetProperty("outcome").GetProperty("json").GetString(), Does.Contain("data-unavailable"));
+        Assert.That(server.Received, Is.Zero, "nothing, and no access token, was sent to the server the pasted request names");
     }
 }

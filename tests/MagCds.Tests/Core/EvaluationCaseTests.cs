@@ -47,10 +47,13 @@ public class EvaluationCaseTests
         Assert.That(c.Codes!.Where(x => x != "nothing-evaluated"), Is.SubsetOf(codes));
     }
 
-    [TestCaseSource(nameof(Cases))]
+    [TestCaseSource(nameof(EvaluatedCases))]
     public void Every_output_is_valid_R4_and_states_its_basis(Case c)
     {
         var response = CoreUnderTest.EvaluateFile(c.File);
+        // The outputs the case expects are there to be checked (a case that expects none checks that).
+        Assert.That(response.Outputs.OfType<RiskAssessment>().Count(), Is.EqualTo(c.RiskAssessments));
+        Assert.That(response.Outputs.OfType<DetectedIssue>().Count(), Is.EqualTo(c.DetectedIssues));
         foreach (var output in response.Outputs)
         {
             FhirValidation.AssertValid(output);
@@ -346,6 +349,7 @@ public class EvaluationCaseTests
     public void Output_ids_do_not_reveal_input_identifiers()
     {
         var response = CoreUnderTest.EvaluateFile("Observation-btu-medium.json");
+        Assert.That(response.Outputs.Select(o => o.TypeName), Is.EqualTo(new[] { "RiskAssessment", "DetectedIssue" }));
         foreach (var o in response.Outputs)
         {
             Assert.That(o.ToJson(), Does.Not.Contain("ACC-BTU-MEDIUM"));

@@ -30,12 +30,20 @@ public sealed class AuditTests(StoreProvider provider)
         using var f = new MagCdsFactory(settings);
         using var client = f.CreateClient();
 
-        using (var req = new HttpRequestMessage(HttpMethod.Post, Http.Evaluate) { Content = Http.Raw(TestFiles.Text("Observation-btu-medium.json"), "application/fhir+json") })
+        var medium = TestFiles.Resource<Hl7.Fhir.Model.Observation>("Observation-btu-medium.json");
+        medium.Meta = new Hl7.Fhir.Model.Meta { VersionId = "7" };
+        using (var req = new HttpRequestMessage(HttpMethod.Post, Http.Evaluate) { Content = Http.Body(medium, MagCds.Service.FhirRest.FhirFormat.Json) })
         {
             req.Headers.Add("X-API-Key", EngineKey);
             req.Headers.Add("X-Request-Id", "MSG-AUDIT-1");
             using var r = await client.SendAsync(req);
             Assert.That(r.StatusCode, Is.EqualTo(HttpStatusCode.OK));
+        }
+        using (var req = new HttpRequestMessage(HttpMethod.Post, Http.Evaluate) { Content = Http.Raw(TestFiles.Text("Observation-missing-value.json"), "application/fhir+json") })
+        {
+            req.Headers.Add("X-API-Key", EngineKey);
+            using var r = await client.SendAsync(req);
+            Assert.That((int)r.StatusCode, Is.EqualTo(422));
         }
         var obs = TestFiles.Resource<Hl7.Fhir.Model.Observation>("Observation-btu-high.json");
         using (var r = await client.SendAsync(CdsKit.Post("/cds-services/magcds-patient-view", CdsKit.PatientView("pat-oakhaven", [obs]), null)))
@@ -50,17 +58,26 @@ public sealed class AuditTests(StoreProvider provider)
             Assert.That(r.StatusCode, Is.EqualTo(HttpStatusCode.OK));
             string text = await r.Content.ReadAsStringAsync();
             entries = JsonDocument.Parse(text).RootElement;
-            return entries.GetArrayLength() == 2;
-        }, "both evaluations are audited");
+            return entries.GetArrayLength() == 3;
+        }, "the three evaluations are audited");
 
-        var rest = entries.EnumerateArray().Single(e => e.GetProperty("door").GetString() == "fhir-rest");
+        // An input not evaluated is audited with the reason, as its outcome code.
+        var refused = entries.EnumerateArray().Single(e => e.GetProperty("door").GetString() == "fhir-rest" && e.GetProperty("outputs").GetArrayLength() == 0);
+        Assert.That(refused.GetProperty("outcome").GetString(), Is.EqualTo("missing-value"));
+        var rest = entries.EnumerateArray().Single(e => e.GetProperty("door").GetString() == "fhir-rest" && e.GetProperty("outputs").GetArrayLength() > 0);
         Assert.That(rest.GetProperty("caller").GetString(), Is.EqualTo("lab-engine"), "the key's name, never the key");
         Assert.That(rest.GetProperty("correlationId").GetString(), Is.EqualTo("MSG-AUDIT-1"));
         Assert.That(rest.GetProperty("resource").GetString(), Is.EqualTo("Observation/btu-medium"));
         Assert.That(rest.GetProperty("outcome").GetString(), Is.EqualTo("Elevated"));
         Assert.That(rest.GetProperty("outputs").EnumerateArray().Select(o => o.GetString()![..3]), Is.EqualTo(new[] { "ra-", "di-" }));
+        Assert.That(rest.GetProperty("version").GetString(), Is.EqualTo("7"), "the version of the Observation evaluated");
+        Assert.That(rest.GetProperty("knowledgeVersion").GetString(), Is.EqualTo(CoreUnderTest.Knowledge.Version));
         var cds = entries.EnumerateArray().Single(e => e.GetProperty("door").GetString() == "magcds-patient-view");
         Assert.That(cds.GetProperty("caller").GetString(), Is.EqualTo("unsigned-development-call"));
+        Assert.That(cds.GetProperty("resource").GetString(), Is.EqualTo("Observation/btu-high"));
+        Assert.That(cds.GetProperty("outcome").GetString(), Is.EqualTo("Elevated"));
+        Assert.That(cds.GetProperty("knowledgeVersion").GetString(), Is.EqualTo(CoreUnderTest.Knowledge.Version));
+        Assert.That(cds.GetProperty("outputs").EnumerateArray().Select(o => o.GetString()![..3]), Is.EqualTo(new[] { "ra-", "di-" }));
 
         string all = entries.GetRawText();
         Assert.That(all, Does.Not.Contain("25000").And.Not.Contain("pat-oakhaven").And.Not.Contain("ACC-BTU").And.Not.Contain(EngineKey));

@@ -11,13 +11,15 @@ namespace MagCds.Tests.Operations;
 [NonParallelizable]
 public sealed class ForwardedHeadersTests
 {
-    private static MagCdsFactory Start(string? trustedProxy, string? trustedNetwork = null)
+    private static MagCdsFactory Start(string? trustedProxy, string? trustedNetwork = null, bool hostProcessesForwardedHeaders = false)
     {
         var settings = new Dictionary<string, string?>
         {
             ["MagCds:RateLimit:PermitsPerSecond"] = "1",
             ["MagCds:RateLimit:Burst"] = "2",
         };
+        // What ASPNETCORE_FORWARDEDHEADERS_ENABLED=true sets: the host inserts the middleware itself.
+        if (hostProcessesForwardedHeaders) settings["FORWARDEDHEADERS_ENABLED"] = "true";
         if (trustedProxy is not null) settings["MagCds:Proxies:KnownProxies:0"] = trustedProxy;
         if (trustedNetwork is not null) settings["MagCds:Proxies:KnownNetworks:0"] = trustedNetwork;
         var f = new MagCdsFactory(settings);
@@ -66,6 +68,16 @@ public sealed class ForwardedHeadersTests
         using var f = Start(trustedProxy: null, trustedNetwork: "127.0.0.0/8");
         using var client = f.CreateClient();
         Assert.That(await LimitedAsync(client, i => $"198.51.100.{i}, 127.0.0.5"), "varying the forged part does not give new buckets");
+    }
+
+    [Test]
+    public async Task With_the_host_also_told_to_process_forwarded_headers_still_only_one_hop_is_believed()
+    {
+        using var f = Start(trustedProxy: null, trustedNetwork: "127.0.0.0/8", hostProcessesForwardedHeaders: true);
+        using var client = f.CreateClient();
+        Assert.That(await LimitedAsync(client, i => $"198.51.100.{i}, 127.0.0.5"), "varying the forged part does not give new buckets");
+        // And the header is still read once: a client named by the trusted proxy has its own bucket.
+        Assert.That(await GetAsync(client, "203.0.113.30"), Is.EqualTo(HttpStatusCode.OK));
     }
 
     [Test]

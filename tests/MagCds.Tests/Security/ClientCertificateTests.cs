@@ -104,6 +104,33 @@ public sealed class ClientCertificateTests
             Assert.That(r.StatusCode, Is.EqualTo(HttpStatusCode.OK));
     }
 
+    [TestCase("Sec-Fetch-Site", "cross-site", HttpStatusCode.Forbidden, TestName = "A cross-site browser post with a client certificate is refused")]
+    [TestCase("Sec-Fetch-Site", "same-site", HttpStatusCode.Forbidden, TestName = "A browser post from another origin of the same site with a client certificate is refused")]
+    [TestCase("Origin", "https://attacker.example", HttpStatusCode.Forbidden, TestName = "A browser post with a foreign Origin and a client certificate is refused")]
+    [TestCase("Sec-Fetch-Site", "same-origin", HttpStatusCode.OK, TestName = "A same-origin browser post with a client certificate is served")]
+    [TestCase("Origin", "self", HttpStatusCode.OK, TestName = "A browser post with the service's own Origin and a client certificate is served")]
+    public async Task Browser_posts_with_a_client_certificate(string header, string value, HttpStatusCode expected)
+    {
+        // The browser presents the certificate by itself; where the request comes from decides. An integration engine
+        // sends neither header (the tests above).
+        using var engine = _pki.Client(Engine);
+        using var client = ClientWith(engine);
+        using var req = new HttpRequestMessage(HttpMethod.Post, Http.Evaluate) { Content = Sample() };
+        req.Headers.Add(header, value == "self" ? _base.GetLeftPart(UriPartial.Authority) : value);
+        using var r = await client.SendAsync(req);
+        Assert.That(r.StatusCode, Is.EqualTo(expected));
+        if (expected == HttpStatusCode.Forbidden)
+            Assert.That(Http.Codes((OperationOutcome)await Http.ReadAsync(r)), Is.EqualTo(new[] { "forbidden" }));
+
+        // Reading stays open to a browser: a GET does not change anything.
+        using var ops = _pki.Client(Operator);
+        using var admin = ClientWith(ops);
+        using var get = new HttpRequestMessage(HttpMethod.Get, "/admin/audit");
+        get.Headers.Add(header, value == "self" ? _base.GetLeftPart(UriPartial.Authority) : value);
+        using var g = await admin.SendAsync(get);
+        Assert.That(g.StatusCode, Is.EqualTo(HttpStatusCode.OK));
+    }
+
     [TestCase("none", TestName = "No certificate is answered 401")]
     [TestCase("unknown-subject", TestName = "A certificate from the CA for an unlisted subject is answered 401")]
     public async Task Refused_certificates(string kind)

@@ -71,5 +71,13 @@ public sealed class DeploymentFilesTests
         int lastFrom = lines.FindLastIndex(l => l.StartsWith("FROM ", StringComparison.Ordinal));
         var user = lines.Skip(lastFrom).LastOrDefault(l => l.StartsWith("USER ", StringComparison.Ordinal));
         Assert.That(user, Is.Not.Null.And.Not.EqualTo("USER root").And.Not.EqualTo("USER 0"));
+
+        // That user can write the embedded store: its file is in the folder the image hands to it (and a volume),
+        // not beside the program in /app, which belongs to root (the service would not start).
+        var runtime = lines.Skip(lastFrom).ToList();
+        Assert.That(runtime, Has.Some.Contains("MagCds__Store__SqliteConnectionString=\"Data Source=/data/magcds.db\""));
+        Assert.That(runtime, Has.Some.EqualTo("RUN mkdir -p /data && chown app /data"));
+        Assert.That(runtime, Has.Some.EqualTo("VOLUME [\"/data\"]"));
+        Assert.That(user, Is.EqualTo("USER app"));
     }
 }

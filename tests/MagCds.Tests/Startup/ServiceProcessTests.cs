@@ -76,6 +76,7 @@ public class ServiceProcessTests
     [TestCase("MagCds__Worker__Subscription__Create", "true", "Subscription:Create needs")]
     [TestCase("MagCds__Worker__Subscription__Secret", "short-secret", "Secret must be at least 16 characters")]
     [TestCase("MagCds__Store__Provider", "Postgres", "PostgresConnectionString is required")]
+    [TestCase("MagCds__Security__Jwt__Authority", "http://idp.hospital.example/", "Jwt:Authority must be an https URL")]
     public async Task A_worker_or_store_misconfiguration_stops_the_service_with_a_clear_message(string key, string value, string message)
     {
         using var p = Start(FreePort(), ("MagCds__Worker__Enabled", "true"), ("MagCds__Worker__FhirServerUrl", "http://127.0.0.1:9/fhir"), (key, value));
@@ -83,6 +84,19 @@ public class ServiceProcessTests
         await p.WaitForExitAsync(new CancellationTokenSource(TimeSpan.FromSeconds(60)).Token);
         Assert.That(p.ExitCode, Is.EqualTo(78));
         Assert.That(stderr, Does.StartWith("MagCds cannot start: ").And.Contain(message).And.Not.Contain("   at "));
+    }
+
+    [Test]
+    public async Task A_store_that_cannot_be_opened_stops_the_service_with_a_clear_message()
+    {
+        // As in a container whose store folder is not writable: a message saying what to check, no stack trace.
+        string missing = Path.Combine(Path.GetTempPath(), $"magcds-no-such-folder-{Guid.NewGuid():N}", "magcds.db");
+        using var p = Start(FreePort(), ("MagCds__Store__SqliteConnectionString", $"Data Source={missing}"));
+        string stderr = await p.StandardError.ReadToEndAsync();
+        await p.WaitForExitAsync(new CancellationTokenSource(TimeSpan.FromSeconds(60)).Token);
+        Assert.That(p.ExitCode, Is.EqualTo(69));
+        Assert.That(stderr, Does.StartWith("MagCds cannot start: the store (MagCds:Store, provider Sqlite) could not be opened: ")
+            .And.Contain("unable to open database file").And.Not.Contain("   at "));
     }
 
     [Test]

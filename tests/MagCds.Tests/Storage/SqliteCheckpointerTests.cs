@@ -15,12 +15,16 @@ public sealed class SqliteCheckpointerTests
     private static readonly DateTimeOffset Now = new(2026, 11, 26, 8, 0, 0, TimeSpan.Zero);
 
     [Test]
-    public async Task Commits_checkpoint_by_themselves_only_past_the_raised_backstop()
+    public async Task Commits_do_not_checkpoint_by_themselves_at_SQLite_s_default_of_1000_pages()
     {
+        var clock = new FixedClock(Now);
         await using var db = StoreUnderTest.Open(await StoreUnderTest.OptionsAsync(StoreProvider.Sqlite));
-        await using var c = await db.OpenAsync(CancellationToken.None);
-        await using var cmd = c.Command("PRAGMA wal_autocheckpoint;");
-        Assert.That(Convert.ToInt64(await cmd.ExecuteScalarAsync()), Is.EqualTo(10_000), "SQLite's default is 1,000 pages");
+        var guard = new ReplayGuard(db, clock);
+        // 1,200 commits of at least one page each: past SQLite's default threshold, short of the backstop (10,000).
+        for (int i = 0; i < 1_200; i++)
+            Assert.That(await guard.FirstUseAsync($"issuer|jti-{i}", Now.AddMinutes(5), CancellationToken.None), Is.True);
+        var (log, _) = await new SqliteCheckpointer(db, clock, NullLogger<SqliteCheckpointer>.Instance).CheckpointAsync(CancellationToken.None);
+        Assert.That(log, Is.GreaterThan(1_200), "no commit copied the log into the database on its way (left to the background checkpoints)");
     }
 
     [Test]

@@ -36,6 +36,9 @@ public sealed class HttpCapture : IAsyncDisposable
         return capture;
     }
 
+    /// <summary>How many requests arrived.</summary>
+    public int Received => _received.Count;
+
     /// <summary>The bodies received on paths starting with <paramref name="prefix"/>, as UTF-8 text, one after another.</summary>
     public string Bodies(string prefix) => string.Join("\n",
         _received.Where(r => r.Path.StartsWith(prefix, StringComparison.Ordinal)).Select(r => System.Text.Encoding.UTF8.GetString(r.Body)));

@@ -31,7 +31,7 @@ public sealed class OutputConformance
     public IReadOnlyList<string> Check(string body, string? mediaType, Evaluator evaluator, string where)
     {
         var problems = new List<string>();
-        foreach (var output in OutputsIn(body, mediaType))
+        foreach (var output in OutputsIn(body, mediaType, where, problems))
         {
             string json = output.ToJson();
             if (!_seen.TryAdd(Convert.ToHexString(SHA256.HashData(Encoding.UTF8.GetBytes(json))), true)) continue;
@@ -43,19 +43,23 @@ public sealed class OutputConformance
         return problems;
     }
 
-    private static IEnumerable<Resource> OutputsIn(string body, string? mediaType)
+    /// <summary>
+    /// The outputs in a body, parsed strictly (an element MagCds made up would be an error, not dropped). A body that
+    /// names an output but does not parse is a problem itself, not "nothing to check".
+    /// </summary>
+    private static IEnumerable<Resource> OutputsIn(string body, string? mediaType, string where, List<string> problems)
     {
         if (string.IsNullOrWhiteSpace(body) || mediaType is null) return [];
         try
         {
             if (mediaType.Contains("xml", StringComparison.OrdinalIgnoreCase))
                 return body.Contains("<RiskAssessment", StringComparison.Ordinal) || body.Contains("<DetectedIssue", StringComparison.Ordinal)
-                    ? FhirValidation.Outputs(FhirXmlDeserializer.OSTRICH.DeserializeResource(body)).ToList() : [];
+                    ? FhirValidation.Outputs(new FhirXmlDeserializer().DeserializeResource(body)).ToList() : [];
             if (!mediaType.Contains("json", StringComparison.OrdinalIgnoreCase)
                 || !(body.Contains("\"RiskAssessment\"", StringComparison.Ordinal) || body.Contains("\"DetectedIssue\"", StringComparison.Ordinal))) return [];
             using var doc = JsonDocument.Parse(body);
             if (doc.RootElement.TryGetProperty("resourceType", out _))
-                return FhirValidation.Outputs(FhirJsonDeserializer.OSTRICH.DeserializeResource(body)).ToList();
+                return FhirValidation.Outputs(new FhirJsonDeserializer().DeserializeResource(body)).ToList();
             // CDS Hooks: cards[].suggestions[].actions[].resource
             var list = new List<Resource>();
             if (doc.RootElement.TryGetProperty("cards", out var cards))
@@ -64,12 +68,13 @@ public sealed class OutputConformance
                         foreach (var s in suggestions.EnumerateArray())
                             foreach (var a in s.GetProperty("actions").EnumerateArray())
                                 if (a.TryGetProperty("resource", out var r))
-                                    list.AddRange(FhirValidation.Outputs(FhirJsonDeserializer.OSTRICH.DeserializeResource(r.GetRawText())));
+                                    list.AddRange(FhirValidation.Outputs(new FhirJsonDeserializer().DeserializeResource(r.GetRawText())));
             return list;
         }
         catch (Exception e) when (e is JsonException or DeserializationFailedException or FormatException or InvalidOperationException or System.Xml.XmlException)
         {
-            return []; // not FHIR (an error body, a health answer): nothing to check here
+            problems.Add($"{where}: a body with RiskAssessment or DetectedIssue outputs that does not parse as FHIR: {e.Message}");
+            return [];
         }
     }
 

@@ -41,7 +41,14 @@ public sealed class KillRestartTests(StoreProvider provider)
         try
         {
             await WaitUntilAsync(async () => await CountAsync(fhir) >= Results, "the restarted process finished the work", 90);
-            await Task.Delay(TimeSpan.FromSeconds(3)); // time for any duplicate to show up
+            // Not a pause for duplicates to show up: the store says when nothing is left, neither due nor leased (a
+            // duplicate could only come from work still in hand).
+            await using (var db = StoreUnderTest.Open(StoreOptions(store)))
+            {
+                var queue = new WorkQueue(db, TimeProvider.System);
+                await WaitUntilAsync(async () => await queue.StatsAsync(CancellationToken.None, fhir.BaseUrl.TrimEnd('/')) is { Pending: 0, Leased: 0, Done: >= Results },
+                    "the store has nothing pending or leased", 60);
+            }
             var ras = await fhir.AllAsync<RiskAssessment>();
             Assert.That(ras.Select(r => r.Basis[0].Reference).Order(), Is.EqualTo(seeded.Order()), "exactly one RiskAssessment per result");
             var dis = await fhir.AllAsync<DetectedIssue>();
@@ -84,6 +91,13 @@ public sealed class KillRestartTests(StoreProvider provider)
         psi.Environment["Serilog__MinimumLevel__Default"] = "Warning";
         return Process.Start(psi)!;
     }
+
+    private StoreOptions StoreOptions(Dictionary<string, string?> store) => new()
+    {
+        Provider = provider,
+        SqliteConnectionString = store.GetValueOrDefault("MagCds:Store:SqliteConnectionString") ?? new StoreOptions().SqliteConnectionString,
+        PostgresConnectionString = store.GetValueOrDefault("MagCds:Store:PostgresConnectionString"),
+    };
 
     private static async Task<int> CountAsync(FhirTestServer fhir)
     {

@@ -49,7 +49,12 @@ public sealed class NotificationTests(StoreProvider provider) : WorkerTestBase(p
     public async Task An_id_only_event_queues_its_focus_and_a_handshake_queues_nothing()
     {
         using (var r = await NotifyAsync("Bundle-backport-handshake.json")) Assert.That(r.StatusCode, Is.EqualTo(HttpStatusCode.OK));
+        // What a notification asks for is stored before it is answered, so this is known now, not after some turns.
+        var queue = H.Service!.Services.GetRequiredService<MagCds.Service.Storage.WorkQueue>();
+        string server = H.Service.Services.GetRequiredService<MagCds.Service.Worker.WorkerFhirClient>().Server;
+        Assert.That(await queue.GetStateAsync(server, MagCds.Service.Worker.Poller.RequestKey, CancellationToken.None), Is.Null, "a handshake asks for no poll");
         using (var r = await NotifyAsync("Bundle-backport-id-only-event-1.json")) Assert.That(r.StatusCode, Is.EqualTo(HttpStatusCode.OK));
+        Assert.That(await queue.GetStateAsync(server, MagCds.Service.Worker.Poller.RequestKey, CancellationToken.None), Is.Null, "nor does an event without a gap");
         await H.DrainedAsync(1);
         Assert.That(await AssessedAsync(), Is.EqualTo(new[] { "Observation/bp-1" }), "only the notified result, nothing else");
         Assert.That((await Fhir.RequestsAsync()).Any(r => r.Url.Contains("_lastUpdated", StringComparison.Ordinal)), Is.False, "no poll was needed");
@@ -80,7 +85,13 @@ public sealed class NotificationTests(StoreProvider provider) : WorkerTestBase(p
         await H.DrainedAsync(1);
         using (await NotifyAsync("Bundle-backport-full-resource-event-4.json")) { }
         await WaitUntilAsync(async () => (await AssessedAsync()).Count == 4, "the missed results are assessed");
-        await Task.Delay(TimeSpan.FromSeconds(2)); // turns of the worker's loop
+        // A later event (empty payload: it asks for a poll) makes the worker's loop turn again after the recovery; once
+        // its poll has run, a worker that asked for the gap on every turn would have asked again.
+        int polls = (await Fhir.RequestsAsync()).Count(r => r.Url.Contains("_lastUpdated=gt", StringComparison.Ordinal));
+        using (await NotifyAsync("Bundle-backport-empty-event-5.json")) { }
+        await WaitUntilAsync(async () => (await Fhir.RequestsAsync()).Count(r => r.Url.Contains("_lastUpdated=gt", StringComparison.Ordinal)) > polls,
+            "the later event's poll ran");
+        await H.DrainedAsync(4);
         var urls = (await Fhir.RequestsAsync()).Select(r => r.Url).ToList();
         Assert.That(urls.Count(u => u.Contains("/$events", StringComparison.Ordinal)), Is.InRange(1, 4), "asked once (with the HTTP layer's retries for a 503), not on every turn");
         Assert.That(urls, Has.Some.Contains("_lastUpdated=gt"), "a catch-up poll instead");

@@ -50,7 +50,8 @@ public sealed class WorkerTests(StoreProvider provider) : WorkerTestBase(provide
     public async Task With_polling_off_and_no_start_date_the_first_poll_asked_for_finds_results_since_the_start()
     {
         await H.StartAsync(new() { ["MagCds:Worker:PollIntervalSeconds"] = "0", ["MagCds:Worker:PollFrom"] = "" });
-        await Task.Delay(TimeSpan.FromSeconds(1.5)); // the worker is up and has taken its starting point
+        await WaitUntilAsync(async () => (await H.Client.GetFromJsonAsync<System.Text.Json.JsonElement>("/admin/worker")).GetProperty("pollCursor").ValueKind == System.Text.Json.JsonValueKind.String,
+            "the worker has taken its starting point");
         var obs = await Fhir.SeedAsync(Result("p1", 23.5m, "ACC-1"));
 
         // A classic rest-hook notification without a body asks for a poll; it is the first poll this store ever runs.
@@ -277,7 +278,9 @@ public sealed class WorkerTests(StoreProvider provider) : WorkerTestBase(provide
         await WaitUntilAsync(async () => (await H.AllAsync<RiskAssessment>()).All(r => r.Status == ObservationStatus.EnteredInError)
                                          && (await H.AllAsync<DetectedIssue>()).All(d => d.Status == ObservationStatus.EnteredInError),
             "every output is entered-in-error");
-        Assert.That(await H.AllAsync<RiskAssessment>(), Has.Count.EqualTo(1));
+        // Both outputs of the raised result are still there (withdrawn, not deleted) and both are withdrawn.
+        Assert.That((await H.AllAsync<RiskAssessment>()).Select(r => r.Status), Is.EqualTo(new[] { ObservationStatus.EnteredInError }));
+        Assert.That((await H.AllAsync<DetectedIssue>()).Select(d => d.Status), Is.EqualTo(new[] { ObservationStatus.EnteredInError }));
     }
 
     [Test]
