@@ -81,6 +81,7 @@ public static class ConformanceEndpoints
         };
 
         var outcome = await Task.Run(() => validator.Validate(observation, profile), ct);
+        ClaimsOfOtherProfilesAreWarnings(outcome, observation, profile);
         outcome.Issue.AddRange(DryRun(evaluator, observation, urls));
         if (!outcome.Issue.Any(i => i.Severity is OperationOutcome.IssueSeverity.Error or OperationOutcome.IssueSeverity.Fatal))
             outcome.Issue.Insert(0, new OperationOutcome.IssueComponent
@@ -89,6 +90,23 @@ public static class ConformanceEndpoints
                 Diagnostics = $"The Observation conforms to {profile}.",
             });
         return new FhirResult(outcome, responseFormat);
+    }
+
+    /// <summary>
+    /// Lab feeds often claim profiles of their own (national, vendor) that this service does not hold. Firely reports
+    /// each as an error it cannot resolve; that says nothing against MagCds's input profile, so, as the HL7 validator
+    /// does, it is a warning here. Only for profiles the Observation itself claims, never for MagCds's own.
+    /// </summary>
+    private static void ClaimsOfOtherProfilesAreWarnings(OperationOutcome outcome, Observation observation, string inputProfile)
+    {
+        var claimed = observation.Meta?.Profile.Where(p => p != inputProfile).ToList() ?? [];
+        if (claimed.Count == 0) return;
+        string unresolved = Hl7.Fhir.Support.Issue.UNAVAILABLE_REFERENCED_PROFILE.Code.ToString(System.Globalization.CultureInfo.InvariantCulture);
+        foreach (var issue in outcome.Issue)
+            if (issue.Severity == OperationOutcome.IssueSeverity.Error
+                && issue.Details?.Coding.Any(c => c.Code == unresolved) == true
+                && claimed.Any(p => $"{issue.Details.Text} {issue.Diagnostics}".Contains($"'{p}'", StringComparison.Ordinal)))
+                issue.Severity = OperationOutcome.IssueSeverity.Warning;
     }
 
     private static (Observation, string) FromParameters(Parameters p, string inputProfile)

@@ -35,9 +35,10 @@ public static class ConsoleEndpoints
     private static async Task<IResult> TryAsync(HttpRequest req, ConsolePreview preview, IOptions<FhirRestOptions> rest,
         IOptions<CdsHooksOptions> cds, ILoggerFactory loggers, Audit.AuditTrail audit, CancellationToken ct)
     {
-        var body = await FhirWire.ReadBodyAsync(req, rest.Value.MaxRequestBodyBytes, ct);
         try
         {
+            // Inside: a body refused as too large or not UTF-8 is shown like any other refusal, not as an error page.
+            var body = await FhirWire.ReadBodyAsync(req, rest.Value.MaxRequestBodyBytes, ct);
             var (answer, summary) = await preview.RunAsync(body, CdsHooksEndpoints.BaseUrl(req, cds.Value) + "/knowledge", cds.Value.AllowInsecureFhirServer, ct);
             summary?.Write(loggers.CreateLogger("MagCds.Console"), audit, req.HttpContext, Audit.AuditEndpoints.Caller(req.HttpContext));
             return Results.Json(answer);

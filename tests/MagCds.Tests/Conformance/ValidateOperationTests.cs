@@ -45,6 +45,21 @@ public class ValidateOperationTests : ServiceTests
     }
 
     [Test]
+    public async Task A_national_profile_the_service_does_not_hold_is_a_warning_not_an_error()
+    {
+        // Lab feeds often claim profiles of their own country (here US Core); that says nothing against MagCds's own.
+        const string usCore = "http://hl7.org/fhir/us/core/StructureDefinition/us-core-observation-lab";
+        var obs = TestFiles.Resource<Observation>("Observation-btu-medium.json");
+        obs.Meta = new Meta { Profile = [usCore] };
+        var (status, oo) = await ValidateAsync(Http.Body(obs, FhirFormat.Json));
+        Assert.That(status, Is.EqualTo(HttpStatusCode.OK));
+        Assert.That(Errors(oo), Is.Empty, () => FhirValidation.Describe(oo.Issue));
+        Assert.That(oo.Issue.Where(i => i.Severity == OperationOutcome.IssueSeverity.Warning).Select(i => $"{i.Details?.Text} {i.Diagnostics}"),
+            Has.Some.Contains(usCore), "the claim is still named");
+        Assert.That(oo.Issue.Select(i => i.Diagnostics ?? ""), Has.Some.Contains("conforms to https://magcds.org/fhir/StructureDefinition/magcds-observation"));
+    }
+
+    [Test]
     public async Task A_configured_local_code_conforms_to_the_served_ValueSet()
     {
         var (status, oo) = await ValidateAsync(Http.Body(TestFiles.Resource("Observation-local-code.json"), FhirFormat.Json));

@@ -19,6 +19,7 @@ public class ConsoleApiTests : ServiceTests
         ["MagCds:CdsHooks:AllowUnsignedCalls"] = "true",
         // So that the test below can name a loopback server and see whether anything calls it.
         ["MagCds:CdsHooks:AllowInsecureFhirServer"] = "true",
+        ["MagCds:FhirRest:MaxRequestBodyBytes"] = "200000",
     };
 
     private static string CdsSample() =>
@@ -84,6 +85,16 @@ public class ConsoleApiTests : ServiceTests
             var doors = audit.RootElement.EnumerateArray().Select(e => (Door: e.GetProperty("door").GetString(), Caller: e.GetProperty("caller").GetString())).ToList();
             return doors.Contains(("console", "reviewer")) && doors.Contains(("magcds-patient-view", "unsigned-development-call"));
         }, "the door's call and the console's try are audited apart");
+    }
+
+    [Test]
+    public async Task A_body_the_door_would_refuse_as_too_large_is_shown_as_that_refusal()
+    {
+        var (status, console) = await TryAsync(new string(' ', 300_000) + "{}");
+        Assert.That(status, Is.EqualTo(HttpStatusCode.OK), "the console shows the refusal, it is not one itself");
+        Assert.That(console.GetProperty("kind").GetString(), Is.EqualTo("refused"));
+        Assert.That(console.GetProperty("status").GetInt32(), Is.EqualTo(413));
+        Assert.That(console.GetProperty("outcome").GetProperty("json").GetString(), Does.Contain("payload-too-large"));
     }
 
     [Test]

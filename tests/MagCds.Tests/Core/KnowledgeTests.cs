@@ -54,6 +54,29 @@ public class KnowledgeTests
         yield return new TestCaseData((Action<JsonObject>)(r => r["assayProfiles"]![0]!["match"]!["units"] = new JsonArray()), "matches no unit").SetArgDisplayNames("profile without unit");
         yield return new TestCaseData((Action<JsonObject>)(r => r["bogus"] = 1), "cannot be read").SetArgDisplayNames("unknown member");
         yield return new TestCaseData((Action<JsonObject>)(r => r.Remove("version")), "cannot be read").SetArgDisplayNames("missing version");
+        // Empty (null) entries: refused by name, not a crash while checking.
+        yield return new TestCaseData((Action<JsonObject>)(r => r["statements"]!.AsArray().Add(null)), "statements[").SetArgDisplayNames("null statement");
+        yield return new TestCaseData((Action<JsonObject>)(r => r["citations"]!.AsArray().Add(null)), "citations[6] is empty (null)").SetArgDisplayNames("null citation");
+        yield return new TestCaseData((Action<JsonObject>)(r => r["assayProfiles"]!.AsArray().Add(null)), "assayProfiles[2] is empty (null)").SetArgDisplayNames("null profile");
+        yield return new TestCaseData((Action<JsonObject>)(r => r["assayProfiles"]![1]!["strata"]!.AsArray().Insert(0, null)), "assayProfiles[1].strata[0] is empty (null)").SetArgDisplayNames("null stratum");
+        yield return new TestCaseData((Action<JsonObject>)(r => r["assayProfiles"]![1]!["match"]!["units"]!.AsArray().Add(null)), ".match.units[").SetArgDisplayNames("null unit pattern");
+        // Knowledge the engine could not run or publish.
+        yield return new TestCaseData((Action<JsonObject>)(r => r["assayProfiles"]![1]!["strata"]![1]!["statements"] = new JsonArray()), "stratum 'medium' lists no statement").SetArgDisplayNames("stratum without statement");
+        yield return new TestCaseData((Action<JsonObject>)(r => RenameCitation(r, "source-document", "the-guide")), "no citation with id 'source-document'").SetArgDisplayNames("no source document");
+        yield return new TestCaseData((Action<JsonObject>)(r => r["assayProfiles"]![1]!["id"] = "buhlmann btu "), "id must be 1 to 64 letters").SetArgDisplayNames("profile id not a code");
+        yield return new TestCaseData((Action<JsonObject>)(r => r["assayProfiles"]![1]!["name"] = ""), "has no name").SetArgDisplayNames("profile without name");
+        yield return new TestCaseData((Action<JsonObject>)(r => r["assayProfiles"]![1]!["strata"]![2]!["id"] = "medium"), "stratum id 'medium' is used more than once").SetArgDisplayNames("duplicate stratum id");
+        yield return new TestCaseData((Action<JsonObject>)(r => r["citations"]![1]!["url"] = "javascript:alert(1)"), "has no absolute http(s) url").SetArgDisplayNames("citation url not a web address");
+        yield return new TestCaseData((Action<JsonObject>)(r => r["citations"]![1]!["label"] = " "), "has no label").SetArgDisplayNames("citation without label");
+        yield return new TestCaseData((Action<JsonObject>)(r => r["implausibleAbove"] = 5000), "stratum 'medium' starts above implausibleAbove").SetArgDisplayNames("implausible limit below the strata");
+    }
+
+    /// <summary>Renames a citation everywhere it is named (consistently: only the id itself is then missing).</summary>
+    private static void RenameCitation(JsonObject root, string from, string to)
+    {
+        string text = root.ToJsonString().Replace($"\"{from}\"", $"\"{to}\"", StringComparison.Ordinal);
+        var renamed = JsonNode.Parse(text)!.AsObject();
+        foreach (var name in root.Select(p => p.Key).ToList()) root[name] = renamed[name]!.DeepClone();
     }
 
     [TestCaseSource(nameof(BrokenFiles))]

@@ -28,12 +28,15 @@ function svg(tag, attrs = {}, text) {
 
 function authHeaders() {
   if (!state.key) return {};
-  return state.key.startsWith("ey") ? { Authorization: "Bearer " + state.key } : { "X-API-Key": state.key };
+  // A JWT (three base64url parts, the first a JSON header) is a bearer token; anything else an API key.
+  return /^ey[\w-]+\.[\w-]+\.[\w-]*$/.test(state.key) ? { Authorization: "Bearer " + state.key } : { "X-API-Key": state.key };
 }
 
 async function api(path, options = {}) {
   const response = await fetch(path, { ...options, headers: { ...(options.headers || {}), ...authHeaders() } });
   if (response.status === 401 || response.status === 403) {
+    // A refused key is not kept for the next page load.
+    sessionStorage.removeItem("magcds-key");
     showAccess(response.status === 401 ? "This view needs an admin API key or token." : "This key or token is not allowed to use the console (admin needed).");
     throw new Error("access");
   }
