@@ -34,7 +34,7 @@ public sealed partial class PatientResults(
         for (int i = 0; i < observations.Count; i++)
         {
             var (obs, fullUrl) = observations[i];
-            if (!IsPatient(obs.Subject, call.PatientId)) { others++; continue; }
+            if (!IsPatient(obs.Subject, call.PatientId, call.FhirServer)) { others++; continue; }
             string? reference = !string.IsNullOrEmpty(obs.Id) ? "Observation/" + obs.Id : fullUrl;
             mine.Add(new EvaluationInput(obs, reference, $"{CdsServiceCatalog.ResultsKey}[{i}]"));
         }
@@ -95,13 +95,21 @@ public sealed partial class PatientResults(
         return found.OrderByDescending(f => Evaluator.ResultTime(f.Item1) ?? DateTimeOffset.MinValue).Take(max).ToList();
     }
 
-    /// <summary>True when a subject reference names exactly this patient ("Patient/id", an absolute URL ending in it, or with _history).</summary>
-    public static bool IsPatient(ResourceReference? subject, string patientId)
+    /// <summary>
+    /// True when a subject reference names exactly this patient: "Patient/id" (on the EHR's server), or the absolute URL
+    /// of that patient on the call's <paramref name="fhirServer"/>, either with a version (_history). The same id on
+    /// another server is another record, perhaps another person.
+    /// </summary>
+    public static bool IsPatient(ResourceReference? subject, string patientId, Uri? fhirServer)
     {
         if (subject?.Reference is not { } r) return false;
         int h = r.IndexOf("/_history/", StringComparison.Ordinal);
         if (h >= 0) r = r[..h];
-        return r == "Patient/" + patientId || r.EndsWith("/Patient/" + patientId, StringComparison.Ordinal);
+        string own = "Patient/" + patientId;
+        if (r == own) return true;
+        return fhirServer is not null && r.EndsWith("/" + own, StringComparison.Ordinal) && Uri.TryCreate(r, UriKind.Absolute, out var url)
+               && Security.OutboundLinks.IsUnderServer(url, fhirServer)
+               && url.AbsolutePath.TrimEnd('/') == fhirServer.AbsolutePath.TrimEnd('/') + "/" + own;
     }
 
     private static FhirRequestException Unavailable(string message) =>

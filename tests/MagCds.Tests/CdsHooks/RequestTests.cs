@@ -184,6 +184,27 @@ public class RequestTests : ServiceTests
         Assert.That(Interlocked.Read(ref ignored), Is.EqualTo(1));
     }
 
+    [TestCase("https://ehr.example.org/fhir/Patient/pat-oakhaven", 0, TestName = "A subject given as the patient's URL on the EHR's FHIR server is the patient")]
+    [TestCase("https://ehr.example.org/fhir/Patient/pat-oakhaven/_history/3", 0, TestName = "A subject given as a version of the patient's URL on the EHR's FHIR server is the patient")]
+    [TestCase("https://other-hospital.example.org/fhir/Patient/pat-oakhaven", 1, TestName = "A subject with the same patient id on another server is another patient")]
+    [TestCase("https://ehr.example.org/other/Patient/pat-oakhaven", 1, TestName = "A subject with the same patient id under another base path is another patient")]
+    public async Task Absolute_subject_references(string subject, int ignoredExpected)
+    {
+        long ignored = 0;
+        using var listener = new MeterListener();
+        listener.InstrumentPublished = (i, l) => { if (i.Meter.Name == CdsHooksMetrics.MeterName && i.Name.EndsWith("other_patient_observations_ignored", StringComparison.Ordinal)) l.EnableMeasurementEvents(i); };
+        listener.SetMeasurementEventCallback<long>((_, v, _, _) => Interlocked.Add(ref ignored, v));
+        listener.Start();
+
+        var raised = TestFiles.Resource<Observation>("Observation-btu-high.json");
+        raised.Subject = new ResourceReference(subject);
+        var resp = await Client.SendAsync(CdsKit.Post("/cds-services/magcds-patient-view", CdsKit.PatientView("pat-oakhaven", [raised], fhirServer: "https://ehr.example.org/fhir"), null));
+        string body = await resp.Content.ReadAsStringAsync();
+        if (ignoredExpected == 0) Assert.That(body, Does.Contain("\"indicator\":\"warning\""), "the raised result is the patient's: a card");
+        else Assert.That(body, Is.EqualTo("{\"cards\":[]}"), "another patient's raised result yields no card");
+        Assert.That(Interlocked.Read(ref ignored), Is.EqualTo(ignoredExpected));
+    }
+
     [Test]
     public async Task CORS_allows_the_configured_origin_only()
     {
