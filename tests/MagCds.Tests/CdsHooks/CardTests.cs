@@ -2,6 +2,7 @@ using System.Net;
 using System.Text.Json;
 using Hl7.Fhir.Model;
 using Hl7.Fhir.Serialization;
+using Markdig;
 using MagCds.Service.FhirRest;
 using MagCds.Tests.Support;
 
@@ -97,6 +98,23 @@ public class CardTests : ServiceTests
         Assert.That(detail, Does.Not.Contain("<img").And.Not.Contain("<https://x"));
         Assert.That(detail, Does.Contain("&lt;" + unit[1..].Replace("<", "&lt;").Replace(">", "&gt;")));
         Assert.That(detail, Does.Contain("<https://doi.org/"), "the references' autolinks are kept");
+    }
+
+    [Test]
+    public async Task Markdown_in_lab_supplied_text_stays_text_in_the_card()
+    {
+        // A free-text value the lab system passed on: rendered as an EHR renders card markdown (GitHub-flavoured), it
+        // must not become a labelled link, an image that loads by itself, emphasis, or a table.
+        var obs = TestFiles.Resource<Observation>("Observation-btu-medium.json");
+        obs.Value = new FhirString("see [full report](https://evil.example/login) ![x](https://evil.example/p.png) **now** | a | b |\n# heading");
+        var resp = await Client.SendAsync(CdsKit.Post("/cds-services/magcds-patient-view", CdsKit.PatientView("pat-oakhaven", [obs]), null));
+        using var json = JsonDocument.Parse(await resp.Content.ReadAsStringAsync());
+        string detail = json.RootElement.GetProperty("cards")[0].GetProperty("detail").GetString()!;
+        var gfm = new MarkdownPipelineBuilder().UsePipeTables().UseAutoLinks().DisableHtml().Build();
+        string html = Markdig.Markdown.ToHtml(detail, gfm);
+        Assert.That(html, Does.Not.Contain("<img").And.Not.Contain(">full report</a>").And.Not.Contain("<strong>now</strong>").And.Not.Contain("<h1>heading"));
+        Assert.That(html, Does.Contain("see [full report]"), "the lab's text is shown as it was written");
+        Assert.That(System.Text.RegularExpressions.Regex.Matches(html, "<table>").Count, Is.Zero, "no history was sent, so no table at all");
     }
 }
 
