@@ -70,11 +70,21 @@ public static class PackageBuilder
         return new Built(files, problems);
     }
 
-    /// <summary>Replaces the package folder's content with <paramref name="built"/> (stale files are removed).</summary>
+    /// <summary>
+    /// Replaces the package folder's content with <paramref name="built"/> (stale files are removed). Only a folder
+    /// that is empty or holds this package already is emptied: a mistyped --out (the home folder, ".") is refused
+    /// rather than wiped.
+    /// </summary>
     public static void Write(Built built, string directory)
     {
-        if (Directory.Exists(directory))
+        if (Directory.Exists(directory) && Directory.EnumerateFileSystemEntries(directory).Any())
+        {
+            string manifest = Path.Combine(directory, "package.json");
+            bool ours = File.Exists(manifest) && File.ReadAllText(manifest).Contains("\"name\": \"magcds.fhir\"", StringComparison.Ordinal);
+            if (!ours)
+                throw new IOException($"{directory} is not empty and holds no magcds.fhir package.json; refusing to replace its content (choose an empty or new folder).");
             foreach (var f in Directory.GetFiles(directory, "*", SearchOption.AllDirectories)) File.Delete(f);
+        }
         foreach (var (name, text) in built.Files)
         {
             string path = Path.Combine(directory, name.Replace('/', Path.DirectorySeparatorChar));

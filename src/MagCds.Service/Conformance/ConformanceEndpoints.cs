@@ -31,14 +31,26 @@ public static class ConformanceEndpoints
         return app;
     }
 
+    /// <summary>The search parameters these searches apply (besides _format, which only picks the answer's format).</summary>
+    private static readonly string[] Applied = ["url", "version"];
+
+    /// <summary>
+    /// A searchset whose self link lists only the parameters applied, as R4 asks, so a client can see that any other
+    /// was ignored; with <c>Prefer: handling=strict</c> an unknown parameter is refused instead.
+    /// </summary>
     private static Bundle SearchSet(HttpRequest req, string type, IReadOnlyList<Resource> found)
     {
+        var ignored = req.Query.Keys.Where(k => !Applied.Contains(k) && k != "_format").ToList();
+        if (ignored.Count > 0 && req.Headers["Prefer"].Any(p => p?.Contains("handling=strict", StringComparison.OrdinalIgnoreCase) == true))
+            throw new FhirRequestException(StatusCodes.Status400BadRequest, OutcomeCodes.InvalidParameters,
+                $"Search parameter(s) {string.Join(", ", ignored.Select(k => $"'{k}'"))} not supported on {type}; supported: url, version.");
+        var self = QueryString.Create(req.Query.Where(q => Applied.Contains(q.Key)).SelectMany(q => q.Value.Select(v => KeyValuePair.Create(q.Key, v))));
         string fhirBase = $"{req.Scheme}://{req.Host}{req.PathBase}/fhir";
         return new Bundle
         {
             Type = Bundle.BundleType.Searchset,
             Total = found.Count,
-            Link = [new Bundle.LinkComponent { Relation = "self", Url = fhirBase + "/" + type + req.QueryString }],
+            Link = [new Bundle.LinkComponent { Relation = "self", Url = fhirBase + "/" + type + self }],
             Entry = found.Select(r => new Bundle.EntryComponent
             {
                 FullUrl = $"{fhirBase}/{type}/{r.Id}",

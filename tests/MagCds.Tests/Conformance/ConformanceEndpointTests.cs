@@ -70,6 +70,23 @@ public class ConformanceEndpointTests : ServiceTests
     }
 
     [Test]
+    public async Task An_unsupported_search_parameter_is_left_out_of_the_self_link_or_refused_when_strict()
+    {
+        // R4: the self link says which parameters were applied, so a client sees that name= filtered nothing.
+        var all = (Bundle)await GetAsync("/fhir/StructureDefinition?name=zzz&_count=1", FhirFormat.Json);
+        Assert.That(all.Total, Is.EqualTo(3), "nothing was filtered");
+        Assert.That(all.SelfLink!.OriginalString, Does.EndWith("/fhir/StructureDefinition"));
+        var applied = (Bundle)await GetAsync($"/fhir/StructureDefinition?url={Uri.EscapeDataString(Base + "/StructureDefinition/magcds-observation")}&name=zzz", FhirFormat.Json);
+        Assert.That(applied.SelfLink!.OriginalString, Does.EndWith("/fhir/StructureDefinition?url=" + Uri.EscapeDataString(Base + "/StructureDefinition/magcds-observation")));
+
+        using var strict = new HttpRequestMessage(HttpMethod.Get, "/fhir/StructureDefinition?name=zzz");
+        strict.Headers.Add("Prefer", "handling=strict");
+        using var resp = await Client.SendAsync(strict);
+        Assert.That(resp.StatusCode, Is.EqualTo(HttpStatusCode.BadRequest));
+        Assert.That(Http.Codes((OperationOutcome)await Http.ReadAsync(resp)), Is.EqualTo(new[] { "invalid-parameters" }));
+    }
+
+    [Test]
     public async Task Searching_a_type_without_url_lists_every_resource_of_that_type()
     {
         var all = (Bundle)await GetAsync("/fhir/ValueSet", FhirFormat.Json);

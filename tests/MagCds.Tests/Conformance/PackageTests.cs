@@ -158,6 +158,28 @@ public class PackageTests
     }
 
     [Test]
+    public void Writing_the_package_never_empties_a_folder_that_holds_something_else()
+    {
+        string dir = Path.Combine(Path.GetTempPath(), $"magcds-package-{Guid.NewGuid():N}");
+        Directory.CreateDirectory(dir);
+        try
+        {
+            File.WriteAllText(Path.Combine(dir, "keep.txt"), "an operator's file");
+            Assert.Throws<IOException>(() => PackageBuilder.PackageBuilder.Write(_built, dir));
+            Assert.That(File.Exists(Path.Combine(dir, "keep.txt")), "nothing was deleted");
+
+            // A folder that holds the package already is replaced, stale files included.
+            File.Delete(Path.Combine(dir, "keep.txt"));
+            PackageBuilder.PackageBuilder.Write(_built, dir);
+            File.WriteAllText(Path.Combine(dir, "stale.json"), "{}");
+            PackageBuilder.PackageBuilder.Write(_built, dir);
+            Assert.That(File.Exists(Path.Combine(dir, "stale.json")), Is.False);
+            Assert.That(File.Exists(Path.Combine(dir, "package.json")));
+        }
+        finally { Directory.Delete(dir, recursive: true); }
+    }
+
+    [Test]
     public void The_tarball_holds_the_package_under_package_slash()
     {
         string file = Path.Combine(Path.GetTempPath(), $"magcds-{Guid.NewGuid():N}.tgz");
