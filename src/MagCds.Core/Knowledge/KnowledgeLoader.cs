@@ -39,6 +39,11 @@ public static class KnowledgeLoader
             if (empty.Count > 0)
                 throw new KnowledgeInvalidException($"{source} is not valid MagCds knowledge:\n - " + string.Join("\n - ", empty));
             Check(kb, source);
+            if (path is not null && Load() is var embedded && embedded.Version == kb.Version
+                && JsonSerializer.Serialize(embedded, Json) != JsonSerializer.Serialize(kb, Json))
+                throw new KnowledgeInvalidException(
+                    $"{source} is not valid MagCds knowledge:\n - it carries version '{kb.Version}', the version of the embedded knowledge, but says something else: " +
+                    "give it a version of its own, so that every output names the knowledge it came from.");
             return kb;
         }
         catch (KnowledgeInvalidException) { throw; }

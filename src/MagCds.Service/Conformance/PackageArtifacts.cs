@@ -62,7 +62,9 @@ public static class PackageArtifacts
             Enumerated(urls, "magcds-qualitative-risk", "MagCds qualitative risk", v,
                 "RiskAssessment.prediction.qualitativeRisk as MagCds uses it: moderate for a raised result, low for one that is not raised.",
                 [(Vocabulary.RiskProbabilitySystem, Vocabulary.ModerateRisk), (Vocabulary.RiskProbabilitySystem, Vocabulary.LowRisk)]),
-            Enumerated(urls, "anti-mag-igm-codes", "Anti-MAG IgM codes MagCds recognises", v,
+            // With local codes configured this is not the published ValueSet: one url|version means one content, so its
+            // version names the codes (a deployment's tooling never mistakes it for the package's).
+            Enumerated(urls, "anti-mag-igm-codes", "Anti-MAG IgM codes MagCds recognises", CodesVersion(v, evaluator.RecognisedCodes),
                 "Observation codes MagCds evaluates as serum anti-MAG IgM: LOINC 39087-2 and the local codes this deployment is configured with (MagCds:AdditionalCodes).",
                 // No display: LOINC's long name for 39087-2 (and whether its property is a concentration or a titre)
                 // has not been confirmed, and a ValueSet display would publish it as fact.
@@ -82,6 +84,13 @@ public static class PackageArtifacts
             Status = PublicationStatus.Active, Experimental = false, Publisher = Publisher, Description = description,
             CaseSensitive = true, ValueSet = urls.Of("ValueSet", id), Content = CodeSystemContentMode.Complete, Count = list.Count, Concept = list,
         };
+    }
+
+    private static string CodesVersion(string packageVersion, IReadOnlyCollection<string> codes)
+    {
+        if (codes.All(c => c.StartsWith(CanonicalUrls.Loinc + "|", StringComparison.Ordinal))) return packageVersion;
+        var hash = System.Security.Cryptography.SHA256.HashData(System.Text.Encoding.UTF8.GetBytes(string.Join("\n", codes.Order(StringComparer.Ordinal))));
+        return $"{packageVersion}-local.{Convert.ToHexStringLower(hash)[..8]}";
     }
 
     /// <summary>A CodeSystem and the ValueSet of all its codes (same id, title and version; cs.valueSet names it).</summary>

@@ -100,6 +100,9 @@ public class ConformanceEndpointTests : ServiceTests
         var vs = (ValueSet)await GetAsync("/fhir/ValueSet/anti-mag-igm-codes", FhirFormat.Json);
         Assert.That(vs.Compose!.Include.SelectMany(i => i.Concept.Select(c => $"{i.System}|{c.Code}")),
             Is.EquivalentTo(new[] { "http://loinc.org|39087-2", "urn:oid:1.2.3.4.5.99|MAGM" }));
+        // Not the package's ValueSet (LOINC only), so not under the package's url|version either.
+        var published = Factory.Services.GetRequiredService<ConformancePackage>().Resources.OfType<StructureDefinition>().First().Version;
+        Assert.That(vs.Version, Does.StartWith(published + "-local.").And.Length.EqualTo(published!.Length + 15));
     }
 
     [Test]

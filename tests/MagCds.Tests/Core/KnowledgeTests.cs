@@ -92,6 +92,26 @@ public class KnowledgeTests
     }
 
     [Test]
+    public void A_knowledge_file_that_says_something_else_needs_a_version_of_its_own()
+    {
+        string same = Broken(_ => { });
+        string changed = Broken(r => r["statements"]![0]!["text"] = r["statements"]![0]!["text"]!.GetValue<string>() + " (edited)");
+        string versioned = Broken(r =>
+        {
+            r["statements"]![0]!["text"] = r["statements"]![0]!["text"]!.GetValue<string>() + " (edited)";
+            r["version"] = "2026.11.2-hospital.1";
+        });
+        try
+        {
+            Assert.That(KnowledgeLoader.Load(same).Version, Is.EqualTo(KnowledgeLoader.Load().Version), "a copy of the embedded knowledge is fine");
+            var e = Assert.Throws<KnowledgeInvalidException>(() => KnowledgeLoader.Load(changed));
+            Assert.That(e!.Message, Does.Contain("the version of the embedded knowledge").And.Contain(changed));
+            Assert.That(KnowledgeLoader.Load(versioned).Version, Is.EqualTo("2026.11.2-hospital.1"));
+        }
+        finally { foreach (var f in new[] { same, changed, versioned }) File.Delete(f); }
+    }
+
+    [Test]
     public void A_missing_knowledge_file_is_refused_clearly()
     {
         var e = Assert.Throws<KnowledgeInvalidException>(() => KnowledgeLoader.Load("/nonexistent/knowledge.json"));
