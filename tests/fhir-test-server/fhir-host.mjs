@@ -50,7 +50,11 @@ const repo = new MemoryRepository();
 /** What tests can ask for at GET /admin/requests: never headers or bodies, so no token leaks. */
 let requestLog = [];
 let baseUrl = ''; // absolute, set once listening: http://127.0.0.1:PORT/fhir/R4
-/** Injected failures (POST /admin/faults): the next `remaining` FHIR requests matching method and path get `status`. */
+/**
+ * Injected failures (POST /admin/faults): the next `remaining` FHIR requests matching method and path get `status`,
+ * after `delayMs` if given; status 0 with a delay makes them slow but answered normally (a server under load, or one
+ * that hangs past a client's time-out).
+ */
 let faults = [];
 /** Rest-hook deliveries made, for tests: { subscription, method, url, status }. Never headers or bodies. */
 let deliveries = [];
@@ -261,9 +265,10 @@ async function handleAdmin(req, res, url) {
     return send(res, 204, undefined);
   }
   if (req.method === 'POST' && url.pathname === '/admin/faults') {
-    // e.g. {"status": 503, "count": 3, "method": "POST", "path": "/fhir/R4"}: the next 3 matching requests fail.
+    // e.g. {"status": 503, "count": 3, "method": "POST", "path": "/fhir/R4"}: the next 3 matching requests fail;
+    // {"status": 0, "delayMs": 5000, ...}: they are answered normally, 5 s late.
     const f = JSON.parse((await readBody(req)) || '{}');
-    faults.push({ status: Number(f.status), remaining: Number(f.count ?? 1), method: f.method ?? null, path: f.path ?? '' });
+    faults.push({ status: Number(f.status), remaining: Number(f.count ?? 1), method: f.method ?? null, path: f.path ?? '', delayMs: Number(f.delayMs ?? 0) });
     return send(res, 204, undefined);
   }
   if (req.method === 'DELETE' && url.pathname === '/admin/faults') {
@@ -315,7 +320,8 @@ async function handle(req, res) {
   const fault = faults.find((f) => f.remaining > 0 && (!f.method || f.method === req.method) && (url.pathname + url.search).startsWith(f.path));
   if (fault) {
     fault.remaining--;
-    return send(res, fault.status, outcome('error', 'transient', `Injected fault ${fault.status}`));
+    if (fault.delayMs > 0) await new Promise((resolve) => setTimeout(resolve, fault.delayMs));
+    if (fault.status !== 0) return send(res, fault.status, outcome('error', 'transient', `Injected fault ${fault.status}`));
   }
   if (url.pathname !== BASE_PATH && !url.pathname.startsWith(BASE_PATH + '/')) {
     return send(res, 404, outcome('error', 'not-found', `FHIR base is ${BASE_PATH}`));

@@ -137,6 +137,9 @@ public sealed class Database : IAsyncDisposable
     [
         // Leases that ran out without the row being finished or handed back: a row that crashes the process.
         ("work_item", "expired_leases", "INTEGER NOT NULL DEFAULT 0"),
+        // The series key (a hash of the Observation's identity, no PHI) of the outputs an assessment wrote: what finds
+        // them again once the Observation is deleted from the server and can no longer be read.
+        ("worker_assessed", "series", "TEXT"),
     ];
 
     // Times are Unix milliseconds (BIGINT) in both databases, so comparisons and arithmetic are the same SQL.

@@ -122,7 +122,8 @@ public sealed class WorkQueue(Database db, TimeProvider time)
     /// on), the row stays pending and due now instead, so the newer state is read. False when the lease was lost.
     /// </summary>
     /// <param name="assessedVersion">The resource version that was read and assessed, when known.</param>
-    public async Task<bool> CompleteAsync(WorkItem item, string owner, string outcome, CancellationToken ct, string? assessedVersion = null)
+    /// <param name="series">The series key of the outputs the assessment wrote or found, kept with the version.</param>
+    public async Task<bool> CompleteAsync(WorkItem item, string owner, string outcome, CancellationToken ct, string? assessedVersion = null, string? series = null)
     {
         await using var c = await db.OpenAsync(ct);
         await using var tx = await c.BeginTransactionAsync(ct);
@@ -143,13 +144,22 @@ public sealed class WorkQueue(Database db, TimeProvider time)
         if (assessedVersion is not null)
         {
             await using var seen = c.Command("""
-                INSERT INTO worker_assessed (server, resource_type, resource_id, version_id) VALUES (@server, @type, @id, @version)
-                ON CONFLICT (server, resource_type, resource_id) DO UPDATE SET version_id = excluded.version_id
-                """, tx).With("server", item.Server).With("type", item.ResourceType).With("id", item.ResourceId).With("version", assessedVersion);
+                INSERT INTO worker_assessed (server, resource_type, resource_id, version_id, series) VALUES (@server, @type, @id, @version, @series)
+                ON CONFLICT (server, resource_type, resource_id) DO UPDATE SET version_id = excluded.version_id, series = COALESCE(excluded.series, worker_assessed.series)
+                """, tx).With("server", item.Server).With("type", item.ResourceType).With("id", item.ResourceId).With("version", assessedVersion).With("series", series);
             await seen.ExecuteNonQueryAsync(ct);
         }
         await tx.CommitAsync(ct);
         return true;
+    }
+
+    /// <summary>The series key kept for the last assessment of a resource (see <see cref="CompleteAsync"/>), if any.</summary>
+    public async Task<string?> AssessedSeriesAsync(string server, string type, string id, CancellationToken ct)
+    {
+        await using var c = await db.OpenAsync(ct);
+        await using var cmd = c.Command("SELECT series FROM worker_assessed WHERE server = @server AND resource_type = @type AND resource_id = @id")
+            .With("server", server).With("type", type).With("id", id);
+        return await cmd.ExecuteScalarAsync(ct) as string;
     }
 
     /// <summary>

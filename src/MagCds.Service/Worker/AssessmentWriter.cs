@@ -26,17 +26,19 @@ public sealed partial class AssessmentWriter(Evaluator evaluator, WorkerFhirClie
     /// or dead-letter.
     /// </summary>
     /// <param name="beforeWrite">Runs just before the write-back (the worker confirms its lease there); throws to stop it.</param>
-    public async Task<Assessment> AssessAsync(string observationId, CancellationToken ct, Func<Task>? beforeWrite = null)
+    /// <param name="knownSeries">The series key of the outputs an earlier assessment of this Observation wrote (kept by
+    /// the worker's store): how they are found once the Observation itself is gone.</param>
+    public async Task<Assessment> AssessAsync(string observationId, CancellationToken ct, Func<Task>? beforeWrite = null, string? knownSeries = null)
     {
         using var client = fhir.Create();
         var obs = await Call(() => client.ReadAsync<Observation>("Observation/" + observationId, ct: ct), allowGone: true);
-        if (obs is null) return new Assessment("gone", null, []);
+        if (obs is null) return await WithdrawDeletedAsync(client, "Observation/" + observationId, knownSeries, ct, beforeWrite);
         string? version = obs.Meta?.VersionId;
         var input = new EvaluationInput(obs, "Observation/" + obs.Id, "Observation");
         bool antiMag = evaluator.IsAntiMag(obs);
         // A first version that is not anti-MAG never had outputs; a later one may have (its code was corrected away),
         // and so may one of a server that gives no versionId.
-        if (!antiMag && version == "1") return new Assessment("not-anti-mag", version, []);
+        if (!antiMag && version == "1") return new Assessment("not-anti-mag", version, [], null);
 
         var history = antiMag && Searchable(obs.Subject?.Reference) is { } subject ? await HistoryAsync(client, subject, obs.Id ?? "", ct) : [];
         var result = antiMag ? evaluator.Evaluate(new EvaluationRequest([input], history)).Results[0] : null;
@@ -89,7 +91,46 @@ public sealed partial class AssessmentWriter(Evaluator evaluator, WorkerFhirClie
             await Call(() => client.TransactionAsync(tx, ct), allowGone: false);
         }
         var written = tx.Entry.Select(e => e.Request!.Method == Bundle.HTTPVerb.POST ? Urn(e.Resource!) : e.Request.Url ?? "").ToList();
-        return new Assessment(outcome, version, written);
+        return new Assessment(outcome, version, written, identities[0].Series);
+    }
+
+    /// <summary>
+    /// The Observation was deleted from the server (read answers 404 or 410): an assessment of a result that is no
+    /// longer there does not stay current. Its outputs are found without it: DetectedIssues by the Observation they
+    /// implicate, and every output by its series identifier, from the store (the last assessment) or from those
+    /// DetectedIssues; only outputs that point at this Observation are withdrawn (cancelled, with a note).
+    /// </summary>
+    private async Task<Assessment> WithdrawDeletedAsync(FhirClient client, string observation, string? knownSeries, CancellationToken ct, Func<Task>? beforeWrite)
+    {
+        var issues = await SearchAllAsync(client, $"DetectedIssue?implicated={Uri.EscapeDataString(observation)}&_count=100", ct);
+        var identities = new List<(string Series, string? Subject)>();
+        if (knownSeries is not null) identities.Add((knownSeries, null));
+        foreach (var di in issues.OfType<DetectedIssue>())
+            foreach (var id in di.Identifier.Where(i => i.System == evaluator.Canonical.ObservationSeriesSystem && i.Value is not null))
+                if (!identities.Any(x => x.Series == id.Value)) identities.Add((id.Value!, Searchable(di.Patient?.Reference)));
+        var outputs = identities.Count == 0 ? issues : await EarlierOutputsAsync(client, identities, observation, ct, matchAll: false);
+        var tx = new Bundle { Type = Bundle.BundleType.Transaction };
+        foreach (var old in outputs.Where(o => IsCurrent(o) && PointsAt(o, observation)).DistinctBy(o => (o.TypeName, o.Id)))
+            tx.Entry.Add(Mark(old, ObservationStatus.Cancelled,
+                "Withdrawn: the Observation this assessment was based on was deleted from the FHIR server; this assessment no longer applies to a result on record."));
+        if (tx.Entry.Count > 0)
+        {
+            if (beforeWrite is not null) await beforeWrite();
+            await Call(() => client.TransactionAsync(tx, ct), allowGone: false);
+        }
+        return new Assessment("gone", null, tx.Entry.Select(e => e.Request!.Url ?? "").ToList(), null);
+    }
+
+    private async Task<List<Resource>> SearchAllAsync(FhirClient client, string query, CancellationToken ct)
+    {
+        var found = new List<Resource>();
+        var page = await Call(() => client.GetAsync(query, ct), allowGone: false) as Bundle;
+        while (page is not null)
+        {
+            found.AddRange(page.Entry.Select(e => e.Resource).OfType<Resource>());
+            page = page.NextLink is null ? null : await Call(() => client.ContinueAsync(page, ct: ct), allowGone: false);
+        }
+        return found;
     }
 
     private async Task<IReadOnlyList<EvaluationInput>> HistoryAsync(FhirClient client, string subject, string currentId, CancellationToken ct)
@@ -141,7 +182,8 @@ public sealed partial class AssessmentWriter(Evaluator evaluator, WorkerFhirClie
     }
 
     /// <summary>Every RiskAssessment and DetectedIssue MagCds wrote about this Observation, any version, any status.</summary>
-    private async Task<IReadOnlyList<Resource>> EarlierOutputsAsync(FhirClient client, IReadOnlyList<(string Series, string? Subject)> identities, string observation, CancellationToken ct)
+    /// <param name="matchAll">The first identity is the Observation's own, whose outputs are taken whatever they point at.</param>
+    private async Task<IReadOnlyList<Resource>> EarlierOutputsAsync(FhirClient client, IReadOnlyList<(string Series, string? Subject)> identities, string observation, CancellationToken ct, bool matchAll = true)
     {
         var found = new List<Resource>();
         foreach (var (series, subject) in identities)
@@ -154,7 +196,7 @@ public sealed partial class AssessmentWriter(Evaluator evaluator, WorkerFhirClie
                 // An earlier identity of this Observation (an identifier since corrected) may be another Observation's
                 // now: only outputs that point at this one are taken.
                 found.AddRange(page.Entry.Select(e => e.Resource).Where(r => r is RiskAssessment or DetectedIssue
-                    && (series == identities[0].Series || PointsAt(r!, observation))
+                    && ((matchAll && series == identities[0].Series) || PointsAt(r!, observation))
                     && !found.Any(f => f.TypeName == r!.TypeName && f.Id == r.Id))!);
                 page = page.NextLink is null ? null : await Call(() => client.ContinueAsync(page, ct: ct), allowGone: false);
             }
@@ -289,8 +331,11 @@ public sealed partial class AssessmentWriter(Evaluator evaluator, WorkerFhirClie
     }
 }
 
-/// <summary>What one assessment did: its outcome code, the Observation version read, and the outputs written or marked.</summary>
-public sealed record Assessment(string Outcome, string? Version, IReadOnlyList<string> Outputs);
+/// <summary>
+/// What one assessment did: its outcome code, the Observation version read, the outputs written or marked, and the
+/// series key of the Observation's outputs (kept by the store, to find them once the Observation is deleted).
+/// </summary>
+public sealed record Assessment(string Outcome, string? Version, IReadOnlyList<string> Outputs, string? Series);
 
 /// <summary>A failed attempt: <see cref="Reason"/> is an outcome code (no PHI); retryable ones come back later.</summary>
 public sealed class WorkFailure(string reason, bool retryable) : Exception(reason)

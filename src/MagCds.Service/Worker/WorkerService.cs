@@ -142,15 +142,16 @@ public sealed partial class WorkerService(
         var renewing = RenewLeaseAsync(item, leaseLost, processed.Token);
         try
         {
-            var (outcome, version, outputs) = await writer.AssessAsync(item.ResourceId, leaseLost.Token, beforeWrite: async () =>
+            string? knownSeries = await queue.AssessedSeriesAsync(item.Server, item.ResourceType, item.ResourceId, leaseLost.Token);
+            var (outcome, version, outputs, series) = await writer.AssessAsync(item.ResourceId, leaseLost.Token, beforeWrite: async () =>
             {
                 // Confirmed once more just before writing: after a pause of this process (or a clock that differs
                 // from another replica's) the row may be someone else's now, and a write cannot be called back.
                 if (!await queue.RenewAsync(item, _owner, lease, CancellationToken.None)) await leaseLost.CancelAsync();
                 leaseLost.Token.ThrowIfCancellationRequested();
-            });
+            }, knownSeries);
             if (outcome == "not-anti-mag") metrics.Ignored("Observation");
-            await queue.CompleteAsync(item, _owner, outcome, CancellationToken.None, version);
+            await queue.CompleteAsync(item, _owner, outcome, CancellationToken.None, version, series);
             audit.Record(new AuditEntry(time.GetUtcNow(), "fhir-server", "worker", $"work-item-{item.Id}", $"{item.ResourceType}/{item.ResourceId}",
                 version, knowledge.Version, outcome, outputs));
             var lag = time.GetUtcNow() - item.EnqueuedAt;

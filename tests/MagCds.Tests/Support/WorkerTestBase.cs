@@ -38,10 +38,11 @@ public abstract class WorkerTestBase(StoreProvider provider)
     public async Task StopService() => await H.DisposeAsync();
 
     /// <summary>Makes the FHIR test server answer <paramref name="status"/> to the next <paramref name="count"/> requests of that method under that path.</summary>
-    protected async Task InjectAsync(int status, int count, string method, string path)
+    /// <summary>The next <paramref name="count"/> matching requests get <paramref name="status"/> (0: answered normally) after <paramref name="delayMs"/>.</summary>
+    protected async Task InjectAsync(int status, int count, string method, string path, int delayMs = 0)
     {
         using var http = new HttpClient();
-        using var resp = await System.Net.Http.Json.HttpClientJsonExtensions.PostAsJsonAsync(http, Fhir.RootUrl + "/admin/faults", new { status, count, method, path });
+        using var resp = await System.Net.Http.Json.HttpClientJsonExtensions.PostAsJsonAsync(http, Fhir.RootUrl + "/admin/faults", new { status, count, method, path, delayMs });
         resp.EnsureSuccessStatusCode();
     }
 }

@@ -283,6 +283,74 @@ public sealed class WorkerTests(StoreProvider provider) : WorkerTestBase(provide
         Assert.That((await H.AllAsync<DetectedIssue>()).Select(d => d.Status), Is.EqualTo(new[] { ObservationStatus.EnteredInError }));
     }
 
+    [TestCase(23.5, 1, TestName = "A raised result deleted from the server has its RiskAssessment and DetectedIssue withdrawn")]
+    [TestCase(5.0, 0, TestName = "A result not raised deleted from the server has its RiskAssessment withdrawn")]
+    public async Task A_result_deleted_from_the_server_has_its_outputs_withdrawn(decimal value, int detectedIssues)
+    {
+        await H.StartAsync();
+        var obs = await Fhir.SeedAsync(Result("p1", value, "ACC-1"));
+        var other = await Fhir.SeedAsync(Result("p1", value, "ACC-2"));
+        await H.DrainedAsync(2);
+        Assert.That(await H.AllAsync<DetectedIssue>(), Has.Count.EqualTo(2 * detectedIssues));
+
+        // The lab deletes the result; a notification about it (sent before, delivered after) finds it gone. Without a
+        // DetectedIssue to point at it, only the store knows which outputs were made for it.
+        await Fhir.Client.DeleteAsync(obs);
+        using (await PutNotificationAsync(obs)) { }
+        await WaitUntilAsync(async () => (await H.AllAsync<RiskAssessment>()).Any(r => r.Status == ObservationStatus.Cancelled), "the deleted result's assessment is withdrawn");
+        await H.DrainedAsync(3);
+
+        var ras = await H.AllAsync<RiskAssessment>();
+        Assert.That(ras.Where(r => r.Status == ObservationStatus.Cancelled).Select(r => r.Basis[0].Reference), Is.EqualTo(new[] { "Observation/" + obs.Id }));
+        Assert.That(ras.Single(r => r.Status == ObservationStatus.Cancelled).Note.Last().Text, Does.Contain("deleted from the FHIR server"));
+        Assert.That(ras.Where(Current).Select(r => r.Basis[0].Reference), Is.EqualTo(new[] { "Observation/" + other.Id }), "the other result's assessment stays");
+        var dis = await H.AllAsync<DetectedIssue>();
+        Assert.That(dis.Where(d => d.Status == ObservationStatus.Cancelled).Select(d => d.Implicated[0].Reference),
+            Is.EqualTo(Enumerable.Repeat("Observation/" + obs.Id, detectedIssues)));
+        Assert.That(dis.Count(Current), Is.EqualTo(detectedIssues));
+    }
+
+    [Test]
+    public async Task A_result_whose_assessment_outlasts_the_lease_is_kept_by_renewing_it_and_assessed_once()
+    {
+        // Two replicas on one store, a 1-second lease, and a server that takes 3 seconds to answer the read (within
+        // the harness's per-attempt time-out of 3.3 s). Without renewal the lease would run out mid-assessment and
+        // the other replica take the row and assess it a second time.
+        var settings = new Dictionary<string, string?> { ["MagCds:Worker:PollIntervalSeconds"] = "0", ["MagCds:Worker:LeaseSeconds"] = "1" };
+        await H.StartAsync(settings);
+        await using var replica = new WorkerHarness(Fhir, new Dictionary<string, string?>(H.StoreSettings));
+        await replica.StartAsync(settings);
+        await replica.QueueAsync(); // up and running
+        var obs = await Fhir.SeedAsync(Result("p1", 23.5m, "ACC-1"));
+        await InjectAsync(0, 1, "GET", "/fhir/R4/Observation/" + obs.Id, delayMs: 3000);
+        using (await PutNotificationAsync(obs)) { }
+        await H.DrainedAsync(1);
+
+        string[] Events(WorkerHarness h, string name) => h.Service!.Logs.Lines.Where(l => l.Contains($"\"Name\":\"{name}\"", StringComparison.Ordinal)).ToArray();
+        Assert.That(Events(H, "Assessed").Length + Events(replica, "Assessed").Length, Is.EqualTo(1), "assessed once, by one replica");
+        Assert.That(Events(H, "LeaseLost").Concat(Events(replica, "LeaseLost")), Is.Empty);
+        Assert.That((await Fhir.RequestsAsync()).Count(r => r.Method == "GET" && r.Url == "/fhir/R4/Observation/" + obs.Id), Is.EqualTo(1),
+            "read once: the other replica never took the row");
+        Assert.That(await H.AllAsync<RiskAssessment>(), Has.Count.EqualTo(1));
+    }
+
+    [Test]
+    public async Task A_server_that_hangs_past_the_request_time_out_is_given_up_on_and_the_result_assessed_later()
+    {
+        await H.StartAsync(new() { ["MagCds:Worker:PollIntervalSeconds"] = "0", ["MagCds:Worker:RequestTimeoutSeconds"] = "2" });
+        var obs = await Fhir.SeedAsync(Result("p1", 23.5m, "ACC-1"));
+        // Two reads that hang for 10 s: the call's own retry (within the 2 s) cannot get past them.
+        await InjectAsync(0, 2, "GET", "/fhir/R4/Observation/" + obs.Id, delayMs: 10_000);
+        using (await PutNotificationAsync(obs)) { }
+        await H.DrainedAsync(1, seconds: 60);
+
+        var retries = H.Service!.Logs.Lines.Where(l => l.Contains("\"Name\":\"WillRetry\"", StringComparison.Ordinal)).ToList();
+        Assert.That(retries, Is.Not.Empty, "the hanging read was given up on and the result queued again");
+        Assert.That(retries, Has.All.Contains("\"Reason\":\"timeout\""), "as a time-out (a server problem, not counted against the result)");
+        Assert.That((await H.QueueAsync()).GetProperty("deadLetters").GetInt64(), Is.Zero);
+        Assert.That(await H.AllAsync<RiskAssessment>(), Has.Count.EqualTo(1), "assessed once the server answered");
+    }
+
     [Test]
     public async Task Server_errors_are_retried_until_the_server_recovers()
     {
