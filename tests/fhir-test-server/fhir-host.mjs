@@ -56,6 +56,12 @@ let baseUrl = ''; // absolute, set once listening: http://127.0.0.1:PORT/fhir/R4
  * that hangs past a client's time-out).
  */
 let faults = [];
+/**
+ * Behaviours of other servers a test can switch on (POST /admin/quirks): `ignoreSort` — searches ignore `_sort`, and
+ * their self links say so, as a server without sort support does; `nextLinkBase` — next links point at that base
+ * instead of this server (a misconfigured or hostile server), so a test can see whether a client follows them.
+ */
+let quirks = {};
 /** Rest-hook deliveries made, for tests: { subscription, method, url, status }. Never headers or bodies. */
 let deliveries = [];
 
@@ -141,6 +147,7 @@ function decorateSearchset(bundle, url) {
     if (entry.resource?.id) entry.fullUrl = `${baseUrl}/${entry.resource.resourceType}/${entry.resource.id}`;
   }
   const selfUrl = baseUrl + url.pathname.slice(BASE_PATH.length) + url.search;
+  const nextBase = quirks.nextLinkBase ?? baseUrl;
   bundle.link = [{ relation: 'self', url: selfUrl }];
   const count = Number(url.searchParams.get('_count'));
   const offset = Number(url.searchParams.get('_offset') ?? 0);
@@ -149,7 +156,7 @@ function decorateSearchset(bundle, url) {
   if (count > 0 && typeof bundle.total === 'number' && offset + count < bundle.total) {
     const kept = url.search.slice(1).split('&').filter((p) => p && !p.startsWith('_offset='));
     kept.push(`_offset=${offset + count}`);
-    bundle.link.push({ relation: 'next', url: `${baseUrl}${url.pathname.slice(BASE_PATH.length)}?${kept.join('&')}` });
+    bundle.link.push({ relation: 'next', url: `${nextBase}${url.pathname.slice(BASE_PATH.length)}?${kept.join('&')}` });
   }
 }
 
@@ -222,6 +229,7 @@ async function handleFhir(req, res, url) {
   if (req.method === 'GET' && relative === 'metadata') {
     return send(res, 200, capabilityStatement()); // the router has no metadata route
   }
+  if (quirks.ignoreSort && url.searchParams.has('_sort')) url.searchParams.delete('_sort');
   const isFormSearch = req.method === 'POST' && relative.endsWith('/_search');
   const body = parseBody(await readBody(req), req.headers['content-type'], isFormSearch);
   if (req.method === 'POST' || req.method === 'PUT') validateWrite(body);
@@ -254,6 +262,7 @@ async function handleAdmin(req, res, url) {
     repo.clear();
     requestLog = [];
     faults = [];
+    quirks = {};
     deliveries = [];
     return send(res, 200, outcome('information', 'informational', 'Repository and request log cleared'));
   }
@@ -269,6 +278,10 @@ async function handleAdmin(req, res, url) {
     // {"status": 0, "delayMs": 5000, ...}: they are answered normally, 5 s late.
     const f = JSON.parse((await readBody(req)) || '{}');
     faults.push({ status: Number(f.status), remaining: Number(f.count ?? 1), method: f.method ?? null, path: f.path ?? '', delayMs: Number(f.delayMs ?? 0) });
+    return send(res, 204, undefined);
+  }
+  if (req.method === 'POST' && url.pathname === '/admin/quirks') {
+    quirks = JSON.parse((await readBody(req)) || '{}');
     return send(res, 204, undefined);
   }
   if (req.method === 'DELETE' && url.pathname === '/admin/faults') {

@@ -150,6 +150,16 @@ public sealed class FhirTestServer(string? requiredToken = null, IReadOnlyDictio
         await EnsureOkAsync(resp, cancellationToken);
     }
 
+    /// <summary>
+    /// Behaviours of other servers (until the next reset): searches that ignore <c>_sort</c> (and say so in their self
+    /// link), and next links that point at <paramref name="nextLinkBase"/> instead of this server.
+    /// </summary>
+    public async Task QuirksAsync(bool ignoreSort = false, string? nextLinkBase = null, CancellationToken cancellationToken = default)
+    {
+        using var resp = await Admin.PostAsync("admin/quirks", JsonContent.Create(new { ignoreSort, nextLinkBase }), cancellationToken);
+        await EnsureOkAsync(resp, cancellationToken);
+    }
+
     /// <summary>Empties only the request log, e.g. after seeding, so a test sees just what the code under test asked for.</summary>
     public async Task ClearRequestsAsync(CancellationToken cancellationToken = default)
     {
