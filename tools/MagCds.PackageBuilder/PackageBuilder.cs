@@ -57,16 +57,19 @@ public static class PackageBuilder
         foreach (var r in package.Resources) files[$"{r.TypeName}-{r.Id}.json"] = Json(r);
         files[".index.json"] = Index(package.Resources);
 
-        // Examples: the authored Observations, and what the engine returns for them.
+        // Examples: the authored Observations, and what the engine returns for them; indexed like the package folder
+        // (the package spec asks for an index in each folder).
+        var examples = new List<Resource>();
         foreach (var path in Directory.GetFiles(Path.Combine(inputDirectory, "examples"), "*.json").Order(StringComparer.Ordinal))
         {
             var obs = parser.Deserialize<Observation>(Read(path));
-            files[$"example/Observation-{obs.Id}.json"] = Json(obs);
+            examples.Add(obs);
             var result = evaluator.Evaluate(EvaluationRequest.Of(new EvaluationInput(obs, $"Observation/{obs.Id}", "Observation"))).Results[0];
             if (result.RiskAssessment is null) problems.Add($"example {obs.Id}: MagCds returned no output ({string.Join("; ", result.Issues.Select(i => i.Message))})");
-            foreach (var output in new Resource?[] { result.RiskAssessment, result.DetectedIssue }.OfType<Resource>())
-                files[$"example/{output.TypeName}-{output.Id}.json"] = Json(output);
+            examples.AddRange(new Resource?[] { result.RiskAssessment, result.DetectedIssue }.OfType<Resource>());
         }
+        foreach (var r in examples) files[$"example/{r.TypeName}-{r.Id}.json"] = Json(r);
+        files["example/.index.json"] = Index(examples);
         return new Built(files, problems);
     }
 

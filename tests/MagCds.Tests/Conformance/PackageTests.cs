@@ -42,7 +42,7 @@ public class PackageTests
     }
 
     private static IEnumerable<Resource> PackageResources() =>
-        _built.Files.Where(f => f.Key.EndsWith(".json", StringComparison.Ordinal) && !f.Key.Contains("package.json") && !f.Key.StartsWith('.'))
+        _built.Files.Where(f => f.Key.EndsWith(".json", StringComparison.Ordinal) && !f.Key.Contains("package.json") && !f.Key.EndsWith(".index.json", StringComparison.Ordinal))
             .Select(f => new FhirJsonDeserializer().DeserializeResource(f.Value));
 
     /// <summary>
@@ -83,7 +83,7 @@ public class PackageTests
     [Test]
     public void Every_example_validates_against_the_profile_it_claims_and_outputs_come_from_the_engine()
     {
-        var examples = _built.Files.Where(f => f.Key.StartsWith("example/", StringComparison.Ordinal))
+        var examples = _built.Files.Where(f => f.Key.StartsWith("example/", StringComparison.Ordinal) && !f.Key.EndsWith(".index.json", StringComparison.Ordinal))
             .Select(f => new FhirJsonDeserializer().DeserializeResource(f.Value)).ToList();
         Assert.That(examples.OfType<Observation>().Count(), Is.GreaterThanOrEqualTo(6));
         Assert.That(examples.OfType<RiskAssessment>().Count(), Is.EqualTo(examples.OfType<Observation>().Count()));
@@ -155,6 +155,19 @@ public class PackageTests
                 Assert.That(action.TextEquivalent, Does.Contain(ValueReader.Format(p.ReferenceInterval.High) + " " + p.ReferenceInterval.Unit));
             }
         });
+    }
+
+    [TestCase("")]
+    [TestCase("example/")]
+    public void Each_folder_has_an_index_of_exactly_its_resources(string folder)
+    {
+        using var index = System.Text.Json.JsonDocument.Parse(_built.Files[folder + ".index.json"]);
+        var indexed = index.RootElement.GetProperty("files").EnumerateArray().Select(f => f.GetProperty("filename").GetString()).ToList();
+        var present = _built.Files.Keys.Where(k => k.StartsWith(folder, StringComparison.Ordinal) && !k[folder.Length..].Contains('/')
+                                                   && k.EndsWith(".json", StringComparison.Ordinal) && !k.EndsWith(".index.json", StringComparison.Ordinal) && k != "package.json")
+            .Select(k => k[folder.Length..]).ToList();
+        Assert.That(present, Is.Not.Empty);
+        Assert.That(indexed, Is.EquivalentTo(present));
     }
 
     [Test]
