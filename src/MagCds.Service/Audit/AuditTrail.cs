@@ -73,7 +73,7 @@ public sealed partial class AuditTrail(Database db, TimeProvider time, Microsoft
             bool partial = batch.Count < MaxBatch;
             try
             {
-                await db.WriteAsync(async () => { await InsertAsync(batch, ct); return true; }, ct);
+                await InsertAsync(batch, ct);
                 batch.Clear();
                 failures = 0;
                 if (partial && !drain) return;
@@ -109,7 +109,7 @@ public sealed partial class AuditTrail(Database db, TimeProvider time, Microsoft
         {
             try
             {
-                await db.WriteAsync(async () => { await InsertAsync([entry], ct); return true; }, ct);
+                await InsertAsync([entry], ct);
             }
             // SQLite refuses no value MagCds writes, so its errors are the store's state (busy, disk), never an entry's.
             catch (System.Data.Common.DbException e) when (!e.IsTransient && e is not Microsoft.Data.Sqlite.SqliteException) { refused++; }
@@ -138,17 +138,15 @@ public sealed partial class AuditTrail(Database db, TimeProvider time, Microsoft
         _lastPurge = Now;
         if (options.Value.KeepDays == 0) return 0;
         long before = Now.AddDays(-options.Value.KeepDays).ToUnixTimeMilliseconds();
-        return await db.WriteAsync(async () =>
-        {
-            await using var c = await db.OpenAsync(ct);
-            await using var cmd = c.Command("DELETE FROM audit_event WHERE at < @before").With("before", before);
-            return await cmd.ExecuteNonQueryAsync(ct);
-        }, ct);
+        await using var w = await db.OpenWriterAsync(ct);
+        await using var cmd = w.Connection.Command("DELETE FROM audit_event WHERE at < @before").With("before", before);
+        return await cmd.ExecuteNonQueryAsync(ct);
     }
 
     private async Task InsertAsync(IReadOnlyList<AuditEntry> entries, CancellationToken ct)
     {
-        await using var c = await db.OpenAsync(ct);
+        await using var w = await db.OpenWriterAsync(ct);
+        var c = w.Connection;
         await using var tx = await c.BeginTransactionAsync(ct);
         // One command for the batch, its values replaced per entry (SQLite compiles the statement once, not per row).
         await using var cmd = c.Command("""

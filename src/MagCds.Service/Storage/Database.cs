@@ -51,15 +51,36 @@ public sealed class Database : IAsyncDisposable
     private readonly SemaphoreSlim _sqliteWriter = new(1, 1);
 
     /// <summary>
-    /// Runs a short write. SQLite has one writer at a time and makes the others sleep and retry when they collide
-    /// (tens of milliseconds each); writers of this process queue here instead. PostgreSQL needs no gate.
+    /// A connection for a short write (every store write opens its connection here). SQLite has one writer at a time
+    /// and makes the others sleep and retry when they collide (tens of milliseconds each, and a CDS Hooks call waits
+    /// on its jti insert); the writers of this process take turns here instead, until the connection is disposed.
+    /// PostgreSQL needs no gate.
     /// </summary>
-    public async Task<T> WriteAsync<T>(Func<Task<T>> write, CancellationToken ct)
+    public async Task<Writer> OpenWriterAsync(CancellationToken ct)
     {
-        if (Provider != StoreProvider.Sqlite) return await write();
-        await _sqliteWriter.WaitAsync(ct);
-        try { return await write(); }
-        finally { _sqliteWriter.Release(); }
+        var gate = Provider == StoreProvider.Sqlite ? _sqliteWriter : null;
+        if (gate is not null) await gate.WaitAsync(ct);
+        try
+        {
+            return new Writer(await OpenAsync(ct), gate);
+        }
+        catch
+        {
+            gate?.Release();
+            throw;
+        }
+    }
+
+    /// <summary>A connection that holds this process's SQLite write turn until it is disposed.</summary>
+    public sealed class Writer(DbConnection connection, SemaphoreSlim? gate) : IAsyncDisposable
+    {
+        public DbConnection Connection { get; } = connection;
+
+        public async ValueTask DisposeAsync()
+        {
+            try { await Connection.DisposeAsync(); }
+            finally { gate?.Release(); }
+        }
     }
 
     /// <summary>What differs between the two databases, as SQL fragments.</summary>

@@ -16,11 +16,11 @@ public sealed record FeedbackDay(string Day, string Outcome, string? OverrideCod
 /// </summary>
 public sealed class FeedbackStore(Database db)
 {
-    /// <summary>Stores all items in one transaction (all or nothing); returns how many were new.</summary>
     /// <summary>Stores the items in one transaction; returns those that were new (an item sent again is kept once).</summary>
     public async Task<IReadOnlyList<FeedbackItem>> AddAsync(IReadOnlyList<FeedbackItem> items, CancellationToken ct)
     {
-        await using var c = await db.OpenAsync(ct);
+        await using var w = await db.OpenWriterAsync(ct);
+        var c = w.Connection;
         await using var tx = await c.BeginTransactionAsync(ct);
         var added = new List<FeedbackItem>();
         foreach (var f in items)

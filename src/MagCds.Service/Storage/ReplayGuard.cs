@@ -9,13 +9,11 @@ public sealed class ReplayGuard(Database db, TimeProvider time)
     private long _lastSweep;
 
     /// <summary>True the first time <paramref name="key"/> is seen before <paramref name="until"/>; false for a replay.</summary>
-    public Task<bool> FirstUseAsync(string key, DateTimeOffset until, CancellationToken ct) =>
-        db.WriteAsync(() => InsertAsync(key, until, ct), ct);
-
-    private async Task<bool> InsertAsync(string key, DateTimeOffset until, CancellationToken ct)
+    public async Task<bool> FirstUseAsync(string key, DateTimeOffset until, CancellationToken ct)
     {
         long now = time.GetUtcNow().ToUnixTimeMilliseconds();
-        await using var c = await db.OpenAsync(ct);
+        await using var w = await db.OpenWriterAsync(ct);
+        var c = w.Connection;
         // An entry whose token has expired may be taken over; a live one may not.
         await using var cmd = c.Command("""
             INSERT INTO seen_token (token_key, expires_at) VALUES (@key, @until)

@@ -31,7 +31,8 @@ public sealed class WorkQueue(Database db, TimeProvider time)
     /// <summary>Queues resource versions (one transaction), except versions already assessed; returns how many were queued.</summary>
     public async Task<int> EnqueueVersionsAsync(string server, IEnumerable<(string Type, string Id, string? Version)> resources, string source, CancellationToken ct)
     {
-        await using var c = await db.OpenAsync(ct);
+        await using var w = await db.OpenWriterAsync(ct);
+        var c = w.Connection;
         await using var tx = await c.BeginTransactionAsync(ct);
         int queued = await EnqueueAsync(c, tx, server, resources, source, ct);
         await tx.CommitAsync(ct);
@@ -42,7 +43,8 @@ public sealed class WorkQueue(Database db, TimeProvider time)
     public async Task EnqueueAsync(string server, IEnumerable<(string Type, string Id)> resources, string source,
         IReadOnlyDictionary<string, string> state, CancellationToken ct)
     {
-        await using var c = await db.OpenAsync(ct);
+        await using var w = await db.OpenWriterAsync(ct);
+        var c = w.Connection;
         await using var tx = await c.BeginTransactionAsync(ct);
         await EnqueueAsync(c, tx, server, resources.Select(r => (r.Type, r.Id, (string?)null)), source, ct);
         foreach (var (name, value) in state) await SetStateAsync(c, tx, server, name, value, ct);
@@ -57,7 +59,8 @@ public sealed class WorkQueue(Database db, TimeProvider time)
     public async Task EnqueueAndClearStateAsync(string server, IEnumerable<(string Type, string Id)> resources, string source,
         string name, string expected, CancellationToken ct, KeyValuePair<string, string>? set = null)
     {
-        await using var c = await db.OpenAsync(ct);
+        await using var w = await db.OpenWriterAsync(ct);
+        var c = w.Connection;
         await using var tx = await c.BeginTransactionAsync(ct);
         await EnqueueAsync(c, tx, server, resources.Select(r => (r.Type, r.Id, (string?)null)), source, ct);
         if (set is { } s) await SetStateAsync(c, tx, server, s.Key, s.Value, ct);
@@ -95,7 +98,8 @@ public sealed class WorkQueue(Database db, TimeProvider time)
     public async Task<IReadOnlyList<WorkItem>> LeaseAsync(string owner, int max, TimeSpan lease, CancellationToken ct, string? server = null)
     {
         long now = Now;
-        await using var c = await db.OpenAsync(ct);
+        await using var w = await db.OpenWriterAsync(ct);
+        var c = w.Connection;
         await using var tx = await c.BeginTransactionAsync(ct);
         await using var cmd = c.Command($"""
             UPDATE work_item SET lease_owner = @owner, lease_until = @until, attempts = attempts + 1,
@@ -125,7 +129,8 @@ public sealed class WorkQueue(Database db, TimeProvider time)
     /// <param name="series">The series key of the outputs the assessment wrote or found, kept with the version.</param>
     public async Task<bool> CompleteAsync(WorkItem item, string owner, string outcome, CancellationToken ct, string? assessedVersion = null, string? series = null)
     {
-        await using var c = await db.OpenAsync(ct);
+        await using var w = await db.OpenWriterAsync(ct);
+        var c = w.Connection;
         await using var tx = await c.BeginTransactionAsync(ct);
         await using var done = c.Command("""
             UPDATE work_item SET state = 'done', outcome = @outcome, finished_at = @now, lease_owner = NULL, lease_until = NULL
@@ -168,7 +173,8 @@ public sealed class WorkQueue(Database db, TimeProvider time)
     /// </summary>
     public async Task<bool> RenewAsync(WorkItem item, string owner, TimeSpan lease, CancellationToken ct)
     {
-        await using var c = await db.OpenAsync(ct);
+        await using var w = await db.OpenWriterAsync(ct);
+        var c = w.Connection;
         await using var cmd = c.Command("""
             UPDATE work_item SET lease_until = @until
             WHERE id = @id AND lease_owner = @owner AND state = 'pending'
@@ -185,7 +191,8 @@ public sealed class WorkQueue(Database db, TimeProvider time)
     public async Task<bool> RetryAsync(WorkItem item, string owner, string reason, TimeSpan delay, CancellationToken ct, bool failed = true)
     {
         long now = Now;
-        await using var c = await db.OpenAsync(ct);
+        await using var w = await db.OpenWriterAsync(ct);
+        var c = w.Connection;
         await using var cmd = c.Command($"""
             UPDATE work_item SET due_at = CASE WHEN generation = @generation THEN @due ELSE @now END, outcome = @reason,
                                  lease_owner = NULL, lease_until = NULL{(failed ? "" : ", attempts = attempts - 1")}
@@ -204,7 +211,8 @@ public sealed class WorkQueue(Database db, TimeProvider time)
     public async Task<bool> DeadLetterAsync(WorkItem item, string owner, string reason, CancellationToken ct)
     {
         long now = Now;
-        await using var c = await db.OpenAsync(ct);
+        await using var w = await db.OpenWriterAsync(ct);
+        var c = w.Connection;
         await using var cmd = c.Command("""
             UPDATE work_item SET state = CASE WHEN generation = @generation THEN 'dead' ELSE 'pending' END,
                                  finished_at = CASE WHEN generation = @generation THEN @now ELSE finished_at END,
@@ -251,7 +259,8 @@ public sealed class WorkQueue(Database db, TimeProvider time)
     /// <summary>Marks the dead letters matching <paramref name="where"/> replayed and queues their resources again, in one transaction.</summary>
     private async Task<int> ReplayWhereAsync(string where, Action<DbCommand> bind, CancellationToken ct)
     {
-        await using var c = await db.OpenAsync(ct);
+        await using var w = await db.OpenWriterAsync(ct);
+        var c = w.Connection;
         await using var tx = await c.BeginTransactionAsync(ct);
         await using var mark = c.Command($"""
             UPDATE work_item SET state = 'replayed' WHERE state = 'dead' AND {where}
@@ -270,7 +279,8 @@ public sealed class WorkQueue(Database db, TimeProvider time)
     /// <summary>Deletes finished rows (done, replayed) older than <paramref name="age"/>; dead letters stay until replayed.</summary>
     public async Task<int> PurgeAsync(TimeSpan age, CancellationToken ct)
     {
-        await using var c = await db.OpenAsync(ct);
+        await using var w = await db.OpenWriterAsync(ct);
+        var c = w.Connection;
         await using var cmd = c.Command("DELETE FROM work_item WHERE state IN ('done', 'replayed') AND finished_at < @before")
             .With("before", Now - (long)age.TotalMilliseconds);
         return await cmd.ExecuteNonQueryAsync(ct);
@@ -333,7 +343,8 @@ public sealed class WorkQueue(Database db, TimeProvider time)
     /// </summary>
     public async Task<bool> TryClaimAsync(string server, string name, string owner, TimeSpan hold, CancellationToken ct)
     {
-        await using var c = await db.OpenAsync(ct);
+        await using var w = await db.OpenWriterAsync(ct);
+        var c = w.Connection;
         // The value starts with the expiry as 19 digits, so the database compares it as text in time order whatever
         // its collation; '' (released) sorts before every expiry.
         await using var cmd = c.Command("""
@@ -347,7 +358,8 @@ public sealed class WorkQueue(Database db, TimeProvider time)
     /// <summary>Releases a lock claimed with <see cref="TryClaimAsync"/>, if <paramref name="owner"/> still holds it.</summary>
     public async Task ReleaseClaimAsync(string server, string name, string owner, CancellationToken ct)
     {
-        await using var c = await db.OpenAsync(ct);
+        await using var w = await db.OpenWriterAsync(ct);
+        var c = w.Connection;
         await using var cmd = c.Command("UPDATE worker_state SET value = '' WHERE server = @server AND name = @name AND substr(value, 21) = @owner")
             .With("server", server).With("name", name).With("owner", owner);
         await cmd.ExecuteNonQueryAsync(ct);
@@ -358,7 +370,8 @@ public sealed class WorkQueue(Database db, TimeProvider time)
 
     public async Task SetStateAsync(string server, string name, string value, CancellationToken ct)
     {
-        await using var c = await db.OpenAsync(ct);
+        await using var w = await db.OpenWriterAsync(ct);
+        var c = w.Connection;
         await SetStateAsync(c, null, server, name, value, ct);
     }
 

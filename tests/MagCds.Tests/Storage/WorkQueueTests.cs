@@ -28,6 +28,21 @@ public sealed class WorkQueueTests(StoreProvider provider)
     public async Task Close() => await _db.DisposeAsync();
 
     [Test]
+    public async Task On_SQLite_the_queue_takes_its_turn_with_the_other_writers_of_the_process()
+    {
+        // A CDS Hooks call's jti insert or an audit batch holds the turn: a queue write waits for it instead of
+        // colliding in SQLite (which makes the loser sleep and retry). PostgreSQL writers do not wait for each other.
+        var other = await _db.OpenWriterAsync(CancellationToken.None);
+        var enqueue = _queue.EnqueueAsync(Server, [("Observation", "a")], "poll", CancellationToken.None);
+        var done = await Task.WhenAny(enqueue, Task.Delay(provider == StoreProvider.Sqlite ? 500 : 10_000));
+        if (provider == StoreProvider.Sqlite) Assert.That(done, Is.Not.SameAs(enqueue), "the queue write waits for the turn");
+        else Assert.That(done, Is.SameAs(enqueue), "no gate on PostgreSQL");
+        await other.DisposeAsync();
+        await enqueue;
+        Assert.That((await _queue.StatsAsync(CancellationToken.None)).Pending, Is.EqualTo(1));
+    }
+
+    [Test]
     public async Task An_event_for_a_resource_already_waiting_does_not_add_a_second_row()
     {
         await _queue.EnqueueAsync(Server, [("Observation", "a"), ("Observation", "a"), ("Observation", "b")], "poll", CancellationToken.None);
