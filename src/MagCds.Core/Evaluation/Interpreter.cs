@@ -111,9 +111,9 @@ public sealed class Interpreter(KnowledgeBase knowledge)
             {
                 if (!UnitsAgree(v, rangeHigh))
                     return Cannot(CannotInterpretReason.UnitMismatch,
-                        $"The value is in '{LabText.Inert(v.UnitText ?? v.UnitCode ?? "")}' but the Observation's reference range is in '{LabText.Inert(rangeHigh.Unit ?? rangeHigh.Code ?? "")}'; MagCds does not convert between units.");
+                        $"The value is in '{v.UnitText ?? v.UnitCode}' but the Observation's reference range is in '{rangeHigh.Unit ?? rangeHigh.Code}'; MagCds does not convert between units.");
                 decimal? low = range.Low?.Value;
-                string unit = LabText.Inert(rangeHigh.Unit ?? rangeHigh.Code ?? v.UnitText ?? "");
+                string unit = rangeHigh.Unit ?? rangeHigh.Code ?? v.UnitText ?? "";
                 // FHIR's range includes its high value, but a lab that writes the range as "<1500 BTU" with high 1500
                 // (or "<1:10" with high 10) says the limit itself is outside it: then a result at the limit is raised,
                 // as the lab's text says. "<1000 BTU" with high 999 agrees with FHIR's reading and changes nothing.
@@ -121,7 +121,7 @@ public sealed class Interpreter(KnowledgeBase knowledge)
                 // A range text that names a borderline or equivocal zone leaves a result at the limit to the lab.
                 if (n == high && range.Text is { } rangeText && EquivocalWords.Any(w => rangeText.Contains(w, StringComparison.OrdinalIgnoreCase)))
                     return Cannot(CannotInterpretReason.UnusableRange,
-                        $"The value {v.Display} is at the limit of the laboratory's range, whose text ('{LabText.Inert(rangeText.Trim())}') names a borderline or equivocal zone; MagCds does not decide which side such a result is on.");
+                        $"The value {v.Display} is at the limit of the laboratory's range, whose text ('{rangeText.Trim()}') names a borderline or equivocal zone; MagCds does not decide which side such a result is on.");
                 string limit = $"{ValueReader.Format(high)} {unit}".TrimEnd();
                 basis = new IntervalBasis(IntervalOrigin.ObservationReferenceRange, low, high, inclusive,
                     inclusive ? (low is { } l ? $"{ValueReader.Format(l)}-" : "up to ") + limit
@@ -131,7 +131,7 @@ public sealed class Interpreter(KnowledgeBase knowledge)
                 rule = $"The value is compared with the upper limit of the laboratory's own reference range ({limit}): "
                        + (inclusive
                            ? "above it is reported as raised, at or below it as not raised."
-                           : $"the laboratory writes the range as '{LabText.Inert(range.Text!.Trim())}', so at or above the limit is reported as raised, below it as not raised.");
+                           : $"the laboratory writes the range as '{range.Text!.Trim()}', so at or above the limit is reported as raised, below it as not raised.");
                 if (!v.HasUnit) rule += " The value carries no unit; the range sent with it in the same Observation is taken to be in the same unit.";
             }
             else if (flag is bool raisedFlag)
@@ -398,7 +398,7 @@ public sealed class Interpreter(KnowledgeBase knowledge)
             : raised ? FlagReading.Raised
             : notRaised ? FlagReading.NotRaised
             : FlagReading.Unread;
-        return new Flags(result, LabText.Inert(string.Join(", ", shown)), unread.Count > 0 ? LabText.Inert(string.Join(", ", unread)) : null);
+        return new Flags(result, string.Join(", ", shown), unread.Count > 0 ? string.Join(", ", unread) : null);
     }
 
     /// <summary>Whether a v3/v2 interpretation code gives a verdict MagCds reads (else its display is read as words).</summary>

@@ -55,7 +55,7 @@ public static class ValueReader
             UnitText = q.Unit,
             UnitSystem = q.System,
             UnitCode = q.Code,
-            Display = $"{ComparatorText(q.Comparator)}{Format(v)}{(unit.Length > 0 ? " " + LabText.Inert(unit) : "")}",
+            Display = $"{ComparatorText(q.Comparator)}{Format(v)}{(unit.Length > 0 ? " " + unit : "")}",
         };
     }
 
@@ -91,7 +91,7 @@ public static class ValueReader
         foreach (var c in cc.Coding)
         {
             if (c.System is { } s && c.Code is { } code && QualitativeCodes.TryGetValue((s, code), out bool pos))
-                return new ReadValue { Positive = pos, Display = LabText.Inert(c.Display ?? cc.Text ?? code) };
+                return new ReadValue { Positive = pos, Display = c.Display ?? cc.Text ?? code };
         }
         string? text = cc.Text ?? cc.Coding.Select(c => c.Display).FirstOrDefault(d => d is not null);
         return text is null ? new ReadValue { Display = "a coded value MagCds does not know" } : FromString(text);
@@ -101,8 +101,8 @@ public static class ValueReader
     {
         string t = text.Trim();
         return QualitativeWords.TryGetValue(t, out bool pos)
-            ? new ReadValue { Positive = pos, Display = LabText.Inert(t) }
-            : new ReadValue { Display = LabText.Inert(t.Length > 60 ? t[..60] + "…" : t) };
+            ? new ReadValue { Positive = pos, Display = t }
+            : new ReadValue { Display = t.Length > 60 ? t[..60] + "…" : t };
     }
 
     public static string ComparatorText(Quantity.QuantityComparator? c) => c switch

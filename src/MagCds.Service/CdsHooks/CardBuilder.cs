@@ -40,7 +40,9 @@ public sealed class CardBuilder(Evaluator evaluator)
         string seed = $"{call.HookInstance}|{call.ServiceId}|{result.RiskAssessment!.Id}";
 
         var detail = new StringBuilder();
-        detail.Append("**").Append(x.Heading).Append("**\n\n").Append(x.Basis).Append("\n\n");
+        // The basis quotes what the lab wrote (value, unit, range text): inert in this markdown (MagCds's own words in
+        // it carry no markdown).
+        detail.Append("**").Append(x.Heading).Append("**\n\n").Append(LabText.Inert(x.Basis)).Append("\n\n");
         foreach (var g in x.Guidance) detail.Append(g).Append("\n\n");
         var references = x.References.ToList();
         if (forOrder)

@@ -88,7 +88,8 @@ public static class PackageArtifacts
 
     private static string CodesVersion(string packageVersion, IReadOnlyCollection<string> codes)
     {
-        if (codes.All(c => c.StartsWith(CanonicalUrls.Loinc + "|", StringComparison.Ordinal))) return packageVersion;
+        // The published ValueSet holds LOINC 39087-2 alone; any code added (another LOINC code too) makes it another.
+        if (codes.All(c => c == CanonicalUrls.Loinc + "|" + CanonicalUrls.AntiMagLoinc)) return packageVersion;
         var hash = System.Security.Cryptography.SHA256.HashData(System.Text.Encoding.UTF8.GetBytes(string.Join("\n", codes.Order(StringComparer.Ordinal))));
         return $"{packageVersion}-local.{Convert.ToHexStringLower(hash)[..8]}";
     }

@@ -38,7 +38,7 @@ public sealed partial class AssessmentWriter(Evaluator evaluator, WorkerFhirClie
         bool antiMag = evaluator.IsAntiMag(obs);
         // A first version that is not anti-MAG never had outputs; a later one may have (its code was corrected away),
         // and so may one of a server that gives no versionId.
-        if (!antiMag && version == "1") return new Assessment("not-anti-mag", version, [], null);
+        if (!antiMag && version == "1") return new Assessment("not-anti-mag", version, [], null, []);
 
         var history = antiMag && Searchable(obs.Subject?.Reference) is { } subject ? await HistoryAsync(client, subject, obs.Id ?? "", ct) : [];
         var result = antiMag ? evaluator.Evaluate(new EvaluationRequest([input], history)).Results[0] : null;
@@ -91,24 +91,28 @@ public sealed partial class AssessmentWriter(Evaluator evaluator, WorkerFhirClie
             await Call(() => client.TransactionAsync(tx, ct), allowGone: false);
         }
         var written = tx.Entry.Select(e => e.Request!.Method == Bundle.HTTPVerb.POST ? Urn(e.Resource!) : e.Request.Url ?? "").ToList();
-        return new Assessment(outcome, version, written, identities[0].Series);
+        return new Assessment(outcome, version, written, identities[0].Series, []);
     }
 
     /// <summary>
     /// The Observation was deleted from the server (read answers 404 or 410): an assessment of a result that is no
-    /// longer there does not stay current. Its outputs are found without it: DetectedIssues by the Observation they
-    /// implicate, and every output by its series identifier, from the store (the last assessment) or from those
-    /// DetectedIssues; only outputs that point at this Observation are withdrawn (cancelled, with a note).
+    /// longer there does not stay current. Its outputs are found without it, by their series identifier: the one the
+    /// store kept from the last assessment, and those carried by MagCds DetectedIssues that implicate the Observation.
+    /// Only MagCds's own outputs (by that identifier) about this very Observation are withdrawn (cancelled, with a
+    /// note); anything else that implicates it (another system's alerts) is left alone. Another Observation of the
+    /// same identity (a duplicate the lab kept) whose assessment this one superseded is named for reassessment, so it
+    /// is not left with none.
     /// </summary>
     private async Task<Assessment> WithdrawDeletedAsync(FhirClient client, string observation, string? knownSeries, CancellationToken ct, Func<Task>? beforeWrite)
     {
-        var issues = await SearchAllAsync(client, $"DetectedIssue?implicated={Uri.EscapeDataString(observation)}&_count=100", ct);
         var identities = new List<(string Series, string? Subject)>();
         if (knownSeries is not null) identities.Add((knownSeries, null));
-        foreach (var di in issues.OfType<DetectedIssue>())
-            foreach (var id in di.Identifier.Where(i => i.System == evaluator.Canonical.ObservationSeriesSystem && i.Value is not null))
-                if (!identities.Any(x => x.Series == id.Value)) identities.Add((id.Value!, Searchable(di.Patient?.Reference)));
-        var outputs = identities.Count == 0 ? issues : await EarlierOutputsAsync(client, identities, observation, ct, matchAll: false);
+        foreach (var di in (await SearchAllAsync(client, $"DetectedIssue?implicated={Uri.EscapeDataString(observation)}&_count=100", ct)).OfType<DetectedIssue>())
+            foreach (var series in SeriesOf(di))
+                if (!identities.Any(x => x.Series == series)) identities.Add((series, Searchable(di.Patient?.Reference)));
+        if (identities.Count == 0) return new Assessment("gone", null, [], null, []);
+
+        var outputs = await EarlierOutputsAsync(client, identities, observation, ct, matchAll: false, pointingElsewhere: true);
         var tx = new Bundle { Type = Bundle.BundleType.Transaction };
         foreach (var old in outputs.Where(o => IsCurrent(o) && PointsAt(o, observation)).DistinctBy(o => (o.TypeName, o.Id)))
             tx.Entry.Add(Mark(old, ObservationStatus.Cancelled,
@@ -118,8 +122,15 @@ public sealed partial class AssessmentWriter(Evaluator evaluator, WorkerFhirClie
             if (beforeWrite is not null) await beforeWrite();
             await Call(() => client.TransactionAsync(tx, ct), allowGone: false);
         }
-        return new Assessment("gone", null, tx.Entry.Select(e => e.Request!.Url ?? "").ToList(), null);
+        var siblings = outputs.Select(AssessedObservation).OfType<string>().Where(o => o != observation && o.StartsWith("Observation/", StringComparison.Ordinal))
+            .Select(o => o["Observation/".Length..]).Distinct(StringComparer.Ordinal).ToList();
+        return new Assessment("gone", null, tx.Entry.Select(e => e.Request!.Url ?? "").ToList(), null, siblings);
     }
+
+    /// <summary>The series identifiers a MagCds output carries (none for anyone else's resource).</summary>
+    private IEnumerable<string> SeriesOf(Resource r) =>
+        (r switch { RiskAssessment ra => ra.Identifier, DetectedIssue di => di.Identifier, _ => [] })
+        .Where(i => i.System == evaluator.Canonical.ObservationSeriesSystem && !string.IsNullOrEmpty(i.Value)).Select(i => i.Value!);
 
     private async Task<List<Resource>> SearchAllAsync(FhirClient client, string query, CancellationToken ct)
     {
@@ -183,7 +194,9 @@ public sealed partial class AssessmentWriter(Evaluator evaluator, WorkerFhirClie
 
     /// <summary>Every RiskAssessment and DetectedIssue MagCds wrote about this Observation, any version, any status.</summary>
     /// <param name="matchAll">The first identity is the Observation's own, whose outputs are taken whatever they point at.</param>
-    private async Task<IReadOnlyList<Resource>> EarlierOutputsAsync(FhirClient client, IReadOnlyList<(string Series, string? Subject)> identities, string observation, CancellationToken ct, bool matchAll = true)
+    /// <param name="pointingElsewhere">Also the outputs of these identities about other Observations.</param>
+    private async Task<IReadOnlyList<Resource>> EarlierOutputsAsync(FhirClient client, IReadOnlyList<(string Series, string? Subject)> identities, string observation, CancellationToken ct,
+        bool matchAll = true, bool pointingElsewhere = false)
     {
         var found = new List<Resource>();
         foreach (var (series, subject) in identities)
@@ -196,7 +209,7 @@ public sealed partial class AssessmentWriter(Evaluator evaluator, WorkerFhirClie
                 // An earlier identity of this Observation (an identifier since corrected) may be another Observation's
                 // now: only outputs that point at this one are taken.
                 found.AddRange(page.Entry.Select(e => e.Resource).Where(r => r is RiskAssessment or DetectedIssue
-                    && ((matchAll && series == identities[0].Series) || PointsAt(r!, observation))
+                    && ((matchAll && series == identities[0].Series) || pointingElsewhere || PointsAt(r!, observation))
                     && !found.Any(f => f.TypeName == r!.TypeName && f.Id == r.Id))!);
                 page = page.NextLink is null ? null : await Call(() => client.ContinueAsync(page, ct: ct), allowGone: false);
             }
@@ -204,11 +217,17 @@ public sealed partial class AssessmentWriter(Evaluator evaluator, WorkerFhirClie
         return found;
     }
 
-    private static bool PointsAt(Resource output, string observation) => output switch
+    /// <summary>
+    /// Whether an output is the assessment of this Observation: the first basis of a RiskAssessment, the first implicated
+    /// of a DetectedIssue (the later basis entries are the earlier results its trend shows, other Observations).
+    /// </summary>
+    private static bool PointsAt(Resource output, string observation) => AssessedObservation(output) == observation;
+
+    private static string? AssessedObservation(Resource output) => output switch
     {
-        RiskAssessment ra => ra.Basis.Any(b => b.Reference == observation),
-        DetectedIssue di => di.Implicated.Any(i => i.Reference == observation),
-        _ => false,
+        RiskAssessment ra => ra.Basis.FirstOrDefault()?.Reference,
+        DetectedIssue di => di.Implicated.FirstOrDefault()?.Reference,
+        _ => null,
     };
 
     /// <summary>A subject reference a search can use: a contained one ("#p") means nothing outside its Observation.</summary>
@@ -332,10 +351,11 @@ public sealed partial class AssessmentWriter(Evaluator evaluator, WorkerFhirClie
 }
 
 /// <summary>
-/// What one assessment did: its outcome code, the Observation version read, the outputs written or marked, and the
-/// series key of the Observation's outputs (kept by the store, to find them once the Observation is deleted).
+/// What one assessment did: its outcome code, the Observation version read, the outputs written or marked, the series
+/// key of the Observation's outputs (kept by the store, to find them once the Observation is deleted), and other
+/// Observations to assess again (ids; after a deletion, a duplicate whose assessment the deleted one had superseded).
 /// </summary>
-public sealed record Assessment(string Outcome, string? Version, IReadOnlyList<string> Outputs, string? Series);
+public sealed record Assessment(string Outcome, string? Version, IReadOnlyList<string> Outputs, string? Series, IReadOnlyList<string> Reassess);
 
 /// <summary>A failed attempt: <see cref="Reason"/> is an outcome code (no PHI); retryable ones come back later.</summary>
 public sealed class WorkFailure(string reason, bool retryable) : Exception(reason)

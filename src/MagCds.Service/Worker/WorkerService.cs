@@ -143,7 +143,7 @@ public sealed partial class WorkerService(
         try
         {
             string? knownSeries = await queue.AssessedSeriesAsync(item.Server, item.ResourceType, item.ResourceId, leaseLost.Token);
-            var (outcome, version, outputs, series) = await writer.AssessAsync(item.ResourceId, leaseLost.Token, beforeWrite: async () =>
+            var (outcome, version, outputs, series, reassess) = await writer.AssessAsync(item.ResourceId, leaseLost.Token, beforeWrite: async () =>
             {
                 // Confirmed once more just before writing: after a pause of this process (or a clock that differs
                 // from another replica's) the row may be someone else's now, and a write cannot be called back.
@@ -151,6 +151,8 @@ public sealed partial class WorkerService(
                 leaseLost.Token.ThrowIfCancellationRequested();
             }, knownSeries);
             if (outcome == "not-anti-mag") metrics.Ignored("Observation");
+            // Queued before this row is finished: a crash in between assesses them again, never not at all.
+            if (reassess.Count > 0) await queue.EnqueueAsync(item.Server, reassess.Select(id => ("Observation", id)), "reassess", CancellationToken.None);
             await queue.CompleteAsync(item, _owner, outcome, CancellationToken.None, version, series);
             audit.Record(new AuditEntry(time.GetUtcNow(), "fhir-server", "worker", $"work-item-{item.Id}", $"{item.ResourceType}/{item.ResourceId}",
                 version, knowledge.Version, outcome, outputs));

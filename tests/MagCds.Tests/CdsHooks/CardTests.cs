@@ -116,6 +116,40 @@ public class CardTests : ServiceTests
         Assert.That(html, Does.Contain("see [full report]"), "the lab's text is shown as it was written");
         Assert.That(System.Text.RegularExpressions.Regex.Matches(html, "<table>").Count, Is.Zero, "no history was sent, so no table at all");
     }
+
+    [Test]
+    public async Task Markdown_in_a_unit_stays_text_in_the_card_and_in_the_trend_table()
+    {
+        var obs = TestFiles.Resource<Observation>("Observation-unknown-unit-no-range.json");
+        ((Quantity)obs.Value!).Unit = "[full report](https://evil.example/login) ~~x~~ | y";
+        var earlier = (Observation)obs.DeepCopy();
+        earlier.Id = "earlier"; earlier.Identifier[0].Value = "ACC-EARLIER"; earlier.Effective = new FhirDateTime("2025-05-01");
+        earlier.Issued = new DateTimeOffset(2025, 5, 2, 0, 0, 0, TimeSpan.Zero);
+        var resp = await Client.SendAsync(CdsKit.Post("/cds-services/magcds-patient-view", CdsKit.PatientView("pat-oakhaven", [obs, earlier]), null));
+        using var json = JsonDocument.Parse(await resp.Content.ReadAsStringAsync());
+        var card = json.RootElement.GetProperty("cards")[0];
+        string html = Markdig.Markdown.ToHtml(card.GetProperty("detail").GetString()!, new MarkdownPipelineBuilder().UsePipeTables().UseAutoLinks().UseEmphasisExtras().DisableHtml().Build());
+        Assert.That(html, Does.Not.Contain(">full report</a>").And.Not.Contain("<del>"));
+        Assert.That(html, Does.Contain("<table>"), "the trend table is still a table");
+        Assert.That(System.Text.RegularExpressions.Regex.Matches(html, "<tr>").Count, Is.EqualTo(3), "a header and two results: the lab's '|' split no cell");
+        Assert.That(System.Text.RegularExpressions.Regex.Matches(html, "<td>").Count, Is.EqualTo(4));
+    }
+
+    [Test]
+    public async Task A_unit_code_with_brackets_is_shown_as_written_in_plain_text_fields()
+    {
+        // UCUM codes carry brackets ("[arb'U]/mL"); markdown escaping belongs to markdown, not to the summary or the
+        // RiskAssessment's rationale, which are plain text.
+        var obs = TestFiles.Resource<Observation>("Observation-unknown-unit-no-range.json");
+        var q = (Quantity)obs.Value!;
+        q.Unit = null; q.System = "http://unitsofmeasure.org"; q.Code = "[arb'U]/mL";
+        var resp = await Client.SendAsync(CdsKit.Post("/cds-services/magcds-patient-view", CdsKit.PatientView("pat-oakhaven", [obs]), null));
+        using var json = JsonDocument.Parse(await resp.Content.ReadAsStringAsync());
+        var card = json.RootElement.GetProperty("cards")[0];
+        Assert.That(card.GetProperty("summary").GetString(), Does.Contain("[arb'U]/mL").And.Not.Contain("\\"));
+        var ra = (RiskAssessment)new FhirJsonDeserializer().DeserializeResource(card.GetProperty("suggestions")[0].GetProperty("actions")[0].GetProperty("resource").GetRawText());
+        Assert.That(ra.Prediction[0].Rationale, Does.Contain("[arb'U]/mL").And.Not.Contain("\\"));
+    }
 }
 
 /// <summary>Cards built directly, for knowledge a deployer may supply that the embedded one does not exercise.</summary>

@@ -115,3 +115,20 @@ public class ConformanceEndpointTests : ServiceTests
         FhirValidation.AssertValid(plan);
     }
 }
+
+/// <summary>A second LOINC code is a local addition too: the served code ValueSet is then not the published one.</summary>
+public class LocalLoincCodeTests : ServiceTests
+{
+    protected override IReadOnlyDictionary<string, string?>? Settings => new Dictionary<string, string?>
+    {
+        ["MagCds:AdditionalCodes:0"] = "http://loinc.org|99999-9",
+    };
+
+    [Test]
+    public async Task The_code_ValueSet_with_another_LOINC_code_is_served_under_a_version_of_its_own()
+    {
+        var vs = (ValueSet)await Http.ReadAsync(await Client.GetAsync("/fhir/ValueSet/anti-mag-igm-codes"));
+        Assert.That(vs.Compose!.Include.SelectMany(i => i.Concept.Select(c => c.Code)), Is.EquivalentTo(new[] { "39087-2", "99999-9" }));
+        Assert.That(vs.Version, Does.Contain("-local."));
+    }
+}

@@ -311,6 +311,47 @@ public sealed class WorkerTests(StoreProvider provider) : WorkerTestBase(provide
     }
 
     [Test]
+    public async Task A_deleted_Observation_MagCds_never_assessed_leaves_other_systems_alerts_about_it_alone()
+    {
+        await H.StartAsync(new() { ["MagCds:Worker:PollIntervalSeconds"] = "0" });
+        var glucose = Result("p1", 5.5m, "ACC-GLU");
+        glucose.Code = new CodeableConcept("http://loinc.org", "2345-7");
+        glucose = await Fhir.SeedAsync(glucose);
+        var foreign = await Fhir.Client.CreateAsync(new DetectedIssue
+        {
+            Status = ObservationStatus.Final,
+            Implicated = [new ResourceReference("Observation/" + glucose.Id)],
+            Detail = "Another system's alert about this result.",
+        });
+        await Fhir.Client.DeleteAsync(glucose);
+        await Fhir.ClearRequestsAsync();
+        using (await PutNotificationAsync(glucose)) { }
+        await H.DrainedAsync(1);
+
+        Assert.That((await Fhir.Client.ReadAsync<DetectedIssue>("DetectedIssue/" + foreign!.Id))!.Status, Is.EqualTo(ObservationStatus.Final));
+        Assert.That((await Fhir.RequestsAsync()).Where(r => r.Method is "POST" or "PUT"), Is.Empty, "nothing was written");
+    }
+
+    [Test]
+    public async Task Deleting_a_duplicate_result_gives_the_one_kept_its_assessment_back()
+    {
+        // The lab sent the same result twice (same patient and accession, two resources): the second assessment
+        // superseded the first's. Deleting the second must not leave the first with no current assessment.
+        await H.StartAsync();
+        var kept = await Fhir.SeedAsync(Result("p1", 23.5m, "ACC-1"));
+        await H.DrainedAsync(1);
+        var duplicate = await Fhir.SeedAsync(Result("p1", 23.5m, "ACC-1"));
+        await H.DrainedAsync(2);
+        Assert.That((await H.AllAsync<RiskAssessment>()).Where(Current).Select(r => r.Basis[0].Reference), Is.EqualTo(new[] { "Observation/" + duplicate.Id }));
+
+        await Fhir.Client.DeleteAsync(duplicate);
+        using (await PutNotificationAsync(duplicate)) { }
+        await WaitUntilAsync(async () => (await H.AllAsync<RiskAssessment>()).Where(Current).Select(r => r.Basis[0].Reference).SequenceEqual(["Observation/" + kept.Id]),
+            "the result kept is assessed again and is the one current assessment");
+        Assert.That((await H.AllAsync<DetectedIssue>()).Where(Current).Select(d => d.Implicated[0].Reference), Is.EqualTo(new[] { "Observation/" + kept.Id }));
+    }
+
+    [Test]
     public async Task A_result_whose_assessment_outlasts_the_lease_is_kept_by_renewing_it_and_assessed_once()
     {
         // Two replicas on one store, a 1-second lease, and a server that takes 3 seconds to answer the read (within
