@@ -33,10 +33,12 @@ function authHeaders() {
 }
 
 async function api(path, options = {}) {
+  const sent = state.key;
   const response = await fetch(path, { ...options, headers: { ...(options.headers || {}), ...authHeaders() } });
   if (response.status === 401 || response.status === 403) {
-    // A refused key is not kept for the next page load.
-    sessionStorage.removeItem("magcds-key");
+    // A refused key is not kept for the next page load (only the key this request carried: an answer to a request
+    // sent before a key was entered says nothing about it).
+    if (sent && sessionStorage.getItem("magcds-key") === sent) sessionStorage.removeItem("magcds-key");
     showAccess(response.status === 401 ? "This view needs an admin API key or token." : "This key or token is not allowed to use the console (admin needed).");
     throw new Error("access");
   }
