@@ -12,26 +12,23 @@ namespace MagCds.Tests.CdsHooks;
 /// OperationOutcome means MagCds queries fhirServer with the call's access token; null means nothing found.
 /// </summary>
 [NonParallelizable]
-public class PrefetchFallbackTests
+public class PrefetchFallbackTests : ServiceWithFhirServer
 {
     private const string AccessToken = "ehr-access-token-7f3a91";
     private const string Patient = "pat-fallback";
-    private FhirTestServer _fhir = null!;
-    private MagCdsFactory _factory = null!;
-    private HttpClient _client = null!;
+
+    protected override Dictionary<string, string?> Settings => new()
+    {
+        ["MagCds:CdsHooks:AllowUnsignedCalls"] = "true",
+        ["MagCds:CdsHooks:AllowInsecureFhirServer"] = "true",
+        ["MagCds:CdsHooks:FhirQueryTimeoutSeconds"] = "3",
+    };
+
+    protected override string? RequiredToken => AccessToken;
 
     [OneTimeSetUp]
-    public async Task Start()
+    public async Task Seed()
     {
-        _fhir = new FhirTestServer(requiredToken: AccessToken);
-        await _fhir.StartAsync();
-        _factory = new MagCdsFactory(new Dictionary<string, string?>
-        {
-            ["MagCds:CdsHooks:AllowUnsignedCalls"] = "true",
-            ["MagCds:CdsHooks:AllowInsecureFhirServer"] = "true",
-            ["MagCds:CdsHooks:FhirQueryTimeoutSeconds"] = "3",
-        });
-        _client = _factory.CreateClient();
 
         var latest = TestFiles.Resource<Observation>("Observation-btu-medium.json");
         latest.Id = null;
@@ -43,39 +40,28 @@ public class PrefetchFallbackTests
         var someoneElse = TestFiles.Resource<Observation>("Observation-btu-low.json");
         someoneElse.Id = null;
         someoneElse.Subject = new ResourceReference("Patient/someone-else");
-        foreach (var o in new[] { latest, earlier, someoneElse }) await _fhir.SeedAsync(o);
-    }
-
-    [TearDown]
-    public void ServiceStayedClean() => _factory.AssertClean();
-
-    [OneTimeTearDown]
-    public async Task Stop()
-    {
-        _client.Dispose();
-        await _factory.DisposeAsync();
-        await _fhir.DisposeAsync();
+        foreach (var o in new[] { latest, earlier, someoneElse }) await Fhir.SeedAsync(o);
     }
 
     [SetUp]
-    public async Task ClearLog() => await _fhir.ClearRequestsAsync();
+    public async Task ClearLog() => await Fhir.ClearRequestsAsync();
 
     private async Task<HttpResponseMessage> Call(string body) =>
-        await _client.SendAsync(CdsKit.Post("/cds-services/magcds-patient-view", body, null));
+        await Client.SendAsync(CdsKit.Post("/cds-services/magcds-patient-view", body, null));
 
     private static JsonElement Card(string json) => JsonDocument.Parse(json).RootElement.GetProperty("cards").EnumerateArray().Single();
 
     [Test]
     public async Task A_missing_key_is_fetched_from_fhirServer_with_the_access_token()
     {
-        var resp = await Call(CdsKit.PatientView(Patient, null, _fhir.BaseUrl, AccessToken, includeResultsKey: false));
+        var resp = await Call(CdsKit.PatientView(Patient, null, Fhir.BaseUrl, AccessToken, includeResultsKey: false));
         string json = await resp.Content.ReadAsStringAsync();
         Assert.That(resp.StatusCode, Is.EqualTo(HttpStatusCode.OK), json);
         var card = Card(json);
         Assert.That(card.GetProperty("summary").GetString(), Does.StartWith("Anti-MAG IgM 25000 BTU: raised"));
         Assert.That(card.GetProperty("detail").GetString(), Does.Contain("88000 BTU").And.Contain("25000 BTU (this result)"), "the earlier result came from the server too");
 
-        var requests = await _fhir.RequestsAsync();
+        var requests = await Fhir.RequestsAsync();
         var search = requests.Single();
         Assert.Multiple(() =>
         {
@@ -90,35 +76,35 @@ public class PrefetchFallbackTests
     public async Task An_OperationOutcome_in_the_slot_is_handled_by_fetching()
     {
         var oo = JsonNode.Parse("""{"resourceType":"OperationOutcome","issue":[{"severity":"error","code":"timeout"}]}""");
-        var resp = await Call(CdsKit.PatientView(Patient, null, _fhir.BaseUrl, AccessToken, resultsSlot: oo));
+        var resp = await Call(CdsKit.PatientView(Patient, null, Fhir.BaseUrl, AccessToken, resultsSlot: oo));
         Assert.That(resp.StatusCode, Is.EqualTo(HttpStatusCode.OK));
         Assert.That(Card(await resp.Content.ReadAsStringAsync()).GetProperty("indicator").GetString(), Is.EqualTo("warning"));
-        Assert.That(await _fhir.RequestsAsync(), Has.Count.EqualTo(1));
+        Assert.That(await Fhir.RequestsAsync(), Has.Count.EqualTo(1));
     }
 
     [Test]
     public async Task A_null_key_means_nothing_found_and_nothing_is_fetched()
     {
-        var resp = await Call(CdsKit.PatientView(Patient, null, _fhir.BaseUrl, AccessToken));
+        var resp = await Call(CdsKit.PatientView(Patient, null, Fhir.BaseUrl, AccessToken));
         Assert.That(await resp.Content.ReadAsStringAsync(), Is.EqualTo("{\"cards\":[]}"));
-        Assert.That(await _fhir.RequestsAsync(), Is.Empty);
+        Assert.That(await Fhir.RequestsAsync(), Is.Empty);
     }
 
     [Test]
     public async Task A_full_prefetch_is_used_as_it_is()
     {
         var obs = TestFiles.Resource<Observation>("Observation-btu-low.json");
-        var resp = await Call(CdsKit.PatientView("pat-oakhaven", [obs], _fhir.BaseUrl, AccessToken));
+        var resp = await Call(CdsKit.PatientView("pat-oakhaven", [obs], Fhir.BaseUrl, AccessToken));
         Assert.That(Card(await resp.Content.ReadAsStringAsync()).GetProperty("summary").GetString(), Does.Contain("4500 BTU"));
-        Assert.That(await _fhir.RequestsAsync(), Is.Empty);
+        Assert.That(await Fhir.RequestsAsync(), Is.Empty);
     }
 
     [Test]
     public async Task A_server_that_refuses_the_token_gives_412()
     {
-        var resp = await Call(CdsKit.PatientView(Patient, null, _fhir.BaseUrl, "wrong-token", includeResultsKey: false));
+        var resp = await Call(CdsKit.PatientView(Patient, null, Fhir.BaseUrl, "wrong-token", includeResultsKey: false));
         Assert.That(resp.StatusCode, Is.EqualTo(HttpStatusCode.PreconditionFailed));
-        Assert.That((await _fhir.RequestsAsync()).Single().Status, Is.EqualTo(401), "a 401 is not retried");
+        Assert.That((await Fhir.RequestsAsync()).Single().Status, Is.EqualTo(401), "a 401 is not retried");
     }
 
     [Test]
@@ -137,9 +123,9 @@ public class PrefetchFallbackTests
     [Test]
     public async Task Neither_the_access_token_nor_the_patient_id_reaches_the_logs()
     {
-        await Call(CdsKit.PatientView(Patient, null, _fhir.BaseUrl, AccessToken, includeResultsKey: false));
-        await Call(CdsKit.PatientView(Patient, null, _fhir.BaseUrl, "wrong-token", includeResultsKey: false));
-        var lines = _factory.Logs.Lines;
+        await Call(CdsKit.PatientView(Patient, null, Fhir.BaseUrl, AccessToken, includeResultsKey: false));
+        await Call(CdsKit.PatientView(Patient, null, Fhir.BaseUrl, "wrong-token", includeResultsKey: false));
+        var lines = Service.Logs.Lines;
         Assert.That(lines, Is.Not.Empty);
         Assert.That(lines.Where(l => l.Contains(AccessToken, StringComparison.Ordinal) || l.Contains("wrong-token", StringComparison.Ordinal) || l.Contains(Patient, StringComparison.Ordinal)), Is.Empty);
     }

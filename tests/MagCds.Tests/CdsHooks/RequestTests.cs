@@ -170,18 +170,14 @@ public class RequestTests : ServiceTests
     [Test]
     public async Task Another_patients_results_are_ignored_and_counted()
     {
-        long ignored = 0;
-        using var listener = new MeterListener();
-        listener.InstrumentPublished = (i, l) => { if (i.Meter.Name == CdsHooksMetrics.MeterName && i.Name.EndsWith("other_patient_observations_ignored", StringComparison.Ordinal)) l.EnableMeasurementEvents(i); };
-        listener.SetMeasurementEventCallback<long>((_, v, _, _) => Interlocked.Add(ref ignored, v));
-        listener.Start();
+        using var ignored = new IgnoredCount();
 
         var someoneElse = TestFiles.Resource<Observation>("Observation-btu-high.json");
         someoneElse.Subject = new ResourceReference("Patient/someone-else");
         var mine = TestFiles.Resource<Observation>("Observation-btu-not-detected.json");
         var resp = await Client.SendAsync(CdsKit.Post("/cds-services/magcds-patient-view", CdsKit.PatientView("pat-oakhaven", [someoneElse, mine]), null));
         Assert.That(await resp.Content.ReadAsStringAsync(), Is.EqualTo("{\"cards\":[]}"), "the raised result of another patient yields no card");
-        Assert.That(Interlocked.Read(ref ignored), Is.EqualTo(1));
+        Assert.That(ignored.Value, Is.EqualTo(1));
     }
 
     [TestCase("https://ehr.example.org/fhir/Patient/pat-oakhaven", 0, TestName = "A subject given as the patient's URL on the EHR's FHIR server is the patient")]
@@ -190,11 +186,7 @@ public class RequestTests : ServiceTests
     [TestCase("https://ehr.example.org/other/Patient/pat-oakhaven", 1, TestName = "A subject with the same patient id under another base path is another patient")]
     public async Task Absolute_subject_references(string subject, int ignoredExpected)
     {
-        long ignored = 0;
-        using var listener = new MeterListener();
-        listener.InstrumentPublished = (i, l) => { if (i.Meter.Name == CdsHooksMetrics.MeterName && i.Name.EndsWith("other_patient_observations_ignored", StringComparison.Ordinal)) l.EnableMeasurementEvents(i); };
-        listener.SetMeasurementEventCallback<long>((_, v, _, _) => Interlocked.Add(ref ignored, v));
-        listener.Start();
+        using var ignored = new IgnoredCount();
 
         var raised = TestFiles.Resource<Observation>("Observation-btu-high.json");
         raised.Subject = new ResourceReference(subject);
@@ -202,7 +194,7 @@ public class RequestTests : ServiceTests
         string body = await resp.Content.ReadAsStringAsync();
         if (ignoredExpected == 0) Assert.That(body, Does.Contain("\"indicator\":\"warning\""), "the raised result is the patient's: a card");
         else Assert.That(body, Is.EqualTo("{\"cards\":[]}"), "another patient's raised result yields no card");
-        Assert.That(Interlocked.Read(ref ignored), Is.EqualTo(ignoredExpected));
+        Assert.That(ignored.Value, Is.EqualTo(ignoredExpected));
     }
 
     [Test]
@@ -237,4 +229,25 @@ public class RequestTests : ServiceTests
         Assert.That(resp.StatusCode, Is.EqualTo(HttpStatusCode.Unauthorized));
         Assert.That(secure.Logs.Lines.Any(l => l.Contains("DEVELOPMENT MODE", StringComparison.Ordinal)), Is.False);
     }
+}
+
+/// <summary>Counts what the metric magcds.cdshooks.other_patient_observations_ignored records while it lives.</summary>
+internal sealed class IgnoredCount : IDisposable
+{
+    private readonly MeterListener _listener = new();
+    private long _value;
+
+    public IgnoredCount()
+    {
+        _listener.InstrumentPublished = (i, l) =>
+        {
+            if (i.Meter.Name == CdsHooksMetrics.MeterName && i.Name.EndsWith("other_patient_observations_ignored", StringComparison.Ordinal)) l.EnableMeasurementEvents(i);
+        };
+        _listener.SetMeasurementEventCallback<long>((_, v, _, _) => Interlocked.Add(ref _value, v));
+        _listener.Start();
+    }
+
+    public long Value => Interlocked.Read(ref _value);
+
+    public void Dispose() => _listener.Dispose();
 }

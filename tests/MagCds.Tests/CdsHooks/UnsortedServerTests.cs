@@ -12,36 +12,15 @@ namespace MagCds.Tests.CdsHooks;
 /// the EHR's token. Real FHIR engine (tests/fhir-test-server), two results per page.
 /// </summary>
 [NonParallelizable]
-public class UnsortedServerTests
+public class UnsortedServerTests : ServiceWithFhirServer
 {
-    private FhirTestServer _fhir = null!;
-    private MagCdsFactory _factory = null!;
-    private HttpClient _client = null!;
 
-    [OneTimeSetUp]
-    public async Task Start()
+    protected override Dictionary<string, string?> Settings => new()
     {
-        _fhir = new FhirTestServer();
-        await _fhir.StartAsync();
-        _factory = new MagCdsFactory(new Dictionary<string, string?>
-        {
-            ["MagCds:CdsHooks:AllowUnsignedCalls"] = "true",
-            ["MagCds:CdsHooks:AllowInsecureFhirServer"] = "true",
-            ["MagCds:CdsHooks:MaxResults"] = "2",
-        });
-        _client = _factory.CreateClient();
-    }
-
-    [TearDown]
-    public void ServiceStayedClean() => _factory.AssertClean();
-
-    [OneTimeTearDown]
-    public async Task Stop()
-    {
-        _client.Dispose();
-        await _factory.DisposeAsync();
-        await _fhir.DisposeAsync();
-    }
+        ["MagCds:CdsHooks:AllowUnsignedCalls"] = "true",
+        ["MagCds:CdsHooks:AllowInsecureFhirServer"] = "true",
+        ["MagCds:CdsHooks:MaxResults"] = "2",
+    };
 
     /// <summary>
     /// <paramref name="older"/> results not raised (640 BTU), then the newest, raised (25000 BTU), stored last: in the
@@ -49,7 +28,7 @@ public class UnsortedServerTests
     /// </summary>
     private async Task SeedAsync(string patient, int older)
     {
-        await _fhir.ResetAsync();
+        await Fhir.ResetAsync();
         for (int i = 0; i < older; i++)
         {
             var o = TestFiles.Resource<Observation>("Observation-btu-not-detected.json");
@@ -58,51 +37,51 @@ public class UnsortedServerTests
             o.Subject = new ResourceReference("Patient/" + patient);
             o.Effective = new FhirDateTime(new DateTimeOffset(2025, 1 + i % 12, 1, 8, 0, 0, TimeSpan.Zero).AddYears(-(i / 12)));
             o.Issued = ((FhirDateTime)o.Effective).ToDateTimeOffset(TimeSpan.Zero).AddDays(1);
-            await _fhir.SeedAsync(o);
+            await Fhir.SeedAsync(o);
         }
         var newest = TestFiles.Resource<Observation>("Observation-btu-medium.json");
         newest.Id = null;
         newest.Subject = new ResourceReference("Patient/" + patient);
-        await _fhir.SeedAsync(newest);
-        await _fhir.ClearRequestsAsync();
+        await Fhir.SeedAsync(newest);
+        await Fhir.ClearRequestsAsync();
     }
 
     private async Task<HttpResponseMessage> CallAsync(string patient) =>
-        await _client.SendAsync(CdsKit.Post("/cds-services/magcds-patient-view", CdsKit.PatientView(patient, null, _fhir.BaseUrl, "ehr-token-3b9d", includeResultsKey: false), null));
+        await Client.SendAsync(CdsKit.Post("/cds-services/magcds-patient-view", CdsKit.PatientView(patient, null, Fhir.BaseUrl, "ehr-token-3b9d", includeResultsKey: false), null));
 
     [Test]
     public async Task Every_page_is_read_and_the_newest_result_found_wherever_it_is()
     {
         await SeedAsync("pat-unsorted", older: 4);
-        await _fhir.QuirksAsync(ignoreSort: true);
+        await Fhir.QuirksAsync(ignoreSort: true);
         using var resp = await CallAsync("pat-unsorted");
         string json = await resp.Content.ReadAsStringAsync();
         Assert.That(resp.StatusCode, Is.EqualTo(HttpStatusCode.OK), json);
         var card = JsonDocument.Parse(json).RootElement.GetProperty("cards").EnumerateArray().Single();
         Assert.That(card.GetProperty("summary").GetString(), Does.StartWith("Anti-MAG IgM 25000 BTU: raised"), "the newest result, on the last of three pages");
-        Assert.That((await _fhir.RequestsAsync()).Count(r => r.Url.Contains("Observation?", StringComparison.Ordinal)), Is.EqualTo(3));
+        Assert.That((await Fhir.RequestsAsync()).Count(r => r.Url.Contains("Observation?", StringComparison.Ordinal)), Is.EqualTo(3));
     }
 
     [Test]
     public async Task More_pages_than_are_read_without_a_confirmed_order_give_412()
     {
         await SeedAsync("pat-many", older: 10); // 11 results: six pages of two
-        await _fhir.QuirksAsync(ignoreSort: true);
+        await Fhir.QuirksAsync(ignoreSort: true);
         using var resp = await CallAsync("pat-many");
         Assert.That(resp.StatusCode, Is.EqualTo(HttpStatusCode.PreconditionFailed));
         Assert.That(await resp.Content.ReadAsStringAsync(), Does.Contain("did not confirm sorting"));
-        Assert.That((await _fhir.RequestsAsync()).Count(r => r.Url.Contains("Observation?", StringComparison.Ordinal)), Is.EqualTo(5), "five pages, no more");
+        Assert.That((await Fhir.RequestsAsync()).Count(r => r.Url.Contains("Observation?", StringComparison.Ordinal)), Is.EqualTo(5), "five pages, no more");
     }
 
     [Test]
     public async Task A_sorted_server_is_read_one_page_deep()
     {
         await SeedAsync("pat-sorted", older: 4);
-        await _fhir.QuirksAsync();
+        await Fhir.QuirksAsync();
         using var resp = await CallAsync("pat-sorted");
         Assert.That(resp.StatusCode, Is.EqualTo(HttpStatusCode.OK));
         Assert.That(await resp.Content.ReadAsStringAsync(), Does.Contain("Anti-MAG IgM 25000 BTU: raised"));
-        Assert.That((await _fhir.RequestsAsync()).Count(r => r.Url.Contains("Observation?", StringComparison.Ordinal)), Is.EqualTo(1));
+        Assert.That((await Fhir.RequestsAsync()).Count(r => r.Url.Contains("Observation?", StringComparison.Ordinal)), Is.EqualTo(1));
     }
 
     [Test]
@@ -110,7 +89,7 @@ public class UnsortedServerTests
     {
         await using var elsewhere = await HttpCapture.StartAsync();
         await SeedAsync("pat-elsewhere", older: 4);
-        await _fhir.QuirksAsync(ignoreSort: true, nextLinkBase: elsewhere.BaseUrl + "fhir/R4");
+        await Fhir.QuirksAsync(ignoreSort: true, nextLinkBase: elsewhere.BaseUrl + "fhir/R4");
         using var resp = await CallAsync("pat-elsewhere");
         Assert.That(resp.StatusCode, Is.EqualTo(HttpStatusCode.PreconditionFailed), "the rest of the results cannot be read, so the latest cannot be told");
         Assert.That(elsewhere.Received, Is.Zero, "nothing, and no token, went to the other host");
