@@ -26,13 +26,14 @@ public sealed partial class AssessmentWriter(Evaluator evaluator, WorkerFhirClie
     /// or dead-letter.
     /// </summary>
     /// <param name="beforeWrite">Runs just before the write-back (the worker confirms its lease there); throws to stop it.</param>
-    /// <param name="knownSeries">The series key of the outputs an earlier assessment of this Observation wrote (kept by
-    /// the worker's store): how they are found once the Observation itself is gone.</param>
-    public async Task<Assessment> AssessAsync(string observationId, CancellationToken ct, Func<Task>? beforeWrite = null, string? knownSeries = null)
+    /// <param name="knownSeries">Looks up the series key of the outputs an earlier assessment of this Observation wrote
+    /// (kept by the worker's store): how they are found once the Observation itself is gone. Asked only then.</param>
+    public async Task<Assessment> AssessAsync(string observationId, CancellationToken ct, Func<Task>? beforeWrite = null, Func<Task<string?>>? knownSeries = null)
     {
         using var client = fhir.Create();
         var obs = await Call(() => client.ReadAsync<Observation>("Observation/" + observationId, ct: ct), allowGone: true);
-        if (obs is null) return await WithdrawDeletedAsync(client, "Observation/" + observationId, knownSeries, ct, beforeWrite);
+        if (obs is null)
+            return await WithdrawDeletedAsync(client, "Observation/" + observationId, knownSeries is null ? null : await knownSeries(), ct, beforeWrite);
         string? version = obs.Meta?.VersionId;
         var input = new EvaluationInput(obs, "Observation/" + obs.Id, "Observation");
         bool antiMag = evaluator.IsAntiMag(obs);
@@ -114,7 +115,7 @@ public sealed partial class AssessmentWriter(Evaluator evaluator, WorkerFhirClie
 
         var outputs = await EarlierOutputsAsync(client, identities, observation, ct, matchAll: false, pointingElsewhere: true);
         var tx = new Bundle { Type = Bundle.BundleType.Transaction };
-        foreach (var old in outputs.Where(o => IsCurrent(o) && PointsAt(o, observation)).DistinctBy(o => (o.TypeName, o.Id)))
+        foreach (var old in outputs.Where(o => IsCurrent(o) && PointsAt(o, observation)))
             tx.Entry.Add(Mark(old, ObservationStatus.Cancelled,
                 "Withdrawn: the Observation this assessment was based on was deleted from the FHIR server; this assessment no longer applies to a result on record."));
         if (tx.Entry.Count > 0)
@@ -132,6 +133,7 @@ public sealed partial class AssessmentWriter(Evaluator evaluator, WorkerFhirClie
         (r switch { RiskAssessment ra => ra.Identifier, DetectedIssue di => di.Identifier, _ => [] })
         .Where(i => i.System == evaluator.Canonical.ObservationSeriesSystem && !string.IsNullOrEmpty(i.Value)).Select(i => i.Value!);
 
+    /// <summary>Every resource a search finds, all pages.</summary>
     private async Task<List<Resource>> SearchAllAsync(FhirClient client, string query, CancellationToken ct)
     {
         var found = new List<Resource>();
@@ -203,18 +205,12 @@ public sealed partial class AssessmentWriter(Evaluator evaluator, WorkerFhirClie
         foreach (var type in new[] { "RiskAssessment", "DetectedIssue" })
         {
             string query = $"{type}?{NarrowFirst(type, subject, observation)}identifier={Uri.EscapeDataString(evaluator.Canonical.ObservationSeriesSystem + "|" + series)}&_count=100";
-            var page = await Call(() => client.GetAsync(query, ct), allowGone: false) as Bundle;
-            while (page is not null)
-            {
-                // An earlier identity of this Observation (an identifier since corrected) may be another Observation's
-                // now: only outputs that point at this one are taken.
-                found.AddRange(page.Entry.Select(e => e.Resource).Where(r => r is RiskAssessment or DetectedIssue
-                    && ((matchAll && series == identities[0].Series) || pointingElsewhere || PointsAt(r!, observation))
-                    && !found.Any(f => f.TypeName == r!.TypeName && f.Id == r.Id))!);
-                page = page.NextLink is null ? null : await Call(() => client.ContinueAsync(page, ct: ct), allowGone: false);
-            }
+            // An earlier identity of this Observation (an identifier since corrected) may be another Observation's
+            // now: only outputs that point at this one are taken.
+            found.AddRange((await SearchAllAsync(client, query, ct)).Where(r => r is RiskAssessment or DetectedIssue
+                && ((matchAll && series == identities[0].Series) || pointingElsewhere || PointsAt(r, observation))));
         }
-        return found;
+        return found.DistinctBy(r => (r.TypeName, r.Id)).ToList();
     }
 
     /// <summary>

@@ -142,14 +142,13 @@ public sealed partial class WorkerService(
         var renewing = RenewLeaseAsync(item, leaseLost, processed.Token);
         try
         {
-            string? knownSeries = await queue.AssessedSeriesAsync(item.Server, item.ResourceType, item.ResourceId, leaseLost.Token);
             var (outcome, version, outputs, series, reassess) = await writer.AssessAsync(item.ResourceId, leaseLost.Token, beforeWrite: async () =>
             {
                 // Confirmed once more just before writing: after a pause of this process (or a clock that differs
                 // from another replica's) the row may be someone else's now, and a write cannot be called back.
                 if (!await queue.RenewAsync(item, _owner, lease, CancellationToken.None)) await leaseLost.CancelAsync();
                 leaseLost.Token.ThrowIfCancellationRequested();
-            }, knownSeries);
+            }, knownSeries: () => queue.AssessedSeriesAsync(item.Server, item.ResourceType, item.ResourceId, leaseLost.Token));
             if (outcome == "not-anti-mag") metrics.Ignored("Observation");
             // Queued before this row is finished: a crash in between assesses them again, never not at all.
             if (reassess.Count > 0) await queue.EnqueueAsync(item.Server, reassess.Select(id => ("Observation", id)), "reassess", CancellationToken.None);
