@@ -22,6 +22,9 @@ public sealed record KnowledgeBase
     /// <summary>The references the source document itself cites (shown as links next to the guidance).</summary>
     public required IReadOnlyList<string> SourceReferences { get; init; }
 
+    /// <summary>The citation of the source document: what outputs judged by a laboratory's own range or flag cite.</summary>
+    public const string SourceDocumentCitation = "source-document";
+
     private FrozenDictionary<string, Citation>? _citations;
     private FrozenDictionary<string, Statement>? _statements;
 
@@ -46,7 +49,15 @@ public sealed record Guidance(
     IReadOnlyList<string> CannotInterpret,
     IReadOnlyList<string> Trend,
     IReadOnlyList<string> Background,
-    IReadOnlyList<string> Ordering);
+    IReadOnlyList<string> Ordering)
+{
+    /// <summary>Every list with its name in knowledge.json, for the checks that go through them all.</summary>
+    public IEnumerable<(string Name, IReadOnlyList<string> Ids)> Named() =>
+    [
+        ("elevated", Elevated), ("options", Options), ("notElevated", NotElevated), ("cannotInterpret", CannotInterpret),
+        ("trend", Trend), ("background", Background), ("ordering", Ordering),
+    ];
+}
 
 /// <summary>
 /// A laboratory scale MagCds can interpret when the Observation carries no usable reference range of its own.

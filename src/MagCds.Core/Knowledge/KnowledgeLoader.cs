@@ -68,9 +68,7 @@ public static class KnowledgeLoader
         In(kb.Statements, "statements");
         In(kb.AssayProfiles, "assayProfiles");
         In(kb.SourceReferences, "sourceReferences");
-        var g = kb.Guidance;
-        foreach (var (name, ids) in new[] { ("elevated", g.Elevated), ("options", g.Options), ("notElevated", g.NotElevated), ("cannotInterpret", g.CannotInterpret), ("trend", g.Trend), ("background", g.Background), ("ordering", g.Ordering) })
-            In(ids, "guidance." + name);
+        foreach (var (name, ids) in kb.Guidance.Named()) In(ids, "guidance." + name);
         for (int i = 0; i < kb.Statements.Count; i++)
             if (kb.Statements[i] is { } s) In(s.Citations, $"statements[{i}].citations");
         for (int i = 0; i < kb.AssayProfiles.Count; i++)
@@ -108,7 +106,7 @@ public static class KnowledgeLoader
         var citations = kb.Citations.Select(c => c.Id).ToHashSet(StringComparer.Ordinal);
         var statements = kb.Statements.Select(s => s.Id).ToHashSet(StringComparer.Ordinal);
         // The fallback source of outputs that no profile or titre group judged (the lab's own range or flag).
-        Require(citations.Contains("source-document"), "no citation with id 'source-document' (the source document)");
+        Require(citations.Contains(KnowledgeBase.SourceDocumentCitation), $"no citation with id '{KnowledgeBase.SourceDocumentCitation}' (the source document)");
         foreach (var c in kb.Citations)
         {
             // Citation URLs become links in cards EHRs render: web addresses only (no javascript:, data: or file:).
@@ -125,13 +123,7 @@ public static class KnowledgeLoader
         }
 
         foreach (var c in kb.SourceReferences) Require(citations.Contains(c), $"sourceReferences names unknown citation '{c}'");
-        var g = kb.Guidance;
-        foreach (var (name, ids) in new[]
-                 {
-                     ("elevated", g.Elevated), ("options", g.Options), ("not-elevated", g.NotElevated),
-                     ("cannot-interpret", g.CannotInterpret), ("trend", g.Trend), ("background", g.Background),
-                     ("ordering", g.Ordering),
-                 })
+        foreach (var (name, ids) in kb.Guidance.Named())
         {
             Require(ids.Count > 0, $"guidance '{name}' lists no statement");
             foreach (var id in ids) Require(statements.Contains(id), $"guidance '{name}' names unknown statement '{id}'");

@@ -366,7 +366,7 @@ public sealed class OutputBuilder(KnowledgeBase knowledge, CanonicalUrls canonic
     private Citation PrimaryCitation(Interpretation i) =>
         knowledge.Citation(i.Stratum is not null ? knowledge.Statement(i.Stratum.Statements[0]).Citations[0]
             : i.Basis?.Profile?.ReferenceInterval.Citation
-              ?? (i.Category == Category.CannotInterpret && knowledge.Guidance.CannotInterpret is [var first, ..] ? knowledge.Statement(first).Citations[0] : "source-document"));
+              ?? (i.Category == Category.CannotInterpret && knowledge.Guidance.CannotInterpret is [var first, ..] ? knowledge.Statement(first).Citations[0] : KnowledgeBase.SourceDocumentCitation));
 
     private static DataType? Occurrence(Observation obs) =>
         obs.IssuedElement?.Value is DateTimeOffset issued ? new FhirDateTime(issued)
