@@ -1,5 +1,7 @@
 using System.ComponentModel.DataAnnotations;
 using System.Globalization;
+using System.Net;
+using System.Net.Sockets;
 using System.Threading.RateLimiting;
 using MagCds.Core.Evaluation;
 using MagCds.Service.FhirRest;
@@ -40,7 +42,7 @@ public static class RateLimits
             var o = options.Value;
             limiter.AddPolicy(Policy, http => o.PermitsPerSecond == 0
                 ? RateLimitPartition.GetNoLimiter("off")
-                : RateLimitPartition.GetTokenBucketLimiter(http.Connection.RemoteIpAddress?.ToString() ?? "unknown", _ => new TokenBucketRateLimiterOptions
+                : RateLimitPartition.GetTokenBucketLimiter(ClientKey(http.Connection.RemoteIpAddress), _ => new TokenBucketRateLimiterOptions
                 {
                     TokenLimit = o.Burst,
                     TokensPerPeriod = o.PermitsPerSecond,
@@ -59,5 +61,21 @@ public static class RateLimits
             };
         });
         return services;
+    }
+
+    /// <summary>
+    /// The bucket a client address counts against: an IPv4 address itself (also when it arrives IPv4-mapped on a
+    /// dual-stack socket), an IPv6 address by its /64 prefix. One IPv6 host is normally given a whole /64 and can
+    /// send from any address in it, so a bucket per full address would give it 2^64 buckets.
+    /// </summary>
+    public static string ClientKey(IPAddress? address)
+    {
+        if (address is null) return "unknown";
+        if (address.IsIPv4MappedToIPv6) address = address.MapToIPv4();
+        if (address.AddressFamily != AddressFamily.InterNetworkV6) return address.ToString();
+        Span<byte> bytes = stackalloc byte[16];
+        address.TryWriteBytes(bytes, out _);
+        bytes[8..].Clear();
+        return new IPAddress(bytes).ToString() + "/64";
     }
 }

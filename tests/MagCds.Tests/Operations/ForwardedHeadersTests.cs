@@ -60,6 +60,25 @@ public sealed class ForwardedHeadersTests
     }
 
     [Test]
+    public async Task An_IPv6_client_has_one_bucket_for_its_whole_64_prefix_not_one_per_address()
+    {
+        // An IPv6 host is normally given a /64 and may send from any address in it: new addresses are not new buckets.
+        using var f = Start(trustedProxy: "127.0.0.1");
+        using var client = f.CreateClient();
+        Assert.That(await LimitedAsync(client, i => $"2001:db8:0:7::{i + 1:x}"), "addresses of one /64 share a bucket");
+        Assert.That(await GetAsync(client, "2001:db8:0:8::1"), Is.EqualTo(HttpStatusCode.OK), "the next /64 is another client");
+    }
+
+    [Test]
+    public async Task An_IPv4_client_is_one_client_whether_or_not_its_address_arrives_IPv4_mapped()
+    {
+        using var f = Start(trustedProxy: "127.0.0.1");
+        using var client = f.CreateClient();
+        Assert.That(await LimitedAsync(client, i => i % 2 == 0 ? "203.0.113.40" : "::ffff:203.0.113.40"), "one bucket for both spellings");
+        Assert.That(await GetAsync(client, "203.0.113.41"), Is.EqualTo(HttpStatusCode.OK));
+    }
+
+    [Test]
     public async Task Only_the_address_the_trusted_proxy_saw_counts_not_what_the_client_wrote_before_it()
     {
         // The ingress (127.0.0.1) appends the address it saw, here a workload inside the trusted network (127.0.0.5);
