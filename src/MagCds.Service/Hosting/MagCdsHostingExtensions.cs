@@ -137,6 +137,10 @@ public static class MagCdsHostingExtensions
         return services;
     }
 
+    /// <summary>A token sent there cannot be read or replaced on the way: an https URL, or one on this machine.</summary>
+    private static bool SecureOrLoopback(string? url) =>
+        Uri.TryCreate(url, UriKind.Absolute, out var u) && (u.Scheme == Uri.UriSchemeHttps || (u.Scheme == Uri.UriSchemeHttp && u.IsLoopback));
+
     /// <summary>
     /// The FHIR server door: a background worker that watches one FHIR server (subscriptions and polling), assesses
     /// each anti-MAG Observation and writes the results back; its notification and admin endpoints. Off by default.
@@ -146,6 +150,8 @@ public static class MagCdsHostingExtensions
         services.AddOptions<WorkerOptions>().Bind(config.GetSection(WorkerOptions.Section)).ValidateDataAnnotations()
             .Validate(o => !o.Enabled || Uri.TryCreate(o.FhirServerUrl, UriKind.Absolute, out var u) && u.Scheme is "http" or "https",
                 "MagCds:Worker:FhirServerUrl must be an absolute http(s) URL when the worker is enabled.")
+            .Validate(o => !o.Enabled || o.Auth == OutboundAuth.None || (SecureOrLoopback(o.FhirServerUrl) && (o.Auth != OutboundAuth.SmartBackend || SecureOrLoopback(o.Smart.TokenUrl))),
+                "MagCds:Worker sends credentials (Auth Bearer or SmartBackend) only over https: FhirServerUrl and Smart:TokenUrl must be https URLs unless they are on this machine (loopback).")
             .Validate(o => o.Auth != OutboundAuth.Bearer || !string.IsNullOrEmpty(o.BearerToken),
                 "MagCds:Worker:BearerToken is required when MagCds:Worker:Auth is Bearer.")
             .Validate(o => o.Auth != OutboundAuth.SmartBackend || (Uri.TryCreate(o.Smart.TokenUrl, UriKind.Absolute, out _) && !string.IsNullOrEmpty(o.Smart.ClientId)

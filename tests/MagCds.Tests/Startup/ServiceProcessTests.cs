@@ -86,6 +86,26 @@ public class ServiceProcessTests
         Assert.That(stderr, Does.StartWith("MagCds cannot start: ").And.Contain(message).And.Not.Contain("   at "));
     }
 
+    [TestCase("Bearer", "http://fhir.hospital.example/r4", "https://auth.hospital.example/token")]
+    [TestCase("SmartBackend", "https://fhir.hospital.example/r4", "http://auth.hospital.example/token")]
+    public async Task Worker_credentials_in_clear_text_beyond_this_machine_stop_the_service(string auth, string fhirServer, string tokenUrl)
+    {
+        // A bearer token or a SMART client's access token read on the way gives the reader the server's patient data.
+        string key = Path.GetTempFileName();
+        try
+        {
+            using var p = Start(FreePort(), ("MagCds__Worker__Enabled", "true"), ("MagCds__Worker__FhirServerUrl", fhirServer),
+                ("MagCds__Worker__Auth", auth), ("MagCds__Worker__BearerToken", "not-a-real-token-0123456789"),
+                ("MagCds__Worker__Smart__TokenUrl", tokenUrl), ("MagCds__Worker__Smart__ClientId", "magcds"), ("MagCds__Worker__Smart__PrivateKeyFile", key));
+            string stderr = await p.StandardError.ReadToEndAsync();
+            await p.WaitForExitAsync(new CancellationTokenSource(TimeSpan.FromSeconds(60)).Token);
+            Assert.That(p.ExitCode, Is.EqualTo(78));
+            Assert.That(stderr, Does.StartWith("MagCds cannot start: ").And.Contain("sends credentials (Auth Bearer or SmartBackend) only over https")
+                .And.Not.Contain("not-a-real-token"));
+        }
+        finally { File.Delete(key); }
+    }
+
     [Test]
     public async Task A_store_that_cannot_be_opened_stops_the_service_with_a_clear_message()
     {
