@@ -48,9 +48,11 @@ public sealed class Interpreter(KnowledgeBase knowledge)
                 $"The laboratory's interpretation flags contradict each other ({flags.Shown})."),
             ({ Positive: bool pos }, _) => Qualitative(pos),
             ({ Number: decimal n }, _) => Numeric(obs, value, n, labFlag, profile),
-            _ when labFlag is bool flag => FromLabFlag(flag),
+            // A value MagCds cannot read is not replaced by the lab's flag: the words may say what the flag does not
+            // ("equivocal", "weakly positive", "trace" flagged H), and the output could not show the value it judged.
             _ => Cannot(obs.Value is Ratio ? CannotInterpretReason.UnreadableRatio : CannotInterpretReason.UnreadableQualitative,
-                $"The value '{value.Display}' is not a number, a 1:n titre or a recognised qualitative result, and the laboratory gave no interpretation flag MagCds reads."),
+                $"The value '{value.Display}' is not a number, a 1:n titre or a recognised qualitative result"
+                + (labFlag is bool flag ? $"; the laboratory's flag ({flags.Shown}, read as {(flag ? "raised" : "not raised")}) is not taken in place of a value MagCds cannot read." : ".")),
         };
 
         // A lab flag that contradicts our reading of the lab's own range is not resolved by guessing.
@@ -123,6 +125,13 @@ public sealed class Interpreter(KnowledgeBase knowledge)
                     return Cannot(CannotInterpretReason.UnusableRange,
                         $"The value {v.Display} is at the limit of the laboratory's range, whose text ('{rangeText.Trim()}') names a borderline or equivocal zone; MagCds does not decide which side such a result is on.");
                 string limit = $"{ValueReader.Format(high)} {unit}".TrimEnd();
+                // A range that arrives as only a number, with no text, may have been "<1000" at the lab (an HL7 v2 OBX-7
+                // mapped to high = 1000 loses the "<"). When the assay's own published cut-off is that very number and
+                // excludes it, a result exactly at the limit is raised by one reading and not by the other (FHIR's:
+                // the high value is inside the range); MagCds does not choose between them.
+                if (n == high && range.Text is null && matched?.ReferenceInterval is { HighInclusive: false } cutOff && cutOff.High == high && UnitsAgree(v, rangeHigh))
+                    return Cannot(CannotInterpretReason.UnusableRange,
+                        $"The value {v.Display} equals the upper limit of the laboratory's reference range ({limit}). FHIR reads that limit as inside the range (not raised), but the range carries no text saying so, and the assay's published cut-off ('{matched.Name}': {ProfileBasis(matched).Display}) reads the same number as raised; a range written '<{limit}' often arrives this way. MagCds does not choose between the two readings.");
                 basis = new IntervalBasis(IntervalOrigin.ObservationReferenceRange, low, high, inclusive,
                     inclusive ? (low is { } l ? $"{ValueReader.Format(l)}-" : "up to ") + limit
                               : (low is { } l2 ? $"{ValueReader.Format(l2)} to " : "") + "below " + limit,

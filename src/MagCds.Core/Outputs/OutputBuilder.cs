@@ -26,7 +26,8 @@ public sealed class OutputBuilder(KnowledgeBase knowledge, CanonicalUrls canonic
     private readonly string?[] _firstNotes = new string?[Enum.GetValues<Category>().Length];
     private readonly ConcurrentDictionary<Stratum, Cited> _stratumBlocks = new(ReferenceEqualityComparer.Instance);
     private readonly ConcurrentDictionary<AssayProfile, Cited> _caveatBlocks = new(ReferenceEqualityComparer.Instance);
-    private Cited? _options, _trendStatements;
+    private readonly ConcurrentDictionary<Category, Cited?> _trendBlocks = new();
+    private Cited? _options;
     private readonly string _knowledgeLine = $"MagCds knowledge {knowledge.Version}. {knowledge.IntendedUse}";
 
     /// <summary>
@@ -50,7 +51,7 @@ public sealed class OutputBuilder(KnowledgeBase knowledge, CanonicalUrls canonic
         Cited? stratum = i.Stratum is { } s ? _stratumBlocks.GetOrAdd(s, s => Block(s.Statements, $"Titre group: {s.Name}. ")) : null;
         Cited? caveats = i.Basis?.Profile is { Caveats.Count: > 0 } p ? _caveatBlocks.GetOrAdd(p, p => Block(p.Caveats, "Caveat: ")) : null;
         Cited? options = i.Category == Category.Elevated ? OptionsBlock() : null;
-        Cited? trendStatements = i.Trend is null ? null : TrendBlock();
+        Cited? trendStatements = i.Trend is null ? null : TrendBlock(i.Category);
 
         // The reference list depends only on which blocks are shown, so it is rendered once per combination.
         var key = (category, stratum, caveats, options, trendStatements);
@@ -61,7 +62,7 @@ public sealed class OutputBuilder(KnowledgeBase knowledge, CanonicalUrls canonic
             ? caveats is null ? [category.Text] : [category.Text, caveats.Text]
             : caveats is null ? [category.Text, stratum.Text] : [category.Text, stratum.Text, caveats.Text];
         return new Explanation(Heading(i.Category), BasisText(obs, i, when), guidance, options?.Text,
-            i.Trend is { } t ? TrendText(t) + "\n\n" + trendStatements!.Text : null, citations, _knowledgeLine, referencesText)
+            i.Trend is { } t ? (trendStatements is null ? TrendText(t) : TrendText(t) + "\n\n" + trendStatements.Text) : null, citations, _knowledgeLine, referencesText)
         {
             FirstNote = FirstNote(i.Category),
         };
@@ -69,7 +70,16 @@ public sealed class OutputBuilder(KnowledgeBase knowledge, CanonicalUrls canonic
 
     private Cited OptionsBlock() => _options ??= Block(knowledge.Guidance.Options, "Options reported in the literature, not orders: ");
 
-    private Cited TrendBlock() => _trendStatements ??= Block(knowledge.Guidance.Trend, "");
+    /// <summary>
+    /// The trend's statements that the category's guidance has not already shown (a raised result's guidance states
+    /// that titres do not track severity, so its trend does not say it again); null when none is left.
+    /// </summary>
+    private Cited? TrendBlock(Category c) => _trendBlocks.GetOrAdd(c, c =>
+    {
+        var shown = CategoryStatements(c);
+        var rest = knowledge.Guidance.Trend.Where(id => !shown.Contains(id)).ToList();
+        return rest.Count == 0 ? null : Block(rest, "");
+    });
 
     private Cited CategoryBlock(Category c) => _categoryBlocks[(int)c] ??= Block(CategoryStatements(c), "");
 

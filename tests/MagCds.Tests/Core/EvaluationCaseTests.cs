@@ -189,6 +189,28 @@ public class EvaluationCaseTests
         Assert.That(ra.Basis.Select(b => b.Reference), Is.EqualTo(new[] { "Observation/hist-cur", "Observation/hist-1", "Observation/hist-2" }));
     }
 
+    [TestCase("Parameters-history-falling.json", Category.Elevated)]
+    [TestCase("Parameters-history-not-raised.json", Category.NotElevated)]
+    public void Every_statement_of_an_output_with_a_trend_is_shown_once_and_the_known_limits_always(string file, Category category)
+    {
+        // The trend's statements (purpose of the test, titres not tracking severity) are left out where the category's
+        // guidance already showed them, so the DetectedIssue detail and the notes never say one thing twice.
+        var result = CoreUnderTest.EvaluateFile(file).Results.Single();
+        Assert.That(result.Interpretation!.Category, Is.EqualTo(category));
+        string notes = string.Join("\n", result.RiskAssessment!.Note.Select(n => n.Text ?? ""));
+        var texts = new List<string> { notes };
+        if (result.DetectedIssue is { } di) texts.Add(di.Detail ?? "");
+        var shown = new[] { "test-purpose", "titre-not-severity", "assay-dependence" };
+        foreach (var text in texts)
+            foreach (var id in shown)
+            {
+                string statement = CoreUnderTest.Knowledge.Statement(id).Text;
+                int count = (text.Length - text.Replace(statement, "").Length) / statement.Length;
+                // Not raised: titres not tracking severity is the trend's caveat; raised: part of the guidance.
+                Assert.That(count, Is.EqualTo(1), $"{id} in {(text == notes ? "the notes" : "the detail")}");
+            }
+    }
+
     [Test]
     public void A_change_too_large_for_a_decimal_is_shown_without_a_percent()
     {
@@ -264,6 +286,32 @@ public class EvaluationCaseTests
         var i = CoreUnderTest.Evaluator.Evaluate(EvaluationRequest.Of(new EvaluationInput(obs, "Observation/strict-limit", "observation"))).Results.Single().Interpretation!;
         Assert.That(i.Category, Is.EqualTo(expected));
         Assert.That(i.Basis!.HighInclusive, Is.EqualTo(inclusive));
+    }
+
+    // Only at the limit, only without range text, and only where the assay's own published cut-off is that number and
+    // excludes it (the Buhlmann profile: below 1000 BTU) do the two readings part: then MagCds does not choose.
+    [TestCase(1000, 1000, null, Category.CannotInterpret)]
+    [TestCase(999, 1000, null, Category.NotElevated)]
+    [TestCase(1000, 1000, "0-1000 BTU", Category.NotElevated)]
+    [TestCase(1000, 1000, "<1000 BTU", Category.Elevated)]
+    [TestCase(1500, 1500, null, Category.NotElevated)]
+    public void A_value_at_a_textless_range_limit_that_the_assays_cut_off_reads_as_raised_is_not_decided(int value, int high, string? text, Category expected)
+    {
+        static Quantity Btu(int v) => new() { Value = v, Unit = "BTU", System = "http://unitsofmeasure.org", Code = "[arb'U]" };
+        var obs = new Observation
+        {
+            Id = "textless-limit",
+            Status = ObservationStatus.Final,
+            Code = new CodeableConcept("http://loinc.org", "39087-2"),
+            Subject = new ResourceReference("Patient/pat-limit"),
+            Effective = new FhirDateTime("2026-03-02"),
+            Value = Btu(value),
+            ReferenceRange = [new Observation.ReferenceRangeComponent { High = Btu(high), Text = text }],
+        };
+        var i = CoreUnderTest.Evaluator.Evaluate(EvaluationRequest.Of(new EvaluationInput(obs, "Observation/textless-limit", "observation"))).Results.Single().Interpretation!;
+        Assert.That(i.Category, Is.EqualTo(expected));
+        if (expected == Category.CannotInterpret)
+            Assert.That(i.Reason, Is.EqualTo(CannotInterpretReason.UnusableRange));
     }
 
     [Test]
