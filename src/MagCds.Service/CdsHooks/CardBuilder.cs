@@ -96,20 +96,32 @@ public sealed class CardBuilder(Evaluator evaluator)
         };
     }
 
-    /// <summary>Value, unit and interpretation in under 140 characters, e.g. "Anti-MAG IgM 25000 BTU: raised (limit below 1000 BTU), medium titre".</summary>
-    private static string Summary(Interpretation i, bool forOrder)
+    /// <summary>
+    /// Value, unit and interpretation in under 140 characters, e.g. "Anti-MAG IgM 25000 BTU: raised (limit below 1000
+    /// BTU), medium titre". What the result means is never cut: a long value or unit (lab text) gives way first, the
+    /// limit next, and the value is shortened last.
+    /// </summary>
+    public static string Summary(Interpretation i, bool forOrder)
     {
-        string what = i.Category switch
+        bool showsLimit = i.Category == Category.Elevated || (i.Category == Category.NotElevated && i.Trend is not { CategoryChanged: true });
+        string limit = showsLimit ? $" (limit {i.Basis?.Display ?? "lab flag"})" : "";
+        string meaning = i.Category switch
         {
-            Category.Elevated => $"raised (limit {i.Basis?.Display ?? "lab flag"})" + (i.Stratum is { } s ? ", " + s.Name.Split(" (")[0] : ""),
+            Category.Elevated => "raised",
             Category.NotElevated when i.Trend is { CategoryChanged: true } => "not raised; the previous result was raised",
-            Category.NotElevated => $"not raised (limit {i.Basis?.Display ?? "lab flag"})",
+            Category.NotElevated => "not raised",
             _ => "cannot be interpreted safely",
         };
-        if (i.Category == Category.Elevated && i.Trend is { CategoryChanged: true }) what += "; previous result not raised";
-        string text = $"{(forOrder ? "Latest anti-MAG IgM" : "Anti-MAG IgM")} {i.Value.Display}: {what}";
-        if (i.Preliminary) text = "Preliminary: " + text;
-        return text.Length <= MaxSummary ? text : text[..(MaxSummary - 1)] + "…";
+        string after = (i.Stratum is { } s ? ", " + s.Name.Split(" (")[0] : "")
+                       + (i.Category == Category.Elevated && i.Trend is { CategoryChanged: true } ? "; previous result not raised" : "");
+        string start = (i.Preliminary ? "Preliminary: " : "") + (forOrder ? "Latest anti-MAG IgM " : "Anti-MAG IgM ");
+        string value = i.Value.Display;
+        string text = $"{start}{value}: {meaning}{limit}{after}";
+        if (text.Length <= MaxSummary) return text;
+        text = $"{start}{value}: {meaning}{after}";
+        if (text.Length <= MaxSummary) return text;
+        int room = MaxSummary - (start.Length + ": ".Length + meaning.Length + after.Length) - 1;
+        return $"{start}{value[..Math.Max(0, room)]}…: {meaning}{after}";
     }
 
     private CardSource Source(string knowledgeUrl) => new($"MagCds, knowledge {Knowledge.Version}", knowledgeUrl);

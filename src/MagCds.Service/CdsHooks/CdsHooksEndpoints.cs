@@ -34,11 +34,19 @@ public static partial class CdsHooksEndpoints
         PatientResults results, Evaluator evaluator, CardBuilder cards, CdsHooksMetrics metrics, ILoggerFactory loggers, Audit.AuditTrail audit, CancellationToken ct)
     {
         var o = options.Value;
-        if (!o.AllowUnsignedCalls && !await jwt.IsValidAsync(req, [EndpointUrl(req, o)], ct)) return Results.StatusCode(StatusCodes.Status401Unauthorized);
+        var issuer = o.AllowUnsignedCalls ? null : await jwt.ValidateAsync(req, [EndpointUrl(req, o)], ct);
+        if (!o.AllowUnsignedCalls && issuer is null) return Results.StatusCode(StatusCodes.Status401Unauthorized);
         var service = catalog.Find(id) ?? throw UnknownService(id);
         var call = CdsRequestReader.Read(await ReadJsonBodyAsync(req, o), service, o.AllowInsecureFhirServer);
         string knowledgeUrl = BaseUrl(req, o) + "/knowledge";
         var logger = loggers.CreateLogger("MagCds.CdsHooks");
+        if (call.FhirServer is { } named && issuer is { FhirServers.Count: > 0 } && !issuer.FhirServers.Any(s => Uri.TryCreate(s, UriKind.Absolute, out var allowed) && Security.OutboundLinks.IsUnderServer(named, allowed)))
+        {
+            // MagCds reads only the FHIR servers this EHR is known to use: a fhirServer naming anything else (an
+            // internal address, another organisation's server) is not queried, and neither is its token sent there.
+            FhirServerNotAllowed(logger, issuer.Issuer);
+            call = call with { FhirServer = null, AccessToken = null };
+        }
 
         var (list, response) = await AnswerAsync(call, results, evaluator, cards, knowledgeUrl, ct);
         if (response is not null) EvaluationSummary.Of(call.ServiceId, response).Write(logger, audit, req.HttpContext, Caller(req, o));
@@ -86,7 +94,7 @@ public static partial class CdsHooksEndpoints
         var o = options.Value;
         // aud is the URL invoked (…/feedback); some clients send the service URL, which is accepted too.
         string url = EndpointUrl(req, o);
-        if (!o.AllowUnsignedCalls && !await jwt.IsValidAsync(req, [url, url[..^"/feedback".Length]], ct))
+        if (!o.AllowUnsignedCalls && await jwt.ValidateAsync(req, [url, url[..^"/feedback".Length]], ct) is null)
             return Results.StatusCode(StatusCodes.Status401Unauthorized);
         var service = catalog.Find(id) ?? throw UnknownService(id);
         var items = FeedbackReader.Read(await ReadJsonBodyAsync(req, o), service.Id);
@@ -124,6 +132,9 @@ public static partial class CdsHooksEndpoints
 
     private static FhirRequestException UnknownService(string id) =>
         new(StatusCodes.Status404NotFound, OutcomeCodes.NotFound, $"No CDS Service '{id}'. See GET /cds-services.");
+
+    [LoggerMessage(Level = LogLevel.Warning, Message = "CDS Hooks call from {Issuer} names a fhirServer outside that issuer's FhirServers; it is not queried (the call is answered from its prefetch, or 412)")]
+    private static partial void FhirServerNotAllowed(ILogger logger, string issuer);
 
     [LoggerMessage(Level = LogLevel.Warning, Message = "DEVELOPMENT MODE: CDS Hooks calls are accepted WITHOUT a valid JWT (MagCds:CdsHooks:AllowUnsignedCalls). Never use this with real patient data.")]
     private static partial void UnsignedCallsAllowed(ILogger logger);

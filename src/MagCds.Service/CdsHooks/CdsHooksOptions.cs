@@ -60,10 +60,15 @@ public sealed class CdsHooksOptions
 public sealed class TrustedIssuer
 {
     [Required] public string Issuer { get; set; } = "";
-    /// <summary>JWKS URL configured for this issuer (used when the token has no jku).</summary>
+    /// <summary>JWKS URL configured for this issuer; used instead of any (allow-listed) jku the token names, as is <see cref="JwksFile"/>.</summary>
     public string? JwksUrl { get; set; }
     /// <summary>JWKS as a local file, for EHRs whose key URL this service cannot reach.</summary>
     public string? JwksFile { get; set; }
     /// <summary>jku header values accepted for this issuer (exact match); a token with any other jku is refused.</summary>
     public List<string> AllowedJku { get; set; } = [];
+    /// <summary>
+    /// Base URLs of the FHIR servers this EHR may name as <c>fhirServer</c> (same scheme, host, port and base path).
+    /// Set, MagCds queries (and sends the call's access token to) no other server; empty, any https server.
+    /// </summary>
+    public List<string> FhirServers { get; set; } = [];
 }

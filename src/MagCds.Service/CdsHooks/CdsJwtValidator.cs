@@ -18,8 +18,8 @@ public sealed partial class CdsJwtValidator(
 {
     private readonly JsonWebTokenHandler _handler = new();
 
-    /// <summary>True when the request carries a valid token for <paramref name="audiences"/> (any one of them).</summary>
-    public async Task<bool> IsValidAsync(HttpRequest request, IReadOnlyList<string> audiences, CancellationToken ct)
+    /// <summary>The trusted issuer whose valid token for <paramref name="audiences"/> (any one of them) the request carries; null when it carries none.</summary>
+    public async Task<TrustedIssuer?> ValidateAsync(HttpRequest request, IReadOnlyList<string> audiences, CancellationToken ct)
     {
         var o = options.CurrentValue;
         string header = request.Headers.Authorization.ToString();
@@ -76,13 +76,13 @@ public sealed partial class CdsJwtValidator(
 
         // Replay: a jti is remembered in the store until its token expires, so it is accepted once across replicas.
         if (!await replay.FirstUseAsync($"cds-jti|{issuer.Issuer}|{jwt.Id}", exp + skew, ct)) return Reject("replayed-jti");
-        return true;
+        return issuer;
     }
 
-    private bool Reject(string reason)
+    private TrustedIssuer? Reject(string reason)
     {
         Rejected(logger, reason);
-        return false;
+        return null;
     }
 
     [LoggerMessage(Level = LogLevel.Warning, Message = "CDS Hooks JWT rejected: {Reason}")]
@@ -92,6 +92,8 @@ public sealed partial class CdsJwtValidator(
 /// <summary>
 /// JWKS of trusted EHRs, by URL (fetched with a resilient HttpClient) or local file ("file:" + path), cached for ten
 /// minutes; an unknown kid triggers at most one refresh per source every 30 seconds (key rotation without hammering).
+/// A known kid never waits for the key URL: past the ten minutes its keys are fetched again beside the call, so a
+/// slow or failing key URL does not hold up (or, with an EHR that gives up after a few seconds, fail) its calls.
 /// </summary>
 public sealed class JwksProvider(IHttpClientFactory http, TimeProvider time)
 {
@@ -110,25 +112,51 @@ public sealed class JwksProvider(IHttpClientFactory http, TimeProvider time)
         if (_cache.TryGetValue(source, out var hit))
         {
             var key = hit.Keys is null ? null : Find(hit.Keys, kid);
-            if (key is not null && now - hit.Fetched < CacheFor) return key;
-            // Tried within the last 30 s (an unknown kid, or a JWKS endpoint that is down): the keys known are used as
-            // they are, so a failing or rotating EHR costs one fetch per 30 s, not one per call.
-            if (now - hit.Attempted < RetryAfter) return key;
+            if (key is not null)
+            {
+                // Stale keys are fetched again in the background (at most one fetch per 30 s); this call goes on with
+                // the key it knows. A key the EHR has withdrawn stops working once that fetch is in.
+                if (now - hit.Fetched >= CacheFor && now - hit.Attempted >= RetryAfter) _ = RefreshAsync(source);
+                return key;
+            }
+            // Tried within the last 30 s (an unknown kid, or a JWKS endpoint that is down): one fetch per 30 s, not one per call.
+            if (now - hit.Attempted < RetryAfter) return null;
         }
-        // One gate per source: one EHR's slow JWKS endpoint never holds up the calls of another.
-        var gate = _gates.GetOrAdd(source, _ => new SemaphoreSlim(1, 1));
+        // An unknown kid (or a first call): only a fetch can tell. One gate per source: one EHR's slow JWKS endpoint
+        // never holds up the calls of another.
+        var gate = Gate(source);
         await gate.WaitAsync(ct);
         try
         {
             // Calls that waited here while another tried the same source use its outcome instead of fetching again.
             if (_cache.TryGetValue(source, out var fresh) && fresh.Attempted >= now) return fresh.Keys is null ? null : Find(fresh.Keys, kid);
-            var keys = await LoadAsync(source, ct);
-            var at = time.GetUtcNow();
-            // A failed fetch keeps the keys already known (an EHR's JWKS endpoint being down does not lock it out).
-            var entry = keys is null ? new Entry(fresh?.Keys, fresh?.Fetched ?? DateTimeOffset.MinValue, at) : new Entry(keys, at, at);
-            _cache[source] = entry;
+            var entry = await FetchAsync(source, ct);
             return entry.Keys is null ? null : Find(entry.Keys, kid);
         }
+        finally { gate.Release(); }
+    }
+
+    private SemaphoreSlim Gate(string source) => _gates.GetOrAdd(source, _ => new SemaphoreSlim(1, 1));
+
+    /// <summary>Fetches a source's keys and records the outcome; a failed fetch keeps the keys already known.</summary>
+    private async Task<Entry> FetchAsync(string source, CancellationToken ct)
+    {
+        _cache.TryGetValue(source, out var known);
+        var keys = await LoadAsync(source, ct);
+        var at = time.GetUtcNow();
+        // An EHR's JWKS endpoint being down does not lock it out: its known keys stay in use.
+        var entry = keys is null ? new Entry(known?.Keys, known?.Fetched ?? DateTimeOffset.MinValue, at) : new Entry(keys, at, at);
+        _cache[source] = entry;
+        return entry;
+    }
+
+    /// <summary>A refresh beside the calls: skipped while another fetch of the source is under way; bounded by the key client's own time-outs.</summary>
+    private async Task RefreshAsync(string source)
+    {
+        var gate = Gate(source);
+        if (!await gate.WaitAsync(0)) return;
+        try { await FetchAsync(source, CancellationToken.None); }
+        catch (OperationCanceledException) { } // the key client's time-out; LoadAsync records every other failure
         finally { gate.Release(); }
     }
 

@@ -5,6 +5,7 @@ using MagCds.Service.FhirRest;
 using MagCds.Service.Storage;
 using MagCds.Service.Worker;
 using Microsoft.Extensions.DependencyInjection.Extensions;
+using Microsoft.Extensions.Http.Resilience;
 using MagCds.Service.Hosting;
 using Microsoft.Extensions.Options;
 using Serilog;
@@ -97,6 +98,8 @@ public static class MagCdsHostingExtensions
                 "MagCds:CdsHooks:Algorithms may only name asymmetric algorithms (CDS Hooks forbids none and HMAC), e.g. ES384, RS384.")
             .Validate(o => o.TrustedIssuers.All(i => !string.IsNullOrEmpty(i.Issuer) && (i.JwksUrl is not null || i.JwksFile is not null || i.AllowedJku.Count > 0)),
                 "Each MagCds:CdsHooks:TrustedIssuers entry needs Issuer and a key source: JwksUrl, JwksFile or AllowedJku.")
+            .Validate(o => o.TrustedIssuers.All(i => i.FhirServers.All(s => Uri.TryCreate(s, UriKind.Absolute, out var u) && u.Scheme is "https" or "http")),
+                "A MagCds:CdsHooks:TrustedIssuers FhirServers entry must be an absolute http(s) base URL.")
             .Validate(o => o.TrustedIssuers.All(i => i.JwksFile is null || File.Exists(i.JwksFile)),
                 "A MagCds:CdsHooks:TrustedIssuers JwksFile does not exist.")
             // A JWT's aud must name this service's URL as the EHR registered it. Taken from the request instead, it
@@ -116,17 +119,29 @@ public static class MagCdsHostingExtensions
         // No HttpClient request logging at all: its lines carry URLs with patient ids (no PHI in logs).
         services.ConfigureHttpClientDefaults(b => b.RemoveAllLoggers());
         var fhirTimeout = config.GetSection(CdsHooksOptions.Section).Get<CdsHooksOptions>()?.FhirQueryTimeoutSeconds ?? new CdsHooksOptions().FhirQueryTimeoutSeconds;
-        services.AddHttpClient(PatientResults.HttpClientName).AddStandardResilienceHandler(o =>
-        {
-            // Retries (408/429/5xx, with backoff and jitter) and the circuit breaker stay inside the time a hook call can wait.
-            var total = TimeSpan.FromSeconds(fhirTimeout);
-            o.TotalRequestTimeout.Timeout = total;
-            o.AttemptTimeout.Timeout = total / 2;
-            o.Retry.Delay = TimeSpan.FromMilliseconds(100);
-        });
-        // Redirects are not followed: the jku allow-list names the URL keys come from, not wherever it points.
+        // Redirects are not followed: the fhirServer a call names (and the access token sent with it) is where MagCds
+        // reads, not wherever that server points.
+        services.AddHttpClient(PatientResults.HttpClientName).ConfigurePrimaryHttpMessageHandler(() => new SocketsHttpHandler { AllowAutoRedirect = false })
+            .AddStandardResilienceHandler(o =>
+            {
+                // Retries (408/429/5xx, with backoff and jitter) and the circuit breaker stay inside the time a hook call can wait.
+                var total = TimeSpan.FromSeconds(fhirTimeout);
+                o.TotalRequestTimeout.Timeout = total;
+                o.AttemptTimeout.Timeout = total / 2;
+                o.Retry.Delay = TimeSpan.FromMilliseconds(100);
+            })
+            // One circuit breaker per FHIR server: one EHR's failing server does not cut the others off.
+            .SelectPipelineByAuthority();
+        // Redirects are not followed: the jku allow-list names the URL keys come from, not wherever it points. A known
+        // key never waits for this client (JwksProvider refreshes beside the call); an unknown kid waits at most 10 s.
         services.AddHttpClient(JwksProvider.HttpClientName).ConfigurePrimaryHttpMessageHandler(() => new SocketsHttpHandler { AllowAutoRedirect = false })
-            .AddStandardResilienceHandler();
+            .AddStandardResilienceHandler(o =>
+            {
+                o.TotalRequestTimeout.Timeout = TimeSpan.FromSeconds(10);
+                o.AttemptTimeout.Timeout = TimeSpan.FromSeconds(4);
+                o.Retry.Delay = TimeSpan.FromMilliseconds(200);
+            })
+            .SelectPipelineByAuthority();
 
         services.AddCors();
         services.AddOptions<Microsoft.AspNetCore.Cors.Infrastructure.CorsOptions>().Configure<IOptions<CdsHooksOptions>>((cors, cds) =>

@@ -60,6 +60,26 @@ public class CardTests : ServiceTests
         // (Each suggestion was also checked against the profiles on its way out: a failing one would have been a 500.)
     }
 
+    private const string LongUnit = "arbitrary units per millilitre (Buhlmann anti-MAG ELISA, serum diluted 1:1000, see the laboratory's comment on this result)";
+
+    [TestCase("range", "raised")]
+    [TestCase("no-range", "cannot be interpreted safely")]
+    [TestCase("long-text", "cannot be interpreted safely")]
+    public async Task A_long_unit_or_value_never_cuts_what_the_result_means_out_of_the_summary(string shape, string meaning)
+    {
+        // A lab's long unit or free text is shortened before the summary loses the interpretation (the part that matters).
+        var obs = TestFiles.Resource<Observation>("Observation-btu-medium.json");
+        obs.Value = shape == "long-text" ? new FhirString("Result to follow: " + new string('x', 140))
+            : new Quantity { Value = 25000, Unit = LongUnit };
+        if (shape == "range") obs.ReferenceRange = [new Observation.ReferenceRangeComponent { High = new Quantity { Value = 1000, Unit = LongUnit } }];
+        var resp = await Client.SendAsync(CdsKit.Post("/cds-services/magcds-patient-view", CdsKit.PatientView("pat-oakhaven", [obs]), null));
+        using var json = JsonDocument.Parse(await resp.Content.ReadAsStringAsync());
+        string summary = json.RootElement.GetProperty("cards").EnumerateArray().Single().GetProperty("summary").GetString()!;
+        Assert.That(summary.Length, Is.LessThan(140));
+        Assert.That(summary, Does.StartWith("Anti-MAG IgM ").And.EndWith("…: " + meaning));
+        Assert.That(summary, Does.Contain(shape == "long-text" ? "Result to follow" : "25000"));
+    }
+
     [Test]
     public async Task A_result_that_fell_below_the_limit_since_the_previous_one_gets_an_info_card()
     {

@@ -243,13 +243,43 @@ public class JwksProviderTests
     {
         public int Calls;
         public bool Hang = true;
+        /// <summary>What the URL serves; a hanging request answers with it once <see cref="Released"/> is set.</summary>
+        public string Jwks = jwks;
+        public readonly TaskCompletionSource Released = new(TaskCreationOptions.RunContinuationsAsynchronously);
 
         protected override async Task<HttpResponseMessage> SendAsync(HttpRequestMessage request, CancellationToken ct)
         {
             Interlocked.Increment(ref Calls);
-            if (Hang) await Task.Delay(Timeout.Infinite, ct);
-            return new HttpResponseMessage(HttpStatusCode.OK) { Content = new StringContent(jwks) };
+            if (Hang) await Released.Task.WaitAsync(ct);
+            return new HttpResponseMessage(HttpStatusCode.OK) { Content = new StringContent(Jwks) };
         }
+    }
+
+    [Test]
+    public async Task A_known_key_does_not_wait_for_a_slow_key_URL_and_a_withdrawn_key_stops_working_once_the_refresh_is_in()
+    {
+        using var kit = new CdsKit();
+        using var url = new KeyUrl(CdsKit.Jwks(kit.EcKey)) { Hang = false };
+        var clock = new FixedClock(new DateTimeOffset(2026, 11, 27, 8, 0, 0, TimeSpan.Zero));
+        var provider = new MagCds.Service.CdsHooks.JwksProvider(new Factory(url), clock);
+        const string source = "https://ehr.example/jwks";
+        Assert.That((await provider.FindKeyAsync(source, "ec-key", CancellationToken.None))?.KeyId, Is.EqualTo("ec-key"));
+
+        // Eleven minutes on (the keys are stale) the key URL hangs. An EHR that gives up after 2 s still gets its answer:
+        // the known key is used at once, and the keys are fetched again beside the call.
+        clock.Now += TimeSpan.FromMinutes(11);
+        url.Hang = true;
+        using (var ehrGivesUp = new CancellationTokenSource(TimeSpan.FromSeconds(2)))
+            Assert.That((await provider.FindKeyAsync(source, "ec-key", ehrGivesUp.Token))?.KeyId, Is.EqualTo("ec-key"));
+        Assert.That(() => Volatile.Read(ref url.Calls), Is.EqualTo(2).After(5000, 20), "one refresh, beside the call");
+        Assert.That((await provider.FindKeyAsync(source, "ec-key", CancellationToken.None))?.KeyId, Is.EqualTo("ec-key"), "still usable while the refresh hangs");
+        Assert.That(Volatile.Read(ref url.Calls), Is.EqualTo(2), "no second refresh while one is under way");
+
+        // The EHR has rotated its key: once the refresh is in, the withdrawn key is refused.
+        url.Jwks = CdsKit.Jwks(kit.RsaKey);
+        url.Released.SetResult();
+        Assert.That(async () => await provider.FindKeyAsync(source, "ec-key", CancellationToken.None), Is.Null.After(5000, 20));
+        Assert.That((await provider.FindKeyAsync(source, "rsa-key", CancellationToken.None))?.KeyId, Is.EqualTo("rsa-key"));
     }
 
     [Test]

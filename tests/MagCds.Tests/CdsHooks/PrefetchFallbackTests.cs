@@ -73,6 +73,29 @@ public class PrefetchFallbackTests : ServiceWithFhirServer
     }
 
     [Test]
+    public async Task A_FHIR_server_that_keeps_failing_does_not_cut_the_other_servers_off()
+    {
+        // Enough failing calls at once to open a circuit breaker (the standard one opens at 100 attempts with one in
+        // ten failing), all naming a server nobody listens at. The breaker is per server: the working one still answers.
+        string dead = $"http://127.0.0.1:{DeadPort()}/fhir";
+        var failing = await Task.WhenAll(Enumerable.Range(0, 40).Select(_ =>
+            Call(CdsKit.PatientView(Patient, null, dead, AccessToken, includeResultsKey: false))));
+        Assert.That(failing.Select(r => r.StatusCode), Has.All.EqualTo(HttpStatusCode.PreconditionFailed));
+        foreach (var r in failing) r.Dispose();
+
+        using var resp = await Call(CdsKit.PatientView(Patient, null, Fhir.BaseUrl, AccessToken, includeResultsKey: false));
+        Assert.That(resp.StatusCode, Is.EqualTo(HttpStatusCode.OK), await resp.Content.ReadAsStringAsync());
+    }
+
+    /// <summary>A loopback port nothing listens on (taken and released at once).</summary>
+    private static int DeadPort()
+    {
+        using var l = new TcpListener(IPAddress.Loopback, 0);
+        l.Start();
+        return ((IPEndPoint)l.LocalEndpoint).Port;
+    }
+
+    [Test]
     public async Task An_OperationOutcome_in_the_slot_is_handled_by_fetching()
     {
         var oo = JsonNode.Parse("""{"resourceType":"OperationOutcome","issue":[{"severity":"error","code":"timeout"}]}""");

@@ -1,0 +1,62 @@
+using System.Net;
+using Hl7.Fhir.Model;
+using MagCds.Tests.Support;
+
+namespace MagCds.Tests.CdsHooks;
+
+/// <summary>
+/// An issuer configured with <c>FhirServers</c> gets its fhirServer queried only when it is one of them: MagCds neither
+/// reads from nor sends the call's access token to any other address a call names. Signed calls, a real FHIR server.
+/// </summary>
+[NonParallelizable]
+public sealed class FhirServerScopeTests : ServiceWithFhirServer
+{
+    private const string Patient = "pat-scope";
+    private readonly CdsKit _kit = new();
+
+    protected override Dictionary<string, string?> Settings => new(_kit.TrustSettings())
+    {
+        ["MagCds:CdsHooks:TrustedIssuers:0:FhirServers:0"] = Fhir.BaseUrl,
+    };
+
+    [OneTimeSetUp]
+    public async Task Seed()
+    {
+        var result = TestFiles.Resource<Observation>("Observation-btu-medium.json");
+        result.Id = null;
+        result.Subject = new ResourceReference("Patient/" + Patient);
+        await Fhir.SeedAsync(result);
+    }
+
+    [OneTimeTearDown]
+    public void DisposeKit() => _kit.Dispose();
+
+    private async Task<HttpResponseMessage> CallNaming(string fhirServer)
+    {
+        await Fhir.ClearRequestsAsync();
+        const string path = "/cds-services/magcds-patient-view";
+        return await Client.SendAsync(CdsKit.Post(path, CdsKit.PatientView(Patient, null, fhirServer, "ehr-access-token-scope", includeResultsKey: false),
+            _kit.Token(CdsKit.Base + path)));
+    }
+
+    [Test]
+    public async Task A_fhirServer_the_issuer_is_configured_with_is_queried()
+    {
+        using var resp = await CallNaming(Fhir.BaseUrl);
+        Assert.That(resp.StatusCode, Is.EqualTo(HttpStatusCode.OK), await resp.Content.ReadAsStringAsync());
+        Assert.That(await resp.Content.ReadAsStringAsync(), Does.Contain("25000 BTU"));
+        Assert.That(await Fhir.RequestsAsync(), Is.Not.Empty);
+    }
+
+    [Test]
+    public async Task Any_other_fhirServer_is_not_queried_and_gets_no_token()
+    {
+        // The very same server under another name is another authority: not on the list, so not asked at all.
+        string sameServerOtherName = Fhir.BaseUrl.Replace("127.0.0.1", "localhost", StringComparison.Ordinal);
+        Assert.That(sameServerOtherName, Is.Not.EqualTo(Fhir.BaseUrl));
+        using var resp = await CallNaming(sameServerOtherName);
+        Assert.That(resp.StatusCode, Is.EqualTo(HttpStatusCode.PreconditionFailed), "no prefetch and no FHIR server it may read");
+        Assert.That(await Fhir.RequestsAsync(), Is.Empty, "nothing was sent to the server the call named");
+        Assert.That(Service.Logs.Lines, Has.Some.Contains("\"Name\":\"FhirServerNotAllowed\""));
+    }
+}
