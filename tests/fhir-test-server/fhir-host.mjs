@@ -58,7 +58,8 @@ let baseUrl = ''; // absolute, set once listening: http://127.0.0.1:PORT/fhir/R4
 let faults = [];
 /**
  * Behaviours of other servers a test can switch on (POST /admin/quirks): `ignoreSort` — searches ignore `_sort`, and
- * their self links say so, as a server without sort support does; `nextLinkBase` — next links point at that base
+ * their self links say so, as a server without sort support does; `ignoreLastUpdated` — searches ignore
+ * `_lastUpdated` (R4 lets a server skip a parameter it does not support); `nextLinkBase` — next links point at that base
  * instead of this server (a misconfigured or hostile server), so a test can see whether a client follows them.
  */
 let quirks = {};
@@ -230,6 +231,7 @@ async function handleFhir(req, res, url) {
     return send(res, 200, capabilityStatement()); // the router has no metadata route
   }
   if (quirks.ignoreSort && url.searchParams.has('_sort')) url.searchParams.delete('_sort');
+  if (quirks.ignoreLastUpdated && url.searchParams.has('_lastUpdated')) url.searchParams.delete('_lastUpdated');
   const isFormSearch = req.method === 'POST' && relative.endsWith('/_search');
   const body = parseBody(await readBody(req), req.headers['content-type'], isFormSearch);
   if (req.method === 'POST' || req.method === 'PUT') validateWrite(body);

@@ -336,9 +336,11 @@ public sealed partial class AssessmentWriter(Evaluator evaluator, WorkerFhirClie
         catch (FhirOperationException e)
         {
             int s = (int)e.Status;
-            // 412: an earlier output changed since it was read (another writer); reading again resolves it.
+            // 409/412: an earlier output changed since it was read (another writer), or a conditional create raced
+            // another; reading again resolves it. R4 names both for version conflicts: HAPI answers a stale If-Match
+            // with 409, others with 412.
             // 401/403: a token may be renewed or a grant fixed, so try again before giving up.
-            bool retry = s is 401 or 403 or 408 or 412 or 429 || s >= 500;
+            bool retry = s is 401 or 403 or 408 or 409 or 412 or 429 || s >= 500;
             throw new WorkFailure("http-" + s, retry);
         }
         catch (Hl7.Fhir.Serialization.DeserializationFailedException) { throw new WorkFailure("unreadable-response", retryable: false); }

@@ -83,8 +83,10 @@ public sealed partial class Poller(WorkerFhirClient fhir, WorkQueue queue, Evalu
         var seen = Seen(await queue.GetStateAsync(server, SeenKey, ct));
         bool settled = await queue.GetStateAsync(server, SettledKey, ct) == "true";
         string codes = string.Join(",", evaluator.RecognisedCodes.Select(Uri.EscapeDataString));
+        var since = cursor.Value - (settled ? TimeSpan.Zero : Overlap);
         // _lastUpdated first: the most selective parameter, for servers that match parameters in order.
-        string query = $"Observation?_lastUpdated=gt{Uri.EscapeDataString(Format(cursor.Value - (settled ? TimeSpan.Zero : Overlap)))}&code={codes}&_sort=_lastUpdated&_count={o.PageSize}";
+        string query = $"Observation?_lastUpdated=gt{Uri.EscapeDataString(Format(since))}&code={codes}&_sort=_lastUpdated&_count={o.PageSize}";
+        int older = 0;
 
         using var client = fhir.Create();
         var max = cursor.Value;
@@ -98,6 +100,9 @@ public sealed partial class Poller(WorkerFhirClient fhir, WorkQueue queue, Evalu
                 if (string.IsNullOrEmpty(obs.Id)) continue;
                 if (!evaluator.IsAntiMag(obs)) { metrics.Ignored("Observation"); continue; } // a server that ignored the code filter
                 var updated = obs.Meta?.LastUpdated;
+                // A server that ignored _lastUpdated (R4 lets a server skip a parameter it does not support) answers
+                // with results from before the cursor: years of old results, not to be assessed as new ones.
+                if (updated <= Truncated(since)) { older++; continue; }
                 if (updated > max) max = updated.Value;
                 // A server without versionId: the update time tells versions apart, or an amendment inside the overlap would be skipped.
                 if (updated is { } u && !seen.TryAdd(obs.Id + "|" + (obs.Meta?.VersionId ?? "@" + u.ToUnixTimeMilliseconds().ToString(CultureInfo.InvariantCulture)), u)) continue; // queued by an earlier poll
@@ -107,6 +112,8 @@ public sealed partial class Poller(WorkerFhirClient fhir, WorkQueue queue, Evalu
             queued += await queue.EnqueueVersionsAsync(server, fresh, "poll", ct);
             page = page.NextLink is null ? null : await client.ContinueAsync(page, ct: ct);
         }
+
+        if (older > 0) OlderThanAsked(logger, older);
 
         // Only versions inside the overlap of the next poll need remembering.
         var keep = seen.Where(s => s.Value > max - Overlap).ToDictionary();
@@ -119,6 +126,12 @@ public sealed partial class Poller(WorkerFhirClient fhir, WorkQueue queue, Evalu
         }, ct);
         return queued;
     }
+
+    [LoggerMessage(Level = LogLevel.Warning, Message = "The FHIR server answered a poll with {Count} Observations last updated before the poll's _lastUpdated bound (it may not support _lastUpdated); they were not queued")]
+    private static partial void OlderThanAsked(ILogger logger, int count);
+
+    /// <summary>The bound as the query states it (to the millisecond).</summary>
+    private static DateTimeOffset Truncated(DateTimeOffset d) => new(d.UtcTicks - d.UtcTicks % TimeSpan.TicksPerMillisecond, TimeSpan.Zero);
 
     private static Dictionary<string, DateTimeOffset> Seen(string? text)
     {

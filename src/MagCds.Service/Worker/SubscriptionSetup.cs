@@ -29,9 +29,10 @@ public sealed class SubscriptionSetup(WorkerFhirClient fhir, Evaluator evaluator
     public string Criteria => "Observation?code=" + string.Join(",", evaluator.RecognisedCodes.OrderBy(c => c, StringComparer.Ordinal));
 
     /// <summary>
-    /// Returns the id of the Subscription in use and what was done: "reused", "created", or "updated" (the same
+    /// Returns the id of the Subscription in use and what was done: "reused", "created", "updated" (the same
     /// notifications, but the secret header or the heartbeat had changed, e.g. after the secret was rotated; the old
-    /// header would get every notification refused); null while another replica is setting it up.
+    /// header would get every notification refused), or "reactivated" (the server had stopped it: status error or
+    /// off); null while another replica is setting it up.
     /// </summary>
     public async Task<(string Id, string Action)?> EnsureAsync(CancellationToken ct)
     {
@@ -53,16 +54,26 @@ public sealed class SubscriptionSetup(WorkerFhirClient fhir, Evaluator evaluator
         var wanted = Wanted();
         using var client = fhir.Create();
         var found = await client.GetAsync($"Subscription?url={Uri.EscapeDataString(options.Value.Subscription.EndpointUrl!)}", ct) as Bundle;
-        var existing = (found?.Entry ?? []).Select(e => e.Resource).OfType<Subscription>()
-            .FirstOrDefault(x => x.Status is Subscription.SubscriptionStatus.Active or Subscription.SubscriptionStatus.Requested && Same(x, wanted));
-        if (existing is null) return ((await client.CreateAsync(wanted, ct))?.Id ?? "", "created");
-        if (existing.Channel.Header.SequenceEqual(wanted.Channel.Header)
-            && Extension(existing.Channel, HeartbeatExtension) == Extension(wanted.Channel, HeartbeatExtension))
+        var matching = (found?.Entry ?? []).Select(e => e.Resource).OfType<Subscription>().Where(x => Same(x, wanted)).ToList();
+        var existing = matching.FirstOrDefault(x => x.Status is Subscription.SubscriptionStatus.Active or Subscription.SubscriptionStatus.Requested);
+        string action = "updated";
+        if (existing is null)
+        {
+            // A server stops a Subscription (error, off) when MagCds was unreachable too long. It is asked to resume
+            // (R4: the client sets it to requested) instead of a new one being made beside it on every recheck, whose
+            // notifications would each arrive as many times as there are Subscriptions once they are all resumed.
+            existing = matching.FirstOrDefault(x => x.Status is Subscription.SubscriptionStatus.Error or Subscription.SubscriptionStatus.Off);
+            if (existing is null) return ((await client.CreateAsync(wanted, ct))?.Id ?? "", "created");
+            existing.Status = Subscription.SubscriptionStatus.Requested;
+            action = "reactivated";
+        }
+        else if (existing.Channel.Header.SequenceEqual(wanted.Channel.Header)
+                 && Extension(existing.Channel, HeartbeatExtension) == Extension(wanted.Channel, HeartbeatExtension))
             return (existing.Id ?? "", "reused");
         existing.Channel.Header = wanted.Channel.Header;
         existing.Channel.Extension.RemoveAll(e => e.Url == HeartbeatExtension);
         existing.Channel.Extension.AddRange(wanted.Channel.Extension.Where(e => e.Url == HeartbeatExtension));
-        return ((await client.UpdateAsync(existing, ct: ct))?.Id ?? existing.Id ?? "", "updated");
+        return ((await client.UpdateAsync(existing, ct: ct))?.Id ?? existing.Id ?? "", action);
     }
 
     /// <summary>The Subscription the settings ask for.</summary>

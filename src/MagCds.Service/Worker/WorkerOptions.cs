@@ -42,8 +42,8 @@ public sealed class SmartBackendOptions
     /// <summary>The assertion's typ header: "JWT" as SMART App Launch 2.x says, or "client-authentication+jwt" (rfc7523bis).</summary>
     public string AssertionType { get; set; } = "JWT";
 
-    /// <summary>Scopes asked for: reading results, writing assessments.</summary>
-    public string Scope { get; set; } = "system/Observation.rs system/RiskAssessment.cruds system/DetectedIssue.cruds system/Subscription.crs";
+    /// <summary>Scopes asked for: reading results, writing assessments, creating and updating (after a secret rotation, or to resume it) the Subscription.</summary>
+    public string Scope { get; set; } = "system/Observation.rs system/RiskAssessment.cruds system/DetectedIssue.cruds system/Subscription.crus";
 }
 
 /// <summary>

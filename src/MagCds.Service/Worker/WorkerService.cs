@@ -44,9 +44,9 @@ public sealed partial class WorkerService(
                         if (await subscriptions.EnsureAsync(stoppingToken) is { } ready)
                         {
                             if (first || ready.Action != "reused") SubscriptionReady(logger, ready.Id, ready.Action);
-                            // Made again (the old one was deleted or switched off): what changed while no notification
-                            // came is found by a catch-up poll.
-                            if (!first && ready.Action == "created")
+                            // Made again or resumed (the old one was deleted or stopped): what changed while no
+                            // notification came is found by a catch-up poll.
+                            if (!first && ready.Action is "created" or "reactivated")
                             {
                                 var request = Poller.Request();
                                 await queue.EnqueueAsync(server, [], "subscription", new Dictionary<string, string> { [request.Key] = request.Value }, stoppingToken);

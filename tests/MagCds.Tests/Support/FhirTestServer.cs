@@ -154,9 +154,9 @@ public sealed class FhirTestServer(string? requiredToken = null, IReadOnlyDictio
     /// Behaviours of other servers (until the next reset): searches that ignore <c>_sort</c> (and say so in their self
     /// link), and next links that point at <paramref name="nextLinkBase"/> instead of this server.
     /// </summary>
-    public async Task QuirksAsync(bool ignoreSort = false, string? nextLinkBase = null, CancellationToken cancellationToken = default)
+    public async Task QuirksAsync(bool ignoreSort = false, string? nextLinkBase = null, bool ignoreLastUpdated = false, CancellationToken cancellationToken = default)
     {
-        using var resp = await Admin.PostAsync("admin/quirks", JsonContent.Create(new { ignoreSort, nextLinkBase }), cancellationToken);
+        using var resp = await Admin.PostAsync("admin/quirks", JsonContent.Create(new { ignoreSort, nextLinkBase, ignoreLastUpdated }), cancellationToken);
         await EnsureOkAsync(resp, cancellationToken);
     }
 

@@ -66,6 +66,29 @@ public sealed class WorkerTests(StoreProvider provider) : WorkerTestBase(provide
     }
 
     [Test]
+    public async Task A_server_that_ignores_lastUpdated_does_not_get_old_results_assessed_as_new()
+    {
+        // R4 lets a server skip a search parameter it does not support; then a poll is answered with everything.
+        var old = await Fhir.SeedAsync(Result("p-old", 23.5m, "ACC-OLD"));
+        var cursor = old.Meta!.LastUpdated!.Value + TimeSpan.FromMilliseconds(500);
+        await Task.Delay(600); // the new result is stamped after the cursor
+        var fresh = await Fhir.SeedAsync(Result("p-new", 23.5m, "ACC-NEW"));
+        Assert.That(fresh.Meta!.LastUpdated, Is.GreaterThan(cursor));
+        await Fhir.QuirksAsync(ignoreLastUpdated: true);
+        try
+        {
+            // The first poll reaches back 5 s before PollFrom: PollFrom is set so that its bound falls between the two.
+            await H.StartAsync(new() { ["MagCds:Worker:PollFrom"] = MagCds.Service.Worker.Poller.Format(cursor + TimeSpan.FromSeconds(5)) });
+            await WaitUntilAsync(() => Task.FromResult(H.Service!.Logs.Lines.Any(l => l.Contains("\"Name\":\"OlderThanAsked\"", StringComparison.Ordinal))),
+                "the poll saw the old result and left it");
+            await H.DrainedAsync(1);
+            var ras = await H.AllAsync<RiskAssessment>();
+            Assert.That(ras.Select(r => r.Basis[0].Reference), Is.EqualTo(new[] { "Observation/" + fresh.Id }));
+        }
+        finally { await Fhir.QuirksAsync(); }
+    }
+
+    [Test]
     public async Task A_rerun_from_scratch_creates_nothing_new()
     {
         for (int i = 0; i < 6; i++) await Fhir.SeedAsync(Result($"p{i}", 23.5m, $"ACC-{i}"));
@@ -415,6 +438,22 @@ public sealed class WorkerTests(StoreProvider provider) : WorkerTestBase(provide
     }
 
     [Test]
+    public async Task A_version_conflict_answered_409_is_retried_from_a_fresh_read_not_dead_lettered()
+    {
+        // R4 allows 409 or 412 for a version conflict; HAPI answers a stale If-Match (and racing conditional creates) 409.
+        await H.StartAsync(new() { ["MagCds:Worker:PollIntervalSeconds"] = "0" });
+        var obs = await Fhir.SeedAsync(Result("p1", 23.5m, "ACC-1"));
+        await InjectAsync(409, 1, "POST", "/fhir/R4");
+        using (await PutNotificationAsync(obs)) { }
+        await H.DrainedAsync(1);
+
+        Assert.That((await H.QueueAsync()).GetProperty("deadLetters").GetInt64(), Is.Zero);
+        Assert.That(await H.AllAsync<RiskAssessment>(), Has.Count.EqualTo(1));
+        var posts = (await Fhir.RequestsAsync()).Where(r => r.Method == "POST" && r.Url == "/fhir/R4").Select(r => r.Status).ToList();
+        Assert.That(posts, Is.EqualTo(new[] { 409, 200 }));
+    }
+
+    [Test]
     public async Task A_refused_write_is_dead_lettered_with_its_reason_and_can_be_replayed()
     {
         await H.StartAsync(new() { ["MagCds:Worker:PollIntervalSeconds"] = "0" });
@@ -553,6 +592,33 @@ public sealed class WorkerTests(StoreProvider provider) : WorkerTestBase(provide
             "a catch-up poll finds what changed meanwhile");
         Assert.That(H.Service!.Logs.Lines.Count(l => l.Contains("\"SubscriptionAction\":\"reused\"", StringComparison.Ordinal)), Is.Zero,
             "a recheck that finds it in place is not logged each time");
+    }
+
+    [Test]
+    public async Task A_subscription_the_server_stopped_is_resumed_not_made_again_beside_it()
+    {
+        var settings = new Dictionary<string, string?>
+        {
+            ["MagCds:Worker:PollIntervalSeconds"] = "0",
+            ["MagCds:Worker:Subscription:Create"] = "true",
+            ["MagCds:Worker:Subscription:EndpointUrl"] = "http://magcds.hospital.example/worker/notifications",
+            ["MagCds:Worker:Subscription:RecheckSeconds"] = "1",
+        };
+        await H.StartAsync(settings);
+        await WaitUntilAsync(async () => (await H.AllAsync<Subscription>()).Count == 1, "the Subscription exists");
+
+        // The server stops it (MagCds was unreachable too long): R4 status error.
+        var stopped = (await H.AllAsync<Subscription>()).Single();
+        stopped.Status = Subscription.SubscriptionStatus.Error;
+        await Fhir.Client.UpdateAsync(stopped);
+        var missed = await Fhir.SeedAsync(Result("p1", 23.5m, "ACC-1")); // written while it was stopped
+        await WaitUntilAsync(async () => H.Service!.Logs.Lines.Any(l => l.Contains("\"SubscriptionAction\":\"reactivated\"", StringComparison.Ordinal)), "the Subscription is resumed");
+        var subs = await H.AllAsync<Subscription>();
+        Assert.That(subs, Has.Count.EqualTo(1), "no second Subscription beside it");
+        Assert.That(subs[0].Id, Is.EqualTo(stopped.Id));
+        Assert.That(subs[0].Status, Is.Not.EqualTo(Subscription.SubscriptionStatus.Error));
+        await WaitUntilAsync(async () => (await H.AllAsync<RiskAssessment>()).Any(r => r.Basis[0].Reference == "Observation/" + missed.Id),
+            "a catch-up poll finds what changed while it was stopped");
     }
 
     [Test]
