@@ -146,15 +146,40 @@ public sealed partial class AssessmentWriter(Evaluator evaluator, WorkerFhirClie
         return found;
     }
 
+    /// <summary>Pages of earlier results read from a server that does not sort them (HistoryCount per page).</summary>
+    private const int MaxUnsortedHistoryPages = 10;
+
+    /// <summary>
+    /// The patient's most recent earlier results of the configured codes. Newest first as the server sorted them, when
+    /// its self link says it applied <c>_sort</c>; a server may skip a parameter it does not support (R4 search rules),
+    /// and then the most recent may be on any page: all are read (up to <see cref="MaxUnsortedHistoryPages"/>) and
+    /// ordered here. With more than that, no trend is shown rather than one that may leave out the latest results.
+    /// </summary>
     private async Task<IReadOnlyList<EvaluationInput>> HistoryAsync(FhirClient client, string subject, string currentId, CancellationToken ct)
     {
         int n = options.Value.HistoryCount;
         if (n == 0) return [];
         string codes = string.Join(",", evaluator.RecognisedCodes.Select(Uri.EscapeDataString));
         var page = await Call(() => client.GetAsync($"Observation?subject={Uri.EscapeDataString(subject)}&code={codes}&_sort=-date&_count={n}", ct), allowGone: false) as Bundle;
-        return (page?.Entry ?? []).Select(e => e.Resource).OfType<Observation>().Where(o => o.Id != currentId).Take(n)
+        bool sorted = page?.SelfLink?.OriginalString.Contains("_sort=", StringComparison.Ordinal) == true;
+        var found = new List<Observation>();
+        for (int pages = 1; page is not null; pages++)
+        {
+            found.AddRange(page.Entry.Select(e => e.Resource).OfType<Observation>());
+            if (sorted || page.NextLink is null) break;
+            if (pages == MaxUnsortedHistoryPages)
+            {
+                HistoryUnsorted(logger, MaxUnsortedHistoryPages);
+                return [];
+            }
+            page = await Call(() => client.ContinueAsync(page, ct: ct), allowGone: false);
+        }
+        return found.Where(o => o.Id != currentId).OrderByDescending(o => Evaluator.ResultTime(o) ?? DateTimeOffset.MinValue).Take(n)
             .Select((o, i) => new EvaluationInput(o, "Observation/" + o.Id, $"history[{i}]")).ToList();
     }
+
+    [LoggerMessage(Level = LogLevel.Warning, Message = "The FHIR server did not sort a patient's earlier results and has more than {Pages} pages of them: the assessment is written without a trend rather than with one that may leave out the latest")]
+    private static partial void HistoryUnsorted(ILogger logger, int pages);
 
     /// <summary>
     /// The series identifier (and subject) of every version of the Observation. Its identity in MagCds includes the

@@ -89,6 +89,32 @@ public sealed class WorkerTests(StoreProvider provider) : WorkerTestBase(provide
     }
 
     [Test]
+    public async Task A_server_that_does_not_sort_still_gives_the_trend_the_latest_earlier_results()
+    {
+        // Written oldest first: a server that skips _sort returns them in that order, so its first page holds the oldest.
+        static Observation At(string accession, decimal value, int year, int month)
+        {
+            var o = Result("p1", value, accession);
+            o.Effective = new FhirDateTime(new DateTimeOffset(year, month, 1, 8, 0, 0, TimeSpan.Zero));
+            o.Issued = new DateTimeOffset(year, month, 2, 8, 0, 0, TimeSpan.Zero);
+            return o;
+        }
+        var earlier = new List<Observation>();
+        for (int i = 0; i < 4; i++) earlier.Add(await Fhir.SeedAsync(At($"ACC-E{i}", 5m + i, 2025, 1 + i)));
+        var current = await Fhir.SeedAsync(At("ACC-NOW", 23.5m, 2026, 3));
+        await Fhir.QuirksAsync(ignoreSort: true);
+        try
+        {
+            await H.StartAsync(new() { ["MagCds:Worker:HistoryCount"] = "2" });
+            await H.DrainedAsync(5);
+            var ra = (await H.AllAsync<RiskAssessment>()).Single(r => r.Basis[0].Reference == "Observation/" + current.Id);
+            Assert.That(ra.Basis.Skip(1).Select(b => b.Reference).Order(),
+                Is.EqualTo(new[] { earlier[2], earlier[3] }.Select(o => "Observation/" + o.Id).Order()), "the two most recent earlier results");
+        }
+        finally { await Fhir.QuirksAsync(); }
+    }
+
+    [Test]
     public async Task A_rerun_from_scratch_creates_nothing_new()
     {
         for (int i = 0; i < 6; i++) await Fhir.SeedAsync(Result($"p{i}", 23.5m, $"ACC-{i}"));
