@@ -101,7 +101,7 @@ public sealed class CardBuilder(Evaluator evaluator)
     /// BTU), medium titre". What the result means is never cut: a long value or unit (lab text) gives way first, the
     /// limit next, and the value is shortened last.
     /// </summary>
-    public static string Summary(Interpretation i, bool forOrder)
+    private static string Summary(Interpretation i, bool forOrder)
     {
         bool showsLimit = i.Category == Category.Elevated || (i.Category == Category.NotElevated && i.Trend is not { CategoryChanged: true });
         string limit = showsLimit ? $" (limit {i.Basis?.Display ?? "lab flag"})" : "";

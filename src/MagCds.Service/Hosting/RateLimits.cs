@@ -68,7 +68,7 @@ public static class RateLimits
     /// dual-stack socket), an IPv6 address by its /64 prefix. One IPv6 host is normally given a whole /64 and can
     /// send from any address in it, so a bucket per full address would give it 2^64 buckets.
     /// </summary>
-    public static string ClientKey(IPAddress? address)
+    private static string ClientKey(IPAddress? address)
     {
         if (address is null) return "unknown";
         if (address.IsIPv4MappedToIPv6) address = address.MapToIPv4();
