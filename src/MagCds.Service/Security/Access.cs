@@ -72,6 +72,9 @@ public static class Access
     /// </summary>
     private static string SchemeFor(HttpContext http, SecurityOptions o)
     {
+        // CDS Hooks checks the EHR's own JWT (CdsJwtValidator): that token is not one of the REST identity provider's,
+        // so it is not judged against it (which would also make every hook call wait for that provider's metadata).
+        if (http.Request.Path.StartsWithSegments("/cds-services")) return ApiKeyAuthentication.SchemeName;
         if (http.Request.Headers.ContainsKey(ApiKeyAuthentication.Header)) return ApiKeyAuthentication.SchemeName;
         if (o.Jwt.IsConfigured && http.Request.Headers.ContainsKey("Authorization")) return JwtBearerDefaults.AuthenticationScheme;
         if (o.ClientCertificates.IsConfigured && http.Connection.ClientCertificate is not null) return ClientCertificateAuthentication.SchemeName;

@@ -98,6 +98,43 @@ public sealed class AccessTests
     }
 
     [Test]
+    public async Task A_CDS_Hooks_call_is_not_judged_by_the_REST_identity_provider()
+    {
+        // An identity provider that accepts connections and never answers: a hook call that consulted it would hang.
+        using var idp = new System.Net.Sockets.TcpListener(IPAddress.Loopback, 0);
+        idp.Start();
+        int connections = 0;
+        using var stop = new CancellationTokenSource();
+        var held = new System.Collections.Concurrent.ConcurrentBag<System.Net.Sockets.TcpClient>();
+        _ = Task.Run(async () =>
+        {
+            try { while (true) { held.Add(await idp.AcceptTcpClientAsync(stop.Token)); Interlocked.Increment(ref connections); } }
+            catch (OperationCanceledException) { }
+        });
+        try
+        {
+            using var f = new MagCdsFactory(new Dictionary<string, string?>
+            {
+                ["MagCds:Security:Jwt:Authority"] = $"http://127.0.0.1:{((IPEndPoint)idp.LocalEndpoint).Port}/",
+                ["MagCds:Security:Jwt:Audience"] = "magcds",
+                ["MagCds:Security:Jwt:RequireHttpsMetadata"] = "false",
+                ["MagCds:CdsHooks:AllowUnsignedCalls"] = "true", // the EHR's token is not checked here; only who else looks at it
+            });
+            using var client = f.CreateClient();
+            using var timeout = new CancellationTokenSource(TimeSpan.FromSeconds(15));
+            using var resp = await client.SendAsync(CdsKit.Post("/cds-services/magcds-patient-view",
+                CdsKit.PatientView("pat-oakhaven", [TestFiles.Resource("Observation-btu-medium.json")]), "an.ehr.token"), timeout.Token);
+            Assert.That(resp.StatusCode, Is.EqualTo(HttpStatusCode.OK));
+            Assert.That(Volatile.Read(ref connections), Is.Zero, "the REST identity provider was never contacted");
+        }
+        finally
+        {
+            stop.Cancel();
+            foreach (var c in held) c.Dispose();
+        }
+    }
+
+    [Test]
     public async Task Bearer_tokens_are_refused_when_expired_for_another_audience_or_signed_by_another_key()
     {
         // Tokens of five seconds, checked without clock tolerance, so expiry can be seen within the test.
