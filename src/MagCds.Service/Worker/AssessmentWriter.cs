@@ -22,7 +22,7 @@ public sealed partial class AssessmentWriter(Evaluator evaluator, WorkerFhirClie
 
     /// <summary>
     /// Returns the outcome code (no clinical content), the Observation version assessed and the outputs written (their
-    /// urn:uuid identifiers when created, their ids when marked); throws <see cref="WorkFailure"/> for anything to retry
+    /// urn:uuid identifiers when created or already there, their ids when marked or restored); throws <see cref="WorkFailure"/> for anything to retry
     /// or dead-letter.
     /// </summary>
     /// <param name="beforeWrite">Runs just before the write-back (the worker confirms its lease there); throws to stop it.</param>
@@ -47,6 +47,7 @@ public sealed partial class AssessmentWriter(Evaluator evaluator, WorkerFhirClie
         var identities = await IdentitiesAsync(client, obs, input, ct);
         var earlier = await EarlierOutputsAsync(client, identities, input.Reference!, ct);
         var tx = new Bundle { Type = Bundle.BundleType.Transaction };
+        var present = new List<string>(); // outputs of this assessment already on the server as they should be
         string outcome;
         switch (result?.Outcome)
         {
@@ -55,10 +56,22 @@ public sealed partial class AssessmentWriter(Evaluator evaluator, WorkerFhirClie
                 var current = created.Select(Urn).ToHashSet(StringComparer.Ordinal);
                 foreach (var r in created)
                 {
-                    // Made before and withdrawn since (the knowledge went back to an earlier version): it is made
-                    // current again under its own id, rather than left withdrawn with nothing current in its place.
-                    var same = earlier.FirstOrDefault(o => Urn(o) == Urn(r));
-                    tx.Entry.Add(same is not null && !IsCurrent(same) ? Restore(same, r) : ConditionalCreate(r));
+                    // Written before: nothing to create. Withdrawn since (the knowledge went back to an earlier
+                    // version): made current again under its own id, rather than left withdrawn with nothing current
+                    // in its place. Written twice (a server that ran a retried or racing create twice): the oldest
+                    // stays, the others are withdrawn; a conditional create would fail on them for ever (412).
+                    var same = earlier.Where(o => Urn(o) == Urn(r)).OrderBy(o => o.Meta?.LastUpdated ?? DateTimeOffset.MaxValue).ThenBy(o => o.Id, StringComparer.Ordinal).ToList();
+                    var keep = same.FirstOrDefault(IsCurrent) ?? same.FirstOrDefault();
+                    if (keep is null)
+                    {
+                        tx.Entry.Add(ConditionalCreate(r));
+                        continue;
+                    }
+                    if (!IsCurrent(keep)) tx.Entry.Add(Restore(keep, r));
+                    else present.Add(Urn(r));
+                    foreach (var duplicate in same.Where(o => o != keep && IsCurrent(o)))
+                        tx.Entry.Add(Mark(duplicate, ObservationStatus.Cancelled,
+                            $"Duplicate: the same assessment is {keep.TypeName}/{keep.Id}, which stays current (it was written twice, e.g. by a request the FHIR server ran twice)."));
                 }
                 foreach (var old in earlier.Where(o => IsCurrent(o) && !current.Contains(Urn(o))))
                     tx.Entry.Add(Mark(old, ObservationStatus.Cancelled,
@@ -91,7 +104,7 @@ public sealed partial class AssessmentWriter(Evaluator evaluator, WorkerFhirClie
             if (beforeWrite is not null) await beforeWrite();
             await Call(() => client.TransactionAsync(tx, ct), allowGone: false);
         }
-        var written = tx.Entry.Select(e => e.Request!.Method == Bundle.HTTPVerb.POST ? Urn(e.Resource!) : e.Request.Url ?? "").ToList();
+        var written = present.Concat(tx.Entry.Select(e => e.Request!.Method == Bundle.HTTPVerb.POST ? Urn(e.Resource!) : e.Request.Url ?? "")).ToList();
         return new Assessment(outcome, version, written, identities[0].Series, []);
     }
 

@@ -132,6 +132,35 @@ public sealed class WorkerTests(StoreProvider provider) : WorkerTestBase(provide
     }
 
     [Test]
+    public async Task An_assessment_a_server_wrote_twice_is_healed_not_dead_lettered()
+    {
+        // Conditional creates that race (a retried write the server ran twice) can leave two resources with one
+        // identifier; a conditional create on it then fails with 412 for ever. Assessing again keeps the oldest.
+        await H.StartAsync(new() { ["MagCds:Worker:PollIntervalSeconds"] = "0" });
+        var obs = await Fhir.SeedAsync(Result("p1", 23.5m, "ACC-1"));
+        using (await PutNotificationAsync(obs)) { }
+        await H.DrainedAsync(1);
+        var original = (await H.AllAsync<RiskAssessment>()).Single();
+        var copy = (RiskAssessment)original.DeepCopy();
+        copy.Id = null;
+        await Fhir.Client.CreateAsync(copy);
+        Assert.That(await H.AllAsync<RiskAssessment>(), Has.Count.EqualTo(2));
+
+        // A new store (nothing remembered) assesses the same version again.
+        await using var again = await WorkerHarness.CreateAsync(Fhir, Provider, keepServerData: true);
+        H.Stop();
+        await again.StartAsync(new() { ["MagCds:Worker:PollIntervalSeconds"] = "0" });
+        using (await PutNotificationAsync(obs, again)) { }
+        await again.DrainedAsync(1);
+
+        Assert.That((await again.QueueAsync()).GetProperty("deadLetters").GetInt64(), Is.Zero);
+        var ras = await H.AllAsync<RiskAssessment>();
+        Assert.That(ras.Where(Current).Select(r => r.Id), Is.EqualTo(new[] { original.Id }), "the first one stays current");
+        Assert.That(ras.Single(r => r.Id != original.Id).Status, Is.EqualTo(ObservationStatus.Cancelled));
+        Assert.That(await H.AllAsync<DetectedIssue>(), Has.Count.EqualTo(1), "nothing created anew");
+    }
+
+    [Test]
     public async Task A_redelivered_notification_writes_nothing_twice()
     {
         await H.StartAsync(new() { ["MagCds:Worker:PollIntervalSeconds"] = "0" });
@@ -709,13 +738,14 @@ public sealed class WorkerTests(StoreProvider provider) : WorkerTestBase(provide
 
     private string? StoreSetting(string key) => H.StoreSettings.GetValueOrDefault(key);
 
-    private async Task<HttpResponseMessage> PutNotificationAsync(Observation obs)
+    /// <summary>A classic rest-hook notification of <paramref name="obs"/>, to the worker of <paramref name="via"/> (by default this test's).</summary>
+    private async Task<HttpResponseMessage> PutNotificationAsync(Observation obs, WorkerHarness? via = null)
     {
         using var req = new HttpRequestMessage(HttpMethod.Put, $"/worker/notifications/Observation/{obs.Id}")
         {
             Content = new StringContent(obs.ToJson(), Encoding.UTF8, "application/fhir+json"),
         };
         req.Headers.Add("X-MagCds-Secret", Secret);
-        return await H.Client.SendAsync(req);
+        return await (via ?? H).Client.SendAsync(req);
     }
 }
