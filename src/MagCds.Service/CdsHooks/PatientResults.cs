@@ -22,6 +22,10 @@ public sealed partial class PatientResults(
         var observations = call.Slot(CdsServiceCatalog.ResultsKey) switch
         {
             PrefetchSlot.Empty => [],
+            // One page of several that the client does not say it sorted newest first: the latest result may be on a
+            // page it did not send, so the results are read from fhirServer (412 without one) instead.
+            PrefetchSlot.Found { Resource: Bundle { NextLink: not null } b } when b.SelfLink?.OriginalString.Contains("_sort=", StringComparison.Ordinal) != true
+                => await QueryAsync(call, ct),
             PrefetchSlot.Found { Resource: Bundle b } => b.Entry.Select(e => (e.Resource as Observation, e.FullUrl)).Where(x => x.Item1 is not null).Select(x => (x.Item1!, x.FullUrl)).ToList(),
             PrefetchSlot.Found { Resource: Observation o } => [(o, (string?)null)],
             PrefetchSlot.Found other => throw new FhirRequestException(StatusCodes.Status400BadRequest, OutcomeCodes.InvalidCdsRequest,

@@ -3,6 +3,7 @@ using System.Net.Sockets;
 using System.Text.Json;
 using System.Text.Json.Nodes;
 using Hl7.Fhir.Model;
+using Hl7.Fhir.Serialization;
 using MagCds.Tests.Support;
 
 namespace MagCds.Tests.CdsHooks;
@@ -70,6 +71,28 @@ public class PrefetchFallbackTests : ServiceWithFhirServer
             Assert.That(search.HasAuthorization, Is.True);
             Assert.That(search.Status, Is.EqualTo(200));
         });
+    }
+
+    [Test]
+    public async Task A_prefetched_page_with_more_pages_and_no_stated_sort_is_read_again_from_fhirServer()
+    {
+        // The EHR sent page 1 of several, holding an older result, without saying it sorted: the latest may be elsewhere.
+        var older = TestFiles.Resource<Observation>("Observation-btu-high.json");
+        older.Subject = new ResourceReference("Patient/" + Patient);
+        older.Effective = new FhirDateTime("2025-09-01T08:00:00Z");
+        var page = new Bundle { Type = Bundle.BundleType.Searchset, Entry = [new Bundle.EntryComponent { Resource = older }] };
+        page.Link.Add(new Bundle.LinkComponent { Relation = "next", Url = Fhir.BaseUrl + "/Observation?patient=" + Patient + "&_offset=1" });
+        var slot = JsonNode.Parse(page.ToJson());
+
+        var resp = await Call(CdsKit.PatientView(Patient, null, Fhir.BaseUrl, AccessToken, resultsSlot: slot));
+        string json = await resp.Content.ReadAsStringAsync();
+        Assert.That(resp.StatusCode, Is.EqualTo(HttpStatusCode.OK), json);
+        Assert.That(Card(json).GetProperty("summary").GetString(), Does.StartWith("Anti-MAG IgM 25000 BTU"), "the latest result, from the server");
+        Assert.That((await Fhir.RequestsAsync()).Single().Url, Does.Contain("Observation?patient=" + Patient));
+
+        // With no FHIR server to ask, the call cannot be answered safely.
+        using var alone = await Call(CdsKit.PatientView(Patient, null, null, null, resultsSlot: JsonNode.Parse(page.ToJson())));
+        Assert.That(alone.StatusCode, Is.EqualTo(HttpStatusCode.PreconditionFailed));
     }
 
     [Test]
