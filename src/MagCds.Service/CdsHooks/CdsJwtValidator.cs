@@ -33,7 +33,8 @@ public sealed partial class CdsJwtValidator(
 
         // Cheap checks first, before any key is fetched.
         if (!o.Algorithms.Contains(jwt.Alg, StringComparer.Ordinal)) return Reject("algorithm-not-allowed");
-        if (jwt.TryGetHeaderValue<string>("typ", out var typ) && !string.Equals(typ, "JWT", StringComparison.OrdinalIgnoreCase)) return Reject("typ");
+        // CDS Hooks 2.0: typ is REQUIRED, fixed "JWT".
+        if (!jwt.TryGetHeaderValue<string>("typ", out var typ) || !string.Equals(typ, "JWT", StringComparison.OrdinalIgnoreCase)) return Reject("typ");
         var issuer = o.TrustedIssuers.FirstOrDefault(i => i.Issuer == jwt.Issuer);
         if (issuer is null) return Reject("untrusted-issuer");
         if (string.IsNullOrEmpty(jwt.Kid)) return Reject("no-kid");

@@ -44,6 +44,11 @@ public class JwtTests
         Assert.That((await Call(_kit.Token(Aud))).StatusCode, Is.EqualTo(HttpStatusCode.OK));
 
     [Test]
+    public async Task A_token_signed_by_hand_with_typ_JWT_is_accepted() =>
+        // The control for the hand-made tokens below: only their header differs from this one.
+        Assert.That((await Call(_kit.TokenWithHeader(Aud, "{\"alg\":\"ES384\",\"typ\":\"JWT\",\"kid\":\"ec-key\"}"))).StatusCode, Is.EqualTo(HttpStatusCode.OK));
+
+    [Test]
     public async Task A_valid_RS384_token_is_accepted() =>
         Assert.That((await Call(_kit.Token(Aud, _kit.RsaKey, SecurityAlgorithms.RsaSha384))).StatusCode, Is.EqualTo(HttpStatusCode.OK));
 
@@ -65,6 +70,8 @@ public class JwtTests
         yield return C("known kid, other key", k => k.Token(Aud, new ECDsaSecurityKey(System.Security.Cryptography.ECDsa.Create(System.Security.Cryptography.ECCurve.NamedCurves.nistP384)) { KeyId = "ec-key" }));
         yield return C("jku not allow-listed", k => k.Token(Aud, header: new Dictionary<string, object> { ["jku"] = "https://evil.example/jwks" }));
         yield return C("garbage", _ => "not.a.jwt");
+        yield return C("no typ (REQUIRED, fixed JWT)", k => k.TokenWithHeader(Aud, "{\"alg\":\"ES384\",\"kid\":\"ec-key\"}"));
+        yield return C("typ other than JWT", k => k.TokenWithHeader(Aud, "{\"alg\":\"ES384\",\"typ\":\"at+jwt\",\"kid\":\"ec-key\"}"));
     }
 
     [TestCaseSource(nameof(BadTokens))]

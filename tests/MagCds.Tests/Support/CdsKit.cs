@@ -83,6 +83,20 @@ public sealed class CdsKit : IDisposable
                B64($"{{\"iss\":\"{Issuer}\",\"aud\":\"{audience}\",\"iat\":{now},\"exp\":{now + 300},\"jti\":\"{Guid.NewGuid()}\"}}") + ".";
     }
 
+    /// <summary>
+    /// A token with exactly this header JSON, signed ES384 with <see cref="Ec"/> (JWS compact form, raw r||s signature):
+    /// for headers the token handler would not write, such as one without typ.
+    /// </summary>
+    public string TokenWithHeader(string audience, string headerJson)
+    {
+        static string B64(byte[] b) => Base64UrlEncoder.Encode(b);
+        long now = DateTimeOffset.UtcNow.ToUnixTimeSeconds();
+        string input = B64(Encoding.UTF8.GetBytes(headerJson)) + "." +
+                       B64(Encoding.UTF8.GetBytes($"{{\"iss\":\"{Issuer}\",\"aud\":\"{audience}\",\"iat\":{now},\"exp\":{now + 300},\"jti\":\"{Guid.NewGuid()}\"}}"));
+        byte[] signature = Ec.SignData(Encoding.ASCII.GetBytes(input), HashAlgorithmName.SHA384, DSASignatureFormat.IeeeP1363FixedFieldConcatenation);
+        return input + "." + B64(signature);
+    }
+
     public static HttpRequestMessage Post(string path, string body, string? token)
     {
         var req = new HttpRequestMessage(HttpMethod.Post, path) { Content = new StringContent(body, Encoding.UTF8, "application/json") };
