@@ -128,8 +128,9 @@ public sealed class Interpreter(KnowledgeBase knowledge)
                 // A range that arrives as only a number, with no text, may have been "<1000" at the lab (an HL7 v2 OBX-7
                 // mapped to high = 1000 loses the "<"). When the assay's own published cut-off is that very number and
                 // excludes it, a result exactly at the limit is raised by one reading and not by the other (FHIR's:
-                // the high value is inside the range); MagCds does not choose between them.
-                if (n == high && range.Text is null && matched?.ReferenceInterval is { HighInclusive: false } cutOff && cutOff.High == high && UnitsAgree(v, rangeHigh))
+                // the high value is inside the range); MagCds does not choose between them. Not for a censored value
+                // ("<1000" is below the limit on either reading), nor when the lab's flag says which it is.
+                if (n == high && v.Comparator is null && flag is null && range.Text is null && matched?.ReferenceInterval is { HighInclusive: false } cutOff && cutOff.High == high && UnitsAgree(v, rangeHigh))
                     return Cannot(CannotInterpretReason.UnusableRange,
                         $"The value {v.Display} equals the upper limit of the laboratory's reference range ({limit}). FHIR reads that limit as inside the range (not raised), but the range carries no text saying so, and the assay's published cut-off ('{matched.Name}': {ProfileBasis(matched).Display}) reads the same number as raised; a range written '<{limit}' often arrives this way. MagCds does not choose between the two readings.");
                 basis = new IntervalBasis(IntervalOrigin.ObservationReferenceRange, low, high, inclusive,

@@ -45,7 +45,7 @@ public static partial class CdsHooksEndpoints
             // MagCds reads only the FHIR servers this EHR is known to use: a fhirServer naming anything else (an
             // internal address, another organisation's server) is not queried, and neither is its token sent there.
             FhirServerNotAllowed(logger, issuer.Issuer);
-            call = call with { FhirServer = null, AccessToken = null };
+            call = call with { MayQueryFhirServer = false, AccessToken = null };
         }
 
         var (list, response) = await AnswerAsync(call, results, evaluator, cards, knowledgeUrl, ct);

@@ -117,7 +117,11 @@ public sealed class JwksProvider(IHttpClientFactory http, TimeProvider time)
             {
                 // Stale keys are fetched again in the background (at most one fetch per 30 s); this call goes on with
                 // the key it knows. A key the EHR has withdrawn stops working once that fetch is in.
-                if (now - hit.Fetched >= CacheFor && now - hit.Attempted >= RetryAfter) _ = RefreshAsync(source);
+                if (now - hit.Fetched >= CacheFor && now - hit.Attempted >= RetryAfter)
+                {
+                    // Not on the call's execution context: the refresh outlives the request.
+                    using (ExecutionContext.SuppressFlow()) _ = Task.Run(() => RefreshAsync(source, now));
+                }
                 return key;
             }
             // Tried within the last 30 s (an unknown kid, or a JWKS endpoint that is down): one fetch per 30 s, not one per call.
@@ -151,13 +155,25 @@ public sealed class JwksProvider(IHttpClientFactory http, TimeProvider time)
         return entry;
     }
 
-    /// <summary>A refresh beside the calls: skipped while another fetch of the source is under way; bounded by the key client's own time-outs.</summary>
-    private async Task RefreshAsync(string source)
+    /// <summary>
+    /// A refresh beside the calls: skipped while another fetch of the source is under way or one was tried since
+    /// <paramref name="staleAt"/>; bounded by the key client's own time-outs. Nothing may escape an unobserved task,
+    /// and every attempt is recorded, so a failing refresh is tried again after 30 s, not on every call.
+    /// </summary>
+    private async Task RefreshAsync(string source, DateTimeOffset staleAt)
     {
         var gate = Gate(source);
         if (!await gate.WaitAsync(0)) return;
-        try { await FetchAsync(source, CancellationToken.None); }
-        catch (OperationCanceledException) { } // the key client's time-out; LoadAsync records every other failure
+        try
+        {
+            if (_cache.TryGetValue(source, out var current) && current.Attempted >= staleAt) return;
+            await FetchAsync(source, CancellationToken.None);
+        }
+        catch (Exception)
+        {
+            // LoadAsync already records the failures it knows; anything else still counts as an attempt.
+            if (_cache.TryGetValue(source, out var known)) _cache[source] = known with { Attempted = time.GetUtcNow() };
+        }
         finally { gate.Release(); }
     }
 

@@ -31,6 +31,12 @@ public sealed record CdsCall(
 {
     public PrefetchSlot Slot(string key) => Prefetch.TryGetValue(key, out var s) ? s : PrefetchSlot.NotSent;
 
+    /// <summary>
+    /// False when <see cref="FhirServer"/> is not one MagCds may read for this caller: it still says whose data the
+    /// prefetch holds (a subject's absolute URL on that server is this patient), but nothing is fetched from it.
+    /// </summary>
+    public bool MayQueryFhirServer { get; init; } = true;
+
     // The token must never reach a log or an error message, even through a record's generated ToString.
     public override string ToString() => $"CdsCall {{ ServiceId = {ServiceId}, Hook = {Hook} }}";
 }

@@ -54,6 +54,8 @@ public sealed partial class PatientResults(
     {
         if (call.FhirServer is null)
             throw Unavailable("The patient's anti-MAG results were not prefetched and the request names no fhirServer to query.");
+        if (!call.MayQueryFhirServer)
+            throw Unavailable("The patient's anti-MAG results were not prefetched, and the fhirServer the request names is not one MagCds may read for this EHR (MagCds:CdsHooks:TrustedIssuers FhirServers).");
 
         using var cts = CancellationTokenSource.CreateLinkedTokenSource(ct);
         cts.CancelAfter(TimeSpan.FromSeconds(options.Value.FhirQueryTimeoutSeconds));

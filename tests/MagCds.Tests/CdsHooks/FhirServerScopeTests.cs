@@ -31,12 +31,28 @@ public sealed class FhirServerScopeTests : ServiceWithFhirServer
     [OneTimeTearDown]
     public void DisposeKit() => _kit.Dispose();
 
-    private async Task<HttpResponseMessage> CallNaming(string fhirServer)
+    private async Task<HttpResponseMessage> CallNaming(string fhirServer, IEnumerable<Resource>? prefetch = null)
     {
         await Fhir.ClearRequestsAsync();
         const string path = "/cds-services/magcds-patient-view";
-        return await Client.SendAsync(CdsKit.Post(path, CdsKit.PatientView(Patient, null, fhirServer, "ehr-access-token-scope", includeResultsKey: false),
+        return await Client.SendAsync(CdsKit.Post(path, CdsKit.PatientView(Patient, prefetch, fhirServer, "ehr-access-token-scope", includeResultsKey: prefetch is not null),
             _kit.Token(CdsKit.Base + path)));
+    }
+
+    private string SameServerOtherName => Fhir.BaseUrl.Replace("127.0.0.1", "localhost", StringComparison.Ordinal);
+
+    [Test]
+    public async Task A_prefetch_from_a_server_MagCds_may_not_read_still_names_its_patient()
+    {
+        // The results came in the prefetch, with the subject as an absolute URL on the server the call names: that
+        // server is still where this patient lives, although MagCds does not read from it.
+        var result = TestFiles.Resource<Observation>("Observation-btu-medium.json");
+        result.Subject = new ResourceReference($"{SameServerOtherName}/Patient/{Patient}");
+        using var resp = await CallNaming(SameServerOtherName, [result]);
+        string json = await resp.Content.ReadAsStringAsync();
+        Assert.That(resp.StatusCode, Is.EqualTo(HttpStatusCode.OK), json);
+        Assert.That(json, Does.Contain("Anti-MAG IgM 25000 BTU"), "the prefetched result is this patient's, and gets its card");
+        Assert.That(await Fhir.RequestsAsync(), Is.Empty);
     }
 
     [Test]
@@ -52,9 +68,8 @@ public sealed class FhirServerScopeTests : ServiceWithFhirServer
     public async Task Any_other_fhirServer_is_not_queried_and_gets_no_token()
     {
         // The very same server under another name is another authority: not on the list, so not asked at all.
-        string sameServerOtherName = Fhir.BaseUrl.Replace("127.0.0.1", "localhost", StringComparison.Ordinal);
-        Assert.That(sameServerOtherName, Is.Not.EqualTo(Fhir.BaseUrl));
-        using var resp = await CallNaming(sameServerOtherName);
+        Assert.That(SameServerOtherName, Is.Not.EqualTo(Fhir.BaseUrl));
+        using var resp = await CallNaming(SameServerOtherName);
         Assert.That(resp.StatusCode, Is.EqualTo(HttpStatusCode.PreconditionFailed), "no prefetch and no FHIR server it may read");
         Assert.That(await Fhir.RequestsAsync(), Is.Empty, "nothing was sent to the server the call named");
         Assert.That(Service.Logs.Lines, Has.Some.Contains("\"Name\":\"FhirServerNotAllowed\""));

@@ -105,6 +105,7 @@ public class PrefetchFallbackTests : ServiceWithFhirServer
             Call(CdsKit.PatientView(Patient, null, dead, AccessToken, includeResultsKey: false))));
         Assert.That(failing.Select(r => r.StatusCode), Has.All.EqualTo(HttpStatusCode.PreconditionFailed));
         foreach (var r in failing) r.Dispose();
+        Assert.That(Service.Logs.Lines, Has.Some.Contains("BrokenCircuitException"), "the dead server's circuit did open");
 
         using var resp = await Call(CdsKit.PatientView(Patient, null, Fhir.BaseUrl, AccessToken, includeResultsKey: false));
         Assert.That(resp.StatusCode, Is.EqualTo(HttpStatusCode.OK), await resp.Content.ReadAsStringAsync());

@@ -263,6 +263,26 @@ public class EvaluationCaseTests
             Does.Contain("'<1500 BTU'").And.Contain("at or above the limit is reported as raised"));
     }
 
+    /// <summary>A Buhlmann BTU result of <paramref name="value"/> with the lab's range up to <paramref name="high"/> BTU (and its text), interpreted.</summary>
+    private static Interpretation InterpretBtuWithRange(int value, int high, string? text, string? comparator = null, string? flag = null)
+    {
+        static Quantity Btu(int v) => new() { Value = v, Unit = "BTU", System = "http://unitsofmeasure.org", Code = "[arb'U]" };
+        var quantity = Btu(value);
+        if (comparator is not null) quantity.Comparator = Hl7.Fhir.Utility.EnumUtility.ParseLiteral<Quantity.QuantityComparator>(comparator);
+        var obs = new Observation
+        {
+            Id = "btu-with-range",
+            Status = ObservationStatus.Final,
+            Code = new CodeableConcept("http://loinc.org", "39087-2"),
+            Subject = new ResourceReference("Patient/pat-range"),
+            Effective = new FhirDateTime("2026-03-02"),
+            Value = quantity,
+            ReferenceRange = [new Observation.ReferenceRangeComponent { High = Btu(high), Text = text }],
+        };
+        if (flag is not null) obs.Interpretation.Add(new CodeableConcept("http://terminology.hl7.org/CodeSystem/v3-ObservationInterpretation", flag));
+        return CoreUnderTest.Evaluator.Evaluate(EvaluationRequest.Of(new EvaluationInput(obs, "Observation/btu-with-range", "observation"))).Results.Single().Interpretation!;
+    }
+
     // "<1000 BTU" written with high 999 means the same as FHIR's inclusive 999; "<1500 BTU" with high 1500 does not.
     [TestCase(999, 999, "<1000 BTU", Category.NotElevated, true)]
     [TestCase(1000, 999, "<1000 BTU", Category.Elevated, true)]
@@ -272,18 +292,7 @@ public class EvaluationCaseTests
     [TestCase(1500, 1500, null, Category.NotElevated, true)]
     public void A_strict_limit_is_read_from_the_range_text_only_at_the_ranges_own_high(int value, int high, string? text, Category expected, bool inclusive)
     {
-        static Quantity Btu(int v) => new() { Value = v, Unit = "BTU", System = "http://unitsofmeasure.org", Code = "[arb'U]" };
-        var obs = new Observation
-        {
-            Id = "strict-limit",
-            Status = ObservationStatus.Final,
-            Code = new CodeableConcept("http://loinc.org", "39087-2"),
-            Subject = new ResourceReference("Patient/pat-strict"),
-            Effective = new FhirDateTime("2026-03-02"),
-            Value = Btu(value),
-            ReferenceRange = [new Observation.ReferenceRangeComponent { High = Btu(high), Text = text }],
-        };
-        var i = CoreUnderTest.Evaluator.Evaluate(EvaluationRequest.Of(new EvaluationInput(obs, "Observation/strict-limit", "observation"))).Results.Single().Interpretation!;
+        var i = InterpretBtuWithRange(value, high, text);
         Assert.That(i.Category, Is.EqualTo(expected));
         Assert.That(i.Basis!.HighInclusive, Is.EqualTo(inclusive));
     }
@@ -295,20 +304,13 @@ public class EvaluationCaseTests
     [TestCase(1000, 1000, "0-1000 BTU", Category.NotElevated)]
     [TestCase(1000, 1000, "<1000 BTU", Category.Elevated)]
     [TestCase(1500, 1500, null, Category.NotElevated)]
-    public void A_value_at_a_textless_range_limit_that_the_assays_cut_off_reads_as_raised_is_not_decided(int value, int high, string? text, Category expected)
+    [TestCase(1000, 1000, null, Category.NotElevated, "<")]  // below the limit on either reading
+    [TestCase(1000, 1000, null, Category.Elevated, ">")]
+    [TestCase(1000, 1000, null, Category.NotElevated, null, "N")] // the lab's flag says which reading it meant
+    public void A_value_at_a_textless_range_limit_that_the_assays_cut_off_reads_as_raised_is_not_decided(int value, int high, string? text, Category expected,
+        string? comparator = null, string? flag = null)
     {
-        static Quantity Btu(int v) => new() { Value = v, Unit = "BTU", System = "http://unitsofmeasure.org", Code = "[arb'U]" };
-        var obs = new Observation
-        {
-            Id = "textless-limit",
-            Status = ObservationStatus.Final,
-            Code = new CodeableConcept("http://loinc.org", "39087-2"),
-            Subject = new ResourceReference("Patient/pat-limit"),
-            Effective = new FhirDateTime("2026-03-02"),
-            Value = Btu(value),
-            ReferenceRange = [new Observation.ReferenceRangeComponent { High = Btu(high), Text = text }],
-        };
-        var i = CoreUnderTest.Evaluator.Evaluate(EvaluationRequest.Of(new EvaluationInput(obs, "Observation/textless-limit", "observation"))).Results.Single().Interpretation!;
+        var i = InterpretBtuWithRange(value, high, text, comparator, flag);
         Assert.That(i.Category, Is.EqualTo(expected));
         if (expected == Category.CannotInterpret)
             Assert.That(i.Reason, Is.EqualTo(CannotInterpretReason.UnusableRange));

@@ -623,24 +623,31 @@ public sealed class WorkerTests(StoreProvider provider) : WorkerTestBase(provide
         await WaitUntilAsync(async () => (await H.AllAsync<RiskAssessment>()).Any(r => r.Basis[0].Reference == "Observation/" + second.Id), "the result notified with the new secret is assessed");
     }
 
-    [Test]
-    public async Task A_subscription_that_disappears_from_the_server_is_made_again()
+    /// <summary>Starts the worker on subscriptions only (polling off), its Subscription looked at again every second; returns it once made.</summary>
+    private async Task<Subscription> StartWithRecheckedSubscriptionAsync()
     {
-        var settings = new Dictionary<string, string?>
+        await H.StartAsync(new()
         {
             ["MagCds:Worker:PollIntervalSeconds"] = "0",
             ["MagCds:Worker:Subscription:Create"] = "true",
             ["MagCds:Worker:Subscription:EndpointUrl"] = "http://magcds.hospital.example/worker/notifications",
             ["MagCds:Worker:Subscription:RecheckSeconds"] = "1",
-        };
-        await H.StartAsync(settings);
+        });
         await WaitUntilAsync(async () => (await H.AllAsync<Subscription>()).Count == 1, "the Subscription exists");
-        var first = (await H.AllAsync<Subscription>()).Single();
+        return (await H.AllAsync<Subscription>()).Single();
+    }
 
+    [Test]
+    public async Task A_subscription_that_disappears_from_the_server_is_made_again()
+    {
+        var first = await StartWithRecheckedSubscriptionAsync();
+
+        // Written before the Subscription goes (its notification cannot reach the example endpoint), so only the
+        // catch-up poll after the Subscription is made again can find it, however soon the recheck runs.
+        var missed = await Fhir.SeedAsync(Result("p1", 23.5m, "ACC-1"));
         // Deleted on the server (or switched off there after MagCds was unreachable): without notifications the
         // worker would be deaf with polling off.
         await Fhir.Client.DeleteAsync("Subscription/" + first.Id);
-        var missed = await Fhir.SeedAsync(Result("p1", 23.5m, "ACC-1")); // written while no Subscription was there
         await WaitUntilAsync(async () => (await H.AllAsync<Subscription>()).Any(s => s.Id != first.Id), "a new Subscription is made");
         Assert.That(await H.AllAsync<Subscription>(), Has.Count.EqualTo(1));
         await WaitUntilAsync(async () => (await H.AllAsync<RiskAssessment>()).Any(r => r.Basis[0].Reference == "Observation/" + missed.Id),
@@ -652,21 +659,12 @@ public sealed class WorkerTests(StoreProvider provider) : WorkerTestBase(provide
     [Test]
     public async Task A_subscription_the_server_stopped_is_resumed_not_made_again_beside_it()
     {
-        var settings = new Dictionary<string, string?>
-        {
-            ["MagCds:Worker:PollIntervalSeconds"] = "0",
-            ["MagCds:Worker:Subscription:Create"] = "true",
-            ["MagCds:Worker:Subscription:EndpointUrl"] = "http://magcds.hospital.example/worker/notifications",
-            ["MagCds:Worker:Subscription:RecheckSeconds"] = "1",
-        };
-        await H.StartAsync(settings);
-        await WaitUntilAsync(async () => (await H.AllAsync<Subscription>()).Count == 1, "the Subscription exists");
-
-        // The server stops it (MagCds was unreachable too long): R4 status error.
-        var stopped = (await H.AllAsync<Subscription>()).Single();
+        // The server stops it (MagCds was unreachable too long): R4 status error. The result is written first (its
+        // notification cannot reach the example endpoint), so only the catch-up poll after the resumption finds it.
+        var stopped = await StartWithRecheckedSubscriptionAsync();
+        var missed = await Fhir.SeedAsync(Result("p1", 23.5m, "ACC-1"));
         stopped.Status = Subscription.SubscriptionStatus.Error;
         await Fhir.Client.UpdateAsync(stopped);
-        var missed = await Fhir.SeedAsync(Result("p1", 23.5m, "ACC-1")); // written while it was stopped
         await WaitUntilAsync(async () => H.Service!.Logs.Lines.Any(l => l.Contains("\"SubscriptionAction\":\"reactivated\"", StringComparison.Ordinal)), "the Subscription is resumed");
         var subs = await H.AllAsync<Subscription>();
         Assert.That(subs, Has.Count.EqualTo(1), "no second Subscription beside it");
