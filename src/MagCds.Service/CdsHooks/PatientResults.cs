@@ -24,7 +24,7 @@ public sealed partial class PatientResults(
             PrefetchSlot.Empty => [],
             // One page of several that the client does not say it sorted newest first: the latest result may be on a
             // page it did not send, so the results are read from fhirServer (412 without one) instead.
-            PrefetchSlot.Found { Resource: Bundle { NextLink: not null } b } when b.SelfLink?.OriginalString.Contains("_sort=", StringComparison.Ordinal) != true
+            PrefetchSlot.Found { Resource: Bundle { NextLink: not null } b } when !Hosting.SearchSets.SaysSorted(b)
                 => await QueryAsync(call, ct),
             PrefetchSlot.Found { Resource: Bundle b } => b.Entry.Select(e => (e.Resource as Observation, e.FullUrl)).Where(x => x.Item1 is not null).Select(x => (x.Item1!, x.FullUrl)).ToList(),
             PrefetchSlot.Found { Resource: Observation o } => [(o, (string?)null)],
@@ -72,7 +72,7 @@ public sealed partial class PatientResults(
             var page = await fhir.GetAsync(query, cts.Token) as Bundle;
             // Newest first only if the server says it sorted (its self link lists the parameters it applied); if it
             // did not, the newest result may be on any page, so all are read (within the page limit).
-            bool sorted = page?.SelfLink?.OriginalString.Contains("_sort=", StringComparison.Ordinal) == true;
+            bool sorted = Hosting.SearchSets.SaysSorted(page);
             bool more = false;
             for (int pages = 1; page is not null; pages++)
             {

@@ -174,7 +174,7 @@ public sealed partial class AssessmentWriter(Evaluator evaluator, WorkerFhirClie
         if (n == 0) return [];
         string codes = string.Join(",", evaluator.RecognisedCodes.Select(Uri.EscapeDataString));
         var page = await Call(() => client.GetAsync($"Observation?subject={Uri.EscapeDataString(subject)}&code={codes}&_sort=-date&_count={n}", ct), allowGone: false) as Bundle;
-        bool sorted = page?.SelfLink?.OriginalString.Contains("_sort=", StringComparison.Ordinal) == true;
+        bool sorted = Hosting.SearchSets.SaysSorted(page);
         var found = new List<Observation>();
         for (int pages = 1; page is not null; pages++)
         {
