@@ -40,7 +40,7 @@ public static partial class CdsHooksEndpoints
         var call = CdsRequestReader.Read(await ReadJsonBodyAsync(req, o), service, o.AllowInsecureFhirServer);
         string knowledgeUrl = BaseUrl(req, o) + "/knowledge";
         var logger = loggers.CreateLogger("MagCds.CdsHooks");
-        if (call.FhirServer is { } named && issuer is { FhirServers.Count: > 0 } && !issuer.FhirServers.Any(s => Uri.TryCreate(s, UriKind.Absolute, out var allowed) && Security.OutboundLinks.IsUnderServer(named, allowed)))
+        if (call.FhirServer is { } named && issuer is not null && !issuer.MayQuery(named))
         {
             // MagCds reads only the FHIR servers this EHR is known to use: a fhirServer naming anything else (an
             // internal address, another organisation's server) is not queried, and neither is its token sent there.

@@ -71,4 +71,8 @@ public sealed class TrustedIssuer
     /// Set, MagCds queries (and sends the call's access token to) no other server; empty, any https server.
     /// </summary>
     public List<string> FhirServers { get; set; } = [];
+
+    /// <summary>Whether MagCds may read <paramref name="fhirServer"/> (and send this EHR's access token there).</summary>
+    public bool MayQuery(Uri fhirServer) => FhirServers.Count == 0
+        || FhirServers.Any(s => Uri.TryCreate(s, UriKind.Absolute, out var allowed) && Security.OutboundLinks.IsUnderServer(fhirServer, allowed));
 }
