@@ -45,6 +45,23 @@ indexStructureDefinitionBundle(readJson('fhir/r4/profiles-types.json'));
 indexStructureDefinitionBundle(readJson('fhir/r4/profiles-resources.json'));
 indexSearchParameterBundle(readJson('fhir/r4/search-parameters.json'));
 
+/**
+ * This server's clock (quirk `clockOffsetMs`): what the process stamps (meta.lastUpdated, the Date header) runs that
+ * many milliseconds away from the machine's clock, as on a server whose clock is wrong. The engine reads the global
+ * Date, so the global is replaced by one that adds the offset.
+ */
+const MachineDate = Date;
+let clockOffsetMs = 0;
+globalThis.Date = class extends MachineDate {
+  constructor(...args) {
+    if (args.length === 0) super(MachineDate.now() + clockOffsetMs);
+    else super(...args);
+  }
+  static now() {
+    return MachineDate.now() + clockOffsetMs;
+  }
+};
+
 const router = new FhirRouter();
 const repo = new MemoryRepository();
 /** What tests can ask for at GET /admin/requests: never headers or bodies, so no token leaks. */
@@ -60,7 +77,8 @@ let faults = [];
  * Behaviours of other servers a test can switch on (POST /admin/quirks): `ignoreSort` — searches ignore `_sort`, and
  * their self links say so, as a server without sort support does; `ignoreLastUpdated` — searches ignore
  * `_lastUpdated` (R4 lets a server skip a parameter it does not support); `nextLinkBase` — next links point at that base
- * instead of this server (a misconfigured or hostile server), so a test can see whether a client follows them.
+ * instead of this server (a misconfigured or hostile server), so a test can see whether a client follows them;
+ * `clockOffsetMs` — this server's clock runs that far ahead (or, negative, behind) the machine's.
  */
 let quirks = {};
 /** Rest-hook deliveries made, for tests: { subscription, method, url, status }. Never headers or bodies. */
@@ -80,7 +98,9 @@ class HttpError extends Error {
 }
 
 function send(res, status, body, headers = {}) {
-  res.writeHead(status, body === undefined ? headers : { 'Content-Type': FHIR_JSON, ...headers });
+  // Node's own Date header reads the machine's clock; this one reads the server's (see clockOffsetMs).
+  const withDate = { Date: new Date().toUTCString(), ...headers };
+  res.writeHead(status, body === undefined ? withDate : { 'Content-Type': FHIR_JSON, ...withDate });
   res.end(body === undefined ? undefined : JSON.stringify(body));
 }
 
@@ -265,6 +285,7 @@ async function handleAdmin(req, res, url) {
     requestLog = [];
     faults = [];
     quirks = {};
+    clockOffsetMs = 0;
     deliveries = [];
     return send(res, 200, outcome('information', 'informational', 'Repository and request log cleared'));
   }
@@ -284,6 +305,7 @@ async function handleAdmin(req, res, url) {
   }
   if (req.method === 'POST' && url.pathname === '/admin/quirks') {
     quirks = JSON.parse((await readBody(req)) || '{}');
+    clockOffsetMs = Number(quirks.clockOffsetMs ?? 0);
     return send(res, 204, undefined);
   }
   if (req.method === 'DELETE' && url.pathname === '/admin/faults') {

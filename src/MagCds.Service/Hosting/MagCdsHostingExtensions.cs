@@ -194,9 +194,12 @@ public static class MagCdsHostingExtensions
         services.AddHttpClient(SmartBackendTokens.HttpClientName).ConfigurePrimaryHttpMessageHandler(() => new SocketsHttpHandler { AllowAutoRedirect = false })
             .AddStandardResilienceHandler();
         services.AddTransient<OutboundAuthHandler>();
+        services.AddSingleton<ServerClock>();
+        services.AddTransient<ServerClockHandler>();
         var timeout = TimeSpan.FromSeconds(config.GetSection(WorkerOptions.Section).Get<WorkerOptions>()?.RequestTimeoutSeconds ?? new WorkerOptions().RequestTimeoutSeconds);
         services.AddHttpClient(WorkerFhirClient.HttpClientName)
             .AddHttpMessageHandler<OutboundAuthHandler>()
+            .AddHttpMessageHandler<ServerClockHandler>()
             .AddStandardResilienceHandler(o =>
             {
                 // Retries with backoff and jitter on 408/429/5xx and timeouts, and a circuit breaker, inside one total

@@ -15,7 +15,7 @@ namespace MagCds.Service.Worker;
 /// the last page, so a crash mid-poll repeats the poll (queueing is idempotent) instead of skipping anything.
 /// </summary>
 public sealed partial class Poller(WorkerFhirClient fhir, WorkQueue queue, Evaluator evaluator, IOptions<WorkerOptions> options,
-    WorkerMetrics metrics, TimeProvider time, ILogger<Poller> logger)
+    WorkerMetrics metrics, ServerClock serverClock, TimeProvider time, ILogger<Poller> logger)
 {
     public const string CursorKey = "poll-cursor";
     private const string SeenKey = "poll-seen";
@@ -43,7 +43,9 @@ public sealed partial class Poller(WorkerFhirClient fhir, WorkQueue queue, Evalu
     /// <summary>
     /// At the worker's start: with no cursor and no <c>PollFrom</c>, the cursor is set to now, so that the first poll
     /// (an interval poll, or one a notification asks for while interval polling is off) covers every change since the
-    /// worker started instead of starting from the moment it runs.
+    /// worker started instead of starting from the moment it runs. "Now" is the server's time (<see cref="ServerClock"/>):
+    /// when no answer has told it yet, the server's CapabilityStatement is read for its Date header; while the server
+    /// cannot be reached, this fails and is tried again (nothing can be polled then either).
     /// </summary>
     public async Task StartAsync(CancellationToken ct)
     {
@@ -55,9 +57,23 @@ public sealed partial class Poller(WorkerFhirClient fhir, WorkQueue queue, Evalu
             var others = await queue.ServersWithStateAsync(CursorKey, ct);
             string? carried = others.Count == 1 ? await queue.GetStateAsync(others[0], CursorKey, ct) : null;
             if (carried is not null) CursorCarriedOver(logger, others[0], carried);
-            await queue.SetStateAsync(fhir.Server, CursorKey, carried ?? Format(time.GetUtcNow()), ct);
+            await queue.SetStateAsync(fhir.Server, CursorKey, carried ?? Format(await ServerNowAsync(ct)), ct);
         }
     }
+
+    private async Task<DateTimeOffset> ServerNowAsync(CancellationToken ct)
+    {
+        if (!serverClock.Known)
+        {
+            using var client = fhir.Create();
+            await client.CapabilityStatementAsync(SummaryType.True, ct);
+            if (!serverClock.Known) NoServerDate(logger);
+        }
+        return serverClock.Now;
+    }
+
+    [LoggerMessage(Level = LogLevel.Warning, Message = "The FHIR server sends no Date header: polling takes its clock to agree with this machine's (keep both on NTP)")]
+    private static partial void NoServerDate(ILogger logger);
 
     [LoggerMessage(Level = LogLevel.Warning, Message = "No poll cursor for the configured FHIR server URL; polling goes on from the cursor stored for {OtherServer} ({Cursor}), taken to be the same server under its former address. Set MagCds:Worker:PollFrom to choose the starting point instead")]
     private static partial void CursorCarriedOver(ILogger logger, string otherServer, string cursor);
@@ -74,12 +90,12 @@ public sealed partial class Poller(WorkerFhirClient fhir, WorkQueue queue, Evalu
             cursor = Instant(o.PollFrom);
             if (cursor is null)
             {
-                await queue.SetStateAsync(server, CursorKey, Format(time.GetUtcNow()), ct);
+                await StartAsync(ct);
                 return 0;
             }
         }
 
-        var started = time.GetUtcNow();
+        var asked = time.GetUtcNow();
         var seen = Seen(await queue.GetStateAsync(server, SeenKey, ct));
         bool settled = await queue.GetStateAsync(server, SettledKey, ct) == "true";
         string codes = string.Join(",", evaluator.RecognisedCodes.Select(Uri.EscapeDataString));
@@ -92,6 +108,8 @@ public sealed partial class Poller(WorkerFhirClient fhir, WorkQueue queue, Evalu
         var max = cursor.Value;
         int queued = 0;
         var page = await client.GetAsync(query, ct) as Bundle;
+        // When the search was asked, on the server's clock (its answer's Date has just set the offset).
+        var started = serverClock.ToServer(asked);
         while (page is not null)
         {
             var fresh = new List<(string, string, string?)>();
@@ -121,7 +139,7 @@ public sealed partial class Poller(WorkerFhirClient fhir, WorkQueue queue, Evalu
         {
             [CursorKey] = Format(max),
             [SeenKey] = string.Join("\n", keep.Select(s => $"{s.Value.ToUnixTimeMilliseconds()} {s.Key}")),
-            // Twice the overlap, as a margin for the difference between this clock and the server's.
+            // Twice the overlap: the server's clock is read to the second, and stamps may lag a commit.
             [SettledKey] = started - max > 2 * Overlap ? "true" : "false",
         }, ct);
         return queued;

@@ -152,11 +152,15 @@ public sealed class FhirTestServer(string? requiredToken = null, IReadOnlyDictio
 
     /// <summary>
     /// Behaviours of other servers (until the next reset): searches that ignore <c>_sort</c> (and say so in their self
-    /// link), and next links that point at <paramref name="nextLinkBase"/> instead of this server.
+    /// link), searches that ignore <c>_lastUpdated</c>, next links that point at <paramref name="nextLinkBase"/> instead
+    /// of this server, and a server clock <paramref name="clockOffset"/> away from this machine's (its lastUpdated
+    /// stamps and its Date header).
     /// </summary>
-    public async Task QuirksAsync(bool ignoreSort = false, string? nextLinkBase = null, bool ignoreLastUpdated = false, CancellationToken cancellationToken = default)
+    public async Task QuirksAsync(bool ignoreSort = false, string? nextLinkBase = null, bool ignoreLastUpdated = false, TimeSpan clockOffset = default,
+        CancellationToken cancellationToken = default)
     {
-        using var resp = await Admin.PostAsync("admin/quirks", JsonContent.Create(new { ignoreSort, nextLinkBase, ignoreLastUpdated }), cancellationToken);
+        using var resp = await Admin.PostAsync("admin/quirks",
+            JsonContent.Create(new { ignoreSort, nextLinkBase, ignoreLastUpdated, clockOffsetMs = (long)clockOffset.TotalMilliseconds }), cancellationToken);
         await EnsureOkAsync(resp, cancellationToken);
     }
 

@@ -66,6 +66,51 @@ public sealed class WorkerTests(StoreProvider provider) : WorkerTestBase(provide
     }
 
     [Test]
+    public async Task A_server_whose_clock_runs_behind_still_has_results_written_after_the_first_start_found()
+    {
+        // The server stamps lastUpdated a minute behind this machine: a first cursor from MagCds's own clock would lie
+        // a minute after the server's stamps, and every poll would ask for results "after" it and get none.
+        await Fhir.QuirksAsync(clockOffset: TimeSpan.FromMinutes(-1));
+        try
+        {
+            await H.StartAsync(new() { ["MagCds:Worker:PollFrom"] = "" });
+            await WaitUntilAsync(async () => (await H.Client.GetFromJsonAsync<JsonElement>("/admin/worker")).GetProperty("pollCursor").ValueKind == JsonValueKind.String,
+                "the worker has taken its starting point");
+            var obs = await Fhir.SeedAsync(Result("p1", 23.5m, "ACC-1"));
+            Assert.That(obs.Meta!.LastUpdated, Is.LessThan(DateTimeOffset.UtcNow - TimeSpan.FromSeconds(50)), "the server's stamp runs behind");
+            await WaitUntilAsync(async () => (await H.AllAsync<RiskAssessment>()).Count == 1, "the result written after the start is found by polling");
+            Assert.That((await H.AllAsync<RiskAssessment>())[0].Basis[0].Reference, Is.EqualTo("Observation/" + obs.Id));
+        }
+        finally { await Fhir.QuirksAsync(); }
+    }
+
+    [Test]
+    public async Task A_server_whose_clock_runs_behind_keeps_the_poll_overlap_while_its_newest_write_is_recent()
+    {
+        // By this machine's clock the newest write looks a minute old, so the poll would drop its overlap at once and
+        // miss a write the server makes visible late; by the server's clock (its Date header) it is seconds old.
+        await Fhir.QuirksAsync(clockOffset: TimeSpan.FromMinutes(-1));
+        try
+        {
+            var obs = await Fhir.SeedAsync(Result("p1", 23.5m, "ACC-1"));
+            await H.StartAsync();
+            await H.DrainedAsync(1);
+            var stamp = obs.Meta!.LastUpdated!.Value;
+            string? Bound(FhirTestServerRequest r) =>
+                System.Text.RegularExpressions.Regex.Match(r.Url, "_lastUpdated=gt([^&]+)") is { Success: true } m ? Uri.UnescapeDataString(m.Groups[1].Value) : null;
+            // The polls after the one that saw the result start from its stamp (the cursor), less the overlap or not.
+            IReadOnlyList<string> later = [];
+            await WaitUntilAsync(async () =>
+            {
+                later = [.. (await Fhir.RequestsAsync()).Select(Bound).OfType<string>().Where(b => string.CompareOrdinal(b, "2001") > 0)];
+                return later.Count > 0;
+            }, "a poll after the cursor moved");
+            Assert.That(later[0], Is.EqualTo(MagCds.Service.Worker.Poller.Format(stamp - TimeSpan.FromSeconds(5))), "the next poll still reaches back 5 s");
+        }
+        finally { await Fhir.QuirksAsync(); }
+    }
+
+    [Test]
     public async Task A_server_that_ignores_lastUpdated_does_not_get_old_results_assessed_as_new()
     {
         // R4 lets a server skip a search parameter it does not support; then a poll is answered with everything.
