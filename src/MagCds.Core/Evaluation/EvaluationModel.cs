@@ -7,7 +7,9 @@ namespace MagCds.Core.Evaluation;
 /// <param name="Observation">The parsed Observation.</param>
 /// <param name="Reference">Literal reference for outputs (e.g. "Observation/123" or a Bundle fullUrl); null when it has none.</param>
 /// <param name="Location">FHIRPath-style location in the request, used in issues (e.g. "Bundle.entry[2].resource").</param>
-public sealed record EvaluationInput(Observation Observation, string? Reference, string Location);
+/// <param name="FullUrl">The Bundle entry's fullUrl, when it came in one: an absolute one names the server the entry
+/// is from, against which its relative references (its subject) resolve.</param>
+public sealed record EvaluationInput(Observation Observation, string? Reference, string Location, string? FullUrl = null);
 
 /// <summary>
 /// What every door hands to the core: the results to evaluate and, optionally, earlier results to use as history.

@@ -61,12 +61,26 @@ public sealed class Evaluator
     /// </summary>
     public EvaluationRequest LatestWithHistory(IReadOnlyList<EvaluationInput> results)
     {
-        var latest = results
-            .Where(r => IsAntiMag(r.Observation) && r.Observation.Status is ObservationStatus.Final or ObservationStatus.Amended
-                or ObservationStatus.Corrected or ObservationStatus.Preliminary)
-            .OrderByDescending(r => TrendBuilder.When(r.Observation) ?? DateTimeOffset.MinValue)
-            .FirstOrDefault();
+        EvaluationInput? latest = null;
+        var latestWhen = DateTimeOffset.MinValue;
+        foreach (var r in results)
+        {
+            if (!IsAntiMag(r.Observation) || r.Observation.Status is not (ObservationStatus.Final or ObservationStatus.Amended
+                    or ObservationStatus.Corrected or ObservationStatus.Preliminary)) continue;
+            var when = TrendBuilder.When(r.Observation) ?? DateTimeOffset.MinValue;
+            if (latest is null || when > latestWhen || (when == latestWhen && IssuedLater(r, latest))) (latest, latestWhen) = (r, when);
+        }
         return latest is null ? new EvaluationRequest([], []) : new EvaluationRequest([latest], results.Where(r => r != latest).ToList());
+    }
+
+    /// <summary>Between two results of the same time: the later issued, else the content decides (never the order they came in).</summary>
+    private static bool IssuedLater(EvaluationInput a, EvaluationInput b)
+    {
+        DateTimeOffset? ia = a.Observation.IssuedElement?.Value, ib = b.Observation.IssuedElement?.Value;
+        if (ia != ib) return ia > ib || (ia is not null && ib is null);
+        DeterministicIds.InputKeys ka = DeterministicIds.Keys(a), kb = DeterministicIds.Keys(b);
+        int c = string.CompareOrdinal(ka.Observation, kb.Observation);
+        return (c != 0 ? c : string.CompareOrdinal(ka.Version, kb.Version)) > 0;
     }
 
     public EvaluationResponse Evaluate(EvaluationRequest request)
@@ -89,9 +103,10 @@ public sealed class Evaluator
         {
             if (prepared.ContainsKey(i)) return;
             var p = prepared[i] = Prepare(i);
-            if (p.Subject is null || !p.IsAntiMag) return;
-            if (pool.TryGetValue(p.Subject, out var results)) results.Add(p);
-            else pool[p.Subject] = [p];
+            // A result whose meaning a modifier may change is no one's history either.
+            if (p.Patient is null || !p.IsAntiMag || p.HasModifiers) return;
+            if (pool.TryGetValue(p.Patient, out var results)) results.Add(p);
+            else pool[p.Patient] = [p];
         }
         foreach (var i in request.History) Add(i);
         foreach (var i in request.Inputs) Add(i);
@@ -100,18 +115,53 @@ public sealed class Evaluator
         List<CoreIssue> requestIssues = [];
         if (request.History.Count > 0)
         {
-            var subjects = request.Inputs.Select(i => prepared[i].Subject).OfType<string>().ToHashSet(StringComparer.Ordinal);
+            var patients = request.Inputs.Select(i => prepared[i].Patient).OfType<string>().ToHashSet(StringComparer.Ordinal);
             foreach (var h in request.History)
-                if (prepared[h].Subject is not { } s || !subjects.Contains(s))
+                if (prepared[h].Patient is not { } s || !patients.Contains(s))
                     requestIssues.Add(new CoreIssue(OutcomeCodes.HistoryOtherPatient, OperationOutcome.IssueSeverity.Warning,
                         "This earlier result is not of the patient being evaluated and was not used.", h.Location));
         }
 
+        var supersededBy = request.Inputs.Count > 1 ? SupersededVersions(request.Inputs, prepared) : null;
         IEnumerable<InputResult> Results()
         {
-            foreach (var input in request.Inputs) yield return EvaluateOne(prepared[input], pool);
+            foreach (var input in request.Inputs)
+                yield return supersededBy is not null && supersededBy.TryGetValue(input, out var by)
+                    ? Superseded(prepared[input], by)
+                    : EvaluateOne(prepared[input], pool);
         }
         return new EvaluationRun(Results(), requestIssues, _knowledge.Version);
+    }
+
+    /// <summary>
+    /// Several versions of one Observation among the inputs (a history Bundle lists them all, newest first; a feed may
+    /// resend one): only one is assessed, so that an answer never holds two current assessments of one result, or a
+    /// current one beside its withdrawal. An entered-in-error version wins (its retraction is what the result now
+    /// is), else the newest version (<see cref="Versions.Compare"/>), else the first of identical copies.
+    /// </summary>
+    private static Dictionary<EvaluationInput, Prepared> SupersededVersions(IReadOnlyList<EvaluationInput> inputs, Dictionary<EvaluationInput, Prepared> prepared)
+    {
+        var superseded = new Dictionary<EvaluationInput, Prepared>(ReferenceEqualityComparer.Instance);
+        foreach (var group in inputs.Select(i => prepared[i]).Where(p => p.IsAntiMag).GroupBy(p => p.Identity, StringComparer.Ordinal))
+        {
+            Prepared? winner = null;
+            foreach (var p in group)
+                if (winner is null || Versions.Wins(p, winner)) winner = p;
+            foreach (var p in group)
+                if (!ReferenceEquals(p, winner)) superseded[p.Input] = winner!;
+        }
+        return superseded;
+    }
+
+    private static InputResult Superseded(Prepared current, Prepared by)
+    {
+        string message = by.Input.Observation.Status == ObservationStatus.EnteredInError
+            ? $"Another version of this Observation in the request ({by.Input.Location}) is entered-in-error: this one is not evaluated, and the outputs for the Observation are retracted there."
+            : by.Keys.Version == current.Keys.Version
+                ? $"The same version of this Observation is also at {by.Input.Location}; it is evaluated there, once."
+                : $"A newer version of this Observation in the request ({by.Input.Location}) is evaluated instead: only the latest version of a result is assessed.";
+        return new InputResult(current.Input, InputOutcome.NotEvaluated, null, null, null,
+            [new CoreIssue(OutcomeCodes.SupersededInRequest, OperationOutcome.IssueSeverity.Warning, message, current.Input.Location)]);
     }
 
     private InputResult EvaluateOne(Prepared current, IReadOnlyDictionary<string, List<Prepared>> pool)
@@ -126,7 +176,9 @@ public sealed class Evaluator
             return NotEvaluated(OutcomeCodes.NotAntiMag, severity: OperationOutcome.IssueSeverity.Information, message:
                 $"The Observation code is not LOINC {CanonicalUrls.AntiMagLoinc} or a configured anti-MAG IgM code; MagCds does not apply to it.");
         if (current.Subject is null)
-            return NotEvaluated(OutcomeCodes.MissingSubject, "The Observation names no subject, so no patient-level output can be made.");
+            return NotEvaluated(OutcomeCodes.MissingSubject, obs.Subject is null or { Reference: null or "", Identifier: null }
+                ? "The Observation names no subject, so no patient-level output can be made."
+                : "The Observation's subject is not a Patient or Group (or names a contained resource that is not there), so no patient-level output can be made.");
 
         switch (obs.Status)
         {
@@ -141,6 +193,11 @@ public sealed class Evaluator
                 return NotEvaluated(OutcomeCodes.StatusNotEvaluated,
                     $"The Observation status is '{obs.Status?.ToString() ?? "missing"}'; only final, amended, corrected and preliminary results are evaluated.");
         }
+        // FHIR: an application must not process data whose meaning a modifier it does not know may change (a
+        // withdrawal above is still honoured: it only ever takes outputs away).
+        if (current.HasModifiers)
+            return NotEvaluated(OutcomeCodes.UnknownModifier,
+                "The Observation carries a modifier extension or implicit rules (on it, a reference range, a component or a contained resource) that MagCds does not know; they may change what the result means, so it is not evaluated.");
 
         var value = current.Value;
         if (value is null)
@@ -175,28 +232,87 @@ public sealed class Evaluator
             input.Location)]
         : [];
 
-    private Prepared Prepare(EvaluationInput input) =>
-        new(input, IsAntiMag(input.Observation), SubjectKey(input.Observation), ValueReader.Read(input.Observation),
-            TrendBuilder.When(input.Observation), DeterministicIds.Keys(input));
+    private Prepared Prepare(EvaluationInput input)
+    {
+        var obs = input.Observation;
+        string? subject = SubjectKey(obs), server = ServerBase(input.FullUrl);
+        var keys = DeterministicIds.Keys(input);
+        return new(input, IsAntiMag(obs), subject, ValueReader.Read(obs), TrendBuilder.When(obs), keys)
+        {
+            // Relative references of an entry from a named server resolve against it (FHIR Bundle rules): "Patient/1"
+            // of two servers is two patients, and an Observation id of two servers two results.
+            Patient = server is not null && subject is not null && obs.Subject?.Reference is { } r && IsRelative(r) ? $"ref|{server}/{r}" : subject,
+            Identity = server is null ? keys.Observation : server + "|" + keys.Observation,
+            HasModifiers = HasModifiers(obs),
+        };
+    }
 
-    /// <summary>Who the result is about: the literal subject reference, else its logical identifier.</summary>
+    /// <summary>The server base of an absolute RESTful fullUrl ("https://lab/fhir/Observation/1" → "https://lab/fhir").</summary>
+    private static string? ServerBase(string? fullUrl)
+    {
+        if (fullUrl is null || !(fullUrl.StartsWith("https://", StringComparison.OrdinalIgnoreCase) || fullUrl.StartsWith("http://", StringComparison.OrdinalIgnoreCase))) return null;
+        int at = fullUrl.LastIndexOf("/Observation/", StringComparison.Ordinal);
+        return at > 0 ? fullUrl[..at] : null;
+    }
+
+    private static bool IsRelative(string reference) =>
+        reference[0] != '#' && !reference.StartsWith("urn:", StringComparison.Ordinal) && !reference.Contains("://", StringComparison.Ordinal);
+
+    /// <summary>
+    /// Modifier extensions or implicit rules where MagCds reads: the Observation, its reference ranges and components,
+    /// and the resources it contains (its subject may be one). R4 allows modifierExtension on resources and backbone
+    /// elements only, and these are the Observation's.
+    /// </summary>
+    private static bool HasModifiers(Observation obs)
+    {
+        if (obs.ModifierExtension.Count > 0 || obs.ImplicitRules is not null) return true;
+        foreach (var r in obs.ReferenceRange) if (r.ModifierExtension.Count > 0) return true;
+        foreach (var c in obs.Component) if (c.ModifierExtension.Count > 0) return true;
+        foreach (var c in obs.Contained)
+            if (c.ImplicitRules is not null || (c is DomainResource d && d.ModifierExtension.Count > 0)) return true;
+        return false;
+    }
+
+    /// <summary>
+    /// Who the result is about: the literal subject reference, else its logical identifier; null when there is none or
+    /// it is not a Patient or Group (RiskAssessment.subject allows only those), or names a contained resource that is
+    /// not there.
+    /// </summary>
     public static string? SubjectKey(Observation obs) => obs.Subject switch
     {
         { Reference: ['#', ..] r } => ContainedSubjectKey(obs, r),
-        { Reference: { Length: > 0 } r } => "ref|" + r,
-        { Identifier: { Value: { Length: > 0 } v } id } => $"id|{id.System}|{v}",
+        { Reference: { Length: > 0 } r } => PatientOrGroup(ReferenceType(r) ?? obs.Subject.Type) ? "ref|" + r : null,
+        { Identifier: { Value: { Length: > 0 } v } id } => PatientOrGroup(obs.Subject.Type) ? $"id|{id.System}|{v}" : null,
         _ => null,
     };
+
+    private static bool PatientOrGroup(string? type) => type is null or "Patient" or "Group";
+
+    /// <summary>The resource type a literal reference names ("Patient/1", "https://x/fhir/Device/2/_history/1"); null for a urn.</summary>
+    private static string? ReferenceType(string reference)
+    {
+        if (reference.StartsWith("urn:", StringComparison.Ordinal)) return null;
+        var s = reference.AsSpan();
+        int history = s.IndexOf("/_history/", StringComparison.Ordinal);
+        if (history >= 0) s = s[..history];
+        int last = s.LastIndexOf('/');
+        if (last <= 0) return null;
+        var head = s[..last];
+        var type = head[(head.LastIndexOf('/') + 1)..];
+        return type.SequenceEqual("Patient") ? "Patient" : type.SequenceEqual("Group") ? "Group" : type.ToString();
+    }
 
     /// <summary>
     /// A contained subject ("#p") is local to its Observation: the "#p" of two Observations need not be one patient.
     /// Across Observations it is known only by the contained Patient's business identifier; without one, the subject
     /// is this Observation's alone (its id or identifier, else its content), so it shares no history with another.
     /// </summary>
-    private static string ContainedSubjectKey(Observation obs, string reference)
+    private static string? ContainedSubjectKey(Observation obs, string reference)
     {
-        var patient = obs.Contained.OfType<Patient>().FirstOrDefault(p => "#" + p.Id == reference);
-        if (patient?.Identifier.FirstOrDefault(i => !string.IsNullOrEmpty(i.Value)) is { } id) return $"id|{id.System}|{id.Value}";
+        var contained = obs.Contained.FirstOrDefault(c => "#" + c.Id == reference);
+        if (contained is not (Patient or Group)) return null;
+        var ids = contained is Patient patient ? patient.Identifier : ((Group)contained).Identifier;
+        if (ids.FirstOrDefault(i => !string.IsNullOrEmpty(i.Value)) is { } id) return $"id|{id.System}|{id.Value}";
         string own = obs.Identifier.FirstOrDefault(i => !string.IsNullOrEmpty(i.Value)) is { } oid ? $"{oid.System}|{oid.Value}"
             : !string.IsNullOrEmpty(obs.Id) ? "id|" + obs.Id
             : DeterministicIds.VersionKey(obs);
@@ -205,4 +321,52 @@ public sealed class Evaluator
 }
 
 /// <summary>An anti-MAG Observation read once for use as history.</summary>
-internal sealed record Prepared(EvaluationInput Input, bool IsAntiMag, string? Subject, ReadValue? Value, DateTimeOffset? When, DeterministicIds.InputKeys Keys);
+/// <param name="Subject">Who it is about as the Observation says it (part of its identity and output ids).</param>
+internal sealed record Prepared(EvaluationInput Input, bool IsAntiMag, string? Subject, ReadValue? Value, DateTimeOffset? When, DeterministicIds.InputKeys Keys)
+{
+    /// <summary>The patient, resolved against the server of the entry when it names one: whose history this is.</summary>
+    public string? Patient { get; init; }
+
+    /// <summary>Which result this is (any version), resolved against the server of the entry when it names one.</summary>
+    public required string Identity { get; init; }
+
+    public bool HasModifiers { get; init; }
+}
+
+/// <summary>Which of two versions of one Observation is the newer one.</summary>
+internal static class Versions
+{
+    /// <summary>
+    /// Whether <paramref name="a"/> replaces <paramref name="b"/> (same Observation): a withdrawal wins; else the later
+    /// meta.lastUpdated, numeric meta.versionId or issued (the first that both carry and that differ), else the later
+    /// status (final after preliminary, amended or corrected after final); a tie keeps <paramref name="b"/>, the one met first.
+    /// </summary>
+    public static bool Wins(Prepared a, Prepared b)
+    {
+        bool ae = a.Input.Observation.Status == ObservationStatus.EnteredInError, be = b.Input.Observation.Status == ObservationStatus.EnteredInError;
+        return ae != be ? ae : Compare(a, b) > 0;
+    }
+
+    /// <summary>Orders versions of one Observation, oldest first; 0 only for the same version (then request order decides).</summary>
+    public static int Compare(Prepared a, Prepared b)
+    {
+        Observation x = a.Input.Observation, y = b.Input.Observation;
+        if (x.Meta?.LastUpdated is { } lx && y.Meta?.LastUpdated is { } ly && lx != ly) return lx.CompareTo(ly);
+        if (long.TryParse(x.Meta?.VersionId, System.Globalization.NumberStyles.None, System.Globalization.CultureInfo.InvariantCulture, out long vx)
+            && long.TryParse(y.Meta?.VersionId, System.Globalization.NumberStyles.None, System.Globalization.CultureInfo.InvariantCulture, out long vy) && vx != vy)
+            return vx.CompareTo(vy);
+        if (x.IssuedElement?.Value is { } ix && y.IssuedElement?.Value is { } iy && ix != iy) return ix.CompareTo(iy);
+        int rank = Rank(x.Status).CompareTo(Rank(y.Status));
+        // Different content with nothing to order it by: the content decides, so that the answer never depends on the
+        // order of the request.
+        return rank != 0 ? rank : string.CompareOrdinal(a.Keys.Version, b.Keys.Version);
+    }
+
+    private static int Rank(ObservationStatus? s) => s switch
+    {
+        ObservationStatus.Preliminary => 1,
+        ObservationStatus.Final => 2,
+        ObservationStatus.Amended or ObservationStatus.Corrected => 3,
+        _ => 0,
+    };
+}

@@ -21,6 +21,8 @@ public static class OutcomeCodes
     public static readonly OutcomeCode Retracted = new("retracted", "Entered-in-error: earlier outputs retracted", OperationOutcome.IssueType.Informational);
     public static readonly OutcomeCode CannotInterpret = new("cannot-interpret", "The result cannot be interpreted safely", OperationOutcome.IssueType.Informational);
     public static readonly OutcomeCode NoIdentity = new("no-identity", "The Observation has no id, identifier or reference", OperationOutcome.IssueType.Informational);
+    public static readonly OutcomeCode UnknownModifier = new("unknown-modifier", "The Observation carries a modifier MagCds does not know", OperationOutcome.IssueType.NotSupported);
+    public static readonly OutcomeCode SupersededInRequest = new("superseded-in-request", "Another version of this Observation in the request is used instead", OperationOutcome.IssueType.BusinessRule);
 
     // Request-level codes, raised by the doors.
     public static readonly OutcomeCode Unparseable = new("unparseable", "The body is not valid FHIR", OperationOutcome.IssueType.Structure);

@@ -15,22 +15,21 @@ internal static class TrendBuilder
     /// <param name="pool">Each patient's anti-MAG results in the request, current one included.</param>
     public static Trend? Build(Prepared current, Category currentCategory, IReadOnlyDictionary<string, List<Prepared>> pool, Func<Prepared, Category> classify)
     {
-        if (current.Subject is null || current.When is not DateTimeOffset now || current.Value?.Number is null
-            || !pool.TryGetValue(current.Subject, out var results) || results.Count < 2) return null;
+        if (current.Patient is null || current.When is not DateTimeOffset now || current.Value?.Number is null
+            || !pool.TryGetValue(current.Patient, out var results) || results.Count < 2) return null;
 
         var earlier = results
-            .Where(p => p.Keys.Observation != current.Keys.Observation)
-            // The same result sent twice (or in two versions) counts once, as its last usable version; a result that
-            // any version in the request withdraws (entered-in-error) is not used at all.
-            .GroupBy(p => p.Keys.Observation)
-            .Where(g => !g.Any(p => p.Input.Observation.Status == ObservationStatus.EnteredInError))
-            .Select(g => g.Where(p => p.When < now
-                                      && p.Value?.Number is not null
-                                      && Usable.Contains(p.Input.Observation.Status)
-                                      && SameAssay(current, p))
-                          .OrderBy(p => p.When).LastOrDefault())
-            .OfType<Prepared>()
-            .OrderBy(p => p.When)
+            .Where(p => p.Identity != current.Identity)
+            // The same result sent twice (or in two versions) counts once, as its newest version (a withdrawn one, or
+            // one whose newest version has no usable value, not at all).
+            .GroupBy(p => p.Identity, StringComparer.Ordinal)
+            .Select(g => g.Aggregate((newest, p) => Versions.Wins(p, newest) ? p : newest))
+            .Where(p => p.When < now
+                        && p.Value?.Number is not null
+                        && Usable.Contains(p.Input.Observation.Status)
+                        && SameAssay(current, p))
+            // Results of the same time are ordered by identity, not by where they sat in the request.
+            .OrderBy(p => p.When).ThenBy(p => p.Identity, StringComparer.Ordinal)
             .ToList();
         if (earlier.Count == 0) return null;
 
@@ -49,7 +48,7 @@ internal static class TrendBuilder
     private static bool IsPreliminary(Prepared p) => p.Input.Observation.Status == ObservationStatus.Preliminary;
 
     private static TrendPoint Point(Prepared p, bool isCurrent, Category category) =>
-        new(DateText(p.When), IsPreliminary(p) ? p.Value!.Display + " (preliminary)" : p.Value!.Display, p.Value.Number, p.Input.Reference, isCurrent, category);
+        new(DateText(p.Input.Observation, p.When), IsPreliminary(p) ? p.Value!.Display + " (preliminary)" : p.Value!.Display, p.Value.Number, p.Input.Reference, isCurrent, category);
 
     private static decimal? Percent(ReadValue from, ReadValue to)
     {
@@ -102,7 +101,13 @@ internal static class TrendBuilder
         return Hl7.Fhir.ElementModel.Types.DateTime.TryParse(text, out var parsed) ? parsed.ToDateTimeOffset(TimeSpan.Zero) : null;
     }
 
-    public static string DateText(DateTimeOffset? when) =>
+    /// <summary>The date a result is shown with: a partial date ("2026", "2026-05") as given, not as the day it counts from.</summary>
+    public static string DateText(Observation obs, DateTimeOffset? when)
+    {
+        string? given = obs.Effective switch { FhirDateTime dt => dt.Value, Period p => p.Start, _ => null };
+        if (when is null) return "date unknown";
+        if (given is { Length: < 10 }) return given;
         // DateOnly's round-trip format is yyyy-MM-dd without parsing a custom pattern (this runs for every output).
-        when is { } w ? DateOnly.FromDateTime(w.DateTime).ToString("O", System.Globalization.CultureInfo.InvariantCulture) : "date unknown";
+        return DateOnly.FromDateTime(when.Value.DateTime).ToString("O", System.Globalization.CultureInfo.InvariantCulture);
+    }
 }

@@ -298,7 +298,7 @@ public sealed class OutputBuilder(KnowledgeBase knowledge, CanonicalUrls canonic
     {
         var sb = Scratch();
         sb.Append("Result: ").Append(i.Value.Display).Append(", status ").Append(StatusText(obs.Status))
-          .Append(", dated ").Append(TrendBuilder.DateText(when)).Append('.');
+          .Append(", dated ").Append(TrendBuilder.DateText(obs, when)).Append('.');
         if (i.Basis is { } b) sb.Append($" Judged against: {b.Display}, from {b.OriginText}.");
         sb.Append(" Rule: ").Append(i.Rule);
         foreach (var n in i.Notes) sb.Append(' ').Append(n);

@@ -87,7 +87,7 @@ public static class MagEvaluateOperation
                 issues.Add(new CoreIssue(OutcomeCodes.UnparseableEntry, OperationOutcome.IssueSeverity.Error, "The entry's fullUrl is not a valid uri.", at + ".fullUrl"));
                 continue;
             }
-            inputs.Add(new EvaluationInput(o, LocalReference(o) ?? b.Entry[i].FullUrl, at + ".resource"));
+            inputs.Add(new EvaluationInput(o, LocalReference(o) ?? b.Entry[i].FullUrl, at + ".resource", b.Entry[i].FullUrl));
         }
         if (inputs.Count == 0 && issues.Count == 0)
             throw new FhirRequestException(StatusCodes.Status422UnprocessableEntity, OutcomeCodes.NothingEvaluated, "The Bundle holds no Observation.");

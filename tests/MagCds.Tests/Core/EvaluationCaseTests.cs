@@ -13,6 +13,7 @@ public class EvaluationCaseTests
     private static IEnumerable<TestCaseData> Cases() => TestFiles.CaseData();
     private static IEnumerable<TestCaseData> EvaluatedCases() => TestFiles.CaseData(c => c.Http == 200);
     private static IEnumerable<TestCaseData> RefusedCases() => TestFiles.CaseData(c => c.Http != 200);
+    private static IEnumerable<TestCaseData> SeveralResultCases() => TestFiles.CaseData(c => c.File.StartsWith("Bundle-", StringComparison.Ordinal) || c.File.StartsWith("Parameters-", StringComparison.Ordinal));
 
     [TestCaseSource(nameof(EvaluatedCases))]
     public void Each_case_gets_its_expected_interpretation(Case c)
@@ -70,6 +71,30 @@ public class EvaluationCaseTests
                 Assert.That(Uri.IsWellFormedUriString(di.Reference, UriKind.Absolute), Is.True);
             }
         }
+    }
+
+    [TestCaseSource(nameof(SeveralResultCases))]
+    public void The_order_of_a_requests_entries_does_not_change_its_outputs(Case c)
+    {
+        // An engine may list a patient's results (or a result's versions) in any order: what MagCds says of each
+        // result must not depend on it. Every entry after the first is reversed (the first stays the input of a Parameters).
+        var resource = TestFiles.Resource(c.File);
+        switch (resource)
+        {
+            case Bundle b: b.Entry.Reverse(); break;
+            case Parameters p: p.Parameter = [p.Parameter[0], .. Enumerable.Reverse(p.Parameter.Skip(1))]; break;
+            default: Assert.Fail("not a Bundle or Parameters"); break;
+        }
+        static List<string> Outputs(EvaluationResponse r) => r.Outputs.Select(o => o.ToJson()).Order(StringComparer.Ordinal).ToList();
+        var reversed = CoreUnderTest.Evaluator.Evaluate(MagEvaluateOperation.ToRequest(new ParsedBody(resource, new Dictionary<int, string>())).Request);
+        Assert.That(Outputs(reversed), Is.EqualTo(Outputs(CoreUnderTest.EvaluateFile(c.File))));
+    }
+
+    [Test]
+    public void A_result_dated_to_the_month_is_shown_with_that_date_not_the_first_of_the_month()
+    {
+        var ra = CoreUnderTest.EvaluateFile("Observation-partial-date.json").Outputs.OfType<RiskAssessment>().Single();
+        Assert.That(ra.Prediction[0].Rationale, Does.Contain("dated 2026-03.").And.Not.Contain("2026-03-01"));
     }
 
     [TestCaseSource(nameof(Cases))]
