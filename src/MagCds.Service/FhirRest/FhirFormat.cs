@@ -144,12 +144,17 @@ public static class FhirWire
             // Beyond their documented exceptions, the Firely parsers throw IndexOutOfRange, NullReference, InvalidCast
             // and NotSupported on some malformed bodies (found by fuzzing, tests/fuzz): to the caller every one of them
             // is a body that cannot be read (400), never a 500.
-            throw Unparseable(FirstLine(e.Message));
+            throw Unparseable(e switch
+            {
+                XmlException x => $"the XML is not well-formed (line {x.LineNumber}, position {x.LinePosition}).",
+                JsonException j => $"the JSON is not well-formed or nested deeper than {MaxDepth} levels (line {j.LineNumber + 1}, byte {j.BytePositionInLine + 1}).",
+                _ => "the parser could not read it.",
+            });
         }
 
         var list = errors.ToList();
         if (trailing && list.Count == 0) throw Unparseable("there is more data after the resource.");
-        string Reported() => string.Join(" ", list.Take(5).Select(e => FirstLine(e.Message)));
+        string Reported() => string.Join(" ", list.Take(5).Select(Describe));
         // A JSON null in Bundle.entry stays in the list as a null, and the parser reports it at the index after the
         // last entry: the null becomes an empty entry reported at its own place, and that misplaced report is dropped.
         var nullEntries = new Dictionary<int, string>();
@@ -172,7 +177,7 @@ public static class FhirWire
         if (resource is Bundle bundle && list.All(e => EntryIndex(e) is not null))
         {
             var bad = list.GroupBy(e => EntryIndex(e)!.Value)
-                .ToDictionary(g => g.Key, g => string.Join(" ", g.Select(e => FirstLine(e.Message))));
+                .ToDictionary(g => g.Key, g => string.Join(" ", g.Select(Describe)));
             foreach (var (i, why) in nullEntries) bad.TryAdd(i, why);
             // A half-read resource must never reach a door (reading its invalid status code would throw, found by
             // fuzzing a CDS Hooks prefetch): a bad entry keeps its place, for the reports by index, without its resource.
@@ -208,7 +213,14 @@ public static class FhirWire
         return end > 0 && int.TryParse(path.AsSpan(prefix.Length, end - prefix.Length), out int i) ? i : null;
     }
 
-    private static string FirstLine(string s) => s.Split('\n')[0].Trim();
+    /// <summary>
+    /// A parser error as the answer states it: what is wrong (Firely's fixed description and code) and where, never
+    /// the text it quotes. A bad value may be a name or an identifier, and error bodies end up in engines' error
+    /// queues, alerts and tickets.
+    /// </summary>
+    private static string Describe(CodedException e) => e is ExtendedCodedException x
+        ? $"{x.Display} ({x.ErrorCode}) at {x.InstancePath ?? "the resource"}" + (x.LineNumber > 0 ? $", line {x.LineNumber}, position {x.Position}." : ".")
+        : $"error {e.ErrorCode}.";
 
     private static readonly FhirJsonSerializer JsonOut = new();
     private static readonly FhirXmlSerializer XmlOut = new();

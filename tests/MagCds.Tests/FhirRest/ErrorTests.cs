@@ -67,6 +67,27 @@ public class ErrorTests : ServiceTests
         Assert.That(lines.Where(l => l.Contains("\"@x\"", StringComparison.Ordinal) || l.Contains("\"@l\":\"Error\"", StringComparison.Ordinal)), Is.Empty);
     }
 
+    [TestCase("json", 400)]
+    [TestCase("xml", 400)]
+    [TestCase("bundle-entry", 200)]
+    public async Task An_error_names_where_the_body_is_wrong_but_never_quotes_its_values(string shape, int status)
+    {
+        // A bad value may be a name or an identifier: error answers end up in engines' error queues, alerts and tickets.
+        const string Value = "ZQBADDATE-Smithers";
+        string json = Obs.Replace("2026-03-02T09:15:00Z", Value);
+        var (body, mediaType) = shape switch
+        {
+            "json" => (json, "application/fhir+json"),
+            "xml" => ("<Observation xmlns=\"http://hl7.org/fhir\"><status value=\"final\"/><code><text value=\"x\"/></code><effectiveDateTime value=\"" + Value + "\"/></Observation>", "application/fhir+xml"),
+            _ => ("{\"resourceType\":\"Bundle\",\"type\":\"collection\",\"entry\":[{\"resource\":" + json + "},{\"resource\":" + Obs + "}]}", "application/fhir+json"),
+        };
+        var resp = await Client.PostAsync(Http.Evaluate, Http.Raw(body, mediaType));
+        string text = await resp.Content.ReadAsStringAsync();
+        Assert.That((int)resp.StatusCode, Is.EqualTo(status), text);
+        Assert.That(text, Does.Not.Contain("Smithers"));
+        Assert.That(text, Does.Match(@"(Observation|resource)\.effective"), "where the problem is");
+    }
+
     [Test]
     public async Task Invalid_UTF8_is_refused_with_400()
     {
