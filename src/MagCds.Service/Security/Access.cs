@@ -88,14 +88,17 @@ public static class Access
         var log = app.Services.GetRequiredService<ILoggerFactory>().CreateLogger("MagCds.Security");
         // The configuration check above cannot know every way a host may be told where to listen: once listening,
         // the addresses actually bound are checked too, and a service without authentication beyond loopback stops.
+        // CDS Hooks development mode (no JWT) is held to the same rule.
+        bool unsigned = app.Configuration.GetValue<bool>("MagCds:CdsHooks:AllowUnsignedCalls");
         app.Lifetime.ApplicationStarted.Register(() =>
         {
-            if (o.AnyConfigured) return;
+            if (o.AnyConfigured && !unsigned) return;
             var bound = app.Services.GetRequiredService<Microsoft.AspNetCore.Hosting.Server.IServer>().Features
                 .Get<Microsoft.AspNetCore.Hosting.Server.Features.IServerAddressesFeature>()?.Addresses ?? [];
             var config = new ConfigurationBuilder().AddInMemoryCollection([new("urls", string.Join(';', bound))]).Build();
             if (bound.Count == 0 || !ListensBeyondLoopback(config)) return;
-            log.LogCritical("No authentication configured (MagCds:Security) but listening beyond loopback ({Addresses}): stopping.", string.Join(", ", bound));
+            log.LogCritical("{What} but listening beyond loopback ({Addresses}): stopping.",
+                o.AnyConfigured ? "CDS Hooks development mode (MagCds:CdsHooks:AllowUnsignedCalls)" : "No authentication configured (MagCds:Security)", string.Join(", ", bound));
             Environment.ExitCode = 78;
             app.Lifetime.StopApplication();
         });

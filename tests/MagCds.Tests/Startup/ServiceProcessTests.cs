@@ -145,9 +145,11 @@ public class ServiceProcessTests
     }
 
     /// <summary>Told to listen on every interface by URL, or by the container image's way (no URL, HTTP_PORTS).</summary>
-    [TestCase("urls")]
-    [TestCase("HTTP_PORTS")]
-    public async Task Listening_beyond_loopback_without_authentication_is_refused(string how)
+    [TestCase("urls", false)]
+    [TestCase("HTTP_PORTS", false)]
+    [TestCase("urls", true)]
+    [TestCase("HTTP_PORTS", true)]
+    public async Task Listening_beyond_loopback_without_authentication_is_refused(string how, bool cdsHooksDevelopmentMode)
     {
         int port = FreePort();
         var psi = new ProcessStartInfo("dotnet", how == "urls" ? [ServiceDll, "--urls", $"http://0.0.0.0:{port}"] : [ServiceDll])
@@ -163,11 +165,20 @@ public class ServiceProcessTests
             psi.Environment["ASPNETCORE_HTTP_PORTS"] = port.ToString(System.Globalization.CultureInfo.InvariantCulture);
         }
         psi.Environment["MagCds__Store__SqliteConnectionString"] = "Data Source=" + Path.Combine(Path.GetTempPath(), $"magcds-process-{Guid.NewGuid():N}.db");
+        if (cdsHooksDevelopmentMode)
+        {
+            // The REST door has a key, but CDS Hooks calls without a JWT would be answered from anywhere (and make
+            // MagCds query any fhirServer a caller names).
+            psi.Environment["MagCds__Security__ApiKeys__0__Name"] = "engine";
+            psi.Environment["MagCds__Security__ApiKeys__0__Key"] = "an-api-key-of-some-length";
+            psi.Environment["MagCds__CdsHooks__AllowUnsignedCalls"] = "true";
+        }
         using var p = Process.Start(psi)!;
         string stderr = await p.StandardError.ReadToEndAsync();
         await p.WaitForExitAsync(new CancellationTokenSource(TimeSpan.FromSeconds(60)).Token);
         Assert.That(p.ExitCode, Is.EqualTo(78));
-        Assert.That(stderr, Does.Contain("non-loopback address but no authentication is configured"));
+        Assert.That(stderr, Does.Contain(cdsHooksDevelopmentMode ? "AllowUnsignedCalls (development mode: calls without a JWT) is allowed only while MagCds listens on loopback"
+            : "non-loopback address but no authentication is configured"));
     }
 
     [Test]
