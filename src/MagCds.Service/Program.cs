@@ -62,6 +62,12 @@ catch (Exception e) when (e is KnowledgeInvalidException or OptionsValidationExc
     Console.Error.WriteLine($"MagCds cannot start: {e.Message}");
     Environment.ExitCode = 78; // EX_CONFIG
 }
+catch (InvalidOperationException e) when (e.Source == "Microsoft.Extensions.Configuration.Binder")
+{
+    // A setting of the wrong kind ("abc" for a number): the binder's message names the setting and the type it needs.
+    Console.Error.WriteLine($"MagCds cannot start: {e.Message}");
+    Environment.ExitCode = 78;
+}
 catch (MagCds.Service.Storage.StoreUnavailableException e)
 {
     Console.Error.WriteLine($"MagCds cannot start: {e.Message}");

@@ -29,6 +29,9 @@ public static class Telemetry
     public static IServiceCollection AddMagCdsTelemetry(this IServiceCollection services, IConfiguration config)
     {
         var o = config.GetSection(TelemetryOptions.Section).Get<TelemetryOptions>() ?? new TelemetryOptions();
+        if (!string.IsNullOrEmpty(o.OtlpEndpoint) && !Uri.TryCreate(o.OtlpEndpoint, UriKind.Absolute, out _))
+            throw new Microsoft.Extensions.Options.OptionsValidationException(TelemetryOptions.Section, typeof(TelemetryOptions),
+                ["MagCds:Telemetry:OtlpEndpoint must be an absolute URL, e.g. http://otel-collector:4317."]);
         var otel = services.AddOpenTelemetry()
             .ConfigureResource(r => r.AddService("magcds", serviceVersion: typeof(Telemetry).Assembly.GetName().Version?.ToString()))
             .WithMetrics(m =>

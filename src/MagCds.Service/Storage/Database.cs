@@ -21,13 +21,24 @@ public sealed class Database : IAsyncDisposable
     {
         var o = options.Value;
         Provider = o.Provider;
-        _source = o.Provider switch
+        try
         {
-            StoreProvider.Postgres => NpgsqlDataSource.Create(o.PostgresConnectionString
-                ?? throw new OptionsValidationException(StoreOptions.Section, typeof(StoreOptions),
-                    ["MagCds:Store:PostgresConnectionString is required when MagCds:Store:Provider is Postgres."])),
-            _ => SqliteFactory.Instance.CreateDataSource(o.SqliteConnectionString),
-        };
+            _source = o.Provider switch
+            {
+                StoreProvider.Postgres => NpgsqlDataSource.Create(o.PostgresConnectionString
+                    ?? throw new OptionsValidationException(StoreOptions.Section, typeof(StoreOptions),
+                        ["MagCds:Store:PostgresConnectionString is required when MagCds:Store:Provider is Postgres."])),
+                // The SQLite data source reads its connection string only when it first opens: it is read here.
+                _ => SqliteFactory.Instance.CreateDataSource(new SqliteConnectionStringBuilder(o.SqliteConnectionString).ConnectionString),
+            };
+        }
+        catch (ArgumentException e)
+        {
+            // A keyword the driver does not know, or a value of the wrong kind. The drivers' messages name the
+            // keyword, not its value (which may be the password).
+            throw new OptionsValidationException(StoreOptions.Section, typeof(StoreOptions),
+                [$"the {o.Provider} connection string (MagCds:Store) is not valid: {e.Message}"]);
+        }
         try
         {
             CreateSchema();

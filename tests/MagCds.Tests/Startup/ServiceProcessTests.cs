@@ -77,6 +77,10 @@ public class ServiceProcessTests
     [TestCase("MagCds__Worker__Subscription__Secret", "short-secret", "Secret must be at least 16 characters")]
     [TestCase("MagCds__Store__Provider", "Postgres", "PostgresConnectionString is required")]
     [TestCase("MagCds__Security__Jwt__Authority", "http://idp.hospital.example/", "Jwt:Authority must be an https URL")]
+    [TestCase("MagCds__Worker__PollIntervalSeconds", "abc", "at 'MagCds:Worker:PollIntervalSeconds' to type 'System.Int32'")]
+    [TestCase("MagCds__RateLimit__PermitsPerSecond", "lots", "at 'MagCds:RateLimit:PermitsPerSecond' to type")]
+    [TestCase("MagCds__Telemetry__OtlpEndpoint", "not a url", "OtlpEndpoint must be an absolute URL")]
+    [TestCase("MagCds__Store__SqliteConnectionString", "Bogus=1", "Sqlite connection string (MagCds:Store) is not valid")]
     public async Task A_worker_or_store_misconfiguration_stops_the_service_with_a_clear_message(string key, string value, string message)
     {
         using var p = Start(FreePort(), ("MagCds__Worker__Enabled", "true"), ("MagCds__Worker__FhirServerUrl", "http://127.0.0.1:9/fhir"), (key, value));
