@@ -39,6 +39,15 @@ public sealed class FeedbackStore(Database db)
         return added;
     }
 
+    /// <summary>Erases the comments of feedback from before <paramref name="before"/>; returns how many.</summary>
+    public async Task<int> ForgetCommentsAsync(DateTimeOffset before, CancellationToken ct)
+    {
+        await using var w = await db.OpenWriterAsync(ct);
+        await using var cmd = w.Connection.Command("UPDATE cds_feedback SET user_comment = NULL WHERE user_comment IS NOT NULL AND outcome_timestamp < @before")
+            .With("before", before.UtcDateTime.ToString("yyyy-MM-ddTHH:mm:ss.fffZ", System.Globalization.CultureInfo.InvariantCulture));
+        return await cmd.ExecuteNonQueryAsync(ct);
+    }
+
     public async Task<IReadOnlyList<FeedbackCount>> CountsAsync(CancellationToken ct)
     {
         await using var c = await db.OpenAsync(ct);

@@ -23,4 +23,12 @@ public sealed class StoreOptions
 
     /// <summary>Npgsql connection string, required when <see cref="Provider"/> is Postgres.</summary>
     public string? PostgresConnectionString { get; set; }
+
+    /// <summary>
+    /// Days a CDS Hooks feedback comment (a clinician's free text, which may name the patient) is kept; after that the
+    /// comment is erased and the rest of the feedback (outcome, override reason, time) stays for the counts. 0 keeps
+    /// comments for good.
+    /// </summary>
+    [Range(0, 36500)]
+    public int FeedbackCommentKeepDays { get; set; } = 90;
 }

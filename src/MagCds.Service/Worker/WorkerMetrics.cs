@@ -25,7 +25,11 @@ public sealed class WorkerMetrics : IDisposable
         _meter.CreateObservableGauge("magcds.worker.dead_letters", () => _last.Dead, description: "Resources that failed for good");
     }
 
-    public void Notification(string kind) => _notifications.Add(1, new KeyValuePair<string, object?>("kind", kind));
+    // Labels come from a fixed set: a notification's own words would make a series per value (and could carry text
+    // no metric should hold).
+    private static readonly HashSet<string> Kinds = ["handshake", "heartbeat", "event-notification", "query-status", "query-event", "resource", "ping"];
+
+    public void Notification(string kind) => _notifications.Add(1, new KeyValuePair<string, object?>("kind", Kinds.Contains(kind) ? kind : "other"));
 
     public void Processed(string outcome, TimeSpan lag)
     {
@@ -33,7 +37,8 @@ public sealed class WorkerMetrics : IDisposable
         _lag.Record(lag.TotalSeconds);
     }
 
-    public void Ignored(string resourceType) => _ignored.Add(1, new KeyValuePair<string, object?>("type", resourceType));
+    public void Ignored(string resourceType) =>
+        _ignored.Add(1, new KeyValuePair<string, object?>("type", Hl7.Fhir.Model.ModelInfo.IsKnownResource(resourceType) ? resourceType : "other"));
 
     public void Queue(QueueStats stats) => _last = stats;
 

@@ -55,6 +55,36 @@ public class FeedbackTests
     }
 
     [Test]
+    public async Task Comments_older_than_the_retention_period_are_erased_and_the_counts_stay()
+    {
+        // A clinician's free text may name the patient: it is kept FeedbackCommentKeepDays (90 by default), by the feedback's own time.
+        string store = Path.Combine(Path.GetTempPath(), $"magcds-retention-{Guid.NewGuid():N}.db");
+        static string Item(string card, DateTimeOffset at) =>
+            $$"""{"card":"{{card}}","outcome":"overridden","overrideReason":{"userComment":"ZQCOMMENT {{card}}"},"outcomeTimestamp":"{{at.UtcDateTime:yyyy-MM-ddTHH:mm:ssZ}}"}""";
+        string body = $$"""{"feedback":[{{Item("old", DateTimeOffset.UtcNow.AddDays(-91))}},{{Item("recent", DateTimeOffset.UtcNow.AddDays(-1))}}]}""";
+        await using (var first = new MagCdsFactory(Dev(store)))
+            Assert.That((await first.CreateClient().SendAsync(CdsKit.Post(Url, body, null))).StatusCode, Is.EqualTo(HttpStatusCode.OK));
+
+        // Retention runs at start-up, then hourly.
+        await using var second = new MagCdsFactory(Dev(store));
+        var db = second.Services.GetRequiredService<Database>();
+        async Task<List<string>> Comments()
+        {
+            await using var c = await db.OpenAsync(CancellationToken.None);
+            await using var cmd = c.Command("SELECT card_uuid || '=' || COALESCE(user_comment, '(erased)') FROM cds_feedback ORDER BY card_uuid");
+            var list = new List<string>();
+            await using var r = await cmd.ExecuteReaderAsync();
+            while (await r.ReadAsync()) list.Add(r.GetString(0));
+            return list;
+        }
+        var deadline = DateTime.UtcNow.AddSeconds(20);
+        while ((await Comments())[0] != "old=(erased)" && DateTime.UtcNow < deadline) await Task.Delay(100);
+        Assert.That(await Comments(), Is.EqualTo(new[] { "old=(erased)", "recent=ZQCOMMENT recent" }));
+        var counts = await second.Services.GetRequiredService<FeedbackStore>().CountsAsync(CancellationToken.None);
+        Assert.That(counts.Single().Count, Is.EqualTo(2), "both items still count");
+    }
+
+    [Test]
     public async Task The_feedback_metric_counts_each_item_once_and_only_MagCds_reasons_by_name()
     {
         var seen = new System.Collections.Concurrent.ConcurrentBag<string>();
