@@ -41,6 +41,9 @@ public static class FhirWire
     public static FhirFormat? FromMediaType(string? mediaType)
     {
         if (mediaType is null || !MediaTypeHeaderValue.TryParse(mediaType, out var mt)) return null;
+        // A media type may name the FHIR version (R4 versioning.html): MagCds reads and writes R4 (4.0) only.
+        if (mt.Parameters.FirstOrDefault(p => p.Name.Equals("fhirVersion", StringComparison.OrdinalIgnoreCase))?.Value.Value is { } version
+            && version.Trim('"') is not ("4.0" or "4.0.0" or "4.0.1")) return null;
         return mt.MediaType.Value?.ToLowerInvariant() switch
         {
             "application/fhir+json" or "application/json+fhir" or "application/json" or "text/json" => FhirFormat.Json,
@@ -53,13 +56,15 @@ public static class FhirWire
     public static FhirFormat RequestFormat(HttpRequest request) =>
         FromMediaType(request.ContentType)
         ?? throw new FhirRequestException(StatusCodes.Status415UnsupportedMediaType, OutcomeCodes.UnsupportedMediaType,
-            $"Content-Type must be {JsonMediaType} or {XmlMediaType}.");
+            $"Content-Type must be {JsonMediaType} or {XmlMediaType} (FHIR R4: fhirVersion=4.0 when a version is named).");
 
     /// <summary>The response format: _format, then Accept, then the request's own format, else JSON (R4 http.html).</summary>
     public static FhirFormat ResponseFormat(HttpRequest request, FhirFormat? requestFormat)
     {
         if (request.Query["_format"].FirstOrDefault() is { Length: > 0 } f)
         {
+            // "application/fhir+xml" written into a URL unencoded arrives with a space for the "+".
+            f = f.Replace(' ', '+');
             return f.ToLowerInvariant() switch
             {
                 "json" => FhirFormat.Json,
@@ -72,7 +77,7 @@ public static class FhirWire
         foreach (var a in accepts.OrderByDescending(a => a.Quality ?? 1.0))
         {
             if (a.Quality == 0) continue;
-            if (FromMediaType(a.MediaType.Value) is { } fmt) return fmt;
+            if (FromMediaType(a.ToString()) is { } fmt) return fmt;
             if (a.MatchesAllTypes || a.MediaType.Equals("application/*")) return requestFormat ?? FhirFormat.Json;
         }
         throw NotAcceptable();
@@ -88,6 +93,11 @@ public static class FhirWire
         if (request.HttpContext.Features.Get<Microsoft.AspNetCore.Http.Features.IHttpMaxRequestBodySizeFeature>() is { IsReadOnly: false } kestrel)
             kestrel.MaxRequestBodySize = limit + 1;
         if (request.ContentLength > limit) throw TooLarge(limit);
+        // A compressed body would otherwise read as bytes that are not UTF-8 (a misleading 400); the 415 answer
+        // carries Accept-Encoding: identity (RFC 9110 §15.5.16).
+        if (request.Headers.ContentEncoding.Any(e => e is { Length: > 0 } && !e.Equals("identity", StringComparison.OrdinalIgnoreCase)))
+            throw new FhirRequestException(StatusCodes.Status415UnsupportedMediaType, OutcomeCodes.UnsupportedMediaType,
+                "The body is content-encoded (e.g. gzip); MagCds takes bodies without Content-Encoding.");
         var buffer = new MemoryStream(request.ContentLength is > 0 and var n && n <= limit ? (int)n : 16 * 1024);
         var chunk = System.Buffers.ArrayPool<byte>.Shared.Rent(16 * 1024);
         try
@@ -135,7 +145,10 @@ public static class FhirWire
                     ? new MemoryStream(a.Array!, a.Offset, a.Count, writable: false)
                     : new MemoryStream(body.ToArray(), writable: false);
                 CheckXmlDepth(stream);
-                using var reader = XmlReader.Create(stream, SafeXml);
+                // Read as the UTF-8 the body was checked to be: an encoding declaration (ISO-8859-1) must not re-read
+                // it (FHIR bodies are UTF-8), or "µ" would become "Âµ" without a word.
+                using var text = new StreamReader(stream, new UTF8Encoding(encoderShouldEmitUTF8Identifier: true, throwOnInvalidBytes: true), detectEncodingFromByteOrderMarks: false);
+                using var reader = XmlReader.Create(text, SafeXml);
                 Xml.TryDeserializeResource(reader, out resource, out errors);
             }
         }

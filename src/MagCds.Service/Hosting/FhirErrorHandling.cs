@@ -29,6 +29,8 @@ public sealed partial class FhirErrorHandler(ILogger<FhirErrorHandler> logger) :
         if (status >= 500) Unexpected(logger, exception.GetType().FullName ?? "", exception.StackTrace ?? "");
         else Refused(logger, status, outcome.Issue.FirstOrDefault()?.Details?.Coding.FirstOrDefault()?.Code ?? "");
 
+        // Which content codings a 415 would have taken (RFC 9110 §15.5.16): none.
+        if (status == StatusCodes.Status415UnsupportedMediaType) http.Response.Headers.AcceptEncoding = "identity";
         await new FhirResult(outcome, ErrorFormat(http.Request), status).ExecuteAsync(http);
         return true;
     }

@@ -177,6 +177,59 @@ public class ErrorTests : ServiceTests
     }
 
     [Test]
+    public async Task A_format_parameter_written_into_the_URL_unencoded_is_understood()
+    {
+        // "application/fhir+xml" typed into an engine's URL field arrives with a space for the "+".
+        using var req = new HttpRequestMessage(HttpMethod.Post, Http.Evaluate + "?_format=application/fhir+xml") { Content = Http.Raw(Obs, "application/fhir+json") };
+        var resp = await Client.SendAsync(req);
+        Assert.That(resp.StatusCode, Is.EqualTo(HttpStatusCode.OK));
+        Assert.That(resp.Content.Headers.ContentType!.MediaType, Is.EqualTo("application/fhir+xml"));
+    }
+
+    [TestCase("Content-Type", "application/fhir+json; fhirVersion=3.0", 415)]
+    [TestCase("Accept", "application/fhir+json; fhirVersion=5.0", 406)]
+    [TestCase("Content-Type", "application/fhir+json; fhirVersion=4.0", 200)]
+    public async Task A_media_type_naming_another_FHIR_version_is_refused(string header, string value, int status)
+    {
+        using var req = new HttpRequestMessage(HttpMethod.Post, Http.Evaluate) { Content = Http.Raw(Obs, "application/fhir+json") };
+        if (header == "Accept") req.Headers.TryAddWithoutValidation("Accept", value);
+        else req.Content.Headers.ContentType = System.Net.Http.Headers.MediaTypeHeaderValue.Parse(value);
+        var resp = await Client.SendAsync(req);
+        Assert.That((int)resp.StatusCode, Is.EqualTo(status));
+        if (status != 200) Assert.That(Http.Codes((OperationOutcome)await Http.ReadAsync(resp)), Does.Contain(status == 415 ? "unsupported-media-type" : "not-acceptable"));
+    }
+
+    [Test]
+    public async Task A_compressed_body_gets_415_saying_which_encoding_is_taken()
+    {
+        using var compressed = new MemoryStream();
+        using (var gz = new System.IO.Compression.GZipStream(compressed, System.IO.Compression.CompressionLevel.Fastest, leaveOpen: true))
+            gz.Write(Encoding.UTF8.GetBytes(Obs));
+        var content = new ByteArrayContent(compressed.ToArray());
+        content.Headers.ContentType = new("application/fhir+json");
+        content.Headers.ContentEncoding.Add("gzip");
+        var resp = await Client.PostAsync(Http.Evaluate, content);
+        Assert.That(resp.StatusCode, Is.EqualTo(HttpStatusCode.UnsupportedMediaType));
+        Assert.That(resp.Headers.TryGetValues("Accept-Encoding", out var accepted) ? accepted : [], Is.EqualTo(new[] { "identity" }));
+        Assert.That(Http.Codes((OperationOutcome)await Http.ReadAsync(resp)), Does.Contain("unsupported-media-type"));
+    }
+
+    [Test]
+    public async Task An_XML_body_declaring_another_encoding_is_still_read_as_the_UTF8_it_is()
+    {
+        // FHIR bodies are UTF-8; a declaration copied from elsewhere ("ISO-8859-1") must not turn "µ" into "Âµ".
+        string xml = "<?xml version=\"1.0\" encoding=\"ISO-8859-1\"?><Observation xmlns=\"http://hl7.org/fhir\"><id value=\"enc\"/><status value=\"final\"/>"
+            + "<code><coding><system value=\"http://loinc.org\"/><code value=\"39087-2\"/></coding></code><subject><reference value=\"Patient/p1\"/></subject>"
+            + "<effectiveDateTime value=\"2026-03-02T09:15:00Z\"/><valueQuantity><value value=\"25000\"/><unit value=\"µg BTU\"/></valueQuantity></Observation>";
+        var content = new ByteArrayContent(Encoding.UTF8.GetBytes(xml));
+        content.Headers.ContentType = new("application/fhir+xml");
+        using var req = new HttpRequestMessage(HttpMethod.Post, Http.Evaluate + "?_format=json") { Content = content };
+        var resp = await Client.SendAsync(req);
+        string text = await resp.Content.ReadAsStringAsync();
+        Assert.That(text, Does.Contain("Result: 25000 µg BTU").And.Not.Contain("Âµ"));
+    }
+
+    [Test]
     public async Task An_unknown_route_answers_404_with_an_OperationOutcome()
     {
         var resp = await Client.GetAsync("/fhir/Patient/123");
