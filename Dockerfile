@@ -3,7 +3,10 @@ FROM mcr.microsoft.com/dotnet/sdk:10.0 AS build
 WORKDIR /src
 COPY . .
 # ReadyToRun: precompiled code, so start-up does not wait for the JIT (about a third faster to ready; docs/performance.md).
-RUN dotnet publish src/MagCds.Service/MagCds.Service.csproj -c Release -r linux-x64 --no-self-contained -p:PublishReadyToRun=true -o /app
+# For the architecture being built (buildx sets TARGETARCH), so an arm64 image carries arm64 native SQLite.
+ARG TARGETARCH=amd64
+RUN case "$TARGETARCH" in arm64) rid=linux-arm64 ;; *) rid=linux-x64 ;; esac \
+ && dotnet publish src/MagCds.Service/MagCds.Service.csproj -c Release -r "$rid" --no-self-contained -p:PublishReadyToRun=true -o /app
 
 FROM mcr.microsoft.com/dotnet/aspnet:10.0 AS runtime
 WORKDIR /app
