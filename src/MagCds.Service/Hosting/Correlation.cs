@@ -4,12 +4,14 @@ using Serilog.Context;
 namespace MagCds.Service.Hosting;
 
 /// <summary>
-/// Honours an inbound X-Request-Id (an engine's message id), or makes one, returns it on every response, and puts
-/// it on every log line of the request as CorrelationId.
+/// Honours an inbound X-Request-Id (an engine's message id), or X-Correlation-Id (the name some engines use), or makes
+/// one, returns it on every response (in X-Correlation-Id too when the caller sent that one), and puts it on every log
+/// line of the request as CorrelationId.
 /// </summary>
 public static partial class Correlation
 {
     public const string Header = "X-Request-Id";
+    public const string AlternativeHeader = "X-Correlation-Id";
 
     [GeneratedRegex("^[A-Za-z0-9._:-]{1,128}$")]
     private static partial Regex Safe();
@@ -29,12 +31,14 @@ public static partial class Correlation
     public static IApplicationBuilder UseCorrelation(this IApplicationBuilder app) => app.Use(async (http, next) =>
     {
         // Anything not plainly an id (too long, odd characters) is replaced, so it cannot inject into logs or headers.
-        string inbound = http.Request.Headers[Header].ToString();
+        bool alternative = http.Request.Headers.ContainsKey(AlternativeHeader);
+        string inbound = http.Request.Headers.ContainsKey(Header) || !alternative ? http.Request.Headers[Header].ToString() : http.Request.Headers[AlternativeHeader].ToString();
         string id = Safe().IsMatch(inbound) ? inbound : Guid.NewGuid().ToString("N");
         http.TraceIdentifier = id;
         http.Response.OnStarting(() =>
         {
             http.Response.Headers[Header] = id;
+            if (alternative) http.Response.Headers[AlternativeHeader] = id;
             return Task.CompletedTask;
         });
         using (LogContext.PushProperty("CorrelationId", id))

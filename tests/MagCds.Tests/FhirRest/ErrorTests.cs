@@ -283,4 +283,15 @@ public class ErrorTests : ServiceTests
         Assert.That(lines, Has.Count.GreaterThanOrEqualTo(2), "the evaluation line and the request line carry the correlation id");
         Assert.That(lines.Any(l => l.Contains("Evaluated 1 inputs", StringComparison.Ordinal)), Is.True);
     }
+
+    [Test]
+    public async Task An_engine_that_names_its_id_X_Correlation_Id_gets_it_back_under_that_name()
+    {
+        using var req = new HttpRequestMessage(HttpMethod.Post, Http.Evaluate) { Content = Http.Raw(Obs, "application/fhir+json") };
+        req.Headers.Add("X-Correlation-Id", "ABC-1");
+        var resp = await Client.SendAsync(req);
+        Assert.That(resp.Headers.GetValues("X-Correlation-Id").Single(), Is.EqualTo("ABC-1"));
+        Assert.That(resp.Headers.GetValues("X-Request-Id").Single(), Is.EqualTo("ABC-1"));
+        Assert.That(Factory.Logs.Lines.Any(l => l.Contains("\"CorrelationId\":\"ABC-1\"", StringComparison.Ordinal)), Is.True, "its log lines carry it");
+    }
 }
