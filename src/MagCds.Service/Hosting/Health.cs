@@ -22,6 +22,13 @@ public static class Health
         {
             Predicate = c => c.Tags.Contains(ReadyTag),
             ResponseWriter = WriteAsync,
+            // Degraded (still warming up: logged as a warning, not an error) is not ready either.
+            ResultStatusCodes =
+            {
+                [HealthStatus.Healthy] = StatusCodes.Status200OK,
+                [HealthStatus.Degraded] = StatusCodes.Status503ServiceUnavailable,
+                [HealthStatus.Unhealthy] = StatusCodes.Status503ServiceUnavailable,
+            },
         });
         return app;
     }
@@ -89,5 +96,8 @@ public sealed class WarmUp(Evaluator evaluator) : BackgroundService, IHealthChec
     }, stoppingToken);
 
     public Task<HealthCheckResult> CheckHealthAsync(HealthCheckContext context, CancellationToken ct) =>
-        Task.FromResult(_done ? HealthCheckResult.Healthy("warm-up done") : HealthCheckResult.Unhealthy("warming up"));
+        // Warming up is expected at every start: Degraded, so the health check service logs it as a warning (an error
+        // line on every start would page someone); a warm-up that failed is Unhealthy.
+        Task.FromResult(_done ? HealthCheckResult.Healthy("warm-up done")
+            : _completed.Task.IsCompleted ? HealthCheckResult.Unhealthy("warm-up failed") : HealthCheckResult.Degraded("warming up"));
 }

@@ -28,6 +28,19 @@ public sealed class OperationsTests
     }
 
     [Test]
+    public async Task Warming_up_is_reported_as_degraded_not_as_a_failure()
+    {
+        // Every start warms up: the health check service logs Unhealthy at error level, which would page someone.
+        var warmUp = new MagCds.Service.Hosting.WarmUp(CoreUnderTest.Evaluator);
+        var before = await warmUp.CheckHealthAsync(new Microsoft.Extensions.Diagnostics.HealthChecks.HealthCheckContext(), CancellationToken.None);
+        Assert.That(before.Status, Is.EqualTo(Microsoft.Extensions.Diagnostics.HealthChecks.HealthStatus.Degraded));
+        await warmUp.StartAsync(CancellationToken.None);
+        await warmUp.Completed;
+        var after = await warmUp.CheckHealthAsync(new Microsoft.Extensions.Diagnostics.HealthChecks.HealthCheckContext(), CancellationToken.None);
+        Assert.That(after.Status, Is.EqualTo(Microsoft.Extensions.Diagnostics.HealthChecks.HealthStatus.Healthy));
+    }
+
+    [Test]
     public async Task Readiness_fails_when_the_store_cannot_be_reached()
     {
         // The SQLite file's folder disappears after start-up (no pooling, so every check opens the file anew).
