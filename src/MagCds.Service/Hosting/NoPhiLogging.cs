@@ -85,5 +85,8 @@ public static class RequestLogLine
     }
 
     /// <summary>The route template that answered (e.g. /fhir/StructureDefinition/{id}), or "(no route)"; never the path.</summary>
-    public static string RouteOf(HttpContext http) => http.GetEndpoint() is RouteEndpoint e ? e.RoutePattern.RawText ?? "(no route)" : "(no route)";
+    public static string RouteOf(HttpContext http) =>
+        // A request refused by an exception loses its endpoint to the error handler, which keeps it in its feature.
+        (http.GetEndpoint() ?? http.Features.Get<Microsoft.AspNetCore.Diagnostics.IExceptionHandlerFeature>()?.Endpoint) is RouteEndpoint e
+            ? e.RoutePattern.RawText ?? "(no route)" : "(no route)";
 }

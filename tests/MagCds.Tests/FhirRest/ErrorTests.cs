@@ -64,6 +64,7 @@ public class ErrorTests : ServiceTests
         await Client.SendAsync(req);
         var lines = Factory.Logs.Lines.Where(l => l.Contains("refused-request-log-check", StringComparison.Ordinal)).ToList();
         Assert.That(lines.Any(l => l.Contains("responded 400", StringComparison.Ordinal)), Is.True, string.Join("\n", lines));
+        Assert.That(lines.Any(l => l.Contains("\"RequestRoute\":\"/fhir/Observation/$mag-evaluate\"", StringComparison.Ordinal)), Is.True, "names the door that refused it");
         Assert.That(lines.Where(l => l.Contains("\"@x\"", StringComparison.Ordinal) || l.Contains("\"@l\":\"Error\"", StringComparison.Ordinal)), Is.Empty);
     }
 
