@@ -169,7 +169,14 @@ public static class Access
             if (result.Succeeded) { await _default.HandleAsync(next, http, policy, result); return; }
             bool known = http.User.Identity?.IsAuthenticated == true;
             int status = known ? StatusCodes.Status403Forbidden : StatusCodes.Status401Unauthorized;
-            if (!known) http.Response.Headers.WWWAuthenticate = "Bearer";
+            // The challenges that apply (RFC 9110 §11.6.1): a bearer token when JWTs are configured, the X-API-Key header
+            // when keys are (a client certificate is asked for by TLS, not here).
+            if (!known)
+            {
+                var o = http.RequestServices.GetRequiredService<IOptions<SecurityOptions>>().Value;
+                string[] challenges = [.. o.Jwt.IsConfigured ? ["Bearer"] : Array.Empty<string>(), .. o.ApiKeys.Count > 0 ? ["ApiKey header=\"X-API-Key\""] : Array.Empty<string>()];
+                if (challenges.Length > 0) http.Response.Headers.WWWAuthenticate = challenges;
+            }
             var outcome = Outcomes.Error(http, known ? OutcomeCodes.Forbidden : OutcomeCodes.Unauthorized,
                 known ? "The caller is not allowed to use this endpoint (scope, key or certificate)." : "Authentication is required: an X-API-Key header, a bearer token or a client certificate, as configured.");
             await new FhirResult(outcome, Hosting.FhirErrorHandler.ErrorFormat(http.Request), status).ExecuteAsync(http);

@@ -39,7 +39,7 @@ public sealed class AccessTests
         using (var r = await SendAsync(client, HttpMethod.Post, Http.Evaluate, Sample()))
         {
             Assert.That(r.StatusCode, Is.EqualTo(HttpStatusCode.Unauthorized));
-            Assert.That(r.Headers.WwwAuthenticate.ToString(), Does.Contain("Bearer"));
+            Assert.That(r.Headers.WwwAuthenticate.ToString(), Is.EqualTo("ApiKey header=\"X-API-Key\""), "the challenge that applies: no JWTs are configured");
             Assert.That(Http.Codes((OperationOutcome)await Http.ReadAsync(r)), Is.EqualTo(new[] { "unauthorized" }));
         }
         using (var r = await SendAsync(client, HttpMethod.Post, Http.Evaluate, Sample(), apiKey: "not-a-key-0123456789"))
@@ -94,7 +94,10 @@ public sealed class AccessTests
         using (var r = await SendAsync(client, HttpMethod.Post, Http.Evaluate, Sample(), bearer: evaluate[..^4] + "AAAA"))
             Assert.That(r.StatusCode, Is.EqualTo(HttpStatusCode.Unauthorized), "a token whose signature does not verify");
         using (var r = await SendAsync(client, HttpMethod.Post, Http.Evaluate, Sample()))
+        {
             Assert.That(r.StatusCode, Is.EqualTo(HttpStatusCode.Unauthorized));
+            Assert.That(r.Headers.WwwAuthenticate.ToString(), Is.EqualTo("Bearer"));
+        }
     }
 
     [Test]
