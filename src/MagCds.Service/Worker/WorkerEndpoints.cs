@@ -1,3 +1,4 @@
+using MagCds.Service.Audit;
 using MagCds.Service.Hosting;
 using Hl7.Fhir.Model;
 using MagCds.Core.Evaluation;
@@ -25,7 +26,7 @@ public static class WorkerEndpoints
         // Classic R4 rest-hook with a payload: the server PUTs the resource to endpoint/Type/id.
         notify.MapPut("/{type}/{id}", NotifyAsync);
 
-        var admin = app.MapGroup("/admin/worker").RequireAuthorization(Security.Access.AdminPolicy).RequireRateLimiting(RateLimits.Policy);
+        var admin = app.MapGroup("/admin/worker").RequireAuthorization(Security.Access.AdminPolicy).RequireRateLimiting(RateLimits.Policy).Audited();
         admin.MapGet("/", async (WorkQueue queue, WorkerFhirClient fhir, CancellationToken ct) =>
         {
             var s = await queue.StatsAsync(ct, fhir.Server);

@@ -567,11 +567,23 @@ public sealed class WorkerTests(StoreProvider provider) : WorkerTestBase(provide
         Assert.That(dead.GetProperty("reason").GetString(), Is.EqualTo("http-422"));
         Assert.That(await H.AllAsync<RiskAssessment>(), Is.Empty);
 
-        using var replay = await H.Client.PostAsync($"/admin/worker/dead-letters/{dead.GetProperty("id").GetInt64()}/replay", null);
+        long id = dead.GetProperty("id").GetInt64();
+        using var replay = await H.Client.PostAsync($"/admin/worker/dead-letters/{id}/replay", null);
         Assert.That(replay.StatusCode, Is.EqualTo(HttpStatusCode.Accepted));
         await H.DrainedAsync(1);
         Assert.That(await H.AllAsync<RiskAssessment>(), Has.Count.EqualTo(1));
         Assert.That((await H.QueueAsync()).GetProperty("deadLetters").GetInt64(), Is.Zero);
+
+        // Who looked at the dead letters and who replayed one is in the audit trail.
+        List<string> admin = [];
+        await WaitUntilAsync(async () =>
+        {
+            admin = [.. (await H.Client.GetFromJsonAsync<JsonElement>("/admin/audit?door=admin")).EnumerateArray()
+                .Select(e => $"{e.GetProperty("caller").GetString()} {e.GetProperty("resource").GetString()} {e.GetProperty("version").GetString()} {e.GetProperty("outcome").GetString()}")];
+            return admin.Any(a => a.Contains("replay", StringComparison.Ordinal));
+        }, "the replay is audited");
+        Assert.That(admin, Does.Contain($"test-operator POST /admin/worker/dead-letters/{{id:long}}/replay {id} done"));
+        Assert.That(admin, Does.Contain("test-operator GET /admin/worker/dead-letters  done"));
     }
 
     [Test]
