@@ -268,7 +268,7 @@ public class ErrorTests : ServiceTests
     }
 
     [Test]
-    public async Task The_callers_request_id_is_echoed_and_an_unsafe_one_is_replaced()
+    public async Task The_callers_request_id_is_echoed_under_its_own_name_and_an_unsafe_one_is_replaced()
     {
         using var good = new HttpRequestMessage(HttpMethod.Post, Http.Evaluate) { Content = Http.Raw(Obs, "application/fhir+json") };
         good.Headers.Add("X-Request-Id", "MSG-20260303.0001");
@@ -280,19 +280,15 @@ public class ErrorTests : ServiceTests
         var r2 = await Client.SendAsync(evil);
         Assert.That(r2.Headers.GetValues("X-Request-Id").Single(), Does.Match("^[0-9a-f]{32}$"));
 
+        // An engine that names its id X-Correlation-Id gets it back under that name too.
+        using var other = new HttpRequestMessage(HttpMethod.Post, Http.Evaluate) { Content = Http.Raw(Obs, "application/fhir+json") };
+        other.Headers.Add("X-Correlation-Id", "ABC-1");
+        var r3 = await Client.SendAsync(other);
+        Assert.That((r3.Headers.GetValues("X-Correlation-Id").Single(), r3.Headers.GetValues("X-Request-Id").Single()), Is.EqualTo(("ABC-1", "ABC-1")));
+        Assert.That(Factory.Logs.Lines.Any(l => l.Contains("\"CorrelationId\":\"ABC-1\"", StringComparison.Ordinal)), Is.True, "its log lines carry it");
+
         var lines = Factory.Logs.Lines.Where(l => l.Contains("MSG-20260303.0001", StringComparison.Ordinal)).ToList();
         Assert.That(lines, Has.Count.GreaterThanOrEqualTo(2), "the evaluation line and the request line carry the correlation id");
         Assert.That(lines.Any(l => l.Contains("Evaluated 1 inputs", StringComparison.Ordinal)), Is.True);
-    }
-
-    [Test]
-    public async Task An_engine_that_names_its_id_X_Correlation_Id_gets_it_back_under_that_name()
-    {
-        using var req = new HttpRequestMessage(HttpMethod.Post, Http.Evaluate) { Content = Http.Raw(Obs, "application/fhir+json") };
-        req.Headers.Add("X-Correlation-Id", "ABC-1");
-        var resp = await Client.SendAsync(req);
-        Assert.That(resp.Headers.GetValues("X-Correlation-Id").Single(), Is.EqualTo("ABC-1"));
-        Assert.That(resp.Headers.GetValues("X-Request-Id").Single(), Is.EqualTo("ABC-1"));
-        Assert.That(Factory.Logs.Lines.Any(l => l.Contains("\"CorrelationId\":\"ABC-1\"", StringComparison.Ordinal)), Is.True, "its log lines carry it");
     }
 }
