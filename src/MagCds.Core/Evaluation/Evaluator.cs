@@ -265,12 +265,15 @@ public sealed class Evaluator
     /// </summary>
     private static bool HasModifiers(Observation obs)
     {
-        if (obs.ModifierExtension.Count > 0 || obs.ImplicitRules is not null) return true;
-        foreach (var r in obs.ReferenceRange) if (r.ModifierExtension.Count > 0) return true;
-        foreach (var c in obs.Component) if (c.ModifierExtension.Count > 0) return true;
-        foreach (var c in obs.Contained)
-            if (c.ImplicitRules is not null || (c is DomainResource d && d.ModifierExtension.Count > 0)) return true;
+        // TryGetValue says whether an element is present without creating the empty list a POCO's list getter makes
+        // (this runs for every result, and almost none has any of these).
+        if (Present(obs, "modifierExtension") || Present(obs, "implicitRules")) return true;
+        if (Present(obs, "referenceRange")) foreach (var r in obs.ReferenceRange) if (Present(r, "modifierExtension")) return true;
+        if (Present(obs, "component")) foreach (var c in obs.Component) if (Present(c, "modifierExtension")) return true;
+        if (Present(obs, "contained")) foreach (var c in obs.Contained) if (Present(c, "implicitRules") || Present(c, "modifierExtension")) return true;
         return false;
+
+        static bool Present(Base b, string element) => b.TryGetValue(element, out _);
     }
 
     /// <summary>
