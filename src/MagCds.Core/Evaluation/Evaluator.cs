@@ -98,18 +98,27 @@ public sealed class Evaluator
         // Every input and history entry is read once (value, time, keys); inputs also serve as history. Plain loops:
         // this runs for every request, and a single result with no history is the usual one.
         var prepared = new Dictionary<EvaluationInput, Prepared>(request.History.Count + request.Inputs.Count, ReferenceEqualityComparer.Instance);
-        var pool = new Dictionary<string, List<Prepared>>(StringComparer.Ordinal); // a patient's anti-MAG results, in request order
-        void Add(EvaluationInput i)
+        // Relative references are resolved against their entry's server only when the request holds entries of
+        // several servers: then "Patient/1" may be two patients. Otherwise an Observation keeps the identity (and
+        // output ids) it has when posted on its own.
+        bool severalServers = SeveralServers(request);
+        foreach (var i in request.History) prepared.TryAdd(i, Prepare(i, severalServers));
+        foreach (var i in request.Inputs) prepared.TryAdd(i, Prepare(i, severalServers));
+
+        // Several versions of one result (a history Bundle lists them all; a feed may resend one; a withdrawal may come
+        // as history): only the newest counts, as an input and as history.
+        var newest = prepared.Count > 1 ? NewestVersions(prepared.Values) : null;
+        bool IsNewest(Prepared p) => newest is null || ReferenceEquals(newest[p.VersionKey], p);
+
+        // Each patient's usable anti-MAG results, in request order: the newest version of each, not withdrawn, and
+        // without a modifier that may change its meaning.
+        var pool = new Dictionary<string, List<Prepared>>(StringComparer.Ordinal);
+        foreach (var p in prepared.Values)
         {
-            if (prepared.ContainsKey(i)) return;
-            var p = prepared[i] = Prepare(i);
-            // A result whose meaning a modifier may change is no one's history either.
-            if (p.Patient is null || !p.IsAntiMag || p.HasModifiers) return;
+            if (p.Patient is null || !p.IsAntiMag || p.HasModifiers || !IsNewest(p) || p.Input.Observation.Status == ObservationStatus.EnteredInError) continue;
             if (pool.TryGetValue(p.Patient, out var results)) results.Add(p);
             else pool[p.Patient] = [p];
         }
-        foreach (var i in request.History) Add(i);
-        foreach (var i in request.Inputs) Add(i);
 
         // A supplied earlier result that belongs to none of the inputs' patients is never used; say so once.
         List<CoreIssue> requestIssues = [];
@@ -122,44 +131,51 @@ public sealed class Evaluator
                         "This earlier result is not of the patient being evaluated and was not used.", h.Location));
         }
 
-        var supersededBy = request.Inputs.Count > 1 ? SupersededVersions(request.Inputs, prepared) : null;
         IEnumerable<InputResult> Results()
         {
             foreach (var input in request.Inputs)
-                yield return supersededBy is not null && supersededBy.TryGetValue(input, out var by)
-                    ? Superseded(prepared[input], by)
-                    : EvaluateOne(prepared[input], pool);
+            {
+                var p = prepared[input];
+                // An answer never holds two current assessments of one result, or a current one beside its withdrawal.
+                yield return IsNewest(p) ? EvaluateOne(p, pool) : Superseded(p, newest![p.VersionKey]);
+            }
         }
         return new EvaluationRun(Results(), requestIssues, _knowledge.Version);
     }
 
-    /// <summary>
-    /// Several versions of one Observation among the inputs (a history Bundle lists them all, newest first; a feed may
-    /// resend one): only one is assessed, so that an answer never holds two current assessments of one result, or a
-    /// current one beside its withdrawal. An entered-in-error version wins (its retraction is what the result now
-    /// is), else the newest version (<see cref="Versions.Compare"/>), else the first of identical copies.
-    /// </summary>
-    private static Dictionary<EvaluationInput, Prepared> SupersededVersions(IReadOnlyList<EvaluationInput> inputs, Dictionary<EvaluationInput, Prepared> prepared)
+    private static bool SeveralServers(EvaluationRequest request)
     {
-        var superseded = new Dictionary<EvaluationInput, Prepared>(ReferenceEqualityComparer.Instance);
-        foreach (var group in inputs.Select(i => prepared[i]).Where(p => p.IsAntiMag).GroupBy(p => p.Identity, StringComparer.Ordinal))
-        {
-            Prepared? winner = null;
-            foreach (var p in group)
-                if (winner is null || Versions.Wins(p, winner)) winner = p;
-            foreach (var p in group)
-                if (!ReferenceEquals(p, winner)) superseded[p.Input] = winner!;
-        }
-        return superseded;
+        string? first = null;
+        foreach (var i in request.Inputs.Concat(request.History))
+            if (ServerBase(i.FullUrl) is { } server)
+            {
+                if (first is null) first = server;
+                else if (!string.Equals(first, server, StringComparison.Ordinal)) return true;
+            }
+        return false;
+    }
+
+    /// <summary>
+    /// The newest version of each result in the request (inputs and history, any code, any patient): an
+    /// entered-in-error version wins (a withdrawal is what the result now is), else the newest
+    /// (<see cref="Versions.Compare"/>, a total order, so the choice never depends on the request's order), else the
+    /// first of identical copies.
+    /// </summary>
+    private static Dictionary<string, Prepared> NewestVersions(IEnumerable<Prepared> all)
+    {
+        var newest = new Dictionary<string, Prepared>(StringComparer.Ordinal);
+        foreach (var p in all)
+            if (!newest.TryGetValue(p.VersionKey, out var held) || Versions.Wins(p, held)) newest[p.VersionKey] = p;
+        return newest;
     }
 
     private static InputResult Superseded(Prepared current, Prepared by)
     {
         string message = by.Input.Observation.Status == ObservationStatus.EnteredInError
-            ? $"Another version of this Observation in the request ({by.Input.Location}) is entered-in-error: this one is not evaluated, and the outputs for the Observation are retracted there."
-            : by.Keys.Version == current.Keys.Version
-                ? $"The same version of this Observation is also at {by.Input.Location}; it is evaluated there, once."
-                : $"A newer version of this Observation in the request ({by.Input.Location}) is evaluated instead: only the latest version of a result is assessed.";
+            ? $"Another version of this Observation in the request ({by.Input.Location}) is entered-in-error: this one is not evaluated."
+            : by.Keys.Version == current.Keys.Version && Versions.Compare(by, current) == 0
+                ? $"The same version of this Observation is also at {by.Input.Location}; only one copy is evaluated."
+                : $"A newer version of this Observation is in the request ({by.Input.Location}): only the latest version of a result is assessed.";
         return new InputResult(current.Input, InputOutcome.NotEvaluated, null, null, null,
             [new CoreIssue(OutcomeCodes.SupersededInRequest, OperationOutcome.IssueSeverity.Warning, message, current.Input.Location)]);
     }
@@ -175,7 +191,7 @@ public sealed class Evaluator
         if (!current.IsAntiMag)
             return NotEvaluated(OutcomeCodes.NotAntiMag, severity: OperationOutcome.IssueSeverity.Information, message:
                 $"The Observation code is not LOINC {CanonicalUrls.AntiMagLoinc} or a configured anti-MAG IgM code; MagCds does not apply to it.");
-        if (current.Subject is null)
+        if (current.Patient is null)
             return NotEvaluated(OutcomeCodes.MissingSubject, obs.Subject is null or { Reference: null or "", Identifier: null }
                 ? "The Observation names no subject, so no patient-level output can be made."
                 : "The Observation's subject is not a Patient or Group (or names a contained resource that is not there), so no patient-level output can be made.");
@@ -232,17 +248,22 @@ public sealed class Evaluator
             input.Location)]
         : [];
 
-    private Prepared Prepare(EvaluationInput input)
+    private Prepared Prepare(EvaluationInput input, bool severalServers)
     {
         var obs = input.Observation;
-        string? subject = SubjectKey(obs), server = ServerBase(input.FullUrl);
-        var keys = DeterministicIds.Keys(input);
+        string? server = ServerBase(input.FullUrl), subject = SubjectKey(obs);
+        // Relative references of an entry from a named server resolve against it (FHIR Bundle rules): among entries
+        // of several servers, "Patient/1" of each is its own patient, and its results get their own output ids.
+        if (severalServers && server is not null && subject is not null && obs.Subject?.Reference is { } r && IsRelative(r)) subject = $"ref|{server}/{r}";
+        var keys = DeterministicIds.Keys(input, subject);
+        // The versions of one resource share its id on its server, whatever else a correction changed (subject,
+        // identifier); without a server or a versionId to say so, a result is known by its identity.
+        string versionKey = !string.IsNullOrEmpty(obs.Id) && (server is not null || !string.IsNullOrEmpty(obs.Meta?.VersionId))
+            ? $"{(severalServers ? server : null)}|id|{obs.Id}"
+            : keys.Observation;
         return new(input, IsAntiMag(obs), subject, ValueReader.Read(obs), TrendBuilder.When(obs), keys)
         {
-            // Relative references of an entry from a named server resolve against it (FHIR Bundle rules): "Patient/1"
-            // of two servers is two patients, and an Observation id of two servers two results.
-            Patient = server is not null && subject is not null && obs.Subject?.Reference is { } r && IsRelative(r) ? $"ref|{server}/{r}" : subject,
-            Identity = server is null ? keys.Observation : server + "|" + keys.Observation,
+            VersionKey = versionKey,
             HasModifiers = HasModifiers(obs),
         };
     }
@@ -256,7 +277,7 @@ public sealed class Evaluator
     }
 
     private static bool IsRelative(string reference) =>
-        reference[0] != '#' && !reference.StartsWith("urn:", StringComparison.Ordinal) && !reference.Contains("://", StringComparison.Ordinal);
+        reference.Length > 0 && reference[0] != '#' && !reference.StartsWith("urn:", StringComparison.Ordinal) && !reference.Contains("://", StringComparison.Ordinal);
 
     /// <summary>
     /// Modifier extensions or implicit rules where MagCds reads: the Observation, its reference ranges and components,
@@ -296,6 +317,9 @@ public sealed class Evaluator
     {
         if (reference.StartsWith("urn:", StringComparison.Ordinal)) return null;
         var s = reference.AsSpan();
+        // A conditional reference ("Patient?identifier=…") names its type before the query.
+        int query = s.IndexOf('?');
+        if (query >= 0) return s[..query].LastIndexOf('/') is var slash and >= 0 ? s[(slash + 1)..query].ToString() : s[..query].ToString();
         int history = s.IndexOf("/_history/", StringComparison.Ordinal);
         if (history >= 0) s = s[..history];
         int last = s.LastIndexOf('/');
@@ -323,15 +347,13 @@ public sealed class Evaluator
     }
 }
 
-/// <summary>An anti-MAG Observation read once for use as history.</summary>
-/// <param name="Subject">Who it is about as the Observation says it (part of its identity and output ids).</param>
-internal sealed record Prepared(EvaluationInput Input, bool IsAntiMag, string? Subject, ReadValue? Value, DateTimeOffset? When, DeterministicIds.InputKeys Keys)
+/// <summary>An Observation of the request, read once.</summary>
+/// <param name="Patient">Who it is about (part of its identity and output ids): the subject as the Observation says
+/// it, resolved against its entry's server when the request holds entries of several servers.</param>
+internal sealed record Prepared(EvaluationInput Input, bool IsAntiMag, string? Patient, ReadValue? Value, DateTimeOffset? When, DeterministicIds.InputKeys Keys)
 {
-    /// <summary>The patient, resolved against the server of the entry when it names one: whose history this is.</summary>
-    public string? Patient { get; init; }
-
-    /// <summary>Which result this is (any version), resolved against the server of the entry when it names one.</summary>
-    public required string Identity { get; init; }
+    /// <summary>Which resource this is a version of: the same for all its versions (see <see cref="Evaluator"/>'s Prepare).</summary>
+    public required string VersionKey { get; init; }
 
     public bool HasModifiers { get; init; }
 }
@@ -340,9 +362,8 @@ internal sealed record Prepared(EvaluationInput Input, bool IsAntiMag, string? S
 internal static class Versions
 {
     /// <summary>
-    /// Whether <paramref name="a"/> replaces <paramref name="b"/> (same Observation): a withdrawal wins; else the later
-    /// meta.lastUpdated, numeric meta.versionId or issued (the first that both carry and that differ), else the later
-    /// status (final after preliminary, amended or corrected after final); a tie keeps <paramref name="b"/>, the one met first.
+    /// Whether <paramref name="a"/> replaces <paramref name="b"/> (versions of one Observation): a withdrawal wins;
+    /// else the one <see cref="Compare"/> puts later; an identical copy keeps <paramref name="b"/>, the one met first.
     /// </summary>
     public static bool Wins(Prepared a, Prepared b)
     {
@@ -350,20 +371,26 @@ internal static class Versions
         return ae != be ? ae : Compare(a, b) > 0;
     }
 
-    /// <summary>Orders versions of one Observation, oldest first; 0 only for the same version (then request order decides).</summary>
+    /// <summary>
+    /// Orders versions of one Observation, oldest first, by one key compared element after element: meta.lastUpdated,
+    /// numeric meta.versionId, issued (a missing one counts as earliest), the status (final after preliminary, amended
+    /// or corrected after final), then the content. A total order, so the newest of several never depends on the
+    /// order they came in; 0 only for copies identical in all that the interpretation reads.
+    /// </summary>
     public static int Compare(Prepared a, Prepared b)
     {
         Observation x = a.Input.Observation, y = b.Input.Observation;
-        if (x.Meta?.LastUpdated is { } lx && y.Meta?.LastUpdated is { } ly && lx != ly) return lx.CompareTo(ly);
-        if (long.TryParse(x.Meta?.VersionId, System.Globalization.NumberStyles.None, System.Globalization.CultureInfo.InvariantCulture, out long vx)
-            && long.TryParse(y.Meta?.VersionId, System.Globalization.NumberStyles.None, System.Globalization.CultureInfo.InvariantCulture, out long vy) && vx != vy)
-            return vx.CompareTo(vy);
-        if (x.IssuedElement?.Value is { } ix && y.IssuedElement?.Value is { } iy && ix != iy) return ix.CompareTo(iy);
-        int rank = Rank(x.Status).CompareTo(Rank(y.Status));
-        // Different content with nothing to order it by: the content decides, so that the answer never depends on the
-        // order of the request.
-        return rank != 0 ? rank : string.CompareOrdinal(a.Keys.Version, b.Keys.Version);
+        int c = (x.Meta?.LastUpdated ?? DateTimeOffset.MinValue).CompareTo(y.Meta?.LastUpdated ?? DateTimeOffset.MinValue);
+        if (c == 0) c = NumericVersion(x).CompareTo(NumericVersion(y));
+        if (c == 0) c = (x.IssuedElement?.Value ?? DateTimeOffset.MinValue).CompareTo(y.IssuedElement?.Value ?? DateTimeOffset.MinValue);
+        if (c == 0) c = Rank(x.Status).CompareTo(Rank(y.Status));
+        // Different content with nothing else to order it by: the content decides (not meta.versionId, which two
+        // different copies may share).
+        return c != 0 ? c : string.CompareOrdinal(DeterministicIds.ContentKey(x), DeterministicIds.ContentKey(y));
     }
+
+    private static long NumericVersion(Observation o) =>
+        long.TryParse(o.Meta?.VersionId, System.Globalization.NumberStyles.None, System.Globalization.CultureInfo.InvariantCulture, out long v) ? v : -1;
 
     private static int Rank(ObservationStatus? s) => s switch
     {

@@ -18,18 +18,18 @@ internal static class TrendBuilder
         if (current.Patient is null || current.When is not DateTimeOffset now || current.Value?.Number is null
             || !pool.TryGetValue(current.Patient, out var results) || results.Count < 2) return null;
 
+        // The pool holds the newest version of each result, withdrawn ones left out (Evaluator.Start); the same
+        // result sent again under another version key (a copy without meta.versionId) still counts once.
         var earlier = results
-            .Where(p => p.Identity != current.Identity)
-            // The same result sent twice (or in two versions) counts once, as its newest version (a withdrawn one, or
-            // one whose newest version has no usable value, not at all).
-            .GroupBy(p => p.Identity, StringComparer.Ordinal)
+            .Where(p => p.VersionKey != current.VersionKey && p.Keys.Observation != current.Keys.Observation)
+            .GroupBy(p => p.Keys.Observation, StringComparer.Ordinal)
             .Select(g => g.Aggregate((newest, p) => Versions.Wins(p, newest) ? p : newest))
             .Where(p => p.When < now
                         && p.Value?.Number is not null
                         && Usable.Contains(p.Input.Observation.Status)
                         && SameAssay(current, p))
             // Results of the same time are ordered by identity, not by where they sat in the request.
-            .OrderBy(p => p.When).ThenBy(p => p.Identity, StringComparer.Ordinal)
+            .OrderBy(p => p.When).ThenBy(p => p.Keys.Observation, StringComparer.Ordinal)
             .ToList();
         if (earlier.Count == 0) return null;
 

@@ -24,10 +24,10 @@ public static class DeterministicIds
     /// of these) a fingerprint of its content. The subject is part of it so that two patients' Observations never
     /// share an identity even when a sender reuses logical ids.
     /// </summary>
-    private static (string Key, bool FromContent) ObservationKey(EvaluationInput input)
+    private static (string Key, bool FromContent) ObservationKey(EvaluationInput input, string? subjectKey)
     {
         var obs = input.Observation;
-        string subject = Evaluator.SubjectKey(obs) ?? "no-subject";
+        string subject = subjectKey ?? Evaluator.SubjectKey(obs) ?? "no-subject";
         Identifier? own = null, order = null;
         foreach (var i in obs.Identifier)
         {
@@ -92,9 +92,11 @@ public static class DeterministicIds
         !string.IsNullOrEmpty(obs.Meta?.VersionId) ? "v|" + obs.Meta.VersionId : Content(obs, "f|");
 
     /// <summary>The keys of one input, computed once per evaluation.</summary>
-    public static InputKeys Keys(EvaluationInput input)
+    /// <param name="subjectKey">The subject as the core resolved it, when it differs from the Observation's own words
+    /// (a relative reference of a request that holds entries of several servers); else read from the Observation.</param>
+    public static InputKeys Keys(EvaluationInput input, string? subjectKey = null)
     {
-        var (key, fromContent) = ObservationKey(input);
+        var (key, fromContent) = ObservationKey(input, subjectKey);
         return new InputKeys(key, VersionKey(input.Observation), key[..32], fromContent);
     }
 
@@ -126,6 +128,9 @@ public static class DeterministicIds
             guid.TryFormat(span[9..], out _);
         });
     }
+
+    /// <summary>A fingerprint of what the interpretation reads, whatever meta.versionId says (tells versions apart).</summary>
+    public static string ContentKey(Observation obs) => Content(obs, "f|");
 
     /// <summary>What identifies an Observation's content: status, code, value, absence reason, times, ranges, flags.</summary>
     private static string Content(Observation obs, string prefix)

@@ -167,7 +167,8 @@ public static class FhirWire
 
         var list = errors.ToList();
         if (trailing && list.Count == 0) throw Unparseable("there is more data after the resource.");
-        string Reported() => string.Join(" ", list.Take(5).Select(Describe));
+        var describe = Describer(list);
+        string Reported() => string.Join(" ", list.Take(5).Select(describe));
         // A JSON null in Bundle.entry stays in the list as a null, and the parser reports it at the index after the
         // last entry: the null becomes an empty entry reported at its own place, and that misplaced report is dropped.
         var nullEntries = new Dictionary<int, string>();
@@ -190,7 +191,7 @@ public static class FhirWire
         if (resource is Bundle bundle && list.All(e => EntryIndex(e) is not null))
         {
             var bad = list.GroupBy(e => EntryIndex(e)!.Value)
-                .ToDictionary(g => g.Key, g => string.Join(" ", g.Select(Describe)));
+                .ToDictionary(g => g.Key, g => string.Join(" ", g.Select(describe)));
             foreach (var (i, why) in nullEntries) bad.TryAdd(i, why);
             // A half-read resource must never reach a door (reading its invalid status code would throw, found by
             // fuzzing a CDS Hooks prefetch): a bad entry keeps its place, for the reports by index, without its resource.
@@ -231,9 +232,26 @@ public static class FhirWire
     /// the text it quotes. A bad value may be a name or an identifier, and error bodies end up in engines' error
     /// queues, alerts and tickets.
     /// </summary>
-    private static string Describe(CodedException e) => e is ExtendedCodedException x
-        ? $"{x.Display} ({x.ErrorCode}) at {x.InstancePath ?? "the resource"}" + (x.LineNumber > 0 ? $", line {x.LineNumber}, position {x.Position}." : ".")
-        : $"error {e.ErrorCode}.";
+    private static Func<CodedException, string> Describer(IReadOnlyList<CodedException> errors)
+    {
+        // A name the parser did not know (an element, a resource type) is text from the body too: paths are cut before it.
+        var unknown = errors.OfType<ExtendedCodedException>()
+            .Where(e => e.ErrorCode is "PVAL128" or "PVAL130" && e.InstancePath is not null).Select(e => e.InstancePath!).ToList();
+        return e => e is ExtendedCodedException x
+            ? $"{x.Display} ({x.ErrorCode}) at {SafePath(x.InstancePath, unknown)}" + (x.LineNumber > 0 ? $", line {x.LineNumber}, position {x.Position}." : ".")
+            : $"error {e.ErrorCode}.";
+    }
+
+    private static string SafePath(string? path, IReadOnlyList<string> unknown)
+    {
+        if (path is null) return "the resource";
+        foreach (var u in unknown)
+            if (path == u || path.StartsWith(u + ".", StringComparison.Ordinal) || path.StartsWith(u + "[", StringComparison.Ordinal))
+                path = u.LastIndexOf('.') is var dot and > 0 ? u[..dot] : "";
+        int first = path.IndexOf('.');
+        string root = first < 0 ? path : path[..first];
+        return root == "$this" || ModelInfo.IsKnownResource(root) ? path : "the resource";
+    }
 
     private static readonly FhirJsonSerializer JsonOut = new();
     private static readonly FhirXmlSerializer XmlOut = new();

@@ -32,13 +32,16 @@ public static partial class Correlation
     {
         // Anything not plainly an id (too long, odd characters) is replaced, so it cannot inject into logs or headers.
         bool alternative = http.Request.Headers.ContainsKey(AlternativeHeader);
-        string inbound = http.Request.Headers.ContainsKey(Header) || !alternative ? http.Request.Headers[Header].ToString() : http.Request.Headers[AlternativeHeader].ToString();
+        string? alternativeInbound = alternative ? http.Request.Headers[AlternativeHeader].ToString() : null;
+        string inbound = http.Request.Headers.ContainsKey(Header) || !alternative ? http.Request.Headers[Header].ToString() : alternativeInbound!;
         string id = Safe().IsMatch(inbound) ? inbound : Guid.NewGuid().ToString("N");
+        // Each header comes back with the caller's own value (when it is plainly an id).
+        string alternativeEcho = alternativeInbound is not null && Safe().IsMatch(alternativeInbound) ? alternativeInbound : id;
         http.TraceIdentifier = id;
         http.Response.OnStarting(() =>
         {
             http.Response.Headers[Header] = id;
-            if (alternative) http.Response.Headers[AlternativeHeader] = id;
+            if (alternative) http.Response.Headers[AlternativeHeader] = alternativeEcho;
             return Task.CompletedTask;
         });
         using (LogContext.PushProperty("CorrelationId", id))

@@ -32,12 +32,12 @@ public sealed class Database : IAsyncDisposable
                 _ => SqliteFactory.Instance.CreateDataSource(new SqliteConnectionStringBuilder(o.SqliteConnectionString).ConnectionString),
             };
         }
-        catch (ArgumentException e)
+        catch (ArgumentException)
         {
-            // A keyword the driver does not know, or a value of the wrong kind. The drivers' messages name the
-            // keyword, not its value (which may be the password).
+            // A keyword the driver does not know, or a value of the wrong kind. The drivers' messages may quote a
+            // value (part of a password with a ';' in it), so only the fact is said.
             throw new OptionsValidationException(StoreOptions.Section, typeof(StoreOptions),
-                [$"the {o.Provider} connection string (MagCds:Store) is not valid: {e.Message}"]);
+                [$"the {o.Provider} connection string (MagCds:Store) is not valid: the driver refuses a keyword or a value in it (check spelling, and quote values that contain ';')."]);
         }
         try
         {

@@ -1,0 +1,126 @@
+using Hl7.Fhir.Model;
+using Hl7.Fhir.Serialization;
+using MagCds.Core.Evaluation;
+using MagCds.Tests.Support;
+
+namespace MagCds.Tests.Core;
+
+/// <summary>
+/// Several versions of one result in one request (a server's history Bundle, a resent message, a withdrawal sent as
+/// history): only the newest is assessed or trended, whatever changed between versions and whatever their order.
+/// </summary>
+public class VersionsInOneRequestTests
+{
+    private const string Lab = "https://lab.example/fhir";
+
+    private static Observation Version(string id, int? version, decimal value, ObservationStatus status = ObservationStatus.Final,
+        string subject = "Patient/1", string accession = "ACC-1", DateTimeOffset? lastUpdated = null, string effective = "2026-03-02T09:15:00Z")
+    {
+        var o = TestFiles.Resource<Observation>("Observation-btu-medium.json");
+        o.Id = id;
+        o.Meta = version is null && lastUpdated is null ? null : new Meta { VersionId = version?.ToString(System.Globalization.CultureInfo.InvariantCulture), LastUpdated = lastUpdated };
+        o.Status = status;
+        o.Subject = new ResourceReference(subject);
+        o.Identifier[0].Value = accession;
+        o.Effective = new FhirDateTime(effective);
+        o.Value = new Quantity { Value = value, Unit = "BTU", System = "http://unitsofmeasure.org", Code = "[arb'U]" };
+        return o;
+    }
+
+    private static EvaluationInput Entry(Observation o, int i, string server = Lab) =>
+        new(o, "Observation/" + o.Id, $"Bundle.entry[{i}].resource", $"{server}/Observation/{o.Id}");
+
+    private static EvaluationResponse Evaluate(params EvaluationInput[] inputs) => CoreUnderTest.Evaluator.Evaluate(new EvaluationRequest(inputs, []));
+
+    private static string Outcome(InputResult r) => r.Outcome switch
+    {
+        InputOutcome.Evaluated => "evaluated " + r.RiskAssessment!.Prediction[0].Rationale!.Split(',')[0],
+        InputOutcome.Retracted => "retracted",
+        _ => string.Join(" ", r.Issues.Select(i => i.Code.Code)),
+    };
+
+    [Test]
+    public void A_correction_that_changed_the_patient_supersedes_the_first_version()
+    {
+        // The laboratory moved the result to the right patient: the first version's patient must not keep an assessment.
+        var r = Evaluate(Entry(Version("x", 2, 800, ObservationStatus.Corrected, subject: "Patient/2"), 0), Entry(Version("x", 1, 50000), 1));
+        Assert.That(r.Results.Select(Outcome), Is.EqualTo(new[] { "evaluated Result: 800 BTU", "superseded-in-request" }));
+    }
+
+    [Test]
+    public void A_withdrawal_that_changed_the_patient_leaves_no_assessment_of_the_withdrawn_result()
+    {
+        var r = Evaluate(Entry(Version("x", 2, 50000, ObservationStatus.EnteredInError, subject: "Patient/2"), 0), Entry(Version("x", 1, 50000), 1));
+        Assert.That(r.Results.Select(Outcome), Is.EqualTo(new[] { "retracted", "superseded-in-request" }));
+    }
+
+    [Test]
+    public void A_correction_that_changed_the_accession_number_supersedes_the_first_version()
+    {
+        var r = Evaluate(Entry(Version("x", 2, 5000, ObservationStatus.Amended, accession: "ACC-2"), 0), Entry(Version("x", 1, 50000), 1));
+        Assert.That(r.Results.Select(Outcome), Is.EqualTo(new[] { "evaluated Result: 5000 BTU", "superseded-in-request" }));
+    }
+
+    [Test]
+    public void A_version_recoded_to_another_test_is_what_the_result_now_is()
+    {
+        var recoded = Version("x", 2, 50000);
+        recoded.Code = new CodeableConcept("http://loinc.org", "2345-7");
+        var r = Evaluate(Entry(recoded, 0), Entry(Version("x", 1, 50000), 1));
+        Assert.That(r.Results.Select(Outcome), Is.EqualTo(new[] { "not-anti-mag", "superseded-in-request" }));
+    }
+
+    [Test]
+    public void A_withdrawal_sent_as_history_stops_the_input_being_assessed()
+    {
+        var old = Version("x", 1, 50000);
+        var request = new EvaluationRequest([new EvaluationInput(old, "Observation/x", "Parameters.parameter[0].resource")],
+            [new EvaluationInput(Version("x", 2, 50000, ObservationStatus.EnteredInError), "Observation/x", "Parameters.parameter[1].resource")]);
+        var r = CoreUnderTest.Evaluator.Evaluate(request);
+        Assert.That(r.Results.Select(Outcome), Is.EqualTo(new[] { "superseded-in-request" }));
+        Assert.That(r.Outputs, Is.Empty);
+    }
+
+    [Test]
+    public void A_withdrawn_earlier_result_is_not_trended_even_when_its_withdrawal_carries_a_modifier()
+    {
+        var withdrawal = Version("old", 2, 50000, ObservationStatus.EnteredInError, effective: "2025-06-10T08:00:00Z");
+        withdrawal.ModifierExtension.Add(new Extension("http://example.org/fhir/StructureDefinition/some-modifier", new FhirBoolean(true)));
+        var r = Evaluate(Entry(Version("cur", null, 24000), 0), Entry(withdrawal, 1), Entry(Version("old", 1, 50000, effective: "2025-06-10T08:00:00Z"), 2));
+        Assert.That(r.Results[0].Interpretation!.Trend, Is.Null, "the withdrawn 50,000 BTU is no earlier result");
+    }
+
+    [Test]
+    public void The_same_id_on_two_servers_is_two_results_with_their_own_output_ids()
+    {
+        var a = Version("1", 1, 500);
+        var b = Version("1", 1, 50000);
+        var r = Evaluate(Entry(a, 0, "https://lab-a.example/fhir"), Entry(b, 1, "https://lab-b.example/fhir"));
+        Assert.That(r.Results.Select(Outcome), Is.EqualTo(new[] { "evaluated Result: 500 BTU", "evaluated Result: 50000 BTU" }));
+        Assert.That(r.Outputs.OfType<RiskAssessment>().Select(x => x.Id).Distinct().Count(), Is.EqualTo(2));
+        Assert.That(r.Results.All(x => x.Interpretation!.Trend is null), "Patient/1 of each server is its own patient");
+    }
+
+    private static IEnumerable<TestCaseData> Conflicting()
+    {
+        // Metadata that disagrees (lastUpdated says A, versionId says C) and copies that share a versionId: the
+        // newest must be the same one in every order.
+        var t = new DateTimeOffset(2026, 3, 3, 10, 0, 0, TimeSpan.Zero);
+        yield return new TestCaseData((object)new[] { Version("x", 1, 500, lastUpdated: t.AddHours(1)), Version("x", 2, 20000), Version("x", 3, 50000, lastUpdated: t) })
+            .SetArgDisplayNames("lastUpdated and versionId disagree");
+        yield return new TestCaseData((object)new[] { Version("x", 1, 500), Version("x", 1, 50000) }).SetArgDisplayNames("two copies share versionId 1");
+    }
+
+    [TestCaseSource(nameof(Conflicting))]
+    public void The_version_assessed_does_not_depend_on_the_order_of_the_request(Observation[] versions)
+    {
+        static IEnumerable<IEnumerable<T>> Permutations<T>(IReadOnlyList<T> items) => items.Count <= 1 ? [items]
+            : items.SelectMany((item, i) => Permutations([.. items.Where((_, j) => j != i)]).Select(rest => rest.Prepend(item)));
+        var answers = Permutations(versions).Select(order =>
+        {
+            var r = Evaluate([.. order.Select((o, i) => Entry(o, i))]);
+            return string.Join("\n", r.Outputs.Select(o => o.ToJson()));
+        }).Distinct().ToList();
+        Assert.That(answers, Has.Count.EqualTo(1));
+    }
+}
