@@ -87,6 +87,7 @@ public static class RequestLogLine
     /// <summary>The route template that answered (e.g. /fhir/StructureDefinition/{id}), or "(no route)"; never the path.</summary>
     public static string RouteOf(HttpContext http) =>
         // A request refused by an exception loses its endpoint to the error handler, which keeps it in its feature.
-        (http.GetEndpoint() ?? http.Features.Get<Microsoft.AspNetCore.Diagnostics.IExceptionHandlerFeature>()?.Endpoint) is RouteEndpoint e
+        // The fallback (MapFallback, order int.MaxValue) is what answers "no such route".
+        (http.GetEndpoint() ?? http.Features.Get<Microsoft.AspNetCore.Diagnostics.IExceptionHandlerFeature>()?.Endpoint) is RouteEndpoint { Order: < int.MaxValue } e
             ? e.RoutePattern.RawText ?? "(no route)" : "(no route)";
 }
