@@ -16,6 +16,9 @@ public sealed record FeedbackDay(string Day, string Outcome, string? OverrideCod
 /// </summary>
 public sealed class FeedbackStore(Database db)
 {
+    /// <summary>How a time stamp is stored: ISO-8601 UTC text, so comparing and cutting it works alike on both databases.</summary>
+    private static string Stamp(DateTimeOffset d) => d.UtcDateTime.ToString("yyyy-MM-ddTHH:mm:ss.fffZ", System.Globalization.CultureInfo.InvariantCulture);
+
     /// <summary>Stores the items in one transaction; returns those that were new (an item sent again is kept once).</summary>
     public async Task<IReadOnlyList<FeedbackItem>> AddAsync(IReadOnlyList<FeedbackItem> items, CancellationToken ct)
     {
@@ -32,7 +35,7 @@ public sealed class FeedbackStore(Database db)
                 """, tx)
                 .With("s", f.ServiceId).With("c", f.Card).With("o", f.Outcome).With("a", string.Join(",", f.AcceptedSuggestions))
                 .With("rs", f.OverrideSystem).With("rc", f.OverrideCode).With("rd", f.OverrideDisplay).With("u", f.UserComment)
-                .With("t", f.OutcomeTimestamp.UtcDateTime.ToString("yyyy-MM-ddTHH:mm:ss.fffZ", System.Globalization.CultureInfo.InvariantCulture));
+                .With("t", Stamp(f.OutcomeTimestamp));
             if (await cmd.ExecuteNonQueryAsync(ct) == 1) added.Add(f);
         }
         await tx.CommitAsync(ct);
@@ -44,7 +47,7 @@ public sealed class FeedbackStore(Database db)
     {
         await using var w = await db.OpenWriterAsync(ct);
         await using var cmd = w.Connection.Command("UPDATE cds_feedback SET user_comment = NULL WHERE user_comment IS NOT NULL AND outcome_timestamp < @before")
-            .With("before", before.UtcDateTime.ToString("yyyy-MM-ddTHH:mm:ss.fffZ", System.Globalization.CultureInfo.InvariantCulture));
+            .With("before", Stamp(before));
         return await cmd.ExecuteNonQueryAsync(ct);
     }
 
@@ -67,7 +70,7 @@ public sealed class FeedbackStore(Database db)
         await using var cmd = c.Command("""
             SELECT substr(outcome_timestamp, 1, 10) AS day, outcome, override_code, COUNT(*) FROM cds_feedback
             WHERE outcome_timestamp >= @since GROUP BY 1, 2, 3 ORDER BY 1, 2, 3
-            """).With("since", since.UtcDateTime.ToString("yyyy-MM-ddTHH:mm:ss.fffZ", System.Globalization.CultureInfo.InvariantCulture));
+            """).With("since", Stamp(since));
         var list = new List<FeedbackDay>();
         await using var r = await cmd.ExecuteReaderAsync(ct);
         while (await r.ReadAsync(ct))
