@@ -78,7 +78,9 @@ let faults = [];
  * their self links say so, as a server without sort support does; `ignoreLastUpdated` — searches ignore
  * `_lastUpdated` (R4 lets a server skip a parameter it does not support); `nextLinkBase` — next links point at that base
  * instead of this server (a misconfigured or hostile server), so a test can see whether a client follows them;
- * `clockOffsetMs` — this server's clock runs that far ahead (or, negative, behind) the machine's.
+ * `clockOffsetMs` — this server's clock runs that far ahead (or, negative, behind) the machine's;
+ * `transactionAsBatch` — a transaction is run entry by entry and answered 200 even when an entry fails (each entry's
+ * own status says so), as by a server that does not support transactions properly.
  */
 let quirks = {};
 /** Rest-hook deliveries made, for tests: { subscription, method, url, status }. Never headers or bodies. */
@@ -267,7 +269,8 @@ async function handleFhir(req, res, url) {
       headers: req.headers, // carries If-None-Exist and If-Match
       // Without this the router handles a transaction like a batch (entry by entry). Note that
       // MemoryRepository has no rollback: a failed transaction may leave earlier entries stored.
-      config: { transactions: true },
+      // Quirk `transactionAsBatch`: that is what a test gets, as from a server that runs transactions entry by entry.
+      config: { transactions: !quirks.transactionAsBatch },
     },
     repo
   );

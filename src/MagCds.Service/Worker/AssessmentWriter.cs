@@ -102,7 +102,7 @@ public sealed partial class AssessmentWriter(Evaluator evaluator, WorkerFhirClie
         if (tx.Entry.Count > 0)
         {
             if (beforeWrite is not null) await beforeWrite();
-            await Call(() => client.TransactionAsync(tx, ct), allowGone: false);
+            await TransactAsync(client, tx, ct);
         }
         var written = present.Concat(tx.Entry.Select(e => e.Request!.Method == Bundle.HTTPVerb.POST ? Urn(e.Resource!) : e.Request.Url ?? "")).ToList();
         return new Assessment(outcome, version, written, identities[0].Series, []);
@@ -134,11 +134,21 @@ public sealed partial class AssessmentWriter(Evaluator evaluator, WorkerFhirClie
         if (tx.Entry.Count > 0)
         {
             if (beforeWrite is not null) await beforeWrite();
-            await Call(() => client.TransactionAsync(tx, ct), allowGone: false);
+            await TransactAsync(client, tx, ct);
         }
         var siblings = outputs.Select(AssessedObservation).OfType<string>().Where(o => o != observation && o.StartsWith("Observation/", StringComparison.Ordinal))
             .Select(o => o["Observation/".Length..]).Distinct(StringComparer.Ordinal).ToList();
         return new Assessment("gone", null, tx.Entry.Select(e => e.Request!.Url ?? "").ToList(), null, siblings);
+    }
+
+    private static WorkFailure Failure(int status)
+    {
+        // 409/412: an earlier output changed since it was read (another writer), or a conditional create raced
+        // another; reading again resolves it. R4 names both for version conflicts: HAPI answers a stale If-Match
+        // with 409, others with 412.
+        // 401/403: a token may be renewed or a grant fixed, so try again before giving up.
+        bool retry = status is 401 or 403 or 408 or 409 or 412 or 429 || status >= 500;
+        return new WorkFailure(status > 0 ? "http-" + status : "unreadable-response", retry);
     }
 
     /// <summary>The series identifiers a MagCds output carries (none for anyone else's resource).</summary>
@@ -360,6 +370,23 @@ public sealed partial class AssessmentWriter(Evaluator evaluator, WorkerFhirClie
 
     private static bool IsCurrent(Resource r) => Status(r) is not (ObservationStatus.Cancelled or ObservationStatus.EnteredInError);
 
+    /// <summary>
+    /// Sends the write-back and checks what each entry says. A transaction is all or nothing, so a conformant server
+    /// answers an error for the whole of it; a server that runs it entry by entry instead (as a batch) answers 200 with
+    /// a failed entry inside, and that must not count as written: the failure is the entry's, and the next attempt
+    /// reads again and writes only what is still missing.
+    /// </summary>
+    private static async Task TransactAsync(FhirClient client, Bundle tx, CancellationToken ct)
+    {
+        var response = await Call(() => client.TransactionAsync(tx, ct), allowGone: false);
+        foreach (var entry in response?.Entry ?? [])
+        {
+            string? status = entry.Response?.Status;
+            if (status is null || status.StartsWith('2')) continue;
+            throw Failure(int.TryParse(status.AsSpan(0, Math.Min(3, status.Length)), out int code) ? code : 0);
+        }
+    }
+
     /// <summary>Runs one FHIR call and sorts its failure: worth retrying (server busy or down), or not (the request is wrong).</summary>
     private static async Task<T?> Call<T>(Func<Task<T?>> call, bool allowGone) where T : class
     {
@@ -373,13 +400,7 @@ public sealed partial class AssessmentWriter(Evaluator evaluator, WorkerFhirClie
         }
         catch (FhirOperationException e)
         {
-            int s = (int)e.Status;
-            // 409/412: an earlier output changed since it was read (another writer), or a conditional create raced
-            // another; reading again resolves it. R4 names both for version conflicts: HAPI answers a stale If-Match
-            // with 409, others with 412.
-            // 401/403: a token may be renewed or a grant fixed, so try again before giving up.
-            bool retry = s is 401 or 403 or 408 or 409 or 412 or 429 || s >= 500;
-            throw new WorkFailure("http-" + s, retry);
+            throw Failure((int)e.Status);
         }
         catch (Hl7.Fhir.Serialization.DeserializationFailedException) { throw new WorkFailure("unreadable-response", retryable: false); }
         catch (FormatException) { throw new WorkFailure("unreadable-response", retryable: false); }

@@ -99,8 +99,8 @@ public sealed class WorkerOptions
 
     /// <summary>
     /// How long work waits for a FHIR server that is unreachable, times out, or answers 408, 429 or 5xx, retrying with
-    /// backoff up to <see cref="RetryMaxDelaySeconds"/>, before it is dead-lettered (counted from when it was queued,
-    /// and only once it has also failed <see cref="MaxAttempts"/> times).
+    /// backoff up to <see cref="RetryMaxDelaySeconds"/>, before it is dead-lettered (counted from when it was queued;
+    /// such failures are not counted against <see cref="MaxAttempts"/>).
     /// </summary>
     [Range(0, 8760)]
     public double OutageToleranceHours { get; set; } = 72;

@@ -153,14 +153,14 @@ public sealed class FhirTestServer(string? requiredToken = null, IReadOnlyDictio
     /// <summary>
     /// Behaviours of other servers (until the next reset): searches that ignore <c>_sort</c> (and say so in their self
     /// link), searches that ignore <c>_lastUpdated</c>, next links that point at <paramref name="nextLinkBase"/> instead
-    /// of this server, and a server clock <paramref name="clockOffset"/> away from this machine's (its lastUpdated
-    /// stamps and its Date header).
+    /// of this server, a server clock <paramref name="clockOffset"/> away from this machine's (its lastUpdated
+    /// stamps and its Date header), and transactions run entry by entry, answered 200 with each entry's own status.
     /// </summary>
     public async Task QuirksAsync(bool ignoreSort = false, string? nextLinkBase = null, bool ignoreLastUpdated = false, TimeSpan clockOffset = default,
-        CancellationToken cancellationToken = default)
+        bool transactionAsBatch = false, CancellationToken cancellationToken = default)
     {
         using var resp = await Admin.PostAsync("admin/quirks",
-            JsonContent.Create(new { ignoreSort, nextLinkBase, ignoreLastUpdated, clockOffsetMs = (long)clockOffset.TotalMilliseconds }), cancellationToken);
+            JsonContent.Create(new { ignoreSort, nextLinkBase, ignoreLastUpdated, clockOffsetMs = (long)clockOffset.TotalMilliseconds, transactionAsBatch }), cancellationToken);
         await EnsureOkAsync(resp, cancellationToken);
     }
 

@@ -5,6 +5,7 @@ using System.Text.Json;
 using Hl7.Fhir.Model;
 using Hl7.Fhir.Serialization;
 using MagCds.Core;
+using MagCds.Core.Evaluation;
 using MagCds.Service.Storage;
 using MagCds.Tests.Support;
 using static MagCds.Tests.Support.WorkerHarness;
@@ -584,6 +585,35 @@ public sealed class WorkerTests(StoreProvider provider) : WorkerTestBase(provide
         }, "the replay is audited");
         Assert.That(admin, Does.Contain($"test-operator POST /admin/worker/dead-letters/{{id:long}}/replay {id} done"));
         Assert.That(admin, Does.Contain("test-operator GET /admin/worker/dead-letters  done"));
+    }
+
+    [Test]
+    public async Task A_server_that_runs_the_write_back_entry_by_entry_and_fails_an_entry_does_not_count_it_as_written()
+    {
+        // A transaction is all or nothing; this server runs it as a batch and answers 200 with a failed entry inside.
+        await H.StartAsync(new() { ["MagCds:Worker:PollIntervalSeconds"] = "0" });
+        var obs = await Fhir.SeedAsync(Result("p1", 23.5m, "ACC-1"));
+        var ra = CoreUnderTest.Evaluator.Evaluate(EvaluationRequest.Of(new EvaluationInput(obs, "Observation/" + obs.Id, "Observation"))).Results[0].RiskAssessment!;
+        // Two resources that carry the assessment's own identifier (but not its series, so MagCds does not take them
+        // for its earlier outputs) make its conditional create fail with 412 (several matches), and only that entry.
+        var blockers = new List<RiskAssessment>();
+        for (int i = 0; i < 2; i++)
+            blockers.Add(await Fhir.SeedAsync(new RiskAssessment { Status = ObservationStatus.Final, Subject = ra.Subject, Identifier = [ra.Identifier[0]] }));
+        await Fhir.QuirksAsync(transactionAsBatch: true);
+        using (await PutNotificationAsync(obs)) { }
+        await WaitUntilAsync(async () => (await H.QueueAsync()).GetProperty("deadLetters").GetInt64() == 1, "the failed entry is not taken for a written assessment");
+
+        var dead = (await H.Client.GetFromJsonAsync<JsonElement>("/admin/worker/dead-letters")).EnumerateArray().Single();
+        Assert.That(dead.GetProperty("reason").GetString(), Is.EqualTo("http-412"));
+        Assert.That(await H.AllAsync<DetectedIssue>(), Has.Count.EqualTo(1), "the entry that succeeded was written once, however often it was tried");
+
+        // Once the blockers are gone, a replay writes what is missing and nothing twice.
+        foreach (var b in blockers) await Fhir.Client.DeleteAsync(b);
+        using var replay = await H.Client.PostAsync($"/admin/worker/dead-letters/{dead.GetProperty("id").GetInt64()}/replay", null);
+        await H.DrainedAsync(1);
+        Assert.That((await H.AllAsync<RiskAssessment>()).Select(r => r.Identifier[0].Value), Is.EqualTo(new[] { ra.Identifier[0].Value }));
+        Assert.That(await H.AllAsync<DetectedIssue>(), Has.Count.EqualTo(1));
+        Assert.That((await H.QueueAsync()).GetProperty("deadLetters").GetInt64(), Is.Zero);
     }
 
     [Test]
