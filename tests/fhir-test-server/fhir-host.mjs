@@ -301,9 +301,10 @@ async function handleAdmin(req, res, url) {
   }
   if (req.method === 'POST' && url.pathname === '/admin/faults') {
     // e.g. {"status": 503, "count": 3, "method": "POST", "path": "/fhir/R4"}: the next 3 matching requests fail;
-    // {"status": 0, "delayMs": 5000, ...}: they are answered normally, 5 s late.
+    // {"status": 0, "delayMs": 5000, ...}: they are answered normally, 5 s late;
+    // {"status": 429, "retryAfter": "8", ...}: the failures carry that Retry-After header.
     const f = JSON.parse((await readBody(req)) || '{}');
-    faults.push({ status: Number(f.status), remaining: Number(f.count ?? 1), method: f.method ?? null, path: f.path ?? '', delayMs: Number(f.delayMs ?? 0) });
+    faults.push({ status: Number(f.status), remaining: Number(f.count ?? 1), method: f.method ?? null, path: f.path ?? '', delayMs: Number(f.delayMs ?? 0), retryAfter: f.retryAfter ?? null });
     return send(res, 204, undefined);
   }
   if (req.method === 'POST' && url.pathname === '/admin/quirks') {
@@ -343,7 +344,8 @@ async function handle(req, res) {
   if (!isAdmin) {
     // Recorded in arrival order, 401s included; the status is filled in once the answer is sent.
     const started = process.hrtime.bigint();
-    const entry = { method: req.method, url: url.pathname + url.search, hasAuthorization: req.headers.authorization !== undefined, status: null, ms: null };
+    // `at`: arrival on the machine's clock (ms since the epoch), so tests can see how long a client waited.
+    const entry = { method: req.method, url: url.pathname + url.search, hasAuthorization: req.headers.authorization !== undefined, status: null, ms: null, at: MachineDate.now() };
     requestLog.push(entry);
     res.on('finish', () => {
       entry.status = res.statusCode;
@@ -361,7 +363,7 @@ async function handle(req, res) {
   if (fault) {
     fault.remaining--;
     if (fault.delayMs > 0) await new Promise((resolve) => setTimeout(resolve, fault.delayMs));
-    if (fault.status !== 0) return send(res, fault.status, outcome('error', 'transient', `Injected fault ${fault.status}`));
+    if (fault.status !== 0) return send(res, fault.status, outcome('error', 'transient', `Injected fault ${fault.status}`), fault.retryAfter ? { 'Retry-After': fault.retryAfter } : {});
   }
   if (url.pathname !== BASE_PATH && !url.pathname.startsWith(BASE_PATH + '/')) {
     return send(res, 404, outcome('error', 'not-found', `FHIR base is ${BASE_PATH}`));

@@ -201,10 +201,9 @@ public static class MagCdsHostingExtensions
         services.AddSingleton<ServerClock>();
         services.AddTransient<ServerClockHandler>();
         var timeout = TimeSpan.FromSeconds(config.GetSection(WorkerOptions.Section).Get<WorkerOptions>()?.RequestTimeoutSeconds ?? new WorkerOptions().RequestTimeoutSeconds);
-        services.AddHttpClient(WorkerFhirClient.HttpClientName)
-            .AddHttpMessageHandler<OutboundAuthHandler>()
-            .AddHttpMessageHandler<ServerClockHandler>()
-            .AddStandardResilienceHandler(o =>
+        var workerClient = services.AddHttpClient(WorkerFhirClient.HttpClientName)
+            .AddHttpMessageHandler<OutboundAuthHandler>();
+        workerClient.AddStandardResilienceHandler(o =>
             {
                 // Retries with backoff and jitter on 408/429/5xx and timeouts, and a circuit breaker, inside one total
                 // time per call; what still fails goes back to the queue with a longer backoff (WorkerService).
@@ -221,6 +220,9 @@ public static class MagCdsHostingExtensions
 #pragma warning restore EXTEXP0001
                 o.CircuitBreaker.SamplingDuration = timeout * 2 > TimeSpan.FromSeconds(30) ? timeout * 2 : TimeSpan.FromSeconds(30);
             });
+        // Inside the retries, so that it sees every attempt's answer (a Retry-After is read even when the call then
+        // ends in its time-out).
+        workerClient.AddHttpMessageHandler<ServerClockHandler>();
         if (config.GetValue<bool>($"{WorkerOptions.Section}:Enabled")) services.AddHostedService<WorkerService>();
         return services;
     }

@@ -9,12 +9,14 @@ namespace MagCds.Service.Worker;
 /// runs behind would have every result written after a first start fall before the cursor. The header has whole
 /// seconds and is stamped before the answer arrives, so the offset it gives is never ahead of the server's clock: a
 /// cursor from it may re-read a second or so (queueing is idempotent), never skip. Without any Date header, the
-/// server's time is taken to be this machine's.
+/// server's time is taken to be this machine's. It also keeps when the server asked to be left alone (a 429 or 503
+/// with <c>Retry-After</c>): the worker sends it nothing before then.
 /// </summary>
 public sealed class ServerClock(TimeProvider time)
 {
     private long _offsetTicks; // the server's clock minus this machine's
     private int _known;
+    private long _pausedUntilTicks; // this machine's clock (UTC ticks): no call to the server before then
 
     /// <summary>Whether the server has sent a Date header yet.</summary>
     public bool Known => Volatile.Read(ref _known) == 1;
@@ -31,17 +33,48 @@ public sealed class ServerClock(TimeProvider time)
         Interlocked.Exchange(ref _offsetTicks, (serverDate - time.GetUtcNow()).Ticks);
         Volatile.Write(ref _known, 1);
     }
+
+    /// <summary>Records that the server asked for no calls for <paramref name="wait"/> from now (the later of two asks counts).</summary>
+    public void Pause(TimeSpan wait)
+    {
+        long until = (time.GetUtcNow() + wait).UtcTicks, seen;
+        do seen = Interlocked.Read(ref _pausedUntilTicks);
+        while (until > seen && Interlocked.CompareExchange(ref _pausedUntilTicks, until, seen) != seen);
+    }
+
+    /// <summary>Until when (this machine's clock) the server asked for no calls; null when it did not, or that has passed.</summary>
+    public DateTimeOffset? PausedUntil
+    {
+        get
+        {
+            long until = Interlocked.Read(ref _pausedUntilTicks);
+            return until > time.GetUtcNow().UtcTicks ? new DateTimeOffset(until, TimeSpan.Zero) : null;
+        }
+    }
 }
 
-/// <summary>Feeds <see cref="ServerClock"/> from the answers of the watched server (not of hosts its links name).</summary>
+/// <summary>
+/// Feeds <see cref="ServerClock"/> from every answer of the watched server (not of hosts its links name), each attempt
+/// of a call included (it sits inside the retries): its Date, and the Retry-After of a 429 or 503, honoured up to
+/// <see cref="WorkerOptions.RetryMaxDelaySeconds"/>, the longest MagCds is configured to wait between tries.
+/// </summary>
 public sealed class ServerClockHandler(ServerClock clock, IOptions<WorkerOptions> options) : DelegatingHandler
 {
     protected override async Task<HttpResponseMessage> SendAsync(HttpRequestMessage request, CancellationToken cancellationToken)
     {
         var response = await base.SendAsync(request, cancellationToken);
-        if (response.Headers.Date is { } date && request.RequestUri is { } uri
-            && Uri.TryCreate(options.Value.FhirServerUrl, UriKind.Absolute, out var server) && Security.OutboundLinks.IsUnderServer(uri, server))
-            clock.Observe(date);
+        if (request.RequestUri is not { } uri || !Uri.TryCreate(options.Value.FhirServerUrl, UriKind.Absolute, out var server)
+            || !Security.OutboundLinks.IsUnderServer(uri, server))
+            return response;
+        if (response.Headers.Date is { } date) clock.Observe(date);
+        if (response.StatusCode is System.Net.HttpStatusCode.TooManyRequests or System.Net.HttpStatusCode.ServiceUnavailable
+            && response.Headers.RetryAfter is { } retryAfter)
+        {
+            // A date is on the server's clock: the wait is counted from its Date, else from now.
+            var wait = retryAfter.Delta ?? retryAfter.Date - (response.Headers.Date ?? clock.Now) ?? TimeSpan.Zero;
+            var most = TimeSpan.FromSeconds(options.Value.RetryMaxDelaySeconds);
+            if (wait > TimeSpan.Zero) clock.Pause(wait < most ? wait : most);
+        }
         return response;
     }
 }

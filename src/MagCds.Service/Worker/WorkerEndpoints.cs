@@ -27,7 +27,7 @@ public static class WorkerEndpoints
         notify.MapPut("/{type}/{id}", NotifyAsync);
 
         var admin = app.MapGroup("/admin/worker").RequireAuthorization(Security.Access.AdminPolicy).RequireRateLimiting(RateLimits.Policy).Audited();
-        admin.MapGet("/", async (WorkQueue queue, WorkerFhirClient fhir, CancellationToken ct) =>
+        admin.MapGet("/", async (WorkQueue queue, WorkerFhirClient fhir, ServerClock clock, CancellationToken ct) =>
         {
             var s = await queue.StatsAsync(ct, fhir.Server);
             return Results.Json(new
@@ -35,6 +35,8 @@ public static class WorkerEndpoints
                 server = fhir.Server,
                 queue = new { pending = s.Pending, leased = s.Leased, deadLetters = s.Dead, done = s.Done, lagSeconds = s.Lag.TotalSeconds },
                 pollCursor = await queue.GetStateAsync(fhir.Server, Poller.CursorKey, ct),
+                // This replica's: the server asked it (429/503 with Retry-After) to send nothing before then.
+                pausedUntil = clock.PausedUntil,
             });
         });
         admin.MapGet("/dead-letters", async (WorkQueue queue, WorkerFhirClient fhir, CancellationToken ct, int max = 100) =>

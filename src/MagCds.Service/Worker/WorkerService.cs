@@ -16,7 +16,7 @@ namespace MagCds.Service.Worker;
 public sealed partial class WorkerService(
     WorkQueue queue, WorkerFhirClient fhir, AssessmentWriter writer, Poller poller, SubscriptionSetup subscriptions, EventRecovery recovery,
     WorkerSignal signal, WorkerMetrics metrics, AuditTrail audit, MagCds.Core.Knowledge.KnowledgeBase knowledge,
-    IOptions<WorkerOptions> options, TimeProvider time, ILogger<WorkerService> logger)
+    ServerClock serverClock, IOptions<WorkerOptions> options, TimeProvider time, ILogger<WorkerService> logger)
     : BackgroundService
 {
     /// <summary>This process's name on leases: a restarted process is a new owner, and waits for old leases to run out.</summary>
@@ -34,6 +34,15 @@ public sealed partial class WorkerService(
         {
             try
             {
+                // The server asked for a pause (429 or 503 with Retry-After): nothing is sent to it before then, not
+                // even a poll; notifications are still stored meanwhile, and the work waits in the queue.
+                if (serverClock.PausedUntil is { } pausedUntil)
+                {
+                    var pause = pausedUntil - time.GetUtcNow();
+                    Pausing(logger, pause.TotalSeconds);
+                    await Task.Delay(pause, time, stoppingToken);
+                    continue;
+                }
                 var now = time.GetUtcNow();
                 if (!cursorReady) cursorReady = await TryAsync("start-cursor", stoppingToken, () => poller.StartAsync(stoppingToken));
                 if (o.Subscription.Create && now >= nextSubscribe && (!subscribed || o.Subscription.RecheckSeconds > 0))
@@ -291,6 +300,9 @@ public sealed partial class WorkerService(
 
     [LoggerMessage(Level = LogLevel.Error, Message = "Worker dead-lettered {ResourceType}/{ResourceId}: {Reason} after {Attempts} attempts")]
     private static partial void DeadLettered(ILogger logger, string resourceType, string resourceId, string reason, int attempts);
+
+    [LoggerMessage(Level = LogLevel.Warning, Message = "Worker pauses its calls to the FHIR server for {Seconds:0.0} s, as the server asked (Retry-After)")]
+    private static partial void Pausing(ILogger logger, double seconds);
 
     [LoggerMessage(Level = LogLevel.Warning, Message = "Worker step {Step} failed: {Reason}")]
     private static partial void StepFailed(ILogger logger, string step, string reason);

@@ -14,7 +14,8 @@ namespace MagCds.Tests.Support;
 /// <param name="Url">Path and query as sent, e.g. <c>/fhir/R4/Observation?patient=p1</c>.</param>
 /// <param name="HasAuthorization">Whether an Authorization header was present.</param>
 /// <param name="Status">The HTTP status the server answered with; null while the answer is still being sent.</param>
-public sealed record FhirTestServerRequest(string Method, string Url, bool HasAuthorization, int? Status);
+/// <summary>One request the FHIR test server received; <paramref name="At"/> is its arrival, in ms since the Unix epoch.</summary>
+public sealed record FhirTestServerRequest(string Method, string Url, bool HasAuthorization, int? Status, long At);
 
 /// <summary>
 /// A real FHIR R4 server for integration tests: tests/fhir-test-server (Medplum's in-memory FHIR engine

@@ -539,6 +539,35 @@ public sealed class WorkerTests(StoreProvider provider) : WorkerTestBase(provide
     }
 
     [Test]
+    public async Task A_server_that_asks_for_a_pause_with_Retry_After_gets_no_call_until_it_ends()
+    {
+        // The read is refused with 429 and Retry-After: 8. The call itself gives up after 3 s (its time-out cuts the
+        // wait short), and the row's own backoff would try again within about a second; the server's ask is longer.
+        await H.StartAsync(new()
+        {
+            ["MagCds:Worker:PollIntervalSeconds"] = "0",
+            ["MagCds:Worker:RequestTimeoutSeconds"] = "3",
+            ["MagCds:Worker:RetryMaxDelaySeconds"] = "30",
+        });
+        var obs = await Fhir.SeedAsync(Result("p1", 23.5m, "ACC-1"));
+        await Fhir.ClearRequestsAsync();
+        await InjectAsync(429, 1, "GET", "/fhir/R4/Observation/" + obs.Id, retryAfter: "8");
+        using (await PutNotificationAsync(obs)) { }
+        await WaitUntilAsync(async () => (await H.QueueAsync()).GetProperty("pending").GetInt64() == 1
+            && (await H.Client.GetFromJsonAsync<JsonElement>("/admin/worker")).GetProperty("pausedUntil").ValueKind == JsonValueKind.String,
+            "the operators' view shows the pause");
+        await H.DrainedAsync(1);
+
+        var requests = await Fhir.RequestsAsync();
+        int refused = requests.ToList().FindIndex(r => r.Status == 429);
+        Assert.That(refused, Is.GreaterThanOrEqualTo(0));
+        Assert.That(requests.Count, Is.GreaterThan(refused + 1), "the result was read again");
+        Assert.That(requests[refused + 1].At - requests[refused].At, Is.GreaterThanOrEqualTo(7_900), "nothing was sent to the server before its pause ended");
+        Assert.That((await H.AllAsync<RiskAssessment>()).Where(Current).ToList(), Has.Count.EqualTo(1));
+        Assert.That(H.Service!.Logs.Lines.Any(l => l.Contains("as the server asked (Retry-After)", StringComparison.Ordinal)));
+    }
+
+    [Test]
     public async Task A_version_conflict_answered_409_is_retried_from_a_fresh_read_not_dead_lettered()
     {
         // R4 allows 409 or 412 for a version conflict; HAPI answers a stale If-Match (and racing conditional creates) 409.
