@@ -16,13 +16,11 @@ public sealed record AuditEntry(
 /// (an answer is never slowed by the audit); a background writer stores them in batches, one transaction each, and
 /// retries while the store is unreachable. Entries still queued when the process is killed are lost (stopping
 /// normally writes them); a backlog over 200,000 entries (a long store outage) drops new ones and logs that.
-/// Entries older than <see cref="AuditOptions.KeepDays"/> are deleted at start-up and then at most once an hour.
+/// How long entries are kept is <see cref="Storage.Retention"/>'s.
 /// </summary>
 public sealed partial class AuditTrail(Database db, TimeProvider time, Microsoft.Extensions.Options.IOptions<AuditOptions> options, ILogger<AuditTrail> logger)
     : BackgroundService
 {
-    private DateTimeOffset _lastPurge = DateTimeOffset.MinValue;
-
     private readonly Channel<AuditEntry> _queue = Channel.CreateBounded<AuditEntry>(new BoundedChannelOptions(200_000)
     {
         FullMode = BoundedChannelFullMode.DropWrite,
@@ -44,14 +42,12 @@ public sealed partial class AuditTrail(Database db, TimeProvider time, Microsoft
         var batch = new List<AuditEntry>(MaxBatch);
         try
         {
-            await PurgeIfDueAsync(stoppingToken);
             while (await _queue.Reader.WaitToReadAsync(stoppingToken))
             {
                 // Gather entries for a moment before writing: one transaction per request under load held the store's
                 // single SQLite writer hundreds of times a second, and a CDS Hooks call's jti check waited behind it.
                 if (_queue.Reader.Count < MaxBatch) await Task.Delay(TimeSpan.FromMilliseconds(options.Value.BatchWindowMs), time, stoppingToken);
                 await WriteQueuedAsync(batch, drain: false, stoppingToken);
-                await PurgeIfDueAsync(stoppingToken);
             }
         }
         catch (OperationCanceledException) when (stoppingToken.IsCancellationRequested) { }
@@ -121,25 +117,11 @@ public sealed partial class AuditTrail(Database db, TimeProvider time, Microsoft
         return settled > 0;
     }
 
-    private async Task PurgeIfDueAsync(CancellationToken ct)
+    /// <summary>Deletes the entries made before <paramref name="before"/>; returns how many.</summary>
+    public async Task<int> PurgeAsync(DateTimeOffset before, CancellationToken ct)
     {
-        if (options.Value.KeepDays == 0 || Now - _lastPurge < TimeSpan.FromHours(1)) return;
-        try
-        {
-            int deleted = await PurgeAsync(ct);
-            if (deleted > 0) Purged(logger, deleted, options.Value.KeepDays);
-        }
-        catch (System.Data.Common.DbException e) { StoreFailed(logger, e.GetType().Name, 0); }
-    }
-
-    /// <summary>Deletes the entries older than the retention period (none when it is 0); returns how many.</summary>
-    public async Task<int> PurgeAsync(CancellationToken ct)
-    {
-        _lastPurge = Now;
-        if (options.Value.KeepDays == 0) return 0;
-        long before = Now.AddDays(-options.Value.KeepDays).ToUnixTimeMilliseconds();
         await using var w = await db.OpenWriterAsync(ct);
-        await using var cmd = w.Connection.Command("DELETE FROM audit_event WHERE at < @before").With("before", before);
+        await using var cmd = w.Connection.Command("DELETE FROM audit_event WHERE at < @before").With("before", before.ToUnixTimeMilliseconds());
         return await cmd.ExecuteNonQueryAsync(ct);
     }
 
@@ -194,8 +176,6 @@ public sealed partial class AuditTrail(Database db, TimeProvider time, Microsoft
         return list;
     }
 
-    [LoggerMessage(Level = LogLevel.Information, Message = "Audit retention: {Deleted} entries older than {KeepDays} days deleted")]
-    private static partial void Purged(ILogger logger, int deleted, int keepDays);
 
     [LoggerMessage(Level = LogLevel.Error, Message = "Audit backlog full: {Dropped} audit entries dropped so far")]
     private static partial void Dropped(ILogger logger, long dropped);

@@ -76,12 +76,13 @@ public static class MagCdsHostingExtensions
         services.AddSingleton<SqliteCheckpointer>();
         services.AddHostedService(sp => sp.GetRequiredService<SqliteCheckpointer>());
         services.AddSingleton<FeedbackStore>();
-        services.AddHostedService<FeedbackRetention>();
         services.AddSingleton<WorkQueue>();
         services.AddSingleton<ReplayGuard>();
         services.AddOptions<MagCds.Service.Audit.AuditOptions>().Bind(config.GetSection(MagCds.Service.Audit.AuditOptions.Section)).ValidateDataAnnotations().ValidateOnStart();
         services.AddSingleton<MagCds.Service.Audit.AuditTrail>();
         services.AddHostedService(sp => sp.GetRequiredService<MagCds.Service.Audit.AuditTrail>());
+        services.AddSingleton<Retention>();
+        services.AddHostedService(sp => sp.GetRequiredService<Retention>());
         return services;
     }
 

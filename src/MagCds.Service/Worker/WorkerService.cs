@@ -26,7 +26,7 @@ public sealed partial class WorkerService(
     {
         var o = options.Value;
         bool subscribed = !o.Subscription.Create, cursorReady = false;
-        DateTimeOffset nextPoll = time.GetUtcNow(), retryRequestedPoll = time.GetUtcNow(), nextSubscribe = time.GetUtcNow(), nextPurge = time.GetUtcNow(), nextStats = time.GetUtcNow();
+        DateTimeOffset nextPoll = time.GetUtcNow(), retryRequestedPoll = time.GetUtcNow(), nextSubscribe = time.GetUtcNow(), nextStats = time.GetUtcNow();
         string server = fhir.Server;
         Started(logger, o.PollIntervalSeconds, o.Subscription.Create);
 
@@ -78,11 +78,6 @@ public sealed partial class WorkerService(
                     retryRequestedPoll = polled ? now : now + TimeSpan.FromSeconds(5);
                 }
                 await TryAsync("recover-events", stoppingToken, () => recovery.RecoverAsync(stoppingToken));
-                if (now >= nextPurge)
-                {
-                    await queue.PurgeAsync(TimeSpan.FromDays(o.KeepDoneDays), stoppingToken);
-                    nextPurge = now + TimeSpan.FromHours(1);
-                }
 
                 var items = await queue.LeaseAsync(_owner, o.Concurrency * 2, TimeSpan.FromSeconds(o.LeaseSeconds), stoppingToken, server);
                 if (items.Count > 0)

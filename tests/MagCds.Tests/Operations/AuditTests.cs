@@ -116,6 +116,7 @@ public sealed class AuditTests(StoreProvider provider)
         using var f = new MagCdsFactory(settings, clock);
         using var client = f.CreateClient();
         var audit = f.Services.GetRequiredService<AuditTrail>();
+        var retention = f.Services.GetRequiredService<Retention>();
 
         async Task EvaluateAsync(string requestId)
         {
@@ -127,17 +128,20 @@ public sealed class AuditTests(StoreProvider provider)
         async Task<List<string>> StoredAsync() =>
             (await audit.QueryAsync(null, 100, CancellationToken.None)).Select(e => e.CorrelationId).ToList();
 
-        // The writer deletes what is older than 30 days by itself, at most once an hour of the service's clock.
+        // Retention (at start-up, then hourly) deletes what is older than 30 days by the service's clock.
         await EvaluateAsync("OLD-1");
         await WorkerHarness.WaitUntilAsync(async () => (await StoredAsync()).SequenceEqual(["OLD-1"]), "the first entry is stored", 10);
         clock.Now = clock.Now.AddDays(20);
         await EvaluateAsync("MIDDLE-1");
-        await WorkerHarness.WaitUntilAsync(async () => (await StoredAsync()).Count == 2, "OLD-1 (20 days old) is kept", 10);
+        await WorkerHarness.WaitUntilAsync(async () => (await StoredAsync()).Count == 2, "the second entry is stored", 10);
+        await retention.ApplyAsync(CancellationToken.None);
+        Assert.That((await StoredAsync()).Order(), Is.EqualTo(new[] { "MIDDLE-1", "OLD-1" }), "OLD-1 (20 days old) is kept");
         clock.Now = clock.Now.AddDays(15); // OLD-1 is now 35 days old, MIDDLE-1 15
         await EvaluateAsync("NEW-1");
-        await WorkerHarness.WaitUntilAsync(async () => (await StoredAsync()).Order().SequenceEqual(["MIDDLE-1", "NEW-1"]),
-            "OLD-1 is deleted and the others kept", 10);
-        Assert.That(await audit.PurgeAsync(CancellationToken.None), Is.Zero, "nothing else was due");
+        await WorkerHarness.WaitUntilAsync(async () => (await StoredAsync()).Count == 3, "the third entry is stored", 10);
+        await retention.ApplyAsync(CancellationToken.None);
+        Assert.That((await StoredAsync()).Order(), Is.EqualTo(new[] { "MIDDLE-1", "NEW-1" }), "OLD-1 is deleted and the others kept");
+        Assert.That(f.Logs.Lines.Count(l => l.Contains("Retention: audit entries deleted: 1 (older than 30 days)", StringComparison.Ordinal)), Is.EqualTo(1));
     }
 
     [Test]
