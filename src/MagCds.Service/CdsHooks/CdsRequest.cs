@@ -55,7 +55,7 @@ public static class CdsRequestReader
     {
         JsonDocument doc;
         try { doc = JsonDocument.Parse(body, JsonOptions); }
-        catch (JsonException e) { throw Bad("The body is not valid JSON: " + e.Message.Split('.')[0] + "."); }
+        catch (JsonException e) { throw Bad(NotJson(e)); }
         using (doc)
         {
             var root = doc.RootElement;
@@ -165,6 +165,13 @@ public static class CdsRequestReader
     private static string? OptionalString(JsonElement obj, string name) =>
         !obj.TryGetProperty(name, out var v) || v.ValueKind == JsonValueKind.Null ? null
         : v.ValueKind == JsonValueKind.String ? v.GetString() : throw Bad($"{name} must be a string.");
+
+    /// <summary>
+    /// Where the body stops being JSON (line and byte, counted from 1) and the parser's first sentence, which names at
+    /// most one character of the body: enough for an integrator to find the fault, never a value.
+    /// </summary>
+    internal static string NotJson(JsonException e) =>
+        $"The body is not valid JSON (line {e.LineNumber + 1 ?? 1}, byte {e.BytePositionInLine + 1 ?? 1}): {e.Message.Split(". ")[0].TrimEnd('.')}.";
 
     private static FhirRequestException Bad(string message) =>
         new(StatusCodes.Status400BadRequest, OutcomeCodes.InvalidCdsRequest, message);

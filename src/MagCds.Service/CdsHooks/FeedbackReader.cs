@@ -13,7 +13,7 @@ public static class FeedbackReader
     {
         JsonDocument doc;
         try { doc = JsonDocument.Parse(body, new JsonDocumentOptions { MaxDepth = 32 }); }
-        catch (JsonException) { throw Bad("The body is not valid JSON."); }
+        catch (JsonException e) { throw Bad(CdsRequestReader.NotJson(e)); }
         using (doc)
         {
             if (doc.RootElement.ValueKind != JsonValueKind.Object || !doc.RootElement.TryGetProperty("feedback", out var list) || list.ValueKind != JsonValueKind.Array || list.GetArrayLength() == 0)

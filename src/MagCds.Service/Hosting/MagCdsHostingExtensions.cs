@@ -201,8 +201,11 @@ public static class MagCdsHostingExtensions
         services.AddTransient<OutboundAuthHandler>();
         services.AddSingleton<ServerClock>();
         services.AddTransient<ServerClockHandler>();
+        services.AddTransient<ServerPauseGate>();
         var timeout = TimeSpan.FromSeconds(config.GetSection(WorkerOptions.Section).Get<WorkerOptions>()?.RequestTimeoutSeconds ?? new WorkerOptions().RequestTimeoutSeconds);
+        // Outermost, the pause the server asked for: nothing is sent, not even a token fetched, while it lasts.
         var workerClient = services.AddHttpClient(WorkerFhirClient.HttpClientName)
+            .AddHttpMessageHandler<ServerPauseGate>()
             .AddHttpMessageHandler<OutboundAuthHandler>();
         workerClient.AddStandardResilienceHandler(o =>
             {

@@ -374,15 +374,17 @@ public sealed partial class AssessmentWriter(Evaluator evaluator, WorkerFhirClie
     /// Sends the write-back and checks what each entry says. A transaction is all or nothing, so a conformant server
     /// answers an error for the whole of it; a server that runs it entry by entry instead (as a batch) answers 200 with
     /// a failed entry inside, and that must not count as written: the failure is the entry's, and the next attempt
-    /// reads again and writes only what is still missing.
+    /// reads again and writes only what is still missing. An answer that does not confirm every entry (R4: one response
+    /// entry per request entry, in order, each with its status) is not taken as written either.
     /// </summary>
     private static async Task TransactAsync(FhirClient client, Bundle tx, CancellationToken ct)
     {
         var response = await Call(() => client.TransactionAsync(tx, ct), allowGone: false);
-        foreach (var entry in response?.Entry ?? [])
+        if (response is null || response.Entry.Count != tx.Entry.Count) throw new WorkFailure("unconfirmed-write", retryable: true);
+        foreach (var entry in response.Entry)
         {
-            string? status = entry.Response?.Status;
-            if (status is null || status.StartsWith('2')) continue;
+            string status = entry.Response?.Status?.Trim() ?? throw new WorkFailure("unconfirmed-write", retryable: true);
+            if (status.StartsWith('2')) continue;
             throw Failure(int.TryParse(status.AsSpan(0, Math.Min(3, status.Length)), out int code) ? code : 0);
         }
     }
@@ -424,6 +426,6 @@ public sealed class WorkFailure(string reason, bool retryable) : Exception(reaso
     /// The server was down, busy or too slow: says nothing about this resource, so it does not count towards giving
     /// it up before <see cref="WorkerOptions.OutageToleranceHours"/> (an outage must not empty the queue into the dead letters).
     /// </summary>
-    public bool ServerUnavailable => Reason is "unreachable" or "timeout" or "circuit-open" or "http-408" or "http-429"
+    public bool ServerUnavailable => Reason is "unreachable" or "paused" or "timeout" or "circuit-open" or "http-408" or "http-429"
                                      || (Reason.StartsWith("http-5", StringComparison.Ordinal) && Reason.Length == 8);
 }

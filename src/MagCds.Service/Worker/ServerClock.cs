@@ -10,7 +10,7 @@ namespace MagCds.Service.Worker;
 /// seconds and is stamped before the answer arrives, so the offset it gives is never ahead of the server's clock: a
 /// cursor from it may re-read a second or so (queueing is idempotent), never skip. Without any Date header, the
 /// server's time is taken to be this machine's. It also keeps when the server asked to be left alone (a 429 or 503
-/// with <c>Retry-After</c>): the worker sends it nothing before then.
+/// with <c>Retry-After</c>): the worker sends it nothing before then (<see cref="ServerPauseGate"/>).
 /// </summary>
 public sealed class ServerClock(TimeProvider time)
 {
@@ -51,6 +51,31 @@ public sealed class ServerClock(TimeProvider time)
             return until > time.GetUtcNow().UtcTicks ? new DateTimeOffset(until, TimeSpan.Zero) : null;
         }
     }
+
+    /// <summary>How much of the pause the server asked for is left (one reading of the clock); null when none is.</summary>
+    public TimeSpan? PauseLeft()
+    {
+        long left = Interlocked.Read(ref _pausedUntilTicks) - time.GetUtcNow().UtcTicks;
+        return left > 0 ? TimeSpan.FromTicks(left) : null;
+    }
+}
+
+/// <summary>A call to the watched server not sent, because the server asked for a pause (Retry-After) that is not over.</summary>
+public sealed class ServerPausedException() : HttpRequestException("The FHIR server asked for a pause (Retry-After) that is not over; the call was not sent.");
+
+/// <summary>
+/// Holds back every call to the watched server while it has asked for a pause (<see cref="ServerClock.PauseLeft"/>),
+/// including the calls of rows already being assessed when the ask came: they fail at once as an outage
+/// (<see cref="ServerPausedException"/>) and wait in the queue. It sits outside the retries, so a held-back call is
+/// neither retried nor counted by the circuit breaker.
+/// </summary>
+public sealed class ServerPauseGate(ServerClock clock, IOptions<WorkerOptions> options) : DelegatingHandler
+{
+    protected override Task<HttpResponseMessage> SendAsync(HttpRequestMessage request, CancellationToken cancellationToken) =>
+        clock.PauseLeft() is not null && request.RequestUri is { } uri && Uri.TryCreate(options.Value.FhirServerUrl, UriKind.Absolute, out var server)
+            && Security.OutboundLinks.IsUnderServer(uri, server)
+            ? Task.FromException<HttpResponseMessage>(new ServerPausedException())
+            : base.SendAsync(request, cancellationToken);
 }
 
 /// <summary>

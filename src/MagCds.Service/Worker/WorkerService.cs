@@ -26,7 +26,7 @@ public sealed partial class WorkerService(
     {
         var o = options.Value;
         bool subscribed = !o.Subscription.Create, cursorReady = false;
-        DateTimeOffset nextPoll = time.GetUtcNow(), retryRequestedPoll = time.GetUtcNow(), nextSubscribe = time.GetUtcNow(), nextStats = time.GetUtcNow();
+        DateTimeOffset pauseLogged = DateTimeOffset.MinValue, nextPoll = time.GetUtcNow(), retryRequestedPoll = time.GetUtcNow(), nextSubscribe = time.GetUtcNow(), nextStats = time.GetUtcNow();
         string server = fhir.Server;
         Started(logger, o.PollIntervalSeconds, o.Subscription.Create);
 
@@ -34,16 +34,27 @@ public sealed partial class WorkerService(
         {
             try
             {
-                // The server asked for a pause (429 or 503 with Retry-After): nothing is sent to it before then, not
-                // even a poll; notifications are still stored meanwhile, and the work waits in the queue.
-                if (serverClock.PausedUntil is { } pausedUntil)
+                var now = time.GetUtcNow();
+                // The server asked for a pause (429 or 503 with Retry-After): the loop waits it out (ServerPauseGate
+                // holds back any call still made), in slices that keep the queue gauges current; notifications are
+                // still stored meanwhile, and the work waits in the queue.
+                if (serverClock.PauseLeft() is { } pause)
                 {
-                    var pause = pausedUntil - time.GetUtcNow();
-                    Pausing(logger, pause.TotalSeconds);
-                    await Task.Delay(pause, time, stoppingToken);
+                    if (serverClock.PausedUntil is { } until && until > pauseLogged)
+                    {
+                        Pausing(logger, pause.TotalSeconds);
+                        pauseLogged = until;
+                    }
+                    if (now >= nextStats)
+                    {
+                        metrics.Queue(await queue.StatsAsync(stoppingToken, server));
+                        nextStats = now + TimeSpan.FromSeconds(5);
+                    }
+                    // Whole milliseconds, rounded up: a wait rounded down would end just short of the pause.
+                    var slice = TimeSpan.FromMilliseconds(Math.Ceiling(Math.Min(pause.TotalMilliseconds, 5000)));
+                    await Task.Delay(slice, time, stoppingToken);
                     continue;
                 }
-                var now = time.GetUtcNow();
                 if (!cursorReady) cursorReady = await TryAsync("start-cursor", stoppingToken, () => poller.StartAsync(stoppingToken));
                 if (o.Subscription.Create && now >= nextSubscribe && (!subscribed || o.Subscription.RecheckSeconds > 0))
                 {
@@ -248,6 +259,7 @@ public sealed partial class WorkerService(
     {
         WorkFailure f => f,
         FhirOperationException f => new WorkFailure("http-" + (int)f.Status, (int)f.Status is 408 or 429 or >= 500),
+        ServerPausedException => new WorkFailure("paused", true),
         HttpRequestException => new WorkFailure("unreachable", true),
         TimeoutRejectedException or TaskCanceledException or TimeoutException => new WorkFailure("timeout", true),
         BrokenCircuitException => new WorkFailure("circuit-open", true),

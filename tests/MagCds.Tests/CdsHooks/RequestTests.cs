@@ -116,13 +116,17 @@ public class RequestTests : ServiceTests
     public void The_access_token_follows_only_next_links_on_the_named_server(string link, bool followed) =>
         Assert.That(MagCds.Service.Security.OutboundLinks.IsUnderServer(new Uri(link), new Uri("https://ehr.example/fhir")), Is.EqualTo(followed));
 
-    [TestCase("{not json", 400)]
-    [TestCase("[]", 400)]
-    [TestCase("", 400)]
-    public async Task Malformed_JSON_gets_400(string body, int status)
+    [TestCase("{not json", "The body is not valid JSON (line 1, byte 2): 'n' is an invalid start of a property name.")]
+    [TestCase("{\n  \"hook\": \"patient-view\",\n  \"hookInstance\": \"SMITH-4711 }", "The body is not valid JSON (line 3, byte ")]
+    [TestCase("[]", "The body must be a JSON object.")]
+    [TestCase("", "The body is not valid JSON (line 1, byte 1): ")]
+    public async Task Malformed_JSON_gets_400_saying_where(string body, string says)
     {
         var resp = await Client.SendAsync(CdsKit.Post("/cds-services/magcds-patient-view", body, null));
-        Assert.That((int)resp.StatusCode, Is.EqualTo(status));
+        Assert.That(resp.StatusCode, Is.EqualTo(HttpStatusCode.BadRequest));
+        string text = await resp.Content.ReadAsStringAsync();
+        Assert.That(text, Does.Contain(says));
+        Assert.That(text, Does.Not.Contain("SMITH"), "the body's values are never quoted");
     }
 
     [Test]
