@@ -6,8 +6,9 @@ using Microsoft.AspNetCore.Diagnostics;
 namespace MagCds.Service.Hosting;
 
 /// <summary>
-/// The one place that turns failures into answers: a refused request becomes its OperationOutcome and status;
-/// anything unexpected becomes a 500 OperationOutcome with the correlation id and no exception details.
+/// The one place that turns failures into answers: a refused request becomes its OperationOutcome and status; a
+/// store that does not answer (a CDS Hooks call's token check, a notification, an admin read) a 503 the caller may
+/// retry; anything unexpected a 500 OperationOutcome with the correlation id and no exception details.
 /// </summary>
 public sealed partial class FhirErrorHandler(ILogger<FhirErrorHandler> logger) : IExceptionHandler
 {
@@ -23,10 +24,17 @@ public sealed partial class FhirErrorHandler(ILogger<FhirErrorHandler> logger) :
                 (StatusCodes.Status413PayloadTooLarge, Outcomes.Error(http, OutcomeCodes.PayloadTooLarge, "The body is larger than the server accepts.")),
             BadHttpRequestException b => (b.StatusCode, Outcomes.Error(http, OutcomeCodes.Unparseable, "The request could not be read.")),
             OperationCanceledException when http.RequestAborted.IsCancellationRequested => (499, new OperationOutcome()),
+            System.Data.Common.DbException => (StatusCodes.Status503ServiceUnavailable,
+                Outcomes.Error(http, OutcomeCodes.StoreUnavailable, $"MagCds's store did not answer; nothing was stored. Try again in {StoreRetrySeconds} s.")),
             _ => (StatusCodes.Status500InternalServerError,
                 Outcomes.Error(http, OutcomeCodes.InternalError, "MagCds could not complete the request; quote the id of this OperationOutcome to support.")),
         };
-        if (status >= 500) Unexpected(logger, exception.GetType().FullName ?? "", exception.StackTrace ?? "");
+        if (exception is System.Data.Common.DbException)
+        {
+            StoreFailed(logger, exception.GetType().FullName ?? "", exception.StackTrace ?? "");
+            http.Response.Headers.RetryAfter = StoreRetrySeconds.ToString(System.Globalization.CultureInfo.InvariantCulture);
+        }
+        else if (status >= 500) Unexpected(logger, exception.GetType().FullName ?? "", exception.StackTrace ?? "");
         else Refused(logger, status, outcome.Issue.FirstOrDefault()?.Details?.Coding.FirstOrDefault()?.Code ?? "");
 
         // Which content codings a 415 would have taken (RFC 9110 §15.5.16): none.
@@ -42,10 +50,16 @@ public sealed partial class FhirErrorHandler(ILogger<FhirErrorHandler> logger) :
         catch (FhirRequestException) { return FhirFormat.Json; }
     }
 
+    /// <summary>What a 503 for a store that did not answer asks the caller to wait (the worker retries its store as often).</summary>
+    private const int StoreRetrySeconds = 5;
+
     // Only the type and stack trace are logged: an exception message may quote the input (PHI).
     // The client sees the generic OperationOutcome only.
     [LoggerMessage(Level = LogLevel.Error, Message = "Unexpected failure {ExceptionType} at {StackTrace}")]
     private static partial void Unexpected(ILogger logger, string exceptionType, string stackTrace);
+
+    [LoggerMessage(Level = LogLevel.Error, Message = "Store failure {ExceptionType} at {StackTrace}: answered 503 store-unavailable")]
+    private static partial void StoreFailed(ILogger logger, string exceptionType, string stackTrace);
 
     [LoggerMessage(Level = LogLevel.Information, Message = "Request refused with {StatusCode} {OutcomeCode}")]
     private static partial void Refused(ILogger logger, int statusCode, string outcomeCode);

@@ -65,9 +65,12 @@ public sealed class EventRecovery(WorkQueue queue, WorkerFhirClient fhir, Worker
                 // catch-up poll then finds the rest, rather than the gap being cleared with events still missing.
                 poll = n.NeedsPoll || !Covers(n.EventNumbers, gap.From, gap.To);
             }
-            catch (Exception e) when (e is FhirOperationException or HttpRequestException or Polly.ExecutionRejectedException
-                                          or Hl7.Fhir.Serialization.DeserializationFailedException or FormatException
-                                      || (e is OperationCanceledException && !ct.IsCancellationRequested))
+            // A call held back because the server asked for a pause says nothing about $events: the gap stays for
+            // the next turn (the step fails and is logged as paused).
+            catch (Exception e) when (e is not ServerPausedException
+                                      && (e is FhirOperationException or HttpRequestException or Polly.ExecutionRejectedException
+                                              or Hl7.Fhir.Serialization.DeserializationFailedException or FormatException
+                                          || (e is OperationCanceledException && !ct.IsCancellationRequested)))
             {
                 // No $events (400/404/405/501), no right to it (403), or no answer: a catch-up poll finds whatever the
                 // missed events were about. Asking $events again on every turn of the loop would repeat the failure,

@@ -51,6 +51,16 @@ public sealed class PostgresServer : IDisposable
         _running = true;
     }
 
+    /// <summary>Drops the database of <paramref name="connectionString"/>, cutting its open connections (a store that is gone).</summary>
+    public async Task DropDatabaseAsync(string connectionString)
+    {
+        string name = new NpgsqlConnectionStringBuilder(connectionString).Database!;
+        await using var c = new NpgsqlConnection(AdminConnectionString);
+        await c.OpenAsync();
+        await using var cmd = new NpgsqlCommand($"DROP DATABASE {name} WITH (FORCE)", c);
+        await cmd.ExecuteNonQueryAsync();
+    }
+
     /// <summary>A new, empty database; returns its connection string.</summary>
     public async Task<string> CreateDatabaseAsync()
     {

@@ -50,7 +50,11 @@ public sealed class ServerPauseTests
 
         time.Advance(TimeSpan.FromSeconds(7.9));
         await Assert.ThrowsAsync<ServerPausedException>(() => client.GetAsync(Server + "/Observation/2"));
-        Assert.That(answers.Received, Is.EqualTo(1), "the held-back call was not sent");
+        // Through the FHIR client as the worker makes it: the exception arrives as it is, so the worker classifies
+        // the failure as 'paused' (an outage), not as 'unreachable'.
+        using var fhir = new Hl7.Fhir.Rest.FhirClient(Server, client, new Hl7.Fhir.Rest.FhirClientSettings { VerifyFhirVersion = false });
+        await Assert.ThrowsAsync<ServerPausedException>(() => fhir.ReadAsync<Hl7.Fhir.Model.Observation>("Observation/2"));
+        Assert.That(answers.Received, Is.EqualTo(1), "the held-back calls were not sent");
 
         time.Advance(TimeSpan.FromSeconds(0.1));
         Assert.That(clock.PausedUntil, Is.Null);
