@@ -68,15 +68,7 @@ public class FeedbackTests
         // Retention runs at start-up, then hourly.
         await using var second = new MagCdsFactory(Dev(store));
         var db = second.Services.GetRequiredService<Database>();
-        async Task<List<string>> Comments()
-        {
-            await using var c = await db.OpenAsync(CancellationToken.None);
-            await using var cmd = c.Command("SELECT card_uuid || '=' || COALESCE(user_comment, '(erased)') FROM cds_feedback ORDER BY card_uuid");
-            var list = new List<string>();
-            await using var r = await cmd.ExecuteReaderAsync();
-            while (await r.ReadAsync()) list.Add(r.GetString(0));
-            return list;
-        }
+        Task<List<string>> Comments() => StoreUnderTest.FeedbackCommentsAsync(db);
         var deadline = DateTime.UtcNow.AddSeconds(20);
         while ((await Comments())[0] != "old=(erased)" && DateTime.UtcNow < deadline) await Task.Delay(100);
         Assert.That(await Comments(), Is.EqualTo(new[] { "old=(erased)", "recent=ZQCOMMENT recent" }));

@@ -29,15 +29,7 @@ public sealed class RetentionTests(StoreProvider provider)
         var retention = new Retention(new AuditTrail(db, clock, auditOptions, NullLogger<AuditTrail>.Instance), feedback, new WorkQueue(db, clock),
             auditOptions, Options.Create(new StoreOptions { FeedbackCommentKeepDays = 90 }), Options.Create(new WorkerOptions()), clock, NullLogger<Retention>.Instance);
 
-        async Task<List<string>> Comments()
-        {
-            await using var c = await db.OpenAsync(CancellationToken.None);
-            await using var cmd = c.Command("SELECT card_uuid || '=' || COALESCE(user_comment, '(erased)') FROM cds_feedback ORDER BY card_uuid");
-            var list = new List<string>();
-            await using var r = await cmd.ExecuteReaderAsync();
-            while (await r.ReadAsync()) list.Add(r.GetString(0));
-            return list;
-        }
+        Task<List<string>> Comments() => StoreUnderTest.FeedbackCommentsAsync(db);
 
         await retention.StartAsync(CancellationToken.None);
         try

@@ -33,4 +33,15 @@ public static class StoreUnderTest
     }
 
     public static Database Open(StoreOptions options) => new(Options.Create(options));
+
+    /// <summary>Each stored feedback item as "card=comment", "(erased)" for a comment retention took, in card order.</summary>
+    public static async Task<List<string>> FeedbackCommentsAsync(Database db)
+    {
+        await using var c = await db.OpenAsync(CancellationToken.None);
+        await using var cmd = c.Command("SELECT card_uuid || '=' || COALESCE(user_comment, '(erased)') FROM cds_feedback ORDER BY card_uuid");
+        var list = new List<string>();
+        await using var r = await cmd.ExecuteReaderAsync();
+        while (await r.ReadAsync()) list.Add(r.GetString(0));
+        return list;
+    }
 }
