@@ -43,7 +43,7 @@ public static class OutcomeCodes
     public static readonly OutcomeCode Forbidden = new("forbidden", "This endpoint is not enabled or not allowed", OperationOutcome.IssueType.Forbidden);
     public static readonly OutcomeCode TooManyRequests = new("too-many-requests", "The client is over its request rate limit", OperationOutcome.IssueType.Throttled);
     public static readonly OutcomeCode Timeout = new("timeout", "The request took longer than the configured limit", OperationOutcome.IssueType.Timeout);
-    public static readonly OutcomeCode StoreUnavailable = new("store-unavailable", "MagCds's store did not answer; nothing was stored", OperationOutcome.IssueType.Transient);
+    public static readonly OutcomeCode StoreUnavailable = new("store-unavailable", "MagCds's store did not answer; the request was not completed", OperationOutcome.IssueType.Transient);
     public static readonly OutcomeCode InternalError = new("internal-error", "Unexpected error", OperationOutcome.IssueType.Exception);
 
     /// <summary>Every code above, in declaration order (the published CodeSystem lists exactly these).</summary>

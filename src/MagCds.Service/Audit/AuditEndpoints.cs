@@ -39,6 +39,12 @@ public static class AuditEndpoints
                 Record(e.Code.Code);
                 throw;
             }
+            catch (System.Data.Common.DbException e)
+            {
+                // Kept in memory until the store is back, like every entry.
+                Record(Storage.Database.IsUnavailable(e) ? MagCds.Core.Evaluation.OutcomeCodes.StoreUnavailable.Code : MagCds.Core.Evaluation.OutcomeCodes.InternalError.Code);
+                throw;
+            }
         });
 
     /// <summary>Who is calling, for the audit: the JWT subject, the API key's name, or "anonymous".</summary>

@@ -7,8 +7,9 @@ namespace MagCds.Service.Hosting;
 
 /// <summary>
 /// The one place that turns failures into answers: a refused request becomes its OperationOutcome and status; a
-/// store that does not answer (a CDS Hooks call's token check, a notification, an admin read) a 503 the caller may
-/// retry; anything unexpected a 500 OperationOutcome with the correlation id and no exception details.
+/// store that does not answer (a CDS Hooks call's token check, feedback, a notification, an admin call) a 503 the
+/// caller may retry; anything unexpected (a store error that is a defect included) a 500 OperationOutcome with the
+/// correlation id and no exception details.
 /// </summary>
 public sealed partial class FhirErrorHandler(ILogger<FhirErrorHandler> logger) : IExceptionHandler
 {
@@ -24,12 +25,13 @@ public sealed partial class FhirErrorHandler(ILogger<FhirErrorHandler> logger) :
                 (StatusCodes.Status413PayloadTooLarge, Outcomes.Error(http, OutcomeCodes.PayloadTooLarge, "The body is larger than the server accepts.")),
             BadHttpRequestException b => (b.StatusCode, Outcomes.Error(http, OutcomeCodes.Unparseable, "The request could not be read.")),
             OperationCanceledException when http.RequestAborted.IsCancellationRequested => (499, new OperationOutcome()),
-            System.Data.Common.DbException => (StatusCodes.Status503ServiceUnavailable,
-                Outcomes.Error(http, OutcomeCodes.StoreUnavailable, $"MagCds's store did not answer; nothing was stored. Try again in {StoreRetrySeconds} s.")),
+            System.Data.Common.DbException db when Storage.Database.IsUnavailable(db) => (StatusCodes.Status503ServiceUnavailable,
+                Outcomes.Error(http, OutcomeCodes.StoreUnavailable,
+                    $"MagCds's store did not answer, so the request was not completed. Send it again in {StoreRetrySeconds} s (a CDS Hooks call with a new token: each token is accepted once).")),
             _ => (StatusCodes.Status500InternalServerError,
                 Outcomes.Error(http, OutcomeCodes.InternalError, "MagCds could not complete the request; quote the id of this OperationOutcome to support.")),
         };
-        if (exception is System.Data.Common.DbException)
+        if (status == StatusCodes.Status503ServiceUnavailable)
         {
             StoreFailed(logger, exception.GetType().FullName ?? "", exception.StackTrace ?? "");
             http.Response.Headers.RetryAfter = StoreRetrySeconds.ToString(System.Globalization.CultureInfo.InvariantCulture);

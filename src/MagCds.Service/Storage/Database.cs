@@ -116,6 +116,23 @@ public sealed class Database : IAsyncDisposable
     }
 
     /// <summary>Whether the database answers (for readiness checks).</summary>
+    /// <summary>
+    /// Whether a store error means the store is out of reach or out of breath (a retry later may succeed) rather than
+    /// that it answered and refused (a defect: bad SQL, a violated constraint). Connection, I/O, time-out and pool
+    /// errors, PostgreSQL classes 08 (connection), 28 (authorisation), 53 (resources), 57P (shutdown), 40001/40P01
+    /// (serialisation, deadlock) and a database that is not there (3D000); SQLite busy, locked, read-only, I/O, full
+    /// and cannot-open.
+    /// </summary>
+    public static bool IsUnavailable(DbException e) => e switch
+    {
+        PostgresException p => p.SqlState.StartsWith("08", StringComparison.Ordinal) || p.SqlState.StartsWith("28", StringComparison.Ordinal)
+                               || p.SqlState.StartsWith("53", StringComparison.Ordinal) || p.SqlState.StartsWith("57P", StringComparison.Ordinal)
+                               || p.SqlState is "3D000" or "40001" or "40P01",
+        NpgsqlException => true, // not an answer of the server: I/O, time-out, an exhausted pool
+        SqliteException s => (s.SqliteErrorCode & 0xFF) is 5 or 6 or 8 or 10 or 13 or 14, // BUSY LOCKED READONLY IOERR FULL CANTOPEN
+        _ => false,
+    };
+
     public async Task<bool> PingAsync(CancellationToken ct)
     {
         try

@@ -23,8 +23,14 @@ public sealed class ReplayGuard(Database db, TimeProvider time)
         if (now - Interlocked.Read(ref _lastSweep) > 60_000)
         {
             Interlocked.Exchange(ref _lastSweep, now);
-            await using var sweep = c.Command("DELETE FROM seen_token WHERE expires_at < @now").With("now", now);
-            await sweep.ExecuteNonQueryAsync(ct);
+            // Housekeeping after the token is recorded: its failure must not fail the call (a retry with the same
+            // token would then be refused as a replay); the next sweep takes what this one left.
+            try
+            {
+                await using var sweep = c.Command("DELETE FROM seen_token WHERE expires_at < @now").With("now", now);
+                await sweep.ExecuteNonQueryAsync(ct);
+            }
+            catch (System.Data.Common.DbException) { }
         }
         return first;
     }

@@ -1,0 +1,36 @@
+using Microsoft.Data.Sqlite;
+using MagCds.Service.Storage;
+using Npgsql;
+
+namespace MagCds.Tests.Storage;
+
+/// <summary>
+/// Which store errors mean "out of reach, retry later" (answered 503 store-unavailable) and which are defects (500):
+/// a defect must not look like an outage that a caller retries for ever while readiness stays green.
+/// </summary>
+public sealed class StoreErrorTests
+{
+    [TestCase("08006", true)]   // connection failure
+    [TestCase("57P01", true)]   // admin shutdown (the database was dropped under its connections)
+    [TestCase("3D000", true)]   // the database is not there
+    [TestCase("53300", true)]   // too many connections
+    [TestCase("28P01", true)]   // authentication failed (a rotated password)
+    [TestCase("40001", true)]   // serialisation failure: a retry succeeds
+    [TestCase("42P01", false)]  // undefined table: a defect
+    [TestCase("23505", false)]  // unique violation: a defect
+    [TestCase("22P02", false)]  // invalid text representation: a defect
+    public void PostgreSQL_errors(string sqlState, bool unavailable) =>
+        Assert.That(Database.IsUnavailable(new PostgresException("x", "ERROR", "ERROR", sqlState)), Is.EqualTo(unavailable));
+
+    [Test]
+    public void An_Npgsql_error_without_an_answer_from_the_server_is_unavailable() =>
+        Assert.That(Database.IsUnavailable(new NpgsqlException("Exception while reading from stream")), Is.True);
+
+    [TestCase(5, true)]    // SQLITE_BUSY
+    [TestCase(14, true)]   // SQLITE_CANTOPEN
+    [TestCase(13, true)]   // SQLITE_FULL
+    [TestCase(1, false)]   // SQLITE_ERROR (bad SQL)
+    [TestCase(19, false)]  // SQLITE_CONSTRAINT
+    public void SQLite_errors(int code, bool unavailable) =>
+        Assert.That(Database.IsUnavailable(new SqliteException("x", code)), Is.EqualTo(unavailable));
+}
