@@ -104,7 +104,7 @@ public sealed partial class AssessmentWriter(Evaluator evaluator, WorkerFhirClie
             if (beforeWrite is not null) await beforeWrite();
             await TransactAsync(client, tx, ct);
         }
-        var written = present.Concat(tx.Entry.Select(e => e.Request!.Method == Bundle.HTTPVerb.POST ? Urn(e.Resource!) : e.Request.Url ?? "")).ToList();
+        var written = present.Concat(tx.Entry.Select(Written)).ToList();
         return new Assessment(outcome, version, written, identities[0].Series, []);
     }
 
@@ -381,13 +381,20 @@ public sealed partial class AssessmentWriter(Evaluator evaluator, WorkerFhirClie
     {
         var response = await Call(() => client.TransactionAsync(tx, ct), allowGone: false);
         if (response is null || response.Entry.Count != tx.Entry.Count) throw new WorkFailure("unconfirmed-write", retryable: true);
-        foreach (var entry in response.Entry)
-        {
-            string status = entry.Response?.Status?.Trim() ?? throw new WorkFailure("unconfirmed-write", retryable: true);
-            if (status.StartsWith('2')) continue;
-            throw Failure(int.TryParse(status.AsSpan(0, Math.Min(3, status.Length)), out int code) ? code : 0);
-        }
+        var statuses = response.Entry.Select(e => e.Response?.Status?.Trim()).ToList();
+        int bad = statuses.FindIndex(s => s is null || !s.StartsWith('2'));
+        if (bad < 0) return;
+        var failure = statuses[bad] is { } status
+            ? Failure(int.TryParse(status.AsSpan(0, Math.Min(3, status.Length)), out int code) ? code : 0)
+            : new WorkFailure("unconfirmed-write", retryable: true);
+        // What the server applied all the same is named, so the audit trail shows it (the next attempt finds it
+        // written and does not list it again).
+        failure.Applied = [.. tx.Entry.Where((_, i) => statuses[i] is { } s && s.StartsWith('2')).Select(Written)];
+        throw failure;
     }
+
+    /// <summary>How an entry of the write-back is named in the audit: a created output by its urn:uuid, an updated one by its id.</summary>
+    private static string Written(Bundle.EntryComponent e) => e.Request!.Method == Bundle.HTTPVerb.POST ? Urn(e.Resource!) : e.Request.Url ?? "";
 
     /// <summary>Runs one FHIR call and sorts its failure: worth retrying (server busy or down), or not (the request is wrong).</summary>
     private static async Task<T?> Call<T>(Func<Task<T?>> call, bool allowGone) where T : class
@@ -421,6 +428,9 @@ public sealed class WorkFailure(string reason, bool retryable) : Exception(reaso
 {
     public string Reason { get; } = reason;
     public bool Retryable { get; } = retryable;
+
+    /// <summary>Outputs the server wrote although the write-back failed (a transaction it ran entry by entry).</summary>
+    public IReadOnlyList<string> Applied { get; set; } = [];
 
     /// <summary>
     /// The server was down, busy or too slow: says nothing about this resource, so it does not count towards giving

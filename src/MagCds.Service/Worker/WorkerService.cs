@@ -185,6 +185,9 @@ public sealed partial class WorkerService(
         }
         catch (Exception e) when (Classify(e) is { } failure)
         {
+            if (failure.Applied.Count > 0)
+                audit.Record(new AuditEntry(time.GetUtcNow(), "fhir-server", "worker", $"work-item-{item.Id}", $"{item.ResourceType}/{item.ResourceId}",
+                    null, knowledge.Version, "partial-write:" + failure.Reason, failure.Applied));
             var o = options.Value;
             var age = time.GetUtcNow() - item.EnqueuedAt;
             // A server that is down, busy or slow says nothing about this resource: such a failure is not counted as

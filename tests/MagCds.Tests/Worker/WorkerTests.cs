@@ -622,7 +622,8 @@ public sealed class WorkerTests(StoreProvider provider) : WorkerTestBase(provide
         // A transaction is all or nothing; this server runs it as a batch and answers 200 with a failed entry inside.
         await H.StartAsync(new() { ["MagCds:Worker:PollIntervalSeconds"] = "0" });
         var obs = await Fhir.SeedAsync(Result("p1", 23.5m, "ACC-1"));
-        var ra = CoreUnderTest.Evaluator.Evaluate(EvaluationRequest.Of(new EvaluationInput(obs, "Observation/" + obs.Id, "Observation"))).Results[0].RiskAssessment!;
+        var outputs = CoreUnderTest.Evaluator.Evaluate(EvaluationRequest.Of(new EvaluationInput(obs, "Observation/" + obs.Id, "Observation"))).Results[0];
+        var ra = outputs.RiskAssessment!;
         // Two resources that carry the assessment's own identifier (but not its series, so MagCds does not take them
         // for its earlier outputs) make its conditional create fail with 412 (several matches), and only that entry.
         var blockers = new List<RiskAssessment>();
@@ -635,6 +636,11 @@ public sealed class WorkerTests(StoreProvider provider) : WorkerTestBase(provide
         var dead = (await H.Client.GetFromJsonAsync<JsonElement>("/admin/worker/dead-letters")).EnumerateArray().Single();
         Assert.That(dead.GetProperty("reason").GetString(), Is.EqualTo("http-412"));
         Assert.That(await H.AllAsync<DetectedIssue>(), Has.Count.EqualTo(1), "the entry that succeeded was written once, however often it was tried");
+        // What the server applied although the write-back failed is in the audit trail, named by its identifier.
+        string? diUrn = outputs.DetectedIssue!.Identifier[0].Value;
+        await WaitUntilAsync(async () => (await H.Client.GetFromJsonAsync<JsonElement>("/admin/audit?door=fhir-server")).EnumerateArray()
+            .Any(e => e.GetProperty("outcome").GetString() == "partial-write:http-412" && e.GetProperty("outputs").EnumerateArray().Select(o => o.GetString()).SequenceEqual([diUrn])),
+            "the partial write is audited");
 
         // Once the blockers are gone, a replay writes what is missing and nothing twice.
         foreach (var b in blockers) await Fhir.Client.DeleteAsync(b);
