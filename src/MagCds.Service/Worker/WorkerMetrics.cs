@@ -14,7 +14,7 @@ public sealed class WorkerMetrics : IDisposable
     private readonly Histogram<double> _lag;
     private QueueStats _last = new(0, 0, 0, 0, TimeSpan.Zero);
 
-    public WorkerMetrics()
+    public WorkerMetrics(ServerClock serverClock)
     {
         _notifications = _meter.CreateCounter<long>("magcds.worker.notifications", description: "Notifications received, by kind");
         _processed = _meter.CreateCounter<long>("magcds.worker.processed", description: "Queued resources finished, by outcome");
@@ -23,6 +23,8 @@ public sealed class WorkerMetrics : IDisposable
         _meter.CreateObservableGauge("magcds.worker.queue_depth", () => _last.Pending, description: "Resources waiting or being processed");
         _meter.CreateObservableGauge("magcds.worker.queue_lag", () => _last.Lag.TotalSeconds, unit: "s", description: "Age of the oldest waiting resource");
         _meter.CreateObservableGauge("magcds.worker.dead_letters", () => _last.Dead, description: "Resources that failed for good");
+        _meter.CreateObservableGauge("magcds.worker.paused", () => serverClock.PauseLeft()?.TotalSeconds ?? 0, unit: "s",
+            description: "What is left of a pause the FHIR server asked for (429/503 with Retry-After); 0 when none");
     }
 
     // Labels come from a fixed set: a notification's own words would make a series per value (and could carry text

@@ -1,16 +1,17 @@
 using System.Diagnostics.Metrics;
 using MagCds.Service.Worker;
+using Microsoft.Extensions.Time.Testing;
 
 namespace MagCds.Tests.Worker;
 
-/// <summary>Metric labels come from fixed sets, never from what a notification says.</summary>
+/// <summary>Metric labels come from fixed sets, never from what a notification says; a pause the server asked for shows.</summary>
 public class WorkerMetricsTests
 {
     [Test]
     public void A_notifications_own_words_never_become_a_label()
     {
         var labels = new List<string>();
-        using var metrics = new WorkerMetrics();
+        using var metrics = new WorkerMetrics(new ServerClock(TimeProvider.System));
         using var listener = new MeterListener();
         listener.InstrumentPublished = (instrument, l) => { if (instrument.Meter.Name == WorkerMetrics.MeterName) l.EnableMeasurementEvents(instrument); };
         listener.SetMeasurementEventCallback<long>((_, _, tags, _) => { foreach (var t in tags) labels.Add($"{t.Key}={t.Value}"); });
@@ -22,5 +23,27 @@ public class WorkerMetricsTests
         metrics.Ignored("Smithers");
 
         Assert.That(labels, Is.EqualTo(new[] { "kind=event-notification", "kind=other", "type=Patient", "type=other" }));
+    }
+
+    [Test]
+    public void A_pause_the_server_asked_for_shows_as_the_seconds_left()
+    {
+        var time = new FakeTimeProvider(new DateTimeOffset(2026, 6, 1, 8, 0, 0, TimeSpan.Zero));
+        var clock = new ServerClock(time);
+        using var metrics = new WorkerMetrics(clock);
+        double? seen = null;
+        using var listener = new MeterListener();
+        listener.InstrumentPublished = (instrument, l) => { if (instrument.Meter.Name == WorkerMetrics.MeterName && instrument.Name == "magcds.worker.paused") l.EnableMeasurementEvents(instrument); };
+        listener.SetMeasurementEventCallback<double>((_, value, _, _) => seen = value);
+        listener.Start();
+        double Read() { seen = null; listener.RecordObservableInstruments(); return seen ?? double.NaN; }
+
+        Assert.That(Read(), Is.Zero);
+        clock.Pause(TimeSpan.FromSeconds(8));
+        Assert.That(Read(), Is.EqualTo(8));
+        time.Advance(TimeSpan.FromSeconds(3));
+        Assert.That(Read(), Is.EqualTo(5));
+        time.Advance(TimeSpan.FromSeconds(5));
+        Assert.That(Read(), Is.Zero);
     }
 }
