@@ -72,8 +72,7 @@ public sealed class ServerPausedException() : HttpRequestException("The FHIR ser
 public sealed class ServerPauseGate(ServerClock clock, IOptions<WorkerOptions> options) : DelegatingHandler
 {
     protected override Task<HttpResponseMessage> SendAsync(HttpRequestMessage request, CancellationToken cancellationToken) =>
-        clock.PauseLeft() is not null && request.RequestUri is { } uri && Uri.TryCreate(options.Value.FhirServerUrl, UriKind.Absolute, out var server)
-            && Security.OutboundLinks.IsUnderServer(uri, server)
+        clock.PauseLeft() is not null && options.Value.IsWatched(request.RequestUri)
             ? Task.FromException<HttpResponseMessage>(new ServerPausedException())
             : base.SendAsync(request, cancellationToken);
 }
@@ -88,9 +87,7 @@ public sealed class ServerClockHandler(ServerClock clock, IOptions<WorkerOptions
     protected override async Task<HttpResponseMessage> SendAsync(HttpRequestMessage request, CancellationToken cancellationToken)
     {
         var response = await base.SendAsync(request, cancellationToken);
-        if (request.RequestUri is not { } uri || !Uri.TryCreate(options.Value.FhirServerUrl, UriKind.Absolute, out var server)
-            || !Security.OutboundLinks.IsUnderServer(uri, server))
-            return response;
+        if (!options.Value.IsWatched(request.RequestUri)) return response;
         if (response.Headers.Date is { } date) clock.Observe(date);
         if (response.StatusCode is System.Net.HttpStatusCode.TooManyRequests or System.Net.HttpStatusCode.ServiceUnavailable
             && response.Headers.RetryAfter is { } retryAfter)

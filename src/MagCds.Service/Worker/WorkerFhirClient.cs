@@ -27,8 +27,7 @@ public sealed class OutboundAuthHandler(IOptions<WorkerOptions> options, SmartBa
     {
         var o = options.Value;
         // Credentials go to the watched server only: a next link (or any URL) the server names elsewhere gets none.
-        if (request.RequestUri is { } uri && Uri.TryCreate(o.FhirServerUrl, UriKind.Absolute, out var server) && !Security.OutboundLinks.IsUnderServer(uri, server))
-            return await base.SendAsync(request, cancellationToken);
+        if (!o.IsWatched(request.RequestUri)) return await base.SendAsync(request, cancellationToken);
         if (o.Auth == OutboundAuth.Bearer)
             request.Headers.Authorization = new AuthenticationHeaderValue("Bearer", o.BearerToken);
         else if (o.Auth == OutboundAuth.SmartBackend)

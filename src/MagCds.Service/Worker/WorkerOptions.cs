@@ -59,6 +59,10 @@ public sealed class WorkerOptions
     /// <summary>The FHIR server's base URL, e.g. https://fhir.hospital.example/r4. Required when Enabled.</summary>
     public string? FhirServerUrl { get; set; }
 
+    /// <summary>Whether <paramref name="uri"/> is on the watched server (under <see cref="FhirServerUrl"/>), not a host its links name.</summary>
+    public bool IsWatched(Uri? uri) =>
+        uri is not null && Uri.TryCreate(FhirServerUrl, UriKind.Absolute, out var server) && Security.OutboundLinks.IsUnderServer(uri, server);
+
     public OutboundAuth Auth { get; set; } = OutboundAuth.None;
 
     /// <summary>The token for <see cref="OutboundAuth.Bearer"/>; keep it in a secret store or environment variable, not in a file.</summary>
