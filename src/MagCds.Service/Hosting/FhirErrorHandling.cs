@@ -18,6 +18,7 @@ public sealed partial class FhirErrorHandler(ILogger<FhirErrorHandler> logger) :
 
     public async ValueTask<bool> TryHandleAsync(HttpContext http, Exception exception, CancellationToken ct)
     {
+        bool storeDown = exception is System.Data.Common.DbException db && Storage.Database.IsUnavailable(db);
         (int status, OperationOutcome outcome) = exception switch
         {
             FhirRequestException e => (e.Status, Outcomes.Error(http, e.Code, e.Message)),
@@ -25,13 +26,13 @@ public sealed partial class FhirErrorHandler(ILogger<FhirErrorHandler> logger) :
                 (StatusCodes.Status413PayloadTooLarge, Outcomes.Error(http, OutcomeCodes.PayloadTooLarge, "The body is larger than the server accepts.")),
             BadHttpRequestException b => (b.StatusCode, Outcomes.Error(http, OutcomeCodes.Unparseable, "The request could not be read.")),
             OperationCanceledException when http.RequestAborted.IsCancellationRequested => (499, new OperationOutcome()),
-            System.Data.Common.DbException db when Storage.Database.IsUnavailable(db) => (StatusCodes.Status503ServiceUnavailable,
+            _ when storeDown => (StatusCodes.Status503ServiceUnavailable,
                 Outcomes.Error(http, OutcomeCodes.StoreUnavailable,
                     $"MagCds's store did not answer, so the request was not completed. Send it again in {StoreRetrySeconds} s (a CDS Hooks call with a new token: each token is accepted once).")),
             _ => (StatusCodes.Status500InternalServerError,
                 Outcomes.Error(http, OutcomeCodes.InternalError, "MagCds could not complete the request; quote the id of this OperationOutcome to support.")),
         };
-        if (status == StatusCodes.Status503ServiceUnavailable)
+        if (storeDown)
         {
             StoreFailed(logger, exception.GetType().FullName ?? "", exception.StackTrace ?? "");
             http.Response.Headers.RetryAfter = StoreRetrySeconds.ToString(System.Globalization.CultureInfo.InvariantCulture);
