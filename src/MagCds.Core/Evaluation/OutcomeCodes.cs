@@ -40,6 +40,7 @@ public static class OutcomeCodes
     public static readonly OutcomeCode DataUnavailable = new("data-unavailable", "The patient's results were neither prefetched nor obtainable", OperationOutcome.IssueType.Incomplete);
     public static readonly OutcomeCode NotificationQueued = new("notification-queued", "The notification is stored and will be processed", OperationOutcome.IssueType.Informational);
     public static readonly OutcomeCode Unauthorized = new("unauthorized", "Missing or wrong credentials", OperationOutcome.IssueType.Login);
+    public static readonly OutcomeCode CertificateRequired = new("certificate-required", "A client certificate MagCds accepts is required", OperationOutcome.IssueType.Login);
     public static readonly OutcomeCode Forbidden = new("forbidden", "This endpoint is not enabled or not allowed", OperationOutcome.IssueType.Forbidden);
     public static readonly OutcomeCode TooManyRequests = new("too-many-requests", "The client is over its request rate limit", OperationOutcome.IssueType.Throttled);
     public static readonly OutcomeCode Timeout = new("timeout", "The request took longer than the configured limit", OperationOutcome.IssueType.Timeout);

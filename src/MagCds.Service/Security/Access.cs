@@ -167,19 +167,23 @@ public static class Access
         public async Task HandleAsync(RequestDelegate next, HttpContext http, AuthorizationPolicy policy, PolicyAuthorizationResult result)
         {
             if (result.Succeeded) { await _default.HandleAsync(next, http, policy, result); return; }
-            bool known = http.User.Identity?.IsAuthenticated == true;
-            int status = known ? StatusCodes.Status403Forbidden : StatusCodes.Status401Unauthorized;
-            // The challenges that apply (RFC 9110 §11.6.1): a bearer token when JWTs are configured, the X-API-Key header
-            // when keys are (a client certificate is asked for by TLS, not here).
-            if (!known)
-            {
-                var o = http.RequestServices.GetRequiredService<IOptions<SecurityOptions>>().Value;
-                string[] challenges = [.. o.Jwt.IsConfigured ? ["Bearer"] : Array.Empty<string>(), .. o.ApiKeys.Count > 0 ? ["ApiKey header=\"X-API-Key\""] : Array.Empty<string>()];
-                if (challenges.Length > 0) http.Response.Headers.WWWAuthenticate = challenges;
-            }
-            var outcome = Outcomes.Error(http, known ? OutcomeCodes.Forbidden : OutcomeCodes.Unauthorized,
-                known ? "The caller is not allowed to use this endpoint (scope, key or certificate)." : "Authentication is required: an X-API-Key header, a bearer token or a client certificate, as configured.");
-            await new FhirResult(outcome, Hosting.FhirErrorHandler.ErrorFormat(http.Request), status).ExecuteAsync(http);
+            var (status, code, text) = Refusal(http);
+            await new FhirResult(Outcomes.Error(http, code, text), Hosting.FhirErrorHandler.ErrorFormat(http.Request), status).ExecuteAsync(http);
+        }
+
+        private static (int Status, OutcomeCode Code, string Text) Refusal(HttpContext http)
+        {
+            if (http.User.Identity?.IsAuthenticated == true)
+                return (StatusCodes.Status403Forbidden, OutcomeCodes.Forbidden, "The caller is not allowed to use this endpoint (scope, key or certificate).");
+            // A 401 must name a challenge (RFC 9110 §11.6.1): a bearer token when JWTs are configured, the X-API-Key
+            // header when keys are. A client certificate is asked for by TLS, with no challenge HTTP can name, so when
+            // certificates are all that is configured the refusal is a 403, as ASP.NET's certificate handler answers.
+            var o = http.RequestServices.GetRequiredService<IOptions<SecurityOptions>>().Value;
+            string[] challenges = [.. o.Jwt.IsConfigured ? ["Bearer"] : Array.Empty<string>(), .. o.ApiKeys.Count > 0 ? ["ApiKey header=\"X-API-Key\""] : Array.Empty<string>()];
+            if (challenges.Length == 0)
+                return (StatusCodes.Status403Forbidden, OutcomeCodes.CertificateRequired, "A client certificate that MagCds accepts is required (presented in the TLS handshake).");
+            http.Response.Headers.WWWAuthenticate = challenges;
+            return (StatusCodes.Status401Unauthorized, OutcomeCodes.Unauthorized, "Authentication is required: an X-API-Key header, a bearer token or a client certificate, as configured.");
         }
     }
 }

@@ -10,7 +10,8 @@ namespace MagCds.Tests.Security;
 /// Client certificates (mTLS) on a real Kestrel HTTPS endpoint: a certificate from the configured CA whose subject
 /// is a configured client opens the REST door (an admin one the admin endpoints too). A certificate that does not
 /// chain to the CA, is expired or is not for client authentication never gets past the TLS handshake; one of the CA
-/// for an unlisted subject, or none at all, is answered 401.
+/// for an unlisted subject, or none at all, is answered 403 certificate-required (a 401 would have to name an HTTP
+/// challenge, and none asks for a certificate).
 /// </summary>
 [NonParallelizable]
 public sealed class ClientCertificateTests
@@ -131,15 +132,16 @@ public sealed class ClientCertificateTests
         Assert.That(g.StatusCode, Is.EqualTo(HttpStatusCode.OK));
     }
 
-    [TestCase("none", TestName = "No certificate is answered 401")]
-    [TestCase("unknown-subject", TestName = "A certificate from the CA for an unlisted subject is answered 401")]
+    [TestCase("none", TestName = "No certificate is answered 403 certificate-required")]
+    [TestCase("unknown-subject", TestName = "A certificate from the CA for an unlisted subject is answered 403 certificate-required")]
     public async Task Refused_certificates(string kind)
     {
         using var cert = kind == "none" ? null : _pki.Client("CN=somebody, O=MagCds Test Hospital");
         using var client = ClientWith(cert);
         using var r = await client.PostAsync(Http.Evaluate, Sample());
-        Assert.That(r.StatusCode, Is.EqualTo(HttpStatusCode.Unauthorized));
-        Assert.That(Http.Codes((OperationOutcome)await Http.ReadAsync(r)), Is.EqualTo(new[] { "unauthorized" }));
+        Assert.That(r.StatusCode, Is.EqualTo(HttpStatusCode.Forbidden));
+        Assert.That(r.Headers.WwwAuthenticate, Is.Empty, "no HTTP challenge asks for a certificate");
+        Assert.That(Http.Codes((OperationOutcome)await Http.ReadAsync(r)), Is.EqualTo(new[] { "certificate-required" }));
     }
 
     [TestCase("other-ca", TestName = "A certificate of a listed subject from another CA is refused in the TLS handshake")]
