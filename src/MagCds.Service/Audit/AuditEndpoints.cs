@@ -34,15 +34,10 @@ public static class AuditEndpoints
                 Record("done");
                 return result;
             }
-            catch (FhirRest.FhirRequestException e)
+            catch (Exception e) when (!http.RequestAborted.IsCancellationRequested)
             {
-                Record(e.Code.Code);
-                throw;
-            }
-            catch (System.Data.Common.DbException e)
-            {
-                // Kept in memory until the store is back, like every entry.
-                Record(Storage.Database.IsUnavailable(e) ? MagCds.Core.Evaluation.OutcomeCodes.StoreUnavailable.Code : MagCds.Core.Evaluation.OutcomeCodes.InternalError.Code);
+                // The code the error handler answers with. Kept in memory until the store is back, like every entry.
+                Record(Hosting.FhirErrorHandler.CodeOf(e).Code);
                 throw;
             }
         });

@@ -18,19 +18,20 @@ public sealed partial class FhirErrorHandler(ILogger<FhirErrorHandler> logger) :
 
     public async ValueTask<bool> TryHandleAsync(HttpContext http, Exception exception, CancellationToken ct)
     {
-        bool storeDown = exception is System.Data.Common.DbException db && Storage.Database.IsUnavailable(db);
+        var code = CodeOf(exception);
+        bool storeDown = code == OutcomeCodes.StoreUnavailable;
         (int status, OperationOutcome outcome) = exception switch
         {
-            FhirRequestException e => (e.Status, Outcomes.Error(http, e.Code, e.Message)),
+            FhirRequestException e => (e.Status, Outcomes.Error(http, code, e.Message)),
             BadHttpRequestException { StatusCode: StatusCodes.Status413PayloadTooLarge } =>
-                (StatusCodes.Status413PayloadTooLarge, Outcomes.Error(http, OutcomeCodes.PayloadTooLarge, "The body is larger than the server accepts.")),
-            BadHttpRequestException b => (b.StatusCode, Outcomes.Error(http, OutcomeCodes.Unparseable, "The request could not be read.")),
+                (StatusCodes.Status413PayloadTooLarge, Outcomes.Error(http, code, "The body is larger than the server accepts.")),
+            BadHttpRequestException b => (b.StatusCode, Outcomes.Error(http, code, "The request could not be read.")),
             OperationCanceledException when http.RequestAborted.IsCancellationRequested => (499, new OperationOutcome()),
             _ when storeDown => (StatusCodes.Status503ServiceUnavailable,
-                Outcomes.Error(http, OutcomeCodes.StoreUnavailable,
+                Outcomes.Error(http, code,
                     $"MagCds's store did not answer, so the request was not completed. Send it again in {StoreRetrySeconds} s (a CDS Hooks call with a new token: each token is accepted once).")),
             _ => (StatusCodes.Status500InternalServerError,
-                Outcomes.Error(http, OutcomeCodes.InternalError, "MagCds could not complete the request; quote the id of this OperationOutcome to support.")),
+                Outcomes.Error(http, code, "MagCds could not complete the request; quote the id of this OperationOutcome to support.")),
         };
         if (storeDown)
         {
@@ -45,6 +46,20 @@ public sealed partial class FhirErrorHandler(ILogger<FhirErrorHandler> logger) :
         await new FhirResult(outcome, ErrorFormat(http.Request), status).ExecuteAsync(http);
         return true;
     }
+
+    /// <summary>
+    /// The outcome code a failure is answered with; the audit of admin calls records the same code, so the two cannot
+    /// disagree. A store out of reach (connection, time-out, shutdown, busy) is store-unavailable; any other store
+    /// error is a defect.
+    /// </summary>
+    public static OutcomeCode CodeOf(Exception exception) => exception switch
+    {
+        FhirRequestException e => e.Code,
+        BadHttpRequestException { StatusCode: StatusCodes.Status413PayloadTooLarge } => OutcomeCodes.PayloadTooLarge,
+        BadHttpRequestException => OutcomeCodes.Unparseable,
+        System.Data.Common.DbException db when Storage.Database.IsUnavailable(db) => OutcomeCodes.StoreUnavailable,
+        _ => OutcomeCodes.InternalError,
+    };
 
     /// <summary>The caller's preferred format when it can be told, else JSON: an error answer must never fail itself.</summary>
     public static FhirFormat ErrorFormat(HttpRequest request)

@@ -33,4 +33,21 @@ public sealed class StoreErrorTests
     [TestCase(19, false)]  // SQLITE_CONSTRAINT
     public void SQLite_errors(int code, bool unavailable) =>
         Assert.That(Database.IsUnavailable(new SqliteException("x", code)), Is.EqualTo(unavailable));
+
+    /// <summary>The code a failure is answered with, which the audit of an admin call records as well.</summary>
+    [TestCase("store-out-of-reach", "store-unavailable")]
+    [TestCase("store-defect", "internal-error")]
+    [TestCase("refusal", "not-found")]
+    [TestCase("unexpected", "internal-error")]
+    public void Outcome_code_of_a_failure(string failure, string code)
+    {
+        Exception e = failure switch
+        {
+            "store-out-of-reach" => new PostgresException("x", "FATAL", "FATAL", "57P01"),
+            "store-defect" => new SqliteException("x", 19),
+            "refusal" => new MagCds.Service.FhirRest.FhirRequestException(404, MagCds.Core.Evaluation.OutcomeCodes.NotFound, "No dead letter 7."),
+            _ => new InvalidOperationException("x"),
+        };
+        Assert.That(MagCds.Service.Hosting.FhirErrorHandler.CodeOf(e).Code, Is.EqualTo(code));
+    }
 }

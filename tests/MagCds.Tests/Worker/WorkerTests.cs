@@ -603,16 +603,19 @@ public sealed class WorkerTests(StoreProvider provider) : WorkerTestBase(provide
         await H.DrainedAsync(1);
         Assert.That(await H.AllAsync<RiskAssessment>(), Has.Count.EqualTo(1));
         Assert.That((await H.QueueAsync()).GetProperty("deadLetters").GetInt64(), Is.Zero);
+        using var again = await H.Client.PostAsync($"/admin/worker/dead-letters/{id}/replay", null);
+        Assert.That(again.StatusCode, Is.EqualTo(HttpStatusCode.NotFound), "a dead letter is replayed once");
 
-        // Who looked at the dead letters and who replayed one is in the audit trail.
+        // Who looked at the dead letters and who replayed one is in the audit trail, with the refusal's code.
         List<string> admin = [];
         await WaitUntilAsync(async () =>
         {
             admin = [.. (await H.Client.GetFromJsonAsync<JsonElement>("/admin/audit?door=admin")).EnumerateArray()
                 .Select(e => $"{e.GetProperty("caller").GetString()} {e.GetProperty("resource").GetString()} {e.GetProperty("version").GetString()} {e.GetProperty("outcome").GetString()}")];
-            return admin.Any(a => a.Contains("replay", StringComparison.Ordinal));
-        }, "the replay is audited");
+            return admin.Count(a => a.Contains("replay", StringComparison.Ordinal)) == 2;
+        }, "both replays are audited");
         Assert.That(admin, Does.Contain($"test-operator POST /admin/worker/dead-letters/{{id:long}}/replay {id} done"));
+        Assert.That(admin, Does.Contain($"test-operator POST /admin/worker/dead-letters/{{id:long}}/replay {id} not-found"));
         Assert.That(admin, Does.Contain("test-operator GET /admin/worker/dead-letters  done"));
     }
 
