@@ -181,7 +181,10 @@ public static class Access
             var o = http.RequestServices.GetRequiredService<IOptions<SecurityOptions>>().Value;
             string[] challenges = [.. o.Jwt.IsConfigured ? ["Bearer"] : Array.Empty<string>(), .. o.ApiKeys.Count > 0 ? ["ApiKey header=\"X-API-Key\""] : Array.Empty<string>()];
             if (challenges.Length == 0)
-                return (StatusCodes.Status403Forbidden, OutcomeCodes.CertificateRequired, "A client certificate that MagCds accepts is required (presented in the TLS handshake).");
+                return o.ClientCertificates.IsConfigured
+                    ? (StatusCodes.Status403Forbidden, OutcomeCodes.CertificateRequired, "A client certificate that MagCds accepts is required (presented in the TLS handshake).")
+                    // Nothing configured (loopback only): no credentials exist that could open an admin endpoint.
+                    : (StatusCodes.Status403Forbidden, OutcomeCodes.Forbidden, "No credentials are configured for this endpoint (MagCds:Security), so nobody may use it.");
             http.Response.Headers.WWWAuthenticate = challenges;
             return (StatusCodes.Status401Unauthorized, OutcomeCodes.Unauthorized, "Authentication is required: an X-API-Key header, a bearer token or a client certificate, as configured.");
         }

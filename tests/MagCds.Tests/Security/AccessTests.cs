@@ -26,6 +26,21 @@ public sealed class AccessTests
     }
 
     [Test]
+    public async Task With_no_credentials_configured_the_admin_endpoints_are_closed_with_403_and_no_empty_challenge()
+    {
+        // Loopback only, nothing configured: the REST door serves anyone, the admin endpoints nobody. A 401 would have
+        // to name a challenge (RFC 9110), and no credentials exist that could answer one.
+        using var f = new MagCdsFactory();
+        using var client = f.CreateClient();
+        using var r = await SendAsync(client, HttpMethod.Get, "/admin/audit");
+        Assert.That(r.StatusCode, Is.EqualTo(HttpStatusCode.Forbidden));
+        Assert.That(r.Headers.WwwAuthenticate, Is.Empty);
+        Assert.That(Http.Codes((OperationOutcome)await Http.ReadAsync(r)), Is.EqualTo(new[] { "forbidden" }));
+        using var evaluate = await SendAsync(client, HttpMethod.Post, Http.Evaluate, Sample());
+        Assert.That(evaluate.StatusCode, Is.EqualTo(HttpStatusCode.OK));
+    }
+
+    [Test]
     public async Task Api_keys_open_the_REST_door_and_only_admin_keys_the_admin_endpoints()
     {
         using var f = new MagCdsFactory(new Dictionary<string, string?>
