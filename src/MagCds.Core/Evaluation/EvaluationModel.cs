@@ -84,6 +84,8 @@ public sealed record ReadValue
     public required string Display { get; init; }
     /// <summary>How the value was read, when that is not obvious (titre ratios, unit mapping).</summary>
     public string? ReadingNote { get; init; }
+    /// <summary>A qualitative value whose codes or words say both positive and negative: not read.</summary>
+    public bool Contradictory { get; init; }
 
     public bool HasUnit => !string.IsNullOrWhiteSpace(UnitText) || !string.IsNullOrWhiteSpace(UnitCode);
 }

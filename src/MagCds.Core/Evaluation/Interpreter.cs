@@ -46,6 +46,11 @@ public sealed class Interpreter(KnowledgeBase knowledge)
                 $"The laboratory flagged the result as equivocal or indeterminate ({flags.Shown})."),
             (_, FlagReading.Contradictory) => Cannot(CannotInterpretReason.InterpretationConflict,
                 $"The laboratory's interpretation flags contradict each other ({flags.Shown})."),
+            ({ Contradictory: true }, _) => Cannot(CannotInterpretReason.UnreadableQualitative,
+                $"The value's codes and words say both positive and negative ({value.Display})."),
+            // The lab's qualitative result is its verdict: a flag beside it that MagCds cannot read may say otherwise.
+            ({ Positive: bool }, _) when flags.Unread is { } unreadFlag => Cannot(CannotInterpretReason.UnreadableFlag,
+                $"The laboratory's interpretation '{unreadFlag}' is not one MagCds reads, and a qualitative result has no interval of MagCds's to judge it by."),
             ({ Positive: bool pos }, _) => Qualitative(pos),
             ({ Number: decimal n }, _) => Numeric(obs, value, n, labFlag, profile),
             // A value MagCds cannot read is not replaced by the lab's flag: the words may say what the flag does not
@@ -373,25 +378,44 @@ public sealed class Interpreter(KnowledgeBase knowledge)
             var reading = FlagReading.None;
             string? label = null;
             bool standard = false;
+            // The codings of one concept are translations of one flag, so every verdict among them counts: "N" coded
+            // beside "H" contradicts it whichever comes first.
             foreach (var c in concept.Coding)
             {
                 if (c.System is not (V3Interpretation or V2Interpretation) || c.Code is not { } code) continue;
                 standard = true;
                 label ??= code;
-                reading = ByCode(code);
-                if (reading != FlagReading.None) { label = code; break; }
+                var byCode = ByCode(code);
+                if (byCode == FlagReading.None) continue;
+                if (reading == FlagReading.None) { reading = byCode; label = code; }
+                else if (byCode != reading) Count(byCode, code);
             }
+            // Words that give a verdict of their own (the text as the lab showed it) must agree with the codes.
+            if (reading != FlagReading.None && concept.Text?.Trim() is { Length: > 0 } shownText
+                && ByWords(shownText) is var byText && byText != FlagReading.None && byText != reading)
+                Count(byText, shownText);
             if (reading == FlagReading.None)
             {
                 string? words = concept.Text ?? concept.Coding.Select(c => c.Display ?? c.Code).FirstOrDefault(d => d is not null);
                 label ??= words;
                 // Words ("Negative"), or the flag letters sent as text or without a code system ("H", "Pos").
-                if (words?.Trim() is { Length: > 0 } w)
-                    reading = FlagWords.TryGetValue(w, out var byWords) ? byWords : ByCode(w.ToUpperInvariant());
+                if (words?.Trim() is { Length: > 0 } w) reading = ByWords(w);
                 // A v3/v2 code that gives no verdict (a delta flag such as U, off-scale <, >) says nothing about
                 // raised or not: it neither decides nor blocks.
                 if (reading == FlagReading.None && standard) continue;
             }
+            Count(reading, label);
+        }
+        if (shown.Count == 0) return NoFlags;
+        var result = equivocal ? FlagReading.Equivocal
+            : raised && notRaised ? FlagReading.Contradictory
+            : raised ? FlagReading.Raised
+            : notRaised ? FlagReading.NotRaised
+            : FlagReading.Unread;
+        return new Flags(result, string.Join(", ", shown), unread.Count > 0 ? string.Join(", ", unread) : null);
+
+        void Count(FlagReading reading, string? label)
+        {
             string display = label is null ? "(empty)" : label.Length > 40 ? label[..40] + "…" : label;
             shown.Add(display);
             switch (reading)
@@ -402,17 +426,13 @@ public sealed class Interpreter(KnowledgeBase knowledge)
                 default: unread.Add(display); break;
             }
         }
-        if (shown.Count == 0) return NoFlags;
-        var result = equivocal ? FlagReading.Equivocal
-            : raised && notRaised ? FlagReading.Contradictory
-            : raised ? FlagReading.Raised
-            : notRaised ? FlagReading.NotRaised
-            : FlagReading.Unread;
-        return new Flags(result, string.Join(", ", shown), unread.Count > 0 ? string.Join(", ", unread) : null);
     }
 
     /// <summary>Whether a v3/v2 interpretation code gives a verdict MagCds reads (else its display is read as words).</summary>
     internal static bool IsVerdictCode(string? code) => code is not null && ByCode(code) != FlagReading.None;
+
+    /// <summary>Words ("Negative"), or flag letters sent as text ("H", "Pos").</summary>
+    private static FlagReading ByWords(string words) => FlagWords.TryGetValue(words, out var reading) ? reading : ByCode(words.ToUpperInvariant());
 
     private static FlagReading ByCode(string code) =>
         RaisedFlags.Contains(code) ? FlagReading.Raised

@@ -86,15 +86,42 @@ public static class ValueReader
         return new ReadValue { Display = ComparatorText(comparator) + display, UnitText = "titre" };
     }
 
+    /// <summary>
+    /// A coded qualitative result. Its codings are translations of one result and its text is that result as the lab
+    /// showed it, so every code and every word MagCds reads must say the same: "positive" coded beside "negative", or
+    /// the code for positive with the text "Negative", is not read at all, whichever comes first.
+    /// </summary>
     private static ReadValue FromConcept(CodeableConcept cc)
     {
+        bool? byCode = null, any = null;
+        bool disagree = false;
+        string? display = null;
         foreach (var c in cc.Coding)
         {
             if (c.System is { } s && c.Code is { } code && QualitativeCodes.TryGetValue((s, code), out bool pos))
-                return new ReadValue { Positive = pos, Display = c.Display ?? cc.Text ?? code };
+            {
+                Read(pos);
+                byCode ??= pos;
+                display ??= c.Display ?? cc.Text ?? code;
+            }
+            if (c.Display is { } d && QualitativeWords.TryGetValue(d.Trim(), out bool byDisplay)) Read(byDisplay);
         }
+        if (cc.Text is { } t && QualitativeWords.TryGetValue(t.Trim(), out bool byText)) Read(byText);
+        if (disagree)
+        {
+            string shown = string.Join(" / ", cc.Coding.Select(c => c.Display ?? c.Code).Append(cc.Text).OfType<string>().Distinct());
+            return new ReadValue { Display = shown.Length > 60 ? shown[..60] + "…" : shown, Contradictory = true };
+        }
+        if (byCode is bool positive) return new ReadValue { Positive = positive, Display = display! };
+        // No code MagCds knows: the text as the lab showed it, else a coding's display, read as words.
         string? text = cc.Text ?? cc.Coding.Select(c => c.Display).FirstOrDefault(d => d is not null);
         return text is null ? new ReadValue { Display = "a coded value MagCds does not know" } : FromString(text);
+
+        void Read(bool positive)
+        {
+            if (any is bool earlier && earlier != positive) disagree = true;
+            any ??= positive;
+        }
     }
 
     private static ReadValue FromString(string text)

@@ -152,7 +152,12 @@ public static class DeterministicIds
                 break;
             case Integer { Value: int i }: sb.Append(i); break;
             case Integer: break;
-            case CodeableConcept cc: foreach (var c in cc.Coding) sb.Append(c.System).Append('#').Append(c.Code).Append(';'); sb.Append(cc.Text); break;
+            case CodeableConcept cc:
+                foreach (var c in cc.Coding) sb.Append(c.System).Append('#').Append(c.Code).Append(';');
+                sb.Append(cc.Text);
+                // A coding's display that contradicts its code makes the value unreadable; added later, only then.
+                if (ValueReader.Read(obs) is { Contradictory: true }) sb.Append("|vx");
+                break;
             case FhirString s: sb.Append(s.Value); break;
             default: sb.Append(obs.Value?.TypeName); break;
         }

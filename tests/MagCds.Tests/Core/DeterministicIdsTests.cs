@@ -207,6 +207,11 @@ public class DeterministicIdsTests
                 Is.Not.EqualTo(Version(o => o.Interpretation.Add(new CodeableConcept { Coding = [new Coding("urn:oid:1.2.3.local-flags", "1", "High")] }))), "display of a local flag");
             Assert.That(Version(o => o.Value = new Ratio { Numerator = new Quantity { Value = 1, Comparator = Quantity.QuantityComparator.LessThan }, Denominator = new Quantity { Value = 10 } }),
                 Is.Not.EqualTo(Version(o => o.Value = new Ratio { Numerator = new Quantity { Value = 1 }, Denominator = new Quantity { Value = 10 } })), "comparator on a titre's numerator");
+            // The code for positive shown as "Negative" is not read; shown as "Positive" it is.
+            Assert.That(Version(o => o.Value = new CodeableConcept { Coding = [new Coding("http://snomed.info/sct", "10828004", "Negative")] }),
+                Is.Not.EqualTo(Version(o => o.Value = new CodeableConcept { Coding = [new Coding("http://snomed.info/sct", "10828004", "Positive")] })), "display that contradicts a value's code");
+            Assert.That(Version(o => o.Value = new CodeableConcept { Coding = [new Coding("http://snomed.info/sct", "10828004", "Positive")] }),
+                Is.EqualTo(Version(o => o.Value = new CodeableConcept { Coding = [new Coding("http://snomed.info/sct", "10828004")] })), "a display that agrees changes nothing (ids as before)");
         });
     }
 
