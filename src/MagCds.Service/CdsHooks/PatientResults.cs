@@ -60,16 +60,18 @@ public sealed partial class PatientResults(
         using var cts = CancellationTokenSource.CreateLinkedTokenSource(ct);
         cts.CancelAfter(TimeSpan.FromSeconds(options.Value.FhirQueryTimeoutSeconds));
         var client = http.CreateClient(HttpClientName);
+        // A page larger than a CDS Hooks request may be (a server that ignores _count) is refused before it is parsed.
+        client.MaxResponseContentBufferSize = MaxPageBytes;
         if (call.AccessToken is not null)
             client.DefaultRequestHeaders.Authorization = new System.Net.Http.Headers.AuthenticationHeaderValue("Bearer", call.AccessToken);
-        using var fhir = new FhirClient(call.FhirServer, client, new FhirClientSettings { PreferredFormat = ResourceFormat.Json, VerifyFhirVersion = false });
+        using var fhir = new FhirClient(call.FhirServer, client, new FhirClientSettings { PreferredFormat = ResourceFormat.Json, VerifyFhirVersion = false, SerializationEngine = ServerAnswers });
 
         var found = new List<(Observation, string?)>();
         int max = options.Value.MaxResults;
         try
         {
             string query = string.Format(System.Globalization.CultureInfo.InvariantCulture, catalog.ResultsQueryTemplate, Uri.EscapeDataString(call.PatientId));
-            var page = await fhir.GetAsync(query, cts.Token) as Bundle;
+            var page = SearchSet(await fhir.GetAsync(query, cts.Token));
             // Newest first only if the server says it sorted (its self link lists the parameters it applied); if it
             // did not, the newest result may be on any page, so all are read (within the page limit).
             bool sorted = Hosting.SearchSets.SaysSorted(page);
@@ -80,7 +82,7 @@ public sealed partial class PatientResults(
                 more = page.NextLink is not null;
                 // The access token goes only to the server the EHR named: a next link elsewhere is not followed.
                 if (page.NextLink is not { } next || (sorted && found.Count >= max) || pages == 5 || !Security.OutboundLinks.IsUnderServer(next, call.FhirServer)) break;
-                page = await fhir.ContinueAsync(page, ct: cts.Token);
+                page = SearchSet(await fhir.ContinueAsync(page, ct: cts.Token));
                 more = false;
             }
             if (more && !sorted)
@@ -99,7 +101,25 @@ public sealed partial class PatientResults(
         }
         // Newest first whatever order the pages came in, as the core orders a patient's results.
         return found.OrderByDescending(f => Evaluator.ResultTime(f.Item1) ?? DateTimeOffset.MinValue).Take(max).ToList();
+
+        // A search is answered with a Bundle; anything else (an OperationOutcome, a Patient) is no answer about the
+        // patient's results, never "no results".
+        static Bundle SearchSet(Resource? answer) => answer as Bundle
+            ?? throw Unavailable($"The FHIR server answered the search for the patient's anti-MAG results with {(answer is null ? "nothing" : "a " + answer.TypeName)}, not a Bundle.");
     }
+
+    /// <summary>The largest search page read from a FHIR server: the size of the largest CDS Hooks request.</summary>
+    private const int MaxPageBytes = 4 * 1024 * 1024;
+
+    /// <summary>
+    /// How a FHIR server's answers are parsed: every value checked as in a request (a status no FHIR release defines is
+    /// refused, not carried into the evaluation), while elements a server adds of its own (such as Medplum's
+    /// <c>meta.author</c>) are let through, as they are not read.
+    /// </summary>
+    private static readonly Hl7.Fhir.Serialization.IFhirSerializationEngine ServerAnswers =
+        Hl7.Fhir.Serialization.FhirSerializationEngineFactory.Custom(ModelInfo.ModelInspector,
+            new Hl7.Fhir.Serialization.FhirJsonConverterOptions { AcceptUnknownMembers = true },
+            new Hl7.Fhir.Serialization.DeserializerSettings { AcceptUnknownMembers = true });
 
     /// <summary>
     /// True when a subject reference names exactly this patient: "Patient/id" (on the EHR's server), or the absolute URL

@@ -73,18 +73,16 @@ public class PrefetchFallbackTests : ServiceWithFhirServer
         });
     }
 
-    [Test]
-    public async Task A_prefetched_page_with_more_pages_and_no_stated_sort_is_read_again_from_fhirServer()
+    [TestCase(null, TestName = "A prefetched page with more pages and no stated sort is read again from fhirServer")]
+    [TestCase("_sort=date", TestName = "A prefetched page sorted oldest first is read again from fhirServer")]
+    [TestCase("_sort=code", TestName = "A prefetched page sorted by another element is read again from fhirServer")]
+    [TestCase("x_sort=-date", TestName = "A prefetched page whose self link only looks sorted is read again from fhirServer")]
+    public async Task A_prefetched_page_not_said_to_be_newest_first_is_read_again(string? selfQuery)
     {
-        // The EHR sent page 1 of several, holding an older result, without saying it sorted: the latest may be elsewhere.
-        var older = TestFiles.Resource<Observation>("Observation-btu-high.json");
-        older.Subject = new ResourceReference("Patient/" + Patient);
-        older.Effective = new FhirDateTime("2025-09-01T08:00:00Z");
-        var page = new Bundle { Type = Bundle.BundleType.Searchset, Entry = [new Bundle.EntryComponent { Resource = older }] };
-        page.Link.Add(new Bundle.LinkComponent { Relation = "next", Url = Fhir.BaseUrl + "/Observation?patient=" + Patient + "&_offset=1" });
-        var slot = JsonNode.Parse(page.ToJson());
-
-        var resp = await Call(CdsKit.PatientView(Patient, null, Fhir.BaseUrl, AccessToken, resultsSlot: slot));
+        // The EHR sent page 1 of several, holding an older result, without saying it sorted newest first: the latest
+        // may be elsewhere.
+        var page = OlderResultPage(selfQuery);
+        var resp = await Call(CdsKit.PatientView(Patient, null, Fhir.BaseUrl, AccessToken, resultsSlot: JsonNode.Parse(page.ToJson())));
         string json = await resp.Content.ReadAsStringAsync();
         Assert.That(resp.StatusCode, Is.EqualTo(HttpStatusCode.OK), json);
         Assert.That(Card(json).GetProperty("summary").GetString(), Does.StartWith("Anti-MAG IgM 25000 BTU"), "the latest result, from the server");
@@ -93,6 +91,40 @@ public class PrefetchFallbackTests : ServiceWithFhirServer
         // With no FHIR server to ask, the call cannot be answered safely.
         using var alone = await Call(CdsKit.PatientView(Patient, null, null, null, resultsSlot: JsonNode.Parse(page.ToJson())));
         Assert.That(alone.StatusCode, Is.EqualTo(HttpStatusCode.PreconditionFailed));
+    }
+
+    /// <summary>Page 1 of several holding one older, raised result (88000 BTU), with a self link of that query.</summary>
+    private Bundle OlderResultPage(string? selfQuery)
+    {
+        var older = TestFiles.Resource<Observation>("Observation-btu-high.json");
+        older.Subject = new ResourceReference("Patient/" + Patient);
+        older.Effective = new FhirDateTime("2025-09-01T08:00:00Z");
+        var page = new Bundle { Type = Bundle.BundleType.Searchset, Entry = [new Bundle.EntryComponent { Resource = older }] };
+        if (selfQuery is not null)
+            page.Link.Add(new Bundle.LinkComponent { Relation = "self", Url = Fhir.BaseUrl + "/Observation?patient=" + Patient + "&" + selfQuery });
+        page.Link.Add(new Bundle.LinkComponent { Relation = "next", Url = Fhir.BaseUrl + "/Observation?patient=" + Patient + "&_offset=1" });
+        return page;
+    }
+
+    [Test]
+    public async Task A_prefetched_page_said_to_be_newest_first_is_used_as_it_is()
+    {
+        var resp = await Call(CdsKit.PatientView(Patient, null, Fhir.BaseUrl, AccessToken, resultsSlot: JsonNode.Parse(OlderResultPage("_sort=-date").ToJson())));
+        string json = await resp.Content.ReadAsStringAsync();
+        Assert.That(Card(json).GetProperty("summary").GetString(), Does.StartWith("Anti-MAG IgM 88000 BTU"), "the newest of the page the EHR sent");
+        Assert.That(await Fhir.RequestsAsync(), Is.Empty);
+    }
+
+    [TestCase("""{"resourceType":"OperationOutcome","issue":[{"severity":"information","code":"informational"}]}""", TestName = "A search answered 200 with an OperationOutcome gives 412, not an empty answer")]
+    [TestCase("""{"resourceType":"Patient","id":"pat-fallback"}""", TestName = "A search answered 200 with a Patient gives 412, not an empty answer")]
+    [TestCase("""{"resourceType":"Bundle","type":"searchset","entry":[{"resource":{"resourceType":"Observation","status":"not-a-status","code":{"coding":[{"system":"http://loinc.org","code":"39087-2"}]},"subject":{"reference":"Patient/pat-fallback"},"valueQuantity":{"value":25000,"unit":"BTU"}}}]}""",
+        TestName = "A search answered with a result no FHIR release allows gives 412, not 500")]
+    public async Task A_search_answer_that_is_no_readable_searchset_gives_412(string answer)
+    {
+        await Fhir.FaultAsync(200, 1, "GET", "/fhir/R4/Observation", body: JsonNode.Parse(answer));
+        using var resp = await Call(CdsKit.PatientView(Patient, null, Fhir.BaseUrl, AccessToken, includeResultsKey: false));
+        Assert.That(resp.StatusCode, Is.EqualTo(HttpStatusCode.PreconditionFailed), await resp.Content.ReadAsStringAsync());
+        Assert.That((await Fhir.RequestsAsync()).Single().Status, Is.EqualTo(200));
     }
 
     [Test]

@@ -165,6 +165,18 @@ public sealed class FhirTestServer(string? requiredToken = null, IReadOnlyDictio
         await EnsureOkAsync(resp, cancellationToken);
     }
 
+    /// <summary>
+    /// Makes the server answer <paramref name="status"/> (0: answered normally) to the next <paramref name="count"/>
+    /// requests of that method under that path, after <paramref name="delayMs"/>, with a <c>Retry-After</c> header when
+    /// <paramref name="retryAfter"/> is given, and with <paramref name="body"/> (JSON) instead of an OperationOutcome.
+    /// </summary>
+    public async Task FaultAsync(int status, int count, string method, string path, int delayMs = 0, string? retryAfter = null,
+        System.Text.Json.Nodes.JsonNode? body = null, CancellationToken cancellationToken = default)
+    {
+        using var resp = await Admin.PostAsync("admin/faults", JsonContent.Create(new { status, count, method, path, delayMs, retryAfter, body }), cancellationToken);
+        await EnsureOkAsync(resp, cancellationToken);
+    }
+
     /// <summary>Empties only the request log, e.g. after seeding, so a test sees just what the code under test asked for.</summary>
     public async Task ClearRequestsAsync(CancellationToken cancellationToken = default)
     {

@@ -37,15 +37,7 @@ public abstract class WorkerTestBase(StoreProvider provider)
     [TearDown]
     public async Task StopService() => await H.DisposeAsync();
 
-    /// <summary>
-    /// Makes the FHIR test server answer <paramref name="status"/> (0: answered normally) to the next
-    /// <paramref name="count"/> requests of that method under that path, after <paramref name="delayMs"/>, with a
-    /// <c>Retry-After</c> header when <paramref name="retryAfter"/> is given.
-    /// </summary>
-    protected async Task InjectAsync(int status, int count, string method, string path, int delayMs = 0, string? retryAfter = null)
-    {
-        using var http = new HttpClient();
-        using var resp = await System.Net.Http.Json.HttpClientJsonExtensions.PostAsJsonAsync(http, Fhir.RootUrl + "/admin/faults", new { status, count, method, path, delayMs, retryAfter });
-        resp.EnsureSuccessStatusCode();
-    }
+    /// <summary>See <see cref="FhirTestServer.FaultAsync"/>.</summary>
+    protected Task InjectAsync(int status, int count, string method, string path, int delayMs = 0, string? retryAfter = null) =>
+        Fhir.FaultAsync(status, count, method, path, delayMs, retryAfter);
 }
