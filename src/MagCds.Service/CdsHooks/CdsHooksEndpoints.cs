@@ -131,7 +131,7 @@ public static partial class CdsHooksEndpoints
     private static string EndpointUrl(HttpRequest req, CdsHooksOptions o) => BaseUrl(req, o) + req.Path;
 
     private static FhirRequestException UnknownService(string id) =>
-        new(StatusCodes.Status404NotFound, OutcomeCodes.NotFound, $"No CDS Service '{id}'. See GET /cds-services.");
+        new(StatusCodes.Status404NotFound, OutcomeCodes.NotFound, "No CDS Service with that id. See GET /cds-services.");
 
     [LoggerMessage(Level = LogLevel.Warning, Message = "CDS Hooks call from {Issuer} names a fhirServer outside that issuer's FhirServers; it is not queried (the call is answered from its prefetch, or 412)")]
     private static partial void FhirServerNotAllowed(ILogger logger, string issuer);

@@ -63,7 +63,7 @@ public static class CdsRequestReader
 
             string hook = RequiredString(root, "hook");
             if (hook != service.Hook)
-                throw Bad($"Service '{service.Id}' answers the '{service.Hook}' hook, not '{hook}'.");
+                throw Bad($"Service '{service.Id}' answers the '{service.Hook}' hook, not the one the request names.");
             string hookInstance = RequiredString(root, "hookInstance");
             if (!Guid.TryParse(hookInstance, out _)) throw Bad("hookInstance must be a UUID.");
 

@@ -23,7 +23,7 @@ public static class ConformanceEndpoints
             fhir.MapGet($"/{type}/{{id}}", (string id, HttpRequest req, ConformancePackage p) =>
                 p.Read(type, id) is { } r
                     ? new FhirResult(r, FhirWire.ResponseFormat(req, null))
-                    : throw new FhirRequestException(StatusCodes.Status404NotFound, OutcomeCodes.NotFound, $"No {type} '{id}'."));
+                    : throw new FhirRequestException(StatusCodes.Status404NotFound, OutcomeCodes.NotFound, $"No {type} with that id (GET /fhir/{type} lists them)."));
             fhir.MapGet($"/{type}", (string? url, string? version, HttpRequest req, ConformancePackage p) =>
                 new FhirResult(SearchSet(req, type, p.Search(type, url, version).ToList()), FhirWire.ResponseFormat(req, null)));
         }
@@ -125,11 +125,11 @@ public static class ConformanceEndpoints
     {
         foreach (var part in p.Parameter)
             if (part.Name is not ("resource" or "profile" or "mode"))
-                throw Invalid($"Unknown parameter '{part.Name}'; $validate takes 'resource' and optionally 'profile' or 'mode'.");
+                throw Invalid("A parameter has a name $validate does not take; it takes 'resource' and optionally 'profile' or 'mode'.");
         if (p.Parameter.Where(x => x.Name == "resource").ToList() is not [{ Resource: Observation o }])
             throw Invalid("Exactly one 'resource' parameter carrying an Observation is required.");
         if (p.Parameter.FirstOrDefault(x => x.Name == "mode")?.Value?.ToString() is { } mode && mode is not ("create" or "update"))
-            throw Invalid($"Mode '{mode}' is not supported: an Observation is checked as it would be sent (create or update).");
+            throw Invalid("Only the modes 'create' and 'update' are supported: an Observation is checked as it would be sent.");
         string? profile = p.Parameter.FirstOrDefault(x => x.Name == "profile")?.Value?.ToString();
         if (profile is not null && profile != inputProfile)
             throw Invalid($"This service validates against its input profile {inputProfile} only.");

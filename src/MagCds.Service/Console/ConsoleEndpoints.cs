@@ -71,7 +71,7 @@ public static class ConsoleEndpoints
     private static IResult Asset(string file)
     {
         var stream = typeof(ConsoleEndpoints).Assembly.GetManifestResourceStream(AssetPrefix + file);
-        if (stream is null) throw new FhirRequestException(StatusCodes.Status404NotFound, OutcomeCodes.NotFound, $"No console file '{file}'.");
+        if (stream is null) throw new FhirRequestException(StatusCodes.Status404NotFound, OutcomeCodes.NotFound, "No such console file.");
         string type = Path.GetExtension(file) switch
         {
             ".html" => "text/html; charset=utf-8",

@@ -44,7 +44,7 @@ public sealed class ConsolePreview(Evaluator evaluator, CardBuilder cards, Patie
         if (IsCdsHooksRequest(body, out string? hook))
         {
             var service = catalog.Services.FirstOrDefault(s => s.Hook == hook)
-                          ?? throw new FhirRequestException(StatusCodes.Status400BadRequest, OutcomeCodes.InvalidCdsRequest, $"MagCds offers no service for hook '{hook}'.");
+                          ?? throw new FhirRequestException(StatusCodes.Status400BadRequest, OutcomeCodes.InvalidCdsRequest, "MagCds offers no service for that hook.");
             // Prefetch only: the console never calls a FHIR server a pasted request names (no requests on an admin's behalf
             // to arbitrary hosts); without prefetch the answer says the data is unavailable, as the door would without access.
             var call = CdsRequestReader.Read(body, service, allowInsecureFhirServer) with { FhirServer = null, AccessToken = null };

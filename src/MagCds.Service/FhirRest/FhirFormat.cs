@@ -125,6 +125,67 @@ public static class FhirWire
     /// </summary>
     public static ParsedBody Parse(ReadOnlyMemory<byte> body, FhirFormat format)
     {
+        var parsed = ParseSyntax(body, format);
+        // XML cannot carry such characters at all; a JSON escape can. Scanned on the bytes, so a body without any costs
+        // a search for a backslash; only then are the entries looked at one by one.
+        return format == FhirFormat.Json && ControlCharacterAt(body.Span) is { } at ? WithoutControlCharacters(parsed, body.Span, at) : parsed;
+    }
+
+    /// <summary>
+    /// FHIR strings hold no control characters but tab, CR and LF (R4 datatypes, string), and U+FFFE/U+FFFF are no
+    /// characters at all; XML cannot write either, so an answer quoting one in XML would fail half-written. A Bundle
+    /// entry holding one is a bad entry like any other; anywhere else the body is refused.
+    /// </summary>
+    private static ParsedBody WithoutControlCharacters(ParsedBody parsed, ReadOnlySpan<byte> body, int at)
+    {
+        if (parsed.Resource is Bundle bundle)
+        {
+            var bad = new Dictionary<int, string>(parsed.BadEntries);
+            for (int i = 0; i < bundle.Entry.Count; i++)
+            {
+                if (bundle.Entry[i].Resource is not { } r) continue;
+                var scratch = new ArrayBufferWriter<byte>();
+                using (var w = new Utf8JsonWriter(scratch)) JsonOut.Serialize(r, w);
+                if (ControlCharacterAt(scratch.WrittenSpan) is null) continue;
+                bad[i] = ControlCharacterText;
+                bundle.Entry[i].Resource = null;
+            }
+            // One outside the entries' resources (the Bundle's own elements, an entry's fullUrl) sinks the body.
+            var shell = (Bundle)bundle.DeepCopy();
+            foreach (var e in shell.Entry) e.Resource = null;
+            var outside = new ArrayBufferWriter<byte>();
+            using (var w = new Utf8JsonWriter(outside)) JsonOut.Serialize(shell, w);
+            if (ControlCharacterAt(outside.WrittenSpan) is null) return new ParsedBody(bundle, bad);
+        }
+        int lineStart = body[..at].LastIndexOf((byte)'\n') + 1;
+        throw Unparseable($"{ControlCharacterText} (line {body[..at].Count((byte)'\n') + 1}, byte {at - lineStart + 1}).");
+    }
+
+    private const string ControlCharacterText = "A string holds a control character or a non-character (U+FFFE, U+FFFF) that FHIR strings may not hold";
+
+    /// <summary>Where the first JSON escape of a character FHIR strings may not hold is, if any.</summary>
+    private static int? ControlCharacterAt(ReadOnlySpan<byte> json)
+    {
+        int at = json.IndexOf((byte)'\\');
+        while (at >= 0 && at + 1 < json.Length)
+        {
+            byte kind = json[at + 1];
+            if (kind is (byte)'b' or (byte)'f') return at;
+            int length = 2;
+            if (kind == (byte)'u' && at + 6 <= json.Length
+                && System.Buffers.Text.Utf8Parser.TryParse(json.Slice(at + 2, 4), out ushort c, out int used, 'X') && used == 4)
+            {
+                if (c is (< 0x20 and not (0x09 or 0x0A or 0x0D)) or 0xFFFE or 0xFFFF) return at;
+                length = 6;
+            }
+            int next = json[(at + length)..].IndexOf((byte)'\\');
+            at = next < 0 ? -1 : at + length + next;
+        }
+        return null;
+    }
+
+    private static ParsedBody ParseSyntax(ReadOnlyMemory<byte> body, FhirFormat format)
+    {
         Resource? resource;
         IEnumerable<CodedException> errors;
         bool trailing = false;

@@ -56,10 +56,11 @@ public static class MagEvaluateOperation
             {
                 In.Observation => inputs,
                 In.History => history,
-                _ => throw InvalidParameters($"Unknown parameter '{part.Name}' at {at}; expected '{In.Observation}' or '{In.History}'."),
+                // The name is not quoted: it is the caller's text, and error answers and logs quote no input.
+                _ => throw InvalidParameters($"The parameter at {at} has a name this operation does not take; expected '{In.Observation}' or '{In.History}'."),
             };
             if (part.Resource is not Observation o)
-                throw InvalidParameters($"Parameter '{part.Name}' at {at} must carry an Observation resource.");
+                throw InvalidParameters($"The '{part.Name}' parameter at {at} must carry an Observation resource.");
             target.Add(new EvaluationInput(o, LocalReference(o), at + ".resource"));
         }
         if (inputs.Count == 0) throw InvalidParameters($"At least one '{In.Observation}' parameter is required.");

@@ -16,10 +16,36 @@ public static class Outcomes
         {
             Severity = severity,
             Code = code.Type,
-            Details = new CodeableConcept(urls.OutcomeSystem, code.Code, code.Display, message),
+            Details = new CodeableConcept(urls.OutcomeSystem, code.Code, code.Display, Printable(message)),
         };
-        if (location is not null) issue.Expression = [location];
+        if (location is not null) issue.Expression = [Printable(location)];
         return issue;
+    }
+
+    /// <summary>
+    /// The text with every character FHIR strings may not hold (controls but tab, CR and LF; U+FFFE, U+FFFF; a lone
+    /// surrogate) replaced by U+FFFD: an error answer must be writable in XML too, whatever a message came to hold.
+    /// </summary>
+    public static string Printable(string text)
+    {
+        for (int i = 0; i < text.Length; i++)
+        {
+            if (Allowed(text, i)) continue;
+            var chars = text.ToCharArray();
+            for (int j = i; j < chars.Length; j++) if (!Allowed(text, j)) chars[j] = '\uFFFD';
+            return new string(chars);
+        }
+        return text;
+
+        static bool Allowed(string s, int i)
+        {
+            char c = s[i];
+            if (c < 0x20) return c is '\t' or '\n' or '\r';
+            if (c is '\uFFFE' or '\uFFFF') return false;
+            if (char.IsHighSurrogate(c)) return i + 1 < s.Length && char.IsLowSurrogate(s[i + 1]);
+            if (char.IsLowSurrogate(c)) return i > 0 && char.IsHighSurrogate(s[i - 1]);
+            return true;
+        }
     }
 
     public static OperationOutcome.IssueComponent Issue(CanonicalUrls urls, CoreIssue i) => Issue(urls, i.Code, i.Severity, i.Message, i.Location);
