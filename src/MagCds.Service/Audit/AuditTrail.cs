@@ -34,6 +34,9 @@ public sealed partial class AuditTrail(Database db, TimeProvider time, Microsoft
 
     public void Record(AuditEntry entry)
     {
+        // Cut to what the store keeps before it is queued: a backlog (the store down for a while) then holds a few
+        // kilobytes per entry, whatever a caller sent (a Bundle entry's fullUrl can be most of a 32 MB body).
+        entry = entry with { Caller = Clean(entry.Caller)!, CorrelationId = Clean(entry.CorrelationId)!, Resource = Clean(entry.Resource)!, Version = Clean(entry.Version) };
         if (!_queue.Writer.TryWrite(entry) && Interlocked.Increment(ref _dropped) % 1000 == 1) Dropped(logger, _dropped);
     }
 
@@ -94,9 +97,9 @@ public sealed partial class AuditTrail(Database db, TimeProvider time, Microsoft
     }
 
     /// <summary>
-    /// Writes the batch entry by entry and drops those the store refuses on their own (a data error, not a transient
-    /// one). A transient error (the store unreachable, busy) stops the pass at once and keeps every entry not yet
-    /// written: an outage must never be mistaken for bad entries. False when nothing was settled.
+    /// Writes the batch entry by entry and drops those the store refuses as values (<see cref="Database.RefusedValue"/>).
+    /// Any other error (the store unreachable, busy, a rotated password, a read-only standby) stops the pass at once and
+    /// keeps every entry not yet written: an outage must never be mistaken for bad entries. False when nothing was settled.
     /// </summary>
     private async Task<bool> WriteSinglyAsync(List<AuditEntry> batch, CancellationToken ct)
     {
@@ -107,8 +110,7 @@ public sealed partial class AuditTrail(Database db, TimeProvider time, Microsoft
             {
                 await InsertAsync([entry], ct);
             }
-            // SQLite refuses no value MagCds writes, so its errors are the store's state (busy, disk), never an entry's.
-            catch (System.Data.Common.DbException e) when (!e.IsTransient && e is not Microsoft.Data.Sqlite.SqliteException) { refused++; }
+            catch (System.Data.Common.DbException e) when (Database.RefusedValue(e)) { refused++; }
             catch (System.Data.Common.DbException) { break; }
             settled++;
         }
@@ -139,7 +141,7 @@ public sealed partial class AuditTrail(Database db, TimeProvider time, Microsoft
             cmd.With(name, null);
         foreach (var e in entries)
         {
-            object?[] values = [e.At.ToUnixTimeMilliseconds(), e.Door, Clean(e.Caller), Clean(e.CorrelationId), Clean(e.Resource), Clean(e.Version), e.KnowledgeVersion, e.Outcome, Clean(string.Join(",", e.Outputs))];
+            object?[] values = [e.At.ToUnixTimeMilliseconds(), e.Door, e.Caller, e.CorrelationId, e.Resource, e.Version, e.KnowledgeVersion, e.Outcome, Clean(string.Join(",", e.Outputs))];
             for (int i = 0; i < values.Length; i++) cmd.Parameters[i].Value = values[i] ?? DBNull.Value;
             await cmd.ExecuteNonQueryAsync(ct);
         }

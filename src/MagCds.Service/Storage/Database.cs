@@ -115,24 +115,32 @@ public sealed class Database : IAsyncDisposable
         return c;
     }
 
-    /// <summary>Whether the database answers (for readiness checks).</summary>
     /// <summary>
     /// Whether a store error means the store is out of reach or out of breath (a retry later may succeed) rather than
     /// that it answered and refused (a defect: bad SQL, a violated constraint). Connection, I/O, time-out and pool
     /// errors, PostgreSQL classes 08 (connection), 28 (authorisation), 53 (resources), 57P (shutdown), 40001/40P01
-    /// (serialisation, deadlock) and a database that is not there (3D000); SQLite busy, locked, read-only, I/O, full
-    /// and cannot-open.
+    /// (serialisation, deadlock), a database that is not there (3D000) and a read-only standby (25006, the address
+    /// still pointing at the old primary after a failover); SQLite busy, locked, read-only, I/O, full and cannot-open.
     /// </summary>
     public static bool IsUnavailable(DbException e) => e switch
     {
         PostgresException p => p.SqlState.StartsWith("08", StringComparison.Ordinal) || p.SqlState.StartsWith("28", StringComparison.Ordinal)
                                || p.SqlState.StartsWith("53", StringComparison.Ordinal) || p.SqlState.StartsWith("57P", StringComparison.Ordinal)
-                               || p.SqlState is "3D000" or "40001" or "40P01",
+                               || p.SqlState is "3D000" or "40001" or "40P01" or "25006",
         NpgsqlException => true, // not an answer of the server: I/O, time-out, an exhausted pool
         SqliteException s => (s.SqliteErrorCode & 0xFF) is 5 or 6 or 8 or 10 or 13 or 14, // BUSY LOCKED READONLY IOERR FULL CANTOPEN
         _ => false,
     };
 
+    /// <summary>
+    /// Whether the store refused a value it was given (PostgreSQL classes 22, data exception, such as a NUL in text,
+    /// and 23, integrity constraint): the row is at fault, not the store. Every other error may be the store's state
+    /// and says nothing about the row. SQLite refuses no value MagCds writes.
+    /// </summary>
+    public static bool RefusedValue(DbException e) =>
+        e is PostgresException p && (p.SqlState.StartsWith("22", StringComparison.Ordinal) || p.SqlState.StartsWith("23", StringComparison.Ordinal));
+
+    /// <summary>Whether the database answers (for readiness checks).</summary>
     public async Task<bool> PingAsync(CancellationToken ct)
     {
         try

@@ -108,6 +108,67 @@ public sealed class AuditTests(StoreProvider provider)
     }
 
     [Test]
+    public async Task Entries_that_meet_a_store_failure_are_kept_until_the_store_takes_them()
+    {
+        // The table gone for a while (as with a rotated password, a read-only standby or a missing database, the store
+        // answers every insert with an error that says nothing about the entries): after three failed batches the
+        // entries are tried one by one, and none of them may be dropped as "refused".
+        await using var db = StoreUnderTest.Open(await StoreUnderTest.OptionsAsync(provider));
+        var now = new DateTimeOffset(2026, 11, 26, 8, 0, 0, TimeSpan.Zero);
+        var log = new Microsoft.Extensions.Logging.Testing.FakeLogger<AuditTrail>();
+        var audit = new AuditTrail(db, new FixedClock(now), Options.Create(new AuditOptions { BatchWindowMs = 10 }), log);
+        Assert.That(await audit.QueryAsync(null, 10, CancellationToken.None), Is.Empty); // the schema is made
+        await ExecuteAsync(db, "ALTER TABLE audit_event RENAME TO audit_event_away");
+        await audit.StartAsync(CancellationToken.None);
+        for (int i = 0; i < 3; i++) audit.Record(new AuditEntry(now, "fhir-rest", "test", $"KEPT-{i}", $"Observation/k{i}", "1", "k", "Elevated", ["ra-1"]));
+
+        await WorkerHarness.WaitUntilAsync(() => Task.FromResult(log.Collector.GetSnapshot().Count(r => r.Message.Contains("not stored yet", StringComparison.Ordinal)) >= 4),
+            "the writer failed past its one-by-one pass", 30);
+        await ExecuteAsync(db, "ALTER TABLE audit_event_away RENAME TO audit_event");
+        await WorkerHarness.WaitUntilAsync(async () => (await audit.QueryAsync(null, 10, CancellationToken.None)).Count == 3, "all three entries are stored once the store takes them", 30);
+        Assert.That(log.Collector.GetSnapshot().Select(r => r.Message), Has.None.Contains("dropped"));
+        await audit.StopAsync(CancellationToken.None);
+    }
+
+    [Test]
+    public async Task A_queued_entry_keeps_no_more_of_what_the_caller_sent_than_the_store_would()
+    {
+        // While the store does not take entries, they wait in memory: a 2 MB fullUrl standing for the resource must not
+        // wait with them (the store keeps 1,024 characters of it).
+        await using var db = StoreUnderTest.Open(await StoreUnderTest.OptionsAsync(provider));
+        var now = new DateTimeOffset(2026, 11, 26, 8, 0, 0, TimeSpan.Zero);
+        var audit = new AuditTrail(db, new FixedClock(now), Options.Create(new AuditOptions { BatchWindowMs = 10 }), NullLogger<AuditTrail>.Instance);
+        Assert.That(await audit.QueryAsync(null, 10, CancellationToken.None), Is.Empty);
+        await ExecuteAsync(db, "ALTER TABLE audit_event RENAME TO audit_event_away");
+        await audit.StartAsync(CancellationToken.None);
+        var sent = RecordLarge(audit, now);
+        GC.Collect();
+        GC.WaitForPendingFinalizers();
+        Assert.That(sent.IsAlive, Is.False, "the queue holds only the part the store keeps");
+
+        await ExecuteAsync(db, "ALTER TABLE audit_event_away RENAME TO audit_event");
+        await WorkerHarness.WaitUntilAsync(async () => (await audit.QueryAsync(null, 10, CancellationToken.None)).Count == 1, "the entry is stored", 30);
+        Assert.That((await audit.QueryAsync(null, 10, CancellationToken.None)).Single().Resource, Has.Length.EqualTo(1024));
+        await audit.StopAsync(CancellationToken.None);
+
+        // Not inlined, so that no local of the test keeps the large text alive.
+        [System.Runtime.CompilerServices.MethodImpl(System.Runtime.CompilerServices.MethodImplOptions.NoInlining)]
+        static WeakReference RecordLarge(AuditTrail audit, DateTimeOffset now)
+        {
+            string fullUrl = "urn:uuid:" + new string('x', 2 * 1024 * 1024);
+            audit.Record(new AuditEntry(now, "fhir-rest", "test", "LARGE-1", fullUrl, null, "k", "Elevated", []));
+            return new WeakReference(fullUrl);
+        }
+    }
+
+    private static async Task ExecuteAsync(Database db, string sql)
+    {
+        await using var c = await db.OpenAsync(CancellationToken.None);
+        await using var cmd = c.Command(sql);
+        await cmd.ExecuteNonQueryAsync();
+    }
+
+    [Test]
     public async Task Entries_older_than_the_retention_period_are_deleted_and_newer_ones_kept()
     {
         var settings = await StoreUnderTest.SettingsAsync(provider);

@@ -16,6 +16,7 @@ public sealed class StoreErrorTests
     [TestCase("53300", true)]   // too many connections
     [TestCase("28P01", true)]   // authentication failed (a rotated password)
     [TestCase("40001", true)]   // serialisation failure: a retry succeeds
+    [TestCase("25006", true)]   // read-only transaction: a standby after a failover
     [TestCase("42P01", false)]  // undefined table: a defect
     [TestCase("23505", false)]  // unique violation: a defect
     [TestCase("22P02", false)]  // invalid text representation: a defect
@@ -33,6 +34,27 @@ public sealed class StoreErrorTests
     [TestCase(19, false)]  // SQLITE_CONSTRAINT
     public void SQLite_errors(int code, bool unavailable) =>
         Assert.That(Database.IsUnavailable(new SqliteException("x", code)), Is.EqualTo(unavailable));
+
+    /// <summary>
+    /// Which errors the audit trail takes as "the store refuses this entry" (it is dropped so that one bad entry cannot
+    /// stop the trail): a refused value only. An outage of any kind keeps every entry.
+    /// </summary>
+    [TestCase("22021", true)]   // character not in repertoire: a NUL in text
+    [TestCase("22001", true)]   // string data right truncation
+    [TestCase("23505", true)]   // unique violation
+    [TestCase("28P01", false)]  // a rotated password
+    [TestCase("28000", false)]  // refused by pg_hba.conf
+    [TestCase("3D000", false)]  // the database is not there
+    [TestCase("25006", false)]  // a read-only standby
+    [TestCase("57P01", false)]  // admin shutdown
+    [TestCase("53300", false)]  // too many connections
+    [TestCase("42P01", false)]  // undefined table: the store's state (a schema not there), not the entry's
+    public void Refused_values(string sqlState, bool refused) =>
+        Assert.That(Database.RefusedValue(new PostgresException("x", "ERROR", "ERROR", sqlState)), Is.EqualTo(refused));
+
+    [Test]
+    public void SQLite_refuses_no_value() =>
+        Assert.That(Database.RefusedValue(new SqliteException("x", 19)), Is.False);
 
     /// <summary>The code a failure is answered with, which the audit of an admin call records as well.</summary>
     [TestCase("store-out-of-reach", "store-unavailable")]
