@@ -81,7 +81,8 @@ let faults = [];
  * instead of this server (a misconfigured or hostile server), so a test can see whether a client follows them;
  * `clockOffsetMs` — this server's clock runs that far ahead (or, negative, behind) the machine's;
  * `transactionAsBatch` — a transaction is run entry by entry and answered 200 even when an entry fails (each entry's
- * own status says so), as by a server that does not support transactions properly.
+ * own status says so), as by a server that does not support transactions properly; `endlessPaging` — every searchset
+ * links on for ever: `self` to itself, `onward` to the next offset even past the last result (empty pages).
  */
 let quirks = {};
 /** Rest-hook deliveries made, for tests: { subscription, method, url, status }. Never headers or bodies. */
@@ -181,6 +182,13 @@ function decorateSearchset(bundle, url) {
     const kept = url.search.slice(1).split('&').filter((p) => p && !p.startsWith('_offset='));
     kept.push(`_offset=${offset + count}`);
     bundle.link.push({ relation: 'next', url: `${nextBase}${url.pathname.slice(BASE_PATH.length)}?${kept.join('&')}` });
+  }
+  if (quirks.endlessPaging === 'self') {
+    bundle.link = [{ relation: 'self', url: selfUrl }, { relation: 'next', url: selfUrl }];
+  } else if (quirks.endlessPaging === 'onward') {
+    const kept = url.search.slice(1).split('&').filter((p) => p && !p.startsWith('_offset='));
+    kept.push(`_offset=${offset + (count > 0 ? count : 20)}`);
+    bundle.link = [{ relation: 'self', url: selfUrl }, { relation: 'next', url: `${nextBase}${url.pathname.slice(BASE_PATH.length)}?${kept.join('&')}` }];
   }
 }
 

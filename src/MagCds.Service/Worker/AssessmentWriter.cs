@@ -156,17 +156,33 @@ public sealed partial class AssessmentWriter(Evaluator evaluator, WorkerFhirClie
         (r switch { RiskAssessment ra => ra.Identifier, DetectedIssue di => di.Identifier, _ => [] })
         .Where(i => i.System == evaluator.Canonical.ObservationSeriesSystem && !string.IsNullOrEmpty(i.Value)).Select(i => i.Value!);
 
-    /// <summary>Every resource a search finds, all pages.</summary>
+    /// <summary>Every resource a search finds, all pages (at most <see cref="MaxPages"/>).</summary>
     private async Task<List<Resource>> SearchAllAsync(FhirClient client, string query, CancellationToken ct)
     {
         var found = new List<Resource>();
+        var followed = new HashSet<string>(StringComparer.Ordinal);
         var page = await Call(() => client.GetAsync(query, ct), allowGone: false) as Bundle;
-        while (page is not null)
+        for (int pages = 1; page is not null; pages++)
         {
             found.AddRange(page.Entry.Select(e => e.Resource).OfType<Resource>());
-            page = page.NextLink is null ? null : await Call(() => client.ContinueAsync(page, ct: ct), allowGone: false);
+            page = !Hosting.SearchSets.HasUnreadNext(page, followed) ? null
+                : pages == MaxPages ? throw TooManyPages()
+                : await Call(() => client.ContinueAsync(page, ct: ct), allowGone: false);
         }
         return found;
+    }
+
+    /// <summary>
+    /// Pages read for one Observation's own versions or outputs: a handful at most in practice. More means a server
+    /// whose paging does not end (new next links for ever), and the item is a dead letter rather than a worker slot
+    /// taken for good.
+    /// </summary>
+    private const int MaxPages = 50;
+
+    private WorkFailure TooManyPages()
+    {
+        TooManyPagesRead(logger, MaxPages);
+        return new WorkFailure("too-many-pages", retryable: false);
     }
 
     /// <summary>Pages of earlier results read from a server that does not sort them (HistoryCount per page).</summary>
@@ -204,6 +220,9 @@ public sealed partial class AssessmentWriter(Evaluator evaluator, WorkerFhirClie
     [LoggerMessage(Level = LogLevel.Warning, Message = "The FHIR server did not sort a patient's earlier results and has more than {Pages} pages of them: the assessment is written without a trend rather than with one that may leave out the latest")]
     private static partial void HistoryUnsorted(ILogger logger, int pages);
 
+    [LoggerMessage(Level = LogLevel.Error, Message = "The FHIR server's paging of one Observation's versions or outputs did not end after {Pages} pages: dead-lettered as too-many-pages")]
+    private static partial void TooManyPagesRead(ILogger logger, int pages);
+
     /// <summary>
     /// The series identifier (and subject) of every version of the Observation. Its identity in MagCds includes the
     /// subject and business identifier, so a laboratory's patient or identifier correction starts a new series; the
@@ -233,11 +252,14 @@ public sealed partial class AssessmentWriter(Evaluator evaluator, WorkerFhirClie
             HistoryUnavailable(logger, e.Reason);
             return found;
         }
-        while (page is not null)
+        var followed = new HashSet<string>(StringComparer.Ordinal);
+        for (int pages = 1; page is not null; pages++)
         {
             foreach (var version in page.Entry.Select(e => e.Resource).OfType<Observation>())
                 Add(new EvaluationInput(version, input.Reference, input.Location));
-            page = page.NextLink is null ? null : await Call(() => client.ContinueAsync(page, ct: ct), allowGone: false);
+            page = !Hosting.SearchSets.HasUnreadNext(page, followed) ? null
+                : pages == MaxPages ? throw TooManyPages()
+                : await Call(() => client.ContinueAsync(page, ct: ct), allowGone: false);
         }
         return found;
     }

@@ -110,7 +110,9 @@ public sealed partial class Poller(WorkerFhirClient fhir, WorkQueue queue, Evalu
         var page = await client.GetAsync(query, ct) as Bundle;
         // When the search was asked, on the server's clock (its answer's Date has just set the offset).
         var started = serverClock.ToServer(asked);
-        while (page is not null)
+        var followed = new HashSet<string>(StringComparer.Ordinal);
+        bool cut = false, sorted = Hosting.SearchSets.SaysSorted(page, "_lastUpdated");
+        for (int pages = 1; page is not null; pages++)
         {
             var fresh = new List<(string, string, string?)>();
             foreach (var obs in page.Entry.Select(e => e.Resource).OfType<Observation>())
@@ -128,10 +130,22 @@ public sealed partial class Poller(WorkerFhirClient fhir, WorkQueue queue, Evalu
             }
             // Versions already assessed (brought in by a notification, or by an earlier poll) are not queued again.
             queued += await queue.EnqueueVersionsAsync(server, fresh, "poll", ct);
-            page = page.NextLink is null ? null : await client.ContinueAsync(page, ct: ct);
+            if (!Hosting.SearchSets.HasUnreadNext(page, followed)) break;
+            // A server whose paging does not end must not hold the worker's loop: what was read is queued and the
+            // cursor moves to it; the next poll goes on from there.
+            if (pages == MaxPollPages) { cut = true; break; }
+            page = await client.ContinueAsync(page, ct: ct);
         }
 
         if (older > 0) OlderThanAsked(logger, older);
+        if (cut)
+        {
+            // Sorted by update time as asked: everything up to max was read, and the next poll goes on from there.
+            // Otherwise a later page may hold earlier updates, so the cursor stays where it was (what was queued is
+            // remembered as seen and not queued twice).
+            PollCut(logger, MaxPollPages, sorted);
+            if (!sorted) max = cursor.Value;
+        }
 
         // Only versions inside the overlap of the next poll need remembering.
         var keep = seen.Where(s => s.Value > max - Overlap).ToDictionary();
@@ -144,6 +158,15 @@ public sealed partial class Poller(WorkerFhirClient fhir, WorkQueue queue, Evalu
         }, ct);
         return queued;
     }
+
+    /// <summary>
+    /// Pages one poll reads at most: a backlog of that many pages is read over several polls. A server whose paging
+    /// does not end (a next link to itself is caught before this) then cannot hold the worker's loop for good.
+    /// </summary>
+    private const int MaxPollPages = 1000;
+
+    [LoggerMessage(Level = LogLevel.Warning, Message = "A poll stopped after {Pages} pages of the FHIR server's answer (sorted by update time: {Sorted}); the next poll goes on")]
+    private static partial void PollCut(ILogger logger, int pages, bool sorted);
 
     [LoggerMessage(Level = LogLevel.Warning, Message = "The FHIR server answered a poll with {Count} Observations last updated before the poll's _lastUpdated bound (it may not support _lastUpdated); they were not queued")]
     private static partial void OlderThanAsked(ILogger logger, int count);

@@ -161,6 +161,35 @@ public sealed class WorkerTests(StoreProvider provider) : WorkerTestBase(provide
     }
 
     [Test]
+    public async Task A_server_whose_pages_link_to_themselves_is_read_once_round_and_the_work_done()
+    {
+        var obs = await Fhir.SeedAsync(Result("p1", 23.5m, "ACC-1"));
+        await Fhir.QuirksAsync(endlessPaging: "self");
+        await H.StartAsync();
+        await H.DrainedAsync(1);
+        // The searches for the Observation's earlier outputs (a poll's own search is repeated by every poll).
+        var searches = (await Fhir.RequestsAsync()).Where(r => r.Method == "GET" && (r.Url.Contains("/RiskAssessment?", StringComparison.Ordinal) || r.Url.Contains("/DetectedIssue?", StringComparison.Ordinal))).ToList();
+        Assert.That(searches, Is.Not.Empty);
+        await Fhir.QuirksAsync(); // for this test's own reading of the results
+        Assert.That((await H.AllAsync<RiskAssessment>()).Single().Basis[0].Reference, Is.EqualTo("Observation/" + obs.Id));
+        Assert.That(searches.GroupBy(r => r.Url).Max(g => g.Count()), Is.LessThanOrEqualTo(4), "each search followed its looping next link once, not for ever");
+    }
+
+    [Test]
+    public async Task A_server_whose_paging_never_ends_gets_the_item_dead_lettered_not_a_worker_slot_taken_for_good()
+    {
+        await H.StartAsync(new() { ["MagCds:Worker:PollIntervalSeconds"] = "0" });
+        var obs = await Fhir.SeedAsync(Result("p1", 23.5m, "ACC-1"));
+        await Fhir.QuirksAsync(endlessPaging: "onward");
+        using (var resp = await PutNotificationAsync(obs)) Assert.That(resp.StatusCode, Is.EqualTo(HttpStatusCode.OK));
+        await WaitUntilAsync(async () => (await H.QueueAsync()).GetProperty("deadLetters").GetInt64() == 1, "the item is dead-lettered", 60);
+        var dead = (await H.Client.GetFromJsonAsync<JsonElement>("/admin/worker/dead-letters")).EnumerateArray().Single();
+        Assert.That(dead.GetProperty("reason").GetString(), Is.EqualTo("too-many-pages"));
+        await Fhir.QuirksAsync(); // for this test's own reading of the results
+        Assert.That(await H.AllAsync<RiskAssessment>(), Is.Empty);
+    }
+
+    [Test]
     public async Task A_rerun_from_scratch_creates_nothing_new()
     {
         for (int i = 0; i < 6; i++) await Fhir.SeedAsync(Result($"p{i}", 23.5m, $"ACC-{i}"));
