@@ -150,8 +150,12 @@ public sealed record Interpretation
 
 public sealed record TrendPoint(string Date, string Display, decimal? Number, string? Reference, bool IsCurrent, Category Category);
 
-/// <summary>Earlier results of the same patient and same assay, oldest first, ending with the current one.</summary>
-public sealed record Trend(IReadOnlyList<TrendPoint> Points, decimal? PercentFromPrevious, decimal? PercentFromFirst, string? Note)
+/// <summary>
+/// Earlier results of the same patient and same assay, oldest first, ending with the current one. With more than
+/// <see cref="TrendBuilder.MaxListed"/> earlier results, the first and the most recent are listed and
+/// <paramref name="Omitted"/> counts those between them.
+/// </summary>
+public sealed record Trend(IReadOnlyList<TrendPoint> Points, decimal? PercentFromPrevious, decimal? PercentFromFirst, string? Note, int Omitted = 0)
 {
     /// <summary>The category of the previous result of the same assay.</summary>
     public Category PreviousCategory => Points[^2].Category;

@@ -8,6 +8,14 @@ namespace MagCds.Core.Evaluation;
 /// </summary>
 internal static class TrendBuilder
 {
+    /// <summary>
+    /// Earlier results listed at most: the first (the change from it is reported) and the most recent. As many as the
+    /// other doors read (the worker's HistoryCount, the CDS Hooks prefetch), so that every output stays bounded
+    /// however many results of one patient a request holds: each output lists the trend, so listing them all would
+    /// make the answer grow with the square of their number.
+    /// </summary>
+    public const int MaxListed = 20;
+
     private static readonly HashSet<ObservationStatus?> Usable =
         [ObservationStatus.Final, ObservationStatus.Amended, ObservationStatus.Corrected, ObservationStatus.Preliminary];
 
@@ -33,7 +41,8 @@ internal static class TrendBuilder
             .ToList();
         if (earlier.Count == 0) return null;
 
-        var points = earlier.Select(p => Point(p, false, classify(p))).Append(Point(current, true, currentCategory)).ToList();
+        var listed = earlier.Count <= MaxListed ? earlier : [earlier[0], .. earlier[^(MaxListed - 1)..]];
+        var points = listed.Select(p => Point(p, false, classify(p))).Append(Point(current, true, currentCategory)).ToList();
         var prev = earlier[^1].Value!;
         var first = earlier[0].Value!;
         var cur = current.Value;
@@ -42,7 +51,7 @@ internal static class TrendBuilder
         string? preliminary = earlier.Any(IsPreliminary) || IsPreliminary(current)
             ? "Preliminary results are marked: a change measured against one may not hold for the final result." : null;
         return new Trend(points, Percent(prev, cur), Percent(first, cur),
-            censored is null ? preliminary : preliminary is null ? censored : censored + " " + preliminary);
+            censored is null ? preliminary : preliminary is null ? censored : censored + " " + preliminary, earlier.Count - listed.Count);
     }
 
     private static bool IsPreliminary(Prepared p) => p.Input.Observation.Status == ObservationStatus.Preliminary;

@@ -318,7 +318,12 @@ public sealed class OutputBuilder(KnowledgeBase knowledge, CanonicalUrls canonic
     {
         var sb = Scratch().Append("Trend of earlier results of the same assay for this patient (information, not a judgement of response):\n\n| date | result |\n|---|---|\n");
         // A markdown table wherever it is shown: the lab's text in a cell is made inert (a "|" would split the cell).
-        foreach (var p in t.Points) sb.Append($"| {p.Date} | {LabText.Inert(p.Display)}{(p.IsCurrent ? " (this result)" : "")} |\n");
+        for (int i = 0; i < t.Points.Count; i++)
+        {
+            var p = t.Points[i];
+            sb.Append($"| {p.Date} | {LabText.Inert(p.Display)}{(p.IsCurrent ? " (this result)" : "")} |\n");
+            if (i == 0 && t.Omitted > 0) sb.Append($"| … | {t.Omitted} earlier results not listed |\n");
+        }
         sb.Append('\n');
         sb.Append(t.PercentFromPrevious is { } prev ? $"Change from the previous result: {Signed(prev)}%. " : "Change from the previous result: not computed. ");
         sb.Append(t.PercentFromFirst is { } first ? $"Change from the first result shown: {Signed(first)}%." : "Change from the first result shown: not computed.");

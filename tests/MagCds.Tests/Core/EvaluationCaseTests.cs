@@ -126,6 +126,34 @@ public class EvaluationCaseTests
     }
 
     [Test]
+    public void A_long_history_lists_the_first_and_the_most_recent_results_so_each_output_stays_bounded()
+    {
+        // 30 earlier results of one patient (BTU, one a month), then the current one: every output lists the trend, so
+        // listing all of them would make an answer about N results of one patient grow with N squared.
+        static Observation Result(int month, decimal value) => new()
+        {
+            Id = $"m{month}", Status = ObservationStatus.Final, Code = new CodeableConcept("http://loinc.org", "39087-2"),
+            Subject = new ResourceReference("Patient/p-long"), Effective = new FhirDateTime(new DateTimeOffset(2023, 1, 1, 8, 0, 0, TimeSpan.Zero).AddMonths(month)),
+            Value = new Quantity { Value = value, Unit = "BTU" },
+        };
+        var history = Enumerable.Range(0, 30).Select(m => new EvaluationInput(Result(m, 40000 - m * 1000), $"Observation/m{m}", $"history[{m}]")).ToList();
+        var current = new EvaluationInput(Result(30, 8000), "Observation/m30", "observation");
+        var result = CoreUnderTest.Evaluator.Evaluate(new EvaluationRequest([current], history)).Results.Single();
+        var trend = result.Interpretation!.Trend!;
+
+        Assert.That(trend.Points, Has.Count.EqualTo(21), "the first, the 19 most recent earlier ones and this result");
+        Assert.That(trend.Points[0].Reference, Is.EqualTo("Observation/m0"), "the first result stays: the change from it is reported");
+        Assert.That(trend.Points[1].Reference, Is.EqualTo("Observation/m11"));
+        Assert.That(trend.Omitted, Is.EqualTo(10));
+        Assert.That(trend.PercentFromFirst, Is.EqualTo(-80.0m), "40000 → 8000");
+        Assert.That(trend.PercentFromPrevious, Is.EqualTo(-27.3m), "11000 → 8000");
+        var ra = result.RiskAssessment!;
+        Assert.That(ra.Basis, Has.Count.EqualTo(21), "this result and the 20 listed earlier ones");
+        var di = result.DetectedIssue!;
+        Assert.That(di.Detail, Does.Contain("| 2023-01-01 | 40000 BTU |\n| … | 10 earlier results not listed |\n| 2023-12-01 | 29000 BTU |"));
+    }
+
+    [Test]
     public void Titres_of_different_methods_are_not_trended_together()
     {
         static Observation Titre(string id, int dilution, string date, string method)
