@@ -4,7 +4,8 @@ namespace MagCds.Service.FhirRest;
 
 /// <summary>
 /// Writes a FHIR answer in the negotiated format: a resource, or the parts of a Parameters produced while they are
-/// written (see <see cref="FhirWire.WriteParametersAsync"/>). <paramref name="completed"/> runs once the body is written.
+/// written (see <see cref="FhirWire.WriteParametersAsync"/>). <c>completed</c> runs once the body is written, or once
+/// writing stopped (the caller went away, the time ran out): what was produced until then is logged and audited.
 /// </summary>
 public sealed class FhirResult : IResult
 {
@@ -37,8 +38,15 @@ public sealed class FhirResult : IResult
     {
         http.Response.StatusCode = _status;
         http.Response.ContentType = FhirWire.MediaType(_format) + "; charset=utf-8";
-        if (_parts is not null) await FhirWire.WriteParametersAsync(_parts, _format, http.Response.Body, ct);
-        else await FhirWire.WriteAsync(_resource!, _format, http.Response.Body, ct);
-        _completed?.Invoke();
+        try
+        {
+            if (_parts is not null) await FhirWire.WriteParametersAsync(_parts, _format, http.Response.Body, ct);
+            else await FhirWire.WriteAsync(_resource!, _format, http.Response.Body, ct);
+        }
+        finally
+        {
+            // Outputs streamed to a caller that went away mid-answer may have reached it: they are audited too.
+            _completed?.Invoke();
+        }
     }
 }

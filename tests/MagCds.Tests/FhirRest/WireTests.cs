@@ -53,4 +53,37 @@ public class WireTests
         string streamed = await Streamed(oo, f);
         Assert.That(streamed, Is.EqualTo(f == FhirFormat.Json ? oo.ToJson() : oo.ToXml()));
     }
+
+    /// <summary>
+    /// An answer whose caller goes away mid-stream: what was produced until then may have reached it, so the summary
+    /// (log line and audit entries) is still written, for the parts produced, not for the rest.
+    /// </summary>
+    [Test]
+    public async System.Threading.Tasks.Task The_summary_is_written_when_the_caller_goes_away_mid_answer()
+    {
+        int produced = 0;
+        IEnumerable<Parameters.ParameterComponent> Parts()
+        {
+            for (int i = 0; i < 1000; i++)
+            {
+                produced++;
+                yield return new Parameters.ParameterComponent { Name = "outcome", Resource = new OperationOutcome { Id = "o" + i } };
+            }
+        }
+        int? summarised = null;
+        var result = new FhirResult(Parts(), FhirFormat.Json, () => summarised = produced);
+        var http = new Microsoft.AspNetCore.Http.DefaultHttpContext();
+        http.Response.Body = new GoneAfter(64 * 1024);
+        await Assert.ThatAsync(() => result.WriteAsync(http, CancellationToken.None), Throws.InstanceOf<IOException>());
+        Assert.That(summarised, Is.Not.Null, "the summary was written");
+        Assert.That(summarised, Is.GreaterThan(0).And.LessThan(1000), "for the parts produced before the connection went");
+    }
+
+    /// <summary>A response body whose connection goes after <paramref name="bytes"/> bytes.</summary>
+    private sealed class GoneAfter(int bytes) : MemoryStream
+    {
+        public override void Write(byte[] buffer, int offset, int count) { if (Length + count > bytes) throw new IOException("connection reset"); base.Write(buffer, offset, count); }
+        public override Task WriteAsync(byte[] buffer, int offset, int count, CancellationToken ct) { Write(buffer, offset, count); return Task.CompletedTask; }
+        public override ValueTask WriteAsync(ReadOnlyMemory<byte> buffer, CancellationToken ct = default) { Write(buffer.ToArray(), 0, buffer.Length); return ValueTask.CompletedTask; }
+    }
 }
