@@ -32,7 +32,7 @@ public sealed partial class ConformanceWarmUp(IServiceProvider services, Canonic
             Value = new Quantity(1, "BTU"),
         };
         var validator = services.GetRequiredService<ProfileValidator>();
-        await Task.Run(() => validator.Validate(sample, urls.Profile(CanonicalUrls.Profiles.Observation)), stoppingToken).WaitAsync(stoppingToken);
+        await validator.ValidateAsync(sample, urls.Profile(CanonicalUrls.Profiles.Observation), stoppingToken).WaitAsync(stoppingToken);
         WarmedUp(logger, (long)System.Diagnostics.Stopwatch.GetElapsedTime(started).TotalMilliseconds);
     }
 

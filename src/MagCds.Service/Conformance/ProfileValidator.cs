@@ -13,10 +13,15 @@ namespace MagCds.Service.Conformance;
 public sealed partial class ProfileValidator
 {
     private readonly Lazy<(Validator Validator, CachedResolver Definitions)> _validator;
-    // The validator's thread safety is not documented; $validate is low-volume, so calls are serialised.
-    private readonly Lock _gate = new();
+    // The validator's thread safety is not documented; $validate is low-volume, so calls are serialised. Waiting is
+    // asynchronous and ends with the caller's request: a queue of calls holds no threads.
+    private readonly SemaphoreSlim _gate = new(1, 1);
     private readonly ILogger _logger;
-    private int _definitionsRead; // during the current call: > 0 when it compiled a profile it had not compiled before
+    private int _definitionsRead; // during the current call: > 0 when it read a definition no call had read before
+    // Every definition URL ever read. The cache of parsed definitions is emptied after each call, so a call reads again
+    // what earlier ones read (cheap, nothing new compiled); only a URL never read before means new compiled schemas
+    // whose memory is worth returning. Bounded by the definitions the package and the specification hold.
+    private readonly HashSet<string> _everRead = new(StringComparer.Ordinal);
 
     public ProfileValidator(ConformancePackage package, ILogger<ProfileValidator>? logger = null)
     {
@@ -31,30 +36,52 @@ public sealed partial class ProfileValidator
             // rest of the service together. The terminology service keeps its own cache of the ValueSets and
             // CodeSystems it expands, which are small and used on every call.
             var definitions = new CachedResolver(source);
-            definitions.Load += (_, _) => Interlocked.Increment(ref _definitionsRead);
+            definitions.Load += (_, e) => { if (_everRead.Add(e.Url)) Interlocked.Increment(ref _definitionsRead); };
             return (new Validator(definitions, LocalTerminologyService.CreateDefaultForCore(new CachedResolver(source))), definitions);
         });
     }
 
     public bool IsWarm { get; private set; }
 
-    /// <summary>Validates against the base specification and <paramref name="profile"/> (and any profile the resource claims).</summary>
+    /// <summary>
+    /// Validates against the base specification and <paramref name="profile"/> (and any profile the resource claims:
+    /// the $validate endpoint leaves only MagCds's own claimed, so the set of definitions ever compiled stays bounded).
+    /// </summary>
+    public async Task<OperationOutcome> ValidateAsync(Resource resource, string? profile, CancellationToken ct)
+    {
+        await _gate.WaitAsync(ct);
+        try
+        {
+            // CPU-bound for seconds on a first compile: off the request's thread.
+            return await Task.Run(() => Run(resource, profile), CancellationToken.None);
+        }
+        finally
+        {
+            _gate.Release();
+        }
+    }
+
+    /// <summary>The same, waiting on this thread (the tests' check of every output).</summary>
     public OperationOutcome Validate(Resource resource, string? profile = null)
     {
-        lock (_gate)
+        _gate.Wait();
+        try { return Run(resource, profile); }
+        finally { _gate.Release(); }
+    }
+
+    private OperationOutcome Run(Resource resource, string? profile)
+    {
+        var (validator, definitions) = _validator.Value;
+        try
         {
-            var (validator, definitions) = _validator.Value;
-            try
-            {
-                var outcome = profile is null ? validator.Validate(resource) : validator.Validate(resource, profile);
-                IsWarm = true;
-                return outcome;
-            }
-            finally
-            {
-                definitions.Clear();
-                if (Interlocked.Exchange(ref _definitionsRead, 0) > 0) ReturnMemory();
-            }
+            var outcome = profile is null ? validator.Validate(resource) : validator.Validate(resource, profile);
+            IsWarm = true;
+            return outcome;
+        }
+        finally
+        {
+            definitions.Clear();
+            if (Interlocked.Exchange(ref _definitionsRead, 0) > 0) ReturnMemory();
         }
     }
 

@@ -134,7 +134,8 @@ public static class FhirWire
     /// <summary>
     /// FHIR strings hold no control characters but tab, CR and LF (R4 datatypes, string), and U+FFFE/U+FFFF are no
     /// characters at all; XML cannot write either, so an answer quoting one in XML would fail half-written. A Bundle
-    /// entry holding one is a bad entry like any other; anywhere else the body is refused.
+    /// entry holding one (in its resource, its fullUrl, its request) is a bad entry like any other; anywhere else the
+    /// body is refused.
     /// </summary>
     private static ParsedBody WithoutControlCharacters(ParsedBody parsed, ReadOnlySpan<byte> body, int at)
     {
@@ -143,25 +144,30 @@ public static class FhirWire
             var bad = new Dictionary<int, string>(parsed.BadEntries);
             for (int i = 0; i < bundle.Entry.Count; i++)
             {
-                if (bundle.Entry[i].Resource is not { } r) continue;
-                var scratch = new ArrayBufferWriter<byte>();
-                using (var w = new Utf8JsonWriter(scratch)) JsonOut.Serialize(r, w);
-                if (ControlCharacterAt(scratch.WrittenSpan) is null) continue;
-                bad[i] = ControlCharacterText;
+                if (!HoldsControlCharacter(new Bundle { Entry = [bundle.Entry[i]] })) continue;
+                bad[i] = ControlCharacterText + ".";
                 bundle.Entry[i].Resource = null;
             }
-            // One outside the entries' resources (the Bundle's own elements, an entry's fullUrl) sinks the body.
-            var shell = (Bundle)bundle.DeepCopy();
-            foreach (var e in shell.Entry) e.Resource = null;
-            var outside = new ArrayBufferWriter<byte>();
-            using (var w = new Utf8JsonWriter(outside)) JsonOut.Serialize(shell, w);
-            if (ControlCharacterAt(outside.WrittenSpan) is null) return new ParsedBody(bundle, bad);
+            // One in the Bundle's own elements sinks the body.
+            var entries = bundle.Entry;
+            bundle.Entry = [];
+            bool outside = HoldsControlCharacter(bundle);
+            bundle.Entry = entries;
+            if (!outside) return new ParsedBody(bundle, bad);
         }
         int lineStart = body[..at].LastIndexOf((byte)'\n') + 1;
         throw Unparseable($"{ControlCharacterText} (line {body[..at].Count((byte)'\n') + 1}, byte {at - lineStart + 1}).");
     }
 
     private const string ControlCharacterText = "A string holds a control character or a non-character (U+FFFE, U+FFFF) that FHIR strings may not hold";
+
+    /// <summary>Whether a resource, written as JSON (which escapes every such character), holds one.</summary>
+    private static bool HoldsControlCharacter(Resource r)
+    {
+        var scratch = new ArrayBufferWriter<byte>();
+        using (var w = new Utf8JsonWriter(scratch)) JsonOut.Serialize(r, w);
+        return ControlCharacterAt(scratch.WrittenSpan) is not null;
+    }
 
     /// <summary>Where the first JSON escape of a character FHIR strings may not hold is, if any.</summary>
     private static int? ControlCharacterAt(ReadOnlySpan<byte> json)

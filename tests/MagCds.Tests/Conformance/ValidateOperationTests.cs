@@ -60,6 +60,30 @@ public class ValidateOperationTests : ServiceTests
     }
 
     [Test]
+    public async Task Profiles_a_caller_claims_are_named_as_not_checked_and_never_compiled()
+    {
+        // Any profile a caller names would otherwise be looked up and compiled (seconds each for a base-specification
+        // profile, kept for good, with a full garbage collection after each new one): callers could stall the service.
+        const string own = "https://magcds.org/fhir/StructureDefinition/magcds-observation";
+        var plain = TestFiles.Resource<Observation>("Observation-btu-medium.json");
+        plain.Meta = new Meta { Profile = [own] };
+        var (first, _) = await ValidateAsync(Http.Body(plain, FhirFormat.Json)); // everything such a result needs is compiled
+        Assert.That(first, Is.EqualTo(HttpStatusCode.OK));
+        int compiledBefore = Compiled();
+        string[] claims = [.. Enumerable.Range(0, 5).Select(i => $"https://made-up.example/StructureDefinition/p{i}"), "http://hl7.org/fhir/StructureDefinition/vitalsigns"];
+        var obs = TestFiles.Resource<Observation>("Observation-btu-medium.json");
+        obs.Meta = new Meta { Profile = [.. claims, own] };
+        var (status, oo) = await ValidateAsync(Http.Body(obs, FhirFormat.Json));
+        Assert.That(status, Is.EqualTo(HttpStatusCode.OK));
+        Assert.That(Errors(oo), Is.Empty, () => FhirValidation.Describe(oo.Issue));
+        var warnings = oo.Issue.Where(i => i.Severity == OperationOutcome.IssueSeverity.Warning).Select(i => i.Diagnostics ?? "").ToList();
+        foreach (var claim in claims) Assert.That(warnings, Has.One.Contains($"'{claim}', which $validate does not check"));
+        Assert.That(Compiled(), Is.EqualTo(compiledBefore), () => "no definition was compiled for the claims:\n" + string.Join("\n", Factory.Logs.Lines.Where(l => l.Contains("compiled", StringComparison.Ordinal))));
+
+        int Compiled() => Factory.Logs.Lines.Count(l => l.Contains("compiled new definitions", StringComparison.Ordinal));
+    }
+
+    [Test]
     public async Task A_configured_local_code_conforms_to_the_served_ValueSet()
     {
         var (status, oo) = await ValidateAsync(Http.Body(TestFiles.Resource("Observation-local-code.json"), FhirFormat.Json));

@@ -66,7 +66,7 @@ public sealed class ControlCharacterTests : ServiceTests
     [Test]
     public async Task One_in_the_Bundle_itself_refuses_the_body()
     {
-        string bundle = $$"""{"resourceType":"Bundle","type":"collection","entry":[{"fullUrl":"urn:uuid:\u0002","resource":{{Obs("good", "BTU")}}}]}""";
+        string bundle = $$"""{"resourceType":"Bundle","type":"collection","identifier":{"value":"B\u0002"},"entry":[{"resource":{{Obs("good", "BTU")}}}]}""";
         using var resp = await PostAsync(bundle, "application/fhir+xml");
         Assert.That(resp.StatusCode, Is.EqualTo(HttpStatusCode.BadRequest));
     }
