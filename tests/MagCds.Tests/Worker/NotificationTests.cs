@@ -203,7 +203,8 @@ public sealed class WorkerEndpointSetupTests
         Assert.That(notify.StatusCode, Is.EqualTo(HttpStatusCode.Forbidden));
         Assert.That(Http.Codes((OperationOutcome)await Http.ReadAsync(notify)), Is.EqualTo(new[] { "forbidden" }));
         using var admin = await client.GetAsync("/admin/worker");
-        Assert.That(admin.StatusCode, Is.EqualTo(HttpStatusCode.Unauthorized), "no one can be an admin until keys or JWTs are configured");
+        Assert.That(admin.StatusCode, Is.EqualTo(HttpStatusCode.Forbidden), "no one can be an admin until keys, JWTs or certificates are configured");
+        Assert.That(Http.Codes((OperationOutcome)await Http.ReadAsync(admin)), Is.EqualTo(new[] { "forbidden" }));
     }
 
     [Test]
