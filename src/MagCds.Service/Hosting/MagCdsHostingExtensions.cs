@@ -177,6 +177,9 @@ public static class MagCdsHostingExtensions
             .Validate(o => o.Auth != OutboundAuth.SmartBackend || (Uri.TryCreate(o.Smart.TokenUrl, UriKind.Absolute, out _) && !string.IsNullOrEmpty(o.Smart.ClientId)
                                                                   && File.Exists(o.Smart.PrivateKeyFile) && o.Smart.Algorithm is "RS384" or "ES384"),
                 "MagCds:Worker:Auth SmartBackend needs Smart:TokenUrl (absolute), Smart:ClientId, an existing Smart:PrivateKeyFile and Smart:Algorithm RS384 or ES384.")
+            // A key that cannot be read would fail every token request, and with it every item, as a dead letter.
+            .Validate(o => o.Auth != OutboundAuth.SmartBackend || !File.Exists(o.Smart.PrivateKeyFile) || o.Smart.Algorithm is not ("RS384" or "ES384") || SmartBackendTokens.CanLoad(o.Smart),
+                "MagCds:Worker:Smart:PrivateKeyFile cannot be read as a PEM private key for Smart:Algorithm (RSA for RS384, EC P-384 for ES384).")
             .Validate(o => !o.Subscription.Create || (!string.IsNullOrEmpty(o.Subscription.Secret) && Uri.TryCreate(o.Subscription.EndpointUrl, UriKind.Absolute, out _)),
                 "MagCds:Worker:Subscription:Create needs Subscription:Secret and an absolute Subscription:EndpointUrl.")
             .Validate(o => o.Subscription.TopicUrl is null || Uri.TryCreate(o.Subscription.TopicUrl, UriKind.Absolute, out _),

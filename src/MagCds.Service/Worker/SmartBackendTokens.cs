@@ -15,7 +15,9 @@ public sealed class SmartBackendTokens(IHttpClientFactory http, IOptions<WorkerO
 {
     public const string HttpClientName = "worker-token";
     private readonly SemaphoreSlim _gate = new(1, 1);
-    private readonly Lazy<SigningCredentials> _credentials = new(() => LoadCredentials(options.Value.Smart));
+    // Checked at start-up (CanLoad); a read that fails later (the file replaced while it is written) is tried again on
+    // the next token request instead of being kept as the answer for good.
+    private readonly Lazy<SigningCredentials> _credentials = new(() => LoadCredentials(options.Value.Smart), LazyThreadSafetyMode.PublicationOnly);
     private string? _token;
     private DateTimeOffset _renewAt;
 
@@ -65,6 +67,20 @@ public sealed class SmartBackendTokens(IHttpClientFactory http, IOptions<WorkerO
         int lifetime = body.RootElement.TryGetProperty("expires_in", out var e) && e.TryGetInt32(out int sec) ? sec : 300;
         // Renewed 30 s before expiry (or at half its life when it is short), so no request carries an expiring token.
         return (accessToken, now.AddSeconds(Math.Max(lifetime / 2.0, lifetime - 30)));
+    }
+
+    /// <summary>Whether the key file reads as a private key for the configured algorithm (checked at start-up).</summary>
+    public static bool CanLoad(SmartBackendOptions s)
+    {
+        try
+        {
+            LoadCredentials(s);
+            return true;
+        }
+        catch (Exception e) when (e is IOException or UnauthorizedAccessException or CryptographicException or ArgumentException)
+        {
+            return false;
+        }
     }
 
     private static SigningCredentials LoadCredentials(SmartBackendOptions s)

@@ -111,6 +111,30 @@ public class ServiceProcessTests
     }
 
     [Test]
+    public async Task A_SMART_private_key_that_cannot_be_read_stops_the_service_with_a_clear_message()
+    {
+        // Read only at the first token request, it would fail every request, and every item would be a dead letter.
+        string key = Path.GetTempFileName();
+        await File.WriteAllTextAsync(key, "-----BEGIN PRIVATE KEY-----\nnot a key\n-----END PRIVATE KEY-----\n");
+        try
+        {
+            using var p = Start(FreePort(), ("MagCds__Worker__Enabled", "true"), ("MagCds__Worker__FhirServerUrl", "https://fhir.hospital.example/r4"),
+                ("MagCds__Worker__Auth", "SmartBackend"), ("MagCds__Worker__Smart__TokenUrl", "https://auth.hospital.example/token"),
+                ("MagCds__Worker__Smart__ClientId", "magcds"), ("MagCds__Worker__Smart__PrivateKeyFile", key));
+            // Bounded: a service that does not stop would keep its error stream open.
+            if (!p.WaitForExit(TimeSpan.FromSeconds(60)))
+            {
+                p.Kill(entireProcessTree: true);
+                Assert.Fail("the service started with a key it cannot read");
+            }
+            string stderr = await p.StandardError.ReadToEndAsync();
+            Assert.That(p.ExitCode, Is.EqualTo(78));
+            Assert.That(stderr, Does.StartWith("MagCds cannot start: ").And.Contain("cannot be read as a PEM private key").And.Not.Contain("   at "));
+        }
+        finally { File.Delete(key); }
+    }
+
+    [Test]
     public async Task A_store_that_cannot_be_opened_stops_the_service_with_a_clear_message()
     {
         // As in a container whose store folder is not writable: a message saying what to check, no stack trace.
