@@ -65,8 +65,12 @@ public sealed class Evaluator
         var latestWhen = DateTimeOffset.MinValue;
         foreach (var r in results)
         {
+            // The latest result that can be assessed: a newer one that cannot (cancelled, no value, under a modifier
+            // MagCds does not know) must not hide an earlier raised result behind an empty answer. The card states
+            // the date of the result it shows.
             if (!IsAntiMag(r.Observation) || r.Observation.Status is not (ObservationStatus.Final or ObservationStatus.Amended
-                    or ObservationStatus.Corrected or ObservationStatus.Preliminary)) continue;
+                    or ObservationStatus.Corrected or ObservationStatus.Preliminary)
+                || r.Observation.Value is null || HasModifiers(r.Observation)) continue;
             var when = TrendBuilder.When(r.Observation) ?? DateTimeOffset.MinValue;
             if (latest is null || when > latestWhen || (when == latestWhen && IssuedLater(r, latest))) (latest, latestWhen) = (r, when);
         }

@@ -148,6 +148,39 @@ public class RequestTests : ServiceTests
         Assert.That((await Client.SendAsync(req)).StatusCode, Is.EqualTo(HttpStatusCode.UnsupportedMediaType));
     }
 
+    [TestCase("no-value", TestName = "A newer result without a value does not hide an earlier raised one")]
+    [TestCase("modifier", TestName = "A newer result under an unknown modifier does not hide an earlier raised one")]
+    [TestCase("cancelled", TestName = "A newer cancelled result does not hide an earlier raised one")]
+    public async Task The_card_shows_the_latest_result_that_can_be_assessed(string newer)
+    {
+        var raised = TestFiles.Resource<Hl7.Fhir.Model.Observation>("Observation-btu-high.json"); // 2026-03-02
+        var later = TestFiles.Resource<Hl7.Fhir.Model.Observation>("Observation-btu-low.json");
+        later.Id = "later";
+        later.Identifier[0].Value = "ACC-LATER";
+        later.Effective = new Hl7.Fhir.Model.FhirDateTime("2026-06-01T09:00:00Z");
+        later.Issued = new DateTimeOffset(2026, 6, 2, 9, 0, 0, TimeSpan.Zero);
+        switch (newer)
+        {
+            case "no-value":
+                later.Value = null;
+                later.DataAbsentReason = new Hl7.Fhir.Model.CodeableConcept("http://terminology.hl7.org/CodeSystem/data-absent-reason", "error");
+                break;
+            case "modifier":
+                later.ModifierExtension.Add(new Hl7.Fhir.Model.Extension("https://lab.example/fhir/StructureDefinition/unknown-modifier", new Hl7.Fhir.Model.FhirBoolean(true)));
+                break;
+            default:
+                later.Status = Hl7.Fhir.Model.ObservationStatus.Cancelled;
+                break;
+        }
+        var resp = await Client.SendAsync(CdsKit.Post("/cds-services/magcds-patient-view", CdsKit.PatientView("pat-oakhaven", [later, raised]), null));
+        string json = await resp.Content.ReadAsStringAsync();
+        Assert.That(resp.StatusCode, Is.EqualTo(HttpStatusCode.OK), json);
+        var card = JsonDocument.Parse(json).RootElement.GetProperty("cards").EnumerateArray().Single();
+        Assert.That(card.GetProperty("indicator").GetString(), Is.EqualTo("warning"));
+        Assert.That(card.GetProperty("summary").GetString(), Does.StartWith("Anti-MAG IgM 88000 BTU"));
+        Assert.That(card.GetProperty("detail").GetString(), Does.Contain("2026-03-02"), "the card says when that result was taken");
+    }
+
     [Test]
     public async Task No_results_in_prefetch_means_no_card()
     {
