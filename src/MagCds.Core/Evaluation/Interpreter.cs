@@ -121,6 +121,9 @@ public sealed class Interpreter(KnowledgeBase knowledge)
                         $"The value is in '{v.UnitText ?? v.UnitCode}' but the Observation's reference range is in '{rangeHigh.Unit ?? rangeHigh.Code}'; MagCds does not convert between units.");
                 decimal? low = range.Low?.Value;
                 string unit = rangeHigh.Unit ?? rangeHigh.Code ?? v.UnitText ?? "";
+                if (TextLimitDisagrees(range.Text, high))
+                    return Cannot(CannotInterpretReason.UnusableRange,
+                        $"The laboratory's range gives {ValueReader.Format(high)} {unit} as its upper limit but its text says '{range.Text!.Trim()}'; MagCds does not choose between the two.");
                 // FHIR's range includes its high value, but a lab that writes the range as "<1500 BTU" with high 1500
                 // (or "<1:10" with high 10) says the limit itself is outside it: then a result at the limit is raised,
                 // as the lab's text says. "<1000 BTU" with high 999 agrees with FHIR's reading and changes nothing.
@@ -208,22 +211,39 @@ public sealed class Interpreter(KnowledgeBase knowledge)
     /// "&lt;1500 BTU", "Negative: &lt; 1,500" with high 1500, "Negative &lt;1:10" with high 10. Not "&lt;=", and not
     /// a limit whose number differs.
     /// </summary>
-    private static bool ExcludesHigh(string? text, decimal high)
+    private static bool ExcludesHigh(string? text, decimal high) => TextLimits(text).Any(l => !l.Inclusive && l.Limit == high);
+
+    /// <summary>
+    /// Whether the range's text states an upper limit ("&lt;1500 BTU", "&lt;=1:10") and none of them is its numeric high
+    /// limit, or the next step above it at the high limit's precision ("&lt;1000" with high 999, "&lt;10" with 9.9): the
+    /// laboratory then says two different things about the same range.
+    /// </summary>
+    private static bool TextLimitDisagrees(string? text, decimal high)
     {
-        if (text is null) return false;
+        var limits = TextLimits(text);
+        decimal step = 1m / (decimal)Math.Pow(10, high.Scale);
+        return limits.Count > 0 && !limits.Any(l => l.Limit == high || (l.Limit > high && l.Limit - high <= step));
+    }
+
+    /// <summary>The upper limits a range's text states with "&lt;" or "&lt;=" (a titre "&lt;1:10" as 10).</summary>
+    private static List<(decimal Limit, bool Inclusive)> TextLimits(string? text)
+    {
+        var limits = new List<(decimal, bool)>();
+        if (text is null) return limits;
         for (int at = text.IndexOf('<'); at >= 0; at = text.IndexOf('<', at + 1))
         {
             var rest = text.AsSpan(at + 1);
-            if (rest.StartsWith("=")) continue;
+            bool inclusive = rest.StartsWith("=");
+            if (inclusive) rest = rest[1..];
             rest = rest.TrimStart();
             if (rest.StartsWith("1:")) rest = rest[2..].TrimStart();
             int n = 0;
             while (n < rest.Length && (char.IsAsciiDigit(rest[n]) || rest[n] is '.' or ',')) n++;
             if (decimal.TryParse(rest[..n].ToString().Replace(",", ""), System.Globalization.NumberStyles.AllowDecimalPoint,
-                    System.Globalization.CultureInfo.InvariantCulture, out var limit) && limit == high)
-                return true;
+                    System.Globalization.CultureInfo.InvariantCulture, out var limit))
+                limits.Add((limit, inclusive));
         }
-        return false;
+        return limits;
     }
 
     /// <summary>
