@@ -25,6 +25,8 @@ public sealed partial class FhirErrorHandler(ILogger<FhirErrorHandler> logger) :
             FhirRequestException e => (e.Status, Outcomes.Error(http, code, e.Message)),
             BadHttpRequestException { StatusCode: StatusCodes.Status413PayloadTooLarge } =>
                 (StatusCodes.Status413PayloadTooLarge, Outcomes.Error(http, code, "The body is larger than the server accepts.")),
+            BadHttpRequestException { StatusCode: StatusCodes.Status408RequestTimeout } =>
+                (StatusCodes.Status408RequestTimeout, Outcomes.Error(http, code, "The request did not arrive in time (too slow a body); nothing was done, send it again.")),
             BadHttpRequestException b => (b.StatusCode, Outcomes.Error(http, code, "The request could not be read.")),
             OperationCanceledException when http.RequestAborted.IsCancellationRequested => (499, new OperationOutcome()),
             _ when storeDown => (StatusCodes.Status503ServiceUnavailable,
@@ -56,6 +58,8 @@ public sealed partial class FhirErrorHandler(ILogger<FhirErrorHandler> logger) :
     {
         FhirRequestException e => e.Code,
         BadHttpRequestException { StatusCode: StatusCodes.Status413PayloadTooLarge } => OutcomeCodes.PayloadTooLarge,
+        // Kestrel's minimum body data rate: a retryable time-out, not a body that cannot be read.
+        BadHttpRequestException { StatusCode: StatusCodes.Status408RequestTimeout } => OutcomeCodes.Timeout,
         BadHttpRequestException => OutcomeCodes.Unparseable,
         System.Data.Common.DbException db when Storage.Database.IsUnavailable(db) => OutcomeCodes.StoreUnavailable,
         _ => OutcomeCodes.InternalError,

@@ -60,6 +60,8 @@ public sealed class StoreErrorTests
     [TestCase("store-out-of-reach", "store-unavailable")]
     [TestCase("store-defect", "internal-error")]
     [TestCase("refusal", "not-found")]
+    [TestCase("slow-body", "timeout")]
+    [TestCase("unreadable-body", "unparseable")]
     [TestCase("unexpected", "internal-error")]
     public void Outcome_code_of_a_failure(string failure, string code)
     {
@@ -68,6 +70,8 @@ public sealed class StoreErrorTests
             "store-out-of-reach" => new PostgresException("x", "FATAL", "FATAL", "57P01"),
             "store-defect" => new SqliteException("x", 19),
             "refusal" => new MagCds.Service.FhirRest.FhirRequestException(404, MagCds.Core.Evaluation.OutcomeCodes.NotFound, "No dead letter 7."),
+            "slow-body" => new Microsoft.AspNetCore.Http.BadHttpRequestException("x", 408),
+            "unreadable-body" => new Microsoft.AspNetCore.Http.BadHttpRequestException("x", 400),
             _ => new InvalidOperationException("x"),
         };
         Assert.That(MagCds.Service.Hosting.FhirErrorHandler.CodeOf(e).Code, Is.EqualTo(code));
