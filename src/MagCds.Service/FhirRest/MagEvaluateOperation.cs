@@ -37,6 +37,11 @@ public static class MagEvaluateOperation
 
     public static Mapped ToRequest(ParsedBody body) => body.Resource switch
     {
+        // FHIR: data whose meaning implicit rules MagCds does not know may change is not processed, so a wrapper that
+        // declares them is refused whole (an Observation's own are judged by the core, per input).
+        Parameters or Bundle when !string.IsNullOrEmpty(body.Resource.ImplicitRules) =>
+            throw new FhirRequestException(StatusCodes.Status422UnprocessableEntity, OutcomeCodes.UnknownModifier,
+                $"The {body.Resource.TypeName} declares implicit rules that MagCds does not know; they may change what it holds, so nothing in it is evaluated."),
         Observation o => new(EvaluationRequest.Of(new EvaluationInput(o, LocalReference(o), "Observation")), []),
         Parameters p => FromParameters(p),
         Bundle b => FromBundle(b, body.BadEntries),
@@ -52,6 +57,9 @@ public static class MagEvaluateOperation
         {
             var part = p.Parameter[i];
             string at = $"Parameters.parameter[{i}]";
+            if (part.ModifierExtension.Count > 0)
+                throw new FhirRequestException(StatusCodes.Status422UnprocessableEntity, OutcomeCodes.UnknownModifier,
+                    $"The parameter at {at} carries a modifier extension that MagCds does not know; it may change what the parameter means, so nothing is evaluated.");
             var target = part.Name switch
             {
                 In.Observation => inputs,
@@ -81,6 +89,13 @@ public static class MagEvaluateOperation
                 continue;
             }
             if (b.Entry[i].Resource is not Observation o) continue;
+            // An entry (or its request) under a modifier MagCds does not know may not mean what it seems to: not used.
+            if (b.Entry[i].ModifierExtension.Count > 0 || b.Entry[i].Request?.ModifierExtension.Count > 0)
+            {
+                issues.Add(new CoreIssue(OutcomeCodes.UnknownModifier, OperationOutcome.IssueSeverity.Error,
+                    "The entry carries a modifier extension that MagCds does not know; its Observation is not evaluated.", at));
+                continue;
+            }
             // The parser does not check a fullUrl's characters; one that is no FHIR uri (a control character, a
             // space) would be copied into the outputs' references and make them invalid, so the entry is refused.
             if (b.Entry[i].FullUrl is { } fullUrl && !IsFhirUri(fullUrl))

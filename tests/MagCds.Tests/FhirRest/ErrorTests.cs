@@ -38,6 +38,14 @@ public class ErrorTests : ServiceTests
         yield return Case("empty Bundle", "{\"resourceType\":\"Bundle\",\"type\":\"batch\"}", "application/fhir+json", 422, "nothing-evaluated");
         yield return Case("entry fullUrl with a control character", "{\"resourceType\":\"Bundle\",\"type\":\"batch\",\"entry\":[{\"fullUrl\":\"urn:x\\u0000y\",\"resource\":{\"resourceType\":\"Observation\",\"status\":\"final\",\"code\":{\"coding\":[{\"system\":\"http://loinc.org\",\"code\":\"39087-2\"}]},\"subject\":{\"reference\":\"Patient/p\"},\"valueQuantity\":{\"value\":25000,\"unit\":\"BTU\"}}}]}", "application/fhir+json", 422, "unparseable-entry");
         yield return Case("nothing evaluated", TestFiles.Text("Observation-wrong-code.json"), "application/fhir+json", 422, "nothing-evaluated");
+        // FHIR: what a modifier or implicit rules MagCds does not know may change is not processed, on a wrapper too.
+        const string obs = "{\"resourceType\":\"Observation\",\"status\":\"final\",\"code\":{\"coding\":[{\"system\":\"http://loinc.org\",\"code\":\"39087-2\"}]},\"subject\":{\"reference\":\"Patient/p\"},\"valueQuantity\":{\"value\":25000,\"unit\":\"BTU\"}}";
+        const string modifier = "\"modifierExtension\":[{\"url\":\"https://lab.example/unknown\",\"valueBoolean\":true}]";
+        yield return Case("Bundle with implicit rules", $"{{\"resourceType\":\"Bundle\",\"implicitRules\":\"https://lab.example/rules\",\"type\":\"batch\",\"entry\":[{{\"resource\":{obs}}}]}}", "application/fhir+json", 422, "unknown-modifier");
+        yield return Case("Parameters with implicit rules", $"{{\"resourceType\":\"Parameters\",\"implicitRules\":\"https://lab.example/rules\",\"parameter\":[{{\"name\":\"observation\",\"resource\":{obs}}}]}}", "application/fhir+json", 422, "unknown-modifier");
+        yield return Case("parameter under a modifier", $"{{\"resourceType\":\"Parameters\",\"parameter\":[{{\"name\":\"observation\",{modifier},\"resource\":{obs}}}]}}", "application/fhir+json", 422, "unknown-modifier");
+        yield return Case("Bundle entry under a modifier", $"{{\"resourceType\":\"Bundle\",\"type\":\"batch\",\"entry\":[{{{modifier},\"resource\":{obs}}}]}}", "application/fhir+json", 422, "unknown-modifier");
+        yield return Case("Bundle entry request under a modifier", $"{{\"resourceType\":\"Bundle\",\"type\":\"batch\",\"entry\":[{{\"resource\":{obs},\"request\":{{{modifier},\"method\":\"POST\",\"url\":\"Observation\"}}}}]}}", "application/fhir+json", 422, "unknown-modifier");
     }
 
     [TestCaseSource(nameof(BadBodies))]
