@@ -309,14 +309,19 @@ public sealed class Evaluator
     public static string? SubjectKey(Observation obs) => obs.Subject switch
     {
         { Reference: ['#', ..] r } => ContainedSubjectKey(obs, r),
-        { Reference: { Length: > 0 } r } => PatientOrGroup(ReferenceType(r) ?? obs.Subject.Type) ? "ref|" + r : null,
+        // A reference's type and its "type" element must agree ("Patient/x" typed Device says two things at once).
+        { Reference: { Length: > 0 } r } => ReferenceType(r) is var t && PatientOrGroup(t ?? obs.Subject.Type)
+                                             && (t is null || obs.Subject.Type is null || obs.Subject.Type == t) ? "ref|" + r : null,
         { Identifier: { Value: { Length: > 0 } v } id } => PatientOrGroup(obs.Subject.Type) ? $"id|{id.System}|{v}" : null,
         _ => null,
     };
 
     private static bool PatientOrGroup(string? type) => type is null or "Patient" or "Group";
 
-    /// <summary>The resource type a literal reference names ("Patient/1", "https://x/fhir/Device/2/_history/1"); null for a urn.</summary>
+    /// <summary>
+    /// The resource type a literal reference names ("Patient/1", "https://x/fhir/Device/2/_history/1"); null for a urn;
+    /// "" for one that names no resource ("Patient/", without an id).
+    /// </summary>
     private static string? ReferenceType(string reference)
     {
         if (reference.StartsWith("urn:", StringComparison.Ordinal)) return null;
@@ -328,6 +333,7 @@ public sealed class Evaluator
         if (history >= 0) s = s[..history];
         int last = s.LastIndexOf('/');
         if (last <= 0) return null;
+        if (last == s.Length - 1) return "";
         var head = s[..last];
         var type = head[(head.LastIndexOf('/') + 1)..];
         return type.SequenceEqual("Patient") ? "Patient" : type.SequenceEqual("Group") ? "Group" : type.ToString();
