@@ -72,19 +72,27 @@ public static partial class CdsHooksEndpoints
         }
         if (AntiMagOrders(call, evaluator).Any())
         {
-            var response = evaluator.Evaluate(evaluator.LatestWithHistory(await results.GetAsync(call, ct)));
+            var found = await results.GetAsync(call, ct);
+            var response = evaluator.Evaluate(evaluator.LatestWithHistory(found));
+            // No result that can be assessed, but results reported as done (final, amended, corrected, preliminary):
+            // the card says they could not be evaluated, not that there are none.
+            bool unread = response.Results.Count > 0 || found.Any(f => evaluator.IsAntiMag(f.Observation)
+                && f.Observation.Status is Hl7.Fhir.Model.ObservationStatus.Final or Hl7.Fhir.Model.ObservationStatus.Amended or Hl7.Fhir.Model.ObservationStatus.Corrected or Hl7.Fhir.Model.ObservationStatus.Preliminary);
             list.Add(response.Results is [{ Outcome: InputOutcome.Evaluated } r]
                 ? cards.ResultCard(call, r, knowledgeUrl, forOrder: true)
-                : cards.NoResultCard(call, knowledgeUrl, latestUnread: response.Results.Count > 0));
+                : cards.NoResultCard(call, knowledgeUrl, latestUnread: unread));
             return (list, response);
         }
         return (list, null);
     }
 
-    /// <summary>Draft ServiceRequests for anti-MAG IgM; for order-select only those the clinician selected.</summary>
+    /// <summary>
+    /// Draft ServiceRequests for anti-MAG IgM for the patient in context (an order for someone else is not this
+    /// patient's order); for order-select only those the clinician selected.
+    /// </summary>
     private static IEnumerable<Hl7.Fhir.Model.ServiceRequest> AntiMagOrders(CdsCall call, Evaluator evaluator) =>
         (call.DraftOrders?.Entry ?? []).Select(e => e.Resource).OfType<Hl7.Fhir.Model.ServiceRequest>()
-            .Where(sr => evaluator.IsAntiMagCode(sr.Code))
+            .Where(sr => evaluator.IsAntiMagCode(sr.Code) && PatientResults.IsPatient(sr.Subject, call.PatientId, call.FhirServer))
             .Where(sr => call.Hook != "order-select" || call.Selections.Contains("ServiceRequest/" + sr.Id));
 
     private static async Task<IResult> FeedbackAsync(

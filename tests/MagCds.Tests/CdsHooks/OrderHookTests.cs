@@ -61,6 +61,15 @@ public class OrderHookTests : ServiceTests
         Assert.That((await Cards("magcds-order-select", CdsKit.OrderHook("order-select", "pat-oakhaven", AntiMag, selected: false, History()))).GetArrayLength(), Is.Zero);
 
     [Test]
+    public async Task An_anti_MAG_order_for_another_patient_gets_no_card()
+    {
+        // The draft order names someone else: it is not this patient's order, whatever this patient's results say.
+        var body = System.Text.Json.Nodes.JsonNode.Parse(CdsKit.OrderHook("order-sign", "pat-oakhaven", AntiMag, true, History()))!;
+        body["context"]!["draftOrders"]!["entry"]![0]!["resource"]!["subject"]!["reference"] = "Patient/someone-else";
+        Assert.That((await Cards("magcds-order-sign", body.ToJsonString())).GetArrayLength(), Is.Zero);
+    }
+
+    [Test]
     public async Task Another_test_being_ordered_gets_no_card() =>
         Assert.That((await Cards("magcds-order-sign", CdsKit.OrderHook("order-sign", "pat-oakhaven", Glucose, true, History()))).GetArrayLength(), Is.Zero);
 }
