@@ -54,7 +54,7 @@ public static class CdsRequestReader
     public static CdsCall Read(ReadOnlyMemory<byte> body, ServiceDescriptor service, bool allowInsecureFhirServer)
     {
         JsonDocument doc;
-        try { doc = JsonDocument.Parse(body, JsonOptions); }
+        try { doc = JsonDocument.Parse(WithoutBom(body), JsonOptions); }
         catch (JsonException e) { throw Bad(NotJson(e)); }
         using (doc)
         {
@@ -165,6 +165,9 @@ public static class CdsRequestReader
     private static string? OptionalString(JsonElement obj, string name) =>
         !obj.TryGetProperty(name, out var v) || v.ValueKind == JsonValueKind.Null ? null
         : v.ValueKind == JsonValueKind.String ? v.GetString() : throw Bad($"{name} must be a string.");
+
+    /// <summary>A UTF-8 byte order mark (some Windows-based clients send one) is not part of the JSON text, as at the REST door.</summary>
+    internal static ReadOnlyMemory<byte> WithoutBom(ReadOnlyMemory<byte> body) => body.Span.StartsWith("\uFEFF"u8) ? body[3..] : body;
 
     /// <summary>
     /// Where the body stops being JSON (line and byte, counted from 1) and the parser's first sentence, which names at

@@ -12,7 +12,7 @@ public static class FeedbackReader
     public static IReadOnlyList<FeedbackItem> Read(ReadOnlyMemory<byte> body, string serviceId)
     {
         JsonDocument doc;
-        try { doc = JsonDocument.Parse(body, new JsonDocumentOptions { MaxDepth = 32 }); }
+        try { doc = JsonDocument.Parse(CdsRequestReader.WithoutBom(body), new JsonDocumentOptions { MaxDepth = 32 }); }
         catch (JsonException e) { throw Bad(CdsRequestReader.NotJson(e)); }
         using (doc)
         {

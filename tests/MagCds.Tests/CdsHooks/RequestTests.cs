@@ -182,6 +182,16 @@ public class RequestTests : ServiceTests
     }
 
     [Test]
+    public async Task A_body_that_starts_with_a_byte_order_mark_is_read_as_the_REST_door_reads_one()
+    {
+        var bytes = System.Text.Encoding.UTF8.GetPreamble().Concat(System.Text.Encoding.UTF8.GetBytes(Valid)).ToArray();
+        using var req = new HttpRequestMessage(HttpMethod.Post, "/cds-services/magcds-patient-view") { Content = new ByteArrayContent(bytes) };
+        req.Content.Headers.ContentType = new System.Net.Http.Headers.MediaTypeHeaderValue("application/json");
+        using var resp = await Client.SendAsync(req);
+        Assert.That(resp.StatusCode, Is.EqualTo(HttpStatusCode.OK), await resp.Content.ReadAsStringAsync());
+    }
+
+    [Test]
     public async Task No_results_in_prefetch_means_no_card()
     {
         var resp = await Client.SendAsync(CdsKit.Post("/cds-services/magcds-patient-view", CdsKit.PatientView("pat-oakhaven", null), null));
