@@ -68,14 +68,16 @@ public sealed class Evaluator
             // The latest result that can be assessed: a newer one that cannot (cancelled, no value, under a modifier
             // MagCds does not know) must not hide an earlier raised result behind an empty answer. The card states
             // the date of the result it shows.
-            if (!IsAntiMag(r.Observation) || r.Observation.Status is not (ObservationStatus.Final or ObservationStatus.Amended
-                    or ObservationStatus.Corrected or ObservationStatus.Preliminary)
-                || r.Observation.Value is null || HasModifiers(r.Observation)) continue;
+            if (!IsReportedResult(r.Observation) || r.Observation.Value is null || HasModifiers(r.Observation)) continue;
             var when = TrendBuilder.When(r.Observation) ?? DateTimeOffset.MinValue;
             if (latest is null || when > latestWhen || (when == latestWhen && IssuedLater(r, latest))) (latest, latestWhen) = (r, when);
         }
         return latest is null ? new EvaluationRequest([], []) : new EvaluationRequest([latest], results.Where(r => r != latest).ToList());
     }
+
+    /// <summary>An anti-MAG result the laboratory reported (final, amended, corrected or preliminary), whether or not it can be assessed.</summary>
+    public bool IsReportedResult(Observation o) => IsAntiMag(o) && o.Status is ObservationStatus.Final or ObservationStatus.Amended
+        or ObservationStatus.Corrected or ObservationStatus.Preliminary;
 
     /// <summary>Between two results of the same time: the later issued, else the content decides (never the order they came in).</summary>
     private static bool IssuedLater(EvaluationInput a, EvaluationInput b)

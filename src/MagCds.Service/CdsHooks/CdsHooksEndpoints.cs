@@ -76,8 +76,7 @@ public static partial class CdsHooksEndpoints
             var response = evaluator.Evaluate(evaluator.LatestWithHistory(found));
             // No result that can be assessed, but results reported as done (final, amended, corrected, preliminary):
             // the card says they could not be evaluated, not that there are none.
-            bool unread = response.Results.Count > 0 || found.Any(f => evaluator.IsAntiMag(f.Observation)
-                && f.Observation.Status is Hl7.Fhir.Model.ObservationStatus.Final or Hl7.Fhir.Model.ObservationStatus.Amended or Hl7.Fhir.Model.ObservationStatus.Corrected or Hl7.Fhir.Model.ObservationStatus.Preliminary);
+            bool unread = response.Results.Count > 0 || found.Any(f => evaluator.IsReportedResult(f.Observation));
             list.Add(response.Results is [{ Outcome: InputOutcome.Evaluated } r]
                 ? cards.ResultCard(call, r, knowledgeUrl, forOrder: true)
                 : cards.NoResultCard(call, knowledgeUrl, latestUnread: unread));
