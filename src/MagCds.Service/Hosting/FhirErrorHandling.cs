@@ -23,11 +23,11 @@ public sealed partial class FhirErrorHandler(ILogger<FhirErrorHandler> logger) :
         (int status, OperationOutcome outcome) = exception switch
         {
             FhirRequestException e => (e.Status, Outcomes.Error(http, code, e.Message)),
-            BadHttpRequestException { StatusCode: StatusCodes.Status413PayloadTooLarge } =>
-                (StatusCodes.Status413PayloadTooLarge, Outcomes.Error(http, code, "The body is larger than the server accepts.")),
-            BadHttpRequestException { StatusCode: StatusCodes.Status408RequestTimeout } =>
-                (StatusCodes.Status408RequestTimeout, Outcomes.Error(http, code, "The request did not arrive in time (too slow a body); nothing was done, send it again.")),
-            BadHttpRequestException b => (b.StatusCode, Outcomes.Error(http, code, "The request could not be read.")),
+            // Kestrel's own refusals keep their status; CodeOf has said which kind they are.
+            BadHttpRequestException b => (b.StatusCode, Outcomes.Error(http, code,
+                code == OutcomeCodes.PayloadTooLarge ? "The body is larger than the server accepts."
+                : code == OutcomeCodes.Timeout ? "The request did not arrive in time (too slow a body); nothing was done, send it again."
+                : "The request could not be read.")),
             OperationCanceledException when http.RequestAborted.IsCancellationRequested => (499, new OperationOutcome()),
             _ when storeDown => (StatusCodes.Status503ServiceUnavailable,
                 Outcomes.Error(http, code,
