@@ -8,7 +8,7 @@ public static class AuditEndpoints
 {
     public static IEndpointRouteBuilder MapAudit(this IEndpointRouteBuilder app)
     {
-        app.MapGet("/admin/audit", async (AuditTrail audit, CancellationToken ct, string? door, int max = 100) =>
+        app.MapRead("/admin/audit", async (AuditTrail audit, CancellationToken ct, string? door, int max = 100) =>
                 Results.Json(await audit.QueryAsync(door, Math.Clamp(max, 1, 1000), ct)))
             .RequireAuthorization(Access.AdminPolicy)
             .RequireRateLimiting(RateLimits.Policy)

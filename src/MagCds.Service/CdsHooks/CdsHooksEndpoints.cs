@@ -23,7 +23,7 @@ public static partial class CdsHooksEndpoints
 
         var group = app.MapGroup("/cds-services").RequireCors(CorsPolicy).RequireRateLimiting(RateLimits.Policy);
         // Discovery reveals nothing about patients, so EHR registration tools may read it without a token.
-        group.MapGet("", (CdsServiceCatalog catalog) => Results.Json(new DiscoveryResponse(catalog.Services), CdsJson.Options));
+        group.MapRead("", (CdsServiceCatalog catalog) => Results.Json(new DiscoveryResponse(catalog.Services), CdsJson.Options));
         group.MapPost("/{id}", CallAsync);
         group.MapPost("/{id}/feedback", FeedbackAsync);
         return app;

@@ -17,14 +17,14 @@ public static class ConformanceEndpoints
     public static IEndpointRouteBuilder MapConformance(this IEndpointRouteBuilder app)
     {
         var fhir = app.MapGroup("/fhir").RequireRateLimiting(RateLimits.Policy);
-        fhir.MapGet("/metadata", (HttpRequest req, ConformancePackage p) => new FhirResult(p.CapabilityStatement, FhirWire.ResponseFormat(req, null)));
+        fhir.MapRead("/metadata", (HttpRequest req, ConformancePackage p) => new FhirResult(p.CapabilityStatement, FhirWire.ResponseFormat(req, null)));
         foreach (var type in PackageArtifacts.ServedTypes)
         {
-            fhir.MapGet($"/{type}/{{id}}", (string id, HttpRequest req, ConformancePackage p) =>
+            fhir.MapRead($"/{type}/{{id}}", (string id, HttpRequest req, ConformancePackage p) =>
                 p.Read(type, id) is { } r
                     ? new FhirResult(r, FhirWire.ResponseFormat(req, null))
                     : throw new FhirRequestException(StatusCodes.Status404NotFound, OutcomeCodes.NotFound, $"No {type} with that id (GET /fhir/{type} lists them)."));
-            fhir.MapGet($"/{type}", (string? url, string? version, HttpRequest req, ConformancePackage p) =>
+            fhir.MapRead($"/{type}", (string? url, string? version, HttpRequest req, ConformancePackage p) =>
                 new FhirResult(SearchSet(req, type, p.Search(type, url, version).ToList()), FhirWire.ResponseFormat(req, null)));
         }
         fhir.MapPost("/Observation/$validate", ValidateAsync).RequireAuthorization(Security.Access.EvaluatePolicy);

@@ -21,13 +21,13 @@ public static class ConsoleEndpoints
     public static IEndpointRouteBuilder MapConsole(this IEndpointRouteBuilder app)
     {
         // "/console" (no slash) is redirected so the page's relative links resolve under /console/.
-        app.MapGet("/console/{*file}", (string? file, HttpRequest req) =>
+        app.MapRead("/console/{*file}", (string? file, HttpRequest req) =>
             string.IsNullOrEmpty(file) && !req.Path.Value!.EndsWith('/') ? Results.Redirect("/console/") : Asset(string.IsNullOrEmpty(file) ? "index.html" : file));
 
         var api = app.MapGroup("/admin/console").RequireAuthorization(Security.Access.AdminPolicy).RequireRateLimiting(RateLimits.Policy);
-        api.MapGet("/samples", () => Results.Json(Samples.Value));
+        api.MapRead("/samples", () => Results.Json(Samples.Value));
         api.MapPost("/try", TryAsync);
-        api.MapGet("/feedback", async (FeedbackStore store, TimeProvider time, CancellationToken ct, int days = 90) =>
+        api.MapRead("/feedback", async (FeedbackStore store, TimeProvider time, CancellationToken ct, int days = 90) =>
             Results.Json(await store.DailyAsync(time.GetUtcNow().AddDays(-Math.Clamp(days, 1, 3650)), ct)));
         return app;
     }

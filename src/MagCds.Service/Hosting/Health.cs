@@ -17,7 +17,7 @@ public static class Health
 
     public static IEndpointRouteBuilder MapMagCdsHealth(this IEndpointRouteBuilder app)
     {
-        app.MapHealthChecks("/health/live", new Microsoft.AspNetCore.Diagnostics.HealthChecks.HealthCheckOptions { Predicate = _ => false });
+        app.MapHealthChecks("/health/live", new Microsoft.AspNetCore.Diagnostics.HealthChecks.HealthCheckOptions { Predicate = _ => false }).ReadOnly();
         app.MapHealthChecks("/health/ready", new Microsoft.AspNetCore.Diagnostics.HealthChecks.HealthCheckOptions
         {
             Predicate = c => c.Tags.Contains(ReadyTag),
@@ -29,7 +29,7 @@ public static class Health
                 [HealthStatus.Degraded] = StatusCodes.Status503ServiceUnavailable,
                 [HealthStatus.Unhealthy] = StatusCodes.Status503ServiceUnavailable,
             },
-        });
+        }).ReadOnly();
         return app;
     }
 

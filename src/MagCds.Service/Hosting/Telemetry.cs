@@ -68,7 +68,7 @@ public static class Telemetry
     public static IEndpointRouteBuilder MapMagCdsTelemetry(this IEndpointRouteBuilder app)
     {
         if (app.ServiceProvider.GetRequiredService<IConfiguration>().GetSection(TelemetryOptions.Section).Get<TelemetryOptions>()?.Prometheus == true)
-            app.MapPrometheusScrapingEndpoint("/metrics");
+            app.MapPrometheusScrapingEndpoint("/metrics").ReadOnly();
         return app;
     }
 }

@@ -1,5 +1,6 @@
 using System.Text.Json;
 using MagCds.Core.Knowledge;
+using MagCds.Service.Hosting;
 
 namespace MagCds.Service.Knowledge;
 
@@ -10,7 +11,7 @@ public static class KnowledgeEndpoints
 
     public static IEndpointRouteBuilder MapKnowledge(this IEndpointRouteBuilder app)
     {
-        app.MapGet("/knowledge", (KnowledgeBase kb) => Results.Json(kb, Json));
+        app.MapRead("/knowledge", (KnowledgeBase kb) => Results.Json(kb, Json));
         return app;
     }
 }

@@ -27,7 +27,7 @@ public static class WorkerEndpoints
         notify.MapPut("/{type}/{id}", NotifyAsync);
 
         var admin = app.MapGroup("/admin/worker").RequireAuthorization(Security.Access.AdminPolicy).RequireRateLimiting(RateLimits.Policy).Audited();
-        admin.MapGet("/", async (WorkQueue queue, WorkerFhirClient fhir, ServerClock clock, CancellationToken ct) =>
+        admin.MapRead("/", async (WorkQueue queue, WorkerFhirClient fhir, ServerClock clock, CancellationToken ct) =>
         {
             var s = await queue.StatsAsync(ct, fhir.Server);
             return Results.Json(new
@@ -39,7 +39,7 @@ public static class WorkerEndpoints
                 pausedUntil = clock.PausedUntil,
             });
         });
-        admin.MapGet("/dead-letters", async (WorkQueue queue, WorkerFhirClient fhir, CancellationToken ct, int max = 100) =>
+        admin.MapRead("/dead-letters", async (WorkQueue queue, WorkerFhirClient fhir, CancellationToken ct, int max = 100) =>
             Results.Json((await queue.DeadLettersAsync(Math.Clamp(max, 1, 1000), ct, fhir.Server)).Select(d => new
             {
                 id = d.Id, resource = $"{d.ResourceType}/{d.ResourceId}", reason = d.Reason, attempts = d.Attempts, enqueuedAt = d.EnqueuedAt, failedAt = d.FailedAt,
