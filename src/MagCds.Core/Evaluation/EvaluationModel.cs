@@ -78,6 +78,8 @@ public sealed record ReadValue
     /// <summary>Qualitative reading: true positive/detected, false negative/not detected, null not qualitative.</summary>
     public bool? Positive { get; init; }
     public string? UnitText { get; init; }
+    /// <summary>A dilution titre (1:1600 read as 1600): its steps are dilutions, not amounts.</summary>
+    public bool IsTitre => UnitText == ValueReader.Titre;
     public string? UnitSystem { get; init; }
     public string? UnitCode { get; init; }
     /// <summary>The value as the lab sent it, for display (e.g. "&lt;1000 BTU", "1:1600", "positive").</summary>

@@ -132,7 +132,9 @@ public sealed class Interpreter(KnowledgeBase knowledge)
                 if (n == high && range.Text is { } rangeText && EquivocalWords.Any(w => rangeText.Contains(w, StringComparison.OrdinalIgnoreCase)))
                     return Cannot(CannotInterpretReason.UnusableRange,
                         $"The value {v.Display} is at the limit of the laboratory's range, whose text ('{rangeText.Trim()}') names a borderline or equivocal zone; MagCds does not decide which side such a result is on.");
-                string limit = $"{ValueReader.Format(high)} {unit}".TrimEnd();
+                // A titre's limits are dilutions too: "1:10", not "10 titer".
+                string limit = v.IsTitre ? "1:" + ValueReader.Format(high) : $"{ValueReader.Format(high)} {unit}".TrimEnd();
+                string LowText(decimal l) => v.IsTitre ? "1:" + ValueReader.Format(l) : ValueReader.Format(l);
                 // A range that arrives as only a number, with no text, may have been "<1000" at the lab (an HL7 v2 OBX-7
                 // mapped to high = 1000 loses the "<"). When the assay's own published cut-off is that very number and
                 // excludes it, a result exactly at the limit is raised by one reading and not by the other (FHIR's:
@@ -142,8 +144,8 @@ public sealed class Interpreter(KnowledgeBase knowledge)
                     return Cannot(CannotInterpretReason.UnusableRange,
                         $"The value {v.Display} equals the upper limit of the laboratory's reference range ({limit}). FHIR reads that limit as inside the range (not raised), but the range carries no text saying so, and the assay's published cut-off ('{matched.Name}': {ProfileBasis(matched).Display}) reads the same number as raised; a range written '<{limit}' often arrives this way. MagCds does not choose between the two readings.");
                 basis = new IntervalBasis(IntervalOrigin.ObservationReferenceRange, low, high, inclusive,
-                    inclusive ? (low is { } l ? $"{ValueReader.Format(l)}-" : "up to ") + limit
-                              : (low is { } l2 ? $"{ValueReader.Format(l2)} to " : "") + "below " + limit,
+                    inclusive ? (low is { } l ? $"{LowText(l)}-" : "up to ") + limit
+                              : (low is { } l2 ? $"{LowText(l2)} to " : "") + "below " + limit,
                     "the reference range the performing laboratory sent with the Observation", null);
                 ruleId = Vocabulary.Rules.ObservationReferenceRange.Code;
                 rule = $"The value is compared with the upper limit of the laboratory's own reference range ({limit}): "
@@ -369,7 +371,7 @@ public sealed class Interpreter(KnowledgeBase knowledge)
     {
         bool rangeHasUnit = !string.IsNullOrWhiteSpace(rangeLimit.Unit) || !string.IsNullOrWhiteSpace(rangeLimit.Code);
         if (!rangeHasUnit || !v.HasUnit) return true;
-        if (v.UnitText == "titre")
+        if (v.IsTitre)
             return $"{rangeLimit.Unit} {rangeLimit.Code}".Contains("tit", StringComparison.OrdinalIgnoreCase);
         if (v.UnitCode is not null && rangeLimit.Code is not null)
             return v.UnitCode == rangeLimit.Code && (v.UnitSystem ?? "") == (rangeLimit.System ?? "");

@@ -3,8 +3,9 @@ using Hl7.Fhir.Model;
 namespace MagCds.Core.Evaluation;
 
 /// <summary>
-/// Monitoring: the earlier results of the same patient with the same assay (same code and same unit; values of
-/// different assays, and values without a unit, are never compared), oldest first, with the percent change from the previous and the first.
+/// Monitoring: the earlier results of the same patient with the same assay (same code, unit, method and reference
+/// range; values of different assays, and values without a unit, are never compared), oldest first, with the percent
+/// change from the previous and the first (not for titres, whose steps are dilutions).
 /// </summary>
 internal static class TrendBuilder
 {
@@ -46,12 +47,16 @@ internal static class TrendBuilder
         var prev = earlier[^1].Value!;
         var first = earlier[0].Value!;
         var cur = current.Value;
-        string? censored = earlier.Any(p => p.Value!.Comparator is not null) || cur.Comparator is not null
-            ? "Percent changes are not computed against censored values (reported with <, <=, > or >=)." : null;
+        // A titre is a dilution: 1:1600 to 1:800 is one two-fold step, and a percentage would claim a precision that
+        // serial dilution does not have.
+        bool titre = cur.IsTitre;
+        string? notComputed = titre ? "Titres are serial dilutions, so percent changes between them are not computed."
+            : earlier.Any(p => p.Value!.Comparator is not null) || cur.Comparator is not null
+                ? "Percent changes are not computed against censored values (reported with <, <=, > or >=)." : null;
         string? preliminary = earlier.Any(IsPreliminary) || IsPreliminary(current)
             ? "Preliminary results are marked: a change measured against one may not hold for the final result." : null;
-        return new Trend(points, Percent(prev, cur), Percent(first, cur),
-            censored is null ? preliminary : preliminary is null ? censored : censored + " " + preliminary, earlier.Count - listed.Count);
+        return new Trend(points, titre ? null : Percent(prev, cur), titre ? null : Percent(first, cur),
+            notComputed is null ? preliminary : preliminary is null ? notComputed : notComputed + " " + preliminary, earlier.Count - listed.Count);
     }
 
     private static bool IsPreliminary(Prepared p) => p.Input.Observation.Status == ObservationStatus.Preliminary;
@@ -81,11 +86,23 @@ internal static class TrendBuilder
         if (!va.HasUnit || !vb.HasUnit) return false;
         static string Norm(string? s) => s?.Trim().ToLowerInvariant() ?? "";
         bool sameUnit = Norm(va.UnitText) == Norm(vb.UnitText) && Norm(va.UnitCode) == Norm(vb.UnitCode) && Norm(va.UnitSystem) == Norm(vb.UnitSystem);
-        // Every titre has the same unit ("titre", MagCds's own word): titres of different methods (immunofluorescence,
-        // western blot) are told apart by the method the laboratory names.
-        if (sameUnit && va.UnitText == "titre" && Norm(MethodKey(a.Input.Observation)) != Norm(MethodKey(b.Input.Observation))) return false;
-        return sameUnit && a.Input.Observation.Code.Coding.Any(ca =>
-            b.Input.Observation.Code.Coding.Any(cb => ca.System == cb.System && ca.Code == cb.Code));
+        // A unit names no assay by itself ("U", "TU", "index" and every titre's "titre" are used by several): results
+        // whose laboratories name different methods, or send different reference ranges, come from different assays
+        // (or an assay re-standardised), and their values are not comparable. Both unnamed counts as the same.
+        return sameUnit
+               && Norm(MethodKey(a.Input.Observation)) == Norm(MethodKey(b.Input.Observation))
+               && RangeKey(a.Input.Observation) == RangeKey(b.Input.Observation)
+               && a.Input.Observation.Code.Coding.Any(ca => b.Input.Observation.Code.Coding.Any(cb => ca.System == cb.System && ca.Code == cb.Code));
+    }
+
+    /// <summary>The limits of the first reference range, by value (1000 and 1000.0 are one limit) and unit; "" for none.</summary>
+    private static string RangeKey(Observation o)
+    {
+        if (o.ReferenceRange.Count == 0) return "";
+        var r = o.ReferenceRange[0];
+        static string Limit(Quantity? q) => q?.Value is not decimal v ? ""
+            : $"{v.ToString("G29", System.Globalization.CultureInfo.InvariantCulture)}|{q.Unit?.Trim().ToLowerInvariant()}|{q.Code?.Trim().ToLowerInvariant()}";
+        return Limit(r.Low) + "/" + Limit(r.High);
     }
 
     private static string? MethodKey(Observation o) => o.Method is null ? null

@@ -10,6 +10,9 @@ namespace MagCds.Core.Evaluation;
 /// </summary>
 public static class ValueReader
 {
+    /// <summary>The unit MagCds gives every dilution titre (a lab's "titer", "ratio" or none): MagCds's own word.</summary>
+    public const string Titre = "titre";
+
     // Words and codes labs use for qualitative anti-MAG results (v3-ObservationInterpretation and SNOMED CT).
     private static readonly Dictionary<string, bool> QualitativeWords = new(StringComparer.OrdinalIgnoreCase)
     {
@@ -69,7 +72,7 @@ public static class ValueReader
         var numeratorComparator = r.Numerator?.Comparator;
         var denominatorComparator = r.Denominator?.Comparator;
         if (numeratorComparator is not null && denominatorComparator is not null)
-            return new ReadValue { Display = $"{ComparatorText(numeratorComparator)}{(n is { } n2 ? Format(n2) : "?")}:{ComparatorText(denominatorComparator)}{(d is { } d2 ? Format(d2) : "?")}", UnitText = "titre" };
+            return new ReadValue { Display = $"{ComparatorText(numeratorComparator)}{(n is { } n2 ? Format(n2) : "?")}:{ComparatorText(denominatorComparator)}{(d is { } d2 ? Format(d2) : "?")}", UnitText = Titre };
         var comparator = numeratorComparator ?? denominatorComparator;
         // A dilution is a whole number of at least 1; "1:0" or "1:2.5" is not a titre and is not read as one.
         if (n == 1 && d is { } den && den >= 1 && den == decimal.Truncate(den))
@@ -78,12 +81,12 @@ public static class ValueReader
             {
                 Number = den,
                 Comparator = comparator,
-                UnitText = "titre",
+                UnitText = Titre,
                 Display = $"{ComparatorText(comparator)}{display}",
                 ReadingNote = $"The titre {display} is read as the dilution {Format(den)}.",
             };
         }
-        return new ReadValue { Display = ComparatorText(comparator) + display, UnitText = "titre" };
+        return new ReadValue { Display = ComparatorText(comparator) + display, UnitText = Titre };
     }
 
     /// <summary>

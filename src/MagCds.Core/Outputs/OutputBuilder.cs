@@ -127,7 +127,7 @@ public sealed class OutputBuilder(KnowledgeBase knowledge, CanonicalUrls canonic
             [
                 new RiskAssessment.PredictionComponent
                 {
-                    Outcome = new CodeableConcept { Text = "Anti-MAG neuropathy (IgM paraproteinaemic demyelinating neuropathy)" },
+                    Outcome = new CodeableConcept { Text = "Anti-MAG neuropathy" },
                     QualitativeRisk = i.Category switch
                     {
                         Category.Elevated => new CodeableConcept(Vocabulary.RiskProbabilitySystem, Vocabulary.ModerateRisk.Code, Vocabulary.ModerateRisk.Display, "raised anti-MAG IgM result"),

@@ -14,7 +14,7 @@ public static class Vocabulary
     /// <summary>Interpretation categories (meta.tag of every output, DetectedIssue.code), plus the retraction tag.</summary>
     public static readonly Concept Elevated = new("elevated", "Raised: above the reference interval or positive",
         "The result is above the upper limit of the reference interval it was judged against, or was reported positive or detected.");
-    public static readonly Concept NotElevated = new("not-elevated", "Not raised: within the reference interval or negative",
+    public static readonly Concept NotElevated = new("not-elevated", "Not raised: not above the reference interval, or negative",
         "The result is at or below the upper limit of the reference interval it was judged against, or was reported negative or not detected.");
     public static readonly Concept CannotInterpret = new("cannot-interpret", "Cannot be interpreted safely",
         "MagCds cannot judge the result safely (for example an unknown unit and no reference range); the reason is given as evidence.");

@@ -97,14 +97,22 @@ public sealed class CardBuilder(Evaluator evaluator)
     }
 
     /// <summary>
-    /// Value, unit and interpretation in under 140 characters, e.g. "Anti-MAG IgM 25000 BTU: raised (limit below 1000
-    /// BTU), medium titre". What the result means is never cut: a long value or unit (lab text) gives way first, the
-    /// limit next, and the value is shortened last.
+    /// Value, unit and interpretation in under 140 characters, e.g. "Anti-MAG IgM 25000 BTU: raised (reference interval
+    /// below 1000 BTU), medium titre". What the result means is never cut: a long value or unit (lab text) gives way
+    /// first, the basis next, and the value is shortened last.
     /// </summary>
     private static string Summary(Interpretation i, bool forOrder)
     {
         bool showsLimit = i.Category == Category.Elevated || (i.Category == Category.NotElevated && i.Trend is not { CategoryChanged: true });
-        string limit = showsLimit ? $" (limit {i.Basis?.Display ?? "lab flag"})" : "";
+        // What the result was judged against, in words that cannot be misread at a glance; a qualitative result is
+        // its own basis ("Positive: raised"), so nothing is added.
+        string limit = !showsLimit ? "" : i.Basis switch
+        {
+            { Origin: IntervalOrigin.QualitativeResult } => "",
+            { Origin: IntervalOrigin.ObservationInterpretation } b => $" ({b.Display})",
+            { } b => $" (reference interval {b.Display})",
+            null => "",
+        };
         string meaning = i.Category switch
         {
             Category.Elevated => "raised",

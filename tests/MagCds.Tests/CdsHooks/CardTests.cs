@@ -94,6 +94,22 @@ public class CardTests : ServiceTests
         Assert.That(card.GetProperty("summary").GetString(), Is.EqualTo("Anti-MAG IgM 640 BTU: not raised; the previous result was raised"));
     }
 
+    /// <summary>
+    /// What the result was judged against, in words a clinician cannot misread at a glance (a lab director's review:
+    /// "limit below 1000 BTU" read as if the limit were below 1000, "limit qualitative result" meant nothing, and a titre
+    /// range read "below 10 titer").
+    /// </summary>
+    [TestCase("Observation-btu-medium.json", "Anti-MAG IgM 25000 BTU: raised (reference interval below 1000 BTU), medium titre")]
+    [TestCase("Observation-titre-ratio-positive.json", "Anti-MAG IgM 1:1600: raised (reference interval below 1:10)")]
+    [TestCase("Observation-lab-flag-high-no-range.json", "Anti-MAG IgM 2.7 index: raised (laboratory flag H)")]
+    [TestCase("Observation-qualitative-positive.json", "Anti-MAG IgM Positive: raised")]
+    public async Task The_summary_names_what_the_result_was_judged_against(string file, string expected)
+    {
+        var resp = await Client.SendAsync(CdsKit.Post("/cds-services/magcds-patient-view", CdsKit.PatientView("pat-oakhaven", Observations(file)), null));
+        using var json = JsonDocument.Parse(await resp.Content.ReadAsStringAsync());
+        Assert.That(json.RootElement.GetProperty("cards").EnumerateArray().Single().GetProperty("summary").GetString(), Is.EqualTo(expected));
+    }
+
     [Test]
     public async Task The_same_call_twice_gives_identical_cards()
     {

@@ -34,7 +34,7 @@ public class OrderHookTests : ServiceTests
             Assert.That(card.GetProperty("indicator").GetString(), Is.EqualTo("info"));
             Assert.That(card.GetProperty("summary").GetString(), Does.StartWith("Latest anti-MAG IgM 20000 BTU: raised"));
             string detail = card.GetProperty("detail").GetString()!;
-            Assert.That(detail, Does.Contain("serves both the diagnosis and the monitoring of therapy"));
+            Assert.That(detail, Does.Contain("useful for diagnosis and for monitoring therapy"));
             Assert.That(detail, Does.Contain("| 2026-03-02 | 20000 BTU (this result) |"));
         });
     }
@@ -44,7 +44,7 @@ public class OrderHookTests : ServiceTests
     {
         var card = (await Cards("magcds-order-sign", CdsKit.OrderHook("order-sign", "pat-oakhaven", AntiMag, true, null))).EnumerateArray().Single();
         Assert.That(card.GetProperty("summary").GetString(), Is.EqualTo("No earlier anti-MAG IgM result on file for this patient"));
-        Assert.That(card.GetProperty("detail").GetString(), Does.Contain("monitoring of therapy"));
+        Assert.That(card.GetProperty("detail").GetString(), Does.Contain("monitoring therapy"));
     }
 
     [Test]

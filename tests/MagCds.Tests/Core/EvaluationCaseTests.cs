@@ -171,8 +171,52 @@ public class EvaluationCaseTests
         EvaluationInput Earlier(string method) => new(Titre("t1", 1600, "2025-09-01", method), "Observation/t1", "history[0]");
         Trend? TrendWith(string method) => CoreUnderTest.Evaluator.Evaluate(new EvaluationRequest([current], [Earlier(method)])).Results[0].Interpretation!.Trend;
 
-        Assert.That(TrendWith("immunofluorescence")?.Points, Has.Count.EqualTo(2), "same method: trended");
+        var same = TrendWith("immunofluorescence");
+        Assert.That(same?.Points, Has.Count.EqualTo(2), "same method: trended");
         Assert.That(TrendWith("western blot"), Is.Null, "another method: not compared");
+
+        // 1:1600 to 1:800 is one two-fold dilution step; "-50%" would claim a precision serial dilution does not have.
+        Assert.That(same!.PercentFromPrevious, Is.Null);
+        Assert.That(same.PercentFromFirst, Is.Null);
+        Assert.That(same.Note, Does.Contain("Titres are serial dilutions"));
+    }
+
+    /// <summary>
+    /// A unit names no assay ("U", "TU" are used by several): two results of one patient in the same unit are compared
+    /// only when their laboratories name the same method and send the same reference range. Found by a lab director's
+    /// review: 40 U by an immunodot kit then 8 U by an ELISA read "-80%, not raised; the previous result was raised",
+    /// and 50 TU (range below 20) then 500 TU (range below 1000) a ten-fold rise.
+    /// </summary>
+    [TestCase("ELISA kit A", 1000, "ELISA kit A", 1000, true)]
+    [TestCase(null, null, null, null, true)]
+    [TestCase("ELISA kit A", 1000, "ELISA kit A", 1000.0, true)]
+    [TestCase("Immunodot kit B", 1000, "ELISA kit A", 1000, false)]
+    [TestCase(null, 1000, "ELISA kit A", 1000, false)]
+    [TestCase("ELISA kit A", 20, "ELISA kit A", 1000, false)]
+    [TestCase("ELISA kit A", null, "ELISA kit A", 1000, false)]
+    public void Results_in_one_unit_are_compared_only_with_the_same_method_and_reference_range(
+        string? earlierMethod, double? earlierHigh, string? currentMethod, double? currentHigh, bool compared)
+    {
+        static Observation Tu(string id, decimal value, string date, string? method, double? high)
+        {
+            var o = new Observation
+            {
+                Id = id, Status = ObservationStatus.Final, Code = new CodeableConcept("http://loinc.org", "39087-2"), Subject = new ResourceReference("Patient/p1"),
+                Effective = new FhirDateTime(date), Value = new Quantity { Value = value, Unit = "TU" },
+                Method = method is null ? null : new CodeableConcept { Text = method },
+            };
+            if (high is { } h) o.ReferenceRange.Add(new Observation.ReferenceRangeComponent { High = new Quantity { Value = (decimal)h, Unit = "TU" } });
+            return o;
+        }
+        var current = new EvaluationInput(Tu("c", 500, "2026-03-01", currentMethod, currentHigh), "Observation/c", "observation");
+        var earlier = new EvaluationInput(Tu("e", 50, "2025-09-01", earlierMethod, earlierHigh), "Observation/e", "history[0]");
+        var trend = CoreUnderTest.Evaluator.Evaluate(new EvaluationRequest([current], [earlier])).Results[0].Interpretation!.Trend;
+        if (compared)
+        {
+            Assert.That(trend?.Points, Has.Count.EqualTo(2));
+            Assert.That(trend!.PercentFromPrevious, Is.EqualTo(900m));
+        }
+        else Assert.That(trend, Is.Null, "a result of another assay is neither listed nor compared");
     }
 
     [Test]

@@ -56,7 +56,7 @@ public class KnowledgeTests
         yield return new TestCaseData((Action<JsonObject>)(r => r.Remove("version")), "cannot be read").SetArgDisplayNames("missing version");
         // Empty (null) entries: refused by name, not a crash while checking.
         yield return new TestCaseData((Action<JsonObject>)(r => r["statements"]!.AsArray().Add(null)), "statements[").SetArgDisplayNames("null statement");
-        yield return new TestCaseData((Action<JsonObject>)(r => r["citations"]!.AsArray().Add(null)), "citations[6] is empty (null)").SetArgDisplayNames("null citation");
+        yield return new TestCaseData((Action<JsonObject>)(r => r["citations"]!.AsArray().Add(null)), "citations[7] is empty (null)").SetArgDisplayNames("null citation");
         yield return new TestCaseData((Action<JsonObject>)(r => r["assayProfiles"]!.AsArray().Add(null)), "assayProfiles[2] is empty (null)").SetArgDisplayNames("null profile");
         yield return new TestCaseData((Action<JsonObject>)(r => r["assayProfiles"]![1]!["strata"]!.AsArray().Insert(0, null)), "assayProfiles[1].strata[0] is empty (null)").SetArgDisplayNames("null stratum");
         yield return new TestCaseData((Action<JsonObject>)(r => r["assayProfiles"]![1]!["match"]!["units"]!.AsArray().Add(null)), ".match.units[").SetArgDisplayNames("null unit pattern");
