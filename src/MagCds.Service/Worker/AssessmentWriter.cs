@@ -27,7 +27,8 @@ public sealed partial class AssessmentWriter(Evaluator evaluator, WorkerFhirClie
     /// </summary>
     /// <param name="beforeWrite">Runs just before the write-back (the worker confirms its lease there); throws to stop it.</param>
     /// <param name="knownSeries">Looks up the series key of the outputs an earlier assessment of this Observation wrote
-    /// (kept by the worker's store): how they are found once the Observation itself is gone. Asked only then.</param>
+    /// (kept by the worker's store): how they are found once the Observation itself is gone, or once a correction of
+    /// its patient or identifier started a new series. Asked only for a deleted Observation or a later version.</param>
     public async Task<Assessment> AssessAsync(string observationId, CancellationToken ct, Func<Task>? beforeWrite = null, Func<Task<string?>>? knownSeries = null)
     {
         using var client = fhir.Create();
@@ -41,10 +42,10 @@ public sealed partial class AssessmentWriter(Evaluator evaluator, WorkerFhirClie
         // and so may one of a server that gives no versionId.
         if (!antiMag && version == "1") return new Assessment("not-anti-mag", version, [], null, []);
 
-        var history = antiMag && Searchable(obs.Subject?.Reference) is { } subject ? await HistoryAsync(client, subject, obs.Id ?? "", ct) : [];
+        var history = antiMag && Searchable(obs.Subject?.Reference) is { } subject ? await HistoryAsync(client, subject, obs, ct) : [];
         var result = antiMag ? evaluator.Evaluate(new EvaluationRequest([input], history)).Results[0] : null;
 
-        var identities = await IdentitiesAsync(client, obs, input, ct);
+        var identities = await IdentitiesAsync(client, obs, input, knownSeries, ct);
         var earlier = await EarlierOutputsAsync(client, identities, input.Reference!, ct);
         var tx = new Bundle { Type = Bundle.BundleType.Transaction };
         var present = new List<string>(); // outputs of this assessment already on the server as they should be
@@ -121,9 +122,7 @@ public sealed partial class AssessmentWriter(Evaluator evaluator, WorkerFhirClie
     {
         var identities = new List<(string Series, string? Subject)>();
         if (knownSeries is not null) identities.Add((knownSeries, null));
-        foreach (var di in (await SearchAllAsync(client, $"DetectedIssue?implicated={Uri.EscapeDataString(observation)}&_count=100", ct)).OfType<DetectedIssue>())
-            foreach (var series in SeriesOf(di))
-                if (!identities.Any(x => x.Series == series)) identities.Add((series, Searchable(di.Patient?.Reference)));
+        await AddImplicatedSeriesAsync(client, observation, identities, ct);
         if (identities.Count == 0) return new Assessment("gone", null, [], null, []);
 
         var outputs = await EarlierOutputsAsync(client, identities, observation, ct, matchAll: false, pointingElsewhere: true);
@@ -193,13 +192,20 @@ public sealed partial class AssessmentWriter(Evaluator evaluator, WorkerFhirClie
     /// its self link says it applied <c>_sort</c>; a server may skip a parameter it does not support (R4 search rules),
     /// and then the most recent may be on any page: all are read (up to <see cref="MaxUnsortedHistoryPages"/>) and
     /// ordered here. With more than that, no trend is shown rather than one that may leave out the latest results.
+    /// Only results dated before this one are asked for: an amended or late-arriving older result would otherwise get
+    /// the patient's most recent results, all later than itself, and no trend.
     /// </summary>
-    private async Task<IReadOnlyList<EvaluationInput>> HistoryAsync(FhirClient client, string subject, string currentId, CancellationToken ct)
+    private async Task<IReadOnlyList<EvaluationInput>> HistoryAsync(FhirClient client, string subject, Observation current, CancellationToken ct)
     {
         int n = options.Value.HistoryCount;
         if (n == 0) return [];
+        string currentId = current.Id ?? "";
         string codes = string.Join(",", evaluator.RecognisedCodes.Select(Uri.EscapeDataString));
-        var page = await Call(() => client.GetAsync($"Observation?subject={Uri.EscapeDataString(subject)}&code={codes}&_sort=-date&_count={n}", ct), allowGone: false) as Bundle;
+        // FHIR's "lt" also matches a result whose date (a month, a day) starts before this instant; the core keeps
+        // only those that are earlier.
+        string before = Evaluator.ResultTime(current) is { } when
+            ? "&date=lt" + Uri.EscapeDataString(when.UtcDateTime.ToString("yyyy-MM-dd'T'HH:mm:ss.fff'Z'", System.Globalization.CultureInfo.InvariantCulture)) : "";
+        var page = await Call(() => client.GetAsync($"Observation?subject={Uri.EscapeDataString(subject)}&code={codes}{before}&_sort=-date&_count={n}", ct), allowGone: false) as Bundle;
         bool sorted = Hosting.SearchSets.SaysSorted(page);
         var found = new List<Observation>();
         for (int pages = 1; page is not null; pages++)
@@ -227,9 +233,12 @@ public sealed partial class AssessmentWriter(Evaluator evaluator, WorkerFhirClie
     /// The series identifier (and subject) of every version of the Observation. Its identity in MagCds includes the
     /// subject and business identifier, so a laboratory's patient or identifier correction starts a new series; the
     /// outputs of the earlier one are found through the Observation's version history, which is read only when there
-    /// is an earlier version.
+    /// is an earlier version, and through the series the store kept from this worker's last assessment of it. A server
+    /// without version history leaves only the store's series and the MagCds DetectedIssues that implicate the
+    /// Observation (as for a deleted one), so a corrected patient's earlier assessment is still found and withdrawn.
     /// </summary>
-    private async Task<IReadOnlyList<(string Series, string? Subject)>> IdentitiesAsync(FhirClient client, Observation obs, EvaluationInput input, CancellationToken ct)
+    private async Task<IReadOnlyList<(string Series, string? Subject)>> IdentitiesAsync(FhirClient client, Observation obs, EvaluationInput input,
+        Func<Task<string?>>? knownSeries, CancellationToken ct)
     {
         var found = new List<(string Series, string? Subject)>();
         void Add(EvaluationInput version)
@@ -240,6 +249,8 @@ public sealed partial class AssessmentWriter(Evaluator evaluator, WorkerFhirClie
         }
         Add(input);
         if (obs.Meta?.VersionId is null or "1") return found;
+        // Outputs of another series are taken only when they point at this Observation (EarlierOutputsAsync).
+        if (knownSeries is not null && await knownSeries() is { } kept && !found.Any(x => x.Series == kept)) found.Add((kept, null));
         Bundle? page;
         try
         {
@@ -247,9 +258,10 @@ public sealed partial class AssessmentWriter(Evaluator evaluator, WorkerFhirClie
         }
         catch (WorkFailure e) when (e.Reason is "http-400" or "http-404" or "http-405" or "http-501")
         {
-            // A server without version history: the outputs of the current identity are still found and marked.
-            // Everything else (a refused token, a busy server) is retried like any other call.
+            // A server without version history. Everything else (a refused token, a busy server) is retried like any
+            // other call.
             HistoryUnavailable(logger, e.Reason);
+            await AddImplicatedSeriesAsync(client, input.Reference!, found, ct);
             return found;
         }
         var followed = new HashSet<string>(StringComparer.Ordinal);
@@ -262,6 +274,14 @@ public sealed partial class AssessmentWriter(Evaluator evaluator, WorkerFhirClie
                 : await Call(() => client.ContinueAsync(page, ct: ct), allowGone: false);
         }
         return found;
+    }
+
+    /// <summary>The series of the MagCds DetectedIssues that implicate the Observation: found without the Observation or its history.</summary>
+    private async Task AddImplicatedSeriesAsync(FhirClient client, string observation, List<(string Series, string? Subject)> identities, CancellationToken ct)
+    {
+        foreach (var di in (await SearchAllAsync(client, $"DetectedIssue?implicated={Uri.EscapeDataString(observation)}&_count=100", ct)).OfType<DetectedIssue>())
+            foreach (var series in SeriesOf(di))
+                if (!identities.Any(x => x.Series == series)) identities.Add((series, Searchable(di.Patient?.Reference)));
     }
 
     /// <summary>Every RiskAssessment and DetectedIssue MagCds wrote about this Observation, any version, any status.</summary>
@@ -299,7 +319,7 @@ public sealed partial class AssessmentWriter(Evaluator evaluator, WorkerFhirClie
     /// <summary>A subject reference a search can use: a contained one ("#p") means nothing outside its Observation.</summary>
     private static string? Searchable(string? subject) => subject is ['#', ..] ? null : subject;
 
-    [LoggerMessage(Level = LogLevel.Warning, Message = "The FHIR server answered {Status} to an Observation's history: outputs made under an earlier subject or identifier of a corrected result cannot be found and marked")]
+    [LoggerMessage(Level = LogLevel.Warning, Message = "The FHIR server answered {Status} to an Observation's history: outputs made under an earlier subject or identifier of a corrected result are found only through this store's last assessment and MagCds DetectedIssues")]
     private static partial void HistoryUnavailable(ILogger logger, string status);
 
     private static Bundle.EntryComponent ConditionalCreate(Resource r)

@@ -160,6 +160,36 @@ public sealed class WorkerTests(StoreProvider provider) : WorkerTestBase(provide
         finally { await Fhir.QuirksAsync(); }
     }
 
+    /// <summary>
+    /// An older result amended after later ones arrived gets its own earlier results as its trend, not the patient's
+    /// most recent ones (all later than itself, which left it with no trend: found by a black-box probe).
+    /// </summary>
+    [Test]
+    public async Task An_amended_older_result_is_trended_against_the_results_before_it()
+    {
+        static Observation At(string accession, decimal value, int month)
+        {
+            var o = Result("p1", value, accession);
+            o.Effective = new FhirDateTime(new DateTimeOffset(2025, month, 1, 8, 0, 0, TimeSpan.Zero));
+            o.Issued = new DateTimeOffset(2025, month, 2, 8, 0, 0, TimeSpan.Zero);
+            return o;
+        }
+        var first = await Fhir.SeedAsync(At("ACC-0", 5m, 1));
+        var older = await Fhir.SeedAsync(At("ACC-1", 23.5m, 2));
+        await Fhir.SeedAsync(At("ACC-2", 30m, 3));
+        await Fhir.SeedAsync(At("ACC-3", 40m, 4));
+        await H.StartAsync(new() { ["MagCds:Worker:HistoryCount"] = "2" });
+        await H.DrainedAsync(4);
+
+        older.Status = ObservationStatus.Amended;
+        ((Quantity)older.Value!).Value = 25m;
+        await Fhir.Client.UpdateAsync(older);
+        await WaitUntilAsync(async () => (await H.AllAsync<RiskAssessment>()).Count == 5, "the amended result is assessed");
+        await H.DrainedAsync(5);
+        var ra = (await H.AllAsync<RiskAssessment>()).Single(r => Current(r) && r.Basis[0].Reference == "Observation/" + older.Id);
+        Assert.That(ra.Basis.Select(b => b.Reference), Is.EqualTo(new[] { "Observation/" + older.Id, "Observation/" + first.Id }), "its trend: the result before it");
+    }
+
     [Test]
     public async Task A_server_whose_pages_link_to_themselves_is_read_once_round_and_the_work_done()
     {
@@ -295,6 +325,30 @@ public sealed class WorkerTests(StoreProvider provider) : WorkerTestBase(provide
         var dis = await H.AllAsync<DetectedIssue>();
         Assert.That(dis.Where(Current).Select(d => d.Patient!.Reference), Is.EqualTo(new[] { "Patient/p2" }));
         Assert.That(dis.Single(d => d.Patient!.Reference == "Patient/p1").Status, Is.EqualTo(ObservationStatus.Cancelled));
+    }
+
+    /// <summary>
+    /// The same correction on a server without version history (many EHR facades offer none): the outputs on p1 are
+    /// found through the series this store kept from the first assessment and, for a raised result, through the MagCds
+    /// DetectedIssue that implicates the Observation. Found by a black-box probe: both sets stayed current.
+    /// </summary>
+    [TestCase(23.5)]
+    [TestCase(4.0)]
+    public async Task A_result_moved_to_another_patient_on_a_server_without_history_leaves_nothing_current_on_the_first(double value)
+    {
+        await AssessedThenChangedAsync(Result("p1", (decimal)value, "ACC-1"),
+            beforeChange: obs => InjectAsync(404, 100, "GET", $"/fhir/R4/Observation/{obs.Id}/_history"),
+            change: obs =>
+            {
+                obs.Status = ObservationStatus.Corrected;
+                obs.Subject = new ResourceReference("Patient/p2");
+            });
+
+        Assert.That(H.Service!.Logs.Lines.Any(l => l.Contains("\"Name\":\"HistoryUnavailable\"", StringComparison.Ordinal)), "the history was not available");
+        var ras = await H.AllAsync<RiskAssessment>();
+        Assert.That(ras.Where(Current).Select(r => r.Subject!.Reference), Is.EqualTo(new[] { "Patient/p2" }), "one current assessment, on the corrected patient");
+        Assert.That(ras.Single(r => r.Subject!.Reference == "Patient/p1").Status, Is.EqualTo(ObservationStatus.Cancelled));
+        Assert.That((await H.AllAsync<DetectedIssue>()).Where(Current).Select(d => d.Patient!.Reference), Is.EqualTo(value > 10 ? new[] { "Patient/p2" } : Array.Empty<string>()));
     }
 
     [Test]
