@@ -29,6 +29,7 @@ public static class OutcomeCodes
     public static readonly OutcomeCode UnparseableEntry = new("unparseable-entry", "A Bundle entry is not valid FHIR", OperationOutcome.IssueType.Structure);
     public static readonly OutcomeCode UnsupportedResource = new("unsupported-resource", "This resource type is not accepted here", OperationOutcome.IssueType.NotSupported);
     public static readonly OutcomeCode InvalidParameters = new("invalid-parameters", "The Parameters resource does not match the operation", OperationOutcome.IssueType.Invalid);
+    public static readonly OutcomeCode InvalidQuery = new("invalid-query", "A query or route parameter has a value the route does not take", OperationOutcome.IssueType.Value);
     public static readonly OutcomeCode UnsupportedMediaType = new("unsupported-media-type", "Content-Type is not FHIR JSON or XML", OperationOutcome.IssueType.NotSupported);
     public static readonly OutcomeCode NotAcceptable = new("not-acceptable", "No acceptable response format", OperationOutcome.IssueType.NotSupported);
     public static readonly OutcomeCode PayloadTooLarge = new("payload-too-large", "The body is larger than the configured limit", OperationOutcome.IssueType.TooLong);

@@ -28,6 +28,9 @@ public static class FhirRestEndpoints
             var matcher = new Microsoft.AspNetCore.Routing.Template.TemplateMatcher(new Microsoft.AspNetCore.Routing.Template.RouteTemplate(e.RoutePattern), []);
             if (matcher.TryMatch(req.Path, [])) allowed.UnionWith(methods.HttpMethods);
         }
+        // The template matcher does not check route constraints: a route that takes this method matched the path's
+        // shape but not a constraint ("/dead-letters/abc/replay" against {id:long}), so there is no such resource.
+        if (allowed.Contains(req.Method)) allowed.Clear();
         if (allowed.Count == 0)
             throw new FhirRequestException(StatusCodes.Status404NotFound, OutcomeCodes.NotFound, "No such route. See /fhir/metadata.");
         req.HttpContext.Response.Headers.Allow = string.Join(", ", allowed);

@@ -27,6 +27,7 @@ public sealed partial class FhirErrorHandler(ILogger<FhirErrorHandler> logger) :
             BadHttpRequestException b => (b.StatusCode, Outcomes.Error(http, code,
                 code == OutcomeCodes.PayloadTooLarge ? "The body is larger than the server accepts."
                 : code == OutcomeCodes.Timeout ? "The request did not arrive in time (too slow a body); nothing was done, send it again."
+                : code == OutcomeCodes.InvalidQuery ? "A query or route parameter has a value of the wrong kind or out of range (a number where one is expected); nothing was done."
                 : "The request could not be read.")),
             OperationCanceledException when http.RequestAborted.IsCancellationRequested => (499, new OperationOutcome()),
             _ when storeDown => (StatusCodes.Status503ServiceUnavailable,
@@ -60,6 +61,8 @@ public sealed partial class FhirErrorHandler(ILogger<FhirErrorHandler> logger) :
         BadHttpRequestException { StatusCode: StatusCodes.Status413PayloadTooLarge } => OutcomeCodes.PayloadTooLarge,
         // Kestrel's minimum body data rate: a retryable time-out, not a body that cannot be read.
         BadHttpRequestException { StatusCode: StatusCodes.Status408RequestTimeout } => OutcomeCodes.Timeout,
+        // The framework's own type (Kestrel's refusals of a body are a subclass of it): a parameter that did not bind.
+        BadHttpRequestException b when b.GetType() == typeof(BadHttpRequestException) => OutcomeCodes.InvalidQuery,
         BadHttpRequestException => OutcomeCodes.Unparseable,
         System.Data.Common.DbException db when Storage.Database.IsUnavailable(db) => OutcomeCodes.StoreUnavailable,
         _ => OutcomeCodes.InternalError,

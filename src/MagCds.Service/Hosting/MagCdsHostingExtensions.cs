@@ -54,6 +54,9 @@ public static class MagCdsHostingExtensions
         services.AddSingleton<MagCds.Service.Conformance.ProfileValidator>();
         services.AddHostedService<MagCds.Service.Conformance.ConformanceWarmUp>();
         services.AddExceptionHandler<FhirErrorHandler>();
+        // A query or route value of the wrong kind (max=abc) is thrown to the error handler, which answers it with an
+        // OperationOutcome; by default minimal APIs answer an empty 400.
+        services.Configure<Microsoft.AspNetCore.Routing.RouteHandlerOptions>(o => o.ThrowOnBadRequest = true);
         return services;
     }
 

@@ -241,9 +241,12 @@ public sealed class WorkQueue(Database db, TimeProvider time)
         return list;
     }
 
-    /// <summary>Queues a dead letter's resource again (one transaction); false when there is no such dead letter.</summary>
-    public async Task<bool> ReplayAsync(long deadLetterId, CancellationToken ct) =>
-        await ReplayWhereAsync("id = @id", cmd => cmd.With("id", deadLetterId), ct) == 1;
+    /// <summary>
+    /// Queues a dead letter of <paramref name="server"/> again (one transaction); false when it has no such dead letter
+    /// (one of another server, in a store several deployments share, is theirs: listed, counted and replayed there).
+    /// </summary>
+    public async Task<bool> ReplayAsync(long deadLetterId, string server, CancellationToken ct) =>
+        await ReplayWhereAsync("id = @id AND server = @server", cmd => cmd.With("id", deadLetterId).With("server", server), ct) == 1;
 
     /// <summary>
     /// Replays every dead letter of <paramref name="server"/>, or only those with <paramref name="reason"/> (after an

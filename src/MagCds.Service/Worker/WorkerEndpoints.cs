@@ -50,9 +50,9 @@ public static class WorkerEndpoints
             signal.Wake();
             return Results.Json(new { replayed }, statusCode: StatusCodes.Status202Accepted);
         });
-        admin.MapPost("/dead-letters/{id:long}/replay", async (long id, WorkQueue queue, WorkerSignal signal, CancellationToken ct) =>
+        admin.MapPost("/dead-letters/{id:long}/replay", async (long id, WorkQueue queue, WorkerFhirClient fhir, WorkerSignal signal, CancellationToken ct) =>
         {
-            if (!await queue.ReplayAsync(id, ct))
+            if (!await queue.ReplayAsync(id, fhir.Server, ct))
                 throw new FhirRequestException(StatusCodes.Status404NotFound, OutcomeCodes.NotFound, $"No dead letter {id}.");
             signal.Wake();
             return Results.Accepted();

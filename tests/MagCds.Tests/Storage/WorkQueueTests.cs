@@ -256,8 +256,9 @@ public sealed class WorkQueueTests(StoreProvider provider)
         var dead = (await _queue.DeadLettersAsync(10, CancellationToken.None)).Single();
         Assert.That((dead.ResourceId, dead.Reason, dead.Attempts), Is.EqualTo(("a", "http-400", 2)));
 
-        Assert.That(await _queue.ReplayAsync(dead.Id, CancellationToken.None), Is.True);
-        Assert.That(await _queue.ReplayAsync(dead.Id, CancellationToken.None), Is.False, "a dead letter is replayed once");
+        Assert.That(await _queue.ReplayAsync(dead.Id, "http://other.example/r4", CancellationToken.None), Is.False, "another server's deployment cannot replay it");
+        Assert.That(await _queue.ReplayAsync(dead.Id, Server, CancellationToken.None), Is.True);
+        Assert.That(await _queue.ReplayAsync(dead.Id, Server, CancellationToken.None), Is.False, "a dead letter is replayed once");
         var stats = await _queue.StatsAsync(CancellationToken.None);
         Assert.That((stats.Pending, stats.Dead), Is.EqualTo((1L, 0L)));
         Assert.That((await _queue.LeaseAsync("w1", 10, Lease, CancellationToken.None)).Single().Attempts, Is.EqualTo(1));

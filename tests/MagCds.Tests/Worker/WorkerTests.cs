@@ -666,6 +666,40 @@ public sealed class WorkerTests(StoreProvider provider) : WorkerTestBase(provide
         Assert.That(posts, Is.EqualTo(new[] { 409, 200 }));
     }
 
+    /// <summary>
+    /// Admin parameters of the wrong kind get an OperationOutcome with a code, not an empty 400; an id that is not a
+    /// number names no dead letter (404), not a method the route does not take (it was "405: it takes POST").
+    /// </summary>
+    [TestCase("GET", "/admin/worker/dead-letters?max=abc", 400, "invalid-query")]
+    [TestCase("GET", "/admin/worker/dead-letters?max=99999999999", 400, "invalid-query")]
+    [TestCase("GET", "/admin/audit?max=abc", 400, "invalid-query")]
+    [TestCase("POST", "/admin/worker/dead-letters/abc/replay", 404, "not-found")]
+    [TestCase("POST", "/admin/worker/dead-letters/99999999999999999999/replay", 404, "not-found")]
+    public async Task An_admin_parameter_of_the_wrong_kind_gets_an_OperationOutcome(string method, string path, int status, string code)
+    {
+        await H.StartAsync(new() { ["MagCds:Worker:PollIntervalSeconds"] = "0" });
+        using var resp = await H.Client.SendAsync(new HttpRequestMessage(new HttpMethod(method), path));
+        Assert.That((int)resp.StatusCode, Is.EqualTo(status));
+        Assert.That(Http.Codes((OperationOutcome)await Http.ReadAsync(resp)), Is.EqualTo(new[] { code }));
+    }
+
+    [Test]
+    public async Task A_dead_letter_of_another_server_address_is_not_replayed_here()
+    {
+        long id;
+        await using (var db = StoreUnderTest.Open(StoreOptions()))
+        {
+            var queue = new WorkQueue(db, TimeProvider.System);
+            await queue.EnqueueAsync("http://other-deployment.example/fhir", [("Observation", "x")], "poll", CancellationToken.None);
+            var item = (await queue.LeaseAsync("other", 1, TimeSpan.FromMinutes(1), CancellationToken.None, "http://other-deployment.example/fhir")).Single();
+            await queue.DeadLetterAsync(item, "other", "http-422", CancellationToken.None);
+            id = (await queue.DeadLettersAsync(1, CancellationToken.None)).Single().Id;
+        }
+        await H.StartAsync(new() { ["MagCds:Worker:PollIntervalSeconds"] = "0" });
+        using var replay = await H.Client.PostAsync($"/admin/worker/dead-letters/{id}/replay", null);
+        Assert.That(replay.StatusCode, Is.EqualTo(HttpStatusCode.NotFound), "it is the other deployment's to replay");
+    }
+
     [Test]
     public async Task A_refused_write_is_dead_lettered_with_its_reason_and_can_be_replayed()
     {
