@@ -124,6 +124,8 @@ public sealed class WorkQueue(Database db, TimeProvider time)
     /// <summary>
     /// Marks a leased row done. When an event for the same resource arrived while it was processed (generation moved
     /// on), the row stays pending and due now instead, so the newer state is read. False when the lease was lost.
+    /// Earlier dead letters of the same resource are settled (state replayed): it has been processed since, so an
+    /// operator is not sent to replay what is already done.
     /// </summary>
     /// <param name="assessedVersion">The resource version that was read and assessed, when known.</param>
     /// <param name="series">The series key of the outputs the assessment wrote or found, kept with the version.</param>
@@ -146,6 +148,10 @@ public sealed class WorkQueue(Database db, TimeProvider time)
                 """, tx).With("now", Now).With("outcome", outcome).With("id", item.Id).With("owner", owner);
             if (await again.ExecuteNonQueryAsync(ct) == 0) return false; // the lease was lost: another worker owns the row
         }
+        await using (var settled = c.Command("""
+            UPDATE work_item SET state = 'replayed' WHERE state = 'dead' AND server = @server AND resource_type = @type AND resource_id = @id
+            """, tx).With("server", item.Server).With("type", item.ResourceType).With("id", item.ResourceId))
+            await settled.ExecuteNonQueryAsync(ct);
         if (assessedVersion is not null)
         {
             await using var seen = c.Command("""

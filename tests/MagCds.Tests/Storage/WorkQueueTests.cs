@@ -242,6 +242,25 @@ public sealed class WorkQueueTests(StoreProvider provider)
         Assert.That((await _queue.LeaseAsync("w1", 10, Lease, CancellationToken.None)).Single().ExpiredLeases, Is.Zero);
     }
 
+    /// <summary>
+    /// A dead letter whose resource a later event brought in and the worker processed is settled: it was still listed
+    /// and counted (a black-box probe), sending the operator to replay what was done. Another resource's stays.
+    /// </summary>
+    [Test]
+    public async Task A_dead_letter_is_settled_when_its_resource_is_processed_later()
+    {
+        await _queue.EnqueueAsync(Server, [("Observation", "a"), ("Observation", "b")], "poll", CancellationToken.None);
+        foreach (var dying in await _queue.LeaseAsync("w1", 10, Lease, CancellationToken.None))
+            Assert.That(await _queue.DeadLetterAsync(dying, "w1", "http-422", CancellationToken.None), Is.True);
+
+        await _queue.EnqueueAsync(Server, [("Observation", "a")], "subscription", CancellationToken.None);
+        var item = (await _queue.LeaseAsync("w1", 10, Lease, CancellationToken.None)).Single();
+        Assert.That(await _queue.CompleteAsync(item, "w1", "evaluated-elevated", CancellationToken.None), Is.True);
+
+        Assert.That((await _queue.DeadLettersAsync(10, CancellationToken.None)).Select(d => d.ResourceId), Is.EqualTo(new[] { "b" }));
+        Assert.That((await _queue.StatsAsync(CancellationToken.None)).Dead, Is.EqualTo(1L));
+    }
+
     [Test]
     public async Task Retry_waits_for_its_delay_and_dead_letters_can_be_replayed()
     {
