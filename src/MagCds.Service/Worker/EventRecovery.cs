@@ -16,10 +16,18 @@ public sealed class EventRecovery(WorkQueue queue, WorkerFhirClient fhir, Worker
     private const string LastPrefix = "events-last:";
     private const string GapPrefix = "events-gap:";
 
+    /// <summary>
+    /// Event numbers a server can send: FHIR integer64 is unbounded, but a number beyond 2^53 (what JSON numbers hold
+    /// exactly) or below 0 is a defect, and taken as the last number seen it would hide every later gap.
+    /// </summary>
+    private const long MaxEventNumber = 1L << 53;
+
     /// <summary>Records the numbers of a Backport notification; returns the gap found, if any.</summary>
     public async Task<(long From, long To)?> NoteAsync(Notification n, CancellationToken ct)
     {
         if (n.Subscription is null) return null;
+        static bool Plausible(long x) => x is >= 0 and <= MaxEventNumber;
+        if (n.EventNumbers.Any(x => !Plausible(x)) || n.EventsSinceStart is { } s0 && !Plausible(s0)) return null;
         long? highest = n.Kind == "heartbeat" || n.Kind == "handshake" ? n.EventsSinceStart : n.EventNumbers.Count > 0 ? n.EventNumbers.Max() : n.EventsSinceStart;
         if (highest is null) return null;
 
@@ -31,7 +39,9 @@ public sealed class EventRecovery(WorkQueue queue, WorkerFhirClient fhir, Worker
         if (n.Kind != "handshake" && last is { } seen && lowest > seen + 1) gap = (seen + 1, lowest - 1);
 
         var state = new Dictionary<string, string>();
-        if (last is null || highest > last) state[LastPrefix + n.Subscription] = highest.Value.ToString(CultureInfo.InvariantCulture);
+        // A handshake (re)starts the count: a Subscription made again numbers its events from its start, and the
+        // highest number of its predecessor would hide its gaps.
+        if (last is null || highest > last || n.Kind == "handshake") state[LastPrefix + n.Subscription] = highest.Value.ToString(CultureInfo.InvariantCulture);
         if (gap is { } g)
         {
             // Widen a gap not yet recovered rather than replace it.

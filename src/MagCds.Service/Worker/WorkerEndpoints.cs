@@ -64,7 +64,15 @@ public static class WorkerEndpoints
         WorkerSignal signal, WorkerMetrics metrics, CancellationToken ct)
     {
         var body = await FhirWire.ReadBodyAsync(req, MaxNotificationBytes, ct);
-        var n = body.IsEmpty ? NotificationReader.Ping : NotificationReader.Read(FhirWire.Parse(body, FhirWire.RequestFormat(req)).Resource);
+        var n = NotificationReader.Ping;
+        if (!body.IsEmpty)
+        {
+            var parsed = FhirWire.Parse(body, FhirWire.RequestFormat(req));
+            n = NotificationReader.Read(parsed.Resource);
+            // An entry that could not be read may be the one that said what changed (a Backport status with its event
+            // number, an Observation): it is not lost, a catch-up poll finds it.
+            if (parsed.BadEntries.Count > 0) n = n with { NeedsPoll = true };
+        }
         metrics.Notification(n.Kind);
 
         var observations = n.Resources.Where(r => r.Type == "Observation").ToList();

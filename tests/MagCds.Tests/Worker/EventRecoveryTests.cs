@@ -33,6 +33,30 @@ public class EventRecoveryTests
         public HttpClient CreateClient(string name) => new(new Refuse());
     }
 
+    /// <summary>
+    /// A handshake restarts the count (a Subscription made again numbers its events from its start: the highest
+    /// number of its predecessor hid every gap), and a number no server sends (negative, beyond 2^53) is not taken as
+    /// the last one seen (it hid every later gap, and the next number overflowed). Found by a black-box probe.
+    /// </summary>
+    [Test]
+    public async Task A_handshake_restarts_the_count_and_an_implausible_event_number_is_not_taken()
+    {
+        await using var db = StoreUnderTest.Open(await StoreUnderTest.OptionsAsync(StoreProvider.Sqlite));
+        var queue = new WorkQueue(db, TimeProvider.System);
+        var recovery = new EventRecovery(queue, new WorkerFhirClient(new Paused(), Options.Create(new WorkerOptions { FhirServerUrl = "https://fhir.example/R4" })), new WorkerSignal());
+        var ct = CancellationToken.None;
+        static Notification Event(long number) => new("event-notification", "Subscription/s1", null, [number], [], false);
+
+        Assert.That(await recovery.NoteAsync(Event(5), ct), Is.Null);
+        Assert.That(await recovery.NoteAsync(new Notification("handshake", "Subscription/s1", 0, [], [], false), ct), Is.Null);
+        Assert.That(await recovery.NoteAsync(Event(1), ct), Is.Null, "the first event of the Subscription made again");
+        Assert.That(await recovery.NoteAsync(Event(4), ct), Is.EqualTo(((long)2, (long)3)), "events 2 and 3 missed");
+
+        Assert.That(await recovery.NoteAsync(Event(long.MaxValue), ct), Is.Null);
+        Assert.That(await recovery.NoteAsync(Event(-3), ct), Is.Null);
+        Assert.That(await recovery.NoteAsync(Event(7), ct), Is.EqualTo(((long)5, (long)6)), "gaps are still seen after them");
+    }
+
     [Test]
     public async Task A_gap_met_by_a_pause_the_server_asked_for_is_kept_for_later_not_turned_into_a_poll()
     {

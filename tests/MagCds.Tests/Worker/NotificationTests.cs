@@ -60,6 +60,25 @@ public sealed class NotificationTests(StoreProvider provider) : WorkerTestBase(p
         Assert.That((await Fhir.RequestsAsync()).Any(r => r.Url.Contains("_lastUpdated", StringComparison.Ordinal)), Is.False, "no poll was needed");
     }
 
+    /// <summary>
+    /// A notification Bundle with an entry that is not valid FHIR (here the Backport status, so its type and event
+    /// number are unknown) asks for a catch-up poll: it was acknowledged as an empty Bundle and the event lost (found by
+    /// a black-box probe).
+    /// </summary>
+    [Test]
+    public async Task A_notification_with_an_unreadable_entry_asks_for_a_catch_up_poll()
+    {
+        string body = TestFiles.Text("Notifications/Bundle-backport-id-only-event-1.json");
+        var json = System.Text.Json.Nodes.JsonNode.Parse(body)!;
+        json["entry"]![0]!["resource"]!["parameter"]![0]!["valueReference"]!["reference"] = ""; // FHIR strings may not be empty
+        using (var r = await SendAsync(HttpMethod.Post, Endpoint, json.ToJsonString()))
+        {
+            Assert.That(r.StatusCode, Is.EqualTo(HttpStatusCode.OK), "acknowledged: nothing is lost");
+            Assert.That(await r.Content.ReadAsStringAsync(), Does.Contain("a poll was requested"));
+        }
+        await WaitUntilAsync(async () => (await Fhir.RequestsAsync()).Any(r => r.Url.Contains("_lastUpdated=gt", StringComparison.Ordinal)), "the catch-up poll ran");
+    }
+
     [Test]
     public async Task A_gap_in_event_numbers_is_recovered_through_events_or_a_catch_up_poll()
     {
