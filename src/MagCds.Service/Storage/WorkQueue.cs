@@ -316,6 +316,60 @@ public sealed class WorkQueue(Database db, TimeProvider time)
         return new QueueStats(r.GetInt64(0), r.GetInt64(1), r.GetInt64(2), r.GetInt64(3), lag);
     }
 
+    /// <summary>
+    /// Moves everything kept for <paramref name="from"/> to <paramref name="to"/>, in one transaction: the same FHIR
+    /// server under a new address (MagCds:Worker:PreviousServerUrl). Waiting rows (one waiting for the same resource
+    /// under the new address already stays that one), dead letters and finished rows, the versions assessed, and the
+    /// state values the new address does not have yet (the poll cursor, event numbers). Returns the waiting rows and
+    /// dead letters moved; a second call finds nothing left.
+    /// </summary>
+    public async Task<(int Pending, int Dead)> MoveServerAsync(string from, string to, CancellationToken ct)
+    {
+        await using var w = await db.OpenWriterAsync(ct);
+        var c = w.Connection;
+        await using var tx = await c.BeginTransactionAsync(ct);
+        async Task<int> RunAsync(string sql)
+        {
+            await using var cmd = c.Command(sql, tx).With("from", from).With("to", to);
+            if (sql.Contains("@now", StringComparison.Ordinal)) cmd.With("now", Now);
+            return await cmd.ExecuteNonQueryAsync(ct);
+        }
+        int pending = await RunAsync("""
+            UPDATE work_item SET server = @to WHERE server = @from AND state = 'pending' AND NOT EXISTS (
+              SELECT 1 FROM work_item p WHERE p.server = @to AND p.state = 'pending' AND p.resource_type = work_item.resource_type AND p.resource_id = work_item.resource_id)
+            """);
+        await RunAsync("UPDATE work_item SET state = 'done', outcome = 'moved-duplicate', finished_at = @now, lease_owner = NULL, lease_until = NULL WHERE server = @from AND state = 'pending'");
+        int dead = await RunAsync("UPDATE work_item SET server = @to WHERE server = @from AND state = 'dead'");
+        await RunAsync("UPDATE work_item SET server = @to WHERE server = @from");
+        await RunAsync("""
+            UPDATE worker_assessed SET server = @to WHERE server = @from AND NOT EXISTS (
+              SELECT 1 FROM worker_assessed a WHERE a.server = @to AND a.resource_type = worker_assessed.resource_type AND a.resource_id = worker_assessed.resource_id)
+            """);
+        await RunAsync("DELETE FROM worker_assessed WHERE server = @from");
+        await RunAsync("""
+            INSERT INTO worker_state (server, name, value)
+            SELECT @to, s.name, s.value FROM worker_state s WHERE s.server = @from AND NOT EXISTS (
+              SELECT 1 FROM worker_state t WHERE t.server = @to AND t.name = s.name)
+            """);
+        await RunAsync("DELETE FROM worker_state WHERE server = @from");
+        await tx.CommitAsync(ct);
+        return (pending, dead);
+    }
+
+    /// <summary>Waiting rows and dead letters kept under other server addresses than <paramref name="server"/>.</summary>
+    public async Task<IReadOnlyDictionary<string, (long Pending, long Dead)>> ElsewhereAsync(string server, CancellationToken ct)
+    {
+        await using var c = await db.OpenAsync(ct);
+        await using var cmd = c.Command("""
+            SELECT server, COALESCE(SUM(CASE WHEN state = 'pending' THEN 1 ELSE 0 END), 0), COALESCE(SUM(CASE WHEN state = 'dead' THEN 1 ELSE 0 END), 0)
+            FROM work_item WHERE server <> @server AND state IN ('pending', 'dead') GROUP BY server ORDER BY server
+            """).With("server", server);
+        var d = new Dictionary<string, (long, long)>(StringComparer.Ordinal);
+        await using var r = await cmd.ExecuteReaderAsync(ct);
+        while (await r.ReadAsync(ct)) d[r.GetString(0)] = (r.GetInt64(1), r.GetInt64(2));
+        return d;
+    }
+
     /// <summary>The servers that have a state value of this name (a poll cursor, say).</summary>
     public async Task<IReadOnlyList<string>> ServersWithStateAsync(string name, CancellationToken ct)
     {

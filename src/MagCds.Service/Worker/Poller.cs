@@ -49,6 +49,11 @@ public sealed partial class Poller(WorkerFhirClient fhir, WorkQueue queue, Evalu
     /// </summary>
     public async Task StartAsync(CancellationToken ct)
     {
+        if (options.Value.PreviousServerUrl?.TrimEnd('/') is { Length: > 0 } previous && previous != fhir.Server)
+        {
+            var (pending, dead) = await queue.MoveServerAsync(previous, fhir.Server, ct);
+            if (pending + dead > 0) WorkMoved(logger, pending, dead, previous);
+        }
         if (Instant(options.Value.PollFrom) is null && await queue.GetStateAsync(fhir.Server, CursorKey, ct) is null)
         {
             // A store that polled one other server URL is most likely the same server under a new address (http to
@@ -77,6 +82,9 @@ public sealed partial class Poller(WorkerFhirClient fhir, WorkQueue queue, Evalu
 
     [LoggerMessage(Level = LogLevel.Warning, Message = "No poll cursor for the configured FHIR server URL; polling goes on from the cursor stored for {OtherServer} ({Cursor}), taken to be the same server under its former address. Set MagCds:Worker:PollFrom to choose the starting point instead")]
     private static partial void CursorCarriedOver(ILogger logger, string otherServer, string cursor);
+
+    [LoggerMessage(Level = LogLevel.Warning, Message = "Moved {Pending} waiting row(s) and {Dead} dead letter(s), with the poll cursor and the versions assessed, from the previous server address {PreviousServer} (MagCds:Worker:PreviousServerUrl) to the configured one")]
+    private static partial void WorkMoved(ILogger logger, int pending, int dead, string previousServer);
 
     /// <summary>Polls once; returns how many Observations were queued.</summary>
     public async Task<int> PollAsync(CancellationToken ct)

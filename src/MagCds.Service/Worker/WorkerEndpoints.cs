@@ -35,6 +35,9 @@ public static class WorkerEndpoints
                 server = fhir.Server,
                 queue = new { pending = s.Pending, leased = s.Leased, deadLetters = s.Dead, done = s.Done, lagSeconds = s.Lag.TotalSeconds },
                 pollCursor = await queue.GetStateAsync(fhir.Server, Poller.CursorKey, ct),
+                // Work kept under other addresses: an old address of this server (MagCds:Worker:PreviousServerUrl
+                // moves it here), or other deployments sharing the store.
+                elsewhere = (await queue.ElsewhereAsync(fhir.Server, ct)).ToDictionary(e => e.Key, e => new { pending = e.Value.Pending, deadLetters = e.Value.Dead }),
                 // This replica's: the server asked it (429/503 with Retry-After) to send nothing before then.
                 pausedUntil = clock.PausedUntil,
             });

@@ -59,6 +59,14 @@ public sealed class WorkerOptions
     /// <summary>The FHIR server's base URL, e.g. https://fhir.hospital.example/r4. Required when Enabled.</summary>
     public string? FhirServerUrl { get; set; }
 
+    /// <summary>
+    /// The address this store knew the same FHIR server by before (http to https, a new ingress). At start-up everything
+    /// kept under it (waiting work, dead letters, the versions assessed, the poll cursor, event numbers) is moved to
+    /// <see cref="FhirServerUrl"/>; without it, that work would wait under the old address for ever. Never set it to
+    /// another deployment's server in a shared store: its work would move here.
+    /// </summary>
+    public string? PreviousServerUrl { get; set; }
+
     /// <summary>Whether <paramref name="uri"/> is on the watched server (under <see cref="FhirServerUrl"/>), not a host its links name.</summary>
     public bool IsWatched(Uri? uri) =>
         uri is not null && Uri.TryCreate(FhirServerUrl, UriKind.Absolute, out var server) && Security.OutboundLinks.IsUnderServer(uri, server);

@@ -829,6 +829,42 @@ public sealed class WorkerTests(StoreProvider provider) : WorkerTestBase(provide
         Assert.That(H.Service!.Logs.Lines.Any(l => l.Contains("\"Name\":\"CursorCarriedOver\"", StringComparison.Ordinal)), "the carry-over is logged");
     }
 
+    /// <summary>
+    /// The server's former address named in PreviousServerUrl hands over its waiting work and dead letters: without
+    /// it they waited under the old address for ever, unlisted and not replayable (found by a black-box probe). Until
+    /// then, the queue view shows them under "elsewhere".
+    /// </summary>
+    [Test]
+    public async Task The_previous_address_of_the_server_hands_over_its_waiting_work_and_dead_letters()
+    {
+        const string old = "http://old-address.example/fhir/R4";
+        var ct = CancellationToken.None;
+        var waiting = await Fhir.SeedAsync(Result("p1", 23.5m, "ACC-1"));
+        var failed = await Fhir.SeedAsync(Result("p2", 23.5m, "ACC-2"));
+        await using (var db = StoreUnderTest.Open(StoreOptions()))
+        {
+            var queue = new WorkQueue(db, TimeProvider.System);
+            await queue.EnqueueAsync(old, [("Observation", failed.Id!)], "poll", ct);
+            var item = (await queue.LeaseAsync("old-worker", 1, TimeSpan.FromMinutes(1), ct, old)).Single();
+            await queue.DeadLetterAsync(item, "old-worker", "http-422", ct);
+            await queue.EnqueueAsync(old, [("Observation", waiting.Id!)], "subscription", ct);
+            var elsewhere = await queue.ElsewhereAsync(Fhir.BaseUrl, ct);
+            Assert.That(elsewhere[old], Is.EqualTo(((long)1, (long)1)), "shown while they wait there");
+        }
+
+        await H.StartAsync(new() { ["MagCds:Worker:PollIntervalSeconds"] = "0", ["MagCds:Worker:PreviousServerUrl"] = old + "/" });
+        await H.DrainedAsync(1);
+        Assert.That((await H.AllAsync<RiskAssessment>()).Single().Basis[0].Reference, Is.EqualTo("Observation/" + waiting.Id), "the waiting row ran");
+        var dead = (await H.Client.GetFromJsonAsync<JsonElement>("/admin/worker/dead-letters")).EnumerateArray().Single();
+        Assert.That(dead.GetProperty("resource").GetString(), Is.EqualTo("Observation/" + failed.Id));
+        using (var replay = await H.Client.PostAsync($"/admin/worker/dead-letters/{dead.GetProperty("id").GetInt64()}/replay", null))
+            Assert.That(replay.StatusCode, Is.EqualTo(HttpStatusCode.Accepted));
+        await H.DrainedAsync(2);
+        Assert.That(await H.AllAsync<RiskAssessment>(), Has.Count.EqualTo(2));
+        Assert.That((await H.Client.GetFromJsonAsync<JsonElement>("/admin/worker")).GetProperty("elsewhere").EnumerateObject(), Is.Empty, "nothing left under the old address");
+        Assert.That(H.Service!.Logs.Lines.Any(l => l.Contains("\"Name\":\"WorkMoved\"", StringComparison.Ordinal)), "the move is logged");
+    }
+
     [Test]
     public async Task The_subscription_is_created_once_and_its_notifications_drive_the_work()
     {
