@@ -88,20 +88,41 @@ public class HostileInputTests : ServiceTests
     }
 
     /// <summary>
-    /// Memory: the whole corpus, sent to every door once to fill what may legitimately fill (JIT, caches, the test's
-    /// own output check), then twice more; the managed heap (the service runs in this process) after the third pass,
-    /// after a full collection, may not exceed the heap after the second by more than 64 MB. A retained request,
-    /// an unbounded cache or queue would show here.
+    /// Memory: the whole corpus, sent to every door twice to fill what may legitimately fill (JIT, caches, the test's
+    /// own output check), then six times more, measured after a full compacting collection after each pass. The
+    /// small-object heap, where retained requests, outputs, log events and cache entries land, may not grow by more
+    /// than 8 MB from passes 3-4 to passes 7-8 (the lower reading of each pair); it reads about 31 MB and moves by under
+    /// 2 MB from pass to pass. The whole heap also holds the shared buffer pools' large arrays (16 MB buffers that
+    /// System.Text.Json and ASP.NET rent for large bodies; a heap dump showed their number going from 5 to 9), which
+    /// the runtime keeps and trims on its own schedule and which moved single readings by up to 150 MB: it may not grow
+    /// by more than 256 MB. The test's own copy of every log line is checked (PHI scan) and let go before each
+    /// measurement: it grows with every request and is not the service's.
     /// </summary>
     [Test]
     public async Task Memory_stays_bounded_when_the_corpus_is_sent_again_and_again()
     {
         await SendAllAsync();
         await SendAllAsync();
-        long after2 = GC.GetTotalMemory(forceFullCollection: true);
-        await SendAllAsync();
-        long after3 = GC.GetTotalMemory(forceFullCollection: true);
-        Assert.That(after3 - after2, Is.LessThan(64L * 1024 * 1024), $"heap after pass 2: {after2 / 1048576} MB, after pass 3: {after3 / 1048576} MB");
+        var small = new List<long>();
+        var whole = new List<long>();
+        for (int pass = 0; pass < 6; pass++)
+        {
+            await SendAllAsync();
+            Factory.AssertCleanAndForgetLogs();
+            GC.Collect(2, GCCollectionMode.Forced, blocking: true, compacting: true);
+            GC.WaitForPendingFinalizers();
+            GC.Collect(2, GCCollectionMode.Forced, blocking: true, compacting: true);
+            var info = GC.GetGCMemoryInfo(GCKind.FullBlocking);
+            small.Add(info.GenerationInfo[0].SizeAfterBytes + info.GenerationInfo[1].SizeAfterBytes + info.GenerationInfo[2].SizeAfterBytes);
+            whole.Add(GC.GetTotalMemory(forceFullCollection: false));
+        }
+        static long Growth(List<long> h) => Math.Min(h[4], h[5]) - Math.Min(h[0], h[1]);
+        static string Mb(List<long> h) => string.Join(", ", h.Select(x => (x / 1048576.0).ToString("F1", System.Globalization.CultureInfo.InvariantCulture)));
+        Assert.Multiple(() =>
+        {
+            Assert.That(Growth(small), Is.LessThan(8L * 1024 * 1024), $"small-object heap after passes 3-8: {Mb(small)} MB");
+            Assert.That(Growth(whole), Is.LessThan(256L * 1024 * 1024), $"whole heap after passes 3-8: {Mb(whole)} MB");
+        });
     }
 
     private async Task SendAllAsync()
