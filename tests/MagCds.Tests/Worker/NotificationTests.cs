@@ -174,6 +174,26 @@ public sealed class NotificationTests(StoreProvider provider) : WorkerTestBase(p
         Assert.That((await H.QueueAsync()).GetProperty("done").GetInt64(), Is.EqualTo(1), "the Patient was never queued");
     }
 
+    /// <summary>
+    /// The URL of a classic rest-hook PUT names the resource: without a body it is that resource that is queued (it
+    /// only asked for a poll), and a body that is another resource is refused (it queued the body's). Found by a
+    /// black-box probe.
+    /// </summary>
+    [Test]
+    public async Task A_classic_rest_hook_put_queues_the_resource_its_url_names()
+    {
+        using (var r = await SendAsync(HttpMethod.Put, Endpoint + "/Observation/bp-3", null)) Assert.That(r.StatusCode, Is.EqualTo(HttpStatusCode.OK));
+        var other = await Fhir.Client.ReadAsync<Observation>("Observation/bp-4");
+        using (var r = await SendAsync(HttpMethod.Put, Endpoint + "/Observation/bp-2", other!.ToJson()))
+        {
+            Assert.That(r.StatusCode, Is.EqualTo(HttpStatusCode.BadRequest));
+            Assert.That(Http.Codes((OperationOutcome)await Http.ReadAsync(r)), Is.EqualTo(new[] { "invalid-query" }));
+        }
+        await H.DrainedAsync(1);
+        Assert.That(await AssessedAsync(), Is.EqualTo(new[] { "Observation/bp-3" }), "the one the URL named, and no poll");
+        Assert.That((await Fhir.RequestsAsync()).Any(x => x.Url.Contains("_lastUpdated=gt", StringComparison.Ordinal)), Is.False);
+    }
+
     [TestCase("wrong-secret", HttpStatusCode.Unauthorized, "unauthorized")]
     [TestCase(null, HttpStatusCode.Unauthorized, "unauthorized")]
     public async Task A_notification_without_the_secret_is_refused(string? secret, HttpStatusCode status, string code)
