@@ -29,7 +29,7 @@ public sealed class Database : IAsyncDisposable
                     ?? throw new OptionsValidationException(StoreOptions.Section, typeof(StoreOptions),
                         ["MagCds:Store:PostgresConnectionString is required when MagCds:Store:Provider is Postgres."])),
                 // The SQLite data source reads its connection string only when it first opens: it is read here.
-                _ => SqliteFactory.Instance.CreateDataSource(new SqliteConnectionStringBuilder(o.SqliteConnectionString).ConnectionString),
+                _ => SqliteFactory.Instance.CreateDataSource(SqliteConnectionString(o.SqliteConnectionString)),
             };
         }
         catch (ArgumentException)
@@ -55,6 +55,24 @@ public sealed class Database : IAsyncDisposable
     }
 
     public StoreProvider Provider { get; }
+
+    /// <summary>
+    /// How long a SQLite statement waits for a lock another process holds (a backup tool, a second process on the same
+    /// file) unless the connection string says: 5 s, not the driver's 30 s per statement. A write waiting longer is
+    /// answered 503 store-unavailable with Retry-After, so a notification or a CDS Hooks call is not held for a minute
+    /// (two statements) while its caller has long given up. This process's own writers take turns before that.
+    /// </summary>
+    public const int SqliteBusySeconds = 5;
+
+    private static string SqliteConnectionString(string configured)
+    {
+        var b = new SqliteConnectionStringBuilder(configured);
+        // The generic builder holds only the keywords the string gives (the SQLite one knows every keyword).
+        var given = new System.Data.Common.DbConnectionStringBuilder { ConnectionString = configured };
+        if (!given.ContainsKey("Default Timeout") && !given.ContainsKey("Command Timeout") && !given.ContainsKey("DefaultTimeout"))
+            b.DefaultTimeout = SqliteBusySeconds;
+        return b.ConnectionString;
+    }
 
     /// <summary>Log size (pages of 4 KB) at which a SQLite commit checkpoints by itself: a backstop, see OpenAsync.</summary>
     internal const int AutoCheckpointPages = 10_000;

@@ -49,6 +49,25 @@ public sealed class HeadRequestTests
         Assert.That(await head.Content.ReadAsByteArrayAsync(), Is.Empty);
     }
 
+    /// <summary>
+    /// A body Kestrel itself cannot read (a chunk size that is not hexadecimal) is 400 unparseable: Kestrel's own
+    /// refusal, told apart from a query parameter that did not bind (400 invalid-query) by its exception type.
+    /// </summary>
+    [Test]
+    public async Task A_body_Kestrel_cannot_read_is_400_unparseable()
+    {
+        using var tcp = new System.Net.Sockets.TcpClient();
+        await tcp.ConnectAsync("127.0.0.1", _client.BaseAddress!.Port);
+        var stream = tcp.GetStream();
+        await stream.WriteAsync(System.Text.Encoding.ASCII.GetBytes(
+            "POST /fhir/Observation/$mag-evaluate HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/fhir+json\r\nTransfer-Encoding: chunked\r\n\r\nZZ\r\n{}\r\n"));
+        using var reader = new StreamReader(stream);
+        using var patience = new CancellationTokenSource(TimeSpan.FromSeconds(10));
+        string answer = await reader.ReadToEndAsync(patience.Token);
+        Assert.That(answer, Does.StartWith("HTTP/1.1 400"));
+        Assert.That(answer, Does.Contain("\"code\":\"unparseable\""));
+    }
+
     [Test]
     public async Task HEAD_on_a_route_that_takes_only_POST_gets_405_naming_POST()
     {
