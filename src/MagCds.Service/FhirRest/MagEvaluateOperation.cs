@@ -67,8 +67,10 @@ public static class MagEvaluateOperation
                 // The name is not quoted: it is the caller's text, and error answers and logs quote no input.
                 _ => throw InvalidParameters($"The parameter at {at} has a name this operation does not take; expected '{In.Observation}' or '{In.History}'."),
             };
-            if (part.Resource is not Observation o)
-                throw InvalidParameters($"The '{part.Name}' parameter at {at} must carry an Observation resource.");
+            // FHIR inv-1: a parameter holds a value, a resource or parts, never two of them; which one the sender meant
+            // is not guessed.
+            if (part.Resource is not Observation o || part.Value is not null || part.Part.Count > 0)
+                throw InvalidParameters($"The '{part.Name}' parameter at {at} must carry an Observation resource and nothing else (no value, no parts).");
             target.Add(new EvaluationInput(o, LocalReference(o), at + ".resource"));
         }
         if (inputs.Count == 0) throw InvalidParameters($"At least one '{In.Observation}' parameter is required.");
