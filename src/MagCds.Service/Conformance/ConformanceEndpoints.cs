@@ -24,8 +24,8 @@ public static class ConformanceEndpoints
                 p.Read(type, id) is { } r
                     ? new FhirResult(r, FhirWire.ResponseFormat(req, null))
                     : throw new FhirRequestException(StatusCodes.Status404NotFound, OutcomeCodes.NotFound, $"No {type} with that id (GET /fhir/{type} lists them)."));
-            fhir.MapRead($"/{type}", (string? url, string? version, HttpRequest req, ConformancePackage p) =>
-                new FhirResult(SearchSet(req, type, p.Search(type, url, version).ToList()), FhirWire.ResponseFormat(req, null)));
+            fhir.MapRead($"/{type}", (string? url, string? version, HttpRequest req, ConformancePackage p, IOptions<CdsHooks.CdsHooksOptions> cds) =>
+                new FhirResult(SearchSet(req, cds.Value, type, p.Search(type, url, version).ToList()), FhirWire.ResponseFormat(req, null)));
         }
         fhir.MapPost("/Observation/$validate", ValidateAsync).RequireAuthorization(Security.Access.EvaluatePolicy);
         return app;
@@ -38,14 +38,16 @@ public static class ConformanceEndpoints
     /// A searchset whose self link lists only the parameters applied, as R4 asks, so a client can see that any other
     /// was ignored; with <c>Prefer: handling=strict</c> an unknown parameter is refused instead.
     /// </summary>
-    private static Bundle SearchSet(HttpRequest req, string type, IReadOnlyList<Resource> found)
+    private static Bundle SearchSet(HttpRequest req, CdsHooks.CdsHooksOptions cds, string type, IReadOnlyList<Resource> found)
     {
         var ignored = req.Query.Keys.Where(k => !Applied.Contains(k) && k != "_format").ToList();
         if (ignored.Count > 0 && req.Headers["Prefer"].Any(p => p?.Contains("handling=strict", StringComparison.OrdinalIgnoreCase) == true))
             throw new FhirRequestException(StatusCodes.Status400BadRequest, OutcomeCodes.InvalidParameters,
                 $"Search parameter(s) {string.Join(", ", ignored.Select(k => $"'{k}'"))} not supported on {type}; supported: url, version.");
         var self = QueryString.Create(req.Query.Where(q => Applied.Contains(q.Key)).SelectMany(q => q.Value.Select(v => KeyValuePair.Create(q.Key, v))));
-        string fhirBase = $"{req.Scheme}://{req.Host}{req.PathBase}/fhir";
+        // The public address when one is configured (MagCds:CdsHooks:PublicBaseUrl, as the cards' links use), so the
+        // links do not repeat whatever Host header a request sent.
+        string fhirBase = CdsHooks.CdsHooksEndpoints.BaseUrl(req, cds) + "/fhir";
         return new Bundle
         {
             Type = Bundle.BundleType.Searchset,

@@ -40,6 +40,23 @@ public class CanonicalBaseTests
         Assert.That(found.Total, Is.EqualTo(1));
     }
 
+    /// <summary>
+    /// With a public address configured, a searchset's links use it, not the Host header the request sent (a header
+    /// anyone can set: the links repeated it).
+    /// </summary>
+    [Test]
+    public async Task Search_links_use_the_configured_public_address_not_the_Host_header()
+    {
+        const string Public = "https://magcds.hospital.example";
+        await using var f = new MagCdsFactory(new Dictionary<string, string?> { ["MagCds:CdsHooks:PublicBaseUrl"] = Public + "/" });
+        using var client = f.CreateClient();
+        using var req = new HttpRequestMessage(HttpMethod.Get, "/fhir/StructureDefinition");
+        req.Headers.Host = "attacker.example";
+        var found = (Bundle)await Http.ReadAsync(await client.SendAsync(req));
+        Assert.That(found.SelfLink!.OriginalString, Is.EqualTo(Public + "/fhir/StructureDefinition"));
+        Assert.That(found.Entry.Select(e => e.FullUrl), Has.All.StartWith(Public + "/fhir/StructureDefinition/"));
+    }
+
     [Test]
     public async Task The_validator_warms_up_in_the_background_while_the_service_is_already_ready()
     {
