@@ -27,6 +27,7 @@ internal static class TrendBuilder
         if (current.Patient is null || current.When is not DateTimeOffset now || current.Value?.Number is null
             || !pool.TryGetValue(current.Patient, out var results) || results.Count < 2) return null;
 
+        var assay = AssayOf(current);
         // The pool holds the newest version of each result, withdrawn ones left out (Evaluator.Start); the same
         // result sent again under another version key (a copy without meta.versionId) still counts once.
         var earlier = results
@@ -36,7 +37,7 @@ internal static class TrendBuilder
             .Where(p => p.When < now
                         && p.Value?.Number is not null
                         && Usable.Contains(p.Input.Observation.Status)
-                        && SameAssay(current, p))
+                        && SameAssay(current, assay, p))
             // Results of the same time are ordered by identity, not by where they sat in the request.
             .OrderBy(p => p.When).ThenBy(p => p.Keys.Observation, StringComparer.Ordinal)
             .ToList();
@@ -78,20 +79,26 @@ internal static class TrendBuilder
         }
     }
 
-    private static bool SameAssay(Prepared a, Prepared b)
+    /// <summary>What names a result's assay besides its code and unit: the method and the reference range, normalised.</summary>
+    private readonly record struct Assay(string Method, string Range);
+
+    /// <summary>Read once for the current result, then compared with each earlier one.</summary>
+    private static Assay AssayOf(Prepared p) => new(Norm(MethodKey(p.Input.Observation)), RangeKey(p.Input.Observation));
+
+    private static string Norm(string? s) => s?.Trim().ToLowerInvariant() ?? "";
+
+    private static bool SameAssay(Prepared a, Assay assayOfA, Prepared b)
     {
         var va = a.Value!;
         var vb = b.Value!;
         // Two results without a unit may come from any two assays (8 on one scale, 12,000 on another): never trended.
         if (!va.HasUnit || !vb.HasUnit) return false;
-        static string Norm(string? s) => s?.Trim().ToLowerInvariant() ?? "";
         bool sameUnit = Norm(va.UnitText) == Norm(vb.UnitText) && Norm(va.UnitCode) == Norm(vb.UnitCode) && Norm(va.UnitSystem) == Norm(vb.UnitSystem);
         // A unit names no assay by itself ("U", "TU", "index" and every titre's "titre" are used by several): results
         // whose laboratories name different methods, or send different reference ranges, come from different assays
         // (or an assay re-standardised), and their values are not comparable. Both unnamed counts as the same.
         return sameUnit
-               && Norm(MethodKey(a.Input.Observation)) == Norm(MethodKey(b.Input.Observation))
-               && RangeKey(a.Input.Observation) == RangeKey(b.Input.Observation)
+               && assayOfA == AssayOf(b)
                && a.Input.Observation.Code.Coding.Any(ca => b.Input.Observation.Code.Coding.Any(cb => ca.System == cb.System && ca.Code == cb.Code));
     }
 

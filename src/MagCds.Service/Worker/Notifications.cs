@@ -22,6 +22,17 @@ public static class NotificationReader
 {
     public static Notification Ping { get; } = new("ping", null, null, [], [], NeedsPoll: true);
 
+    /// <summary>
+    /// A classic rest-hook PUT to endpoint/Type/id: the URL names the resource. Without a body (or with one that names
+    /// no id) that resource is what changed; null when the URL names no resource or the body is another one (refused,
+    /// as a FHIR update would be).
+    /// </summary>
+    public static Notification? AtUrl(Notification body, string type, string id) =>
+        Parse($"{type}/{id}") is not { } named ? null
+        : body.Kind == "ping" ? new Notification("resource", null, null, [], [named], NeedsPoll: false)
+        : body is { Kind: "resource", Resources: [var sent] } && sent == named ? body
+        : null;
+
     public static Notification Read(Resource body) => body switch
     {
         Bundle { Entry: [{ Resource: Parameters status }, ..] } b => Backport(status, b.Entry.Skip(1)),

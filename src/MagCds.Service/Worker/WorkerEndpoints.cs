@@ -76,16 +76,9 @@ public static class WorkerEndpoints
             // number, an Observation): it is not lost, a catch-up poll finds it.
             if (parsed.BadEntries.Count > 0) n = n with { NeedsPoll = true };
         }
-        // Classic rest-hook PUT to endpoint/Type/id: the URL names the resource. Without a body (or with one that
-        // names no id) that resource is queued; a body that is another resource is refused, as a FHIR update would be.
         if (req.RouteValues.TryGetValue("type", out var type) && req.RouteValues.TryGetValue("id", out var id))
-        {
-            if (NotificationReader.Parse($"{type}/{id}") is not { } routed)
-                throw new FhirRequestException(StatusCodes.Status400BadRequest, OutcomeCodes.InvalidQuery, "The URL does not name a resource as Type/id.");
-            if (n.Kind == "ping") n = new Notification("resource", null, null, [], [routed], NeedsPoll: false);
-            else if (n.Kind != "resource" || n.Resources is not [var named] || named != routed)
-                throw new FhirRequestException(StatusCodes.Status400BadRequest, OutcomeCodes.InvalidQuery, "The body is not the resource the URL names.");
-        }
+            n = NotificationReader.AtUrl(n, $"{type}", $"{id}")
+                ?? throw new FhirRequestException(StatusCodes.Status400BadRequest, OutcomeCodes.InvalidQuery, "The URL names no resource as Type/id, or the body is another resource.");
         metrics.Notification(n.Kind);
 
         var observations = n.Resources.Where(r => r.Type == "Observation").ToList();
