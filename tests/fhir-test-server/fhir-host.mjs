@@ -82,7 +82,9 @@ let faults = [];
  * `clockOffsetMs` — this server's clock runs that far ahead (or, negative, behind) the machine's;
  * `transactionAsBatch` — a transaction is run entry by entry and answered 200 even when an entry fails (each entry's
  * own status says so), as by a server that does not support transactions properly; `endlessPaging` — every searchset
- * links on for ever: `self` to itself, `onward` to the next offset even past the last result (empty pages).
+ * links on for ever: `self` to itself, `onward` to the next offset even past the last result (empty pages);
+ * `noVersions` — resources are answered without `meta.versionId` (and so without an ETag), as by a server that does not
+ * keep versions.
  */
 let quirks = {};
 /** Rest-hook deliveries made, for tests: { subscription, method, url, status }. Never headers or bodies. */
@@ -256,6 +258,12 @@ async function writtenResources(method, headers, body, status, resource) {
   return [];
 }
 
+/** Quirk `noVersions`: removes meta.versionId from a resource and from every resource a Bundle holds (in place). */
+function withoutVersions(resource) {
+  if (resource?.meta) delete resource.meta.versionId;
+  for (const entry of resource?.entry ?? []) withoutVersions(entry.resource);
+}
+
 async function handleFhir(req, res, url) {
   const relative = url.pathname.slice(BASE_PATH.length).replace(/^\/+/, '');
   if (req.method === 'GET' && relative === 'metadata') {
@@ -287,6 +295,7 @@ async function handleFhir(req, res, url) {
   if (status >= 400 || !resource) return send(res, status, result);
   if (req.method !== 'GET') notifySubscriptions(await writtenResources(req.method, req.headers, body, status, resource)).catch((e) => console.error(e));
   if (resource.resourceType === 'Bundle' && resource.type === 'searchset') decorateSearchset(resource, url);
+  if (quirks.noVersions) withoutVersions(resource);
   const minimal = /return=minimal/.test(req.headers.prefer ?? '');
   return send(res, status, minimal ? undefined : resource, resourceHeaders(resource, status));
 }

@@ -155,9 +155,11 @@ public sealed record TrendPoint(string Date, string Display, decimal? Number, st
 /// <summary>
 /// Earlier results of the same patient and same assay, oldest first, ending with the current one. With more than
 /// <see cref="TrendBuilder.MaxListed"/> earlier results, the first and the most recent are listed and
-/// <paramref name="Omitted"/> counts those between them.
+/// <paramref name="Omitted"/> counts those between them. <paramref name="Basis"/> names the earlier results it was
+/// computed from (identity and version of each, never a value): it enters the output ids, so a trend computed from
+/// other earlier results (one since amended, withdrawn or deleted) gets outputs of its own.
 /// </summary>
-public sealed record Trend(IReadOnlyList<TrendPoint> Points, decimal? PercentFromPrevious, decimal? PercentFromFirst, string? Note, int Omitted = 0)
+public sealed record Trend(IReadOnlyList<TrendPoint> Points, decimal? PercentFromPrevious, decimal? PercentFromFirst, string? Note, int Omitted, string Basis)
 {
     /// <summary>The category of the previous result of the same assay.</summary>
     public Category PreviousCategory => Points[^2].Category;

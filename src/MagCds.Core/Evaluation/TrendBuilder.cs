@@ -57,7 +57,8 @@ internal static class TrendBuilder
         string? preliminary = earlier.Any(IsPreliminary) || IsPreliminary(current)
             ? "Preliminary results are marked: a change measured against one may not hold for the final result." : null;
         return new Trend(points, titre ? null : Percent(prev, cur), titre ? null : Percent(first, cur),
-            notComputed is null ? preliminary : preliminary is null ? notComputed : notComputed + " " + preliminary, earlier.Count - listed.Count);
+            notComputed is null ? preliminary : preliminary is null ? notComputed : notComputed + " " + preliminary, earlier.Count - listed.Count,
+            string.Join(';', earlier.Select(p => p.Keys.Observation + "@" + p.Keys.Version)));
     }
 
     private static bool IsPreliminary(Prepared p) => p.Input.Observation.Status == ObservationStatus.Preliminary;

@@ -104,10 +104,15 @@ public static class DeterministicIds
     /// Ids and urn:uuids of the RiskAssessment and DetectedIssue of one Observation version under one knowledge
     /// version, from a single hash: the first half for the RiskAssessment, the second for the DetectedIssue.
     /// </summary>
-    public static OutputIds For(InputKeys keys, string knowledgeVersion, string kind = "assessment")
+    /// <param name="trendBasis">The earlier results a trend was computed from (<see cref="Trend.Basis"/>), when the
+    /// outputs show one: the same result assessed against other earlier results says something else, so it gets other
+    /// ids (and the worker supersedes the outputs whose trend shows a result since amended or withdrawn). Without a
+    /// trend the ids are those of the Observation version alone, as before trends entered them.</param>
+    public static OutputIds For(InputKeys keys, string knowledgeVersion, string kind = "assessment", string? trendBasis = null)
     {
         Span<byte> h = stackalloc byte[32];
-        Hash(h, kind, keys.Observation, keys.Version, knowledgeVersion);
+        if (trendBasis is null) Hash(h, kind, keys.Observation, keys.Version, knowledgeVersion);
+        else Hash(h, kind, keys.Observation, keys.Version, knowledgeVersion, "trend", trendBasis);
         string hex = Convert.ToHexStringLower(h);
         return new OutputIds(string.Concat("ra-", hex.AsSpan(0, 40)), Urn(h[..16]), string.Concat("di-", hex.AsSpan(24)), Urn(h[16..]));
     }

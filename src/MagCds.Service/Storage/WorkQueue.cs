@@ -164,13 +164,14 @@ public sealed class WorkQueue(Database db, TimeProvider time)
         return true;
     }
 
-    /// <summary>The series key kept for the last assessment of a resource (see <see cref="CompleteAsync"/>), if any.</summary>
-    public async Task<string?> AssessedSeriesAsync(string server, string type, string id, CancellationToken ct)
+    /// <summary>The version and series key kept for the last assessment of a resource (see <see cref="CompleteAsync"/>), if any.</summary>
+    public async Task<(string? Version, string? Series)> LastAssessedAsync(string server, string type, string id, CancellationToken ct)
     {
         await using var c = await db.OpenAsync(ct);
-        await using var cmd = c.Command("SELECT series FROM worker_assessed WHERE server = @server AND resource_type = @type AND resource_id = @id")
+        await using var cmd = c.Command("SELECT version_id, series FROM worker_assessed WHERE server = @server AND resource_type = @type AND resource_id = @id")
             .With("server", server).With("type", type).With("id", id);
-        return await cmd.ExecuteScalarAsync(ct) as string;
+        await using var row = await cmd.ExecuteReaderAsync(ct);
+        return await row.ReadAsync(ct) ? (row.IsDBNull(0) ? null : row.GetString(0), row.IsDBNull(1) ? null : row.GetString(1)) : (null, null);
     }
 
     /// <summary>

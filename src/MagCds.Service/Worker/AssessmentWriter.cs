@@ -26,15 +26,19 @@ public sealed partial class AssessmentWriter(Evaluator evaluator, WorkerFhirClie
     /// or dead-letter.
     /// </summary>
     /// <param name="beforeWrite">Runs just before the write-back (the worker confirms its lease there); throws to stop it.</param>
-    /// <param name="knownSeries">Looks up the series key of the outputs an earlier assessment of this Observation wrote
-    /// (kept by the worker's store): how they are found once the Observation itself is gone, or once a correction of
-    /// its patient or identifier started a new series. Asked only for a deleted Observation or a later version.</param>
-    public async Task<Assessment> AssessAsync(string observationId, CancellationToken ct, Func<Task>? beforeWrite = null, Func<Task<string?>>? knownSeries = null)
+    /// <param name="lastAssessment">Looks up the version and the series key of this worker's last assessment of this
+    /// Observation (kept by its store). The series is how its outputs are found once the Observation itself is gone, or
+    /// once a correction of its patient or identifier started a new series; the version tells a change already passed
+    /// on to the later results' trends from a new one. Asked only for a deleted Observation or a later version.</param>
+    public async Task<Assessment> AssessAsync(string observationId, CancellationToken ct, Func<Task>? beforeWrite = null,
+        Func<Task<(string? Version, string? Series)>>? lastAssessment = null)
     {
+        (string? Version, string? Series)? last = null;
+        async Task<(string? Version, string? Series)> Last() => last ??= lastAssessment is null ? (null, null) : await lastAssessment();
         using var client = fhir.Create();
         var obs = await Call(() => client.ReadAsync<Observation>("Observation/" + observationId, ct: ct), allowGone: true);
         if (obs is null)
-            return await WithdrawDeletedAsync(client, "Observation/" + observationId, knownSeries is null ? null : await knownSeries(), ct, beforeWrite);
+            return await WithdrawDeletedAsync(client, "Observation/" + observationId, (await Last()).Series, ct, beforeWrite);
         string? version = obs.Meta?.VersionId;
         var input = new EvaluationInput(obs, "Observation/" + obs.Id, "Observation");
         bool antiMag = evaluator.IsAntiMag(obs);
@@ -45,7 +49,7 @@ public sealed partial class AssessmentWriter(Evaluator evaluator, WorkerFhirClie
         var history = antiMag && Searchable(obs.Subject?.Reference) is { } subject ? await HistoryAsync(client, subject, obs, ct) : [];
         var result = antiMag ? evaluator.Evaluate(new EvaluationRequest([input], history)).Results[0] : null;
 
-        var identities = await IdentitiesAsync(client, obs, input, knownSeries, ct);
+        var (identities, versions) = await IdentitiesAsync(client, obs, input, async () => (await Last()).Series, ct);
         var earlier = await EarlierOutputsAsync(client, identities, input.Reference!, ct);
         var tx = new Bundle { Type = Bundle.BundleType.Transaction };
         var present = new List<string>(); // outputs of this assessment already on the server as they should be
@@ -76,7 +80,7 @@ public sealed partial class AssessmentWriter(Evaluator evaluator, WorkerFhirClie
                 }
                 foreach (var old in earlier.Where(o => IsCurrent(o) && !current.Contains(Urn(o))))
                     tx.Entry.Add(Mark(old, ObservationStatus.Cancelled,
-                        $"Superseded: MagCds assessed this Observation again (amended or corrected result, corrected patient, or other knowledge); the current assessment has identifier {UrnSystem}|{Urn(created[0])}."));
+                        $"Superseded: MagCds assessed this Observation again (amended or corrected result, corrected patient, a change to the earlier results its trend shows, or other knowledge); the current assessment has identifier {UrnSystem}|{Urn(created[0])}."));
                 outcome = "evaluated-" + result.Interpretation.Category switch
                 {
                     Category.Elevated => "elevated",
@@ -106,8 +110,55 @@ public sealed partial class AssessmentWriter(Evaluator evaluator, WorkerFhirClie
             await TransactAsync(client, tx, ct);
         }
         var written = present.Concat(tx.Entry.Select(Written)).ToList();
-        return new Assessment(outcome, version, written, identities[0].Series, []);
+        // A changed result may be in the trends of the patient's later results: they are assessed again (after this
+        // write, so they read it as it is now), and get new outputs where their trend changed. Not again for a version
+        // this worker assessed before: the later results were queued then (before that assessment was recorded).
+        var later = IsChange(obs, versions) && (version is null || (await Last()).Version != version)
+            ? await LaterResultsAsync(client, versions.Where(evaluator.IsAntiMag).Select(v => (v.Subject?.Reference, Evaluator.ResultTime(v))), obs.Id, ct)
+            : [];
+        return new Assessment(outcome, version, written, identities[0].Series, later);
     }
+
+    /// <summary>
+    /// A result that is not as it was first reported: more than one version read, a numbered version after the first
+    /// (a server without version history), or a status that says so (a server without versionIds). A first version is
+    /// new: every result whose trend it could belong to is dated before it, or is assessed after it anyway.
+    /// </summary>
+    private static bool IsChange(Observation obs, IReadOnlyList<Observation> versions) =>
+        versions.Select(v => v.Meta?.VersionId).Distinct(StringComparer.Ordinal).Skip(1).Any()
+        || (int.TryParse(obs.Meta?.VersionId, System.Globalization.NumberStyles.None, System.Globalization.CultureInfo.InvariantCulture, out int n) && n > 1)
+        || obs.Status is ObservationStatus.Amended or ObservationStatus.Corrected or ObservationStatus.EnteredInError or ObservationStatus.Cancelled;
+
+    /// <summary>
+    /// The ids of the patient's anti-MAG results dated after a changed or deleted result (after the earliest time of
+    /// any of its versions, so one whose date was corrected to a later one is left out of the trends it was in; every
+    /// result of the patient when a time is unknown), for every patient a version named. Their trends may show it as
+    /// it was; assessed again, each gets new outputs if its trend changed (the trend enters the output ids) and
+    /// nothing new if not.
+    /// </summary>
+    /// <param name="versions">The patient and time of each version (no time: that of a deleted result is not known).</param>
+    private async Task<IReadOnlyList<string>> LaterResultsAsync(FhirClient client, IEnumerable<(string? Subject, DateTimeOffset? When)> versions, string? changedId, CancellationToken ct)
+    {
+        if (options.Value.HistoryCount == 0) return []; // no trends are shown
+        string codes = string.Join(",", evaluator.RecognisedCodes.Select(Uri.EscapeDataString));
+        var later = new List<string>();
+        foreach (var patient in versions.GroupBy(v => Searchable(v.Subject)))
+        {
+            if (patient.Key is null) continue;
+            var times = patient.Select(v => v.When).ToList();
+            string after = times.All(t => t is not null) ? "&date=gt" + SearchInstant(times.Min()!.Value) : "";
+            // Strictly later by the core's own reading of times (a server's "gt" may also match a date that only
+            // overlaps): a result without a time has no trend, and the same time is not a trend either. So each
+            // reassessment that passes a change on reaches only later results, and the chain ends.
+            var from = times.All(t => t is not null) ? times.Min() : null;
+            foreach (var o in (await SearchAllAsync(client, $"Observation?subject={Uri.EscapeDataString(patient.Key)}&code={codes}{after}&_count=100", ct)).OfType<Observation>())
+                if (o.Id is { } id && id != changedId && Evaluator.ResultTime(o) is { } when && (from is null || when > from) && !later.Contains(id)) later.Add(id);
+        }
+        return later;
+    }
+
+    private static string SearchInstant(DateTimeOffset t) =>
+        Uri.EscapeDataString(t.UtcDateTime.ToString("yyyy-MM-dd'T'HH:mm:ss.fff'Z'", System.Globalization.CultureInfo.InvariantCulture));
 
     /// <summary>
     /// The Observation was deleted from the server (read answers 404 or 410): an assessment of a result that is no
@@ -137,7 +188,10 @@ public sealed partial class AssessmentWriter(Evaluator evaluator, WorkerFhirClie
         }
         var siblings = outputs.Select(AssessedObservation).OfType<string>().Where(o => o != observation && o.StartsWith("Observation/", StringComparison.Ordinal))
             .Select(o => o["Observation/".Length..]).Distinct(StringComparer.Ordinal).ToList();
-        return new Assessment("gone", null, tx.Entry.Select(e => e.Request!.Url ?? "").ToList(), null, siblings);
+        // The patient's other results may show the deleted one in their trends; its time went with it.
+        var patients = outputs.Where(o => PointsAt(o, observation)).Select(o => (o switch { RiskAssessment ra => ra.Subject?.Reference, DetectedIssue di => di.Patient?.Reference, _ => null }, (DateTimeOffset?)null));
+        var later = await LaterResultsAsync(client, patients, observation["Observation/".Length..], ct);
+        return new Assessment("gone", null, tx.Entry.Select(e => e.Request!.Url ?? "").ToList(), null, [.. siblings.Union(later, StringComparer.Ordinal)]);
     }
 
     private static WorkFailure Failure(int status)
@@ -203,8 +257,7 @@ public sealed partial class AssessmentWriter(Evaluator evaluator, WorkerFhirClie
         string codes = string.Join(",", evaluator.RecognisedCodes.Select(Uri.EscapeDataString));
         // FHIR's "lt" also matches a result whose date (a month, a day) starts before this instant; the core keeps
         // only those that are earlier.
-        string before = Evaluator.ResultTime(current) is { } when
-            ? "&date=lt" + Uri.EscapeDataString(when.UtcDateTime.ToString("yyyy-MM-dd'T'HH:mm:ss.fff'Z'", System.Globalization.CultureInfo.InvariantCulture)) : "";
+        string before = Evaluator.ResultTime(current) is { } when ? "&date=lt" + SearchInstant(when) : "";
         var page = await Call(() => client.GetAsync($"Observation?subject={Uri.EscapeDataString(subject)}&code={codes}{before}&_sort=-date&_count={n}", ct), allowGone: false) as Bundle;
         bool sorted = Hosting.SearchSets.SaysSorted(page);
         var found = new List<Observation>();
@@ -236,19 +289,22 @@ public sealed partial class AssessmentWriter(Evaluator evaluator, WorkerFhirClie
     /// is an earlier version, and through the series the store kept from this worker's last assessment of it. A server
     /// without version history leaves only the store's series and the MagCds DetectedIssues that implicate the
     /// Observation (as for a deleted one), so a corrected patient's earlier assessment is still found and withdrawn.
+    /// Also returns the versions read (the current one first).
     /// </summary>
-    private async Task<IReadOnlyList<(string Series, string? Subject)>> IdentitiesAsync(FhirClient client, Observation obs, EvaluationInput input,
-        Func<Task<string?>>? knownSeries, CancellationToken ct)
+    private async Task<(IReadOnlyList<(string Series, string? Subject)> Identities, IReadOnlyList<Observation> Versions)> IdentitiesAsync(
+        FhirClient client, Observation obs, EvaluationInput input, Func<Task<string?>>? knownSeries, CancellationToken ct)
     {
         var found = new List<(string Series, string? Subject)>();
+        var versions = new List<Observation>();
         void Add(EvaluationInput version)
         {
+            versions.Add(version.Observation);
             string? subject = Searchable(version.Observation.Subject?.Reference);
             foreach (var series in new[] { DeterministicIds.Keys(version).Series, DeterministicIds.EarlierReleaseSeries(version) })
                 if (series is not null && !found.Contains((series, subject))) found.Add((series, subject));
         }
         Add(input);
-        if (obs.Meta?.VersionId is null or "1") return found;
+        if (obs.Meta?.VersionId is null or "1") return (found, versions);
         // Outputs of another series are taken only when they point at this Observation (EarlierOutputsAsync).
         if (knownSeries is not null && await knownSeries() is { } kept && !found.Any(x => x.Series == kept)) found.Add((kept, null));
         Bundle? page;
@@ -262,7 +318,7 @@ public sealed partial class AssessmentWriter(Evaluator evaluator, WorkerFhirClie
             // other call.
             HistoryUnavailable(logger, e.Reason);
             await AddImplicatedSeriesAsync(client, input.Reference!, found, ct);
-            return found;
+            return (found, versions);
         }
         var followed = new HashSet<string>(StringComparer.Ordinal);
         for (int pages = 1; page is not null; pages++)
@@ -273,7 +329,7 @@ public sealed partial class AssessmentWriter(Evaluator evaluator, WorkerFhirClie
                 : pages == MaxPages ? throw TooManyPages()
                 : await Call(() => client.ContinueAsync(page, ct: ct), allowGone: false);
         }
-        return found;
+        return (found, versions);
     }
 
     /// <summary>The series of the MagCds DetectedIssues that implicate the Observation: found without the Observation or its history.</summary>

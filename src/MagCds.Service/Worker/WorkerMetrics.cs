@@ -33,11 +33,18 @@ public sealed class WorkerMetrics : IDisposable
 
     public void Notification(string kind) => _notifications.Add(1, new KeyValuePair<string, object?>("kind", Kinds.Contains(kind) ? kind : "other"));
 
+    /// <summary>A resource assessed (whatever the outcome): counted, and its time from queued to done recorded as lag.</summary>
     public void Processed(string outcome, TimeSpan lag)
     {
         _processed.Add(1, new KeyValuePair<string, object?>("outcome", outcome));
         _lag.Record(lag.TotalSeconds);
     }
+
+    /// <summary>
+    /// A resource given up on, for any reason (lease-expired included, so an alert on the counter sees a crash loop):
+    /// counted, but not as lag, since nothing was written (rows that waited out an outage would swamp the percentiles).
+    /// </summary>
+    public void DeadLettered() => _processed.Add(1, new KeyValuePair<string, object?>("outcome", "dead-letter"));
 
     public void Ignored(string resourceType) =>
         _ignored.Add(1, new KeyValuePair<string, object?>("type", Hl7.Fhir.Model.ModelInfo.IsKnownResource(resourceType) ? resourceType : "other"));

@@ -85,7 +85,7 @@ public sealed class WorkerOptions
     /// <summary>Where a first poll starts (FHIR instant); empty means "from now on": results already there are not assessed.</summary>
     public string? PollFrom { get; set; }
 
-    /// <summary>Search page size for polls and the _count of every search.</summary>
+    /// <summary>The poll search's page size (_count); the history search reads HistoryCount, the output searches 100.</summary>
     [Range(1, 1000)]
     public int PageSize { get; set; } = 50;
 

@@ -138,7 +138,10 @@ public sealed partial class WorkerService(
         if (item.ExpiredLeases >= options.Value.MaxAttempts)
         {
             if (await queue.DeadLetterAsync(item, _owner, "lease-expired", CancellationToken.None))
+            {
+                metrics.DeadLettered();
                 DeadLettered(logger, item.ResourceType, item.ResourceId, "lease-expired", item.Attempts);
+            }
             return;
         }
         // A row leased with its batch may have waited for a free slot longer than its lease, and another replica may
@@ -163,7 +166,7 @@ public sealed partial class WorkerService(
                 // from another replica's) the row may be someone else's now, and a write cannot be called back.
                 if (!await queue.RenewAsync(item, _owner, lease, CancellationToken.None)) await leaseLost.CancelAsync();
                 leaseLost.Token.ThrowIfCancellationRequested();
-            }, knownSeries: () => queue.AssessedSeriesAsync(item.Server, item.ResourceType, item.ResourceId, leaseLost.Token));
+            }, lastAssessment: () => queue.LastAssessedAsync(item.Server, item.ResourceType, item.ResourceId, leaseLost.Token));
             if (outcome == "not-anti-mag") metrics.Ignored("Observation");
             // Queued before this row is finished: a crash in between assesses them again, never not at all.
             if (reassess.Count > 0) await queue.EnqueueAsync(item.Server, reassess.Select(id => ("Observation", id)), "reassess", CancellationToken.None);
@@ -205,7 +208,7 @@ public sealed partial class WorkerService(
             }
             else if (await queue.DeadLetterAsync(item, _owner, failure.Reason, CancellationToken.None))
             {
-                metrics.Processed("dead-letter", age);
+                metrics.DeadLettered();
                 DeadLettered(logger, item.ResourceType, item.ResourceId, failure.Reason, item.Attempts);
             }
         }

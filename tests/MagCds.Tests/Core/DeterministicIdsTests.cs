@@ -215,6 +215,57 @@ public class DeterministicIdsTests
         });
     }
 
+    private static Observation Earlier(string id, string version, decimal value, string unit = "BTU")
+    {
+        var obs = Result();
+        obs.Id = id;
+        obs.Meta = new Meta { VersionId = version };
+        obs.Value = new Quantity(value, unit);
+        obs.Issued = new DateTimeOffset(2025, 9, 1, 8, 0, 0, TimeSpan.Zero);
+        return obs;
+    }
+
+    private static (string Ra, string? Di, string Series) Assess(params Observation[] history)
+    {
+        var current = Result();
+        current.Id = "now";
+        current.Meta = new Meta { VersionId = "1" };
+        var r = Support.CoreUnderTest.Evaluator.Evaluate(new EvaluationRequest([new EvaluationInput(current, "Observation/now", "Observation")],
+            history.Select((h, i) => new EvaluationInput(h, "Observation/" + h.Id, $"history[{i}]")).ToList())).Results[0];
+        Assert.That(r.Outcome, Is.EqualTo(InputOutcome.Evaluated));
+        return (r.RiskAssessment!.Id!, r.DetectedIssue?.Id, r.RiskAssessment.Identifier.Single(i => i.System == Support.CoreUnderTest.Evaluator.Canonical.ObservationSeriesSystem).Value!);
+    }
+
+    [Test]
+    public void A_trend_computed_from_other_earlier_results_gets_other_ids()
+    {
+        // A later result's trend shows its earlier results: when one of those is amended, withdrawn or deleted, the
+        // later result's outputs say something else, and a conditional create on unchanged ids would keep the old text.
+        var alone = Assess();
+        var withEarlier = Assess(Earlier("e1", "1", 12000));
+        Assert.Multiple(() =>
+        {
+            Assert.That(withEarlier.Ra, Is.Not.EqualTo(alone.Ra), "a trend enters the ids");
+            Assert.That(withEarlier.Di, Is.Not.EqualTo(alone.Di));
+            Assert.That(withEarlier.Series, Is.EqualTo(alone.Series), "one result, one series: the worker supersedes by it");
+            Assert.That(Assess(Earlier("e1", "1", 12000)), Is.EqualTo(withEarlier), "the same input gives the same ids");
+            Assert.That(Assess(Earlier("e1", "2", 9000)).Ra, Is.Not.EqualTo(withEarlier.Ra), "the earlier result amended");
+            var withdrawn = Earlier("e1", "2", 12000);
+            withdrawn.Status = ObservationStatus.EnteredInError;
+            Assert.That(Assess(withdrawn), Is.EqualTo(alone), "the earlier result withdrawn: no trend, the ids of the result alone");
+            Assert.That(Assess(Earlier("e9", "1", 8, "Units")), Is.EqualTo(alone), "another assay's result: no trend, the ids of the result alone");
+            Assert.That(Assess(Earlier("e1", "1", 12000), Earlier("e2", "1", 15000)).Ra, Is.Not.EqualTo(withEarlier.Ra), "another earlier result");
+        });
+    }
+
+    [Test]
+    public void Ids_with_a_trend_stay_what_this_release_made()
+    {
+        // Pinned like the ids above, for outputs that show a trend: the hash adds the earlier results' identities and versions.
+        var keys = DeterministicIds.Keys((EvaluationInput)Inputs().First().Arguments[0]!);
+        Assert.That(DeterministicIds.For(keys, KnowledgeVersion, trendBasis: "0123abcd@v|1;4567ef01@v|2").RiskAssessmentId, Is.EqualTo("ra-ef00c5e95e4c6d0de99d2c4363965d683a8f59c8"));
+    }
+
     [Test]
     public void The_series_an_earlier_release_gave_an_order_numbered_result_is_still_known()
     {

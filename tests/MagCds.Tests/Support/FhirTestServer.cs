@@ -158,10 +158,10 @@ public sealed class FhirTestServer(string? requiredToken = null, IReadOnlyDictio
     /// stamps and its Date header), and transactions run entry by entry, answered 200 with each entry's own status.
     /// </summary>
     public async Task QuirksAsync(bool ignoreSort = false, string? nextLinkBase = null, bool ignoreLastUpdated = false, TimeSpan clockOffset = default,
-        bool transactionAsBatch = false, string? endlessPaging = null, CancellationToken cancellationToken = default)
+        bool transactionAsBatch = false, string? endlessPaging = null, bool noVersions = false, CancellationToken cancellationToken = default)
     {
         using var resp = await Admin.PostAsync("admin/quirks",
-            JsonContent.Create(new { ignoreSort, nextLinkBase, ignoreLastUpdated, clockOffsetMs = (long)clockOffset.TotalMilliseconds, transactionAsBatch, endlessPaging }), cancellationToken);
+            JsonContent.Create(new { ignoreSort, nextLinkBase, ignoreLastUpdated, clockOffsetMs = (long)clockOffset.TotalMilliseconds, transactionAsBatch, endlessPaging, noVersions }), cancellationToken);
         await EnsureOkAsync(resp, cancellationToken);
     }
 

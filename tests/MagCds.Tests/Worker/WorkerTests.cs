@@ -190,6 +190,149 @@ public sealed class WorkerTests(StoreProvider provider) : WorkerTestBase(provide
         Assert.That(ra.Basis.Select(b => b.Reference), Is.EqualTo(new[] { "Observation/" + older.Id, "Observation/" + first.Id }), "its trend: the result before it");
     }
 
+    /// <summary>
+    /// A later result's outputs show its earlier results in their trend. When one of those is amended, withdrawn or
+    /// deleted, the later results are assessed again, and their outputs that show it as it was are superseded: a
+    /// clinician never reads a withdrawn value in a current trend (found left open by a review).
+    /// </summary>
+    [TestCase("amended")]
+    [TestCase("entered-in-error")]
+    [TestCase("deleted")]
+    public async Task A_change_to_an_earlier_result_reaches_the_trends_of_the_later_ones(string change)
+    {
+        static Observation At(string accession, decimal value, int month)
+        {
+            var o = Result("p1", value, accession);
+            o.Effective = new FhirDateTime(new DateTimeOffset(2025, month, 1, 8, 0, 0, TimeSpan.Zero));
+            o.Issued = new DateTimeOffset(2025, month, 2, 8, 0, 0, TimeSpan.Zero);
+            return o;
+        }
+        var first = await Fhir.SeedAsync(At("ACC-0", 5m, 1));
+        var second = await Fhir.SeedAsync(At("ACC-1", 23.5m, 2));
+        var third = await Fhir.SeedAsync(At("ACC-2", 30m, 3));
+        var other = await Fhir.SeedAsync(Result("p2", 40m, "ACC-9"));
+        await H.StartAsync();
+        await H.DrainedAsync(4);
+        string Ref(Observation o) => "Observation/" + o.Id;
+        async Task<RiskAssessment> CurrentOf(Observation o) => (await H.AllAsync<RiskAssessment>()).Single(r => Current(r) && r.Basis[0].Reference == Ref(o));
+        Assert.That((await CurrentOf(third)).Basis.Select(b => b.Reference), Is.EqualTo(new[] { Ref(third), Ref(first), Ref(second) }), "the trend before the change");
+        var otherBefore = await CurrentOf(other);
+
+        switch (change)
+        {
+            case "amended":
+                first.Status = ObservationStatus.Amended;
+                ((Quantity)first.Value!).Value = 7.25m;
+                await Fhir.Client.UpdateAsync(first);
+                break;
+            case "entered-in-error":
+                first.Status = ObservationStatus.EnteredInError;
+                await Fhir.Client.UpdateAsync(first);
+                break;
+            default:
+                await Fhir.Client.DeleteAsync(first);
+                using (await PutNotificationAsync(first)) { }
+                break;
+        }
+        // The changed result, then the two later ones, each assessed again.
+        await WaitUntilAsync(async () => (await H.AllAsync<RiskAssessment>()).Count(r => !Current(r)) >= 3, "the earlier outputs are withdrawn");
+        await H.DrainedAsync(7);
+
+        var ras = await H.AllAsync<RiskAssessment>();
+        var dis = await H.AllAsync<DetectedIssue>();
+        var third2 = await CurrentOf(third);
+        var second2 = await CurrentOf(second);
+        var otherAfter = await CurrentOf(other);
+        Assert.Multiple(() =>
+        {
+            foreach (var o in new[] { second, third, other })
+            {
+                Assert.That(ras.Count(r => Current(r) && r.Basis[0].Reference == Ref(o)), Is.EqualTo(1), $"one current RiskAssessment of {o.Identifier[0].Value}");
+                Assert.That(dis.Count(d => Current(d) && d.Implicated[0].Reference == Ref(o)), Is.EqualTo(1), $"one current DetectedIssue of {o.Identifier[0].Value}");
+            }
+            if (change == "amended")
+            {
+                Assert.That(third2.Basis.Select(b => b.Reference), Is.EqualTo(new[] { Ref(third), Ref(first), Ref(second) }));
+                Assert.That(third2.Note.Select(n => n.Text!.ToString()), Has.Some.Contains("7.25"), "the trend shows the amended value");
+                Assert.That(ras.Where(r => !Current(r) && r.Basis[0].Reference == Ref(third)).Single().Note.Last().Text!.ToString(),
+                    Does.StartWith("Superseded").And.Contains("earlier results its trend shows"));
+            }
+            else
+            {
+                Assert.That(third2.Basis.Select(b => b.Reference), Is.EqualTo(new[] { Ref(third), Ref(second) }), "the withdrawn result is no longer in the trend");
+                Assert.That(second2.Basis.Select(b => b.Reference), Is.EqualTo(new[] { Ref(second) }), "its only earlier result withdrawn: no trend");
+                Assert.That(ras.Where(Current).SelectMany(r => r.Basis).Select(b => b.Reference), Has.None.EqualTo(Ref(first)));
+            }
+            Assert.That(otherAfter.Id, Is.EqualTo(otherBefore.Id), "another patient's result is left alone");
+        });
+    }
+
+    /// <summary>
+    /// A change is passed on only to results dated strictly after it: two amended results of the same time would
+    /// otherwise queue each other for ever (a server's "gt" may match an equal time, and this test server's does).
+    /// A change already passed on is not passed on again when the same version is assessed again.
+    /// </summary>
+    [Test]
+    public async Task Amended_results_of_the_same_time_do_not_queue_each_other_for_ever()
+    {
+        var a = await Fhir.SeedAsync(Result("p1", 23.5m, "ACC-1"));
+        var b = await Fhir.SeedAsync(Result("p1", 30m, "ACC-2"));
+        var laterOne = Result("p1", 40m, "ACC-3");
+        laterOne.Effective = new FhirDateTime(((FhirDateTime)a.Effective!).ToDateTimeOffset(TimeSpan.Zero).AddMonths(1));
+        var c = await Fhir.SeedAsync(laterOne);
+        await H.StartAsync();
+        await H.DrainedAsync(3);
+        foreach (var o in new[] { a, b })
+        {
+            o.Status = ObservationStatus.Amended;
+            ((Quantity)o.Value!).Value += 1m;
+            await Fhir.Client.UpdateAsync(o);
+        }
+        // Both amended results, and the later one (once or twice, as the two changes reach it).
+        await WaitUntilAsync(async () => (await H.AllAsync<RiskAssessment>()).Count(r => !Current(r)) >= 3, "the three earlier assessments are superseded");
+        await H.DrainedAsync(6);
+        await Task.Delay(TimeSpan.FromSeconds(3));
+        var before = (await H.QueueAsync()).GetProperty("done").GetInt64();
+        Assert.That(before, Is.LessThanOrEqualTo(7), "nothing queued for ever");
+
+        using (await PutNotificationAsync(a)) { } // the same version again: assessed, its change not passed on again
+        await H.DrainedAsync((int)before + 1);
+        await Task.Delay(TimeSpan.FromSeconds(3));
+        Assert.That((await H.QueueAsync()).GetProperty("done").GetInt64(), Is.EqualTo(before + 1), "only the redelivered result was assessed");
+        var current = (await H.AllAsync<RiskAssessment>()).Where(Current).ToList();
+        Assert.That(current.Select(r => r.Basis[0].Reference).Order(), Is.EqualTo(new[] { a, b, c }.Select(o => "Observation/" + o.Id).Order()));
+    }
+
+    /// <summary>
+    /// A server that keeps no versions: an amended status is all that says a result changed, and no version can be
+    /// recorded as passed on, so only the strictly-later rule keeps two amended results of one time from queueing each
+    /// other for ever. The later result still gets the amended values in its trend.
+    /// </summary>
+    [Test]
+    public async Task On_a_server_without_versions_amended_results_of_the_same_time_do_not_queue_each_other_for_ever()
+    {
+        await Fhir.QuirksAsync(noVersions: true);
+        try
+        {
+            var a = await Fhir.SeedAsync(Result("p1", 23.5m, "ACC-1", ObservationStatus.Amended));
+            var b = await Fhir.SeedAsync(Result("p1", 30m, "ACC-2", ObservationStatus.Amended));
+            Assert.That(a.Meta?.VersionId, Is.Null, "the quirk is on");
+            var laterOne = Result("p1", 40m, "ACC-3");
+            laterOne.Effective = new FhirDateTime(((FhirDateTime)a.Effective!).ToDateTimeOffset(TimeSpan.Zero).AddMonths(1));
+            var c = await Fhir.SeedAsync(laterOne);
+            await H.StartAsync(new() { ["MagCds:Worker:PollIntervalSeconds"] = "3600" }); // one poll: each result queued once
+            await H.DrainedAsync(3);
+            await Task.Delay(TimeSpan.FromSeconds(3));
+            long done = (await H.QueueAsync()).GetProperty("done").GetInt64();
+            Assert.That(done, Is.InRange(3, 5), "the three results, and the later one again for each amended one at most");
+            var current = (await H.AllAsync<RiskAssessment>()).Where(Current).ToList();
+            Assert.That(current.Single(r => r.Basis[0].Reference == "Observation/" + c.Id).Basis.Skip(1).Select(r => r.Reference).Order(),
+                Is.EqualTo(new[] { a, b }.Select(o => "Observation/" + o.Id).Order()));
+            Assert.That(current, Has.Count.EqualTo(3));
+        }
+        finally { await Fhir.QuirksAsync(); }
+    }
+
     [Test]
     public async Task A_server_whose_pages_link_to_themselves_is_read_once_round_and_the_work_done()
     {
@@ -807,11 +950,16 @@ public sealed class WorkerTests(StoreProvider provider) : WorkerTestBase(provide
             }
         }
 
-        await H.StartAsync(new() { ["MagCds:Worker:PollIntervalSeconds"] = "0" });
+        await H.StartAsync(new() { ["MagCds:Worker:PollIntervalSeconds"] = "0", ["MagCds:Telemetry:Prometheus"] = "true" });
         await WaitUntilAsync(async () => (await H.QueueAsync()).GetProperty("deadLetters").GetInt64() == 1, "the row is dead-lettered");
         var dead = (await H.Client.GetFromJsonAsync<JsonElement>("/admin/worker/dead-letters")).EnumerateArray().Single();
         Assert.That(dead.GetProperty("reason").GetString(), Is.EqualTo("lease-expired"));
         Assert.That(await H.AllAsync<RiskAssessment>(), Is.Empty, "not tried a sixth time");
+        // The runbook's alert on dead letters counts this one too; nothing was written, so it is no lag.
+        string metrics = "";
+        await WaitUntilAsync(async () => (metrics = await H.Client.GetStringAsync("/metrics")).Contains("magcds_worker_processed", StringComparison.Ordinal), "the dead letter is counted");
+        Assert.That(metrics, Does.Match(@"magcds_worker_processed_total\{[^}]*outcome=""dead-letter""[^}]*\} 1"));
+        Assert.That(metrics, Does.Not.Match(@"magcds_worker_lag_seconds_count\{[^}]*\} [1-9]"));
     }
 
     [Test]
