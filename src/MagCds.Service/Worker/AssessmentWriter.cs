@@ -46,7 +46,7 @@ public sealed partial class AssessmentWriter(Evaluator evaluator, WorkerFhirClie
         // and so may one of a server that gives no versionId.
         if (!antiMag && version == "1") return new Assessment("not-anti-mag", version, [], null, []);
 
-        var history = antiMag && Searchable(obs.Subject?.Reference) is { } subject ? await HistoryAsync(client, subject, obs, ct) : [];
+        var (history, laterMissIt) = antiMag && Searchable(obs.Subject?.Reference) is { } subject ? await HistoryAsync(client, subject, obs, ct) : ([], false);
         var result = antiMag ? evaluator.Evaluate(new EvaluationRequest([input], history)).Results[0] : null;
 
         var (identities, versions) = await IdentitiesAsync(client, obs, input, async () => (await Last()).Series, ct);
@@ -110,11 +110,13 @@ public sealed partial class AssessmentWriter(Evaluator evaluator, WorkerFhirClie
             await TransactAsync(client, tx, ct);
         }
         var written = present.Concat(tx.Entry.Select(Written)).ToList();
-        // A changed result may be in the trends of the patient's later results: they are assessed again (after this
-        // write, so they read it as it is now), and get new outputs where their trend changed. Not again for a version
-        // this worker assessed before: the later results were queued then (before that assessment was recorded).
-        var later = IsChange(obs, versions) && (version is null || (await Last()).Version != version)
-            ? await LaterResultsAsync(client, versions.Where(evaluator.IsAntiMag).Select(v => (v.Subject?.Reference, Evaluator.ResultTime(v))), obs.Id, ct)
+        // A changed result, or one that arrived after later results were assessed, may be (or belong) in the trends of
+        // the patient's later results: they are assessed again (after this write, so they read it as it is now), and
+        // get new outputs where their trend changed. Not again for a version this worker assessed before: the later
+        // results were queued then (before that assessment was recorded). Without versions that cannot be known, so
+        // there only a change the status states is passed on (not every assessment of a result that is not the latest).
+        var later = (IsChange(obs, versions) || (laterMissIt && version is not null)) && (version is null || (await Last()).Version != version)
+            ? await LaterResultsAsync(client, versions.Where(evaluator.IsAntiMag).Select(v => (v.Subject?.Reference, Evaluator.ResultTime(v))), obs, obs.Id ?? observationId, ct)
             : [];
         return new Assessment(outcome, version, written, identities[0].Series, later);
     }
@@ -137,7 +139,8 @@ public sealed partial class AssessmentWriter(Evaluator evaluator, WorkerFhirClie
     /// nothing new if not.
     /// </summary>
     /// <param name="versions">The patient and time of each version (no time: that of a deleted result is not known).</param>
-    private async Task<IReadOnlyList<string>> LaterResultsAsync(FhirClient client, IEnumerable<(string? Subject, DateTimeOffset? When)> versions, string? changedId, CancellationToken ct)
+    /// <param name="changed">The changed result as it is now (null: deleted): results written after it are left out (<see cref="WrittenNoLaterThan"/>).</param>
+    private async Task<IReadOnlyList<string>> LaterResultsAsync(FhirClient client, IEnumerable<(string? Subject, DateTimeOffset? When)> versions, Observation? changed, string changedId, CancellationToken ct)
     {
         if (options.Value.HistoryCount == 0) return []; // no trends are shown
         string codes = string.Join(",", evaluator.RecognisedCodes.Select(Uri.EscapeDataString));
@@ -152,7 +155,8 @@ public sealed partial class AssessmentWriter(Evaluator evaluator, WorkerFhirClie
             // reassessment that passes a change on reaches only later results, and the chain ends.
             var from = times.All(t => t is not null) ? times.Min() : null;
             foreach (var o in (await SearchAllAsync(client, $"Observation?subject={Uri.EscapeDataString(patient.Key)}&code={codes}{after}&_count=100", ct)).OfType<Observation>())
-                if (o.Id is { } id && id != changedId && Evaluator.ResultTime(o) is { } when && (from is null || when > from) && !later.Contains(id)) later.Add(id);
+                if (o.Id is { } id && id != changedId && Evaluator.ResultTime(o) is { } when && (from is null || when > from)
+                    && (changed is null || WrittenNoLaterThan(o, changed)) && !later.Contains(id)) later.Add(id);
         }
         return later;
     }
@@ -190,7 +194,7 @@ public sealed partial class AssessmentWriter(Evaluator evaluator, WorkerFhirClie
             .Select(o => o["Observation/".Length..]).Distinct(StringComparer.Ordinal).ToList();
         // The patient's other results may show the deleted one in their trends; its time went with it.
         var patients = outputs.Where(o => PointsAt(o, observation)).Select(o => (o switch { RiskAssessment ra => ra.Subject?.Reference, DetectedIssue di => di.Patient?.Reference, _ => null }, (DateTimeOffset?)null));
-        var later = await LaterResultsAsync(client, patients, observation["Observation/".Length..], ct);
+        var later = await LaterResultsAsync(client, patients, null, observation["Observation/".Length..], ct);
         return new Assessment("gone", null, tx.Entry.Select(e => e.Request!.Url ?? "").ToList(), null, [.. siblings.Union(later, StringComparer.Ordinal)]);
     }
 
@@ -242,38 +246,66 @@ public sealed partial class AssessmentWriter(Evaluator evaluator, WorkerFhirClie
     private const int MaxUnsortedHistoryPages = 10;
 
     /// <summary>
-    /// The patient's most recent earlier results of the configured codes. Newest first as the server sorted them, when
-    /// its self link says it applied <c>_sort</c>; a server may skip a parameter it does not support (R4 search rules),
-    /// and then the most recent may be on any page: all are read (up to <see cref="MaxUnsortedHistoryPages"/>) and
-    /// ordered here. With more than that, no trend is shown rather than one that may leave out the latest results.
-    /// Only results dated before this one are asked for: an amended or late-arriving older result would otherwise get
-    /// the patient's most recent results, all later than itself, and no trend.
+    /// The patient's most recent earlier results of the configured codes, and whether the server holds results dated
+    /// after this one that may have been assessed without it (written to the server before it: it arrived late, or was
+    /// amended after them). The first search asks for the most recent results whatever their date: when this result is
+    /// the latest (the usual case), or all the patient's results fit in one page, that is the history, in one search.
+    /// Otherwise a second search asks for those dated before this one: an amended or late-arriving older result would
+    /// get the patient's most recent results, all later than itself, and no trend.
     /// </summary>
-    private async Task<IReadOnlyList<EvaluationInput>> HistoryAsync(FhirClient client, string subject, Observation current, CancellationToken ct)
+    private async Task<(IReadOnlyList<EvaluationInput> History, bool LaterMissIt)> HistoryAsync(FhirClient client, string subject, Observation current, CancellationToken ct)
     {
         int n = options.Value.HistoryCount;
-        if (n == 0) return [];
+        if (n == 0) return ([], false);
         string currentId = current.Id ?? "";
+        var when = Evaluator.ResultTime(current);
+        bool Later(Observation o) => o.Id != currentId && Evaluator.ResultTime(o) > when;
+        // One more than the history holds: this result itself is usually among the most recent.
+        var (found, complete) = await RecentResultsAsync(client, subject, "", n + 1, ct);
+        bool laterMissIt = found is not null && found.Any(o => Later(o) && WrittenNoLaterThan(o, current));
+        if (when is { } t && (found is null || (!complete && found.Count(o => o.Id != currentId && !Later(o)) < n)))
+            // FHIR's "lt" also matches a result whose date (a month, a day) starts before this instant; the core keeps
+            // only those that are earlier.
+            (found, _) = await RecentResultsAsync(client, subject, "&date=lt" + SearchInstant(t), n, ct);
+        if (found is null) return ([], laterMissIt);
+        return (found.Where(o => o.Id != currentId && !Later(o)).OrderByDescending(o => Evaluator.ResultTime(o) ?? DateTimeOffset.MinValue).Take(n)
+            .Select((o, i) => new EvaluationInput(o, "Observation/" + o.Id, $"history[{i}]")).ToList(), laterMissIt);
+    }
+
+    /// <summary>
+    /// Whether <paramref name="later"/> was written to the server no later than <paramref name="changed"/> (by
+    /// <c>meta.lastUpdated</c>; unknown counts as yes): only then may its assessment have been made without the change.
+    /// One written after it was assessed after it, and its trend already shows it as it is.
+    /// </summary>
+    private static bool WrittenNoLaterThan(Observation later, Observation changed) =>
+        later.Meta?.LastUpdated is not { } l || changed.Meta?.LastUpdated is not { } c || l <= c;
+
+    /// <summary>
+    /// The patient's most recent results of the configured codes (with <paramref name="filter"/>), and whether they
+    /// are all there are. Newest first as the server sorted them, when its self link says it applied <c>_sort</c>: one
+    /// page. A server may skip a parameter it does not support (R4 search rules), and then the most recent may be on
+    /// any page: all are read (up to <see cref="MaxUnsortedHistoryPages"/>) and ordered by the caller. With more than
+    /// that, null: no trend is shown rather than one that may leave out the latest results.
+    /// </summary>
+    private async Task<(List<Observation>? Found, bool Complete)> RecentResultsAsync(FhirClient client, string subject, string filter, int count, CancellationToken ct)
+    {
         string codes = string.Join(",", evaluator.RecognisedCodes.Select(Uri.EscapeDataString));
-        // FHIR's "lt" also matches a result whose date (a month, a day) starts before this instant; the core keeps
-        // only those that are earlier.
-        string before = Evaluator.ResultTime(current) is { } when ? "&date=lt" + SearchInstant(when) : "";
-        var page = await Call(() => client.GetAsync($"Observation?subject={Uri.EscapeDataString(subject)}&code={codes}{before}&_sort=-date&_count={n}", ct), allowGone: false) as Bundle;
+        var page = await Call(() => client.GetAsync($"Observation?subject={Uri.EscapeDataString(subject)}&code={codes}{filter}&_sort=-date&_count={count}", ct), allowGone: false) as Bundle;
         bool sorted = Hosting.SearchSets.SaysSorted(page);
         var found = new List<Observation>();
         for (int pages = 1; page is not null; pages++)
         {
             found.AddRange(page.Entry.Select(e => e.Resource).OfType<Observation>());
-            if (sorted || page.NextLink is null) break;
+            if (page.NextLink is null) return (found, true);
+            if (sorted) return (found, false);
             if (pages == MaxUnsortedHistoryPages)
             {
                 HistoryUnsorted(logger, MaxUnsortedHistoryPages);
-                return [];
+                return (null, false);
             }
             page = await Call(() => client.ContinueAsync(page, ct: ct), allowGone: false);
         }
-        return found.Where(o => o.Id != currentId).OrderByDescending(o => Evaluator.ResultTime(o) ?? DateTimeOffset.MinValue).Take(n)
-            .Select((o, i) => new EvaluationInput(o, "Observation/" + o.Id, $"history[{i}]")).ToList();
+        return (found, true);
     }
 
     [LoggerMessage(Level = LogLevel.Warning, Message = "The FHIR server did not sort a patient's earlier results and has more than {Pages} pages of them: the assessment is written without a trend rather than with one that may leave out the latest")]

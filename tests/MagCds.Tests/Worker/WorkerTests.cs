@@ -268,6 +268,46 @@ public sealed class WorkerTests(StoreProvider provider) : WorkerTestBase(provide
     }
 
     /// <summary>
+    /// A result that reaches the server after later ones were assessed (a send-out result, a lab's backlog) belongs in
+    /// their trends: they are assessed again and get it. A result that arrives in order costs no extra search.
+    /// </summary>
+    [Test]
+    public async Task A_result_that_arrives_after_later_ones_enters_their_trends()
+    {
+        static Observation At(string accession, decimal value, int month)
+        {
+            var o = Result("p1", value, accession);
+            o.Effective = new FhirDateTime(new DateTimeOffset(2025, month, 1, 8, 0, 0, TimeSpan.Zero));
+            o.Issued = new DateTimeOffset(2025, month, 2, 8, 0, 0, TimeSpan.Zero);
+            return o;
+        }
+        var march = await Fhir.SeedAsync(At("ACC-3", 23.5m, 3));
+        var april = await Fhir.SeedAsync(At("ACC-4", 30m, 4));
+        await H.StartAsync();
+        await H.DrainedAsync(2);
+        string Ref(Observation o) => "Observation/" + o.Id;
+        async Task<RiskAssessment> CurrentOf(Observation o) => (await H.AllAsync<RiskAssessment>()).Single(r => Current(r) && r.Basis[0].Reference == Ref(o));
+        Assert.That((await CurrentOf(march)).Basis, Has.Count.EqualTo(1), "no earlier result yet");
+        var may = await Fhir.SeedAsync(At("ACC-5", 35m, 5)); // in order
+        await H.DrainedAsync(3);
+        await Task.Delay(TimeSpan.FromSeconds(2));
+        Assert.That((await Fhir.RequestsAsync()).Where(r => r.Url.Contains("date=", StringComparison.Ordinal)), Is.Empty,
+            "a result in order: one search for its history, none for later results");
+        Assert.That((await H.AllAsync<RiskAssessment>()).All(Current));
+
+        var february = await Fhir.SeedAsync(At("ACC-2", 12m, 2)); // late
+        await WaitUntilAsync(async () => (await H.AllAsync<RiskAssessment>()).Count(r => !Current(r)) == 3, "the three later assessments are superseded");
+        await H.DrainedAsync(7);
+        var (feb2, march2, may2) = (await CurrentOf(february), await CurrentOf(march), await CurrentOf(may));
+        Assert.Multiple(() =>
+        {
+            Assert.That(feb2.Basis, Has.Count.EqualTo(1), "the late result's own trend: nothing before it");
+            Assert.That(march2.Basis.Select(b => b.Reference), Is.EqualTo(new[] { Ref(march), Ref(february) }));
+            Assert.That(may2.Basis.Select(b => b.Reference), Is.EqualTo(new[] { Ref(may), Ref(february), Ref(march), Ref(april) }));
+        });
+    }
+
+    /// <summary>
     /// A change is passed on only to results dated strictly after it: two amended results of the same time would
     /// otherwise queue each other for ever (a server's "gt" may match an equal time, and this test server's does).
     /// A change already passed on is not passed on again when the same version is assessed again.
