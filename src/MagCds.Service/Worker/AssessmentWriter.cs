@@ -29,7 +29,8 @@ public sealed partial class AssessmentWriter(Evaluator evaluator, WorkerFhirClie
     /// <param name="lastAssessment">Looks up the version and the series key of this worker's last assessment of this
     /// Observation (kept by its store). The series is how its outputs are found once the Observation itself is gone, or
     /// once a correction of its patient or identifier started a new series; the version tells a change already passed
-    /// on to the later results' trends from a new one. Asked only for a deleted Observation or a later version.</param>
+    /// on to the later results' trends from a new one. Asked only when needed: a deleted Observation, a later version, a
+    /// change or late arrival to pass on.</param>
     public async Task<Assessment> AssessAsync(string observationId, CancellationToken ct, Func<Task>? beforeWrite = null,
         Func<Task<(string? Version, string? Series)>>? lastAssessment = null)
     {
@@ -132,11 +133,11 @@ public sealed partial class AssessmentWriter(Evaluator evaluator, WorkerFhirClie
         || obs.Status is ObservationStatus.Amended or ObservationStatus.Corrected or ObservationStatus.EnteredInError or ObservationStatus.Cancelled;
 
     /// <summary>
-    /// The ids of the patient's anti-MAG results dated after a changed or deleted result (after the earliest time of
-    /// any of its versions, so one whose date was corrected to a later one is left out of the trends it was in; every
-    /// result of the patient when a time is unknown), for every patient a version named. Their trends may show it as
-    /// it was; assessed again, each gets new outputs if its trend changed (the trend enters the output ids) and
-    /// nothing new if not.
+    /// The ids of the patient's anti-MAG results dated after a changed, late-arriving or deleted result (after the
+    /// earliest time of any of its versions, so one whose date was corrected to a later one is left out of the trends
+    /// it was in; every result of the patient when a time is unknown), for every patient a version named. Their trends
+    /// may show it as it was, or miss it; assessed again, each gets new outputs if its trend changed (the trend enters
+    /// the output ids) and nothing new if not.
     /// </summary>
     /// <param name="versions">The patient and time of each version (no time: that of a deleted result is not known).</param>
     /// <param name="changed">The changed result as it is now (null: deleted): results written after it are left out (<see cref="WrittenNoLaterThan"/>).</param>
@@ -148,12 +149,11 @@ public sealed partial class AssessmentWriter(Evaluator evaluator, WorkerFhirClie
         foreach (var patient in versions.GroupBy(v => Searchable(v.Subject)))
         {
             if (patient.Key is null) continue;
-            var times = patient.Select(v => v.When).ToList();
-            string after = times.All(t => t is not null) ? "&date=gt" + SearchInstant(times.Min()!.Value) : "";
+            var from = patient.All(v => v.When is not null) ? patient.Min(v => v.When) : null;
+            string after = from is { } f ? "&date=gt" + SearchInstant(f) : "";
             // Strictly later by the core's own reading of times (a server's "gt" may also match a date that only
             // overlaps): a result without a time has no trend, and the same time is not a trend either. So each
             // reassessment that passes a change on reaches only later results, and the chain ends.
-            var from = times.All(t => t is not null) ? times.Min() : null;
             foreach (var o in (await SearchAllAsync(client, $"Observation?subject={Uri.EscapeDataString(patient.Key)}&code={codes}{after}&_count=100", ct)).OfType<Observation>())
                 if (o.Id is { } id && id != changedId && Evaluator.ResultTime(o) is { } when && (from is null || when > from)
                     && (changed is null || WrittenNoLaterThan(o, changed)) && !later.Contains(id)) later.Add(id);
@@ -549,7 +549,8 @@ public sealed partial class AssessmentWriter(Evaluator evaluator, WorkerFhirClie
 /// <summary>
 /// What one assessment did: its outcome code, the Observation version read, the outputs written or marked, the series
 /// key of the Observation's outputs (kept by the store, to find them once the Observation is deleted), and other
-/// Observations to assess again (ids; after a deletion, a duplicate whose assessment the deleted one had superseded).
+/// Observations to assess again (ids: the patient's later results whose trends may show a change, a late arrival or a
+/// deletion; after a deletion, also a duplicate whose assessment the deleted one had superseded).
 /// </summary>
 public sealed record Assessment(string Outcome, string? Version, IReadOnlyList<string> Outputs, string? Series, IReadOnlyList<string> Reassess);
 
