@@ -155,9 +155,10 @@ public sealed record TrendPoint(string Date, string Display, decimal? Number, st
 /// <summary>
 /// Earlier results of the same patient and same assay, oldest first, ending with the current one. With more than
 /// <see cref="TrendBuilder.MaxListed"/> earlier results, the first and the most recent are listed and
-/// <paramref name="Omitted"/> counts those between them. <paramref name="Basis"/> names the earlier results it was
-/// computed from (identity and version of each, never a value): it enters the output ids, so a trend computed from
-/// other earlier results (one since amended, withdrawn or deleted) gets outputs of its own.
+/// <paramref name="Omitted"/> counts those between them. <paramref name="Basis"/> is what the trend shows of the earlier
+/// results (identity, date, value, reference, category of each): it only ever enters the output-id hash (never an
+/// output, never a log), so a trend that shows other earlier results (one since amended, withdrawn or deleted) gets
+/// outputs of its own.
 /// </summary>
 public sealed record Trend(IReadOnlyList<TrendPoint> Points, decimal? PercentFromPrevious, decimal? PercentFromFirst, string? Note, int Omitted, string Basis)
 {

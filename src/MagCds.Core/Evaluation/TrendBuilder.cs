@@ -58,7 +58,25 @@ internal static class TrendBuilder
             ? "Preliminary results are marked: a change measured against one may not hold for the final result." : null;
         return new Trend(points, titre ? null : Percent(prev, cur), titre ? null : Percent(first, cur),
             notComputed is null ? preliminary : preliminary is null ? notComputed : notComputed + " " + preliminary, earlier.Count - listed.Count,
-            string.Join(';', earlier.Select(p => p.Keys.Observation + "@" + p.Keys.Version)));
+            Basis(listed, points, earlier.Count - listed.Count));
+    }
+
+    /// <summary>
+    /// What the trend shows of each earlier result (identity, date, value, reference, category) and how many are not
+    /// listed: a new version of an earlier result that shows the same (a note added, a resend) leaves the later
+    /// results' output ids, and so their outputs and alerts, as they are; one whose value or status shows otherwise
+    /// changes them. The percent changes follow from the listed values.
+    /// </summary>
+    private static string Basis(List<Prepared> listed, List<TrendPoint> points, int omitted)
+    {
+        var sb = new System.Text.StringBuilder();
+        for (int i = 0; i < listed.Count; i++)
+        {
+            var t = points[i];
+            sb.Append(listed[i].Keys.Observation).Append('|').Append(t.Date).Append('|').Append(t.Display).Append('|')
+              .Append(t.Reference).Append('|').Append(t.Category).Append(';');
+        }
+        return sb.Append("omitted ").Append(omitted).ToString();
     }
 
     private static bool IsPreliminary(Prepared p) => p.Input.Observation.Status == ObservationStatus.Preliminary;

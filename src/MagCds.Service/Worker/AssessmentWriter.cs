@@ -116,9 +116,20 @@ public sealed partial class AssessmentWriter(Evaluator evaluator, WorkerFhirClie
         // get new outputs where their trend changed. Not again for a version this worker assessed before: the later
         // results were queued then (before that assessment was recorded). Without versions that cannot be known, so
         // there only a change the status states is passed on (not every assessment of a result that is not the latest).
-        var later = (IsChange(obs, versions) || (laterMissIt && version is not null)) && (version is null || (await Last()).Version != version)
-            ? await LaterResultsAsync(client, versions.Where(evaluator.IsAntiMag).Select(v => (v.Subject?.Reference, Evaluator.ResultTime(v))), obs, obs.Id ?? observationId, ct)
-            : [];
+        bool changed = IsChange(obs, versions);
+        IReadOnlyList<string> later = [];
+        if ((changed || (laterMissIt && version is not null)) && (version is null || (await Last()).Version != version))
+        {
+            var patients = versions.Where(evaluator.IsAntiMag).Select(v => (Subject: v.Subject?.Reference, When: Evaluator.ResultTime(v))).ToList();
+            // A server without version history shows only the current version: the patient an earlier output names (a
+            // result since moved to another patient) is searched too, all its results (the earlier time is not known).
+            foreach (var o in earlier.Where(o => PointsAt(o, input.Reference!)))
+                if (OutputSubject(o) is { } s && !patients.Any(p => p.Subject == s)) patients.Add((s, null));
+            // A change reaches every later result; a late arrival only those written before it (the others were
+            // assessed after it). Time stamps are not proof of what a result's assessment could see (a server may
+            // stamp a write before it commits), so a change, which is rare, does not rely on them.
+            later = await LaterResultsAsync(client, patients, changed ? null : obs, obs.Id ?? observationId, ct);
+        }
         return new Assessment(outcome, version, written, identities[0].Series, later);
     }
 
@@ -140,8 +151,8 @@ public sealed partial class AssessmentWriter(Evaluator evaluator, WorkerFhirClie
     /// the output ids) and nothing new if not.
     /// </summary>
     /// <param name="versions">The patient and time of each version (no time: that of a deleted result is not known).</param>
-    /// <param name="changed">The changed result as it is now (null: deleted): results written after it are left out (<see cref="WrittenNoLaterThan"/>).</param>
-    private async Task<IReadOnlyList<string>> LaterResultsAsync(FhirClient client, IEnumerable<(string? Subject, DateTimeOffset? When)> versions, Observation? changed, string changedId, CancellationToken ct)
+    /// <param name="arrived">A late arrival (not a change): results written after it are left out (<see cref="WrittenNoLaterThan"/>).</param>
+    private async Task<IReadOnlyList<string>> LaterResultsAsync(FhirClient client, IEnumerable<(string? Subject, DateTimeOffset? When)> versions, Observation? arrived, string changedId, CancellationToken ct)
     {
         if (options.Value.HistoryCount == 0) return []; // no trends are shown
         string codes = string.Join(",", evaluator.RecognisedCodes.Select(Uri.EscapeDataString));
@@ -150,13 +161,13 @@ public sealed partial class AssessmentWriter(Evaluator evaluator, WorkerFhirClie
         {
             if (patient.Key is null) continue;
             var from = patient.All(v => v.When is not null) ? patient.Min(v => v.When) : null;
-            string after = from is { } f ? "&date=gt" + SearchInstant(f) : "";
-            // Strictly later by the core's own reading of times (a server's "gt" may also match a date that only
-            // overlaps): a result without a time has no trend, and the same time is not a trend either. So each
-            // reassessment that passes a change on reaches only later results, and the chain ends.
-            foreach (var o in (await SearchAllAsync(client, $"Observation?subject={Uri.EscapeDataString(patient.Key)}&code={codes}{after}&_count=100", ct)).OfType<Observation>())
+            // All the patient's results, "later" decided here by the core's own reading of times: a FHIR date search
+            // covers the effective time only (a result dated by issued alone would be missed) and its "gt" may match a
+            // date that only overlaps. Strictly later: a result without a time has no trend, nor does the same time. So
+            // each reassessment that passes a change on reaches only later results, and the chain ends.
+            foreach (var o in (await SearchAllAsync(client, $"Observation?subject={Uri.EscapeDataString(patient.Key)}&code={codes}&_count=100", ct)).OfType<Observation>())
                 if (o.Id is { } id && id != changedId && Evaluator.ResultTime(o) is { } when && (from is null || when > from)
-                    && (changed is null || WrittenNoLaterThan(o, changed)) && !later.Contains(id)) later.Add(id);
+                    && (arrived is null || WrittenNoLaterThan(o, arrived)) && !later.Contains(id)) later.Add(id);
         }
         return later;
     }
@@ -193,7 +204,7 @@ public sealed partial class AssessmentWriter(Evaluator evaluator, WorkerFhirClie
         var siblings = outputs.Select(AssessedObservation).OfType<string>().Where(o => o != observation && o.StartsWith("Observation/", StringComparison.Ordinal))
             .Select(o => o["Observation/".Length..]).Distinct(StringComparer.Ordinal).ToList();
         // The patient's other results may show the deleted one in their trends; its time went with it.
-        var patients = outputs.Where(o => PointsAt(o, observation)).Select(o => (o switch { RiskAssessment ra => ra.Subject?.Reference, DetectedIssue di => di.Patient?.Reference, _ => null }, (DateTimeOffset?)null));
+        var patients = outputs.Where(o => PointsAt(o, observation)).Select(o => (OutputSubject(o), (DateTimeOffset?)null));
         var later = await LaterResultsAsync(client, patients, null, observation["Observation/".Length..], ct);
         return new Assessment("gone", null, tx.Entry.Select(e => e.Request!.Url ?? "").ToList(), null, [.. siblings.Union(later, StringComparer.Ordinal)]);
     }
@@ -263,11 +274,16 @@ public sealed partial class AssessmentWriter(Evaluator evaluator, WorkerFhirClie
         // One more than the history holds: this result itself is usually among the most recent.
         var (found, complete) = await RecentResultsAsync(client, subject, "", n + 1, ct);
         bool laterMissIt = found is not null && found.Any(o => Later(o) && WrittenNoLaterThan(o, current));
-        if (when is { } t && (found is null || (!complete && found.Count(o => o.Id != currentId && !Later(o)) < n)))
+        // Enough earlier results on the first page, counted as the core counts them (same-time and undated ones are not).
+        if (when is { } t && (found is null || (!complete && found.Count(o => o.Id != currentId && Evaluator.ResultTime(o) < t) < n)))
             // FHIR's "lt" also matches a result whose date (a month, a day) starts before this instant; the core keeps
             // only those that are earlier.
             (found, _) = await RecentResultsAsync(client, subject, "&date=lt" + SearchInstant(t), n, ct);
-        if (found is null) return ([], laterMissIt);
+        if (found is null)
+        {
+            HistoryUnsorted(logger, MaxUnsortedHistoryPages);
+            return ([], laterMissIt);
+        }
         return (found.Where(o => o.Id != currentId && !Later(o)).OrderByDescending(o => Evaluator.ResultTime(o) ?? DateTimeOffset.MinValue).Take(n)
             .Select((o, i) => new EvaluationInput(o, "Observation/" + o.Id, $"history[{i}]")).ToList(), laterMissIt);
     }
@@ -298,11 +314,7 @@ public sealed partial class AssessmentWriter(Evaluator evaluator, WorkerFhirClie
             found.AddRange(page.Entry.Select(e => e.Resource).OfType<Observation>());
             if (page.NextLink is null) return (found, true);
             if (sorted) return (found, false);
-            if (pages == MaxUnsortedHistoryPages)
-            {
-                HistoryUnsorted(logger, MaxUnsortedHistoryPages);
-                return (null, false);
-            }
+            if (pages == MaxUnsortedHistoryPages) return (null, false);
             page = await Call(() => client.ContinueAsync(page, ct: ct), allowGone: false);
         }
         return (found, true);
@@ -396,6 +408,14 @@ public sealed partial class AssessmentWriter(Evaluator evaluator, WorkerFhirClie
     /// of a DetectedIssue (the later basis entries are the earlier results its trend shows, other Observations).
     /// </summary>
     private static bool PointsAt(Resource output, string observation) => AssessedObservation(output) == observation;
+
+    /// <summary>The patient a MagCds output is about.</summary>
+    private static string? OutputSubject(Resource output) => output switch
+    {
+        RiskAssessment ra => ra.Subject?.Reference,
+        DetectedIssue di => di.Patient?.Reference,
+        _ => null,
+    };
 
     private static string? AssessedObservation(Resource output) => output switch
     {

@@ -250,6 +250,9 @@ public class DeterministicIdsTests
             Assert.That(withEarlier.Series, Is.EqualTo(alone.Series), "one result, one series: the worker supersedes by it");
             Assert.That(Assess(Earlier("e1", "1", 12000)), Is.EqualTo(withEarlier), "the same input gives the same ids");
             Assert.That(Assess(Earlier("e1", "2", 9000)).Ra, Is.Not.EqualTo(withEarlier.Ra), "the earlier result amended");
+            var annotated = Earlier("e1", "2", 12000);
+            annotated.Note.Add(new Annotation { Text = new Markdown("Sample re-checked.") });
+            Assert.That(Assess(annotated), Is.EqualTo(withEarlier), "a new version of the earlier result that the trend shows the same: no new outputs, no new alert");
             var withdrawn = Earlier("e1", "2", 12000);
             withdrawn.Status = ObservationStatus.EnteredInError;
             Assert.That(Assess(withdrawn), Is.EqualTo(alone), "the earlier result withdrawn: no trend, the ids of the result alone");
@@ -261,9 +264,22 @@ public class DeterministicIdsTests
     [Test]
     public void Ids_with_a_trend_stay_what_this_release_made()
     {
-        // Pinned like the ids above, for outputs that show a trend: the hash adds the earlier results' identities and versions.
+        // Pinned like the ids above, for outputs that show a trend: the hash adds what the trend shows of each earlier
+        // result (identity, date, value, reference, category) and how many it leaves out.
         var keys = DeterministicIds.Keys((EvaluationInput)Inputs().First().Arguments[0]!);
-        Assert.That(DeterministicIds.For(keys, KnowledgeVersion, trendBasis: "0123abcd@v|1;4567ef01@v|2").RiskAssessmentId, Is.EqualTo("ra-ef00c5e95e4c6d0de99d2c4363965d683a8f59c8"));
+        Assert.That(DeterministicIds.For(keys, KnowledgeVersion, trendBasis: "0123abcd|2025-09-01|12000 BTU|Observation/e1|Elevated;omitted 0").RiskAssessmentId,
+            Is.EqualTo("ra-8865af66ce9730088e41ce9ede16ed34d2161be4"));
+
+        // And the trend's side of it, from a real evaluation.
+        var current = Result();
+        current.Id = "now";
+        var earlier = Earlier("e1", "1", 12000);
+        var r = Support.CoreUnderTest.Evaluator.Evaluate(new EvaluationRequest([new EvaluationInput(current, "Observation/now", "Observation")],
+            [new EvaluationInput(earlier, "Observation/e1", "history[0]")])).Results[0];
+        string identity = DeterministicIds.Keys(new EvaluationInput(earlier, "Observation/e1", "history[0]")).Observation;
+        Assert.That(r.Interpretation!.Trend!.Basis, Is.EqualTo(identity + "|2025-09-01|12000 BTU|Observation/e1|Elevated;omitted 0"));
+        Assert.That(r.RiskAssessment!.Id, Is.EqualTo(DeterministicIds.For(DeterministicIds.Keys(new EvaluationInput(current, "Observation/now", "Observation")),
+            Support.CoreUnderTest.Evaluator.Knowledge.Version, trendBasis: r.Interpretation.Trend.Basis).RiskAssessmentId));
     }
 
     [Test]

@@ -268,6 +268,45 @@ public sealed class WorkerTests(StoreProvider provider) : WorkerTestBase(provide
     }
 
     /// <summary>
+    /// On a server that keeps no version history, the earlier result is amended, or moved to another patient: the
+    /// later result (dated by <c>issued</c> alone, which a FHIR date search does not cover) shows the amended value, or
+    /// no longer shows the result in its trend.
+    /// </summary>
+    [TestCase(false)]
+    [TestCase(true)]
+    public async Task A_change_on_a_server_without_history_reaches_a_later_result_dated_by_issued(bool movedToAnotherPatient)
+    {
+        var moved = Result("p1", 5m, "ACC-1");
+        moved.Effective = new FhirDateTime(new DateTimeOffset(2025, 1, 1, 8, 0, 0, TimeSpan.Zero));
+        moved.Issued = new DateTimeOffset(2025, 1, 2, 8, 0, 0, TimeSpan.Zero);
+        moved = await Fhir.SeedAsync(moved);
+        var later = Result("p1", 23.5m, "ACC-2");
+        later.Effective = null;
+        later.Issued = new DateTimeOffset(2025, 3, 2, 8, 0, 0, TimeSpan.Zero);
+        later = await Fhir.SeedAsync(later);
+        await H.StartAsync();
+        await H.DrainedAsync(2);
+        string Ref(Observation o) => "Observation/" + o.Id;
+        async Task<RiskAssessment> CurrentOf(Observation o) => (await H.AllAsync<RiskAssessment>()).Single(r => Current(r) && r.Basis[0].Reference == Ref(o));
+        Assert.That((await CurrentOf(later)).Basis.Select(b => b.Reference), Is.EqualTo(new[] { Ref(later), Ref(moved) }), "the trend before the correction");
+
+        await InjectAsync(404, 100, "GET", $"/fhir/R4/Observation/{moved.Id}/_history");
+        moved.Status = ObservationStatus.Corrected;
+        if (movedToAnotherPatient) moved.Subject = new ResourceReference("Patient/p2");
+        else ((Quantity)moved.Value!).Value = 7.25m;
+        await Fhir.Client.UpdateAsync(moved);
+        await WaitUntilAsync(async () => (await H.AllAsync<RiskAssessment>()).Count(r => !Current(r)) == 2, "both earlier assessments are superseded");
+        await H.DrainedAsync(4);
+        var now = await CurrentOf(later);
+        if (movedToAnotherPatient)
+        {
+            Assert.That(now.Basis.Select(b => b.Reference), Is.EqualTo(new[] { Ref(later) }), "another patient's result is not in the trend");
+            Assert.That((await CurrentOf(moved)).Subject!.Reference, Is.EqualTo("Patient/p2"));
+        }
+        else Assert.That(now.Note.Select(n => n.Text!.ToString()), Has.Some.Contains("7.25"), "the trend shows the amended value");
+    }
+
+    /// <summary>
     /// A result that reaches the server after later ones were assessed (a send-out result, a lab's backlog) belongs in
     /// their trends: they are assessed again and get it. A result that arrives in order costs no extra search.
     /// </summary>
