@@ -24,6 +24,20 @@ public sealed class WorkerTests(StoreProvider provider) : WorkerTestBase(provide
     private static bool Current(RiskAssessment r) => r.Status is not (ObservationStatus.Cancelled or ObservationStatus.EnteredInError);
     private static bool Current(DetectedIssue d) => d.Status is not (ObservationStatus.Cancelled or ObservationStatus.EnteredInError);
 
+    /// <summary>A result of patient p1 taken on the first of that month (reported the next day).</summary>
+    private static Observation At(string accession, decimal value, int month, int year = 2025)
+    {
+        var o = Result("p1", value, accession);
+        o.Effective = new FhirDateTime(new DateTimeOffset(year, month, 1, 8, 0, 0, TimeSpan.Zero));
+        o.Issued = new DateTimeOffset(year, month, 2, 8, 0, 0, TimeSpan.Zero);
+        return o;
+    }
+
+    private static string Ref(Observation o) => "Observation/" + o.Id;
+
+    /// <summary>The current RiskAssessment of a result (exactly one).</summary>
+    private async Task<RiskAssessment> CurrentOf(Observation o) => (await H.AllAsync<RiskAssessment>()).Single(r => Current(r) && r.Basis[0].Reference == Ref(o));
+
     [Test]
     public async Task Polling_pages_through_new_results_and_writes_one_assessment_each()
     {
@@ -138,16 +152,9 @@ public sealed class WorkerTests(StoreProvider provider) : WorkerTestBase(provide
     public async Task A_server_that_does_not_sort_still_gives_the_trend_the_latest_earlier_results()
     {
         // Written oldest first: a server that skips _sort returns them in that order, so its first page holds the oldest.
-        static Observation At(string accession, decimal value, int year, int month)
-        {
-            var o = Result("p1", value, accession);
-            o.Effective = new FhirDateTime(new DateTimeOffset(year, month, 1, 8, 0, 0, TimeSpan.Zero));
-            o.Issued = new DateTimeOffset(year, month, 2, 8, 0, 0, TimeSpan.Zero);
-            return o;
-        }
         var earlier = new List<Observation>();
-        for (int i = 0; i < 4; i++) earlier.Add(await Fhir.SeedAsync(At($"ACC-E{i}", 5m + i, 2025, 1 + i)));
-        var current = await Fhir.SeedAsync(At("ACC-NOW", 23.5m, 2026, 3));
+        for (int i = 0; i < 4; i++) earlier.Add(await Fhir.SeedAsync(At($"ACC-E{i}", 5m + i, 1 + i)));
+        var current = await Fhir.SeedAsync(At("ACC-NOW", 23.5m, 3, year: 2026));
         await Fhir.QuirksAsync(ignoreSort: true);
         try
         {
@@ -167,13 +174,6 @@ public sealed class WorkerTests(StoreProvider provider) : WorkerTestBase(provide
     [Test]
     public async Task An_amended_older_result_is_trended_against_the_results_before_it()
     {
-        static Observation At(string accession, decimal value, int month)
-        {
-            var o = Result("p1", value, accession);
-            o.Effective = new FhirDateTime(new DateTimeOffset(2025, month, 1, 8, 0, 0, TimeSpan.Zero));
-            o.Issued = new DateTimeOffset(2025, month, 2, 8, 0, 0, TimeSpan.Zero);
-            return o;
-        }
         var first = await Fhir.SeedAsync(At("ACC-0", 5m, 1));
         var older = await Fhir.SeedAsync(At("ACC-1", 23.5m, 2));
         await Fhir.SeedAsync(At("ACC-2", 30m, 3));
@@ -200,21 +200,12 @@ public sealed class WorkerTests(StoreProvider provider) : WorkerTestBase(provide
     [TestCase("deleted")]
     public async Task A_change_to_an_earlier_result_reaches_the_trends_of_the_later_ones(string change)
     {
-        static Observation At(string accession, decimal value, int month)
-        {
-            var o = Result("p1", value, accession);
-            o.Effective = new FhirDateTime(new DateTimeOffset(2025, month, 1, 8, 0, 0, TimeSpan.Zero));
-            o.Issued = new DateTimeOffset(2025, month, 2, 8, 0, 0, TimeSpan.Zero);
-            return o;
-        }
         var first = await Fhir.SeedAsync(At("ACC-0", 5m, 1));
         var second = await Fhir.SeedAsync(At("ACC-1", 23.5m, 2));
         var third = await Fhir.SeedAsync(At("ACC-2", 30m, 3));
         var other = await Fhir.SeedAsync(Result("p2", 40m, "ACC-9"));
         await H.StartAsync();
         await H.DrainedAsync(4);
-        string Ref(Observation o) => "Observation/" + o.Id;
-        async Task<RiskAssessment> CurrentOf(Observation o) => (await H.AllAsync<RiskAssessment>()).Single(r => Current(r) && r.Basis[0].Reference == Ref(o));
         Assert.That((await CurrentOf(third)).Basis.Select(b => b.Reference), Is.EqualTo(new[] { Ref(third), Ref(first), Ref(second) }), "the trend before the change");
         var otherBefore = await CurrentOf(other);
 
@@ -286,8 +277,6 @@ public sealed class WorkerTests(StoreProvider provider) : WorkerTestBase(provide
         later = await Fhir.SeedAsync(later);
         await H.StartAsync();
         await H.DrainedAsync(2);
-        string Ref(Observation o) => "Observation/" + o.Id;
-        async Task<RiskAssessment> CurrentOf(Observation o) => (await H.AllAsync<RiskAssessment>()).Single(r => Current(r) && r.Basis[0].Reference == Ref(o));
         Assert.That((await CurrentOf(later)).Basis.Select(b => b.Reference), Is.EqualTo(new[] { Ref(later), Ref(moved) }), "the trend before the correction");
 
         await InjectAsync(404, 100, "GET", $"/fhir/R4/Observation/{moved.Id}/_history");
@@ -313,19 +302,10 @@ public sealed class WorkerTests(StoreProvider provider) : WorkerTestBase(provide
     [Test]
     public async Task A_result_that_arrives_after_later_ones_enters_their_trends()
     {
-        static Observation At(string accession, decimal value, int month)
-        {
-            var o = Result("p1", value, accession);
-            o.Effective = new FhirDateTime(new DateTimeOffset(2025, month, 1, 8, 0, 0, TimeSpan.Zero));
-            o.Issued = new DateTimeOffset(2025, month, 2, 8, 0, 0, TimeSpan.Zero);
-            return o;
-        }
         var march = await Fhir.SeedAsync(At("ACC-3", 23.5m, 3));
         var april = await Fhir.SeedAsync(At("ACC-4", 30m, 4));
         await H.StartAsync();
         await H.DrainedAsync(2);
-        string Ref(Observation o) => "Observation/" + o.Id;
-        async Task<RiskAssessment> CurrentOf(Observation o) => (await H.AllAsync<RiskAssessment>()).Single(r => Current(r) && r.Basis[0].Reference == Ref(o));
         Assert.That((await CurrentOf(march)).Basis, Has.Count.EqualTo(1), "no earlier result yet");
         var may = await Fhir.SeedAsync(At("ACC-5", 35m, 5)); // in order
         await H.DrainedAsync(3);
