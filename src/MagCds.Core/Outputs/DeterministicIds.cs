@@ -104,8 +104,8 @@ public static class DeterministicIds
     /// Ids and urn:uuids of the RiskAssessment and DetectedIssue of one Observation version under one knowledge
     /// version, from a single hash: the first half for the RiskAssessment, the second for the DetectedIssue.
     /// </summary>
-    /// <param name="trendBasis">The earlier results a trend was computed from (<see cref="Trend.Basis"/>), when the
-    /// outputs show one: the same result assessed against other earlier results says something else, so it gets other
+    /// <param name="trendBasis">What the outputs' trend shows of the earlier results (<see cref="Trend.Basis"/>), when
+    /// they show one: the same result assessed against earlier results that show otherwise says something else, so it gets other
     /// ids (and the worker supersedes the outputs whose trend shows a result since amended or withdrawn). Without a
     /// trend the ids are those of the Observation version alone, as before trends entered them.</param>
     public static OutputIds For(InputKeys keys, string knowledgeVersion, string kind = "assessment", string? trendBasis = null)

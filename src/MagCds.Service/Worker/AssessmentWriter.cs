@@ -155,7 +155,6 @@ public sealed partial class AssessmentWriter(Evaluator evaluator, WorkerFhirClie
     private async Task<IReadOnlyList<string>> LaterResultsAsync(FhirClient client, IEnumerable<(string? Subject, DateTimeOffset? When)> versions, Observation? arrived, string changedId, CancellationToken ct)
     {
         if (options.Value.HistoryCount == 0) return []; // no trends are shown
-        string codes = string.Join(",", evaluator.RecognisedCodes.Select(Uri.EscapeDataString));
         var later = new List<string>();
         foreach (var patient in versions.GroupBy(v => Searchable(v.Subject)))
         {
@@ -165,12 +164,16 @@ public sealed partial class AssessmentWriter(Evaluator evaluator, WorkerFhirClie
             // covers the effective time only (a result dated by issued alone would be missed) and its "gt" may match a
             // date that only overlaps. Strictly later: a result without a time has no trend, nor does the same time. So
             // each reassessment that passes a change on reaches only later results, and the chain ends.
-            foreach (var o in (await SearchAllAsync(client, $"Observation?subject={Uri.EscapeDataString(patient.Key)}&code={codes}&_count=100", ct)).OfType<Observation>())
+            foreach (var o in (await SearchAllAsync(client, ResultsOf(patient.Key) + "&_count=100", ct)).OfType<Observation>())
                 if (o.Id is { } id && id != changedId && Evaluator.ResultTime(o) is { } when && (from is null || when > from)
                     && (arrived is null || WrittenNoLaterThan(o, arrived)) && !later.Contains(id)) later.Add(id);
         }
         return later;
     }
+
+    /// <summary>The search for a patient's results of the recognised codes (the history and the later results both start here).</summary>
+    private string ResultsOf(string subject) =>
+        $"Observation?subject={Uri.EscapeDataString(subject)}&code={string.Join(",", evaluator.RecognisedCodes.Select(Uri.EscapeDataString))}";
 
     private static string SearchInstant(DateTimeOffset t) =>
         Uri.EscapeDataString(t.UtcDateTime.ToString("yyyy-MM-dd'T'HH:mm:ss.fff'Z'", System.Globalization.CultureInfo.InvariantCulture));
@@ -305,8 +308,7 @@ public sealed partial class AssessmentWriter(Evaluator evaluator, WorkerFhirClie
     /// </summary>
     private async Task<(List<Observation>? Found, bool Complete)> RecentResultsAsync(FhirClient client, string subject, string filter, int count, CancellationToken ct)
     {
-        string codes = string.Join(",", evaluator.RecognisedCodes.Select(Uri.EscapeDataString));
-        var page = await Call(() => client.GetAsync($"Observation?subject={Uri.EscapeDataString(subject)}&code={codes}{filter}&_sort=-date&_count={count}", ct), allowGone: false) as Bundle;
+        var page = await Call(() => client.GetAsync($"{ResultsOf(subject)}{filter}&_sort=-date&_count={count}", ct), allowGone: false) as Bundle;
         bool sorted = Hosting.SearchSets.SaysSorted(page);
         var found = new List<Observation>();
         for (int pages = 1; page is not null; pages++)

@@ -137,11 +137,7 @@ public sealed partial class WorkerService(
         // otherwise be taken for ever, by every replica in turn.
         if (item.ExpiredLeases >= options.Value.MaxAttempts)
         {
-            if (await queue.DeadLetterAsync(item, _owner, "lease-expired", CancellationToken.None))
-            {
-                metrics.DeadLettered();
-                DeadLettered(logger, item.ResourceType, item.ResourceId, "lease-expired", item.Attempts);
-            }
+            await GiveUpAsync(item, "lease-expired");
             return;
         }
         // A row leased with its batch may have waited for a free slot longer than its lease, and another replica may
@@ -206,11 +202,7 @@ public sealed partial class WorkerService(
                 await queue.RetryAsync(item, _owner, failure.Reason, delay, CancellationToken.None, failed: !outage);
                 WillRetry(logger, item.ResourceType, item.ResourceId, failure.Reason, item.Attempts, delay.TotalSeconds);
             }
-            else if (await queue.DeadLetterAsync(item, _owner, failure.Reason, CancellationToken.None))
-            {
-                metrics.DeadLettered();
-                DeadLettered(logger, item.ResourceType, item.ResourceId, failure.Reason, item.Attempts);
-            }
+            else await GiveUpAsync(item, failure.Reason);
         }
         finally
         {
@@ -310,6 +302,17 @@ public sealed partial class WorkerService(
 
     [LoggerMessage(Level = LogLevel.Warning, Message = "Worker will retry {ResourceType}/{ResourceId}: {Reason} (attempt {Attempt}, next in {DelaySeconds:0.0} s)")]
     private static partial void WillRetry(ILogger logger, string resourceType, string resourceId, string reason, int attempt, double delaySeconds);
+
+    /// <summary>
+    /// Every way a row becomes a dead letter goes through here, so each is counted (the runbook's alert) and logged the
+    /// same way; a row this worker no longer holds is left to its owner.
+    /// </summary>
+    private async Task GiveUpAsync(WorkItem item, string reason)
+    {
+        if (!await queue.DeadLetterAsync(item, _owner, reason, CancellationToken.None)) return;
+        metrics.DeadLettered();
+        DeadLettered(logger, item.ResourceType, item.ResourceId, reason, item.Attempts);
+    }
 
     [LoggerMessage(Level = LogLevel.Error, Message = "Worker dead-lettered {ResourceType}/{ResourceId}: {Reason} after {Attempts} attempts")]
     private static partial void DeadLettered(ILogger logger, string resourceType, string resourceId, string reason, int attempts);
