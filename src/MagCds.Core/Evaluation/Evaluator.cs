@@ -59,7 +59,12 @@ public sealed class Evaluator
     /// For doors that receive a patient's results rather than one result (CDS Hooks): the latest anti-MAG result that
     /// can be evaluated becomes the input, every other one its history. Empty when there is none.
     /// </summary>
-    public EvaluationRequest LatestWithHistory(IReadOnlyList<EvaluationInput> results)
+    /// <param name="maxEarlier">
+    /// How many of the results dated before the latest are kept, the most recent: the trend, and so the output ids,
+    /// then follow the same results as the worker's (which reads that many before each result), however many results
+    /// a client sends.
+    /// </param>
+    public EvaluationRequest LatestWithHistory(IReadOnlyList<EvaluationInput> results, int maxEarlier = int.MaxValue)
     {
         EvaluationInput? latest = null;
         var latestWhen = DateTimeOffset.MinValue;
@@ -72,7 +77,18 @@ public sealed class Evaluator
             var when = TrendBuilder.When(r.Observation) ?? DateTimeOffset.MinValue;
             if (latest is null || when > latestWhen || (when == latestWhen && IssuedLater(r, latest))) (latest, latestWhen) = (r, when);
         }
-        return latest is null ? new EvaluationRequest([], []) : new EvaluationRequest([latest], results.Where(r => r != latest).ToList());
+        if (latest is null) return new EvaluationRequest([], []);
+        var history = results.Where(r => r != latest).ToList();
+        var earlier = history.Where(r => TrendBuilder.When(r.Observation) < latestWhen).ToList();
+        if (earlier.Count > maxEarlier)
+        {
+            // Results of the same time are ranked by identity, not by where they sat in the request.
+            var dropped = earlier.OrderByDescending(r => TrendBuilder.When(r.Observation))
+                .ThenByDescending(r => DeterministicIds.Keys(r).Observation, StringComparer.Ordinal)
+                .Skip(maxEarlier).ToHashSet();
+            history.RemoveAll(dropped.Contains);
+        }
+        return new EvaluationRequest([latest], history);
     }
 
     /// <summary>An anti-MAG result the laboratory reported (final, amended, corrected or preliminary), whether or not it can be assessed.</summary>

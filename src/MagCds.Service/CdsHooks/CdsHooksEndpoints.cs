@@ -20,6 +20,8 @@ public static partial class CdsHooksEndpoints
         var logger = app.ServiceProvider.GetRequiredService<ILoggerFactory>().CreateLogger("MagCds.CdsHooks");
         if (options.AllowUnsignedCalls) UnsignedCallsAllowed(logger);
         else if (options.TrustedIssuers.Count == 0) NoIssuer(logger);
+        var worker = app.ServiceProvider.GetRequiredService<IOptions<Worker.WorkerOptions>>().Value;
+        if (worker.Enabled && worker.HistoryCount != options.MaxResults - 1) TrendsDiffer(logger, options.MaxResults, worker.HistoryCount);
 
         var group = app.MapGroup("/cds-services").RequireCors(CorsPolicy).RequireRateLimiting(RateLimits.Policy);
         // Discovery reveals nothing about patients, so EHR registration tools may read it without a token.
@@ -64,7 +66,7 @@ public static partial class CdsHooksEndpoints
         var list = new List<Card>();
         if (call.Hook == "patient-view")
         {
-            var response = evaluator.Evaluate(evaluator.LatestWithHistory(await results.GetAsync(call, ct)));
+            var response = evaluator.Evaluate(evaluator.LatestWithHistory(await results.GetAsync(call, ct), results.EarlierKept));
             // A card only when the core says the result needs attention; otherwise {"cards": []}.
             if (response.Results is [{ Outcome: InputOutcome.Evaluated, Interpretation.NeedsAttention: true } r])
                 list.Add(cards.ResultCard(call, r, knowledgeUrl, forOrder: false));
@@ -73,7 +75,7 @@ public static partial class CdsHooksEndpoints
         if (AntiMagOrders(call, evaluator).Any())
         {
             var found = await results.GetAsync(call, ct);
-            var response = evaluator.Evaluate(evaluator.LatestWithHistory(found));
+            var response = evaluator.Evaluate(evaluator.LatestWithHistory(found, results.EarlierKept));
             // No result that can be assessed, but results reported as done (final, amended, corrected, preliminary):
             // the card says they could not be evaluated, not that there are none.
             bool unread = response.Results.Count > 0 || found.Any(f => evaluator.IsReportedResult(f.Observation));
@@ -148,4 +150,7 @@ public static partial class CdsHooksEndpoints
 
     [LoggerMessage(Level = LogLevel.Information, Message = "No CDS Hooks issuer is trusted yet: every hook call gets 401 until MagCds:CdsHooks:TrustedIssuers is configured.")]
     private static partial void NoIssuer(ILogger logger);
+
+    [LoggerMessage(Level = LogLevel.Warning, Message = "MagCds:CdsHooks:MaxResults ({MaxResults}) is not MagCds:Worker:HistoryCount ({HistoryCount}) + 1: for a patient with more earlier results than either door reads, cards and the worker's outputs show other trends, with other ids, so a recorded card suggestion adds outputs beside the worker's.")]
+    private static partial void TrendsDiffer(ILogger logger, int maxResults, int historyCount);
 }

@@ -51,9 +51,13 @@ public sealed class CdsHooksOptions
     [Range(1024, 1L << 30)]
     public long MaxRequestBodyBytes { get; set; } = 4 * 1024 * 1024;
 
-    /// <summary>How many of the patient's anti-MAG results are read for the trend (prefetch _count and query limit).</summary>
-    [Range(1, 100)]
-    public int MaxResults { get; set; } = 20;
+    /// <summary>
+    /// How many of the patient's anti-MAG results are read (prefetch _count and query limit): the latest and, for its
+    /// trend, at most MaxResults − 1 results dated before it, also from a prefetch that holds more. The default is the
+    /// worker's HistoryCount (20) + 1, so that both doors give a patient's latest result the same trend and output ids.
+    /// </summary>
+    [Range(1, 101)]
+    public int MaxResults { get; set; } = 21;
 }
 
 /// <summary>An EHR trusted to call: its <c>iss</c>, and its JWKS by URL, by local file, or by allow-listed <c>jku</c> URLs.</summary>

@@ -17,6 +17,9 @@ public sealed partial class PatientResults(
 {
     public const string HttpClientName = "cds-hooks-fhir";
 
+    /// <summary>How many results dated before the latest its trend may show (MaxResults less the latest itself).</summary>
+    public int EarlierKept => options.Value.MaxResults - 1;
+
     public async Task<IReadOnlyList<EvaluationInput>> GetAsync(CdsCall call, CancellationToken ct)
     {
         var observations = call.Slot(CdsServiceCatalog.ResultsKey) switch

@@ -89,7 +89,10 @@ public sealed class WorkerOptions
     [Range(1, 1000)]
     public int PageSize { get; set; } = 50;
 
-    /// <summary>How many earlier results of the same patient and code are read for the trend.</summary>
+    /// <summary>
+    /// How many earlier results of the same patient and code are read for the trend. The CDS Hooks door reads
+    /// MaxResults − 1 (21 − 1): kept equal, both doors give a result the same trend and output ids.
+    /// </summary>
     [Range(0, 100)]
     public int HistoryCount { get; set; } = 20;
 

@@ -28,7 +28,7 @@ public class RequestTests : ServiceTests
         {
             Assert.That(s.GetProperty("description").GetString(), Is.Not.Empty);
             Assert.That(s.GetProperty("prefetch").GetProperty("antiMagResults").GetString(),
-                Is.EqualTo("Observation?patient={{context.patientId}}&code=http://loinc.org|39087-2&_sort=-date&_count=20"));
+                Is.EqualTo("Observation?patient={{context.patientId}}&code=http://loinc.org|39087-2&_sort=-date&_count=21"));
             Assert.That(s.GetProperty("prefetch").GetProperty("patient").GetString(), Is.EqualTo("Patient/{{context.patientId}}"));
             Assert.That(s.TryGetProperty("usageRequirements", out _), Is.False, "optional members are omitted, not null");
         }
@@ -266,6 +266,25 @@ public class RequestTests : ServiceTests
     {
         await Client.GetAsync("/cds-services");
         Assert.That(Factory.Logs.Lines.Any(l => l.Contains("DEVELOPMENT MODE", StringComparison.Ordinal) && l.Contains("Warning", StringComparison.Ordinal)), Is.True);
+    }
+
+    /// <summary>
+    /// With the worker on, the two doors read the same number of earlier results by default; an operator who sets one
+    /// and not the other is told that cards and the worker's outputs will then differ for long histories.
+    /// </summary>
+    [TestCase("20", false)]
+    [TestCase("10", true)]
+    public async Task A_worker_reading_another_history_length_than_the_cards_is_announced(string? historyCount, bool warned)
+    {
+        await using var both = new MagCdsFactory(new Dictionary<string, string?>
+        {
+            ["MagCds:Worker:Enabled"] = "true",
+            ["MagCds:Worker:FhirServerUrl"] = "http://127.0.0.1:9/fhir",
+            ["MagCds:Worker:PollIntervalSeconds"] = "0",
+            ["MagCds:Worker:HistoryCount"] = historyCount,
+        });
+        await both.CreateClient().GetAsync("/cds-services");
+        Assert.That(both.Logs.Lines.Any(l => l.Contains("is not MagCds:Worker:HistoryCount", StringComparison.Ordinal) && l.Contains("Warning", StringComparison.Ordinal)), Is.EqualTo(warned));
     }
 
     [Test]

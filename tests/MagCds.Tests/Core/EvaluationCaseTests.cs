@@ -154,6 +154,36 @@ public class EvaluationCaseTests
     }
 
     [Test]
+    public void Latest_with_history_keeps_the_most_recent_earlier_results_whatever_their_order()
+    {
+        // A patient's 30 results one a month (a CDS Hooks prefetch that holds more than MagCds asks for), plus one
+        // dated after the latest that cannot be assessed (cancelled): the latest assessable one is the input, and of
+        // those before it only the 20 most recent are kept, as the worker reads them.
+        static Observation Result(int month, ObservationStatus status = ObservationStatus.Final) => new()
+        {
+            Id = $"m{month}", Status = status, Code = new CodeableConcept("http://loinc.org", "39087-2"),
+            Subject = new ResourceReference("Patient/p-long"), Effective = new FhirDateTime(new DateTimeOffset(2023, 1, 1, 8, 0, 0, TimeSpan.Zero).AddMonths(month)),
+            Value = new Quantity { Value = 1000 + month, Unit = "BTU" },
+        };
+        var results = Enumerable.Range(0, 30).Select(m => new EvaluationInput(Result(m), $"Observation/m{m}", $"results[{m}]"))
+            .Append(new EvaluationInput(Result(31, ObservationStatus.Cancelled), "Observation/m31", "results[31]")).ToList();
+
+        var shuffled = results.ToArray();
+        new Random(7).Shuffle(shuffled);
+        foreach (var order in new[] { results, results.AsEnumerable().Reverse().ToList(), [.. shuffled] })
+        {
+            var request = CoreUnderTest.Evaluator.LatestWithHistory(order, maxEarlier: 20);
+            Assert.That(request.Inputs.Single().Observation.Id, Is.EqualTo("m29"));
+            Assert.That(request.History.Select(h => h.Observation.Id),
+                Is.EquivalentTo(Enumerable.Range(9, 20).Select(m => $"m{m}").Append("m31")), "the 20 before it, most recent first, and the one after it");
+            var trend = CoreUnderTest.Evaluator.Evaluate(request).Results.Single().Interpretation!.Trend!;
+            Assert.That(trend.Points.Select(p => p.Reference), Is.EqualTo(Enumerable.Range(9, 21).Select(m => $"Observation/m{m}")));
+            Assert.That(trend.Omitted, Is.Zero);
+        }
+        Assert.That(CoreUnderTest.Evaluator.LatestWithHistory(results).History, Has.Count.EqualTo(30), "no limit unless a door asks for one");
+    }
+
+    [Test]
     public void Titres_of_different_methods_are_not_trended_together()
     {
         static Observation Titre(string id, int dilution, string date, string method)

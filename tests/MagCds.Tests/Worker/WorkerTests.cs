@@ -168,6 +168,40 @@ public sealed class WorkerTests(StoreProvider provider) : WorkerTestBase(provide
     }
 
     /// <summary>
+    /// A patient with more earlier results than either door reads: the CDS Hooks card's "Record this assessment"
+    /// suggestion carries the outputs the worker wrote for the same latest result (the same identifiers, on which the
+    /// worker's conditional create matches), whether the hook's
+    /// results come from the FHIR server or from a prefetch that holds them all. Before, the worker read 20 earlier
+    /// results and the card 19 (or, from such a prefetch, the first and 19 recent), so recording the card's suggestion
+    /// added a second assessment beside the worker's.
+    /// </summary>
+    [Test]
+    public async Task A_card_for_a_long_history_suggests_the_outputs_the_worker_wrote()
+    {
+        var all = new List<Observation>();
+        for (int i = 0; i < 25; i++) all.Add(await Fhir.SeedAsync(At($"ACC-L{i}", 2m + i % 5, 1 + i % 12, year: 2020 + i / 12)));
+        var latest = await Fhir.SeedAsync(At("ACC-LATEST", 23.5m, 6, year: 2026));
+        all.Add(latest);
+        await H.StartAsync(new() { ["MagCds:CdsHooks:AllowUnsignedCalls"] = "true", ["MagCds:CdsHooks:AllowInsecureFhirServer"] = "true" });
+        await H.DrainedAsync(26);
+        var ra = await CurrentOf(latest);
+        var di = (await H.AllAsync<DetectedIssue>()).Single(d => Current(d) && d.Implicated[0].Reference == Ref(latest));
+        Assert.That(ra.Basis, Has.Count.EqualTo(21), "the latest result and the 20 earlier ones the worker reads");
+
+        var fromServer = CdsKit.PatientView("p1", null, Fhir.BaseUrl, includeResultsKey: false);
+        var fromPrefetch = CdsKit.PatientView("p1", all.AsEnumerable().Reverse());
+        foreach (var (how, body) in new[] { ("from the FHIR server", fromServer), ("from a prefetch of all 26", fromPrefetch) })
+        {
+            using var resp = await H.Client.SendAsync(CdsKit.Post("/cds-services/magcds-patient-view", body, null));
+            string json = await resp.Content.ReadAsStringAsync();
+            Assert.That(resp.StatusCode, Is.EqualTo(HttpStatusCode.OK), json);
+            var ids = JsonDocument.Parse(json).RootElement.GetProperty("cards")[0].GetProperty("suggestions")[0].GetProperty("actions")
+                .EnumerateArray().Select(a => a.GetProperty("resource").GetProperty("identifier")[0].GetProperty("value").GetString()).ToList();
+            Assert.That(ids, Is.EqualTo(new[] { ra.Identifier[0].Value, di.Identifier[0].Value }), how);
+        }
+    }
+
+    /// <summary>
     /// An older result amended after later ones arrived gets its own earlier results as its trend, not the patient's
     /// most recent ones (all later than itself, which left it with no trend: found by a black-box probe).
     /// </summary>
