@@ -18,13 +18,28 @@ public sealed record EvaluationInput(Observation Observation, string? Reference,
 public sealed record EvaluationRequest(IReadOnlyList<EvaluationInput> Inputs, IReadOnlyList<EvaluationInput> History)
 {
     public static EvaluationRequest Of(params EvaluationInput[] inputs) => new(inputs, []);
+
+    /// <summary>Results the request says were deleted from their server (a history Bundle's DELETE entries).</summary>
+    public IReadOnlyList<Deletion> Deletions { get; init; } = [];
 }
+
+/// <summary>
+/// A deletion of an Observation from its server, as a history Bundle reports it: an entry whose request is
+/// <c>DELETE Observation/{id}</c>, without a resource. Its versions in the request are withdrawn (like an
+/// entered-in-error version), unless one of them is newer than the deletion (the resource was created again).
+/// </summary>
+/// <param name="Id">The deleted Observation's id.</param>
+/// <param name="FullUrl">The entry's fullUrl, when absolute the server it was deleted from.</param>
+/// <param name="Location">Where the deletion sat in the request, for issues.</param>
+/// <param name="VersionId">The version the deletion made (<c>response.etag</c>), when given.</param>
+/// <param name="When">When it was deleted (<c>response.lastModified</c>), when given.</param>
+public sealed record Deletion(string Id, string? FullUrl, string Location, string? VersionId = null, DateTimeOffset? When = null);
 
 public enum InputOutcome
 {
     /// <summary>Interpreted (raised, not raised, or explicitly "cannot interpret"); outputs built.</summary>
     Evaluated,
-    /// <summary>Entered-in-error: a retraction of every earlier output for this Observation was built.</summary>
+    /// <summary>Entered-in-error, or deleted from its server: a retraction of every earlier output for this Observation was built.</summary>
     Retracted,
     /// <summary>Not evaluated; the issues say why (not anti-MAG, no value, status, no subject).</summary>
     NotEvaluated,

@@ -131,19 +131,23 @@ public sealed class Evaluator
         // as history): only the newest counts, as an input and as history.
         var newest = prepared.Count > 1 ? NewestVersions(prepared.Values) : null;
         bool IsNewest(Prepared p) => newest is null || ReferenceEquals(newest[p.VersionKey], p);
+        // Results the request says were deleted from their server: the deletion is what they now are, as a withdrawal.
+        List<CoreIssue> requestIssues = [];
+        var deleted = request.Deletions.Count > 0 ? DeletedResults(request.Deletions, prepared.Values, requestIssues) : null;
+        Deletion? DeletionOf(Prepared p) => deleted is not null && deleted.TryGetValue(p.VersionKey, out var d) ? d : null;
 
         // Each patient's usable anti-MAG results, in request order: the newest version of each, not withdrawn, and
         // without a modifier that may change its meaning.
         var pool = new Dictionary<string, List<Prepared>>(StringComparer.Ordinal);
         foreach (var p in prepared.Values)
         {
-            if (p.Patient is null || !p.IsAntiMag || p.HasModifiers || !IsNewest(p) || p.Input.Observation.Status == ObservationStatus.EnteredInError) continue;
+            if (p.Patient is null || !p.IsAntiMag || p.HasModifiers || !IsNewest(p) || p.Input.Observation.Status == ObservationStatus.EnteredInError
+                || DeletionOf(p) is not null) continue;
             if (pool.TryGetValue(p.Patient, out var results)) results.Add(p);
             else pool[p.Patient] = [p];
         }
 
         // A supplied earlier result that belongs to none of the inputs' patients is never used; say so once.
-        List<CoreIssue> requestIssues = [];
         if (request.History.Count > 0)
         {
             var patients = request.Inputs.Select(i => prepared[i].Patient).OfType<string>().ToHashSet(StringComparer.Ordinal);
@@ -159,7 +163,7 @@ public sealed class Evaluator
             {
                 var p = prepared[input];
                 // An answer never holds two current assessments of one result, or a current one beside its withdrawal.
-                yield return IsNewest(p) ? EvaluateOne(p, pool) : Superseded(p, newest![p.VersionKey]);
+                yield return IsNewest(p) ? EvaluateOne(p, pool, DeletionOf(p)) : Superseded(p, newest![p.VersionKey], DeletionOf(p));
             }
         }
         return new EvaluationRun(Results(), requestIssues, _knowledge.Version);
@@ -191,9 +195,33 @@ public sealed class Evaluator
         return newest;
     }
 
-    private static InputResult Superseded(Prepared current, Prepared by)
+    /// <summary>
+    /// The results each deletion withdraws, by version key: every result with the deleted id (on the same server,
+    /// when both name theirs), unless a version of it is newer than the deletion (by <c>meta.lastUpdated</c> or numeric
+    /// version, where both sides give one): the resource was created again after it. A deletion that names no result of
+    /// the request cannot say which outputs to retract, and the sender is told.
+    /// </summary>
+    private static Dictionary<string, Deletion> DeletedResults(IReadOnlyList<Deletion> deletions, IEnumerable<Prepared> all, List<CoreIssue> requestIssues)
     {
-        string message = by.Input.Observation.Status == ObservationStatus.EnteredInError
+        var withdrawn = new Dictionary<string, Deletion>(StringComparer.Ordinal);
+        foreach (var d in deletions)
+        {
+            string? server = ServerBase(d.FullUrl);
+            var results = all.Where(p => p.Input.Observation.Id == d.Id && (server is null || ServerBase(p.Input.FullUrl) is not { } s || s == server)).ToList();
+            if (results.Count == 0)
+                requestIssues.Add(new CoreIssue(OutcomeCodes.Deleted, OperationOutcome.IssueSeverity.Warning,
+                    "The request says an Observation was deleted but holds no version of it, so MagCds cannot name the outputs to retract: send its last version with the deletion.", d.Location));
+            foreach (var key in results.Select(p => p.VersionKey).Distinct(StringComparer.Ordinal))
+                if (!all.Any(p => p.VersionKey == key && Versions.NewerThan(p, d))) withdrawn.TryAdd(key, d);
+        }
+        return withdrawn;
+    }
+
+    private static InputResult Superseded(Prepared current, Prepared by, Deletion? deletion)
+    {
+        string message = deletion is not null
+            ? $"The request says this Observation was deleted from its server ({deletion.Location}): this version is not evaluated."
+            : by.Input.Observation.Status == ObservationStatus.EnteredInError
             ? $"Another version of this Observation in the request ({by.Input.Location}) is entered-in-error: this one is not evaluated."
             : by.Keys.Version == current.Keys.Version && Versions.Compare(by, current) == 0
                 ? $"The same version of this Observation is also at {by.Input.Location}; only one copy is evaluated."
@@ -202,7 +230,8 @@ public sealed class Evaluator
             [new CoreIssue(OutcomeCodes.SupersededInRequest, OperationOutcome.IssueSeverity.Warning, message, current.Input.Location)]);
     }
 
-    private InputResult EvaluateOne(Prepared current, IReadOnlyDictionary<string, List<Prepared>> pool)
+    /// <param name="deletion">The request says the result was deleted from its server: its outputs are retracted.</param>
+    private InputResult EvaluateOne(Prepared current, IReadOnlyDictionary<string, List<Prepared>> pool, Deletion? deletion = null)
     {
         var input = current.Input;
         var obs = input.Observation;
@@ -218,6 +247,11 @@ public sealed class Evaluator
                 ? "The Observation names no subject, so no patient-level output can be made."
                 : "The Observation's subject is not a Patient or Group (or names a contained resource that is not there), so no patient-level output can be made.");
 
+        if (deletion is not null)
+            return new InputResult(input, InputOutcome.Retracted, null, _outputs.Retraction(input, current.Keys, deleted: true), null,
+                [new CoreIssue(OutcomeCodes.Deleted, OperationOutcome.IssueSeverity.Information,
+                    $"The request says this Observation was deleted from its server ({deletion.Location}): every earlier MagCds output for it is retracted (see the returned RiskAssessment).", input.Location),
+                 .. NoIdentity(current, input)]);
         switch (obs.Status)
         {
             case ObservationStatus.EnteredInError:
@@ -417,8 +451,19 @@ internal static class Versions
         return c != 0 ? c : string.CompareOrdinal(DeterministicIds.ContentKey(x), DeterministicIds.ContentKey(y));
     }
 
-    private static long NumericVersion(Observation o) =>
-        long.TryParse(o.Meta?.VersionId, System.Globalization.NumberStyles.None, System.Globalization.CultureInfo.InvariantCulture, out long v) ? v : -1;
+    /// <summary>A version made after the deletion (the resource created again), by the metadata both sides give.</summary>
+    public static bool NewerThan(Prepared p, Deletion d)
+    {
+        var o = p.Input.Observation;
+        if (o.Meta?.LastUpdated is { } updated && d.When is { } deletedAt) return updated > deletedAt;
+        long deletedVersion = Numeric(d.VersionId);
+        return deletedVersion >= 0 && NumericVersion(o) > deletedVersion;
+    }
+
+    private static long NumericVersion(Observation o) => Numeric(o.Meta?.VersionId);
+
+    private static long Numeric(string? versionId) =>
+        long.TryParse(versionId, System.Globalization.NumberStyles.None, System.Globalization.CultureInfo.InvariantCulture, out long v) ? v : -1;
 
     private static int Rank(ObservationStatus? s) => s switch
     {

@@ -19,6 +19,7 @@ public static class OutcomeCodes
     public static readonly OutcomeCode HistoryOtherPatient = new("history-other-patient", "Earlier result of another patient ignored", OperationOutcome.IssueType.BusinessRule);
     public static readonly OutcomeCode Preliminary = new("preliminary-result", "Preliminary result evaluated", OperationOutcome.IssueType.Informational);
     public static readonly OutcomeCode Retracted = new("retracted", "Entered-in-error: earlier outputs retracted", OperationOutcome.IssueType.Informational);
+    public static readonly OutcomeCode Deleted = new("deleted", "Deleted from its server: earlier outputs retracted", OperationOutcome.IssueType.Informational);
     public static readonly OutcomeCode CannotInterpret = new("cannot-interpret", "The result cannot be interpreted safely", OperationOutcome.IssueType.Informational);
     public static readonly OutcomeCode NoIdentity = new("no-identity", "The Observation has no id, identifier or reference", OperationOutcome.IssueType.Informational);
     public static readonly OutcomeCode UnknownModifier = new("unknown-modifier", "The Observation carries a modifier MagCds does not know", OperationOutcome.IssueType.NotSupported);

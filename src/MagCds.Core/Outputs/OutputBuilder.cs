@@ -205,13 +205,14 @@ public sealed class OutputBuilder(KnowledgeBase knowledge, CanonicalUrls canonic
     }
 
     /// <summary>
-    /// For an entered-in-error Observation: a RiskAssessment with status entered-in-error that carries the series
-    /// identifier shared by every earlier output about that Observation, so a receiver can retract them all.
+    /// For an entered-in-error Observation, or one deleted from its server: a RiskAssessment with status
+    /// entered-in-error that carries the series identifier shared by every earlier output about that Observation, so a
+    /// receiver can retract them all.
     /// </summary>
-    public RiskAssessment Retraction(EvaluationInput input, DeterministicIds.InputKeys keys)
+    public RiskAssessment Retraction(EvaluationInput input, DeterministicIds.InputKeys keys, bool deleted = false)
     {
         var obs = input.Observation;
-        var ids = DeterministicIds.For(keys, knowledge.Version, "retraction");
+        var ids = DeterministicIds.For(keys, knowledge.Version, deleted ? "deletion" : "retraction");
         string series = keys.Series;
         return new RiskAssessment
         {
@@ -229,7 +230,8 @@ public sealed class OutputBuilder(KnowledgeBase knowledge, CanonicalUrls canonic
                 new Annotation
                 {
                     Text = new Markdown(
-                        "The laboratory marked this Observation entered-in-error. Every MagCds RiskAssessment and DetectedIssue " +
+                        (deleted ? "This Observation was deleted from its FHIR server. " : "The laboratory marked this Observation entered-in-error. ") +
+                        "Every MagCds RiskAssessment and DetectedIssue " +
                         $"with identifier {canonical.ObservationSeriesSystem}|{series} was based on it and is retracted: " +
                         $"treat them as entered-in-error. MagCds knowledge {knowledge.Version}."),
                 },

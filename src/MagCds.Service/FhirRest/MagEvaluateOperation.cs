@@ -10,7 +10,7 @@ namespace MagCds.Service.FhirRest;
 /// <see cref="EvaluationRequest"/> for the core, and the core's response into the output Parameters.
 /// No clinical logic lives here.
 /// </summary>
-public static class MagEvaluateOperation
+public static partial class MagEvaluateOperation
 {
     public const string Name = "mag-evaluate";
 
@@ -77,11 +77,15 @@ public static class MagEvaluateOperation
         return new Mapped(new EvaluationRequest(inputs, history), []);
     }
 
-    /// <summary>Every Observation in a Bundle is an input (and history for the others); other resources are ignored.</summary>
+    /// <summary>
+    /// Every Observation in a Bundle is an input (and history for the others), and every <c>DELETE Observation/{id}</c>
+    /// entry (a history Bundle's record of a deletion) withdraws that result; other resources are ignored.
+    /// </summary>
     private static Mapped FromBundle(Bundle b, IReadOnlyDictionary<int, string> badEntries)
     {
         var inputs = new List<EvaluationInput>();
         var issues = new List<CoreIssue>();
+        var deletions = new List<Deletion>();
         for (int i = 0; i < b.Entry.Count; i++)
         {
             string at = $"Bundle.entry[{i}]";
@@ -90,12 +94,14 @@ public static class MagEvaluateOperation
                 issues.Add(new CoreIssue(OutcomeCodes.UnparseableEntry, OperationOutcome.IssueSeverity.Error, why, at));
                 continue;
             }
-            if (b.Entry[i].Resource is not Observation o) continue;
+            var entry = b.Entry[i];
+            bool deletion = entry is { Resource: null, Request.Method: Bundle.HTTPVerb.DELETE };
+            if (entry.Resource is not Observation && !deletion) continue;
             // An entry (or its request) under a modifier MagCds does not know may not mean what it seems to: not used.
-            if (b.Entry[i].ModifierExtension.Count > 0 || b.Entry[i].Request?.ModifierExtension.Count > 0)
+            if (entry.ModifierExtension.Count > 0 || entry.Request?.ModifierExtension.Count > 0)
             {
                 issues.Add(new CoreIssue(OutcomeCodes.UnknownModifier, OperationOutcome.IssueSeverity.Error,
-                    "The entry carries a modifier extension that MagCds does not know; its Observation is not evaluated.", at));
+                    "The entry carries a modifier extension that MagCds does not know; it is not used.", at));
                 continue;
             }
             // The parser does not check a fullUrl's characters; one that is no FHIR uri (a control character, a
@@ -105,12 +111,36 @@ public static class MagEvaluateOperation
                 issues.Add(new CoreIssue(OutcomeCodes.UnparseableEntry, OperationOutcome.IssueSeverity.Error, "The entry's fullUrl is not a valid uri.", at + ".fullUrl"));
                 continue;
             }
-            inputs.Add(new EvaluationInput(o, LocalReference(o) ?? b.Entry[i].FullUrl, at + ".resource", b.Entry[i].FullUrl));
+            if (deletion)
+            {
+                // Another resource type's deletion is ignored like the resource; a conditional delete names no result.
+                if (DeletedObservation(entry.Request!.Url) is { } id)
+                    deletions.Add(new Deletion(id, entry.FullUrl ?? AbsoluteOrNull(entry.Request.Url), at, EtagVersion(entry.Response?.Etag), entry.Response?.LastModified));
+                continue;
+            }
+            inputs.Add(new EvaluationInput((Observation)entry.Resource!, LocalReference((Observation)entry.Resource!) ?? entry.FullUrl, at + ".resource", entry.FullUrl));
         }
         if (inputs.Count == 0 && issues.Count == 0)
-            throw new FhirRequestException(StatusCodes.Status422UnprocessableEntity, OutcomeCodes.NothingEvaluated, "The Bundle holds no Observation.");
-        return new Mapped(new EvaluationRequest(inputs, []), issues);
+            throw new FhirRequestException(StatusCodes.Status422UnprocessableEntity, OutcomeCodes.NothingEvaluated, deletions.Count == 0
+                ? "The Bundle holds no Observation."
+                : "The Bundle holds no Observation, only a deletion: that alone does not name the outputs to retract. Send the deleted result's last version with it.");
+        return new Mapped(new EvaluationRequest(inputs, []) { Deletions = deletions }, issues);
     }
+
+    /// <summary>The id in a DELETE entry's url (<c>Observation/{id}</c>, relative or absolute, maybe with a version); null for anything else.</summary>
+    private static string? DeletedObservation(string? url) =>
+        url is not null && DeletedUrl().Match(url) is { Success: true } m ? m.Groups[1].Value : null;
+
+    [System.Text.RegularExpressions.GeneratedRegex(@"^(?:https?://[^?#]*/)?Observation/([A-Za-z0-9\-.]{1,64})(?:/_history/[A-Za-z0-9\-.]{1,64})?$")]
+    private static partial System.Text.RegularExpressions.Regex DeletedUrl();
+
+    /// <summary>The version in an ETag (<c>W/"3"</c> → 3).</summary>
+    private static string? EtagVersion(string? etag) => etag is null ? null : EtagValue().Match(etag) is { Success: true } m ? m.Groups[1].Value : null;
+
+    [System.Text.RegularExpressions.GeneratedRegex(@"^(?:W/)?""([A-Za-z0-9\-.]{1,64})""$")]
+    private static partial System.Text.RegularExpressions.Regex EtagValue();
+
+    private static string? AbsoluteOrNull(string? url) => url is not null && url.Contains("://", StringComparison.Ordinal) ? url : null;
 
     private static string? LocalReference(Observation o) => string.IsNullOrEmpty(o.Id) ? null : "Observation/" + o.Id;
 

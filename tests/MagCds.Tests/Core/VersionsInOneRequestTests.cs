@@ -35,7 +35,7 @@ public class VersionsInOneRequestTests
     private static string Outcome(InputResult r) => r.Outcome switch
     {
         InputOutcome.Evaluated => "evaluated " + r.RiskAssessment!.Prediction[0].Rationale!.Split(',')[0],
-        InputOutcome.Retracted => "retracted",
+        InputOutcome.Retracted => r.Issues[0].Code.Code,
         _ => string.Join(" ", r.Issues.Select(i => i.Code.Code)),
     };
 
@@ -99,6 +99,57 @@ public class VersionsInOneRequestTests
         Assert.That(r.Results.Select(Outcome), Is.EqualTo(new[] { "evaluated Result: 500 BTU", "evaluated Result: 50000 BTU" }));
         Assert.That(r.Outputs.OfType<RiskAssessment>().Select(x => x.Id).Distinct().Count(), Is.EqualTo(2));
         Assert.That(r.Results.All(x => x.Interpretation!.Trend is null), "Patient/1 of each server is its own patient");
+    }
+
+    /// <summary>A history Bundle's DELETE entry for Observation/{id}, as the REST door reads it.</summary>
+    private static Deletion Deleted(string id, int at, string? version = null, DateTimeOffset? when = null) =>
+        new(id, $"{Lab}/Observation/{id}", $"Bundle.entry[{at}]", version, when);
+
+    private static EvaluationResponse Evaluate(IReadOnlyList<Deletion> deletions, params EvaluationInput[] inputs) =>
+        CoreUnderTest.Evaluator.Evaluate(new EvaluationRequest(inputs, []) { Deletions = deletions });
+
+    [Test]
+    public void A_deleted_result_gets_only_its_retraction_and_leaves_the_trends()
+    {
+        // A history Bundle: result x in two versions, then deleted; a later result of the same patient.
+        var later = Version("later", 1, 24000, accession: "ACC-2", effective: "2026-06-01T08:00:00Z");
+        var r = Evaluate([Deleted("x", 0, "3")], Entry(Version("x", 2, 50000, ObservationStatus.Corrected), 1), Entry(Version("x", 1, 800), 2), Entry(later, 3));
+        Assert.That(r.Results.Select(Outcome), Is.EqualTo(new[] { "deleted", "superseded-in-request", "evaluated Result: 24000 BTU" }));
+        var retraction = r.Results[0].RiskAssessment!;
+        Assert.That(retraction.Status, Is.EqualTo(ObservationStatus.EnteredInError));
+        Assert.That(retraction.Note.Single().Text, Does.StartWith("This Observation was deleted from its FHIR server."));
+        Assert.That(r.Results[1].Issues.Single().Message, Does.Contain("deleted from its server (Bundle.entry[0])"));
+        Assert.That(r.Results[2].Interpretation!.Trend, Is.Null, "the deleted result is no earlier result");
+        Assert.That(r.Outputs.OfType<DetectedIssue>().Select(d => d.Implicated[0].Reference), Is.EqualTo(new[] { "Observation/later" }));
+    }
+
+    [Test]
+    public void A_result_created_again_after_its_deletion_is_assessed()
+    {
+        // Deleted as version 2, then written again as version 3: the deletion is history.
+        var t = new DateTimeOffset(2026, 3, 4, 10, 0, 0, TimeSpan.Zero);
+        var byVersion = Evaluate([Deleted("x", 0, "2")], Entry(Version("x", 3, 800), 1), Entry(Version("x", 1, 50000), 2));
+        Assert.That(byVersion.Results.Select(Outcome), Is.EqualTo(new[] { "evaluated Result: 800 BTU", "superseded-in-request" }));
+        var byTime = Evaluate([Deleted("x", 0, when: t)], Entry(Version("x", null, 800, lastUpdated: t.AddHours(1)), 1), Entry(Version("x", null, 50000, lastUpdated: t.AddHours(-1)), 2));
+        Assert.That(byTime.Results.Select(Outcome), Is.EqualTo(new[] { "evaluated Result: 800 BTU", "superseded-in-request" }));
+        var before = Evaluate([Deleted("x", 0, when: t)], Entry(Version("x", null, 800, lastUpdated: t.AddHours(-1)), 1));
+        Assert.That(before.Results.Select(Outcome), Is.EqualTo(new[] { "deleted" }), "written before the deletion: withdrawn");
+    }
+
+    [Test]
+    public void A_deletion_of_a_result_not_in_the_request_says_it_cannot_retract()
+    {
+        var r = Evaluate([Deleted("gone", 0)], Entry(Version("x", 1, 800), 1));
+        Assert.That(r.Results.Select(Outcome), Is.EqualTo(new[] { "evaluated Result: 800 BTU" }));
+        Assert.That(r.RequestIssues.Single().Code.Code, Is.EqualTo("deleted"));
+        Assert.That(r.RequestIssues.Single().Location, Is.EqualTo("Bundle.entry[0]"));
+    }
+
+    [Test]
+    public void A_deletion_on_another_server_leaves_a_result_of_the_same_id_alone()
+    {
+        var r = Evaluate([new Deletion("x", "https://lab-b.example/fhir/Observation/x", "Bundle.entry[0]")], Entry(Version("x", 1, 800), 1));
+        Assert.That(r.Results.Select(Outcome), Is.EqualTo(new[] { "evaluated Result: 800 BTU" }));
     }
 
     private static IEnumerable<TestCaseData> Conflicting()
