@@ -124,12 +124,12 @@ public sealed class Evaluator
         // several servers: then "Patient/1" may be two patients. Otherwise an Observation keeps the identity (and
         // output ids) it has when posted on its own.
         bool severalServers = SeveralServers(request);
-        foreach (var i in request.History) prepared.TryAdd(i, Prepare(i, severalServers));
         foreach (var i in request.Inputs) prepared.TryAdd(i, Prepare(i, severalServers));
+        foreach (var i in request.History) prepared.TryAdd(i, Prepare(i, severalServers));
 
         // Several versions of one result (a history Bundle lists them all; a feed may resend one; a withdrawal may come
         // as history): only the newest counts, as an input and as history.
-        var newest = prepared.Count > 1 ? NewestVersions(prepared.Values) : null;
+        var newest = prepared.Count > 1 ? NewestVersions(prepared.Values, request.History.Count > 0 ? request.Inputs.ToHashSet<EvaluationInput>(ReferenceEqualityComparer.Instance) : null) : null;
         bool IsNewest(Prepared p) => newest is null || ReferenceEquals(newest[p.VersionKey], p);
         // Results the request says were deleted from their server: the deletion is what they now are, as a withdrawal.
         List<CoreIssue> requestIssues = [];
@@ -185,14 +185,25 @@ public sealed class Evaluator
     /// The newest version of each result in the request (inputs and history, any code, any patient): an
     /// entered-in-error version wins (a withdrawal is what the result now is), else the newest
     /// (<see cref="Versions.Compare"/>, a total order, so the choice never depends on the request's order), else the
-    /// first of identical copies.
+    /// first of identical copies. The same version sent as an input and as history (an engine that searched the
+    /// patient's results for the history finds the current one too) is the input: it is what was asked about.
     /// </summary>
-    private static Dictionary<string, Prepared> NewestVersions(IEnumerable<Prepared> all)
+    private static Dictionary<string, Prepared> NewestVersions(IEnumerable<Prepared> all, HashSet<EvaluationInput>? inputs)
     {
         var newest = new Dictionary<string, Prepared>(StringComparer.Ordinal);
         foreach (var p in all)
-            if (!newest.TryGetValue(p.VersionKey, out var held) || Versions.Wins(p, held)) newest[p.VersionKey] = p;
+        {
+            if (!newest.TryGetValue(p.VersionKey, out var held)) newest[p.VersionKey] = p;
+            else if (inputs is not null && inputs.Contains(p.Input) != inputs.Contains(held.Input) && SameVersion(p, held))
+            {
+                if (inputs.Contains(p.Input)) newest[p.VersionKey] = p;
+            }
+            else if (Versions.Wins(p, held)) newest[p.VersionKey] = p;
+        }
         return newest;
+
+        static bool SameVersion(Prepared a, Prepared b) => a.Keys.Version == b.Keys.Version
+            && (a.Input.Observation.Status == ObservationStatus.EnteredInError) == (b.Input.Observation.Status == ObservationStatus.EnteredInError);
     }
 
     /// <summary>

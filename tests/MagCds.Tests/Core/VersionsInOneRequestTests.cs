@@ -81,6 +81,27 @@ public class VersionsInOneRequestTests
         Assert.That(r.Outputs, Is.Empty);
     }
 
+    /// <summary>
+    /// An engine that searched the patient's results for the history sends the current result there too: the input
+    /// is assessed (with the other results as its trend), not dropped as a copy of its own history entry, which left
+    /// nothing evaluated (422) for a raised result (found by a black-box probe).
+    /// </summary>
+    [TestCase(false)]
+    [TestCase(true)]
+    public void The_result_asked_about_is_assessed_when_its_history_holds_it_too(bool copyFromServer)
+    {
+        var current = Version("cur", 1, 25000);
+        var copy = (Observation)current.DeepCopy();
+        // The server's copy of the same version carries what the server stamps on it.
+        if (copyFromServer) copy.Meta!.LastUpdated = new DateTimeOffset(2026, 3, 3, 12, 0, 0, TimeSpan.Zero);
+        var older = Version("old", 1, 40000, accession: "ACC-0", effective: "2025-09-01T08:00:00Z");
+        var request = new EvaluationRequest([new EvaluationInput(current, "Observation/cur", "Parameters.parameter[0].resource")],
+            [new EvaluationInput(older, "Observation/old", "Parameters.parameter[1].resource"), new EvaluationInput(copy, "Observation/cur", "Parameters.parameter[2].resource")]);
+        var r = CoreUnderTest.Evaluator.Evaluate(request);
+        Assert.That(r.Results.Select(Outcome), Is.EqualTo(new[] { "evaluated Result: 25000 BTU" }));
+        Assert.That(r.Results[0].Interpretation!.Trend!.Points.Select(p => p.Reference), Is.EqualTo(new[] { "Observation/old", "Observation/cur" }));
+    }
+
     [Test]
     public void A_withdrawn_earlier_result_is_not_trended_even_when_its_withdrawal_carries_a_modifier()
     {
