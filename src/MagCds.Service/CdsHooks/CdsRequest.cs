@@ -153,7 +153,9 @@ public static class CdsRequestReader
 
     private static ParsedBody Parse(JsonElement e, string where)
     {
-        try { return FhirWire.Parse(System.Runtime.InteropServices.JsonMarshal.GetRawUtf8Value(e).ToArray(), FhirFormat.Json); }
+        // Elements R4 does not define (such as Medplum's meta.author) are skipped, as in MagCds's own queries of the
+        // EHR's server: CDS Hooks requires prefetched data to equal what such a query returns.
+        try { return FhirWire.Parse(System.Runtime.InteropServices.JsonMarshal.GetRawUtf8Value(e).ToArray(), FhirFormat.Json, ignoreUnknownMembers: true); }
         catch (FhirRequestException ex) { throw Bad($"{where}: {ex.Message}"); }
     }
 

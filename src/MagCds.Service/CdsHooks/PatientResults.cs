@@ -29,6 +29,9 @@ public sealed partial class PatientResults(
             // page it did not send, so the results are read from fhirServer (412 without one) instead.
             PrefetchSlot.Found { Resource: Bundle { NextLink: not null } b } when !Hosting.SearchSets.SaysSorted(b)
                 => await QueryAsync(call, ct),
+            // A search that failed (an error OperationOutcome among the entries) found nothing that can be trusted,
+            // not "no results": looked up again like an OperationOutcome in the key (412 without a fhirServer).
+            PrefetchSlot.Found { Resource: Bundle b } when ReportsFailure(b) => await QueryAsync(call, ct),
             PrefetchSlot.Found { Resource: Bundle b } => b.Entry.Select(e => (e.Resource as Observation, e.FullUrl)).Where(x => x.Item1 is not null).Select(x => (x.Item1!, x.FullUrl)).ToList(),
             PrefetchSlot.Found { Resource: Observation o } => [(o, (string?)null)],
             PrefetchSlot.Found other => throw new FhirRequestException(StatusCodes.Status400BadRequest, OutcomeCodes.InvalidCdsRequest,
@@ -93,8 +96,9 @@ public sealed partial class PatientResults(
         }
         // ExecutionRejectedException: the resilience pipeline refused the call (circuit open, timeout), which is the
         // FHIR server being unavailable like any other: 412, not 500.
+        // JsonException: an answer nested deeper than the parser reads.
         catch (Exception e) when (e is FhirOperationException or HttpRequestException or OperationCanceledException or TimeoutException
-                                      or Hl7.Fhir.Serialization.DeserializationFailedException or FormatException
+                                      or Hl7.Fhir.Serialization.DeserializationFailedException or FormatException or System.Text.Json.JsonException
                                       or Polly.ExecutionRejectedException)
         {
             // The reason goes to the log as a type name only: messages may hold URLs with patient ids.
@@ -107,9 +111,14 @@ public sealed partial class PatientResults(
 
         // A search is answered with a Bundle; anything else (an OperationOutcome, a Patient) is no answer about the
         // patient's results, never "no results".
-        static Bundle SearchSet(Resource? answer) => answer as Bundle
-            ?? throw Unavailable($"The FHIR server answered the search for the patient's anti-MAG results with {(answer is null ? "nothing" : "a " + answer.TypeName)}, not a Bundle.");
+        static Bundle SearchSet(Resource? answer) => answer is Bundle b
+            ? ReportsFailure(b) ? throw Unavailable("The FHIR server reported an error in its answer to the search for the patient's anti-MAG results.") : b
+            : throw Unavailable($"The FHIR server answered the search for the patient's anti-MAG results with {(answer is null ? "nothing" : "a " + answer.TypeName)}, not a Bundle.");
     }
+
+    /// <summary>A search Bundle that carries an OperationOutcome with an error: its results are not the patient's results.</summary>
+    private static bool ReportsFailure(Bundle b) => b.Entry.Any(e => e.Resource is OperationOutcome oo
+        && oo.Issue.Any(i => i.Severity is OperationOutcome.IssueSeverity.Error or OperationOutcome.IssueSeverity.Fatal));
 
     /// <summary>The largest search page read from a FHIR server: the size of the largest CDS Hooks request.</summary>
     private const int MaxPageBytes = 4 * 1024 * 1024;

@@ -25,6 +25,7 @@ public static class FhirWire
     public const string XmlMediaType = "application/fhir+xml";
 
     private static readonly FhirJsonDeserializer Json = new(new DeserializerSettings());
+    private static readonly FhirJsonDeserializer JsonUnknownMembersIgnored = new(new DeserializerSettings { AcceptUnknownMembers = true });
     private static readonly FhirXmlDeserializer Xml = new(new DeserializerSettings());
 
     /// <summary>Deepest nesting accepted in either format; real FHIR resources stay far below it.</summary>
@@ -123,9 +124,13 @@ public static class FhirWire
     /// Parses a resource. Errors inside one Bundle entry's resource do not sink the whole Bundle: that entry is
     /// dropped and reported in <see cref="ParsedBody.BadEntries"/>; any other error refuses the body with 400.
     /// </summary>
-    public static ParsedBody Parse(ReadOnlyMemory<byte> body, FhirFormat format)
+    /// <param name="ignoreUnknownMembers">
+    /// JSON elements R4 does not define are skipped instead of refused (every value is still checked): for data
+    /// another server produced, such as a CDS Hooks prefetch, which must be read as MagCds reads that server's own answers.
+    /// </param>
+    public static ParsedBody Parse(ReadOnlyMemory<byte> body, FhirFormat format, bool ignoreUnknownMembers = false)
     {
-        var parsed = ParseSyntax(body, format);
+        var parsed = ParseSyntax(body, format, ignoreUnknownMembers);
         // XML cannot carry such characters at all; a JSON escape can. Scanned on the bytes, so a body without any costs
         // a search for a backslash; only then are the entries looked at one by one.
         return format == FhirFormat.Json && ControlCharacterAt(body.Span) is { } at ? WithoutControlCharacters(parsed, body.Span, at) : parsed;
@@ -190,7 +195,7 @@ public static class FhirWire
         return null;
     }
 
-    private static ParsedBody ParseSyntax(ReadOnlyMemory<byte> body, FhirFormat format)
+    private static ParsedBody ParseSyntax(ReadOnlyMemory<byte> body, FhirFormat format, bool ignoreUnknownMembers)
     {
         Resource? resource;
         IEnumerable<CodedException> errors;
@@ -202,7 +207,7 @@ public static class FhirWire
                 // A UTF-8 byte order mark (some Windows-based engines send one) is not part of the JSON text.
                 var json = body.Span.StartsWith("\uFEFF"u8) ? body.Span[3..] : body.Span;
                 var reader = new Utf8JsonReader(json, new JsonReaderOptions { MaxDepth = MaxDepth });
-                Json.TryDeserializeResource(ref reader, out resource, out errors);
+                (ignoreUnknownMembers ? JsonUnknownMembersIgnored : Json).TryDeserializeResource(ref reader, out resource, out errors);
                 // The deserializer stops after the first JSON value; anything after it would be silently ignored.
                 trailing = json[(int)reader.BytesConsumed..].Trim(" \t\r\n"u8).Length > 0;
             }

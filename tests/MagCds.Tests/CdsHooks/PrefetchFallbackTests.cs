@@ -119,12 +119,62 @@ public class PrefetchFallbackTests : ServiceWithFhirServer
     [TestCase("""{"resourceType":"Patient","id":"pat-fallback"}""", TestName = "A search answered 200 with a Patient gives 412, not an empty answer")]
     [TestCase("""{"resourceType":"Bundle","type":"searchset","entry":[{"resource":{"resourceType":"Observation","status":"not-a-status","code":{"coding":[{"system":"http://loinc.org","code":"39087-2"}]},"subject":{"reference":"Patient/pat-fallback"},"valueQuantity":{"value":25000,"unit":"BTU"}}}]}""",
         TestName = "A search answered with a result no FHIR release allows gives 412, not 500")]
+    [TestCase("""{"resourceType":"Bundle","type":"searchset","entry":[{"resource":{"resourceType":"OperationOutcome","issue":[{"severity":"error","code":"too-costly"}]},"search":{"mode":"outcome"}}]}""",
+        TestName = "A search answered with a Bundle reporting an error gives 412, not an empty answer")]
     public async Task A_search_answer_that_is_no_readable_searchset_gives_412(string answer)
     {
         await Fhir.FaultAsync(200, 1, "GET", "/fhir/R4/Observation", body: JsonNode.Parse(answer));
         using var resp = await Call(CdsKit.PatientView(Patient, null, Fhir.BaseUrl, AccessToken, includeResultsKey: false));
         Assert.That(resp.StatusCode, Is.EqualTo(HttpStatusCode.PreconditionFailed), await resp.Content.ReadAsStringAsync());
         Assert.That((await Fhir.RequestsAsync()).Single().Status, Is.EqualTo(200));
+    }
+
+    /// <summary>An answer nested deeper than the parser reads (found by a black-box probe: it gave 500).</summary>
+    [Test]
+    public async Task A_search_answer_nested_too_deep_gives_412_not_500()
+    {
+        var deep = new JsonObject { ["url"] = "http://example.org/x", ["valueString"] = "v" };
+        for (int i = 0; i < 40; i++) deep = new JsonObject { ["url"] = "http://example.org/x", ["extension"] = new JsonArray(deep) };
+        var obs = JsonNode.Parse(TestFiles.Resource<Observation>("Observation-btu-medium.json").ToJson())!.AsObject();
+        obs["subject"] = new JsonObject { ["reference"] = "Patient/" + Patient };
+        obs["extension"] = new JsonArray(deep);
+        var page = new JsonObject { ["resourceType"] = "Bundle", ["type"] = "searchset", ["entry"] = new JsonArray(new JsonObject { ["resource"] = obs }) };
+        await Fhir.FaultAsync(200, 1, "GET", "/fhir/R4/Observation", body: page);
+        using var resp = await Call(CdsKit.PatientView(Patient, null, Fhir.BaseUrl, AccessToken, includeResultsKey: false));
+        Assert.That(resp.StatusCode, Is.EqualTo(HttpStatusCode.PreconditionFailed), await resp.Content.ReadAsStringAsync());
+    }
+
+    /// <summary>
+    /// A prefetched search that failed (an error OperationOutcome among its entries) is looked up again, never read as
+    /// "no results", which hid the patient's raised result behind an empty answer (found by a black-box probe).
+    /// </summary>
+    [Test]
+    public async Task A_prefetched_search_that_reports_an_error_is_fetched_again()
+    {
+        var failed = JsonNode.Parse("""{"resourceType":"Bundle","type":"searchset","entry":[{"resource":{"resourceType":"OperationOutcome","issue":[{"severity":"error","code":"too-costly"}]},"search":{"mode":"outcome"}}]}""");
+        using var resp = await Call(CdsKit.PatientView(Patient, null, Fhir.BaseUrl, AccessToken, resultsSlot: failed));
+        string json = await resp.Content.ReadAsStringAsync();
+        Assert.That(resp.StatusCode, Is.EqualTo(HttpStatusCode.OK), json);
+        Assert.That(Card(json).GetProperty("indicator").GetString(), Is.EqualTo("warning"));
+        Assert.That(await Fhir.RequestsAsync(), Has.Count.EqualTo(1));
+        using var without = await Call(CdsKit.PatientView(Patient, null, null, null, resultsSlot: failed!.DeepClone()));
+        Assert.That(without.StatusCode, Is.EqualTo(HttpStatusCode.PreconditionFailed), "no server to ask: 412, not an empty answer");
+    }
+
+    /// <summary>
+    /// A prefetch is read as MagCds reads the same server's answers: elements R4 does not define (the meta.author
+    /// Medplum adds) are skipped, not refused with 400 (CDS Hooks: prefetched data equals a query's; found by a probe).
+    /// </summary>
+    [Test]
+    public async Task A_prefetch_with_elements_a_server_adds_of_its_own_gets_its_card()
+    {
+        var obs = JsonNode.Parse(TestFiles.Resource<Observation>("Observation-btu-medium.json").ToJson())!.AsObject();
+        obs["meta"] = new JsonObject { ["versionId"] = "1", ["author"] = new JsonObject { ["reference"] = "Practitioner/p1" }, ["project"] = "p" };
+        var page = new JsonObject { ["resourceType"] = "Bundle", ["type"] = "searchset", ["entry"] = new JsonArray(new JsonObject { ["resource"] = obs }) };
+        using var resp = await Call(CdsKit.PatientView("pat-oakhaven", null, null, null, resultsSlot: page));
+        string json = await resp.Content.ReadAsStringAsync();
+        Assert.That(resp.StatusCode, Is.EqualTo(HttpStatusCode.OK), json);
+        Assert.That(Card(json).GetProperty("summary").GetString(), Does.StartWith("Anti-MAG IgM 25000 BTU: raised"));
     }
 
     [Test]

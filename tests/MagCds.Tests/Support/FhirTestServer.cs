@@ -173,7 +173,8 @@ public sealed class FhirTestServer(string? requiredToken = null, IReadOnlyDictio
     public async Task FaultAsync(int status, int count, string method, string path, int delayMs = 0, string? retryAfter = null,
         System.Text.Json.Nodes.JsonNode? body = null, CancellationToken cancellationToken = default)
     {
-        using var resp = await Admin.PostAsync("admin/faults", JsonContent.Create(new { status, count, method, path, delayMs, retryAfter, body }), cancellationToken);
+        // A body may be nested deeper than System.Text.Json writes by default (an answer too deep for a client to read).
+        using var resp = await Admin.PostAsync("admin/faults", JsonContent.Create(new { status, count, method, path, delayMs, retryAfter, body }, options: new System.Text.Json.JsonSerializerOptions { MaxDepth = 512 }), cancellationToken);
         await EnsureOkAsync(resp, cancellationToken);
     }
 
