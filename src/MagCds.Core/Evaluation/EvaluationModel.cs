@@ -140,6 +140,7 @@ public enum CannotInterpretReason
     EquivocalFlag,
     UnreadableFlag,
     UnitConflict,
+    ValueWithAbsentReason,
 }
 
 /// <summary>The interpretation of one result: the category, the basis that led to it, and the rule in plain words.</summary>

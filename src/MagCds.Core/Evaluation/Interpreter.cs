@@ -40,6 +40,10 @@ public sealed class Interpreter(KnowledgeBase knowledge)
         var profile = MatchProfile(obs, value, out string? unitConflict);
         var i = (value, flags.Reading) switch
         {
+            // FHIR obs-6: a reason for an absent value only when there is none. Both at once: the value may be a
+            // placeholder the lab's system filled in ("error", "not performed"), so it is not read as a result.
+            _ when obs.DataAbsentReason is not null => Cannot(CannotInterpretReason.ValueWithAbsentReason,
+                $"The Observation carries a value ({value.Display}) and also a reason why its value is absent ({obs.DataAbsentReason.Coding.FirstOrDefault()?.Code ?? obs.DataAbsentReason.Text ?? "none given"}); FHIR allows the reason only without a value, and the value may be a placeholder."),
             // The laboratory's own verdict comes before any reading of ours; one MagCds cannot take as raised or not
             // raised is never replaced by an interval of ours.
             (_, FlagReading.Equivocal) => Cannot(CannotInterpretReason.EquivocalFlag,
@@ -121,6 +125,16 @@ public sealed class Interpreter(KnowledgeBase knowledge)
                         $"The value is in '{v.UnitText ?? v.UnitCode}' but the Observation's reference range is in '{rangeHigh.Unit ?? rangeHigh.Code}'; MagCds does not convert between units.");
                 decimal? low = range.Low?.Value;
                 string unit = rangeHigh.Unit ?? rangeHigh.Code ?? v.UnitText ?? "";
+                // A range that cannot be a reference interval of an antibody level is a mapping or transcription
+                // error at the lab's end; read as it stands, it would turn a result into raised or not raised at random.
+                if (high <= 0 || low > high)
+                    return Cannot(CannotInterpretReason.UnusableRange,
+                        $"The laboratory's range ({(low is { } badLow ? ValueReader.Format(badLow) + "-" : "up to ")}{$"{ValueReader.Format(high)} {unit}".TrimEnd()}) {(high <= 0 ? "ends at zero or below" : "has its lower limit above its upper limit")}, which no reference interval of an antibody level does.");
+                // A reference range's limits are simple quantities (FHIR sqty-1): no comparator. One that carries "<"
+                // says something FHIR's range cannot, and which side of it a value at the limit falls is not guessed.
+                if (rangeHigh.Comparator is not null || range.Low?.Comparator is not null)
+                    return Cannot(CannotInterpretReason.UnusableRange,
+                        "A limit of the laboratory's range carries a comparator (such as '<'), which a FHIR reference range may not hold; MagCds does not guess whether the limit itself is inside the range.");
                 if (TextLimitDisagrees(range.Text, high))
                     return Cannot(CannotInterpretReason.UnusableRange,
                         $"The laboratory's range gives {ValueReader.Format(high)} {unit} as its upper limit but its text says '{range.Text!.Trim()}'; MagCds does not choose between the two.");

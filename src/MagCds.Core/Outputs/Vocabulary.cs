@@ -51,7 +51,7 @@ public static class Vocabulary
             "The value is neither a number nor a qualitative result MagCds recognises."),
         CannotInterpretReason.UnreadableRatio => new("unreadable-ratio", "Ratio is not a 1:n titre", "The value is a ratio that is not a 1:n titre."),
         CannotInterpretReason.UnusableRange => new("unusable-range", "The laboratory's reference range cannot be used",
-            "The Observation carries a reference range without a numeric upper limit, one for a particular age or population, or one that is not a normal range, and no interpretation flag; or several normal ranges with different limits. An assay profile's interval is not used in place of the laboratory's own."),
+            "The Observation carries a reference range without a numeric upper limit, one for a particular age or population, or one that is not a normal range, and no interpretation flag; or several normal ranges with different limits; or a range no antibody level has (an upper limit at zero or below, a lower limit above the upper), or limits with a comparator, which a FHIR range may not hold. An assay profile's interval is not used in place of the laboratory's own."),
         CannotInterpretReason.InterpretationConflict => new("interpretation-conflict", "Laboratory flags contradict each other or the laboratory's own range",
             "The laboratory's interpretation flags contradict each other, or its flag contradicts its own reference range."),
         CannotInterpretReason.EquivocalFlag => new("equivocal-flag", "The laboratory flagged the result equivocal",
@@ -60,6 +60,8 @@ public static class Vocabulary
             "The Observation carries an interpretation MagCds does not read and no reference range; an assay profile's interval is not used in place of the laboratory's own verdict."),
         CannotInterpretReason.UnitConflict => new("unit-conflict", "Unit text and unit code name different assays",
             "The value's unit text and its unit code point at different assays (or the text at none); MagCds does not choose between them."),
+        CannotInterpretReason.ValueWithAbsentReason => new("value-with-absent-reason", "A value sent with a reason for its absence",
+            "The Observation carries a value and also a data absent reason, which FHIR allows only without a value (obs-6); the value may be a placeholder, so it is not read as a result."),
         _ => throw new ArgumentOutOfRangeException(nameof(r), r, null),
     };
 
