@@ -64,6 +64,9 @@ public static partial class CdsHooksEndpoints
         CdsCall call, PatientResults results, Evaluator evaluator, CardBuilder cards, string knowledgeUrl, CancellationToken ct)
     {
         var list = new List<Card>();
+        // MagCds informs healthcare professionals (FDA non-device CDS criterion 3): a patient portal's call gets no
+        // card, and nothing is read or evaluated for it.
+        if (call.ForPatient) return (list, null);
         if (call.Hook == "patient-view")
         {
             var response = evaluator.Evaluate(evaluator.LatestWithHistory(await results.GetAsync(call, ct), results.EarlierKept));

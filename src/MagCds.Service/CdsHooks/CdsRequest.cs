@@ -37,6 +37,9 @@ public sealed record CdsCall(
     /// </summary>
     public bool MayQueryFhirServer { get; init; } = true;
 
+    /// <summary>The user is the patient or someone close to them (context.userId a Patient or RelatedPerson): a portal.</summary>
+    public bool ForPatient { get; init; }
+
     // The token must never reach a log or an error message, even through a record's generated ToString.
     public override string ToString() => $"CdsCall {{ ServiceId = {ServiceId}, Hook = {Hook} }}";
 }
@@ -87,7 +90,9 @@ public static class CdsRequestReader
 
             if (!root.TryGetProperty("context", out var ctx) || ctx.ValueKind != JsonValueKind.Object)
                 throw Bad("context is required and must be an object.");
-            RequiredString(ctx, "userId", "context.");
+            // [ResourceType]/[id], of the user types the hooks name (patient-view allows patients and relatives).
+            string userType = UserType(RequiredString(ctx, "userId", "context."))
+                ?? throw Bad("context.userId must be Practitioner/<id>, PractitionerRole/<id>, Patient/<id> or RelatedPerson/<id>.");
             string patientId = RequiredString(ctx, "patientId", "context.");
 
             var selections = new List<string>();
@@ -128,7 +133,10 @@ public static class CdsRequestReader
                 }
             }
 
-            return new CdsCall(service.Id, hook, hookInstance, fhirServer, token, patientId, selections, draftOrders, prefetch);
+            return new CdsCall(service.Id, hook, hookInstance, fhirServer, token, patientId, selections, draftOrders, prefetch)
+            {
+                ForPatient = userType is "Patient" or "RelatedPerson",
+            };
         }
     }
 
@@ -157,6 +165,15 @@ public static class CdsRequestReader
         // EHR's server: CDS Hooks requires prefetched data to equal what such a query returns.
         try { return FhirWire.Parse(System.Runtime.InteropServices.JsonMarshal.GetRawUtf8Value(e).ToArray(), FhirFormat.Json, ignoreUnknownMembers: true); }
         catch (FhirRequestException ex) { throw Bad($"{where}: {ex.Message}"); }
+    }
+
+    private static string? UserType(string userId)
+    {
+        int slash = userId.IndexOf('/');
+        string type = slash > 0 ? userId[..slash] : "";
+        string id = slash > 0 ? userId[(slash + 1)..] : "";
+        return type is "Practitioner" or "PractitionerRole" or "Patient" or "RelatedPerson" && id.Length > 0 && !id.Any(c => c == '/' || char.IsWhiteSpace(c) || char.IsControl(c))
+            ? type : null;
     }
 
     private static string RequiredString(JsonElement obj, string name, string prefix = "") =>

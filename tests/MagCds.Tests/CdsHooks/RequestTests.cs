@@ -48,6 +48,8 @@ public class RequestTests : ServiceTests
         yield return C("no patientId", b => b["context"]!.AsObject().Remove("patientId") ? b : b);
         yield return C("no userId", b => b["context"]!.AsObject().Remove("userId") ? b : b);
         yield return C("patientId a number", b => b["context"]!["patientId"] = 5);
+        yield return C("userId not ResourceType/id", b => b["context"]!["userId"] = "garbage");
+        yield return C("userId of a type no hook names", b => b["context"]!["userId"] = "Device/1");
         yield return C("extension not an object", b => b["extension"] = "x");
         yield return C("prefetch an array", b => b["prefetch"] = new JsonArray());
         yield return C("prefetch value a string", b => b["prefetch"]!["antiMagResults"] = "Observation/1");
@@ -65,6 +67,23 @@ public class RequestTests : ServiceTests
         Assert.That((int)resp.StatusCode, Is.EqualTo(status));
         var oo = (OperationOutcome)await Http.ReadAsync(resp);
         Assert.That(Http.Codes(oo), Does.Contain("invalid-cds-request"));
+    }
+
+    /// <summary>
+    /// MagCds informs healthcare professionals: a patient-view call whose user is the patient or a relative (a patient
+    /// portal, which the hook allows) gets no card, not the clinician's card with its treatment options (found by a probe).
+    /// </summary>
+    [TestCase("Patient/pat-oakhaven", false)]
+    [TestCase("RelatedPerson/rp1", false)]
+    [TestCase("PractitionerRole/pr1", true)]
+    public async Task Only_a_healthcare_professional_gets_a_card(string userId, bool card)
+    {
+        var body = JsonNode.Parse(Valid)!.AsObject();
+        body["context"]!["userId"] = userId;
+        var resp = await Client.SendAsync(CdsKit.Post("/cds-services/magcds-patient-view", body.ToJsonString(), null));
+        string json = await resp.Content.ReadAsStringAsync();
+        Assert.That(resp.StatusCode, Is.EqualTo(HttpStatusCode.OK), json);
+        Assert.That(JsonDocument.Parse(json).RootElement.GetProperty("cards").GetArrayLength(), Is.EqualTo(card ? 1 : 0), json);
     }
 
     [Test]
