@@ -73,7 +73,7 @@ public sealed class Evaluator
             // The latest result that can be assessed: a newer one that cannot (cancelled, no value, under a modifier
             // MagCds does not know) must not hide an earlier raised result behind an empty answer. The card states
             // the date of the result it shows.
-            if (!IsReportedResult(r.Observation) || r.Observation.Value is null || HasModifiers(r.Observation)) continue;
+            if (!IsReportedResult(r.Observation) || r.Observation.Value is null || HasModifiers(r.Observation) || AboutFocus(r.Observation)) continue;
             var when = TrendBuilder.When(r.Observation) ?? DateTimeOffset.MinValue;
             if (latest is null || when > latestWhen || (when == latestWhen && IssuedLater(r, latest))) (latest, latestWhen) = (r, when);
         }
@@ -141,7 +141,7 @@ public sealed class Evaluator
         var pool = new Dictionary<string, List<Prepared>>(StringComparer.Ordinal);
         foreach (var p in prepared.Values)
         {
-            if (p.Patient is null || !p.IsAntiMag || p.HasModifiers || !IsNewest(p) || p.Input.Observation.Status == ObservationStatus.EnteredInError
+            if (p.Patient is null || !p.IsAntiMag || p.HasModifiers || p.AboutFocus || !IsNewest(p) || p.Input.Observation.Status == ObservationStatus.EnteredInError
                 || DeletionOf(p) is not null) continue;
             if (pool.TryGetValue(p.Patient, out var results)) results.Add(p);
             else pool[p.Patient] = [p];
@@ -258,6 +258,10 @@ public sealed class Evaluator
                 ? "The Observation names no subject, so no patient-level output can be made."
                 : "The Observation's subject is not a Patient or Group (or names a contained resource that is not there), so no patient-level output can be made.");
 
+        // Never a patient-level statement about someone else's result (a donor's, a fetus's) under this patient.
+        if (current.AboutFocus && deletion is null && obs.Status != ObservationStatus.EnteredInError)
+            return NotEvaluated(OutcomeCodes.AboutFocus,
+                "The Observation names a focus: it is about someone or something associated with the subject (such as a donor, a fetus or a relative), not the subject, so no patient-level output is made.");
         if (deletion is not null)
             return new InputResult(input, InputOutcome.Retracted, null, _outputs.Retraction(input, current.Keys, deleted: true), null,
                 [new CoreIssue(OutcomeCodes.Deleted, OperationOutcome.IssueSeverity.Information,
@@ -332,6 +336,7 @@ public sealed class Evaluator
         {
             VersionKey = versionKey,
             HasModifiers = HasModifiers(obs),
+            AboutFocus = AboutFocus(obs),
         };
     }
 
@@ -342,6 +347,12 @@ public sealed class Evaluator
         int at = fullUrl.LastIndexOf("/Observation/", StringComparison.Ordinal);
         return at > 0 ? fullUrl[..at] : null;
     }
+
+    /// <summary>
+    /// FHIR's Observation.focus: the result is about someone or something associated with the subject (a donor, a
+    /// fetus, a parent), not the subject. Read without creating the empty list a POCO's list getter makes.
+    /// </summary>
+    public static bool AboutFocus(Observation obs) => obs.TryGetValue("focus", out _);
 
     private static bool IsRelative(string reference) =>
         reference.Length > 0 && reference[0] != '#' && !reference.StartsWith("urn:", StringComparison.Ordinal) && !reference.Contains("://", StringComparison.Ordinal);
@@ -429,6 +440,9 @@ internal sealed record Prepared(EvaluationInput Input, bool IsAntiMag, string? P
     public required string VersionKey { get; init; }
 
     public bool HasModifiers { get; init; }
+
+    /// <summary>The result is about its focus (a donor, a fetus, a relative), not its subject.</summary>
+    public bool AboutFocus { get; init; }
 }
 
 /// <summary>Which of two versions of one Observation is the newer one.</summary>

@@ -15,6 +15,7 @@ public static class OutcomeCodes
     public static readonly OutcomeCode NotAntiMag = new("not-anti-mag", "Not an anti-MAG IgM Observation", OperationOutcome.IssueType.NotSupported);
     public static readonly OutcomeCode MissingValue = new("missing-value", "The Observation carries no value", OperationOutcome.IssueType.Required);
     public static readonly OutcomeCode MissingSubject = new("missing-subject", "The Observation names no subject", OperationOutcome.IssueType.Required);
+    public static readonly OutcomeCode AboutFocus = new("about-focus", "The Observation is about its focus, not its subject", OperationOutcome.IssueType.NotSupported);
     public static readonly OutcomeCode StatusNotEvaluated = new("status-not-evaluated", "Observation status is not evaluated", OperationOutcome.IssueType.BusinessRule);
     public static readonly OutcomeCode HistoryOtherPatient = new("history-other-patient", "Earlier result of another patient ignored", OperationOutcome.IssueType.BusinessRule);
     public static readonly OutcomeCode Preliminary = new("preliminary-result", "Preliminary result evaluated", OperationOutcome.IssueType.Informational);

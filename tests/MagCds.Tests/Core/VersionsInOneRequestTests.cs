@@ -102,6 +102,24 @@ public class VersionsInOneRequestTests
         Assert.That(r.Results[0].Interpretation!.Trend!.Points.Select(p => p.Reference), Is.EqualTo(new[] { "Observation/old", "Observation/cur" }));
     }
 
+    /// <summary>
+    /// A result about its focus (a donor's, a fetus's) is not the subject's: not assessed, not in the subject's trend,
+    /// and not taken as the subject's latest result by a door that looks for one (found by a black-box probe).
+    /// </summary>
+    [Test]
+    public void A_result_about_its_focus_is_never_the_subjects()
+    {
+        var donors = Version("donor", 1, 90000, accession: "ACC-D", effective: "2026-05-01T08:00:00Z");
+        donors.Focus.Add(new ResourceReference("Patient/donor-1"));
+        var own = Version("own", 1, 4000, accession: "ACC-O", effective: "2026-01-01T08:00:00Z");
+        var later = Version("later", 1, 24000, accession: "ACC-L", effective: "2026-06-01T08:00:00Z");
+        var r = Evaluate(Entry(donors, 0), Entry(later, 1), Entry(own, 2));
+        Assert.That(r.Results.Select(Outcome), Is.EqualTo(new[] { "about-focus", "evaluated Result: 24000 BTU", "evaluated Result: 4000 BTU" }));
+        Assert.That(r.Results[1].Interpretation!.Trend!.Points.Select(p => p.Reference), Is.EqualTo(new[] { "Observation/own", "Observation/later" }));
+        var latest = CoreUnderTest.Evaluator.LatestWithHistory([Entry(own, 0), Entry(donors, 1)]);
+        Assert.That(latest.Inputs.Single().Observation.Id, Is.EqualTo("own"), "the donor's newer result is not the patient's latest");
+    }
+
     [Test]
     public void A_withdrawn_earlier_result_is_not_trended_even_when_its_withdrawal_carries_a_modifier()
     {
