@@ -113,7 +113,7 @@ public static class ValueReader
         if (disagree)
         {
             string shown = string.Join(" / ", cc.Coding.Select(c => c.Display ?? c.Code).Append(cc.Text).OfType<string>().Distinct());
-            return new ReadValue { Display = shown.Length > 60 ? shown[..60] + "…" : shown, Contradictory = true };
+            return new ReadValue { Display = shown.Length > 60 ? Cut(shown, 60) + "…" : shown, Contradictory = true };
         }
         if (byCode is bool positive) return new ReadValue { Positive = positive, Display = display! };
         // No code MagCds knows: the text as the lab showed it, else a coding's display, read as words.
@@ -132,7 +132,7 @@ public static class ValueReader
         string t = text.Trim();
         return QualitativeWords.TryGetValue(t, out bool pos)
             ? new ReadValue { Positive = pos, Display = t }
-            : new ReadValue { Display = t.Length > 60 ? t[..60] + "…" : t };
+            : new ReadValue { Display = t.Length > 60 ? Cut(t, 60) + "…" : t };
     }
 
     public static string ComparatorText(Quantity.QuantityComparator? c) => c switch
@@ -146,4 +146,22 @@ public static class ValueReader
 
     /// <summary>Invariant formatting that keeps the lab's precision (a decimal keeps its scale: 0.50 stays 0.50).</summary>
     public static string Format(decimal v) => v.ToString(CultureInfo.InvariantCulture);
+
+    /// <summary>
+    /// The longest start of <paramref name="s"/> of at most <paramref name="max"/> UTF-16 units that ends where a
+    /// reader sees a character end: never inside a surrogate pair (an emoji cut in half is written as U+FFFD) or a
+    /// combined character.
+    /// </summary>
+    public static string Cut(string s, int max)
+    {
+        if (s.Length <= max) return s;
+        int end = 0;
+        while (end < s.Length)
+        {
+            int next = end + StringInfo.GetNextTextElementLength(s, end);
+            if (next > max) break;
+            end = next;
+        }
+        return s[..end];
+    }
 }

@@ -63,7 +63,7 @@ public sealed class CardBuilder(Evaluator evaluator)
         {
             Uuid = Uuid(seed + "|card"),
             Summary = Summary(i, forOrder),
-            Detail = Escape(detail.ToString()),
+            Detail = Escape(detail.ToString(), Knowledge.Citations),
             Indicator = indicator,
             Source = Source(knowledgeUrl),
             Suggestions = [new Suggestion("Record this assessment", Uuid(seed + "|suggestion"), false, actions)],
@@ -88,7 +88,7 @@ public sealed class CardBuilder(Evaluator evaluator)
         {
             Uuid = Uuid($"{call.HookInstance}|{call.ServiceId}|no-result|card"),
             Summary = latestUnread ? "Latest anti-MAG IgM result on file could not be evaluated" : "No earlier anti-MAG IgM result on file for this patient",
-            Detail = Escape(detail.ToString()),
+            Detail = Escape(detail.ToString(), Knowledge.Citations),
             Indicator = "info",
             Source = Source(knowledgeUrl),
             OverrideReasons = _overrideReasons,
@@ -129,7 +129,7 @@ public sealed class CardBuilder(Evaluator evaluator)
         text = $"{start}{value}: {meaning}{after}";
         if (text.Length <= MaxSummary) return text;
         int room = MaxSummary - (start.Length + ": ".Length + meaning.Length + after.Length) - 1;
-        return $"{start}{value[..Math.Max(0, room)]}…: {meaning}{after}";
+        return $"{start}{ValueReader.Cut(value, Math.Max(0, room))}…: {meaning}{after}";
     }
 
     private CardSource Source(string knowledgeUrl) => new($"MagCds, knowledge {Knowledge.Version}", knowledgeUrl);
@@ -151,13 +151,19 @@ public sealed class CardBuilder(Evaluator evaluator)
     /// Card text is markdown an EHR renders; lab-supplied strings (units, free-text values) must not become HTML.
     /// Reference URLs are written as autolinks &lt;url&gt; and kept; every other angle bracket is escaped.
     /// </summary>
-    private static string Escape(string markdown)
+    /// <param name="citations">The only links kept as links: MagCds's own references. A "&lt;https://…&gt;" in lab
+    /// data (a unit, a range text) is escaped like any other angle bracket, so the lab's text cannot add a link.</param>
+    private static string Escape(string markdown, IReadOnlyList<Citation> citations)
     {
         var sb = new StringBuilder(markdown.Length + 16);
         for (int k = 0; k < markdown.Length; k++)
         {
             char c = markdown[k];
-            if (c == '<' && AutolinkLength(markdown, k) is int n and > 0) { sb.Append(markdown, k, n); k += n - 1; }
+            if (c == '<' && AutolinkLength(markdown, k) is int n and > 0 && citations.Any(r => markdown.AsSpan(k + 1, n - 2).SequenceEqual(r.Url)))
+            {
+                sb.Append(markdown, k, n);
+                k += n - 1;
+            }
             else if (c == '<') sb.Append("&lt;");
             else if (c == '>') sb.Append("&gt;");
             else sb.Append(c);

@@ -31,13 +31,20 @@ public static partial class CdsHooksEndpoints
         return app;
     }
 
+    /// <summary>A bare 401 (no body: nothing about why the token failed), with the challenge HTTP requires on a 401.</summary>
+    private static IResult Unauthorized(HttpRequest req)
+    {
+        req.HttpContext.Response.Headers.WWWAuthenticate = "Bearer";
+        return Results.StatusCode(StatusCodes.Status401Unauthorized);
+    }
+
     private static async Task<IResult> CallAsync(
         string id, HttpRequest req, CdsServiceCatalog catalog, CdsJwtValidator jwt, IOptions<CdsHooksOptions> options,
         PatientResults results, Evaluator evaluator, CardBuilder cards, CdsHooksMetrics metrics, ILoggerFactory loggers, Audit.AuditTrail audit, CancellationToken ct)
     {
         var o = options.Value;
         var issuer = o.AllowUnsignedCalls ? null : await jwt.ValidateAsync(req, [EndpointUrl(req, o)], ct);
-        if (!o.AllowUnsignedCalls && issuer is null) return Results.StatusCode(StatusCodes.Status401Unauthorized);
+        if (!o.AllowUnsignedCalls && issuer is null) return Unauthorized(req);
         var service = catalog.Find(id) ?? throw UnknownService(id);
         var call = CdsRequestReader.Read(await ReadJsonBodyAsync(req, o), service, o.AllowInsecureFhirServer);
         string knowledgeUrl = BaseUrl(req, o) + "/knowledge";
@@ -79,9 +86,11 @@ public static partial class CdsHooksEndpoints
         {
             var found = await results.GetAsync(call, ct);
             var response = evaluator.Evaluate(evaluator.LatestWithHistory(found, results.EarlierKept));
-            // No result that can be assessed, but results reported as done (final, amended, corrected, preliminary):
-            // the card says they could not be evaluated, not that there are none.
-            bool unread = response.Results.Count > 0 || found.Any(f => evaluator.IsReportedResult(f.Observation));
+            // No result that can be assessed, but results on file (reported as done, or of a status the EHR does not
+            // know: anything but registered, cancelled or withdrawn): the card says they could not be evaluated, not
+            // that there are none, which could lead to a duplicate order or a missed raised result.
+            bool unread = response.Results.Count > 0 || found.Any(f => evaluator.IsAntiMag(f.Observation)
+                && f.Observation.Status is not (Hl7.Fhir.Model.ObservationStatus.Registered or Hl7.Fhir.Model.ObservationStatus.Cancelled or Hl7.Fhir.Model.ObservationStatus.EnteredInError));
             list.Add(response.Results is [{ Outcome: InputOutcome.Evaluated } r]
                 ? cards.ResultCard(call, r, knowledgeUrl, forOrder: true)
                 : cards.NoResultCard(call, knowledgeUrl, latestUnread: unread));
@@ -107,7 +116,7 @@ public static partial class CdsHooksEndpoints
         // aud is the URL invoked (…/feedback); some clients send the service URL, which is accepted too.
         string url = EndpointUrl(req, o);
         if (!o.AllowUnsignedCalls && await jwt.ValidateAsync(req, [url, url[..^"/feedback".Length]], ct) is null)
-            return Results.StatusCode(StatusCodes.Status401Unauthorized);
+            return Unauthorized(req);
         var service = catalog.Find(id) ?? throw UnknownService(id);
         var items = FeedbackReader.Read(await ReadJsonBodyAsync(req, o), service.Id);
         // Counted once per item stored (a resent item is not counted again), labelled only with MagCds's own reasons.

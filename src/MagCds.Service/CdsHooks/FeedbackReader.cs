@@ -7,12 +7,17 @@ using MagCds.Service.Storage;
 namespace MagCds.Service.CdsHooks;
 
 /// <summary>Reads and checks a CDS Hooks feedback body ({"feedback": [...]}); anything malformed is a 400.</summary>
-public static class FeedbackReader
+public static partial class FeedbackReader
 {
+    [System.Text.RegularExpressions.GeneratedRegex(@"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}(:\d{2}(\.\d{1,9})?)?(Z|[+-]\d{2}:\d{2})?$")]
+    private static partial System.Text.RegularExpressions.Regex IsoDateTime();
+
     public static IReadOnlyList<FeedbackItem> Read(ReadOnlyMemory<byte> body, string serviceId)
     {
         JsonDocument doc;
-        try { doc = JsonDocument.Parse(CdsRequestReader.WithoutBom(body), new JsonDocumentOptions { MaxDepth = 32 }); }
+        // A member given twice is refused, as in a hook call: a gateway reading the first and MagCds the last would
+        // record another card or outcome than the one the EHR's log shows.
+        try { doc = JsonDocument.Parse(CdsRequestReader.WithoutBom(body), new JsonDocumentOptions { MaxDepth = 32, AllowDuplicateProperties = false }); }
         catch (JsonException e) { throw Bad(CdsRequestReader.NotJson(e)); }
         using (doc)
         {
@@ -28,8 +33,10 @@ public static class FeedbackReader
                 string outcome = Str(f, "outcome", at) ?? throw Bad($"{at}.outcome is required.");
                 if (outcome is not ("accepted" or "overridden")) throw Bad($"{at}.outcome must be 'accepted' or 'overridden'.");
                 string ts = Str(f, "outcomeTimestamp", at) ?? throw Bad($"{at}.outcomeTimestamp is required.");
-                if (!DateTimeOffset.TryParse(ts, CultureInfo.InvariantCulture, DateTimeStyles.AssumeUniversal, out var when) || !ts.Contains('T', StringComparison.Ordinal))
-                    throw Bad($"{at}.outcomeTimestamp must be an ISO 8601 date-time.");
+                // ISO 8601 / RFC 3339 date and time (CDS Hooks: in UTC, so one without a zone is read as UTC); not
+                // whatever else .NET's parser takes ("Fri, 11 Dec 2020 00:00:00 GMT").
+                if (!IsoDateTime().IsMatch(ts) || !DateTimeOffset.TryParse(ts, CultureInfo.InvariantCulture, DateTimeStyles.AssumeUniversal, out var when))
+                    throw Bad($"{at}.outcomeTimestamp must be an ISO 8601 date-time (such as 2026-11-27T10:00:00Z).");
 
                 var accepted = new List<string>();
                 if (f.TryGetProperty("acceptedSuggestions", out var acc))

@@ -110,6 +110,23 @@ public class CardTests : ServiceTests
         Assert.That(json.RootElement.GetProperty("cards").EnumerateArray().Single().GetProperty("summary").GetString(), Is.EqualTo(expected));
     }
 
+    /// <summary>A long unit of the lab's is shortened between characters, never inside an emoji (shown as U+FFFD; found by a probe).</summary>
+    [TestCase(60)]
+    [TestCase(61)]
+    [TestCase(99)]
+    public async Task A_shortened_summary_never_cuts_a_character_in_half(int letters)
+    {
+        var obs = TestFiles.Resource<Observation>("Observation-btu-medium.json");
+        obs.Value = new Quantity { Value = 25000, Unit = new string('B', letters) + string.Concat(Enumerable.Repeat("😀", 40)) };
+        var resp = await Client.SendAsync(CdsKit.Post("/cds-services/magcds-patient-view", CdsKit.PatientView("pat-oakhaven", [obs]), null));
+        using var json = JsonDocument.Parse(await resp.Content.ReadAsStringAsync());
+        string summary = json.RootElement.GetProperty("cards").EnumerateArray().Single().GetProperty("summary").GetString()!;
+        Assert.That(summary, Has.Length.LessThan(140).And.Contains("…"));
+        Assert.That(summary, Does.Not.Contain("\uFFFD"));
+        for (int i = 0; i < summary.Length; i++)
+            Assert.That(char.IsHighSurrogate(summary[i]) ? i + 1 < summary.Length && char.IsLowSurrogate(summary[i + 1]) : !char.IsLowSurrogate(summary[i]) || (i > 0 && char.IsHighSurrogate(summary[i - 1])), Is.True, $"character {i} of {summary}");
+    }
+
     [Test]
     public async Task The_same_call_twice_gives_identical_cards()
     {
@@ -119,10 +136,12 @@ public class CardTests : ServiceTests
         Assert.That(b, Is.EqualTo(a));
     }
 
-    // A tag on its own; one hidden behind what starts like an autolink; an autolink that is never closed.
+    // A tag on its own; one hidden behind what starts like an autolink; an autolink that is never closed; a whole
+    // autolink of the lab's (only MagCds's own references stay links; found by a probe).
     [TestCase("<img src=x onerror=alert(1)>")]
     [TestCase("<https://x <img src=x onerror=alert(1)>")]
     [TestCase("<https://x")]
+    [TestCase("BTU<https://x.example/login>")]
     public async Task Markup_in_lab_supplied_text_is_escaped_in_the_card(string unit)
     {
         var obs = TestFiles.Resource<Observation>("Observation-unknown-unit-no-range.json");
@@ -132,7 +151,7 @@ public class CardTests : ServiceTests
         using var json = JsonDocument.Parse(await resp.Content.ReadAsStringAsync());
         string detail = json.RootElement.GetProperty("cards")[0].GetProperty("detail").GetString()!;
         Assert.That(detail, Does.Not.Contain("<img").And.Not.Contain("<https://x"));
-        Assert.That(detail, Does.Contain("&lt;" + unit[1..].Replace("<", "&lt;").Replace(">", "&gt;")));
+        Assert.That(detail, Does.Contain(unit.Replace("<", "&lt;").Replace(">", "&gt;")));
         Assert.That(detail, Does.Contain("<https://doi.org/"), "the references' autolinks are kept");
     }
 

@@ -27,6 +27,8 @@ public class FeedbackTests
         yield return new TestCaseData("""{"feedback":[{"card":"c","outcome":"overridden","overrideReason":{"reason":{"code":"x"}},"outcomeTimestamp":"2021-12-11T10:05:31Z"}]}""").SetArgDisplayNames("reason without system");
         yield return new TestCaseData("""{"feedback":[{"card":"c","outcome":"overridden","outcomeTimestamp":"2021-12-11T10:05:31Z"},{"card":null}]}""").SetArgDisplayNames("second item bad");
         yield return new TestCaseData("not json").SetArgDisplayNames("not JSON");
+        yield return new TestCaseData("""{"feedback":[{"card":"a","card":"b","outcome":"overridden","outcomeTimestamp":"2021-12-11T10:05:31Z"}]}""").SetArgDisplayNames("a member given twice");
+        yield return new TestCaseData("""{"feedback":[{"card":"c","outcome":"overridden","outcomeTimestamp":"Fri, 11 Dec 2020 00:00:00 GMT"}]}""").SetArgDisplayNames("an HTTP date as timestamp");
         // PostgreSQL refuses NUL in text, and a long card id exceeds its unique index: refused at the door, not a 500.
         yield return new TestCaseData("""{"feedback":[{"card":"c","outcome":"overridden","overrideReason":{"userComment":"a\u0000b"},"outcomeTimestamp":"2021-12-11T10:05:31Z"}]}""").SetArgDisplayNames("NUL in a comment");
         yield return new TestCaseData("{\"feedback\":[{\"card\":\"" + new string('c', 10_000) + "\",\"outcome\":\"overridden\",\"outcomeTimestamp\":\"2021-12-11T10:05:31Z\"}]}").SetArgDisplayNames("a 10,000-character card id");

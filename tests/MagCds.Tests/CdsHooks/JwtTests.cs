@@ -80,6 +80,7 @@ public class JwtTests
         var resp = await Call(make(_kit));
         Assert.That(resp.StatusCode, Is.EqualTo(HttpStatusCode.Unauthorized));
         Assert.That(await resp.Content.ReadAsStringAsync(), Is.Empty, "no detail for the caller");
+        Assert.That(resp.Headers.WwwAuthenticate.Single().Scheme, Is.EqualTo("Bearer"), "HTTP: a 401 carries a challenge");
     }
 
     [Test]

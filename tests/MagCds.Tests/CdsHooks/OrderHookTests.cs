@@ -47,10 +47,12 @@ public class OrderHookTests : ServiceTests
         Assert.That(card.GetProperty("detail").GetString(), Does.Contain("monitoring therapy"));
     }
 
-    [Test]
-    public async Task An_order_whose_latest_result_has_no_value_says_so_not_that_there_is_none()
+    /// <summary>A result of status unknown is on file too: "none" could lead to a duplicate order (found by a probe).</summary>
+    [TestCase("Observation-missing-value.json")]
+    [TestCase("Observation-status-unknown.json")]
+    public async Task An_order_whose_latest_result_cannot_be_evaluated_says_so_not_that_there_is_none(string file)
     {
-        var latest = TestFiles.Resource<Observation>("Observation-missing-value.json");
+        var latest = TestFiles.Resource<Observation>(file);
         var card = (await Cards("magcds-order-sign", CdsKit.OrderHook("order-sign", "pat-oakhaven", AntiMag, true, [latest]))).EnumerateArray().Single();
         Assert.That(card.GetProperty("summary").GetString(), Is.EqualTo("Latest anti-MAG IgM result on file could not be evaluated"));
         Assert.That(card.GetProperty("detail").GetString(), Does.Contain("could not be evaluated").And.Not.Contain("No earlier anti-MAG IgM result was found"));
