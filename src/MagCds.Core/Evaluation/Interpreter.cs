@@ -124,7 +124,9 @@ public sealed class Interpreter(KnowledgeBase knowledge)
                     return Cannot(CannotInterpretReason.UnitMismatch,
                         $"The value is in '{v.UnitText ?? v.UnitCode}' but the Observation's reference range is in '{rangeHigh.Unit ?? rangeHigh.Code}'; MagCds does not convert between units.");
                 decimal? low = range.Low?.Value;
-                string unit = rangeHigh.Unit ?? rangeHigh.Code ?? v.UnitText ?? "";
+                // The units agree (checked above), so the value's own unit is shown: how the range spells it (text,
+                // code, or not at all) does not change what the output says.
+                string unit = v.HasUnit ? v.UnitText ?? v.UnitCode ?? "" : rangeHigh.Unit ?? rangeHigh.Code ?? "";
                 // A range that cannot be a reference interval of an antibody level is a mapping or transcription
                 // error at the lab's end; read as it stands, it would turn a result into raised or not raised at random.
                 if (high <= 0 || low > high)
@@ -167,6 +169,7 @@ public sealed class Interpreter(KnowledgeBase knowledge)
                            ? "above it is reported as raised, at or below it as not raised."
                            : $"the laboratory writes the range as '{range.Text!.Trim()}', so at or above the limit is reported as raised, below it as not raised.");
                 if (!v.HasUnit) rule += " The value carries no unit; the range sent with it in the same Observation is taken to be in the same unit.";
+                else if (rangeHigh is { Unit: null, Code: null } && !v.IsTitre) rule += " The range carries no unit; it is taken to be in the value's unit.";
             }
             else if (flag is bool raisedFlag)
             {

@@ -180,6 +180,7 @@ public static class DeterministicIds
             // Added later, each only when present (so the ids of inputs without them stay as they were): the range's
             // text decides whether its high limit is inclusive, and a population-specific range is not used at all.
             if (r.Text is { } text) sb.Append("|rt").Append(text);
+            if (r.High is { Unit: null, Code: null }) sb.Append("|rn"); // the outputs say a range without a unit was read in the value's
             if (r.AppliesTo.Count > 0 || r.Age is not null) sb.Append("|rs");
             if (r.Type is { } type) // a range that is not a normal range is not used
             {

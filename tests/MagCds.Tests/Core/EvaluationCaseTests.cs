@@ -183,6 +183,33 @@ public class EvaluationCaseTests
         Assert.That(CoreUnderTest.Evaluator.LatestWithHistory(results).History, Has.Count.EqualTo(30), "no limit unless a door asks for one");
     }
 
+    /// <summary>
+    /// A lab range written without a unit, with only the value's unit code, or with its unit text: the basis shows the
+    /// value's unit, says when the range had none, and one output id never carries two texts (found by a probe: a
+    /// range without a unit and one with only the code shared an id but not a text).
+    /// </summary>
+    [Test]
+    public void A_range_without_a_unit_is_said_to_be_read_in_the_values_unit_and_ids_follow_the_text()
+    {
+        Observation With(Quantity high)
+        {
+            var o = TestFiles.Resource<Observation>("Observation-btu-medium.json");
+            ((Quantity)o.Value!).Value = 1200;
+            o.ReferenceRange = [new Observation.ReferenceRangeComponent { High = high }];
+            return o;
+        }
+        var noUnit = CoreUnderTest.Evaluator.Evaluate(EvaluationRequest.Of(new EvaluationInput(With(new Quantity { Value = 1500 }), "Observation/btu-medium", "Observation"))).Results.Single().RiskAssessment!;
+        var codeOnly = CoreUnderTest.Evaluator.Evaluate(EvaluationRequest.Of(new EvaluationInput(With(new Quantity { Value = 1500, System = "http://unitsofmeasure.org", Code = "[arb'U]" }), "Observation/btu-medium", "Observation"))).Results.Single().RiskAssessment!;
+        var text = CoreUnderTest.Evaluator.Evaluate(EvaluationRequest.Of(new EvaluationInput(With(new Quantity { Value = 1500, Unit = "BTU" }), "Observation/btu-medium", "Observation"))).Results.Single().RiskAssessment!;
+        string Rationale(RiskAssessment r) => r.Prediction[0].Rationale!;
+        Assert.That(Rationale(noUnit), Does.Contain("up to 1500 BTU").And.Contain("The range carries no unit; it is taken to be in the value's unit."));
+        Assert.That(Rationale(codeOnly), Does.Contain("up to 1500 BTU").And.Not.Contain("carries no unit"));
+        Assert.That(Rationale(text), Does.Contain("up to 1500 BTU").And.Not.Contain("carries no unit"));
+        foreach (var (a, b) in new[] { (noUnit, codeOnly), (noUnit, text), (codeOnly, text) })
+            if (a.Id == b.Id) Assert.That(a.ToJson(), Is.EqualTo(b.ToJson()), "one id, one content");
+        Assert.That(noUnit.Id, Is.Not.EqualTo(codeOnly.Id));
+    }
+
     [Test]
     public void Titres_of_different_methods_are_not_trended_together()
     {
