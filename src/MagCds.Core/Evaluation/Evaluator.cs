@@ -252,7 +252,10 @@ public sealed class Evaluator
         // "Not applicable" is information, not an error: an ORU Bundle carries many other tests.
         if (!current.IsAntiMag)
             return NotEvaluated(OutcomeCodes.NotAntiMag, severity: OperationOutcome.IssueSeverity.Information, message:
-                $"The Observation code is not LOINC {CanonicalUrls.AntiMagLoinc} or a configured anti-MAG IgM code; MagCds does not apply to it.");
+                $"The Observation code is not LOINC {CanonicalUrls.AntiMagLoinc} or a configured anti-MAG IgM code; MagCds does not apply to it."
+                + (obs.TryGetValue("component", out _) && obs.Component.Any(c => IsAntiMagCode(c.Code))
+                    ? " One of its components is coded as anti-MAG IgM, but MagCds does not read components: send that result as an Observation of its own."
+                    : ""));
         if (current.Patient is null)
             return NotEvaluated(OutcomeCodes.MissingSubject, obs.Subject is null or { Reference: null or "", Identifier: null }
                 ? "The Observation names no subject, so no patient-level output can be made."
@@ -278,7 +281,7 @@ public sealed class Evaluator
                 break;
             default:
                 return NotEvaluated(OutcomeCodes.StatusNotEvaluated,
-                    $"The Observation status is '{obs.Status?.ToString() ?? "missing"}'; only final, amended, corrected and preliminary results are evaluated.");
+                    $"The Observation status is '{obs.StatusElement?.JsonValue ?? "missing"}'; only final, amended, corrected and preliminary results are evaluated.");
         }
         // FHIR: an application must not process data whose meaning a modifier it does not know may change (a
         // withdrawal above is still honoured: it only ever takes outputs away).

@@ -51,6 +51,10 @@ public static class ValueReader
         if (q.Value is not decimal v)
             return new ReadValue { Display = "a quantity without a number", UnitText = q.Unit, UnitSystem = q.System, UnitCode = q.Code };
         string unit = q.Unit ?? q.Code ?? "";
+        // A comparator R4 does not define (R5's "ad", "sufficient to achieve this total") is shown as sent and not
+        // read as a number: whether the value is censored, and which way, is not guessed.
+        if (q.Comparator is not null && ComparatorText(q.Comparator).Length == 0)
+            return new ReadValue { Display = $"{q.ComparatorElement?.JsonValue} {Format(v)}{(unit.Length > 0 ? " " + unit : "")}", UnitText = q.Unit, UnitSystem = q.System, UnitCode = q.Code };
         return new ReadValue
         {
             Number = v,

@@ -122,7 +122,7 @@ public static partial class MagEvaluateOperation
         }
         if (inputs.Count == 0 && issues.Count == 0)
             throw new FhirRequestException(StatusCodes.Status422UnprocessableEntity, OutcomeCodes.NothingEvaluated, deletions.Count == 0
-                ? "The Bundle holds no Observation."
+                ? "The Bundle holds no Observation as an entry's resource (Observations inside a nested Bundle or contained in another resource, such as a DiagnosticReport, are not read: send each as an entry)."
                 : "The Bundle holds no Observation, only a deletion: that alone does not name the outputs to retract. Send the deleted result's last version with it.");
         return new Mapped(new EvaluationRequest(inputs, []) { Deletions = deletions }, issues);
     }

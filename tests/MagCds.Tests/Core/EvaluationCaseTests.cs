@@ -211,6 +211,32 @@ public class EvaluationCaseTests
     }
 
     [Test]
+    public void A_status_that_is_not_evaluated_is_named_by_its_FHIR_code()
+    {
+        var r = CoreUnderTest.EvaluateFile("Observation-status-cancelled.json").Results.Single();
+        Assert.That(r.Issues.Single().Message, Does.Contain("status is 'cancelled'"), "the FHIR code, not the SDK's enum name");
+    }
+
+    [Test]
+    public void A_panel_with_an_anti_MAG_component_says_components_are_not_read()
+    {
+        var panel = TestFiles.Resource<Observation>("Observation-btu-medium.json");
+        var component = new Observation.ComponentComponent { Code = panel.Code, Value = panel.Value };
+        panel.Code = new CodeableConcept("http://loinc.org", "24357-6");
+        panel.Value = null;
+        panel.Component.Add(component);
+        var r = CoreUnderTest.Evaluator.Evaluate(EvaluationRequest.Of(new EvaluationInput(panel, "Observation/btu-medium", "Observation"))).Results.Single();
+        Assert.That(r.Issues.Single().Message, Does.Contain("does not read components"), "not just 'MagCds does not apply to it'");
+    }
+
+    [Test]
+    public void An_R5_comparator_is_shown_as_sent()
+    {
+        var r = CoreUnderTest.EvaluateFile("Observation-btu-comparator-ad.json").Results.Single();
+        Assert.That(r.Interpretation!.Value.Display, Is.EqualTo("ad 500 BTU"));
+    }
+
+    [Test]
     public void Titres_of_different_methods_are_not_trended_together()
     {
         static Observation Titre(string id, int dilution, string date, string method)
