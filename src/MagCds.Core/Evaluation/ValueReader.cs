@@ -33,6 +33,12 @@ public static class ValueReader
         [("http://snomed.info/sct", "260415000")] = false, // Not detected
     };
 
+    private static readonly Dictionary<string, string> QualitativeCodeWords = new(StringComparer.Ordinal)
+    {
+        ["POS"] = "Positive", ["DET"] = "Detected", ["NEG"] = "Negative", ["ND"] = "Not detected",
+        ["10828004"] = "Positive", ["260373001"] = "Detected", ["260385009"] = "Negative", ["260415000"] = "Not detected",
+    };
+
     /// <summary>Null when the Observation has no value at all (the caller reports missing-value).</summary>
     public static ReadValue? Read(Observation obs) => obs.Value switch
     {
@@ -109,7 +115,8 @@ public static class ValueReader
             {
                 Read(pos);
                 byCode ??= pos;
-                display ??= c.Display ?? cc.Text ?? code;
+                // A bare code is shown with what it means, so the basis a clinician reads is not "Result: 10828004".
+                display ??= c.Display ?? cc.Text ?? $"{QualitativeCodeWords[code]} (code {code})";
             }
             if (c.Display is { } d && QualitativeWords.TryGetValue(d.Trim(), out bool byDisplay)) Read(byDisplay);
         }

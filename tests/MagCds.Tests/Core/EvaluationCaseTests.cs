@@ -229,6 +229,16 @@ public class EvaluationCaseTests
         Assert.That(r.Issues.Single().Message, Does.Contain("does not read components"), "not just 'MagCds does not apply to it'");
     }
 
+    [TestCase("http://snomed.info/sct", "10828004", "Positive (code 10828004)")]
+    [TestCase("http://terminology.hl7.org/CodeSystem/v3-ObservationInterpretation", "ND", "Not detected (code ND)")]
+    public void A_bare_qualitative_code_is_shown_with_its_meaning(string system, string code, string shown)
+    {
+        var obs = TestFiles.Resource<Observation>("Observation-btu-medium.json");
+        obs.Value = new CodeableConcept(system, code);
+        var ra = CoreUnderTest.Evaluator.Evaluate(EvaluationRequest.Of(new EvaluationInput(obs, "Observation/btu-medium", "Observation"))).Results.Single().RiskAssessment!;
+        Assert.That(ra.Prediction[0].Rationale, Does.Contain("Result: " + shown));
+    }
+
     [Test]
     public void An_R5_comparator_is_shown_as_sent()
     {
