@@ -53,19 +53,30 @@ public static class FhirWire
         };
     }
 
-    /// <summary>The format of the request body; a body of another type is refused with 415.</summary>
-    public static FhirFormat RequestFormat(HttpRequest request) =>
-        FromMediaType(request.ContentType)
-        ?? throw new FhirRequestException(StatusCodes.Status415UnsupportedMediaType, OutcomeCodes.UnsupportedMediaType,
-            $"Content-Type must be {JsonMediaType} or {XmlMediaType} (FHIR R4: fhirVersion=4.0 when a version is named).");
+    /// <summary>The format of the request body; a body of another type, or in another charset than UTF-8, is refused with 415.</summary>
+    public static FhirFormat RequestFormat(HttpRequest request)
+    {
+        var format = FromMediaType(request.ContentType)
+            ?? throw new FhirRequestException(StatusCodes.Status415UnsupportedMediaType, OutcomeCodes.UnsupportedMediaType,
+                $"Content-Type must be {JsonMediaType} or {XmlMediaType} (FHIR R4: fhirVersion=4.0 when a version is named).");
+        // FHIR bodies are UTF-8 (R4 http.html): a declared Latin-1 or UTF-16 body is refused as such, not read as
+        // UTF-8 until a byte happens not to fit.
+        if (MediaTypeHeaderValue.Parse(request.ContentType).Charset.Value is { Length: > 0 } charset
+            && !charset.Trim('"').Equals("utf-8", StringComparison.OrdinalIgnoreCase) && !charset.Trim('"').Equals("utf8", StringComparison.OrdinalIgnoreCase))
+            throw new FhirRequestException(StatusCodes.Status415UnsupportedMediaType, OutcomeCodes.UnsupportedMediaType,
+                $"The body must be UTF-8 (FHIR R4); Content-Type names the charset '{charset.Trim('"')}'.");
+        return format;
+    }
 
     /// <summary>The response format: _format, then Accept, then the request's own format, else JSON (R4 http.html).</summary>
     public static FhirFormat ResponseFormat(HttpRequest request, FhirFormat? requestFormat)
     {
         if (request.Query["_format"].FirstOrDefault() is { Length: > 0 } f)
         {
-            // "application/fhir+xml" written into a URL unencoded arrives with a space for the "+".
-            f = f.Replace(' ', '+');
+            // "application/fhir+xml" written into a URL unencoded arrives with a space for the "+"; only the media
+            // type itself is mended, not a space before a parameter ("; fhirVersion=3.0").
+            int semicolon = f.IndexOf(';');
+            f = semicolon < 0 ? f.Replace(' ', '+') : f[..semicolon].Replace(' ', '+') + f[semicolon..];
             return f.ToLowerInvariant() switch
             {
                 "json" => FhirFormat.Json,
@@ -280,7 +291,9 @@ public static class FhirWire
     /// </summary>
     private static void CheckXmlDepth(MemoryStream stream)
     {
-        using (var scan = XmlReader.Create(stream, SafeXml))
+        // Read as the UTF-8 the body is, like the parse itself: an encoding declaration ("UTF-16") is not followed.
+        using (var text = new StreamReader(stream, new UTF8Encoding(false), detectEncodingFromByteOrderMarks: false, leaveOpen: true))
+        using (var scan = XmlReader.Create(text, SafeXml))
             while (scan.Read())
                 if (scan.Depth > MaxDepth) throw Unparseable($"the document is nested deeper than {MaxDepth} levels.");
         stream.Position = 0;

@@ -205,6 +205,9 @@ public class ErrorTests : ServiceTests
         Assert.That(resp.Content.Headers.ContentType!.MediaType, Is.EqualTo("application/fhir+xml"));
     }
 
+    [TestCase("Content-Type", "application/fhir+json; charset=iso-8859-1", 415)]
+    [TestCase("Content-Type", "application/fhir+json; charset=UTF-16", 415)]
+    [TestCase("Content-Type", "application/fhir+json; charset=\"UTF-8\"", 200)]
     [TestCase("Content-Type", "application/fhir+json; fhirVersion=3.0", 415)]
     [TestCase("Accept", "application/fhir+json; fhirVersion=5.0", 406)]
     [TestCase("Content-Type", "application/fhir+json; fhirVersion=4.0", 200)]
@@ -234,10 +237,20 @@ public class ErrorTests : ServiceTests
     }
 
     [Test]
-    public async Task An_XML_body_declaring_another_encoding_is_still_read_as_the_UTF8_it_is()
+    public async Task A_format_parameter_naming_another_FHIR_version_percent_encoded_is_refused()
+    {
+        // "; fhirVersion=3.0" with its space encoded as %20: only the media type's own space is read as a "+".
+        using var req = new HttpRequestMessage(HttpMethod.Post, Http.Evaluate + "?_format=application%2Ffhir%2Bjson%3B%20fhirVersion%3D3.0") { Content = Http.Raw(Obs, "application/fhir+json") };
+        var resp = await Client.SendAsync(req);
+        Assert.That(resp.StatusCode, Is.EqualTo(HttpStatusCode.NotAcceptable));
+    }
+
+    [TestCase("ISO-8859-1")]
+    [TestCase("UTF-16")]
+    public async Task An_XML_body_declaring_another_encoding_is_still_read_as_the_UTF8_it_is(string declared)
     {
         // FHIR bodies are UTF-8; a declaration copied from elsewhere ("ISO-8859-1") must not turn "µ" into "Âµ".
-        string xml = "<?xml version=\"1.0\" encoding=\"ISO-8859-1\"?><Observation xmlns=\"http://hl7.org/fhir\"><id value=\"enc\"/><status value=\"final\"/>"
+        string xml = "<?xml version=\"1.0\" encoding=\"" + declared + "\"?><Observation xmlns=\"http://hl7.org/fhir\"><id value=\"enc\"/><status value=\"final\"/>"
             + "<code><coding><system value=\"http://loinc.org\"/><code value=\"39087-2\"/></coding></code><subject><reference value=\"Patient/p1\"/></subject>"
             + "<effectiveDateTime value=\"2026-03-02T09:15:00Z\"/><valueQuantity><value value=\"25000\"/><unit value=\"µg BTU\"/></valueQuantity></Observation>";
         var content = new ByteArrayContent(Encoding.UTF8.GetBytes(xml));
