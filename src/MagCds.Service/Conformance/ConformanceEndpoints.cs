@@ -17,7 +17,14 @@ public static class ConformanceEndpoints
     public static IEndpointRouteBuilder MapConformance(this IEndpointRouteBuilder app)
     {
         var fhir = app.MapGroup("/fhir").RequireRateLimiting(RateLimits.Policy);
-        fhir.MapRead("/metadata", (HttpRequest req, ConformancePackage p) => new FhirResult(p.CapabilityStatement, FhirWire.ResponseFormat(req, null)));
+        // R4 capabilities: mode=full or normal (or none) is the CapabilityStatement; mode=terminology asks for a
+        // TerminologyCapabilities, which MagCds (no terminology service) does not have.
+        fhir.MapRead("/metadata", (HttpRequest req, ConformancePackage p) => req.Query["mode"].FirstOrDefault() switch
+        {
+            null or "" or "full" or "normal" => new FhirResult(p.CapabilityStatement, FhirWire.ResponseFormat(req, null)),
+            "terminology" => throw new FhirRequestException(StatusCodes.Status404NotFound, OutcomeCodes.NotFound, "MagCds is not a terminology service: it has no TerminologyCapabilities."),
+            _ => throw new FhirRequestException(StatusCodes.Status400BadRequest, OutcomeCodes.InvalidQuery, "mode must be full, normal or terminology."),
+        });
         foreach (var type in PackageArtifacts.ServedTypes)
         {
             fhir.MapRead($"/{type}/{{id}}", (string id, HttpRequest req, ConformancePackage p) =>

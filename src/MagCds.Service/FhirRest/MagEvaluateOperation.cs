@@ -95,7 +95,9 @@ public static partial class MagEvaluateOperation
                 continue;
             }
             var entry = b.Entry[i];
-            bool deletion = entry is { Resource: null, Request.Method: Bundle.HTTPVerb.DELETE };
+            // A DELETE entry records a deletion (in a history Bundle, without a resource); one that carries the
+            // Observation anyway (invalid in a transaction, where the resource is ignored) is its last version too.
+            bool deletion = entry is { Request.Method: Bundle.HTTPVerb.DELETE };
             if (entry.Resource is not Observation && !deletion) continue;
             // An entry (or its request) under a modifier MagCds does not know may not mean what it seems to: not used.
             if (entry.ModifierExtension.Count > 0 || entry.Request?.ModifierExtension.Count > 0)
@@ -114,9 +116,10 @@ public static partial class MagEvaluateOperation
             if (deletion)
             {
                 // Another resource type's deletion is ignored like the resource; a conditional delete names no result.
-                if (DeletedObservation(entry.Request!.Url) is { } id)
+                var carried = entry.Resource as Observation;
+                if ((DeletedObservation(entry.Request!.Url) ?? carried?.Id) is { } id)
                     deletions.Add(new Deletion(id, entry.FullUrl ?? AbsoluteOrNull(entry.Request.Url), at, EtagVersion(entry.Response?.Etag), entry.Response?.LastModified));
-                continue;
+                if (carried is null) continue;
             }
             inputs.Add(new EvaluationInput((Observation)entry.Resource!, LocalReference((Observation)entry.Resource!) ?? entry.FullUrl, at + ".resource", entry.FullUrl));
         }

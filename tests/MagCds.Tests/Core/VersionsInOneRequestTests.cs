@@ -176,6 +176,19 @@ public class VersionsInOneRequestTests
     }
 
     [Test]
+    public void A_transaction_DELETE_entry_that_carries_the_Observation_withdraws_it()
+    {
+        // Invalid in a transaction (a DELETE's resource is ignored there), but it says which result is deleted.
+        var bundle = new Bundle
+        {
+            Type = Bundle.BundleType.Transaction,
+            Entry = [new Bundle.EntryComponent { FullUrl = Lab + "/Observation/x", Resource = Version("x", 1, 50000), Request = new Bundle.RequestComponent { Method = Bundle.HTTPVerb.DELETE, Url = "Observation/x" } }],
+        };
+        var r = CoreUnderTest.Evaluator.Evaluate(MagCds.Service.FhirRest.MagEvaluateOperation.ToRequest(new MagCds.Service.FhirRest.ParsedBody(bundle, new Dictionary<int, string>())).Request);
+        Assert.That(r.Results.Select(Outcome), Is.EqualTo(new[] { "deleted" }), "not assessed as if it were created");
+    }
+
+    [Test]
     public void A_deletion_of_a_result_not_in_the_request_says_it_cannot_retract()
     {
         var r = Evaluate([Deleted("gone", 0)], Entry(Version("x", 1, 800), 1));

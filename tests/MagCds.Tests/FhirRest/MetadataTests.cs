@@ -28,6 +28,19 @@ public class MetadataTests : ServiceTests
         FhirValidation.AssertValid(cs);
     }
 
+    /// <summary>R4 capabilities modes: full and normal are the CapabilityStatement; MagCds has no TerminologyCapabilities (found by a probe).</summary>
+    [TestCase("full", 200)]
+    [TestCase("normal", 200)]
+    [TestCase("terminology", 404)]
+    [TestCase("bogus", 400)]
+    public async Task Metadata_answers_each_mode_for_what_it_is(string mode, int status)
+    {
+        var resp = await Client.GetAsync("/fhir/metadata?mode=" + mode);
+        Assert.That((int)resp.StatusCode, Is.EqualTo(status));
+        var answer = await Http.ReadAsync(resp);
+        Assert.That(answer, status == 200 ? Is.InstanceOf<CapabilityStatement>() : Is.InstanceOf<OperationOutcome>());
+    }
+
     [Test]
     public async Task The_published_OperationDefinition_advertises_exactly_the_parameters_the_code_accepts_and_returns()
     {
