@@ -352,10 +352,31 @@ public sealed class Evaluator
     }
 
     /// <summary>
-    /// FHIR's Observation.focus: the result is about someone or something associated with the subject (a donor, a
-    /// fetus, a parent), not the subject. Read without creating the empty list a POCO's list getter makes.
+    /// FHIR's Observation.focus names what a result is about when that is not the subject. It may be the subject's
+    /// own Condition or ServiceRequest (still the subject's result), or another person: a donor or fetus (a Patient
+    /// other than the subject), a relative (RelatedPerson), a Group. Those, and a focus whose type cannot be told (an
+    /// identifier or display only), make the result someone else's. Read without creating the empty list a POCO's list
+    /// getter makes.
     /// </summary>
-    public static bool AboutFocus(Observation obs) => obs.TryGetValue("focus", out _);
+    public static bool AboutFocus(Observation obs)
+    {
+        if (!obs.TryGetValue("focus", out _)) return false;
+        foreach (var f in obs.Focus)
+        {
+            string? type = f.Type ?? (f.Reference is ['#', ..] local ? obs.Contained.FirstOrDefault(c => "#" + c.Id == local)?.TypeName : TypeOf(f.Reference));
+            if (type is null or "Group" or "RelatedPerson" || (type == "Patient" && f.Reference != obs.Subject?.Reference)) return true;
+        }
+        return false;
+
+        // "Patient/1", "https://server/fhir/Patient/1/_history/2" → "Patient".
+        static string? TypeOf(string? reference)
+        {
+            if (reference is null) return null;
+            int history = reference.IndexOf("/_history/", StringComparison.Ordinal);
+            var parts = (history >= 0 ? reference[..history] : reference).Split('/');
+            return parts.Length >= 2 && parts[^2].Length > 0 && char.IsUpper(parts[^2][0]) ? parts[^2] : null;
+        }
+    }
 
     private static bool IsRelative(string reference) =>
         reference.Length > 0 && reference[0] != '#' && !reference.StartsWith("urn:", StringComparison.Ordinal) && !reference.Contains("://", StringComparison.Ordinal);
@@ -479,13 +500,18 @@ internal static class Versions
         return c != 0 ? c : string.CompareOrdinal(DeterministicIds.ContentKey(x), DeterministicIds.ContentKey(y));
     }
 
-    /// <summary>A version made after the deletion (the resource created again), by the metadata both sides give.</summary>
+    /// <summary>
+    /// A version made after the deletion (the resource created again), by the metadata both sides give: numeric
+    /// versions first; else times, to the second (an HTTP Last-Modified has no fraction, so a version stamped within
+    /// the second of the deletion is not taken as newer).
+    /// </summary>
     public static bool NewerThan(Prepared p, Deletion d)
     {
         var o = p.Input.Observation;
-        if (o.Meta?.LastUpdated is { } updated && d.When is { } deletedAt) return updated > deletedAt;
-        long deletedVersion = Numeric(d.VersionId);
-        return deletedVersion >= 0 && NumericVersion(o) > deletedVersion;
+        long deletedVersion = Numeric(d.VersionId), version = NumericVersion(o);
+        if (deletedVersion >= 0 && version >= 0) return version > deletedVersion;
+        return o.Meta?.LastUpdated is { } updated && d.When is { } deletedAt
+            && updated.ToUnixTimeSeconds() > deletedAt.ToUnixTimeSeconds();
     }
 
     private static long NumericVersion(Observation o) => Numeric(o.Meta?.VersionId);

@@ -118,6 +118,13 @@ public sealed class Interpreter(KnowledgeBase knowledge)
             if (disagree)
                 return Cannot(CannotInterpretReason.UnusableRange,
                     "The Observation carries several reference ranges with different limits; MagCds does not choose between them.");
+            // A range no antibody level has is a mapping or transcription error at the lab's end: like any range
+            // MagCds cannot use, it is set aside, and the lab's flag decides, else the result cannot be interpreted.
+            if (range?.High is { Value: decimal faultyHigh } && RangeFault(range, faultyHigh) is { } fault)
+            {
+                if (flag is null) return Cannot(CannotInterpretReason.UnusableRange, fault);
+                range = null;
+            }
             if (range?.High is { Value: decimal high } rangeHigh)
             {
                 if (!UnitsAgree(v, rangeHigh))
@@ -127,23 +134,15 @@ public sealed class Interpreter(KnowledgeBase knowledge)
                 // The units agree (checked above), so the value's own unit is shown: how the range spells it (text,
                 // code, or not at all) does not change what the output says.
                 string unit = v.HasUnit ? v.UnitText ?? v.UnitCode ?? "" : rangeHigh.Unit ?? rangeHigh.Code ?? "";
-                // A range that cannot be a reference interval of an antibody level is a mapping or transcription
-                // error at the lab's end; read as it stands, it would turn a result into raised or not raised at random.
-                if (high <= 0 || low > high)
-                    return Cannot(CannotInterpretReason.UnusableRange,
-                        $"The laboratory's range ({(low is { } badLow ? ValueReader.Format(badLow) + "-" : "up to ")}{$"{ValueReader.Format(high)} {unit}".TrimEnd()}) {(high <= 0 ? "ends at zero or below" : "has its lower limit above its upper limit")}, which no reference interval of an antibody level does.");
-                // A reference range's limits are simple quantities (FHIR sqty-1): no comparator. One that carries "<"
-                // says something FHIR's range cannot, and which side of it a value at the limit falls is not guessed.
-                if (rangeHigh.Comparator is not null || range.Low?.Comparator is not null)
-                    return Cannot(CannotInterpretReason.UnusableRange,
-                        "A limit of the laboratory's range carries a comparator (such as '<'), which a FHIR reference range may not hold; MagCds does not guess whether the limit itself is inside the range.");
                 if (TextLimitDisagrees(range.Text, high))
                     return Cannot(CannotInterpretReason.UnusableRange,
                         $"The laboratory's range gives {ValueReader.Format(high)} {unit} as its upper limit but its text says '{range.Text!.Trim()}'; MagCds does not choose between the two.");
                 // FHIR's range includes its high value, but a lab that writes the range as "<1500 BTU" with high 1500
                 // (or "<1:10" with high 10) says the limit itself is outside it: then a result at the limit is raised,
                 // as the lab's text says. "<1000 BTU" with high 999 agrees with FHIR's reading and changes nothing.
-                bool inclusive = !ExcludesHigh(range.Text, high);
+                // A high limit sent with "<" (invalid in FHIR, sqty-1, but the lab's meaning is plain; HL7 v2 ranges
+                // arrive this way) says the same as the text "<1500 BTU".
+                bool inclusive = !ExcludesHigh(range.Text, high) && rangeHigh.Comparator != Quantity.QuantityComparator.LessThan;
                 // A range text that names a borderline or equivocal zone leaves a result at the limit to the lab.
                 if (n == high && range.Text is { } rangeText && EquivocalWords.Any(w => rangeText.Contains(w, StringComparison.OrdinalIgnoreCase)))
                     return Cannot(CannotInterpretReason.UnusableRange,
@@ -167,7 +166,7 @@ public sealed class Interpreter(KnowledgeBase knowledge)
                 rule = $"The value is compared with the upper limit of the laboratory's own reference range ({limit}): "
                        + (inclusive
                            ? "above it is reported as raised, at or below it as not raised."
-                           : $"the laboratory writes the range as '{range.Text!.Trim()}', so at or above the limit is reported as raised, below it as not raised.");
+                           : $"the laboratory writes the range as '{range.Text?.Trim() ?? "<" + limit}', so at or above the limit is reported as raised, below it as not raised.");
                 if (!v.HasUnit) rule += " The value carries no unit; the range sent with it in the same Observation is taken to be in the same unit.";
                 else if (rangeHigh is { Unit: null, Code: null } && !v.IsTitre) rule += " The range carries no unit; it is taken to be in the value's unit.";
             }
@@ -301,6 +300,21 @@ public sealed class Interpreter(KnowledgeBase knowledge)
     }
 
     /// <summary>The interval of an assay profile, as shown in outputs; the same for every result, so built once.</summary>
+    /// <summary>
+    /// Why a lab range cannot be a reference interval of an antibody level, if it cannot: an upper limit at zero or
+    /// below, a lower limit above the upper, or an upper limit with a comparator other than "&lt;" and "&lt;=" ("&gt;1500"
+    /// is no upper limit).
+    /// </summary>
+    private static string? RangeFault(Observation.ReferenceRangeComponent range, decimal high)
+    {
+        string limits = (range.Low?.Value is { } l ? ValueReader.Format(l) + "-" : "up to ") + ValueReader.Format(high);
+        if (high <= 0) return $"The laboratory's range ({limits}) ends at zero or below, which no reference interval of an antibody level does.";
+        if (range.Low?.Value > high) return $"The laboratory's range ({limits}) has its lower limit above its upper limit, which no reference interval does.";
+        if (range.High!.Comparator is not (null or Quantity.QuantityComparator.LessThan or Quantity.QuantityComparator.LessOrEqual))
+            return $"The laboratory's range gives its upper limit as '{range.High.ComparatorElement?.JsonValue}{ValueReader.Format(high)}', which is no upper limit.";
+        return null;
+    }
+
     private IntervalBasis ProfileBasis(AssayProfile p) => _profileBases.GetOrAdd(p, profile =>
     {
         var ri = profile.ReferenceInterval;

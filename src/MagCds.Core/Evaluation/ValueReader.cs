@@ -116,7 +116,7 @@ public static class ValueReader
                 Read(pos);
                 byCode ??= pos;
                 // A bare code is shown with what it means, so the basis a clinician reads is not "Result: 10828004".
-                display ??= c.Display ?? cc.Text ?? $"{QualitativeCodeWords[code]} (code {code})";
+                display ??= c.Display ?? cc.Text ?? $"{QualitativeCodeWords.GetValueOrDefault(code, pos ? "Positive" : "Negative")} (code {code})";
             }
             if (c.Display is { } d && QualitativeWords.TryGetValue(d.Trim(), out bool byDisplay)) Read(byDisplay);
         }

@@ -167,6 +167,7 @@ public static class DeterministicIds
             default: sb.Append(obs.Value?.TypeName); break;
         }
         sb.Append('|').Append(obs.DataAbsentReason?.Coding.FirstOrDefault()?.Code);
+        if (obs.DataAbsentReason is { Text: { } absentText }) sb.Append("|dt").Append(absentText); // added later, only when present
         sb.Append('|').Append(obs.Effective switch { FhirDateTime d => d.Value, Period p => p.Start, Instant i => i.Value?.UtcTicks.ToString(System.Globalization.CultureInfo.InvariantCulture), _ => null });
         sb.Append('|');
         if (obs.IssuedElement?.Value is { } issued) sb.Append(issued.UtcTicks);
@@ -181,6 +182,7 @@ public static class DeterministicIds
             // text decides whether its high limit is inclusive, and a population-specific range is not used at all.
             if (r.Text is { } text) sb.Append("|rt").Append(text);
             if (r.High is { Unit: null, Code: null }) sb.Append("|rn"); // the outputs say a range without a unit was read in the value's
+            if (r.High?.Comparator is { } rangeComparator) sb.Append("|rq").Append(rangeComparator); // "<1500" excludes its limit
             if (r.AppliesTo.Count > 0 || r.Age is not null) sb.Append("|rs");
             if (r.Type is { } type) // a range that is not a normal range is not used
             {

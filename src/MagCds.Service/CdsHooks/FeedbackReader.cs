@@ -9,7 +9,7 @@ namespace MagCds.Service.CdsHooks;
 /// <summary>Reads and checks a CDS Hooks feedback body ({"feedback": [...]}); anything malformed is a 400.</summary>
 public static partial class FeedbackReader
 {
-    [System.Text.RegularExpressions.GeneratedRegex(@"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}(:\d{2}(\.\d{1,9})?)?(Z|[+-]\d{2}:\d{2})?$")]
+    [System.Text.RegularExpressions.GeneratedRegex(@"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}(:\d{2}(\.\d{1,9})?)?(Z|[+-]\d{2}:\d{2})?\z")]
     private static partial System.Text.RegularExpressions.Regex IsoDateTime();
 
     public static IReadOnlyList<FeedbackItem> Read(ReadOnlyMemory<byte> body, string serviceId)

@@ -134,13 +134,13 @@ public static partial class MagEvaluateOperation
     private static string? DeletedObservation(string? url) =>
         url is not null && DeletedUrl().Match(url) is { Success: true } m ? m.Groups[1].Value : null;
 
-    [System.Text.RegularExpressions.GeneratedRegex(@"^(?:https?://[^?#]*/)?Observation/([A-Za-z0-9\-.]{1,64})(?:/_history/[A-Za-z0-9\-.]{1,64})?$")]
+    [System.Text.RegularExpressions.GeneratedRegex(@"^(?:https?://[^?#]*/)?Observation/([A-Za-z0-9\-.]{1,64})(?:/_history/[A-Za-z0-9\-.]{1,64})?\z")]
     private static partial System.Text.RegularExpressions.Regex DeletedUrl();
 
     /// <summary>The version in an ETag (<c>W/"3"</c> → 3).</summary>
     private static string? EtagVersion(string? etag) => etag is null ? null : EtagValue().Match(etag) is { Success: true } m ? m.Groups[1].Value : null;
 
-    [System.Text.RegularExpressions.GeneratedRegex(@"^(?:W/)?""([A-Za-z0-9\-.]{1,64})""$")]
+    [System.Text.RegularExpressions.GeneratedRegex(@"^(?:W/)?""([A-Za-z0-9\-.]{1,64})""\z")]
     private static partial System.Text.RegularExpressions.Regex EtagValue();
 
     private static string? AbsoluteOrNull(string? url) => url is not null && url.Contains("://", StringComparison.Ordinal) ? url : null;

@@ -120,6 +120,18 @@ public class VersionsInOneRequestTests
         Assert.That(latest.Inputs.Single().Observation.Id, Is.EqualTo("own"), "the donor's newer result is not the patient's latest");
     }
 
+    /// <summary>A focus on the subject's own Condition, or on the subject, leaves the result the subject's (FHIR allows both).</summary>
+    [TestCase("Condition/neuropathy-1", "evaluated Result: 24000 BTU")]
+    [TestCase("Patient/1", "evaluated Result: 24000 BTU")]
+    [TestCase("RelatedPerson/mother", "about-focus")]
+    [TestCase(null, "about-focus")]
+    public void A_focus_on_the_subjects_own_record_keeps_the_result_the_subjects(string? focus, string expected)
+    {
+        var obs = Version("cur", 1, 24000);
+        obs.Focus.Add(focus is null ? new ResourceReference { Display = "the donor" } : new ResourceReference(focus));
+        Assert.That(Evaluate(Entry(obs, 0)).Results.Select(Outcome), Is.EqualTo(new[] { expected }));
+    }
+
     [Test]
     public void A_withdrawn_earlier_result_is_not_trended_even_when_its_withdrawal_carries_a_modifier()
     {
@@ -173,6 +185,11 @@ public class VersionsInOneRequestTests
         Assert.That(byTime.Results.Select(Outcome), Is.EqualTo(new[] { "evaluated Result: 800 BTU", "superseded-in-request" }));
         var before = Evaluate([Deleted("x", 0, when: t)], Entry(Version("x", null, 800, lastUpdated: t.AddHours(-1)), 1));
         Assert.That(before.Results.Select(Outcome), Is.EqualTo(new[] { "deleted" }), "written before the deletion: withdrawn");
+        // Last-Modified has no fraction of a second: the last version, stamped within the deletion's second, is not newer.
+        var sameSecond = Evaluate([Deleted("x", 0, when: t)], Entry(Version("x", null, 800, lastUpdated: t.AddMilliseconds(400)), 1));
+        Assert.That(sameSecond.Results.Select(Outcome), Is.EqualTo(new[] { "deleted" }));
+        var byVersionFirst = Evaluate([Deleted("x", 0, "3", t)], Entry(Version("x", 2, 800, lastUpdated: t.AddHours(1)), 1));
+        Assert.That(byVersionFirst.Results.Select(Outcome), Is.EqualTo(new[] { "deleted" }), "numeric versions decide before times");
     }
 
     [Test]

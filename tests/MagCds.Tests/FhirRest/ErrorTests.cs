@@ -208,6 +208,7 @@ public class ErrorTests : ServiceTests
     [TestCase("Content-Type", "application/fhir+json; charset=iso-8859-1", 415)]
     [TestCase("Content-Type", "application/fhir+json; charset=UTF-16", 415)]
     [TestCase("Content-Type", "application/fhir+json; charset=\"UTF-8\"", 200)]
+    [TestCase("Content-Type", "application/fhir+json; charset=us-ascii", 200)]
     [TestCase("Content-Type", "application/fhir+json; fhirVersion=3.0", 415)]
     [TestCase("Accept", "application/fhir+json; fhirVersion=5.0", 406)]
     [TestCase("Content-Type", "application/fhir+json; fhirVersion=4.0", 200)]
@@ -245,15 +246,16 @@ public class ErrorTests : ServiceTests
         Assert.That(resp.StatusCode, Is.EqualTo(HttpStatusCode.NotAcceptable));
     }
 
-    [TestCase("ISO-8859-1")]
-    [TestCase("UTF-16")]
-    public async Task An_XML_body_declaring_another_encoding_is_still_read_as_the_UTF8_it_is(string declared)
+    [TestCase("ISO-8859-1", false)]
+    [TestCase("UTF-16", false)]
+    [TestCase("UTF-8", true)]
+    public async Task An_XML_body_declaring_another_encoding_is_still_read_as_the_UTF8_it_is(string declared, bool byteOrderMark)
     {
         // FHIR bodies are UTF-8; a declaration copied from elsewhere ("ISO-8859-1") must not turn "µ" into "Âµ".
         string xml = "<?xml version=\"1.0\" encoding=\"" + declared + "\"?><Observation xmlns=\"http://hl7.org/fhir\"><id value=\"enc\"/><status value=\"final\"/>"
             + "<code><coding><system value=\"http://loinc.org\"/><code value=\"39087-2\"/></coding></code><subject><reference value=\"Patient/p1\"/></subject>"
             + "<effectiveDateTime value=\"2026-03-02T09:15:00Z\"/><valueQuantity><value value=\"25000\"/><unit value=\"µg BTU\"/></valueQuantity></Observation>";
-        var content = new ByteArrayContent(Encoding.UTF8.GetBytes(xml));
+        var content = new ByteArrayContent([.. (byteOrderMark ? Encoding.UTF8.GetPreamble() : []), .. Encoding.UTF8.GetBytes(xml)]);
         content.Headers.ContentType = new("application/fhir+xml");
         using var req = new HttpRequestMessage(HttpMethod.Post, Http.Evaluate + "?_format=json") { Content = content };
         var resp = await Client.SendAsync(req);
