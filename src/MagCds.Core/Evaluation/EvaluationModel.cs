@@ -25,7 +25,8 @@ public sealed record EvaluationRequest(IReadOnlyList<EvaluationInput> Inputs, IR
 
 /// <summary>
 /// A deletion of an Observation from its server, as a history Bundle reports it: an entry whose request is
-/// <c>DELETE Observation/{id}</c>, without a resource. Its versions in the request are withdrawn (like an
+/// <c>DELETE Observation/{id}</c> (without a resource; one that carries the Observation names it too, and the door
+/// passes that resource on as its last version). Its versions in the request are withdrawn (like an
 /// entered-in-error version), unless one of them is newer than the deletion (the resource was created again).
 /// </summary>
 /// <param name="Id">The deleted Observation's id.</param>
