@@ -208,8 +208,8 @@ public sealed class Evaluator
 
     /// <summary>
     /// The results each deletion withdraws, by version key: every result with the deleted id (on the same server,
-    /// when both name theirs), unless a version of it is newer than the deletion (by <c>meta.lastUpdated</c> or numeric
-    /// version, where both sides give one): the resource was created again after it. A deletion that names no result of
+    /// when both name theirs), unless a version of it is newer than the deletion (<see cref="Versions.NewerThan"/>): the
+    /// resource was created again after it. A deletion that names no result of
     /// the request cannot say which outputs to retract, and the sender is told.
     /// </summary>
     private static Dictionary<string, Deletion> DeletedResults(IReadOnlyList<Deletion> deletions, IEnumerable<Prepared> all, List<CoreIssue> requestIssues)

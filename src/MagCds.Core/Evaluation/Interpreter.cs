@@ -299,7 +299,6 @@ public sealed class Interpreter(KnowledgeBase knowledge)
         return false;
     }
 
-    /// <summary>The interval of an assay profile, as shown in outputs; the same for every result, so built once.</summary>
     /// <summary>
     /// Why a lab range cannot be a reference interval of an antibody level, if it cannot: an upper limit at zero or
     /// below, a lower limit above the upper, or an upper limit with a comparator other than "&lt;" and "&lt;=" ("&gt;1500"
@@ -315,6 +314,7 @@ public sealed class Interpreter(KnowledgeBase knowledge)
         return null;
     }
 
+    /// <summary>The interval of an assay profile, as shown in outputs; the same for every result, so built once.</summary>
     private IntervalBasis ProfileBasis(AssayProfile p) => _profileBases.GetOrAdd(p, profile =>
     {
         var ri = profile.ReferenceInterval;

@@ -60,8 +60,7 @@ public static class FhirWire
             ?? throw new FhirRequestException(StatusCodes.Status415UnsupportedMediaType, OutcomeCodes.UnsupportedMediaType,
                 $"Content-Type must be {JsonMediaType} or {XmlMediaType} (FHIR R4: fhirVersion=4.0 when a version is named).");
         // FHIR bodies are UTF-8 (R4 http.html): a declared Latin-1 or UTF-16 body is refused as such, not read as
-        // UTF-8 until a byte happens not to fit.
-        // US-ASCII is a subset of UTF-8, so a body declared so is read as it is.
+        // UTF-8 until a byte happens not to fit (US-ASCII, a subset of UTF-8, is read as it is).
         if (MediaTypeHeaderValue.Parse(request.ContentType).Charset.Value is { Length: > 0 } charset
             && charset.Trim('"').ToLowerInvariant() is not ("utf-8" or "utf8" or "us-ascii"))
             throw new FhirRequestException(StatusCodes.Status415UnsupportedMediaType, OutcomeCodes.UnsupportedMediaType,
@@ -292,8 +291,8 @@ public static class FhirWire
     /// </summary>
     private static void CheckXmlDepth(MemoryStream stream)
     {
-        // Read as the UTF-8 the body is, like the parse itself: an encoding declaration ("UTF-16") is not followed.
-        // The same encoding as the parse, whose preamble makes the reader skip a UTF-8 byte order mark.
+        // Read as the UTF-8 the body is, with the parse's own encoding (whose preamble makes the reader skip a byte
+        // order mark): an encoding declaration ("UTF-16") is not followed.
         using (var text = new StreamReader(stream, new UTF8Encoding(encoderShouldEmitUTF8Identifier: true), detectEncodingFromByteOrderMarks: false, leaveOpen: true))
         using (var scan = XmlReader.Create(text, SafeXml))
             while (scan.Read())
