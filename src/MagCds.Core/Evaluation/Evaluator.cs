@@ -185,21 +185,25 @@ public sealed class Evaluator
     /// The newest version of each result in the request (inputs and history, any code, any patient): an
     /// entered-in-error version wins (a withdrawal is what the result now is), else the newest
     /// (<see cref="Versions.Compare"/>, a total order, so the choice never depends on the request's order), else the
-    /// first of identical copies. The same version sent as an input and as history (an engine that searched the
-    /// patient's results for the history finds the current one too) is the input: it is what was asked about.
+    /// first of identical copies. When the newest is a history entry that is the same version as an input (an engine
+    /// that searched the patient's results for the history finds the current one too), the input takes its place: it
+    /// is what was asked about. Both steps are order-independent.
     /// </summary>
     private static Dictionary<string, Prepared> NewestVersions(IEnumerable<Prepared> all, HashSet<EvaluationInput>? inputs)
     {
         var newest = new Dictionary<string, Prepared>(StringComparer.Ordinal);
         foreach (var p in all)
+            if (!newest.TryGetValue(p.VersionKey, out var held) || Versions.Wins(p, held)) newest[p.VersionKey] = p;
+        if (inputs is null) return newest;
+
+        var inputInstead = new Dictionary<string, Prepared>(StringComparer.Ordinal);
+        foreach (var p in all)
         {
-            if (!newest.TryGetValue(p.VersionKey, out var held)) newest[p.VersionKey] = p;
-            else if (inputs is not null && inputs.Contains(p.Input) != inputs.Contains(held.Input) && SameVersion(p, held))
-            {
-                if (inputs.Contains(p.Input)) newest[p.VersionKey] = p;
-            }
-            else if (Versions.Wins(p, held)) newest[p.VersionKey] = p;
+            var winner = newest[p.VersionKey];
+            if (!inputs.Contains(p.Input) || inputs.Contains(winner.Input) || !SameVersion(p, winner)) continue;
+            if (!inputInstead.TryGetValue(p.VersionKey, out var held) || Versions.Wins(p, held)) inputInstead[p.VersionKey] = p;
         }
+        foreach (var (key, input) in inputInstead) newest[key] = input;
         return newest;
 
         static bool SameVersion(Prepared a, Prepared b) => a.Keys.Version == b.Keys.Version

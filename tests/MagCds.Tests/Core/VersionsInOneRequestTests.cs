@@ -132,6 +132,25 @@ public class VersionsInOneRequestTests
         Assert.That(Evaluate(Entry(obs, 0)).Results.Select(Outcome), Is.EqualTo(new[] { expected }));
     }
 
+    /// <summary>
+    /// Conflicting metadata (the input's own copy in the history stamped later than an older version, itself stamped
+    /// after the input): the input is assessed whatever the order of the history (found by a review: in one order the
+    /// input was superseded by its own copy).
+    /// </summary>
+    [Test]
+    public void The_result_asked_about_wins_over_its_history_copy_in_every_order()
+    {
+        var t = new DateTimeOffset(2026, 3, 3, 10, 0, 0, TimeSpan.Zero);
+        var input = Version("x", 2, 25000, lastUpdated: t);
+        var copy = Version("x", 2, 25000, lastUpdated: t.AddHours(2));
+        var older = Version("x", 1, 800, lastUpdated: t.AddHours(1));
+        foreach (var history in new[] { new[] { copy, older }, [older, copy] })
+        {
+            var request = new EvaluationRequest([Entry(input, 0)], [.. history.Select((h, i) => Entry(h, i + 1))]);
+            Assert.That(CoreUnderTest.Evaluator.Evaluate(request).Results.Select(Outcome), Is.EqualTo(new[] { "evaluated Result: 25000 BTU" }));
+        }
+    }
+
     [Test]
     public void A_withdrawn_earlier_result_is_not_trended_even_when_its_withdrawal_carries_a_modifier()
     {
