@@ -84,6 +84,9 @@ public static class ValueReader
         if (numeratorComparator is not null && denominatorComparator is not null)
             return new ReadValue { Display = $"{ComparatorText(numeratorComparator)}{(n is { } n2 ? Format(n2) : "?")}:{ComparatorText(denominatorComparator)}{(d is { } d2 ? Format(d2) : "?")}", UnitText = Titre };
         var comparator = numeratorComparator ?? denominatorComparator;
+        // A comparator R4 does not define (R5's "ad") is shown as sent and the titre not read, as for a quantity.
+        if (comparator is not null && ComparatorText(comparator).Length == 0)
+            return new ReadValue { Display = $"{(r.Numerator?.Comparator is not null ? r.Numerator.ComparatorElement?.JsonValue : r.Denominator!.ComparatorElement?.JsonValue)} {display}", UnitText = Titre };
         // A dilution is a whole number of at least 1; "1:0" or "1:2.5" is not a titre and is not read as one.
         if (n == 1 && d is { } den && den >= 1 && den == decimal.Truncate(den))
         {

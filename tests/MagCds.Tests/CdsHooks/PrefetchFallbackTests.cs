@@ -211,6 +211,17 @@ public class PrefetchFallbackTests : ServiceWithFhirServer
         Assert.That(await Fhir.RequestsAsync(), Has.Count.EqualTo(1));
     }
 
+    /// <summary>A patient portal's call (the user is the patient) gets no card, and nothing is fetched for it.</summary>
+    [Test]
+    public async Task A_patient_users_call_reads_nothing()
+    {
+        var body = JsonNode.Parse(CdsKit.PatientView(Patient, null, Fhir.BaseUrl, AccessToken, includeResultsKey: false))!.AsObject();
+        body["context"]!["userId"] = "Patient/" + Patient;
+        var resp = await Call(body.ToJsonString());
+        Assert.That(await resp.Content.ReadAsStringAsync(), Is.EqualTo("{\"cards\":[]}"));
+        Assert.That(await Fhir.RequestsAsync(), Is.Empty);
+    }
+
     [Test]
     public async Task A_null_key_means_nothing_found_and_nothing_is_fetched()
     {

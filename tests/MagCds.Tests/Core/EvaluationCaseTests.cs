@@ -243,6 +243,11 @@ public class EvaluationCaseTests
     {
         var r = CoreUnderTest.EvaluateFile("Observation-btu-comparator-ad.json").Results.Single();
         Assert.That(r.Interpretation!.Value.Display, Is.EqualTo("ad 500 BTU"));
+        var titre = TestFiles.Resource<Observation>("Observation-titre-ratio-positive.json");
+        ((Ratio)titre.Value!).Numerator!.Comparator = Quantity.QuantityComparator.Ad;
+        var t = CoreUnderTest.Evaluator.Evaluate(EvaluationRequest.Of(new EvaluationInput(titre, "Observation/t", "Observation"))).Results.Single();
+        Assert.That(t.Interpretation!.Category, Is.EqualTo(Category.CannotInterpret), "on a titre too, not read as censored");
+        Assert.That(t.Interpretation.Value.Display, Does.StartWith("ad 1:"));
     }
 
     [Test]
