@@ -133,7 +133,7 @@ public sealed class Evaluator
         bool IsNewest(Prepared p) => newest is null || ReferenceEquals(newest[p.VersionKey], p);
         // Results the request says were deleted from their server: the deletion is what they now are, as a withdrawal.
         List<CoreIssue> requestIssues = [];
-        var deleted = request.Deletions.Count > 0 ? DeletedResults(request.Deletions, prepared.Values, requestIssues) : null;
+        var deleted = request.Deletions.Count > 0 ? DeletedResults(request.Deletions, prepared.Values, severalServers, requestIssues) : null;
         Deletion? DeletionOf(Prepared p) => deleted is not null && deleted.TryGetValue(p.VersionKey, out var d) ? d : null;
 
         // Each patient's usable anti-MAG results, in request order: the newest version of each, not withdrawn, and
@@ -211,18 +211,20 @@ public sealed class Evaluator
     }
 
     /// <summary>
-    /// The results each deletion withdraws, by version key: every result with the deleted id (on the same server,
-    /// when both name theirs), unless a version of it is newer than the deletion (<see cref="Versions.NewerThan"/>): the
+    /// The results each deletion withdraws, by version key: every result with the deleted id on the same server (a
+    /// deletion or result that names none is of the request's one server; among entries of several servers, a
+    /// deletion that names none withdraws only results that name none either), unless a version of it is newer than the deletion (<see cref="Versions.NewerThan"/>): the
     /// resource was created again after it. A deletion that names no result of
     /// the request cannot say which outputs to retract, and the sender is told.
     /// </summary>
-    private static Dictionary<string, Deletion> DeletedResults(IReadOnlyList<Deletion> deletions, IEnumerable<Prepared> all, List<CoreIssue> requestIssues)
+    private static Dictionary<string, Deletion> DeletedResults(IReadOnlyList<Deletion> deletions, IEnumerable<Prepared> all, bool severalServers, List<CoreIssue> requestIssues)
     {
         var withdrawn = new Dictionary<string, Deletion>(StringComparer.Ordinal);
         foreach (var d in deletions)
         {
             string? server = ServerBase(d.FullUrl);
-            var results = all.Where(p => p.Input.Observation.Id == d.Id && (server is null || ServerBase(p.Input.FullUrl) is not { } s || s == server)).ToList();
+            var results = all.Where(p => p.Input.Observation.Id == d.Id && ServerBase(p.Input.FullUrl) is var s
+                && (server is null ? s is null || !severalServers : s is null || s == server)).ToList();
             if (results.Count == 0)
                 requestIssues.Add(new CoreIssue(OutcomeCodes.Deleted, OperationOutcome.IssueSeverity.Warning,
                     "The request says an Observation was deleted but holds no version of it, so MagCds cannot name the outputs to retract: send its last version with the deletion.", d.Location));

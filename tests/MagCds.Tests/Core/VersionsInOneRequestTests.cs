@@ -234,6 +234,15 @@ public class VersionsInOneRequestTests
     }
 
     [Test]
+    public void A_deletion_that_names_no_server_among_entries_of_several_leaves_their_results_alone()
+    {
+        var r = Evaluate([new Deletion("x", null, "Bundle.entry[0]")], Entry(Version("x", 1, 800), 1, "https://lab-a.example/fhir"), Entry(Version("x", 1, 900), 2, "https://lab-b.example/fhir"));
+        Assert.That(r.Results.Select(Outcome), Is.EqualTo(new[] { "evaluated Result: 800 BTU", "evaluated Result: 900 BTU" }), "which server's x was deleted cannot be told");
+        var one = Evaluate([new Deletion("x", null, "Bundle.entry[0]")], Entry(Version("x", 1, 800), 1));
+        Assert.That(one.Results.Select(Outcome), Is.EqualTo(new[] { "deleted" }), "entries of one server: the deletion is of that server");
+    }
+
+    [Test]
     public void A_deletion_on_another_server_leaves_a_result_of_the_same_id_alone()
     {
         var r = Evaluate([new Deletion("x", "https://lab-b.example/fhir/Observation/x", "Bundle.entry[0]")], Entry(Version("x", 1, 800), 1));
