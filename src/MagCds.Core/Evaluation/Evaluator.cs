@@ -95,6 +95,13 @@ public sealed class Evaluator
     public bool IsReportedResult(Observation o) => IsAntiMag(o) && o.Status is ObservationStatus.Final or ObservationStatus.Amended
         or ObservationStatus.Corrected or ObservationStatus.Preliminary;
 
+    /// <summary>
+    /// An anti-MAG result of the subject on file, whether or not it can be assessed: any status but registered (no
+    /// result yet), cancelled or entered-in-error, and not about someone else (<see cref="AboutFocus"/>).
+    /// </summary>
+    public bool IsOnFile(Observation o) => IsAntiMag(o) && !AboutFocus(o)
+        && o.Status is not (ObservationStatus.Registered or ObservationStatus.Cancelled or ObservationStatus.EnteredInError);
+
     /// <summary>Between two results of the same time: the later issued, else the content decides (never the order they came in).</summary>
     private static bool IssuedLater(EvaluationInput a, EvaluationInput b)
     {

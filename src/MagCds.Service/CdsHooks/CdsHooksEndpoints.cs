@@ -86,11 +86,9 @@ public static partial class CdsHooksEndpoints
         {
             var found = await results.GetAsync(call, ct);
             var response = evaluator.Evaluate(evaluator.LatestWithHistory(found, results.EarlierKept));
-            // No result that can be assessed, but results on file (reported as done, or of a status the EHR does not
-            // know: anything but registered, cancelled or withdrawn): the card says they could not be evaluated, not
-            // that there are none, which could lead to a duplicate order or a missed raised result.
-            bool unread = response.Results.Count > 0 || found.Any(f => evaluator.IsAntiMag(f.Observation) && !Evaluator.AboutFocus(f.Observation)
-                && f.Observation.Status is not (Hl7.Fhir.Model.ObservationStatus.Registered or Hl7.Fhir.Model.ObservationStatus.Cancelled or Hl7.Fhir.Model.ObservationStatus.EnteredInError));
+            // No result that can be assessed, but results on file: the card says they could not be evaluated, not that
+            // there are none, which could lead to a duplicate order or a missed raised result.
+            bool unread = response.Results.Count > 0 || found.Any(f => evaluator.IsOnFile(f.Observation));
             list.Add(response.Results is [{ Outcome: InputOutcome.Evaluated } r]
                 ? cards.ResultCard(call, r, knowledgeUrl, forOrder: true)
                 : cards.NoResultCard(call, knowledgeUrl, latestUnread: unread));
