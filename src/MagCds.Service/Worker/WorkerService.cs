@@ -103,7 +103,7 @@ public sealed partial class WorkerService(
                     {
                         // Stopping: rows leased in this batch but never started go back now, not counted as attempts.
                         foreach (var item in items.Where(i => !started.ContainsKey(i.Id)))
-                            await queue.RetryAsync(item, _owner, "shutdown", TimeSpan.Zero, CancellationToken.None, failed: false);
+                            await HandBackAsync(item, "shutdown", TimeSpan.Zero, failed: false);
                         throw;
                     }
                 }
@@ -125,7 +125,37 @@ public sealed partial class WorkerService(
         }
     }
 
+    /// <summary>
+    /// Processes one leased row. A store error is this row's alone: it must not end the batch, which would leave the
+    /// batch's other rows leased until their leases run out, and each such expiry counts towards a "lease-expired"
+    /// dead letter. What was written to the FHIR server before the error is safe to write again (conditional creates).
+    /// </summary>
     private async Task ProcessAsync(WorkItem item, CancellationToken ct)
+    {
+        try
+        {
+            await ProcessLeasedAsync(item, ct);
+        }
+        catch (System.Data.Common.DbException e) when (Database.RefusedValue(e))
+        {
+            // The store refuses something of this row's (PostgreSQL: a NUL in an id): it would fail every time.
+            await GiveUpAsync(item, "store-refused-value");
+        }
+        catch (System.Data.Common.DbException e)
+        {
+            StoreFailed(logger, e.GetType().Name);
+            // Out of reach (down, busy, restarting) says nothing about the row and is not counted; any other store
+            // error is, so that a row that keeps meeting it ends in the dead letters, not in an endless loop.
+            bool counted = !Database.IsUnavailable(e);
+            if (counted && item.Attempts >= options.Value.MaxAttempts) await GiveUpAsync(item, "store-error");
+            else await HandBackAsync(item, counted ? "store-error" : "store-unavailable", StoreRetryDelay, failed: counted);
+        }
+    }
+
+    /// <summary>How long a row handed back after a store error waits: as long as the loop waits for an unreachable store.</summary>
+    private static readonly TimeSpan StoreRetryDelay = TimeSpan.FromSeconds(5);
+
+    private async Task ProcessLeasedAsync(WorkItem item, CancellationToken ct)
     {
         if (item.ResourceType != "Observation")
         {
@@ -176,7 +206,7 @@ public sealed partial class WorkerService(
         catch (OperationCanceledException) when (ct.IsCancellationRequested)
         {
             // Shutting down: give the row back now rather than when its lease runs out.
-            await queue.RetryAsync(item, _owner, "shutdown", TimeSpan.Zero, CancellationToken.None, failed: false);
+            await HandBackAsync(item, "shutdown", TimeSpan.Zero, failed: false);
         }
         catch (OperationCanceledException) when (leaseLost.IsCancellationRequested)
         {
@@ -309,9 +339,35 @@ public sealed partial class WorkerService(
     /// </summary>
     private async Task GiveUpAsync(WorkItem item, string reason)
     {
-        if (!await queue.DeadLetterAsync(item, _owner, reason, CancellationToken.None)) return;
+        try
+        {
+            if (!await queue.DeadLetterAsync(item, _owner, reason, CancellationToken.None)) return;
+        }
+        catch (System.Data.Common.DbException e)
+        {
+            // The store cannot take it now: the row's lease runs out and the row is taken again later.
+            StoreFailed(logger, e.GetType().Name);
+            return;
+        }
         metrics.DeadLettered();
         DeadLettered(logger, item.ResourceType, item.ResourceId, reason, item.Attempts);
+    }
+
+    /// <summary>
+    /// Gives a leased row back (see <see cref="WorkQueue.RetryAsync"/>). When the store cannot take even that, the row's
+    /// lease runs out instead and the row is taken again then; the failure is logged, not thrown, so that the rest of
+    /// the batch is still handed back or processed.
+    /// </summary>
+    private async Task HandBackAsync(WorkItem item, string reason, TimeSpan delay, bool failed)
+    {
+        try
+        {
+            await queue.RetryAsync(item, _owner, reason, delay, CancellationToken.None, failed);
+        }
+        catch (System.Data.Common.DbException e)
+        {
+            StoreFailed(logger, e.GetType().Name);
+        }
     }
 
     [LoggerMessage(Level = LogLevel.Error, Message = "Worker dead-lettered {ResourceType}/{ResourceId}: {Reason} after {Attempts} attempts")]
