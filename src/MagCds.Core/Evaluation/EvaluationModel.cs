@@ -124,7 +124,11 @@ public sealed record IntervalBasis(
     bool HighInclusive,
     string Display,
     string OriginText,
-    AssayProfile? Profile);
+    AssayProfile? Profile)
+{
+    /// <summary>What a profile's interval is (its knowledge label), shown beside it; null for the laboratory's own range or flag.</summary>
+    public string? Label => Profile?.ReferenceInterval.Label;
+}
 
 /// <summary>Machine codes for "cannot interpret", carried in DetectedIssue.evidence.code.</summary>
 public enum CannotInterpretReason

@@ -157,7 +157,7 @@ public sealed class Interpreter(KnowledgeBase knowledge)
                 // ("<1000" is below the limit on either reading), nor when the lab's flag says which it is.
                 if (n == high && v.Comparator is null && flag is null && range.Text is null && matched?.ReferenceInterval is { HighInclusive: false } cutOff && cutOff.High == high && UnitsAgree(v, rangeHigh))
                     return Cannot(CannotInterpretReason.UnusableRange,
-                        $"The value {v.Display} equals the upper limit of the laboratory's reference range ({limit}). FHIR reads that limit as inside the range (not raised), but the range carries no text saying so, and the assay's published cut-off ('{matched.Name}': {ProfileBasis(matched).Display}) reads the same number as raised; a range written '<{limit}' often arrives this way. MagCds does not choose between the two readings.");
+                        $"The value {v.Display} equals the upper limit of the laboratory's reference range ({limit}). FHIR reads that limit as inside the range (not raised), but the range carries no text saying so, and the cut-off of MagCds's assay profile '{matched.Name}' ({ProfileBasis(matched).Display}, {matched.ReferenceInterval.Label}) reads the same number as raised; a range written '<{limit}' often arrives this way. MagCds does not choose between the two readings.");
                 basis = new IntervalBasis(IntervalOrigin.ObservationReferenceRange, low, high, inclusive,
                     inclusive ? (low is { } l ? $"{LowText(l)}-" : "up to ") + limit
                               : (low is { } l2 ? $"{LowText(l2)} to " : "") + "below " + limit,

@@ -91,7 +91,9 @@ public sealed record ProfileMatch
 public sealed record UnitPattern(string? Unit = null, string? System = null, string? Code = null);
 
 /// <summary>Upper limit of the interval; values above it (or at it when not inclusive) are raised.</summary>
-public sealed record ProfileInterval(decimal High, bool HighInclusive, string Unit, string Citation, decimal? Low = null);
+/// <param name="Label">What the interval is, in a few words shown beside it wherever it is used (e.g. "one laboratory's
+/// not-detected cut-off"): a profile's interval is seldom a reference interval in the laboratory sense.</param>
+public sealed record ProfileInterval(decimal High, bool HighInclusive, string Unit, string Citation, string Label, decimal? Low = null);
 
 /// <summary>A titre group: Low inclusive, High exclusive (open-ended when null).</summary>
 public sealed record Stratum(string Id, string Name, decimal Low, IReadOnlyList<string> Statements, decimal? High = null);

@@ -145,6 +145,7 @@ public static class KnowledgeLoader
             Require(ri.High > 0, $"{at} reference interval high must be positive");
             Require(ri.Low is null || (ri.Low >= 0 && ri.Low < ri.High), $"{at} reference interval low must lie in [0, high)");
             Require(citations.Contains(ri.Citation), $"{at} reference interval cites unknown '{ri.Citation}'");
+            Require(!string.IsNullOrWhiteSpace(ri.Label), $"{at} reference interval has no label (what the interval is, shown beside it)");
             Require(!string.IsNullOrWhiteSpace(p.Rule), $"{at} has no rule text");
             foreach (var c in p.Caveats) Require(statements.Contains(c), $"{at} caveat names unknown statement '{c}'");
 

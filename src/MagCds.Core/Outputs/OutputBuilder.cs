@@ -68,7 +68,7 @@ public sealed class OutputBuilder(KnowledgeBase knowledge, CanonicalUrls canonic
         };
     }
 
-    private Cited OptionsBlock() => _options ??= Block(knowledge.Guidance.Options, "Options reported in the literature, not orders: ");
+    private Cited OptionsBlock() => _options ??= Block(knowledge.Guidance.Options, "Treatment approaches reported in the sources cited (information, not orders): ");
 
     /// <summary>
     /// The trend's statements that the category's guidance has not already shown (a raised result's guidance states
@@ -299,9 +299,15 @@ public sealed class OutputBuilder(KnowledgeBase knowledge, CanonicalUrls canonic
     private string BasisText(Observation obs, Interpretation i, DateTimeOffset? when)
     {
         var sb = Scratch();
-        sb.Append("Result: ").Append(i.Value.Display).Append(", status ").Append(StatusText(obs.Status))
-          .Append(", dated ").Append(TrendBuilder.DateText(obs, when)).Append('.');
-        if (i.Basis is { } b) sb.Append($" Judged against: {b.Display}, from {b.OriginText}.");
+        sb.Append("Result: ").Append(i.Value.Display).Append(", status ").Append(StatusText(obs.Status));
+        // The method and laboratory the result names are part of its basis: the same serum reads differently by
+        // different methods. A lab's free text, so kept short.
+        if (MethodText(obs) is { } method) sb.Append(", method ").Append(ValueReader.Cut(method, 80));
+        if (LaboratoryText(obs) is { } lab) sb.Append(", laboratory ").Append(ValueReader.Cut(lab, 80));
+        // Without an effective time the date is the report's (issued), and is called so.
+        bool reportDate = obs.Effective is null && obs.Issued is not null;
+        sb.Append(reportDate ? ", reported " : ", dated ").Append(TrendBuilder.DateText(obs, when)).Append(reportDate ? " (no collection date sent)." : ".");
+        if (i.Basis is { } b) sb.Append($" Judged against: {b.Display}{(b.Label is { } label ? $" ({label})" : "")}, from {b.OriginText}.");
         sb.Append(" Rule: ").Append(i.Rule);
         foreach (var n in i.Notes) sb.Append(' ').Append(n);
         sb.Append(" Interpretation: ").Append(i.Category switch
@@ -365,6 +371,16 @@ public sealed class OutputBuilder(KnowledgeBase knowledge, CanonicalUrls canonic
         public int GetHashCode((IReadOnlyList<string> Ids, string Prefix) k) =>
             HashCode.Combine(System.Runtime.CompilerServices.RuntimeHelpers.GetHashCode(k.Ids), k.Prefix);
     }
+
+    /// <summary>The method as the laboratory names it (text, else a coding's display, else its code), if it does.</summary>
+    private static string? MethodText(Observation obs) => obs.Method is not { } m ? null
+        : !string.IsNullOrWhiteSpace(m.Text) ? m.Text.Trim()
+        : m.Coding.Select(c => string.IsNullOrWhiteSpace(c.Display) ? c.Code : c.Display.Trim()).FirstOrDefault(t => !string.IsNullOrWhiteSpace(t));
+
+    /// <summary>The performing laboratory's name: the display of a performer that is an Organization (never a person's name).</summary>
+    private static string? LaboratoryText(Observation obs) => obs.Performer
+        .Where(r => r.Type == "Organization" || r.Reference?.StartsWith("Organization/", StringComparison.Ordinal) == true)
+        .Select(r => r.Display?.Trim()).FirstOrDefault(d => !string.IsNullOrEmpty(d));
 
     private static string StatusText(ObservationStatus? s) => s switch
     {

@@ -97,8 +97,8 @@ public sealed class CardBuilder(Evaluator evaluator)
     }
 
     /// <summary>
-    /// Value, unit and interpretation in under 140 characters, e.g. "Anti-MAG IgM 25000 BTU: raised (reference interval
-    /// below 1000 BTU), medium titre". What the result means is never cut: a long value or unit (lab text) gives way
+    /// Value, unit and interpretation in under 140 characters, e.g. "Anti-MAG IgM 25000 BTU: raised (MagCds profile:
+    /// below 1000 BTU, one laboratory's not-detected cut-off), medium titre". What the result means is never cut: a long value or unit (lab text) gives way
     /// first, the basis next, and the value is shortened last.
     /// </summary>
     private static string Summary(Interpretation i, bool forOrder)
@@ -110,7 +110,9 @@ public sealed class CardBuilder(Evaluator evaluator)
         {
             { Origin: IntervalOrigin.QualitativeResult } => "",
             { Origin: IntervalOrigin.ObservationInterpretation } b => $" ({b.Display})",
-            { } b => $" (reference interval {b.Display})",
+            // Where the interval came from is said even here: a profile's interval is MagCds's choice, not the lab's.
+            { Origin: IntervalOrigin.AssayProfile } b => $" (MagCds profile: {b.Display}, {b.Label})",
+            { } b => $" (lab's range {b.Display})",
             null => "",
         };
         string meaning = i.Category switch

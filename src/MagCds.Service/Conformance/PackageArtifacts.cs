@@ -149,7 +149,7 @@ public static class PackageArtifacts
         elevated.TextEquivalent = Vocabulary.Elevated.Definition;
         elevated.Code = [Category(Vocabulary.Elevated)];
         elevated.Output = [(DataRequirement)riskAssessment.DeepCopy(), (DataRequirement)detectedIssue.DeepCopy()];
-        elevated.Action.Add(Cited("options", "Options reported in the literature, not orders", kb.Guidance.Options));
+        elevated.Action.Add(Cited("options", "Treatment approaches reported in the sources cited (information, not orders)", kb.Guidance.Options));
         foreach (var p in kb.AssayProfiles)
             foreach (var s in p.Strata)
                 elevated.Action.Add(Cited($"{p.Id}-{s.Id}", $"{p.Name}: {s.Name}", s.Statements));
@@ -210,7 +210,7 @@ public static class PackageArtifacts
                 ElementId = "rule-" + p.Id,
                 Title = p.Name,
                 Description = $"{p.Rule} {p.UnitReading}" + (caveats.Length > 0 ? " Caveat: " + caveats : ""),
-                TextEquivalent = $"Reference interval: {(ri.Low is { } low ? ValueReader.Format(low) + "-" : "up to ")}{ValueReader.Format(ri.High)} {ri.Unit}"
+                TextEquivalent = $"Interval ({ri.Label}): {(ri.Low is { } low ? ValueReader.Format(low) + "-" : ri.HighInclusive ? "up to " : "below ")}{ValueReader.Format(ri.High)} {ri.Unit}"
                                  + $" (upper limit {(ri.HighInclusive ? "included" : "excluded")}), from {kb.Citation(ri.Citation).Label}. Matched on unit: "
                                  + string.Join(", ", p.Match.Units.Select(u => u.Unit ?? $"{u.System}|{u.Code}")) + ".",
                 Code = [new CodeableConcept(urls.RuleSystem, p.Id, p.Name)],

@@ -97,10 +97,12 @@ public class CardTests : ServiceTests
     /// <summary>
     /// What the result was judged against, in words a clinician cannot misread at a glance (a lab director's review:
     /// "limit below 1000 BTU" read as if the limit were below 1000, "limit qualitative result" meant nothing, and a titre
-    /// range read "below 10 titer").
+    /// range read "below 10 titer"); and, from a later review, where the interval came from: the laboratory's own range,
+    /// or a MagCds profile, which for the Units scale is a consumer guide's "optimal result", not a reference interval.
     /// </summary>
-    [TestCase("Observation-btu-medium.json", "Anti-MAG IgM 25000 BTU: raised (reference interval below 1000 BTU), medium titre")]
-    [TestCase("Observation-titre-ratio-positive.json", "Anti-MAG IgM 1:1600: raised (reference interval below 1:10)")]
+    [TestCase("Observation-btu-medium.json", "Anti-MAG IgM 25000 BTU: raised (MagCds profile: below 1000 BTU, one laboratory's not-detected cut-off), medium titre")]
+    [TestCase("Observation-units-above.json", "Anti-MAG IgM 23.5 Units: raised (MagCds profile: 0.1-10 Units, a consumer guide's optimal result, scale not verified)")]
+    [TestCase("Observation-titre-ratio-positive.json", "Anti-MAG IgM 1:1600: raised (lab's range below 1:10)")]
     [TestCase("Observation-lab-flag-high-no-range.json", "Anti-MAG IgM 2.7 index: raised (laboratory flag H)")]
     [TestCase("Observation-qualitative-positive.json", "Anti-MAG IgM Positive: raised")]
     public async Task The_summary_names_what_the_result_was_judged_against(string file, string expected)

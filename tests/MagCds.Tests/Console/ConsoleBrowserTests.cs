@@ -113,7 +113,7 @@ public class ConsoleBrowserTests
         var (guidance, _) = CoreUnderTest.Evaluator.Cite(CoreUnderTest.Knowledge.Guidance.Elevated);
         await Expect(k.Locator("[data-action=elevated] > p.guidance")).ToHaveTextAsync(guidance);
         await Expect(k.Locator("[data-action=options] > h5")).ToContainTextAsync("not orders");
-        await Expect(k.Locator("[data-action=rule-buhlmann-btu]")).ToContainTextAsync("Reference interval: up to 1000 BTU");
+        await Expect(k.Locator("[data-action=rule-buhlmann-btu]")).ToContainTextAsync("Interval (one laboratory's not-detected cut-off): below 1000 BTU");
         await Expect(k.Locator("[data-action=rule-source-document-units]")).ToContainTextAsync("0.1-10 Units");
         await Expect(k.Locator("[data-action=buhlmann-btu-medium]")).ToContainTextAsync("Svahn 2018");
         await Expect(k.Locator("ol li")).ToHaveCountAsync(CoreUnderTest.Knowledge.Citations.Count);
@@ -147,7 +147,7 @@ public class ConsoleBrowserTests
         await Expect(card.Locator(".summary")).ToContainTextAsync("Anti-MAG IgM 25000 BTU: raised");
         await Expect(card.Locator(".summary")).ToContainTextAsync("medium titre");
         await Expect(card.Locator(".detail strong").First).ToHaveTextAsync("Raised anti-MAG IgM result.");
-        await Expect(card.Locator(".detail")).ToContainTextAsync("Options reported in the literature, not orders");
+        await Expect(card.Locator(".detail")).ToContainTextAsync("Treatment approaches reported in the sources cited (information, not orders)");
         await Expect(card.Locator(".suggestion button")).ToHaveTextAsync("Record this assessment");
 
         var ra = page.Locator("#resources .resource[data-type=RiskAssessment]");

@@ -320,9 +320,40 @@ public class EvaluationCaseTests
     public void Treatments_are_presented_as_literature_options_never_orders()
     {
         var ra = CoreUnderTest.EvaluateFile("Observation-btu-medium.json").Outputs.OfType<RiskAssessment>().Single();
-        Assert.That(ra.Mitigation, Does.StartWith("Options reported in the literature, not orders:"));
+        Assert.That(ra.Mitigation, Does.StartWith("Treatment approaches reported in the sources cited (information, not orders):"));
         Assert.That(ra.Mitigation, Does.Contain("plasma exchange").And.Contain("IVIg").And.Contain("rituximab"));
         Assert.That(ra.Mitigation, Does.Not.Match(@"\b(start|give|administer|prescribe)\b").IgnoreCase);
+    }
+
+    /// <summary>
+    /// The basis names the method and the performing laboratory the result gives (the same serum reads differently by
+    /// different methods), never a person performer; a result without a collection time is dated by its report and
+    /// says so; and a profile's interval is named for what it is (a lab director's review).
+    /// </summary>
+    [Test]
+    public void The_basis_names_method_laboratory_the_kind_of_date_and_what_the_profile_interval_is()
+    {
+        string RationaleOf(Observation o) => CoreUnderTest.Evaluator
+            .Evaluate(new EvaluationRequest([new EvaluationInput(o, "Observation/" + o.Id, "Observation")], []))
+            .Outputs.OfType<RiskAssessment>().Single().Prediction[0].Rationale!;
+
+        var plain = TestFiles.Resource<Observation>("Observation-btu-medium.json");
+        Assert.That(RationaleOf(plain), Does.Contain("status final, dated 2026-03-02.").And.Not.Contain(", method").And.Not.Contain(", laboratory "));
+        Assert.That(RationaleOf(plain), Does.Contain("Judged against: below 1000 BTU (one laboratory's not-detected cut-off), from the MagCds assay profile"));
+
+        var named = TestFiles.Resource<Observation>("Observation-btu-medium.json");
+        named.Method = new CodeableConcept { Coding = [new Coding("http://example.org/methods", "elisa-btu", "Buhlmann ELISA")] };
+        named.Performer = [new ResourceReference("Practitioner/p1", "Dr Jane Example"), new ResourceReference("Organization/lab1", "Oakhaven Immunology Lab")];
+        named.Effective = null;
+        string rationale = RationaleOf(named);
+        Assert.That(rationale, Does.Contain("status final, method Buhlmann ELISA, laboratory Oakhaven Immunology Lab, reported 2026-03-03 (no collection date sent)."));
+        Assert.That(rationale, Does.Not.Contain("Jane"), "a person performer is not named");
+
+        named.Method = new CodeableConcept("http://example.org/methods", "elisa-btu") { Text = "  ELISA (Bühlmann), in-house validated  " };
+        Assert.That(RationaleOf(named), Does.Contain(", method ELISA (Bühlmann), in-house validated, laboratory"), "the lab's text wins over a coding");
+
+        var units = TestFiles.Resource<Observation>("Observation-units-above.json");
+        Assert.That(RationaleOf(units), Does.Contain("Judged against: 0.1-10 Units (a consumer guide's optimal result, scale not verified), from the MagCds assay profile"));
     }
 
     [Test]

@@ -65,6 +65,8 @@ public class KnowledgeTests
         yield return new TestCaseData((Action<JsonObject>)(r => RenameCitation(r, "source-document", "the-guide")), "no citation with id 'source-document'").SetArgDisplayNames("no source document");
         yield return new TestCaseData((Action<JsonObject>)(r => r["assayProfiles"]![1]!["id"] = "buhlmann btu "), "id must be 1 to 64 letters").SetArgDisplayNames("profile id not a code");
         yield return new TestCaseData((Action<JsonObject>)(r => r["assayProfiles"]![1]!["name"] = ""), "has no name").SetArgDisplayNames("profile without name");
+        yield return new TestCaseData((Action<JsonObject>)(r => r["assayProfiles"]![0]!["referenceInterval"]!.AsObject().Remove("label")), "missing required properties including: 'label'").SetArgDisplayNames("profile interval without label");
+        yield return new TestCaseData((Action<JsonObject>)(r => r["assayProfiles"]![0]!["referenceInterval"]!["label"] = " "), "reference interval has no label").SetArgDisplayNames("profile interval with a blank label");
         yield return new TestCaseData((Action<JsonObject>)(r => r["assayProfiles"]![1]!["strata"]![2]!["id"] = "medium"), "stratum id 'medium' is used more than once").SetArgDisplayNames("duplicate stratum id");
         yield return new TestCaseData((Action<JsonObject>)(r => r["citations"]![1]!["url"] = "javascript:alert(1)"), "has no absolute http(s) url").SetArgDisplayNames("citation url not a web address");
         yield return new TestCaseData((Action<JsonObject>)(r => r["citations"]![1]!["label"] = " "), "has no label").SetArgDisplayNames("citation without label");
