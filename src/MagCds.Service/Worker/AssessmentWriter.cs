@@ -80,8 +80,9 @@ public sealed partial class AssessmentWriter(Evaluator evaluator, WorkerFhirClie
                             $"Duplicate: the same assessment is {keep.TypeName}/{keep.Id}, which stays current (it was written twice, e.g. by a request the FHIR server ran twice)."));
                 }
                 foreach (var old in earlier.Where(o => IsCurrent(o) && !current.Contains(Urn(o))))
-                    tx.Entry.Add(Mark(old, ObservationStatus.Cancelled,
-                        $"Superseded: MagCds assessed this Observation again (amended or corrected result, corrected patient, a change to the earlier results its trend shows, or other knowledge); the current assessment has identifier {UrnSystem}|{Urn(created[0])}."));
+                    tx.Entry.Add(Mark(old, ObservationStatus.Cancelled, PointsAt(old, input.Reference!)
+                        ? $"Superseded: MagCds assessed this Observation again (amended or corrected result, corrected patient, a change to the earlier results its trend shows, or other knowledge); the current assessment has identifier {UrnSystem}|{Urn(created[0])}."
+                        : $"Superseded: another Observation of the same result (the same patient and identifier), {input.Reference}, was assessed; one result has one current assessment, which has identifier {UrnSystem}|{Urn(created[0])}."));
                 outcome = "evaluated-" + result.Interpretation.Category switch
                 {
                     Category.Elevated => "elevated",
@@ -396,7 +397,10 @@ public sealed partial class AssessmentWriter(Evaluator evaluator, WorkerFhirClie
         foreach (var (series, subject) in identities)
         foreach (var type in new[] { "RiskAssessment", "DetectedIssue" })
         {
-            string query = $"{type}?{NarrowFirst(type, subject, observation)}identifier={Uri.EscapeDataString(evaluator.Canonical.ObservationSeriesSystem + "|" + series)}&_count=100";
+            // Narrowed by the patient, for both types alike: the series of this result may hold outputs about another
+            // Observation of the same result (sent twice, as two resources), and both kinds must be found.
+            string narrow = subject is null ? "" : $"{(type == "RiskAssessment" ? "subject" : "patient")}={Uri.EscapeDataString(subject)}&";
+            string query = $"{type}?{narrow}identifier={Uri.EscapeDataString(evaluator.Canonical.ObservationSeriesSystem + "|" + series)}&_count=100";
             // An earlier identity of this Observation (an identifier since corrected) may be another Observation's
             // now: only outputs that point at this one are taken.
             found.AddRange((await SearchAllAsync(client, query, ct)).Where(r => r is RiskAssessment or DetectedIssue
@@ -454,8 +458,8 @@ public sealed partial class AssessmentWriter(Evaluator evaluator, WorkerFhirClie
     }
 
     /// <summary>
-    /// A selective parameter before the identifier: the subject of a RiskAssessment, the Observation a DetectedIssue
-    /// implicates. The identifier alone selects the same resources, but servers that match parameters in order, or
+    /// A selective parameter before an output's own identifier in a conditional create: the subject of a RiskAssessment,
+    /// the Observation a DetectedIssue implicates. The identifier alone selects the same resource, but servers that match parameters in order, or
     /// have no index on identifier, find them far sooner (the identifier search parameter spans 30 resource types).
     /// </summary>
     private static string NarrowFirst(string type, string? subject, string? observation) => type switch

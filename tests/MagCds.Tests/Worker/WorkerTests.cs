@@ -35,6 +35,9 @@ public sealed class WorkerTests(StoreProvider provider) : WorkerTestBase(provide
 
     private static string Ref(Observation o) => "Observation/" + o.Id;
 
+    /// <summary>The last note of a RiskAssessment (where a supersession or withdrawal says why).</summary>
+    private static string RiskAssessmentNote(RiskAssessment r) => r.Note.LastOrDefault()?.Text ?? "";
+
     /// <summary>The current RiskAssessment of a result (exactly one).</summary>
     private async Task<RiskAssessment> CurrentOf(Observation o) => (await H.AllAsync<RiskAssessment>()).Single(r => Current(r) && r.Basis[0].Reference == Ref(o));
 
@@ -786,6 +789,12 @@ public sealed class WorkerTests(StoreProvider provider) : WorkerTestBase(provide
         var duplicate = await Fhir.SeedAsync(Result("p1", 23.5m, "ACC-1"));
         await H.DrainedAsync(2);
         Assert.That((await H.AllAsync<RiskAssessment>()).Where(Current).Select(r => r.Basis[0].Reference), Is.EqualTo(new[] { "Observation/" + duplicate.Id }));
+        // Both kinds of output: a DetectedIssue of the first left current would be a second alert for one result.
+        Assert.That((await H.AllAsync<DetectedIssue>()).Where(Current).Select(d => d.Implicated[0].Reference), Is.EqualTo(new[] { "Observation/" + duplicate.Id }));
+        var superseded = (await H.AllAsync<DetectedIssue>()).Single(d => d.Implicated[0].Reference == "Observation/" + kept.Id);
+        Assert.That(superseded.Status, Is.EqualTo(ObservationStatus.Cancelled));
+        Assert.That(RiskAssessmentNote((await H.AllAsync<RiskAssessment>()).Single(r => r.Basis[0].Reference == "Observation/" + kept.Id)),
+            Does.Contain("another Observation of the same result").And.Contain("Observation/" + duplicate.Id), "the note says why, not that this Observation changed");
 
         await Fhir.Client.DeleteAsync(duplicate);
         using (await PutNotificationAsync(duplicate)) { }
