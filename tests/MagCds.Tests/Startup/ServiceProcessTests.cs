@@ -78,6 +78,7 @@ public class ServiceProcessTests
     [TestCase("MagCds__Store__Provider", "Postgres", "PostgresConnectionString is required")]
     [TestCase("MagCds__Security__Jwt__Authority", "http://idp.hospital.example/", "Jwt:Authority must be an https URL")]
     [TestCase("MagCds__Worker__PollIntervalSeconds", "abc", "at 'MagCds:Worker:PollIntervalSeconds' to type 'System.Int32'")]
+    [TestCase("MagCds__Worker__PollFrom", "2026-11-27 18:00 UTC+typo", "MagCds:Worker:PollFrom must be a date or instant")]
     [TestCase("MagCds__RateLimit__PermitsPerSecond", "lots", "at 'MagCds:RateLimit:PermitsPerSecond' to type")]
     [TestCase("MagCds__Telemetry__OtlpEndpoint", "not a url", "OtlpEndpoint must be an absolute URL")]
     [TestCase("MagCds__Store__SqliteConnectionString", "Bogus=1", "Sqlite connection string (MagCds:Store) is not valid")]
