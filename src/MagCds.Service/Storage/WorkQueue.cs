@@ -402,6 +402,36 @@ public sealed class WorkQueue(Database db, TimeProvider time)
     }
 
     /// <summary>
+    /// Reads state values and writes what <paramref name="change"/> makes of them in one transaction, the rows locked
+    /// from the read to the commit: a read-modify-write that concurrent callers (notifications on other threads or
+    /// replicas) cannot interleave, so none of them works from a stale value or overwrites another's change.
+    /// </summary>
+    /// <param name="change">Given the current values (null: not set), returns the values to write.</param>
+    public async Task<T> UpdateStateAsync<T>(string server, IReadOnlyList<string> names,
+        Func<IReadOnlyDictionary<string, string?>, (IReadOnlyDictionary<string, string> Set, T Result)> change, CancellationToken ct)
+    {
+        await using var w = await db.OpenWriterAsync(ct);
+        var c = w.Connection;
+        await using var tx = await c.BeginTransactionAsync(ct);
+        var current = names.ToDictionary(n => n, _ => (string?)null, StringComparer.Ordinal);
+        foreach (var name in names)
+        {
+            // A row that does not exist yet cannot be locked: made first (empty, which every reader takes as not set),
+            // in the same order by every caller, so two never wait for each other.
+            await using (var make = c.Command("INSERT INTO worker_state (server, name, value) VALUES (@server, @name, '') ON CONFLICT (server, name) DO NOTHING", tx)
+                             .With("server", server).With("name", name))
+                await make.ExecuteNonQueryAsync(ct);
+            await using var read = c.Command($"SELECT value FROM worker_state WHERE server = @server AND name = @name {db.Sql.ForUpdate}", tx)
+                .With("server", server).With("name", name);
+            current[name] = await read.ExecuteScalarAsync(ct) is string { Length: > 0 } v ? v : null;
+        }
+        var (set, result) = change(current);
+        foreach (var (name, value) in set) await SetStateAsync(c, tx, server, name, value, ct);
+        await tx.CommitAsync(ct);
+        return result;
+    }
+
+    /// <summary>
     /// Claims a named lock of a server for <paramref name="owner"/> until <paramref name="hold"/> from now, when it is
     /// free, released or expired; false while another owner holds it. Shared by replicas through the store.
     /// </summary>

@@ -31,24 +31,28 @@ public sealed class EventRecovery(WorkQueue queue, WorkerFhirClient fhir, Worker
         long? highest = n.Kind == "heartbeat" || n.Kind == "handshake" ? n.EventsSinceStart : n.EventNumbers.Count > 0 ? n.EventNumbers.Max() : n.EventsSinceStart;
         if (highest is null) return null;
 
-        string server = fhir.Server;
-        long? last = long.TryParse(await queue.GetStateAsync(server, LastPrefix + n.Subscription, ct), CultureInfo.InvariantCulture, out long l) ? l : null;
+        string lastName = LastPrefix + n.Subscription, gapName = GapPrefix + n.Subscription;
         long lowest = n.Kind is "heartbeat" ? highest.Value + 1 : n.EventNumbers.Count > 0 ? n.EventNumbers.Min() : highest.Value;
-        (long, long)? gap = null;
-        // A handshake sets the starting point; after that, any number skipped is a missed event.
-        if (n.Kind != "handshake" && last is { } seen && lowest > seen + 1) gap = (seen + 1, lowest - 1);
-
-        var state = new Dictionary<string, string>();
-        // A handshake (re)starts the count: a Subscription made again numbers its events from its start, and the
-        // highest number of its predecessor would hide its gaps.
-        if (last is null || highest > last || n.Kind == "handshake") state[LastPrefix + n.Subscription] = highest.Value.ToString(CultureInfo.InvariantCulture);
-        if (gap is { } g)
+        // Read and written in one locked step: notifications arrive at once (a server sends them in parallel), and one
+        // that read the last number before another wrote its higher one would set it back and hide a later gap.
+        var gap = await queue.UpdateStateAsync(fhir.Server, [lastName, gapName], state =>
         {
-            // Widen a gap not yet recovered rather than replace it.
-            var open = Range(await queue.GetStateAsync(server, GapPrefix + n.Subscription, ct));
-            state[GapPrefix + n.Subscription] = $"{Math.Min(g.Item1, open?.From ?? long.MaxValue)}-{Math.Max(g.Item2, open?.To ?? long.MinValue)}";
-        }
-        if (state.Count > 0) await queue.EnqueueAsync(server, [], "subscription", state, ct);
+            long? last = long.TryParse(state[lastName], CultureInfo.InvariantCulture, out long l) ? l : null;
+            (long From, long To)? found = null;
+            // A handshake sets the starting point; after that, any number skipped is a missed event.
+            if (n.Kind != "handshake" && last is { } seen && lowest > seen + 1) found = (seen + 1, lowest - 1);
+            var set = new Dictionary<string, string>(StringComparer.Ordinal);
+            // A handshake (re)starts the count: a Subscription made again numbers its events from its start, and the
+            // highest number of its predecessor would hide its gaps.
+            if (last is null || highest > last || n.Kind == "handshake") set[lastName] = highest.Value.ToString(CultureInfo.InvariantCulture);
+            if (found is { } g)
+            {
+                // Widen a gap not yet recovered rather than replace it.
+                var open = Range(state[gapName]);
+                set[gapName] = $"{Math.Min(g.From, open?.From ?? long.MaxValue)}-{Math.Max(g.To, open?.To ?? long.MinValue)}";
+            }
+            return (set, found);
+        }, ct);
         if (gap is not null) signal.Wake();
         return gap;
     }

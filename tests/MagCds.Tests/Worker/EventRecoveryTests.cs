@@ -57,6 +57,32 @@ public class EventRecoveryTests
         Assert.That(await recovery.NoteAsync(Event(7), ct), Is.EqualTo(((long)5, (long)6)), "gaps are still seen after them");
     }
 
+    /// <summary>
+    /// Notifications that arrive at once (a server delivering in parallel) are recorded one at a time: the last number
+    /// seen never goes back, and every gap is kept. Before, one that read the last number before another wrote a
+    /// higher one set it back (a later gap went unseen), and two gaps could overwrite each other. Found by a black-box
+    /// probe; on both stores, many rounds, since a race shows only now and then.
+    /// </summary>
+    [TestCase(StoreProvider.Sqlite)]
+    [TestCase(StoreProvider.Postgres)]
+    public async Task Concurrent_notifications_neither_set_the_last_number_back_nor_lose_a_gap(StoreProvider provider)
+    {
+        const string server = "https://fhir.example/R4";
+        await using var db = StoreUnderTest.Open(await StoreUnderTest.OptionsAsync(provider));
+        var queue = new WorkQueue(db, TimeProvider.System);
+        var recovery = new EventRecovery(queue, new WorkerFhirClient(new Paused(), Options.Create(new WorkerOptions { FhirServerUrl = server })), new WorkerSignal());
+        var ct = CancellationToken.None;
+        for (int round = 0; round < 15; round++)
+        {
+            string subscription = $"Subscription/race{round}";
+            await recovery.NoteAsync(new Notification("handshake", subscription, 0, [], [], false), ct);
+            // Events 10, 20, ..., 100 at once: 1-9, 11-19, ..., 91-99 were missed.
+            await Task.WhenAll(Enumerable.Range(1, 10).Select(i => Task.Run(() => recovery.NoteAsync(new Notification("event-notification", subscription, null, [i * 10L], [], false), ct))));
+            Assert.That(await queue.GetStateAsync(server, "events-last:" + subscription, ct), Is.EqualTo("100"), $"round {round}: the last number seen");
+            Assert.That(await queue.GetStateAsync(server, "events-gap:" + subscription, ct), Is.EqualTo("1-99"), $"round {round}: the gap spans every missed number");
+        }
+    }
+
     [Test]
     public async Task A_gap_met_by_a_pause_the_server_asked_for_is_kept_for_later_not_turned_into_a_poll()
     {
