@@ -73,8 +73,11 @@ public static class NotificationReader
         : r is null && fullUrl is not null ? Parse(fullUrl)
         : null;
 
-    /// <summary>A FHIR logical id: 1–64 of A–Z, a–z, 0–9, '-' and '.' (nothing that changes a URL it is put into).</summary>
-    private static bool IsFhirId(string id) => id.Length is > 0 and <= 64 && id.All(c => char.IsAsciiLetterOrDigit(c) || c is '-' or '.');
+    /// <summary>
+    /// A FHIR logical id: 1–64 of A–Z, a–z, 0–9, '-' and '.' (nothing that changes a URL it is put into: "." and "..",
+    /// which match FHIR's pattern, are URL dot-segments, and Observation/.. would be another URL).
+    /// </summary>
+    private static bool IsFhirId(string id) => id.Length is > 0 and <= 64 && id.All(c => char.IsAsciiLetterOrDigit(c) || c is '-' or '.') && id is not ("." or "..");
 
     /// <summary>"Observation/1", "https://server/fhir/Observation/1" or ".../Observation/1/_history/2" → (Observation, 1).</summary>
     public static (string Type, string Id)? Parse(string reference)

@@ -68,16 +68,27 @@ public static class WorkerEndpoints
     {
         var body = await FhirWire.ReadBodyAsync(req, MaxNotificationBytes, ct);
         var n = NotificationReader.Ping;
+        bool atUrl = req.RouteValues.ContainsKey("type") && req.RouteValues.ContainsKey("id");
+        string? unreadBody = null;
         if (!body.IsEmpty)
         {
-            var parsed = FhirWire.Parse(body, FhirWire.RequestFormat(req));
-            n = NotificationReader.Read(parsed.Resource);
-            // An entry that could not be read may be the one that said what changed (a Backport status with its event
-            // number, an Observation): it is not lost, a catch-up poll finds it.
-            if (parsed.BadEntries.Count > 0) n = n with { NeedsPoll = true };
+            try
+            {
+                var parsed = FhirWire.Parse(body, FhirWire.RequestFormat(req));
+                n = NotificationReader.Read(parsed.Resource);
+                // An entry that could not be read may be the one that said what changed (a Backport status with its event
+                // number, an Observation): it is not lost, a catch-up poll finds it.
+                if (parsed.BadEntries.Count > 0) n = n with { NeedsPoll = true };
+            }
+            catch (FhirRequestException e) when (atUrl && e.Status == StatusCodes.Status400BadRequest)
+            {
+                // A classic rest-hook PUT names its resource in the URL, and the worker reads the current version
+                // anyway: a body MagCds cannot read (a value the strict parser refuses) does not lose the event.
+                unreadBody = e.Message;
+            }
         }
-        if (req.RouteValues.TryGetValue("type", out var type) && req.RouteValues.TryGetValue("id", out var id))
-            n = NotificationReader.AtUrl(n, $"{type}", $"{id}")
+        if (atUrl)
+            n = NotificationReader.AtUrl(n, $"{req.RouteValues["type"]}", $"{req.RouteValues["id"]}")
                 ?? throw new FhirRequestException(StatusCodes.Status400BadRequest, OutcomeCodes.InvalidQuery, "The URL names no resource as Type/id, or the body is another resource.");
         metrics.Notification(n.Kind);
 
@@ -90,11 +101,15 @@ public static class WorkerEndpoints
         await recovery.NoteAsync(n, ct);
         signal.Wake();
 
+        var urls = req.HttpContext.RequestServices.GetRequiredService<MagCds.Core.CanonicalUrls>();
         var outcome = new OperationOutcome
         {
-            Issue = [Outcomes.Issue(req.HttpContext.RequestServices.GetRequiredService<MagCds.Core.CanonicalUrls>(), OutcomeCodes.NotificationQueued, OperationOutcome.IssueSeverity.Information,
+            Issue = [Outcomes.Issue(urls, OutcomeCodes.NotificationQueued, OperationOutcome.IssueSeverity.Information,
                 n.NeedsPoll ? $"{n.Kind}: a poll was requested." : $"{n.Kind}: {observations.Count} Observation(s) queued.")],
         };
+        if (unreadBody is not null)
+            outcome.Issue.Add(Outcomes.Issue(urls, OutcomeCodes.Unparseable, OperationOutcome.IssueSeverity.Warning,
+                $"The body could not be read ({unreadBody}); the resource the URL names was queued, and its current version is read from the FHIR server."));
         return new FhirResult(outcome, FhirFormat.Json);
     }
 

@@ -194,6 +194,43 @@ public sealed class NotificationTests(StoreProvider provider) : WorkerTestBase(p
         Assert.That((await Fhir.RequestsAsync()).Any(x => x.Url.Contains("_lastUpdated=gt", StringComparison.Ordinal)), Is.False);
     }
 
+    /// <summary>
+    /// A classic rest-hook PUT whose body MagCds cannot read (a value Firely's strict parser refuses, an element it does
+    /// not know, no status) still names its resource in the URL: it is queued, with a warning, rather than refused
+    /// with 400 and lost when polling is off. The ids "." and "..", dot-segments in a URL, are never queued (they made
+    /// the worker read Observation/ and the server's base). Found by a black-box probe.
+    /// </summary>
+    [Test]
+    public async Task A_rest_hook_put_with_an_unreadable_body_queues_the_resource_its_url_names()
+    {
+        using (var r = await SendAsync(HttpMethod.Put, Endpoint + "/Observation/bp-1",
+                   """{"resourceType":"Observation","id":"bp-1","status":"final","code":{"text":"x"},"valueQuantity":{"value":"abc"}}"""))
+        {
+            Assert.That(r.StatusCode, Is.EqualTo(HttpStatusCode.OK));
+            var outcome = (OperationOutcome)await Http.ReadAsync(r);
+            Assert.That(Http.Codes(outcome), Is.EqualTo(new[] { "notification-queued", "unparseable" }));
+            Assert.That(outcome.Issue[1].Severity, Is.EqualTo(OperationOutcome.IssueSeverity.Warning));
+        }
+        await H.DrainedAsync(1);
+        Assert.That(await AssessedAsync(), Is.EqualTo(new[] { "Observation/bp-1" }), "the current version was read from the server and assessed");
+
+        // A POST names nothing in its URL: an unreadable body there is still refused (400), as before.
+        using (var r = await SendAsync(HttpMethod.Post, Endpoint, """{"resourceType":"Observation","id":"bp-2","valueQuantity":{"value":"abc"}}"""))
+            Assert.That(r.StatusCode, Is.EqualTo(HttpStatusCode.BadRequest));
+
+        foreach (var dots in new[] { ".", ".." })
+        {
+            string bundle = TestFiles.Text("Notifications/Bundle-backport-id-only-event-1.json").Replace("Observation/bp-1", "Observation/" + dots);
+            Assert.That(bundle, Does.Contain("Observation/" + dots + "\""));
+            using var r = await SendAsync(HttpMethod.Post, Endpoint, bundle);
+            Assert.That(r.StatusCode, Is.EqualTo(HttpStatusCode.OK));
+            Assert.That(((OperationOutcome)await Http.ReadAsync(r)).Issue[0].Details?.Text, Does.Contain("a poll was requested"), $"Observation/{dots} is not queued; a catch-up poll finds what the entry was about");
+        }
+        using (var r = await SendAsync(HttpMethod.Put, Endpoint + "/Observation/..", null)) Assert.That(r.StatusCode, Is.Not.EqualTo(HttpStatusCode.OK));
+        Assert.That((await Fhir.RequestsAsync()).Where(x => x.Method == "GET").Where(x => x.Url.TrimEnd('/').EndsWith("/fhir/R4", StringComparison.Ordinal) || x.Url.Contains("/Observation/?", StringComparison.Ordinal)
+                                                           || x.Url.TrimEnd('/').EndsWith("/Observation", StringComparison.Ordinal)), Is.Empty);
+    }
+
     [TestCase("wrong-secret", HttpStatusCode.Unauthorized, "unauthorized")]
     [TestCase(null, HttpStatusCode.Unauthorized, "unauthorized")]
     public async Task A_notification_without_the_secret_is_refused(string? secret, HttpStatusCode status, string code)
