@@ -73,6 +73,12 @@ catch (MagCds.Service.Storage.StoreUnavailableException e)
     Console.Error.WriteLine($"MagCds cannot start: {e.Message}");
     Environment.ExitCode = 69; // EX_UNAVAILABLE: an orchestrator restarts it; the message says what to check
 }
+catch (IOException e) when (e.InnerException is Microsoft.AspNetCore.Connections.AddressInUseException)
+{
+    // Another process (often a previous MagCds still stopping) holds the port: Kestrel's message names the address.
+    Console.Error.WriteLine($"MagCds cannot start: {e.Message} Stop the process that listens there, or set another address (--urls or ASPNETCORE_URLS).");
+    Environment.ExitCode = 69;
+}
 
 /// <summary>Entry point, visible to WebApplicationFactory in the tests.</summary>
 public partial class Program;

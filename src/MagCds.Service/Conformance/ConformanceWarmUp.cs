@@ -17,7 +17,16 @@ public sealed partial class ConformanceWarmUp(IServiceProvider services, Canonic
     protected override async Task ExecuteAsync(CancellationToken stoppingToken)
     {
         if (!options.Value.WarmUpValidator) return; // then both are built on first use
-        await warmUp.Completed.WaitAsync(stoppingToken);
+        try
+        {
+            await warmUp.Completed.WaitAsync(stoppingToken);
+        }
+        catch (OperationCanceledException) when (stoppingToken.IsCancellationRequested)
+        {
+            // The host stopped before the service was ready (e.g. its port was taken): nothing to warm up, and no
+            // "BackgroundService failed" line to mislead whoever reads why it stopped.
+            return;
+        }
         var started = System.Diagnostics.Stopwatch.GetTimestamp();
         // Neither step can be interrupted; a stop does not wait for them (the host would otherwise hold SIGTERM for seconds).
         await Task.Run(services.GetRequiredService<ConformancePackage>, stoppingToken).WaitAsync(stoppingToken);

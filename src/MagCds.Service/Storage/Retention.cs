@@ -19,8 +19,15 @@ public sealed partial class Retention(
     protected override async Task ExecuteAsync(CancellationToken stoppingToken)
     {
         using var timer = new PeriodicTimer(TimeSpan.FromHours(1), time);
-        do await ApplyAsync(stoppingToken);
-        while (await timer.WaitForNextTickAsync(stoppingToken));
+        try
+        {
+            do await ApplyAsync(stoppingToken);
+            while (await timer.WaitForNextTickAsync(stoppingToken));
+        }
+        catch (OperationCanceledException) when (stoppingToken.IsCancellationRequested)
+        {
+            // Stopping (also a start that failed, where the host reports every cancelled service as failed otherwise).
+        }
     }
 
     /// <summary>Applies every rule once, now (by the service's clock).</summary>

@@ -91,6 +91,32 @@ public class ServiceProcessTests
         Assert.That(stderr, Does.StartWith("MagCds cannot start: ").And.Contain(message).And.Not.Contain("   at "));
     }
 
+    /// <summary>
+    /// A port already taken stops the service with one plain line that says so (exit 69), not an unhandled exception
+    /// (exit 134) and a "BackgroundService failed" error about the conformance warm-up. Found by a black-box probe.
+    /// </summary>
+    [Test]
+    public async Task A_port_already_in_use_stops_the_service_with_a_clear_message()
+    {
+        var taken = new System.Net.Sockets.TcpListener(System.Net.IPAddress.Loopback, 0);
+        taken.Start();
+        try
+        {
+            int port = ((System.Net.IPEndPoint)taken.LocalEndpoint).Port;
+            using var p = Start(port);
+            var stdout = p.StandardOutput.ReadToEndAsync();
+            string stderr = await p.StandardError.ReadToEndAsync();
+            await p.WaitForExitAsync(new CancellationTokenSource(TimeSpan.FromSeconds(60)).Token);
+            Assert.That(p.ExitCode, Is.EqualTo(69));
+            Assert.That(stderr, Does.StartWith("MagCds cannot start: ").And.Contain("address already in use").And.Contain($"127.0.0.1:{port}").And.Not.Contain("   at "));
+            Assert.That(await stdout, Does.Not.Contain("BackgroundService failed"));
+        }
+        finally
+        {
+            taken.Stop();
+        }
+    }
+
     [TestCase("Bearer", "http://fhir.hospital.example/r4", "https://auth.hospital.example/token")]
     [TestCase("SmartBackend", "https://fhir.hospital.example/r4", "http://auth.hospital.example/token")]
     public async Task Worker_credentials_in_clear_text_beyond_this_machine_stop_the_service(string auth, string fhirServer, string tokenUrl)
