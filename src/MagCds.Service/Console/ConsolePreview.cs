@@ -113,7 +113,8 @@ public sealed class ConsolePreview(Evaluator evaluator, CardBuilder cards, Patie
                 r.Input.Observation.Code?.Text ?? "Anti-MAG IgM",
                 profile?.ReferenceInterval.Unit ?? i.Value.UnitText ?? i.Value.UnitCode,
                 points,
-                i.Basis is { High: not null } b ? new BandView(b.Display, b.Low ?? 0, b.High) : null,
+                // Named for what it is: a profile's interval is seldom a reference interval in the laboratory's sense.
+                i.Basis is { High: not null } b ? new BandView($"{b.Display} ({b.Label ?? "the laboratory's range"})", b.Low ?? 0, b.High) : null,
                 i.Basis?.OriginText,
                 profile?.Strata.Select(s => new BandView(s.Name, s.Low, s.High)).ToList() ?? []);
         }).ToList() ?? [];

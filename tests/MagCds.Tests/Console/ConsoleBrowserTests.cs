@@ -179,7 +179,8 @@ public class ConsoleBrowserTests
         var chart = page.Locator("#trend figure.chart").First;
         await Expect(chart.Locator("svg circle.point")).ToHaveCountAsync(3);
         await Expect(chart.Locator("svg circle.point.current")).ToHaveAttributeAsync("data-date", "2026-09-14");
-        await Expect(chart.Locator("svg rect[data-band='reference interval']")).ToHaveCountAsync(1);
+        await Expect(chart.Locator("svg rect[data-band='interval']")).ToHaveCountAsync(1);
+        await Expect(chart.Locator("svg text.band-label", new() { HasText = "Judged against" })).ToHaveTextAsync("Judged against: below 1000 BTU (one laboratory's not-detected cut-off)");
         foreach (var s in CoreUnderTest.Knowledge.AssayProfiles.Single(p => p.Id == "buhlmann-btu").Strata)
             await Expect(chart.Locator($"svg rect[data-band='{s.Name}']")).ToHaveCountAsync(1);
         await Expect(chart.Locator("table tbody tr")).ToHaveCountAsync(3);

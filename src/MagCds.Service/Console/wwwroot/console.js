@@ -249,8 +249,8 @@ function trendChart(t) {
   });
   if (t.interval) {
     const lo = t.interval.low || 0, hi = Math.min(t.interval.high, yMax);
-    chart.append(svg("rect", { class: "band band-interval", x: left, y: y(hi), width: W - left - right, height: y(lo) - y(hi), "data-band": "reference interval" }));
-    chart.append(svg("text", { class: "band-label", x: left + 4, y: Math.max(top + 12, y(hi) - 4) }, "Reference interval: " + t.interval.name));
+    chart.append(svg("rect", { class: "band band-interval", x: left, y: y(hi), width: W - left - right, height: y(lo) - y(hi), "data-band": "interval" }));
+    chart.append(svg("text", { class: "band-label", x: left + 4, y: Math.max(top + 12, y(hi) - 4) }, "Judged against: " + t.interval.name));
   }
 
   chart.append(svg("line", { class: "axis", x1: left, y1: H - bottom, x2: W - right, y2: H - bottom }));
