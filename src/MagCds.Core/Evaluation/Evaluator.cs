@@ -433,7 +433,7 @@ public sealed class Evaluator
     /// The resource type a literal reference names ("Patient/1", "https://x/fhir/Device/2/_history/1"); null for a urn;
     /// "" for one that names no resource ("Patient/", without an id).
     /// </summary>
-    private static string? ReferenceType(string reference)
+    internal static string? ReferenceType(string reference)
     {
         if (reference.StartsWith("urn:", StringComparison.Ordinal)) return null;
         var s = reference.AsSpan();

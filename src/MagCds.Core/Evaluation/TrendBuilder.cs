@@ -153,6 +153,15 @@ internal static class TrendBuilder
         return Hl7.Fhir.ElementModel.Types.DateTime.TryParse(text, out var parsed) ? parsed.ToDateTimeOffset(TimeSpan.Zero) : null;
     }
 
+    /// <summary>Whether <see cref="When"/> took the report time (issued): the result gives no usable effective time.</summary>
+    public static bool DatedByReport(Observation obs) => obs.IssuedElement?.Value is not null && obs.Effective switch
+    {
+        Instant { Value: not null } => false,
+        FhirDateTime { Value: not null } => false,
+        Period { Start: not null } => false,
+        _ => true,
+    };
+
     /// <summary>The date a result is shown with: a partial date ("2026", "2026-05") as given, not as the day it counts from.</summary>
     public static string DateText(Observation obs, DateTimeOffset? when)
     {

@@ -302,11 +302,11 @@ public sealed class OutputBuilder(KnowledgeBase knowledge, CanonicalUrls canonic
         sb.Append("Result: ").Append(i.Value.Display).Append(", status ").Append(StatusText(obs.Status));
         // The method and laboratory the result names are part of its basis: the same serum reads differently by
         // different methods. A lab's free text, so kept short.
-        if (MethodText(obs) is { } method) sb.Append(", method ").Append(ValueReader.Cut(method, 80));
-        if (LaboratoryText(obs) is { } lab) sb.Append(", laboratory ").Append(ValueReader.Cut(lab, 80));
-        // Without an effective time the date is the report's (issued), and is called so.
-        bool reportDate = obs.Effective is null && obs.Issued is not null;
-        sb.Append(reportDate ? ", reported " : ", dated ").Append(TrendBuilder.DateText(obs, when)).Append(reportDate ? " (no collection date sent)." : ".");
+        if (MethodText(obs) is { } method) AppendShort(sb.Append(", method "), method);
+        if (LaboratoryText(obs) is { } lab) AppendShort(sb.Append(", laboratory "), lab);
+        // Without a usable effective time the date is the report's (issued), and is called so.
+        bool reportDate = TrendBuilder.DatedByReport(obs);
+        sb.Append(reportDate ? ", reported " : ", dated ").Append(TrendBuilder.DateText(obs, when)).Append(reportDate ? " (no usable collection date given)." : ".");
         if (i.Basis is { } b) sb.Append($" Judged against: {b.Display}{(b.Label is { } label ? $" ({label})" : "")}, from {b.OriginText}.");
         sb.Append(" Rule: ").Append(i.Rule);
         foreach (var n in i.Notes) sb.Append(' ').Append(n);
@@ -372,15 +372,40 @@ public sealed class OutputBuilder(KnowledgeBase knowledge, CanonicalUrls canonic
             HashCode.Combine(System.Runtime.CompilerServices.RuntimeHelpers.GetHashCode(k.Ids), k.Prefix);
     }
 
-    /// <summary>The method as the laboratory names it (text, else a coding's display, else its code), if it does.</summary>
-    private static string? MethodText(Observation obs) => obs.Method is not { } m ? null
-        : !string.IsNullOrWhiteSpace(m.Text) ? m.Text.Trim()
-        : m.Coding.Select(c => string.IsNullOrWhiteSpace(c.Display) ? c.Code : c.Display.Trim()).FirstOrDefault(t => !string.IsNullOrWhiteSpace(t));
+    /// <summary>A lab's text of at most 80 characters, cut at a whole character with "…" when longer.</summary>
+    private static void AppendShort(StringBuilder sb, string text)
+    {
+        if (text.Length <= 80) sb.Append(text);
+        else sb.Append(ValueReader.Cut(text, 80)).Append('…');
+    }
 
-    /// <summary>The performing laboratory's name: the display of a performer that is an Organization (never a person's name).</summary>
-    private static string? LaboratoryText(Observation obs) => obs.Performer
-        .Where(r => r.Type == "Organization" || r.Reference?.StartsWith("Organization/", StringComparison.Ordinal) == true)
-        .Select(r => r.Display?.Trim()).FirstOrDefault(d => !string.IsNullOrEmpty(d));
+    /// <summary>The method as the laboratory names it (text, else a coding's display, else its code), if it does.</summary>
+    private static string? MethodText(Observation obs)
+    {
+        if (obs.Method is not { } m) return null;
+        if (!string.IsNullOrWhiteSpace(m.Text)) return m.Text.Trim();
+        foreach (var c in m.Coding)
+        {
+            if (!string.IsNullOrWhiteSpace(c.Display)) return c.Display.Trim();
+            if (!string.IsNullOrWhiteSpace(c.Code)) return c.Code.Trim();
+        }
+        return null;
+    }
+
+    /// <summary>
+    /// The performing laboratory's name: the display of a performer that is an Organization by its reference and by
+    /// its type alike (a person's name is never shown as the laboratory).
+    /// </summary>
+    private static string? LaboratoryText(Observation obs)
+    {
+        foreach (var r in obs.Performer)
+        {
+            string? byReference = r.Reference is { Length: > 0 } s && s[0] != '#' ? Evaluator.ReferenceType(s) : null;
+            bool organization = (byReference ?? r.Type) == "Organization" && r.Type is null or "Organization";
+            if (organization && !string.IsNullOrWhiteSpace(r.Display)) return r.Display.Trim();
+        }
+        return null;
+    }
 
     private static string StatusText(ObservationStatus? s) => s switch
     {

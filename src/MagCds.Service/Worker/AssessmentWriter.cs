@@ -397,9 +397,12 @@ public sealed partial class AssessmentWriter(Evaluator evaluator, WorkerFhirClie
         foreach (var (series, subject) in identities)
         foreach (var type in new[] { "RiskAssessment", "DetectedIssue" })
         {
-            // Narrowed by the patient, for both types alike: the series of this result may hold outputs about another
-            // Observation of the same result (sent twice, as two resources), and both kinds must be found.
-            string narrow = subject is null ? "" : $"{(type == "RiskAssessment" ? "subject" : "patient")}={Uri.EscapeDataString(subject)}&";
+            // Narrowed by the subject, never by the Observation: the series of this result may hold outputs about
+            // another Observation of the same result (sent twice, as two resources), and both kinds must be found. A
+            // DetectedIssue names only a Patient (a Group result's has none), so there the identifier alone selects.
+            string narrow = subject is null ? ""
+                : type == "RiskAssessment" ? $"subject={Uri.EscapeDataString(subject)}&"
+                : IsPatient(subject) ? $"patient={Uri.EscapeDataString(subject)}&" : "";
             string query = $"{type}?{narrow}identifier={Uri.EscapeDataString(evaluator.Canonical.ObservationSeriesSystem + "|" + series)}&_count=100";
             // An earlier identity of this Observation (an identifier since corrected) may be another Observation's
             // now: only outputs that point at this one are taken.
@@ -429,6 +432,9 @@ public sealed partial class AssessmentWriter(Evaluator evaluator, WorkerFhirClie
         DetectedIssue di => di.Implicated.FirstOrDefault()?.Reference,
         _ => null,
     };
+
+    /// <summary>Whether a subject reference names a Patient (the outputs' DetectedIssue.patient is set only then).</summary>
+    private static bool IsPatient(string subject) => subject.StartsWith("Patient/", StringComparison.Ordinal) || subject.Contains("/Patient/", StringComparison.Ordinal);
 
     /// <summary>A subject reference a search can use: a contained one ("#p") means nothing outside its Observation.</summary>
     private static string? Searchable(string? subject) => subject is ['#', ..] ? null : subject;

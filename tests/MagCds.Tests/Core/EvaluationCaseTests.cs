@@ -343,11 +343,18 @@ public class EvaluationCaseTests
 
         var named = TestFiles.Resource<Observation>("Observation-btu-medium.json");
         named.Method = new CodeableConcept { Coding = [new Coding("http://example.org/methods", "elisa-btu", "Buhlmann ELISA")] };
-        named.Performer = [new ResourceReference("Practitioner/p1", "Dr Jane Example"), new ResourceReference("Organization/lab1", "Oakhaven Immunology Lab")];
+        named.Performer =
+        [
+            new ResourceReference("Practitioner/p1", "Dr Jane Example"),
+            new ResourceReference("Practitioner/p2", "Dr John Example") { Type = "Organization" }, // the two disagree: not a laboratory
+            new ResourceReference("https://lab.example/fhir/Organization/lab1", "Oakhaven Immunology Lab"),
+        ];
         named.Effective = null;
         string rationale = RationaleOf(named);
-        Assert.That(rationale, Does.Contain("status final, method Buhlmann ELISA, laboratory Oakhaven Immunology Lab, reported 2026-03-03 (no collection date sent)."));
-        Assert.That(rationale, Does.Not.Contain("Jane"), "a person performer is not named");
+        Assert.That(rationale, Does.Contain("status final, method Buhlmann ELISA, laboratory Oakhaven Immunology Lab, reported 2026-03-03 (no usable collection date given)."));
+        Assert.That(rationale, Does.Not.Contain("Jane").And.Not.Contain("John"), "a person performer is not named");
+        named.Effective = new Period { End = "2026-03-02" }; // an effective time without a start: dated by the report too
+        Assert.That(RationaleOf(named), Does.Contain("reported 2026-03-03 (no usable collection date given)."));
 
         named.Method = new CodeableConcept("http://example.org/methods", "elisa-btu") { Text = "  ELISA (Bühlmann), in-house validated  " };
         Assert.That(RationaleOf(named), Does.Contain(", method ELISA (Bühlmann), in-house validated, laboratory"), "the lab's text wins over a coding");

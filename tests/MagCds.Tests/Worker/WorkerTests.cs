@@ -547,6 +547,26 @@ public sealed class WorkerTests(StoreProvider provider) : WorkerTestBase(provide
         Assert.That((H.Service!.Conformance.Checked, H.Service.Conformance.Failures.Count), Is.EqualTo((4, 0)));
     }
 
+    /// <summary>
+    /// A result about a Group: its DetectedIssue names no patient, so the earlier outputs are not searched by patient
+    /// there (a search by patient found nothing, and the earlier DetectedIssue stayed current). Found by a review.
+    /// </summary>
+    [Test]
+    public async Task An_amended_result_about_a_group_supersedes_its_earlier_DetectedIssue_too()
+    {
+        var seed = Result("p1", 23.5m, "ACC-G1");
+        seed.Subject = new ResourceReference("Group/g1");
+        await AssessedThenChangedAsync(seed, change: obs =>
+        {
+            obs.Status = ObservationStatus.Amended;
+            ((Quantity)obs.Value!).Value = 30m;
+        });
+        var issues = await H.AllAsync<DetectedIssue>();
+        Assert.That(issues, Has.Count.EqualTo(2), "raised before and after the amendment");
+        Assert.That(issues.Count(Current), Is.EqualTo(1), "one current DetectedIssue");
+        Assert.That(issues.Single(d => !Current(d)).Status, Is.EqualTo(ObservationStatus.Cancelled));
+    }
+
     [Test]
     public async Task A_result_moved_to_another_patient_leaves_nothing_current_on_the_first()
     {
