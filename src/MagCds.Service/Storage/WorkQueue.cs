@@ -349,9 +349,9 @@ public sealed class WorkQueue(Database db, TimeProvider time)
         await RunAsync("DELETE FROM worker_assessed WHERE server = @from");
         await RunAsync("""
             INSERT INTO worker_state (server, name, value)
-            SELECT @to, s.name, s.value FROM worker_state s WHERE s.server = @from AND NOT EXISTS (
-              SELECT 1 FROM worker_state t WHERE t.server = @to AND t.name = s.name)
-            """);
+            SELECT @to, s.name, s.value FROM worker_state s WHERE s.server = @from AND s.value <> ''
+            ON CONFLICT (server, name) DO UPDATE SET value = excluded.value WHERE worker_state.value = ''
+            """); // an empty value is "not set" (a cleared gap, a row made to be locked): the old address's value wins
         await RunAsync("DELETE FROM worker_state WHERE server = @from");
         await tx.CommitAsync(ct);
         return (pending, dead);

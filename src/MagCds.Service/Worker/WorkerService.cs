@@ -143,10 +143,10 @@ public sealed partial class WorkerService(
         }
         catch (System.Data.Common.DbException e)
         {
-            StoreFailed(logger, e.GetType().Name);
             // Out of reach (down, busy, restarting) says nothing about the row and is not counted; any other store
             // error is, so that a row that keeps meeting it ends in the dead letters, not in an endless loop.
             bool counted = !Database.IsUnavailable(e);
+            StoreErrorOnRow(logger, item.ResourceType, item.ResourceId, e.GetType().Name, counted ? "a store error, counted as an attempt" : "the store is out of reach, not counted");
             if (counted && item.Attempts >= options.Value.MaxAttempts) await GiveUpAsync(item, "store-error");
             else await HandBackAsync(item, counted ? "store-error" : "store-unavailable", StoreRetryDelay, failed: counted);
         }
@@ -378,6 +378,9 @@ public sealed partial class WorkerService(
 
     [LoggerMessage(Level = LogLevel.Warning, Message = "Worker step {Step} failed: {Reason}")]
     private static partial void StepFailed(ILogger logger, string step, string reason);
+
+    [LoggerMessage(Level = LogLevel.Error, Message = "Worker store error while processing {ResourceType}/{ResourceId}: {Reason} ({Kind}); the row is handed back")]
+    private static partial void StoreErrorOnRow(ILogger logger, string resourceType, string resourceId, string reason, string kind);
 
     [LoggerMessage(Level = LogLevel.Error, Message = "Worker store unavailable: {Reason}")]
     private static partial void StoreFailed(ILogger logger, string reason);

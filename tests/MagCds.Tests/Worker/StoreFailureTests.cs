@@ -56,8 +56,9 @@ public sealed class StoreFailureTests : WorkerTestBase
         var assessments = await H.AllAsync<RiskAssessment>();
         Assert.That(assessments.Select(r => r.Basis[0].Reference).Distinct().Count(), Is.EqualTo(3), "every result assessed");
         Assert.That(assessments, Has.Count.EqualTo(3), "the row written back before the store failed was not written twice");
-        Assert.That(H.Service!.Logs.Lines.Count(l => l.Contains("Worker store unavailable", StringComparison.Ordinal) && l.Contains("PostgresException", StringComparison.Ordinal)), Is.EqualTo(1),
-            "the store failed once, as injected");
+        Assert.That(H.Service!.Logs.Lines.Count(l => l.Contains("Worker store error while processing", StringComparison.Ordinal) && l.Contains("PostgresException", StringComparison.Ordinal)
+                                                    && l.Contains("not counted", StringComparison.Ordinal)), Is.EqualTo(1),
+            "the store failed once, as injected, and the row was handed back uncounted");
         var queue = await H.QueueAsync();
         Assert.That(queue.GetProperty("deadLetters").GetInt64(), Is.Zero);
         await using (var c = new NpgsqlConnection(H.StoreSettings["MagCds:Store:PostgresConnectionString"]))
