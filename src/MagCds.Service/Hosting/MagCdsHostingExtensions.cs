@@ -185,10 +185,6 @@ public static class MagCdsHostingExtensions
                 "MagCds:Worker:Smart:PrivateKeyFile cannot be read as a PEM private key for Smart:Algorithm (RSA for RS384, EC P-384 for ES384).")
             .Validate(o => !o.Subscription.Create || (!string.IsNullOrEmpty(o.Subscription.Secret) && Uri.TryCreate(o.Subscription.EndpointUrl, UriKind.Absolute, out _)),
                 "MagCds:Worker:Subscription:Create needs Subscription:Secret and an absolute Subscription:EndpointUrl.")
-            // A start date that cannot be read would be taken as "from now on": the catch-up the operator asked for
-            // would silently not happen.
-            .Validate(o => string.IsNullOrWhiteSpace(o.PollFrom) || Poller.Instant(o.PollFrom) is not null,
-                "MagCds:Worker:PollFrom must be a date or instant (e.g. 2026-11-27T18:00:00Z), or empty for \"from now on\".")
             .Validate(o => o.Subscription.TopicUrl is null || Uri.TryCreate(o.Subscription.TopicUrl, UriKind.Absolute, out _),
                 "MagCds:Worker:Subscription:TopicUrl must be the absolute canonical URL of a SubscriptionTopic.")
             .Validate(o => o.Subscription.Secret is null || o.Subscription.Secret.Length >= 16,
@@ -197,6 +193,7 @@ public static class MagCdsHostingExtensions
                 "MagCds:Worker:Subscription:PayloadContent must be id-only, full-resource or empty, and HeartbeatSeconds between 0 and 86400.")
             .ValidateOnStart();
         services.TryAddSingleton(TimeProvider.System);
+        services.AddSingleton<IValidateOptions<WorkerOptions>, PollFromValidation>();
         services.AddSingleton<WorkerFhirClient>();
         services.AddSingleton<WorkerSignal>();
         services.AddSingleton<WorkerMetrics>();

@@ -193,8 +193,8 @@ public sealed partial class Poller(WorkerFhirClient fhir, WorkQueue queue, Evalu
         return d;
     }
 
-    /// <summary>A stored cursor or the configured start (PollFrom, checked at start-up), read as an instant; null when it cannot be.</summary>
-    internal static DateTimeOffset? Instant(string? s) =>
+    /// <summary>A stored cursor or the configured start (PollFrom, checked at start-up by PollFromValidation), read as an instant; null when it cannot be.</summary>
+    private static DateTimeOffset? Instant(string? s) =>
         DateTimeOffset.TryParse(s, CultureInfo.InvariantCulture, DateTimeStyles.AssumeUniversal, out var d) ? d : null;
 
     public static string Format(DateTimeOffset d) => d.UtcDateTime.ToString("yyyy-MM-ddTHH:mm:ss.fffZ", CultureInfo.InvariantCulture);
