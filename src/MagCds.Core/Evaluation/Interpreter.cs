@@ -319,7 +319,7 @@ public sealed class Interpreter(KnowledgeBase knowledge)
     {
         var ri = profile.ReferenceInterval;
         return new IntervalBasis(IntervalOrigin.AssayProfile, ri.Low, ri.High, ri.HighInclusive,
-            ri.Low is { } l ? $"{ValueReader.Format(l)}-{ValueReader.Format(ri.High)} {ri.Unit}" : $"below {ValueReader.Format(ri.High)} {ri.Unit}",
+            ri.Text(),
             $"the MagCds assay profile '{profile.Name}' (knowledge {knowledge.Version}), source: {knowledge.Citation(ri.Citation).Label}", profile);
     });
 

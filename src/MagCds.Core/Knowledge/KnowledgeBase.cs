@@ -93,7 +93,12 @@ public sealed record UnitPattern(string? Unit = null, string? System = null, str
 /// <summary>Upper limit of the interval; values above it (or at it when not inclusive) are raised.</summary>
 /// <param name="Label">What the interval is, in a few words shown beside it wherever it is used (e.g. "one laboratory's
 /// not-detected cut-off"): a profile's interval is seldom a reference interval in the laboratory sense.</param>
-public sealed record ProfileInterval(decimal High, bool HighInclusive, string Unit, string Citation, string Label, decimal? Low = null);
+public sealed record ProfileInterval(decimal High, bool HighInclusive, string Unit, string Citation, string Label, decimal? Low = null)
+{
+    /// <summary>The interval as every output shows it: "0.1-10 Units", "up to 10 Units" or "below 1000 BTU".</summary>
+    public string Text() =>
+        (Low is { } low ? $"{Evaluation.ValueReader.Format(low)}-" : HighInclusive ? "up to " : "below ") + $"{Evaluation.ValueReader.Format(High)} {Unit}";
+}
 
 /// <summary>A titre group: Low inclusive, High exclusive (open-ended when null).</summary>
 public sealed record Stratum(string Id, string Name, decimal Low, IReadOnlyList<string> Statements, decimal? High = null);

@@ -307,7 +307,12 @@ public sealed class OutputBuilder(KnowledgeBase knowledge, CanonicalUrls canonic
         // Without a usable effective time the date is the report's (issued), and is called so.
         bool reportDate = TrendBuilder.DatedByReport(obs);
         sb.Append(reportDate ? ", reported " : ", dated ").Append(TrendBuilder.DateText(obs, when)).Append(reportDate ? " (no usable collection date given)." : ".");
-        if (i.Basis is { } b) sb.Append($" Judged against: {b.Display}{(b.Label is { } label ? $" ({label})" : "")}, from {b.OriginText}.");
+        if (i.Basis is { } b)
+        {
+            sb.Append(" Judged against: ").Append(b.Display);
+            if (b.Label is { } label) sb.Append(" (").Append(label).Append(')');
+            sb.Append(", from ").Append(b.OriginText).Append('.');
+        }
         sb.Append(" Rule: ").Append(i.Rule);
         foreach (var n in i.Notes) sb.Append(' ').Append(n);
         sb.Append(" Interpretation: ").Append(i.Category switch

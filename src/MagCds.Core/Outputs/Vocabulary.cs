@@ -12,10 +12,10 @@ public sealed record Concept(string Code, string Display, string Definition);
 public static class Vocabulary
 {
     /// <summary>Interpretation categories (meta.tag of every output, DetectedIssue.code), plus the retraction tag.</summary>
-    public static readonly Concept Elevated = new("elevated", "Raised: above the reference interval or positive",
-        "The result is above the upper limit of the reference interval it was judged against, or was reported positive or detected.");
-    public static readonly Concept NotElevated = new("not-elevated", "Not raised: not above the reference interval, or negative",
-        "The result is at or below the upper limit of the reference interval it was judged against, or was reported negative or not detected.");
+    public static readonly Concept Elevated = new("elevated", "Raised: above the interval judged against, or positive",
+        "The result is above the upper limit of the interval it was judged against (the laboratory's reference range or flag, or a MagCds assay profile's interval), or was reported positive or detected.");
+    public static readonly Concept NotElevated = new("not-elevated", "Not raised: not above the interval judged against, or negative",
+        "The result is at or below the upper limit of the interval it was judged against (the laboratory's reference range or flag, or a MagCds assay profile's interval), or was reported negative or not detected.");
     public static readonly Concept CannotInterpret = new("cannot-interpret", "Cannot be interpreted safely",
         "MagCds cannot judge the result safely (for example an unknown unit and no reference range); the reason is given as evidence.");
     public static readonly Concept Retraction = new("retraction", "Retraction of earlier outputs",

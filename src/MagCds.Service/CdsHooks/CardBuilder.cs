@@ -98,22 +98,23 @@ public sealed class CardBuilder(Evaluator evaluator)
 
     /// <summary>
     /// Value, unit and interpretation in under 140 characters, e.g. "Anti-MAG IgM 25000 BTU: raised (MagCds profile:
-    /// below 1000 BTU, one laboratory's not-detected cut-off), medium titre". What the result means is never cut: a long value or unit (lab text) gives way
-    /// first, the basis next, and the value is shortened last.
+    /// below 1000 BTU, one laboratory's not-detected cut-off), medium titre". What the result means is never cut: the
+    /// basis gives way first (its label, its limit, then where it came from), and the value is shortened last.
     /// </summary>
     private static string Summary(Interpretation i, bool forOrder)
     {
         bool showsLimit = i.Category == Category.Elevated || (i.Category == Category.NotElevated && i.Trend is not { CategoryChanged: true });
         // What the result was judged against, in words that cannot be misread at a glance; a qualitative result is
         // its own basis ("Positive: raised"), so nothing is added.
-        string limit = !showsLimit ? "" : i.Basis switch
+        // Where the interval came from is said even here (a profile's interval is MagCds's choice, not the lab's), and
+        // it is the last thing to give way when the summary is too long: the label first, then the limit itself.
+        string[] limits = !showsLimit ? [""] : i.Basis switch
         {
-            { Origin: IntervalOrigin.QualitativeResult } => "",
-            { Origin: IntervalOrigin.ObservationInterpretation } b => $" ({b.Display})",
-            // Where the interval came from is said even here: a profile's interval is MagCds's choice, not the lab's.
-            { Origin: IntervalOrigin.AssayProfile } b => $" (MagCds profile: {b.Display}, {b.Label})",
-            { } b => $" (lab's range {b.Display})",
-            null => "",
+            { Origin: IntervalOrigin.QualitativeResult } => [""],
+            { Origin: IntervalOrigin.ObservationInterpretation } b => [$" ({b.Display})", ""],
+            { Origin: IntervalOrigin.AssayProfile } b => [$" (MagCds profile: {b.Display}, {b.Label})", $" (MagCds profile: {b.Display})", " (MagCds profile)", ""],
+            { } b => [$" (lab's range {b.Display})", " (lab's range)", ""],
+            null => [""],
         };
         string meaning = i.Category switch
         {
@@ -126,10 +127,11 @@ public sealed class CardBuilder(Evaluator evaluator)
                        + (i.Category == Category.Elevated && i.Trend is { CategoryChanged: true } ? "; previous result not raised" : "");
         string start = (i.Preliminary ? "Preliminary: " : "") + (forOrder ? "Latest anti-MAG IgM " : "Anti-MAG IgM ");
         string value = i.Value.Display;
-        string text = $"{start}{value}: {meaning}{limit}{after}";
-        if (text.Length <= MaxSummary) return text;
-        text = $"{start}{value}: {meaning}{after}";
-        if (text.Length <= MaxSummary) return text;
+        foreach (string limit in limits)
+        {
+            string text = $"{start}{value}: {meaning}{limit}{after}";
+            if (text.Length <= MaxSummary) return text;
+        }
         int room = MaxSummary - (start.Length + ": ".Length + meaning.Length + after.Length) - 1;
         return $"{start}{ValueReader.Cut(value, Math.Max(0, room))}…: {meaning}{after}";
     }

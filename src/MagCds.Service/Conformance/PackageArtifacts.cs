@@ -210,7 +210,7 @@ public static class PackageArtifacts
                 ElementId = "rule-" + p.Id,
                 Title = p.Name,
                 Description = $"{p.Rule} {p.UnitReading}" + (caveats.Length > 0 ? " Caveat: " + caveats : ""),
-                TextEquivalent = $"Interval ({ri.Label}): {(ri.Low is { } low ? ValueReader.Format(low) + "-" : ri.HighInclusive ? "up to " : "below ")}{ValueReader.Format(ri.High)} {ri.Unit}"
+                TextEquivalent = $"Interval ({ri.Label}): {ri.Text()}"
                                  + $" (upper limit {(ri.HighInclusive ? "included" : "excluded")}), from {kb.Citation(ri.Citation).Label}. Matched on unit: "
                                  + string.Join(", ", p.Match.Units.Select(u => u.Unit ?? $"{u.System}|{u.Code}")) + ".",
                 Code = [new CodeableConcept(urls.RuleSystem, p.Id, p.Name)],

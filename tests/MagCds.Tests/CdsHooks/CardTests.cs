@@ -112,6 +112,24 @@ public class CardTests : ServiceTests
         Assert.That(json.RootElement.GetProperty("cards").EnumerateArray().Single().GetProperty("summary").GetString(), Is.EqualTo(expected));
     }
 
+    /// <summary>
+    /// A summary too long for its full basis keeps where the interval came from: the profile's label gives way first
+    /// (it lost the whole basis, origin included). Found by a review.
+    /// </summary>
+    [Test]
+    public async Task A_long_summary_drops_the_profile_label_before_the_origin()
+    {
+        var previous = TestFiles.Resource<Observation>("Observation-btu-not-detected.json");
+        previous.Id = "earlier"; previous.Identifier[0].Value = "ACC-EARLIER"; previous.Effective = new FhirDateTime("2025-05-01");
+        previous.Issued = new DateTimeOffset(2025, 5, 2, 0, 0, 0, TimeSpan.Zero);
+        var latest = TestFiles.Resource<Observation>("Observation-btu-medium.json");
+        latest.Status = ObservationStatus.Preliminary;
+        var resp = await Client.SendAsync(CdsKit.Post("/cds-services/magcds-patient-view", CdsKit.PatientView("pat-oakhaven", [latest, previous]), null));
+        using var json = JsonDocument.Parse(await resp.Content.ReadAsStringAsync());
+        Assert.That(json.RootElement.GetProperty("cards").EnumerateArray().Single().GetProperty("summary").GetString(),
+            Is.EqualTo("Preliminary: Anti-MAG IgM 25000 BTU: raised (MagCds profile: below 1000 BTU), medium titre; previous result not raised"));
+    }
+
     /// <summary>A long unit of the lab's is shortened between characters, never inside an emoji (shown as U+FFFD; found by a probe).</summary>
     [TestCase(60)]
     [TestCase(61)]

@@ -45,6 +45,13 @@ public class KnowledgeTests
         return path;
     }
 
+    /// <summary>A profile's interval reads the same wherever it is shown, and says whether its upper limit is included.</summary>
+    [TestCase(null, 1000, false, "below 1000 BTU")]
+    [TestCase(null, 1000, true, "up to 1000 BTU")]
+    [TestCase(0.1, 10, true, "0.1-10 BTU")]
+    public void A_profile_interval_is_shown_with_its_limit_included_or_not(double? low, double high, bool inclusive, string expected) =>
+        Assert.That(new ProfileInterval((decimal)high, inclusive, "BTU", "epa-mag", "a label", (decimal?)low).Text(), Is.EqualTo(expected));
+
     private static IEnumerable<TestCaseData> BrokenFiles()
     {
         yield return new TestCaseData((Action<JsonObject>)(r => r["statements"]![0]!["citations"] = new JsonArray()), "cites nothing").SetArgDisplayNames("uncited statement");
