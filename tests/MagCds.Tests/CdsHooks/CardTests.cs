@@ -80,14 +80,20 @@ public class CardTests : ServiceTests
         Assert.That(summary, Does.Contain(shape == "long-text" ? "Result to follow" : "25000"));
     }
 
+    /// <summary>A sample as an earlier result of the same patient (another resource, dated May 2025).</summary>
+    private static Observation Earlier(string file)
+    {
+        var previous = TestFiles.Resource<Observation>(file);
+        previous.Id = "earlier"; previous.Identifier[0].Value = "ACC-EARLIER"; previous.Effective = new FhirDateTime("2025-05-01");
+        previous.Issued = new DateTimeOffset(2025, 5, 2, 0, 0, 0, TimeSpan.Zero);
+        return previous;
+    }
+
     [Test]
     public async Task A_result_that_fell_below_the_limit_since_the_previous_one_gets_an_info_card()
     {
-        var previous = TestFiles.Resource<Observation>("Observation-btu-medium.json");
-        previous.Id = "earlier"; previous.Identifier[0].Value = "ACC-EARLIER"; previous.Effective = new FhirDateTime("2025-05-01");
-        previous.Issued = new DateTimeOffset(2025, 5, 2, 0, 0, 0, TimeSpan.Zero);
         var latest = TestFiles.Resource<Observation>("Observation-btu-not-detected.json");
-        var resp = await Client.SendAsync(CdsKit.Post("/cds-services/magcds-patient-view", CdsKit.PatientView("pat-oakhaven", [latest, previous]), null));
+        var resp = await Client.SendAsync(CdsKit.Post("/cds-services/magcds-patient-view", CdsKit.PatientView("pat-oakhaven", [latest, Earlier("Observation-btu-medium.json")]), null));
         using var json = JsonDocument.Parse(await resp.Content.ReadAsStringAsync());
         var card = json.RootElement.GetProperty("cards").EnumerateArray().Single();
         Assert.That(card.GetProperty("indicator").GetString(), Is.EqualTo("info"));
@@ -119,12 +125,9 @@ public class CardTests : ServiceTests
     [Test]
     public async Task A_long_summary_drops_the_profile_label_before_the_origin()
     {
-        var previous = TestFiles.Resource<Observation>("Observation-btu-not-detected.json");
-        previous.Id = "earlier"; previous.Identifier[0].Value = "ACC-EARLIER"; previous.Effective = new FhirDateTime("2025-05-01");
-        previous.Issued = new DateTimeOffset(2025, 5, 2, 0, 0, 0, TimeSpan.Zero);
         var latest = TestFiles.Resource<Observation>("Observation-btu-medium.json");
         latest.Status = ObservationStatus.Preliminary;
-        var resp = await Client.SendAsync(CdsKit.Post("/cds-services/magcds-patient-view", CdsKit.PatientView("pat-oakhaven", [latest, previous]), null));
+        var resp = await Client.SendAsync(CdsKit.Post("/cds-services/magcds-patient-view", CdsKit.PatientView("pat-oakhaven", [latest, Earlier("Observation-btu-not-detected.json")]), null));
         using var json = JsonDocument.Parse(await resp.Content.ReadAsStringAsync());
         Assert.That(json.RootElement.GetProperty("cards").EnumerateArray().Single().GetProperty("summary").GetString(),
             Is.EqualTo("Preliminary: Anti-MAG IgM 25000 BTU: raised (MagCds profile: below 1000 BTU), medium titre; previous result not raised"));
