@@ -120,7 +120,7 @@ public sealed partial class WorkerService(
             {
                 // The store is unreachable: nothing can be leased or acknowledged; wait and try again.
                 StoreFailed(logger, e.GetType().Name);
-                await Task.Delay(TimeSpan.FromSeconds(5), time, stoppingToken).ContinueWith(_ => { }, TaskScheduler.Default);
+                await Task.Delay(StoreRetryDelay, time, stoppingToken).ContinueWith(_ => { }, TaskScheduler.Default);
             }
         }
     }
@@ -152,7 +152,7 @@ public sealed partial class WorkerService(
         }
     }
 
-    /// <summary>How long a row handed back after a store error waits: as long as the loop waits for an unreachable store.</summary>
+    /// <summary>How long the loop waits for an unreachable store, and a row handed back after a store error.</summary>
     private static readonly TimeSpan StoreRetryDelay = TimeSpan.FromSeconds(5);
 
     private async Task ProcessLeasedAsync(WorkItem item, CancellationToken ct)
