@@ -460,9 +460,16 @@ public sealed class OutputBuilder(KnowledgeBase knowledge, CanonicalUrls canonic
     /// <summary>DetectedIssue.patient is Reference(Patient): only a subject that is (or may be) a Patient is copied.</summary>
     private static ResourceReference? PatientReference(Observation obs) =>
         obs.Subject?.Reference is ['#', ..] ? (ContainedSubject(obs) is { Type: "Patient" } contained ? contained : null)
-        : obs.Subject?.Reference is { } r && !r.StartsWith("Patient/", StringComparison.Ordinal) && !r.StartsWith("urn:", StringComparison.Ordinal) && !r.Contains("/Patient/", StringComparison.Ordinal)
-            ? null
-            : SubjectCopy(obs);
+        : obs.Subject?.Reference is { } r && !NamesPatient(r) ? null
+        : SubjectCopy(obs);
+
+    /// <summary>
+    /// Whether a literal subject reference is copied into a DetectedIssue's <c>patient</c> (a Patient, or a urn that may
+    /// be one): the worker searches earlier DetectedIssues by patient only then.
+    /// </summary>
+    public static bool NamesPatient(string reference) =>
+        reference.StartsWith("Patient/", StringComparison.Ordinal) || reference.StartsWith("urn:", StringComparison.Ordinal)
+        || reference.Contains("/Patient/", StringComparison.Ordinal);
 
     /// <summary>The evaluator only builds outputs for Observations with a subject.</summary>
     private static ResourceReference SubjectCopy(Observation obs) =>

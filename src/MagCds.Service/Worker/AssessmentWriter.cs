@@ -402,7 +402,7 @@ public sealed partial class AssessmentWriter(Evaluator evaluator, WorkerFhirClie
             // DetectedIssue names only a Patient (a Group result's has none), so there the identifier alone selects.
             string narrow = subject is null ? ""
                 : type == "RiskAssessment" ? $"subject={Uri.EscapeDataString(subject)}&"
-                : IsPatient(subject) ? $"patient={Uri.EscapeDataString(subject)}&" : "";
+                : MagCds.Core.Outputs.OutputBuilder.NamesPatient(subject) ? $"patient={Uri.EscapeDataString(subject)}&" : "";
             string query = $"{type}?{narrow}identifier={Uri.EscapeDataString(evaluator.Canonical.ObservationSeriesSystem + "|" + series)}&_count=100";
             // An earlier identity of this Observation (an identifier since corrected) may be another Observation's
             // now: only outputs that point at this one are taken.
@@ -432,9 +432,6 @@ public sealed partial class AssessmentWriter(Evaluator evaluator, WorkerFhirClie
         DetectedIssue di => di.Implicated.FirstOrDefault()?.Reference,
         _ => null,
     };
-
-    /// <summary>Whether a subject reference names a Patient (the outputs' DetectedIssue.patient is set only then).</summary>
-    private static bool IsPatient(string subject) => subject.StartsWith("Patient/", StringComparison.Ordinal) || subject.Contains("/Patient/", StringComparison.Ordinal);
 
     /// <summary>A subject reference a search can use: a contained one ("#p") means nothing outside its Observation.</summary>
     private static string? Searchable(string? subject) => subject is ['#', ..] ? null : subject;
