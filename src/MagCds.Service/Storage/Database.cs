@@ -215,6 +215,9 @@ public sealed class Database : IAsyncDisposable
         // The series key (a hash of the Observation's identity, no PHI) of the outputs an assessment wrote: what finds
         // them again once the Observation is deleted from the server and can no longer be read.
         ("worker_assessed", "series", "TEXT"),
+        // The knowledge version of that assessment: what a re-assessment after a knowledge upgrade selects (NULL: an
+        // assessment recorded before this column, whose knowledge is not known, so it is taken as another).
+        ("worker_assessed", "knowledge_version", "TEXT"),
     ];
 
     // Times are Unix milliseconds (BIGINT) in both databases, so comparisons and arithmetic are the same SQL.

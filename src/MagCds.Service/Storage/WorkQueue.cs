@@ -129,7 +129,9 @@ public sealed class WorkQueue(Database db, TimeProvider time)
     /// </summary>
     /// <param name="assessedVersion">The resource version that was read and assessed, when known.</param>
     /// <param name="series">The series key of the outputs the assessment wrote or found, kept with the version.</param>
-    public async Task<bool> CompleteAsync(WorkItem item, string owner, string outcome, CancellationToken ct, string? assessedVersion = null, string? series = null)
+    /// <param name="knowledgeVersion">The knowledge version the assessment was made with, kept with the version.</param>
+    public async Task<bool> CompleteAsync(WorkItem item, string owner, string outcome, CancellationToken ct, string? assessedVersion = null, string? series = null,
+        string? knowledgeVersion = null)
     {
         await using var w = await db.OpenWriterAsync(ct);
         var c = w.Connection;
@@ -155,9 +157,12 @@ public sealed class WorkQueue(Database db, TimeProvider time)
         if (assessedVersion is not null)
         {
             await using var seen = c.Command("""
-                INSERT INTO worker_assessed (server, resource_type, resource_id, version_id, series) VALUES (@server, @type, @id, @version, @series)
-                ON CONFLICT (server, resource_type, resource_id) DO UPDATE SET version_id = excluded.version_id, series = COALESCE(excluded.series, worker_assessed.series)
-                """, tx).With("server", item.Server).With("type", item.ResourceType).With("id", item.ResourceId).With("version", assessedVersion).With("series", series);
+                INSERT INTO worker_assessed (server, resource_type, resource_id, version_id, series, knowledge_version)
+                VALUES (@server, @type, @id, @version, @series, @knowledge)
+                ON CONFLICT (server, resource_type, resource_id) DO UPDATE SET version_id = excluded.version_id,
+                    series = COALESCE(excluded.series, worker_assessed.series), knowledge_version = excluded.knowledge_version
+                """, tx).With("server", item.Server).With("type", item.ResourceType).With("id", item.ResourceId).With("version", assessedVersion)
+                .With("series", series).With("knowledge", knowledgeVersion);
             await seen.ExecuteNonQueryAsync(ct);
         }
         await tx.CommitAsync(ct);
@@ -284,6 +289,38 @@ public sealed class WorkQueue(Database db, TimeProvider time)
             await EnqueueAsync(c, tx, byServer.Key, byServer.Select(x => (x.Type, x.Id, (string?)null)), "replay", ct);
         await tx.CommitAsync(ct);
         return rows.Count;
+    }
+
+    /// <summary>
+    /// Queues again every resource of <paramref name="server"/> last assessed with a knowledge version other than
+    /// <paramref name="knowledgeVersion"/> (or not known), or every resource assessed when <paramref name="all"/>: after
+    /// a knowledge upgrade, results keep their earlier outputs until something about them changes, and this is how an
+    /// operator has them all assessed with the knowledge in use. One statement; a resource already waiting is marked to
+    /// be read again, as for any event. Returns how many were queued (or marked).
+    /// </summary>
+    public async Task<int> EnqueueReassessmentAsync(string server, string knowledgeVersion, bool all, CancellationToken ct)
+    {
+        long now = Now;
+        await using var w = await db.OpenWriterAsync(ct);
+        await using var cmd = w.Connection.Command($"""
+            INSERT INTO work_item (server, resource_type, resource_id, source, state, enqueued_at, due_at)
+            SELECT server, resource_type, resource_id, 'knowledge', 'pending', @now, @now FROM worker_assessed
+            WHERE server = @server{(all ? "" : " AND (knowledge_version IS NULL OR knowledge_version <> @knowledge)")}
+            ON CONFLICT (server, resource_type, resource_id) WHERE state = 'pending'
+            DO UPDATE SET generation = work_item.generation + 1,
+                          due_at = CASE WHEN work_item.due_at < @now THEN work_item.due_at ELSE @now END
+            """).With("server", server).With("now", now).With("knowledge", knowledgeVersion);
+        return await cmd.ExecuteNonQueryAsync(ct);
+    }
+
+    /// <summary>How many resources of <paramref name="server"/> were last assessed with another (or an unknown) knowledge version.</summary>
+    public async Task<long> AssessedWithOtherKnowledgeAsync(string server, string knowledgeVersion, CancellationToken ct)
+    {
+        await using var c = await db.OpenAsync(ct);
+        await using var cmd = c.Command("""
+            SELECT COUNT(*) FROM worker_assessed WHERE server = @server AND (knowledge_version IS NULL OR knowledge_version <> @knowledge)
+            """).With("server", server).With("knowledge", knowledgeVersion);
+        return Convert.ToInt64(await cmd.ExecuteScalarAsync(ct), System.Globalization.CultureInfo.InvariantCulture);
     }
 
     /// <summary>Deletes finished rows (done, replayed) older than <paramref name="age"/>; dead letters stay until replayed.</summary>

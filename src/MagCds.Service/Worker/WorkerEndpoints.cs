@@ -27,7 +27,7 @@ public static class WorkerEndpoints
         notify.MapPut("/{type}/{id}", NotifyAsync);
 
         var admin = app.MapGroup("/admin/worker").RequireAuthorization(Security.Access.AdminPolicy).RequireRateLimiting(RateLimits.Policy).Audited();
-        admin.MapRead("/", async (WorkQueue queue, WorkerFhirClient fhir, ServerClock clock, CancellationToken ct) =>
+        admin.MapRead("/", async (WorkQueue queue, WorkerFhirClient fhir, ServerClock clock, MagCds.Core.Knowledge.KnowledgeBase knowledge, CancellationToken ct) =>
         {
             var s = await queue.StatsAsync(ct, fhir.Server);
             return Results.Json(new
@@ -40,7 +40,19 @@ public static class WorkerEndpoints
                 elsewhere = (await queue.ElsewhereAsync(fhir.Server, ct)).ToDictionary(e => e.Key, e => new { pending = e.Value.Pending, deadLetters = e.Value.Dead }),
                 // This replica's: the server asked it (429/503 with Retry-After) to send nothing before then.
                 pausedUntil = clock.PausedUntil,
+                knowledgeVersion = knowledge.Version,
+                // Results whose outputs on the server are of another knowledge version (POST /admin/worker/reassess).
+                assessedWithOtherKnowledge = await queue.AssessedWithOtherKnowledgeAsync(fhir.Server, knowledge.Version, ct),
             });
+        });
+        // After a knowledge upgrade: every result assessed with another knowledge version (all=true: every result
+        // assessed) is assessed again; its new outputs are written and the earlier ones superseded, as for any change.
+        admin.MapPost("/reassess", async (WorkQueue queue, WorkerFhirClient fhir, WorkerSignal signal, MagCds.Core.Knowledge.KnowledgeBase knowledge,
+            CancellationToken ct, bool all = false) =>
+        {
+            int queued = await queue.EnqueueReassessmentAsync(fhir.Server, knowledge.Version, all, ct);
+            signal.Wake();
+            return Results.Json(new { queued, knowledgeVersion = knowledge.Version }, statusCode: StatusCodes.Status202Accepted);
         });
         admin.MapRead("/dead-letters", async (WorkQueue queue, WorkerFhirClient fhir, CancellationToken ct, int max = 100) =>
             Results.Json((await queue.DeadLettersAsync(Math.Clamp(max, 1, 1000), ct, fhir.Server)).Select(d => new

@@ -196,7 +196,7 @@ public sealed partial class WorkerService(
             if (outcome == "not-anti-mag") metrics.Ignored("Observation");
             // Queued before this row is finished: a crash in between assesses them again, never not at all.
             if (reassess.Count > 0) await queue.EnqueueAsync(item.Server, reassess.Select(id => ("Observation", id)), "reassess", CancellationToken.None);
-            await queue.CompleteAsync(item, _owner, outcome, CancellationToken.None, version, series);
+            await queue.CompleteAsync(item, _owner, outcome, CancellationToken.None, version, series, knowledge.Version);
             audit.Record(new AuditEntry(time.GetUtcNow(), "fhir-server", "worker", $"work-item-{item.Id}", $"{item.ResourceType}/{item.ResourceId}",
                 version, knowledge.Version, outcome, outputs));
             var lag = time.GetUtcNow() - item.EnqueuedAt;

@@ -299,6 +299,34 @@ public sealed class WorkQueueTests(StoreProvider provider)
     }
 
     [Test]
+    public async Task A_reassessment_queues_the_results_assessed_with_other_knowledge_once_each()
+    {
+        const string Other = "http://other.example/fhir";
+        await _queue.EnqueueAsync(Server, [("Observation", "old"), ("Observation", "unknown"), ("Observation", "current"), ("Observation", "waiting")], "poll", CancellationToken.None);
+        await _queue.EnqueueAsync(Other, [("Observation", "theirs")], "poll", CancellationToken.None);
+        foreach (var item in await _queue.LeaseAsync("w1", 10, Lease, CancellationToken.None))
+        {
+            string? knowledge = item.ResourceId switch { "unknown" => null, "current" => "2026.2", _ => "2026.1" };
+            Assert.That(await _queue.CompleteAsync(item, "w1", "evaluated", CancellationToken.None, assessedVersion: "1", knowledgeVersion: knowledge), Is.True);
+        }
+        // A new event for one of them is waiting already: marked to be read again, not queued twice.
+        await _queue.EnqueueAsync(Server, [("Observation", "waiting")], "subscription", CancellationToken.None);
+
+        Assert.That(await _queue.AssessedWithOtherKnowledgeAsync(Server, "2026.2", CancellationToken.None), Is.EqualTo(3), "old, unknown and waiting");
+        Assert.That(await _queue.EnqueueReassessmentAsync(Server, "2026.2", all: false, CancellationToken.None), Is.EqualTo(3));
+        var queued = await _queue.LeaseAsync("w1", 10, Lease, CancellationToken.None);
+        Assert.That(queued.Select(i => i.ResourceId).Order(), Is.EqualTo(new[] { "old", "unknown", "waiting" }), "not the current one, nor another server's");
+        Assert.That(queued.Single(i => i.ResourceId == "waiting").Generation, Is.EqualTo(1), "the waiting row is read again");
+        foreach (var item in queued)
+            await _queue.CompleteAsync(item, "w1", "evaluated", CancellationToken.None, assessedVersion: "1", knowledgeVersion: "2026.2");
+
+        Assert.That(await _queue.AssessedWithOtherKnowledgeAsync(Server, "2026.2", CancellationToken.None), Is.Zero);
+        Assert.That(await _queue.EnqueueReassessmentAsync(Server, "2026.2", all: false, CancellationToken.None), Is.Zero, "nothing left to reassess");
+        Assert.That(await _queue.EnqueueReassessmentAsync(Server, "2026.2", all: true, CancellationToken.None), Is.EqualTo(4), "all: every result assessed");
+        Assert.That((await _queue.LeaseAsync("w1", 10, Lease, CancellationToken.None, Other)), Is.Empty, "another server's results are left alone");
+    }
+
+    [Test]
     public async Task Purging_removes_old_finished_rows_but_keeps_dead_letters_and_pending_work()
     {
         await _queue.EnqueueAsync(Server, [("Observation", "done"), ("Observation", "dead")], "poll", CancellationToken.None);

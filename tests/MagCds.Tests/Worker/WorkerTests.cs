@@ -694,16 +694,62 @@ public sealed class WorkerTests(StoreProvider provider) : WorkerTestBase(provide
         Assert.That(ras.All(r => r.Subject!.Reference is null && r.Subject.Identifier?.Value == "MRN-CONTAINED-1"));
     }
 
-    [Test]
-    public async Task Going_back_to_earlier_knowledge_makes_its_assessment_current_again()
+    /// <summary>A copy of the embedded knowledge under another version (a knowledge upgrade); deleted by the caller.</summary>
+    private static async Task<(string Path, string Embedded, string Next)> NextKnowledgeFileAsync()
     {
-        string newer = Path.Combine(Path.GetTempPath(), $"knowledge-{Guid.NewGuid():N}.json");
+        string path = Path.Combine(Path.GetTempPath(), $"knowledge-{Guid.NewGuid():N}.json");
         System.Text.Json.Nodes.JsonNode doc;
         await using (var embeddedFile = typeof(MagCds.Core.Knowledge.KnowledgeLoader).Assembly.GetManifestResourceStream("MagCds.Core.Knowledge.knowledge.json")!)
             doc = (await System.Text.Json.Nodes.JsonNode.ParseAsync(embeddedFile))!;
         string embedded = doc["version"]!.GetValue<string>();
         doc["version"] = embedded + "-next";
-        await File.WriteAllTextAsync(newer, doc.ToJsonString());
+        await File.WriteAllTextAsync(path, doc.ToJsonString());
+        return (path, embedded, embedded + "-next");
+    }
+
+    [Test]
+    public async Task After_a_knowledge_upgrade_an_operator_has_every_result_assessed_again_with_the_new_knowledge()
+    {
+        var (newer, embedded, next) = await NextKnowledgeFileAsync();
+        try
+        {
+            await Fhir.SeedAsync(Result("p1", 23.5m, "ACC-1"));
+            await Fhir.SeedAsync(Result("p2", 5.0m, "ACC-2"));
+            await H.StartAsync();
+            await H.DrainedAsync(2);
+            Assert.That((await H.Client.GetFromJsonAsync<JsonElement>("/admin/worker")).GetProperty("assessedWithOtherKnowledge").GetInt64(), Is.Zero);
+
+            // The upgrade: the same store, the new knowledge. Nothing about the results changed, so nothing is assessed.
+            await H.StartAsync(new() { ["MagCds:KnowledgeFile"] = newer });
+            var status = await H.Client.GetFromJsonAsync<JsonElement>("/admin/worker");
+            Assert.That(status.GetProperty("knowledgeVersion").GetString(), Is.EqualTo(next));
+            Assert.That(status.GetProperty("assessedWithOtherKnowledge").GetInt64(), Is.EqualTo(2), "both results still have outputs of the earlier knowledge");
+
+            var reassess = await H.Client.PostAsync("/admin/worker/reassess", null);
+            Assert.That(reassess.StatusCode, Is.EqualTo(HttpStatusCode.Accepted));
+            Assert.That((await reassess.Content.ReadFromJsonAsync<JsonElement>()).GetProperty("queued").GetInt32(), Is.EqualTo(2));
+            await H.DrainedAsync(4);
+
+            var ras = await H.AllAsync<RiskAssessment>();
+            Assert.That(ras, Has.Count.EqualTo(4));
+            Assert.That(ras.Where(Current).Select(KnowledgeVersion), Is.EqualTo(new[] { next, next }), "one current assessment per result, of the new knowledge");
+            Assert.That(ras.Where(r => !Current(r)).Select(r => (r.Status, KnowledgeVersion(r))),
+                Is.EqualTo(new[] { (ObservationStatus.Cancelled, embedded), (ObservationStatus.Cancelled, embedded) }));
+            Assert.That(ras.Where(r => !Current(r)).Select(RiskAssessmentNote), Is.All.StartsWith("Superseded: MagCds assessed this Observation again"));
+            var dis = await H.AllAsync<DetectedIssue>();
+            Assert.That((dis.Count, dis.Count(Current)), Is.EqualTo((2, 1)), "the raised result's alert is replaced, not doubled");
+
+            Assert.That((await H.Client.GetFromJsonAsync<JsonElement>("/admin/worker")).GetProperty("assessedWithOtherKnowledge").GetInt64(), Is.Zero);
+            var again = await H.Client.PostAsync("/admin/worker/reassess", null);
+            Assert.That((await again.Content.ReadFromJsonAsync<JsonElement>()).GetProperty("queued").GetInt32(), Is.Zero, "nothing left to reassess");
+        }
+        finally { File.Delete(newer); }
+    }
+
+    [Test]
+    public async Task Going_back_to_earlier_knowledge_makes_its_assessment_current_again()
+    {
+        var (newer, embedded, _) = await NextKnowledgeFileAsync();
         try
         {
             await Fhir.SeedAsync(Result("p1", 23.5m, "ACC-1"));
