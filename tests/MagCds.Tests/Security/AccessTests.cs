@@ -75,6 +75,8 @@ public sealed class AccessTests
         }
         using (var r = await SendAsync(client, HttpMethod.Get, "/admin/worker", apiKey: AdminKey))
             Assert.That(r.StatusCode, Is.EqualTo(HttpStatusCode.OK));
+        using (var r = await SendAsync(client, HttpMethod.Post, "/admin/worker/reassess", apiKey: ClientKey))
+            Assert.That(r.StatusCode, Is.EqualTo(HttpStatusCode.Forbidden), "queuing work is an admin's too");
 
         foreach (var open in new[] { "/fhir/metadata", "/health/live", "/knowledge" })
         {
