@@ -145,13 +145,12 @@ public sealed class Evaluator
 
         // Each patient's usable anti-MAG results, in request order: the newest version of each, not withdrawn, and
         // without a modifier that may change its meaning.
-        var pool = new Dictionary<string, List<Prepared>>(StringComparer.Ordinal);
+        var pool = new TrendPool();
         foreach (var p in prepared.Values)
         {
             if (p.Patient is null || !p.IsAntiMag || p.HasModifiers || p.AboutFocus || !IsNewest(p) || p.Input.Observation.Status == ObservationStatus.EnteredInError
                 || DeletionOf(p) is not null) continue;
-            if (pool.TryGetValue(p.Patient, out var results)) results.Add(p);
-            else pool[p.Patient] = [p];
+            pool.Add(p);
         }
 
         // A supplied earlier result that belongs to none of the inputs' patients is never used; say so once.
@@ -255,7 +254,7 @@ public sealed class Evaluator
     }
 
     /// <param name="deletion">The request says the result was deleted from its server: its outputs are retracted.</param>
-    private InputResult EvaluateOne(Prepared current, IReadOnlyDictionary<string, List<Prepared>> pool, Deletion? deletion = null)
+    private InputResult EvaluateOne(Prepared current, TrendPool pool, Deletion? deletion = null)
     {
         var input = current.Input;
         var obs = input.Observation;
@@ -339,9 +338,16 @@ public sealed class Evaluator
     {
         var obs = input.Observation;
         string? server = ServerBase(input.FullUrl), subject = SubjectKey(obs);
-        // Relative references of an entry from a named server resolve against it (FHIR Bundle rules): among entries
-        // of several servers, "Patient/1" of each is its own patient, and its results get their own output ids.
-        if (severalServers && server is not null && subject is not null && obs.Subject?.Reference is { } r && IsRelative(r)) subject = $"ref|{server}/{r}";
+        if (server is not null && subject is ['r', 'e', 'f', '|', ..] && subject[4..] is var r)
+        {
+            // Relative references of an entry from a named server resolve against it (FHIR Bundle rules): among entries
+            // of several servers, "Patient/1" of each is its own patient, and its results get their own output ids.
+            if (severalServers && IsRelative(r)) subject = $"ref|{server}/{r}";
+            // An absolute reference to the entry's own server is the relative one ("https://lab/fhir/Patient/1" in an
+            // entry of https://lab/fhir is "Patient/1"): one patient, whichever way a result names it.
+            else if (!severalServers && r.Length > server.Length + 1 && r.StartsWith(server, StringComparison.Ordinal) && r[server.Length] == '/'
+                     && IsRelative(r[(server.Length + 1)..])) subject = "ref|" + r[(server.Length + 1)..];
+        }
         var keys = DeterministicIds.Keys(input, subject);
         // The versions of one resource share its id on its server, whatever else a correction changed (subject,
         // identifier); without a server or a versionId to say so, a result is known by its identity.
@@ -422,12 +428,22 @@ public sealed class Evaluator
         { Reference: ['#', ..] r } => ContainedSubjectKey(obs, r),
         // A reference's type and its "type" element must agree ("Patient/x" typed Device says two things at once).
         { Reference: { Length: > 0 } r } => ReferenceType(r) is var t && PatientOrGroup(t ?? obs.Subject.Type)
-                                             && (t is null || obs.Subject.Type is null || obs.Subject.Type == t) ? "ref|" + r : null,
+                                             && (t is null || obs.Subject.Type is null || obs.Subject.Type == t) ? "ref|" + WithoutVersion(r) : null,
         { Identifier: { Value: { Length: > 0 } v } id } => PatientOrGroup(obs.Subject.Type) ? $"id|{id.System}|{v}" : null,
         _ => null,
     };
 
     private static bool PatientOrGroup(string? type) => type is null or "Patient" or "Group";
+
+    /// <summary>
+    /// A reference to one version of the patient ("Patient/1/_history/3") names the patient all the same: results that
+    /// name different versions, or none, are one patient's (one history, one series of outputs).
+    /// </summary>
+    private static string WithoutVersion(string reference)
+    {
+        int history = reference.IndexOf("/_history/", StringComparison.Ordinal);
+        return history > 0 && !reference.StartsWith("urn:", StringComparison.Ordinal) && reference.IndexOf('?') < 0 ? reference[..history] : reference;
+    }
 
     /// <summary>
     /// The resource type a literal reference names ("Patient/1", "https://x/fhir/Device/2/_history/1"); null for a urn;

@@ -17,30 +17,21 @@ internal static class TrendBuilder
     /// </summary>
     public const int MaxListed = 20;
 
-    private static readonly HashSet<ObservationStatus?> Usable =
-        [ObservationStatus.Final, ObservationStatus.Amended, ObservationStatus.Corrected, ObservationStatus.Preliminary];
-
     /// <param name="classify">The category of an earlier result by the same rules as the current one.</param>
     /// <param name="pool">Each patient's anti-MAG results in the request, current one included.</param>
-    public static Trend? Build(Prepared current, Category currentCategory, IReadOnlyDictionary<string, List<Prepared>> pool, Func<Prepared, Category> classify)
+    public static Trend? Build(Prepared current, Category currentCategory, TrendPool pool, Func<Prepared, Category> classify)
     {
         if (current.Patient is null || current.When is not DateTimeOffset now || current.Value?.Number is null
-            || !pool.TryGetValue(current.Patient, out var results) || results.Count < 2) return null;
+            || pool.SeriesOf(current.Patient) is not { } series) return null;
 
-        var assay = AssayOf(current);
-        // The pool holds the newest version of each result, withdrawn ones left out (Evaluator.Start); the same
-        // result sent again under another version key (a copy without meta.versionId) still counts once.
-        var earlier = results
-            .Where(p => p.VersionKey != current.VersionKey && p.Keys.Observation != current.Keys.Observation)
-            .GroupBy(p => p.Keys.Observation, StringComparer.Ordinal)
-            .Select(g => g.Aggregate((newest, p) => Versions.Wins(p, newest) ? p : newest))
-            .Where(p => p.When < now
-                        && p.Value?.Number is not null
-                        && Usable.Contains(p.Input.Observation.Status)
-                        && SameAssay(current, assay, p))
-            // Results of the same time are ordered by identity, not by where they sat in the request.
-            .OrderBy(p => p.When).ThenBy(p => p.Keys.Observation, StringComparer.Ordinal)
-            .ToList();
+        var assay = AssayKey.Of(current);
+        // The series is oldest first, so the earlier results are a prefix of it.
+        var earlier = new List<Prepared>();
+        foreach (var (p, key) in series)
+        {
+            if (p.When >= now) break;
+            if (p.Keys.Observation != current.Keys.Observation && assay.SameAs(key)) earlier.Add(p);
+        }
         if (earlier.Count == 0) return null;
 
         var listed = earlier.Count <= MaxListed ? earlier : [earlier[0], .. earlier[^(MaxListed - 1)..]];
@@ -98,42 +89,6 @@ internal static class TrendBuilder
         }
     }
 
-    /// <summary>What names a result's assay besides its code and unit: the method and the reference range, normalised.</summary>
-    private readonly record struct Assay(string Method, string Range);
-
-    /// <summary>Read once for the current result, then compared with each earlier one.</summary>
-    private static Assay AssayOf(Prepared p) => new(Norm(MethodKey(p.Input.Observation)), RangeKey(p.Input.Observation));
-
-    private static string Norm(string? s) => s?.Trim().ToLowerInvariant() ?? "";
-
-    private static bool SameAssay(Prepared a, Assay assayOfA, Prepared b)
-    {
-        var va = a.Value!;
-        var vb = b.Value!;
-        // Two results without a unit may come from any two assays (8 on one scale, 12,000 on another): never trended.
-        if (!va.HasUnit || !vb.HasUnit) return false;
-        bool sameUnit = Norm(va.UnitText) == Norm(vb.UnitText) && Norm(va.UnitCode) == Norm(vb.UnitCode) && Norm(va.UnitSystem) == Norm(vb.UnitSystem);
-        // A unit names no assay by itself ("U", "TU", "index" and every titre's "titre" are used by several): results
-        // whose laboratories name different methods, or send different reference ranges, come from different assays
-        // (or an assay re-standardised), and their values are not comparable. Both unnamed counts as the same.
-        return sameUnit
-               && assayOfA == AssayOf(b)
-               && a.Input.Observation.Code.Coding.Any(ca => b.Input.Observation.Code.Coding.Any(cb => ca.System == cb.System && ca.Code == cb.Code));
-    }
-
-    /// <summary>The limits of the first reference range, by value (1000 and 1000.0 are one limit) and unit; "" for none.</summary>
-    private static string RangeKey(Observation o)
-    {
-        if (o.ReferenceRange.Count == 0) return "";
-        var r = o.ReferenceRange[0];
-        static string Limit(Quantity? q) => q?.Value is not decimal v ? ""
-            : $"{v.ToString("G29", System.Globalization.CultureInfo.InvariantCulture)}|{q.Unit?.Trim().ToLowerInvariant()}|{q.Code?.Trim().ToLowerInvariant()}";
-        return Limit(r.Low) + "/" + Limit(r.High);
-    }
-
-    private static string? MethodKey(Observation o) => o.Method is null ? null
-        : o.Method.Coding.FirstOrDefault(c => c.Code is not null) is { } c ? c.System + "|" + c.Code : o.Method.Text;
-
     /// <summary>When the result applies: effective time, else issued.</summary>
     public static DateTimeOffset? When(Observation obs)
     {
@@ -171,4 +126,84 @@ internal static class TrendBuilder
         // DateOnly's round-trip format is yyyy-MM-dd without parsing a custom pattern (this runs for every output).
         return DateOnly.FromDateTime(when.Value.DateTime).ToString("O", System.Globalization.CultureInfo.InvariantCulture);
     }
+}
+
+/// <summary>
+/// Each patient's usable anti-MAG results in a request (Evaluator.Start adds them: the newest version of each, not
+/// withdrawn), put in order once for every trend that lists them. Sorting them again for each result made a request
+/// of thousands of one patient's results take time growing with the square of their number (minutes at 5,000).
+/// </summary>
+internal sealed class TrendPool
+{
+    private static readonly HashSet<ObservationStatus?> Usable =
+        [ObservationStatus.Final, ObservationStatus.Amended, ObservationStatus.Corrected, ObservationStatus.Preliminary];
+
+    private readonly Dictionary<string, List<Prepared>> _results = new(StringComparer.Ordinal);
+    private Dictionary<string, List<(Prepared, AssayKey)>?>? _series;
+
+    public void Add(Prepared p)
+    {
+        if (_results.TryGetValue(p.Patient!, out var results)) results.Add(p);
+        else _results[p.Patient!] = [p];
+    }
+
+    /// <summary>
+    /// The results a trend of <paramref name="patient"/> may list, oldest first (results of the same time by identity,
+    /// not by where they sat in the request), each with its assay; null when the patient has fewer than two results.
+    /// The same result sent again under another version key (a copy without meta.versionId) counts once: its newest.
+    /// </summary>
+    public List<(Prepared Result, AssayKey Assay)>? SeriesOf(string patient)
+    {
+        if (!_results.TryGetValue(patient, out var results) || results.Count < 2) return null;
+        _series ??= new(StringComparer.Ordinal);
+        if (_series.TryGetValue(patient, out var series)) return series;
+
+        var newest = new Dictionary<string, Prepared>(results.Count, StringComparer.Ordinal);
+        foreach (var p in results)
+            if (!newest.TryGetValue(p.Keys.Observation, out var seen) || Versions.Wins(p, seen)) newest[p.Keys.Observation] = p;
+        series = newest.Values
+            .Where(p => p.When is not null && p.Value?.Number is not null && Usable.Contains(p.Input.Observation.Status))
+            .OrderBy(p => p.When).ThenBy(p => p.Keys.Observation, StringComparer.Ordinal)
+            .Select(p => (p, AssayKey.Of(p)))
+            .ToList();
+        return _series[patient] = series;
+    }
+}
+
+/// <summary>
+/// What tells a result's assay, read once per result: its unit (normalised), its method and first reference range,
+/// and its codes. Values are compared only between results of one assay.
+/// </summary>
+internal sealed record AssayKey(bool HasUnit, string Unit, string Method, string Range, IReadOnlyList<Coding> Codes)
+{
+    public static AssayKey Of(Prepared p)
+    {
+        var v = p.Value!;
+        var o = p.Input.Observation;
+        return new(v.HasUnit, $"{Norm(v.UnitText)}|{Norm(v.UnitCode)}|{Norm(v.UnitSystem)}", Norm(MethodKey(o)), RangeKey(o), o.Code.Coding);
+    }
+
+    public bool SameAs(AssayKey other) =>
+        // Two results without a unit may come from any two assays (8 on one scale, 12,000 on another): never trended.
+        HasUnit && other.HasUnit
+        // A unit names no assay by itself ("U", "TU", "index" and every titre's "titre" are used by several): results
+        // whose laboratories name different methods, or send different reference ranges, come from different assays
+        // (or an assay re-standardised), and their values are not comparable. Both unnamed counts as the same.
+        && Unit == other.Unit && Method == other.Method && Range == other.Range
+        && Codes.Any(ca => other.Codes.Any(cb => ca.System == cb.System && ca.Code == cb.Code));
+
+    private static string Norm(string? s) => s?.Trim().ToLowerInvariant() ?? "";
+
+    /// <summary>The limits of the first reference range, by value (1000 and 1000.0 are one limit) and unit; "" for none.</summary>
+    private static string RangeKey(Observation o)
+    {
+        if (o.ReferenceRange.Count == 0) return "";
+        var r = o.ReferenceRange[0];
+        static string Limit(Quantity? q) => q?.Value is not decimal v ? ""
+            : $"{v.ToString("G29", System.Globalization.CultureInfo.InvariantCulture)}|{q.Unit?.Trim().ToLowerInvariant()}|{q.Code?.Trim().ToLowerInvariant()}";
+        return Limit(r.Low) + "/" + Limit(r.High);
+    }
+
+    private static string? MethodKey(Observation o) => o.Method is null ? null
+        : o.Method.Coding.FirstOrDefault(c => c.Code is not null) is { } c ? c.System + "|" + c.Code : o.Method.Text;
 }

@@ -381,6 +381,67 @@ public class EvaluationCaseTests
     }
 
     [Test]
+    public void A_subject_named_by_one_version_or_absolutely_on_the_entry_s_own_server_is_the_same_patient()
+    {
+        static string Series(RiskAssessment r) => r.Identifier.Single(i => i.System == MagCds.Core.CanonicalUrls.Default.ObservationSeriesSystem).Value ?? "";
+        var plain = CoreUnderTest.EvaluateFile("Observation-btu-medium.json").Outputs.OfType<RiskAssessment>().Single();
+
+        // A retraction naming one version of the patient reaches the outputs made for the patient.
+        var retracted = TestFiles.Resource<Observation>("Observation-entered-in-error.json");
+        retracted.Subject = new ResourceReference("Patient/pat-oakhaven/_history/4");
+        var retraction = CoreUnderTest.Evaluator.Evaluate(EvaluationRequest.Of(new EvaluationInput(retracted, "Observation/btu-medium", "Observation")))
+            .Outputs.OfType<RiskAssessment>().Single();
+        Assert.That(Series(retraction), Is.EqualTo(Series(plain)));
+
+        // Earlier results naming a version of the patient are the patient's history.
+        var current = TestFiles.Resource<Observation>("Observation-btu-medium.json");
+        var earlier = TestFiles.Resource<Observation>("Observation-btu-medium.json");
+        earlier.Id = "btu-earlier";
+        earlier.Identifier[0].Value = "EARLIER-1";
+        earlier.Effective = new FhirDateTime("2025-09-01");
+        earlier.Subject = new ResourceReference("Patient/pat-oakhaven/_history/3");
+        var withHistory = CoreUnderTest.Evaluator.Evaluate(new EvaluationRequest(
+            [new EvaluationInput(current, "Observation/btu-medium", "Observation")], [new EvaluationInput(earlier, "Observation/btu-earlier", "history")]));
+        Assert.That(withHistory.RequestIssues, Is.Empty, "not another patient's result");
+        Assert.That(withHistory.Results.Single().Interpretation!.Trend!.Points, Has.Count.EqualTo(2));
+
+        // In a Bundle entry of https://ehr.example/fhir, "https://ehr.example/fhir/Patient/x" is "Patient/x".
+        var absolute = TestFiles.Resource<Observation>("Observation-btu-medium.json");
+        absolute.Subject = new ResourceReference("https://ehr.example/fhir/Patient/pat-oakhaven");
+        var relative = TestFiles.Resource<Observation>("Observation-btu-medium.json");
+        RiskAssessment InBundle(Observation o) => CoreUnderTest.Evaluator.Evaluate(EvaluationRequest.Of(
+            new EvaluationInput(o, "Observation/btu-medium", "Bundle.entry[0]", "https://ehr.example/fhir/Observation/btu-medium"))).Outputs.OfType<RiskAssessment>().Single();
+        Assert.That(InBundle(absolute).Identifier.Select(i => i.Value), Is.EqualTo(InBundle(relative).Identifier.Select(i => i.Value)));
+        Assert.That(Series(InBundle(relative)), Is.EqualTo(Series(plain)), "an entry of one server keeps the identity it has when posted alone");
+    }
+
+    [Test]
+    public void Many_results_of_one_patient_are_each_trended_against_their_own_earlier_results()
+    {
+        // Each result of a long series lists its own earlier results (the first and the most recent), not those after it.
+        var results = Enumerable.Range(0, 60).Select(i =>
+        {
+            var o = TestFiles.Resource<Observation>("Observation-btu-medium.json");
+            o.Id = $"r{i}";
+            o.Identifier[0].Value = $"ACC-{i}";
+            o.Effective = new FhirDateTime(new DateTimeOffset(2020, 1, 1, 0, 0, 0, TimeSpan.Zero).AddDays(7 * ((i * 37) % 60)));
+            ((Quantity)o.Value!).Value = 1000 + (i * 37) % 60;
+            return new EvaluationInput(o, "Observation/" + o.Id, $"Bundle.entry[{i}]");
+        }).ToList();
+        var response = CoreUnderTest.Evaluator.Evaluate(new EvaluationRequest(results, []));
+        foreach (var r in response.Results)
+        {
+            int rank = (int)(((Quantity)r.Input.Observation.Value!).Value!.Value - 1000);
+            var trend = r.Interpretation!.Trend;
+            if (rank == 0) { Assert.That(trend, Is.Null, "the first result has no earlier one"); continue; }
+            var values = trend!.Points.Select(p => p.Number).ToList();
+            var expected = (rank <= 20 ? Enumerable.Range(0, rank) : Enumerable.Range(0, 1).Concat(Enumerable.Range(rank - 19, 19))).Select(v => (decimal?)(1000 + v)).Append(1000 + rank);
+            Assert.That(values, Is.EqualTo(expected), $"result {rank}");
+            Assert.That(trend.Omitted, Is.EqualTo(Math.Max(0, rank - 20)));
+        }
+    }
+
+    [Test]
     public void A_local_code_is_recognised_once_configured()
     {
         var evaluator = new Evaluator(CoreUnderTest.Knowledge, new EvaluationOptions { AdditionalCodes = ["urn:oid:1.2.3.4.5.99|MAGM"] });
