@@ -56,8 +56,9 @@ public sealed class Evaluator
     public static DateTimeOffset? ResultTime(Observation obs) => TrendBuilder.When(obs);
 
     /// <summary>
-    /// For doors that receive a patient's results rather than one result (CDS Hooks): the latest anti-MAG result that
-    /// can be evaluated becomes the input, every other one its history. Empty when there is none.
+    /// For doors that receive a patient's results rather than one result (CDS Hooks): the latest anti-MAG results that
+    /// can be evaluated (one, or several of the same time) become the inputs, every other one their history. Empty
+    /// when there is none.
     /// </summary>
     /// <param name="maxEarlier">
     /// How many of the results dated before the latest are kept, the most recent: the trend, and so the output ids,
@@ -66,19 +67,24 @@ public sealed class Evaluator
     /// </param>
     public EvaluationRequest LatestWithHistory(IReadOnlyList<EvaluationInput> results, int maxEarlier = int.MaxValue)
     {
-        EvaluationInput? latest = null;
+        // The latest results that can be assessed: a newer one that cannot (cancelled, no value, under a modifier
+        // MagCds does not know) must not hide an earlier raised result behind an empty answer. Results of the same
+        // time (two assays of one sample, a second result of the same draw) are all the latest, whenever each was
+        // reported: one raised result must never be hidden behind another. Versions of one result among them count
+        // once (the core assesses the newest). Each card states the date of the result it shows.
+        var latest = new List<EvaluationInput>();
         var latestWhen = DateTimeOffset.MinValue;
         foreach (var r in results)
         {
-            // The latest result that can be assessed: a newer one that cannot (cancelled, no value, under a modifier
-            // MagCds does not know) must not hide an earlier raised result behind an empty answer. The card states
-            // the date of the result it shows.
             if (!IsReportedResult(r.Observation) || r.Observation.Value is null || HasModifiers(r.Observation) || AboutFocus(r.Observation)) continue;
             var when = TrendBuilder.When(r.Observation) ?? DateTimeOffset.MinValue;
-            if (latest is null || when > latestWhen || (when == latestWhen && IssuedLater(r, latest))) (latest, latestWhen) = (r, when);
+            if (latest.Count == 0 || when > latestWhen) (latest, latestWhen) = ([r], when);
+            else if (when == latestWhen) latest.Add(r);
         }
-        if (latest is null) return new EvaluationRequest([], []);
-        var history = results.Where(r => r != latest).ToList();
+        if (latest.Count == 0) return new EvaluationRequest([], []);
+        // In the same order whatever the order they came in: the later reported first, then by identity.
+        latest.Sort((a, b) => IssuedLater(a, b) ? -1 : IssuedLater(b, a) ? 1 : 0);
+        var history = results.Where(r => !latest.Contains(r)).ToList();
         var earlier = history.Where(r => TrendBuilder.When(r.Observation) < latestWhen).ToList();
         if (earlier.Count > maxEarlier)
         {
@@ -88,7 +94,7 @@ public sealed class Evaluator
                 .Skip(maxEarlier).ToHashSet();
             history.RemoveAll(dropped.Contains);
         }
-        return new EvaluationRequest([latest], history);
+        return new EvaluationRequest(latest, history);
     }
 
     /// <summary>An anti-MAG result the laboratory reported (final, amended, corrected or preliminary), whether or not it can be assessed.</summary>

@@ -77,9 +77,11 @@ public static partial class CdsHooksEndpoints
         if (call.Hook == "patient-view")
         {
             var response = evaluator.Evaluate(evaluator.LatestWithHistory(await results.GetAsync(call, ct), results.EarlierKept));
-            // A card only when the core says the result needs attention; otherwise {"cards": []}.
-            if (response.Results is [{ Outcome: InputOutcome.Evaluated, Interpretation.NeedsAttention: true } r])
-                list.Add(cards.ResultCard(call, r, knowledgeUrl, forOrder: false));
+            // A card for each latest result the core says needs attention (several of the same time: one each);
+            // otherwise {"cards": []}.
+            foreach (var r in response.Results)
+                if (r is { Outcome: InputOutcome.Evaluated, Interpretation.NeedsAttention: true })
+                    list.Add(cards.ResultCard(call, r, knowledgeUrl, forOrder: false));
             return (list, response);
         }
         if (AntiMagOrders(call, evaluator).Any())
@@ -89,9 +91,9 @@ public static partial class CdsHooksEndpoints
             // No result that can be assessed, but results on file: the card says they could not be evaluated, not that
             // there are none, which could lead to a duplicate order or a missed raised result.
             bool unread = response.Results.Count > 0 || found.Any(f => evaluator.IsOnFile(f.Observation));
-            list.Add(response.Results is [{ Outcome: InputOutcome.Evaluated } r]
-                ? cards.ResultCard(call, r, knowledgeUrl, forOrder: true)
-                : cards.NoResultCard(call, knowledgeUrl, latestUnread: unread));
+            foreach (var r in response.Results)
+                if (r.Outcome == InputOutcome.Evaluated) list.Add(cards.ResultCard(call, r, knowledgeUrl, forOrder: true));
+            if (list.Count == 0) list.Add(cards.NoResultCard(call, knowledgeUrl, latestUnread: unread));
             return (list, response);
         }
         return (list, null);
