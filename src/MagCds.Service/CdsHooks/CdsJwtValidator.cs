@@ -35,6 +35,9 @@ public sealed partial class CdsJwtValidator(
         if (!o.Algorithms.Contains(jwt.Alg, StringComparer.Ordinal)) return Reject("algorithm-not-allowed");
         // CDS Hooks 2.0: typ is REQUIRED, fixed "JWT".
         if (!jwt.TryGetHeaderValue<string>("typ", out var typ) || !string.Equals(typ, "JWT", StringComparison.OrdinalIgnoreCase)) return Reject("typ");
+        // RFC 7515 4.1.11: a recipient that does not understand a header listed in crit must refuse the token, and
+        // MagCds defines no extension headers (the token handler does not check crit itself).
+        if (jwt.TryGetHeaderValue<object>("crit", out _)) return Reject("crit");
         var issuer = o.TrustedIssuers.FirstOrDefault(i => i.Issuer == jwt.Issuer);
         if (issuer is null) return Reject("untrusted-issuer");
         if (string.IsNullOrEmpty(jwt.Kid)) return Reject("no-kid");

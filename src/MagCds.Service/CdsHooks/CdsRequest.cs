@@ -108,7 +108,8 @@ public static class CdsRequestReader
                 if (!ctx.TryGetProperty("selections", out var sel) || sel.ValueKind != JsonValueKind.Array)
                     throw Bad("context.selections is required and must be an array.");
                 foreach (var s in sel.EnumerateArray())
-                    selections.Add(s.ValueKind == JsonValueKind.String ? s.GetString()! : throw Bad("context.selections must hold strings."));
+                    selections.Add(s.ValueKind == JsonValueKind.String ? Text(s) ?? throw Bad("context.selections holds a string that is not valid text (half of a UTF-16 surrogate pair).")
+                        : throw Bad("context.selections must hold strings."));
             }
 
             var prefetch = new Dictionary<string, PrefetchSlot>();
@@ -177,13 +178,26 @@ public static class CdsRequestReader
     }
 
     private static string RequiredString(JsonElement obj, string name, string prefix = "") =>
-        obj.TryGetProperty(name, out var v) && v.ValueKind == JsonValueKind.String && v.GetString() is { Length: > 0 } s
+        obj.TryGetProperty(name, out var v) && v.ValueKind == JsonValueKind.String && (Text(v) ?? throw NotText(prefix + name)) is { Length: > 0 } s
             ? s
             : throw Bad($"{prefix}{name} is required and must be a non-empty string.");
 
     private static string? OptionalString(JsonElement obj, string name) =>
         !obj.TryGetProperty(name, out var v) || v.ValueKind == JsonValueKind.Null ? null
-        : v.ValueKind == JsonValueKind.String ? v.GetString() : throw Bad($"{name} must be a string.");
+        : v.ValueKind == JsonValueKind.String ? Text(v) ?? throw NotText(name) : throw Bad($"{name} must be a string.");
+
+    /// <summary>
+    /// A JSON string's text, or null when it is none: JSON lets a string escape half of a UTF-16 surrogate pair
+    /// ("\ud800" alone; EHR free text cut in the middle of an emoji), which no .NET string can hold. Such a member is
+    /// refused with a 400 naming it, not read (the reader would throw, and the call end in a 500).
+    /// </summary>
+    internal static string? Text(JsonElement v)
+    {
+        try { return v.GetString(); }
+        catch (InvalidOperationException) { return null; }
+    }
+
+    private static FhirRequestException NotText(string name) => Bad($"{name} is not valid text (it holds half of a UTF-16 surrogate pair).");
 
     /// <summary>A UTF-8 byte order mark (some Windows-based clients send one) is not part of the JSON text, as at the REST door.</summary>
     internal static ReadOnlyMemory<byte> WithoutBom(ReadOnlyMemory<byte> body) => body.Span.StartsWith("\uFEFF"u8) ? body[3..] : body;

@@ -71,7 +71,9 @@ public static partial class FeedbackReader
     private static string? Str(JsonElement o, string name, string at)
     {
         if (!o.TryGetProperty(name, out var v) || v.ValueKind == JsonValueKind.Null) return null;
-        if (v.ValueKind != JsonValueKind.String || v.GetString() is not { Length: > 0 } s) throw Bad($"{at}.{name} must be a non-empty string.");
+        if (v.ValueKind != JsonValueKind.String) throw Bad($"{at}.{name} must be a non-empty string.");
+        if (CdsRequestReader.Text(v) is not { } s) throw Bad($"{at}.{name} is not valid text (it holds half of a UTF-16 surrogate pair).");
+        if (s.Length == 0) throw Bad($"{at}.{name} must be a non-empty string.");
         int max = name == "userComment" ? 4000 : 256;
         if (s.Length > max) throw Bad($"{at}.{name} is longer than {max} characters.");
         foreach (char ch in s)

@@ -96,10 +96,11 @@ public sealed partial class PatientResults(
         }
         // ExecutionRejectedException: the resilience pipeline refused the call (circuit open, timeout), which is the
         // FHIR server being unavailable like any other: 412, not 500.
-        // JsonException: an answer nested deeper than the parser reads.
+        // JsonException: an answer nested deeper than the parser reads. InvalidOperationException: Firely reading a
+        // string that escapes half of a UTF-16 surrogate pair (free text cut in the middle of an emoji).
         catch (Exception e) when (e is FhirOperationException or HttpRequestException or OperationCanceledException or TimeoutException
                                       or Hl7.Fhir.Serialization.DeserializationFailedException or FormatException or System.Text.Json.JsonException
-                                      or Polly.ExecutionRejectedException)
+                                      or InvalidOperationException or Polly.ExecutionRejectedException)
         {
             // The reason goes to the log as a type name only: messages may hold URLs with patient ids.
             FhirQueryFailed(logger, e.GetType().Name, (e as FhirOperationException)?.Status is { } s ? (int)s : 0);

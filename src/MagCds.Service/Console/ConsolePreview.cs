@@ -84,7 +84,7 @@ public sealed class ConsolePreview(Evaluator evaluator, CardBuilder cards, Patie
         {
             using var doc = JsonDocument.Parse(body);
             if (doc.RootElement.TryGetProperty("resourceType", out _) || !doc.RootElement.TryGetProperty("hook", out var h)) return false;
-            hook = h.ValueKind == JsonValueKind.String ? h.GetString() : null;
+            hook = h.ValueKind == JsonValueKind.String ? CdsHooks.CdsRequestReader.Text(h) : null;
             return true;
         }
         catch (JsonException) { return false; } // the FHIR parser will say what is wrong

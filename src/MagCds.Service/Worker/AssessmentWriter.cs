@@ -572,6 +572,8 @@ public sealed partial class AssessmentWriter(Evaluator evaluator, WorkerFhirClie
         }
         catch (Hl7.Fhir.Serialization.DeserializationFailedException) { throw new WorkFailure("unreadable-response", retryable: false); }
         catch (FormatException) { throw new WorkFailure("unreadable-response", retryable: false); }
+        // Firely reading a string that escapes half of a UTF-16 surrogate pair: an answer no .NET string can hold.
+        catch (InvalidOperationException e) when (e is not ObjectDisposedException) { throw new WorkFailure("unreadable-response", retryable: false); }
     }
 }
 

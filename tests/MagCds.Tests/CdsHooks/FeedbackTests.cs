@@ -31,6 +31,9 @@ public class FeedbackTests
         yield return new TestCaseData("""{"feedback":[{"card":"c","outcome":"overridden","outcomeTimestamp":"Fri, 11 Dec 2020 00:00:00 GMT"}]}""").SetArgDisplayNames("an HTTP date as timestamp");
         // PostgreSQL refuses NUL in text, and a long card id exceeds its unique index: refused at the door, not a 500.
         yield return new TestCaseData("""{"feedback":[{"card":"c","outcome":"overridden","overrideReason":{"userComment":"a\u0000b"},"outcomeTimestamp":"2021-12-11T10:05:31Z"}]}""").SetArgDisplayNames("NUL in a comment");
+        // Half of a UTF-16 surrogate pair, escaped: no .NET string holds it (found by a black-box probe: a 500).
+        yield return new TestCaseData("""{"feedback":[{"card":"c\ud800","outcome":"overridden","outcomeTimestamp":"2021-12-11T10:05:31Z"}]}""").SetArgDisplayNames("half a surrogate pair in the card id");
+        yield return new TestCaseData("""{"feedback":[{"card":"c","outcome":"overridden","overrideReason":{"userComment":"cut \ud83d"},"outcomeTimestamp":"2021-12-11T10:05:31Z"}]}""").SetArgDisplayNames("half a surrogate pair in a comment");
         yield return new TestCaseData("{\"feedback\":[{\"card\":\"" + new string('c', 10_000) + "\",\"outcome\":\"overridden\",\"outcomeTimestamp\":\"2021-12-11T10:05:31Z\"}]}").SetArgDisplayNames("a 10,000-character card id");
     }
 

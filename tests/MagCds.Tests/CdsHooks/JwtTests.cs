@@ -72,6 +72,8 @@ public class JwtTests
         yield return C("garbage", _ => "not.a.jwt");
         yield return C("no typ (REQUIRED, fixed JWT)", k => k.TokenWithHeader(Aud, "{\"alg\":\"ES384\",\"kid\":\"ec-key\"}"));
         yield return C("typ other than JWT", k => k.TokenWithHeader(Aud, "{\"alg\":\"ES384\",\"typ\":\"at+jwt\",\"kid\":\"ec-key\"}"));
+        // RFC 7515 4.1.11: an extension header the recipient must understand, which MagCds does not (found by a probe).
+        yield return C("a crit header MagCds does not understand", k => k.TokenWithHeader(Aud, "{\"alg\":\"ES384\",\"typ\":\"JWT\",\"kid\":\"ec-key\",\"crit\":[\"foo\"],\"foo\":1}"));
     }
 
     [TestCaseSource(nameof(BadTokens))]

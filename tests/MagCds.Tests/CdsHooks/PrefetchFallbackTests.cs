@@ -121,9 +121,11 @@ public class PrefetchFallbackTests : ServiceWithFhirServer
         TestName = "A search answered with a result no FHIR release allows gives 412, not 500")]
     [TestCase("""{"resourceType":"Bundle","type":"searchset","entry":[{"resource":{"resourceType":"OperationOutcome","issue":[{"severity":"error","code":"too-costly"}]},"search":{"mode":"outcome"}}]}""",
         TestName = "A search answered with a Bundle reporting an error gives 412, not an empty answer")]
+    [TestCase("""{"resourceType":"Bundle","type":"searchset","entry":[{"resource":{"resourceType":"Observation","status":"final","code":{"coding":[{"system":"http://loinc.org","code":"39087-2"}]},"subject":{"reference":"Patient/pat-fallback"},"valueQuantity":{"value":25000,"unit":"BTU"},"note":[{"text":"cut in an emoji \ud83d"}]}}]}""",
+        TestName = "A search answered with text that holds half of a UTF-16 surrogate pair gives 412, not 500")]
     public async Task A_search_answer_that_is_no_readable_searchset_gives_412(string answer)
     {
-        await Fhir.FaultAsync(200, 1, "GET", "/fhir/R4/Observation", body: JsonNode.Parse(answer));
+        await Fhir.FaultAsync(200, 1, "GET", "/fhir/R4/Observation", rawBody: answer);
         using var resp = await Call(CdsKit.PatientView(Patient, null, Fhir.BaseUrl, AccessToken, includeResultsKey: false));
         Assert.That(resp.StatusCode, Is.EqualTo(HttpStatusCode.PreconditionFailed), await resp.Content.ReadAsStringAsync());
         Assert.That((await Fhir.RequestsAsync()).Single().Status, Is.EqualTo(200));

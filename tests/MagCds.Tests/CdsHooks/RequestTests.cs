@@ -135,6 +135,24 @@ public class RequestTests : ServiceTests
     public void The_access_token_follows_only_next_links_on_the_named_server(string link, bool followed) =>
         Assert.That(MagCds.Service.Security.OutboundLinks.IsUnderServer(new Uri(link), new Uri("https://ehr.example/fhir")), Is.EqualTo(followed));
 
+    /// <summary>
+    /// JSON may escape half of a UTF-16 surrogate pair ("\ud800" alone: EHR free text cut in the middle of an emoji),
+    /// which no .NET string holds: the member is refused with a 400 naming it (found by a black-box probe: a 500).
+    /// </summary>
+    [TestCase("\"hook\":\"patient-view\"", "\"hook\":\"patient-view\\ud800\"", "hook")]
+    [TestCase("\"patientId\":\"pat-oakhaven\"", "\"patientId\":\"pat-oakhaven\\ud800\"", "patientId")]
+    [TestCase("\"userId\":\"Practitioner/example\"", "\"userId\":\"Practitioner/\\udc00example\"", "userId")]
+    public async Task Text_holding_half_of_a_surrogate_pair_gets_400_naming_the_member(string member, string cut, string name)
+    {
+        string body = Valid.Replace(member, cut, StringComparison.Ordinal);
+        Assert.That(body, Is.Not.EqualTo(Valid), "the test edits the request");
+        var resp = await Client.SendAsync(CdsKit.Post("/cds-services/magcds-patient-view", body, null));
+        Assert.That(resp.StatusCode, Is.EqualTo(HttpStatusCode.BadRequest));
+        var oo = (OperationOutcome)await Http.ReadAsync(resp);
+        Assert.That(Http.Codes(oo), Does.Contain("invalid-cds-request"));
+        Assert.That(oo.Issue[0].Details?.Text, Does.Contain(name).And.Contain("surrogate"));
+    }
+
     [TestCase("{not json", "The body is not valid JSON (line 1, byte 2): 'n' is an invalid start of a property name.")]
     [TestCase("{\n  \"hook\": \"patient-view\",\n  \"hookInstance\": \"SMITH-4711 }", "The body is not valid JSON (line 3, byte ")]
     [TestCase("[]", "The body must be a JSON object.")]

@@ -169,12 +169,16 @@ public sealed class FhirTestServer(string? requiredToken = null, IReadOnlyDictio
     /// Makes the server answer <paramref name="status"/> (0: answered normally) to the next <paramref name="count"/>
     /// requests of that method under that path, after <paramref name="delayMs"/>, with a <c>Retry-After</c> header when
     /// <paramref name="retryAfter"/> is given, and with <paramref name="body"/> (JSON) instead of an OperationOutcome.
+    /// <paramref name="rawBody"/>: the body as JSON text, sent as written (text .NET cannot hold as a string, such as
+    /// half of a UTF-16 surrogate pair escaped, reaches the server that way).
     /// </summary>
     public async Task FaultAsync(int status, int count, string method, string path, int delayMs = 0, string? retryAfter = null,
-        System.Text.Json.Nodes.JsonNode? body = null, CancellationToken cancellationToken = default)
+        System.Text.Json.Nodes.JsonNode? body = null, CancellationToken cancellationToken = default, string? rawBody = null)
     {
         // A body may be nested deeper than System.Text.Json writes by default (an answer too deep for a client to read).
-        using var resp = await Admin.PostAsync("admin/faults", JsonContent.Create(new { status, count, method, path, delayMs, retryAfter, body }, options: new System.Text.Json.JsonSerializerOptions { MaxDepth = 512 }), cancellationToken);
+        string fault = System.Text.Json.JsonSerializer.Serialize(new { status, count, method, path, delayMs, retryAfter, body }, new System.Text.Json.JsonSerializerOptions { MaxDepth = 512 });
+        if (rawBody is not null) fault = fault[..fault.LastIndexOf(",\"body\":", StringComparison.Ordinal)] + ",\"body\":" + rawBody + "}";
+        using var resp = await Admin.PostAsync("admin/faults", new StringContent(fault, System.Text.Encoding.UTF8, "application/json"), cancellationToken);
         await EnsureOkAsync(resp, cancellationToken);
     }
 

@@ -459,6 +459,21 @@ public sealed class WorkerTests(StoreProvider provider) : WorkerTestBase(provide
     }
 
     [Test]
+    public async Task A_result_the_server_sends_with_half_a_surrogate_pair_is_a_dead_letter_saying_the_answer_was_unreadable()
+    {
+        await H.StartAsync(new() { ["MagCds:Worker:PollIntervalSeconds"] = "0" });
+        var obs = await Fhir.SeedAsync(Result("p1", 23.5m, "ACC-1"));
+        // Free text cut in the middle of an emoji: JSON can escape half a UTF-16 pair, no .NET string can hold it.
+        string cut = obs.ToJson().Replace("\"status\":\"final\"", "\"status\":\"final\",\"note\":[{\"text\":\"cut \\ud83d\"}]", StringComparison.Ordinal);
+        Assert.That(cut, Does.Contain("\\ud83d"));
+        await Fhir.FaultAsync(200, 100, "GET", "/fhir/R4/Observation/" + obs.Id, rawBody: cut);
+        using (var resp = await PutNotificationAsync(obs)) Assert.That(resp.StatusCode, Is.EqualTo(HttpStatusCode.OK));
+        await WaitUntilAsync(async () => (await H.QueueAsync()).GetProperty("deadLetters").GetInt64() == 1, "the item is dead-lettered", 60);
+        var dead = (await H.Client.GetFromJsonAsync<JsonElement>("/admin/worker/dead-letters")).EnumerateArray().Single();
+        Assert.That(dead.GetProperty("reason").GetString(), Is.EqualTo("unreadable-response"), "not an internal error");
+    }
+
+    [Test]
     public async Task A_rerun_from_scratch_creates_nothing_new()
     {
         for (int i = 0; i < 6; i++) await Fhir.SeedAsync(Result($"p{i}", 23.5m, $"ACC-{i}"));
