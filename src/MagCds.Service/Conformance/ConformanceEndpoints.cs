@@ -93,6 +93,9 @@ public static class ConformanceEndpoints
             return new FhirResult(new OperationOutcome { Issue = [Outcomes.Issue(urls, OutcomeCodes.Unparseable, OperationOutcome.IssueSeverity.Error, e.Message)] }, responseFormat);
         }
 
+        foreach (var name in new[] { "mode", "profile" })
+            if (req.Query[name].Count > 1) throw Invalid($"'{name}' is given more than once in the URL.");
+        CheckModeAndProfile(req.Query["mode"].FirstOrDefault(), req.Query["profile"].FirstOrDefault(), inputProfile);
         var (observation, profile) = parsed.Resource switch
         {
             Observation o => (o, inputProfile),
@@ -148,16 +151,26 @@ public static class ConformanceEndpoints
                 throw Invalid("A parameter has a name $validate does not take; it takes 'resource' and optionally 'profile' or 'mode'.");
         if (p.Parameter.Where(x => x.Name == "resource").ToList() is not [{ Resource: Observation o }])
             throw Invalid("Exactly one 'resource' parameter carrying an Observation is required.");
-        if (p.Parameter.FirstOrDefault(x => x.Name == "mode")?.Value?.ToString() is { } mode && mode is not ("create" or "update"))
+        CheckModeAndProfile(p.Parameter.FirstOrDefault(x => x.Name == "mode")?.Value?.ToString(),
+            p.Parameter.FirstOrDefault(x => x.Name == "profile")?.Value?.ToString(), inputProfile);
+        return (o, inputProfile);
+    }
+
+    /// <summary>
+    /// The 'mode' and 'profile' $validate takes, from a Parameters body or the URL (FHIR operations take parameters of a
+    /// primitive type in the URL too, also with POST): an Observation is checked as it would be sent, against MagCds's
+    /// input profile. Any other is refused rather than ignored, which would answer for a profile that was not checked.
+    /// </summary>
+    private static void CheckModeAndProfile(string? mode, string? profile, string inputProfile)
+    {
+        if (mode is not null && mode is not ("create" or "update"))
             throw Invalid("Only the modes 'create' and 'update' are supported: an Observation is checked as it would be sent.");
-        string? profile = p.Parameter.FirstOrDefault(x => x.Name == "profile")?.Value?.ToString();
         if (profile is not null && profile != inputProfile)
             throw Invalid($"This service validates against its input profile {inputProfile} only.");
-        return (o, inputProfile);
-
-        static FhirRequestException Invalid(string message) =>
-            new(StatusCodes.Status400BadRequest, OutcomeCodes.InvalidParameters, message);
     }
+
+    private static FhirRequestException Invalid(string message) =>
+        new(StatusCodes.Status400BadRequest, OutcomeCodes.InvalidParameters, message);
 
     /// <summary>What $mag-evaluate would do with this Observation, as information issues (nothing is stored or logged).</summary>
     private static IEnumerable<OperationOutcome.IssueComponent> DryRun(Evaluator evaluator, Observation o, CanonicalUrls urls)

@@ -17,9 +17,9 @@ public class ValidateOperationTests : ServiceTests
         ["MagCds:AdditionalCodes:0"] = "urn:oid:1.2.3.4.5.99|MAGM",
     };
 
-    private async Task<(HttpStatusCode Status, OperationOutcome Outcome)> ValidateAsync(HttpContent content, FhirFormat accept = FhirFormat.Json, bool withKey = true)
+    private async Task<(HttpStatusCode Status, OperationOutcome Outcome)> ValidateAsync(HttpContent content, FhirFormat accept = FhirFormat.Json, bool withKey = true, string query = "")
     {
-        using var req = new HttpRequestMessage(HttpMethod.Post, Validate) { Content = content };
+        using var req = new HttpRequestMessage(HttpMethod.Post, Validate + query) { Content = content };
         req.Headers.TryAddWithoutValidation("Accept", FhirWire.MediaType(accept));
         if (withKey) req.Headers.Add("X-API-Key", Key);
         var resp = await Client.SendAsync(req);
@@ -129,6 +129,23 @@ public class ValidateOperationTests : ServiceTests
 
         var (typeStatus, typeOo) = await ValidateAsync(Http.Body(new Patient { Id = "p" }, FhirFormat.Json));
         Assert.That((typeStatus, Http.Codes(typeOo).Single()), Is.EqualTo((HttpStatusCode.UnprocessableEntity, "unsupported-resource")));
+    }
+
+    /// <summary>
+    /// FHIR operations take parameters of a primitive type in the URL too: a profile or mode given there is checked as
+    /// in a Parameters body, not ignored (found by a black-box probe: the answer said the Observation conforms, without
+    /// saying the profile asked for was not the one checked).
+    /// </summary>
+    [TestCase("?profile=http://hl7.org/fhir/us/core/StructureDefinition/us-core-observation-lab", HttpStatusCode.BadRequest)]
+    [TestCase("?mode=delete", HttpStatusCode.BadRequest)]
+    [TestCase("?mode=create&mode=delete", HttpStatusCode.BadRequest)]
+    [TestCase("?mode=update", HttpStatusCode.OK)]
+    [TestCase("?profile=https://magcds.org/fhir/StructureDefinition/magcds-observation", HttpStatusCode.OK)]
+    public async Task A_profile_or_mode_in_the_URL_is_checked_like_one_in_the_body(string query, HttpStatusCode expected)
+    {
+        var (status, oo) = await ValidateAsync(Http.Body(TestFiles.Resource("Observation-btu-medium.json"), FhirFormat.Json), query: query);
+        Assert.That(status, Is.EqualTo(expected), string.Join(" ", oo.Issue.Select(i => i.Details?.Text ?? i.Diagnostics)));
+        if (expected == HttpStatusCode.BadRequest) Assert.That(Http.Codes(oo).Single(), Is.EqualTo("invalid-parameters"));
     }
 
     [Test]
