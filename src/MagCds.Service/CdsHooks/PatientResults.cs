@@ -35,7 +35,7 @@ public sealed partial class PatientResults(
             PrefetchSlot.Found { Resource: Bundle b } => b.Entry.Select(e => (e.Resource as Observation, e.FullUrl)).Where(x => x.Item1 is not null).Select(x => (x.Item1!, x.FullUrl)).ToList(),
             PrefetchSlot.Found { Resource: Observation o } => [(o, (string?)null)],
             PrefetchSlot.Found other => throw new FhirRequestException(StatusCodes.Status400BadRequest, OutcomeCodes.InvalidCdsRequest,
-                $"prefetch.{CdsServiceCatalog.ResultsKey} must be a Bundle of Observations, not a {other.Resource.TypeName}."),
+                $"prefetch.{CdsServiceCatalog.ResultsKey} must be a Bundle of Observations, not {FhirRest.Outcomes.AType(other.Resource.TypeName)}."),
             _ => await QueryAsync(call, ct),
         };
 
@@ -114,7 +114,7 @@ public sealed partial class PatientResults(
         // patient's results, never "no results".
         static Bundle SearchSet(Resource? answer) => answer is Bundle b
             ? ReportsFailure(b) ? throw Unavailable("The FHIR server reported an error in its answer to the search for the patient's anti-MAG results.") : b
-            : throw Unavailable($"The FHIR server answered the search for the patient's anti-MAG results with {(answer is null ? "nothing" : "a " + answer.TypeName)}, not a Bundle.");
+            : throw Unavailable($"The FHIR server answered the search for the patient's anti-MAG results with {(answer is null ? "nothing" : FhirRest.Outcomes.AType(answer.TypeName))}, not a Bundle.");
     }
 
     /// <summary>A search Bundle that carries an OperationOutcome with an error: its results are not the patient's results.</summary>

@@ -101,7 +101,7 @@ public static class ConformanceEndpoints
             Observation o => (o, inputProfile),
             Parameters p => FromParameters(p, inputProfile),
             var other => throw new FhirRequestException(StatusCodes.Status422UnprocessableEntity, OutcomeCodes.UnsupportedResource,
-                $"Observation/$validate checks an Observation (or a Parameters with a 'resource'), not a {other.TypeName}."),
+                $"Observation/$validate checks an Observation (or a Parameters with a 'resource'), not {Outcomes.AType(other.TypeName)}."),
         };
 
         var (checkedCopy, notChecked) = WithoutOtherClaims(observation, profile);

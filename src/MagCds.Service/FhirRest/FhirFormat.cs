@@ -242,6 +242,8 @@ public static class FhirWire
             // is a body that cannot be read (400), never a 500.
             throw Unparseable(e switch
             {
+                // A DTD is refused before the reader counts lines (position 0): say what is refused, not "not well-formed".
+                XmlException when body.Span.IndexOf("<!DOCTYPE"u8) >= 0 => "the XML has a document type declaration (<!DOCTYPE …>), which MagCds refuses (FHIR XML has none; a DTD can pull in external entities).",
                 XmlException x => $"the XML is not well-formed (line {x.LineNumber}, position {x.LinePosition}).",
                 JsonException j => $"the JSON is not well-formed or nested deeper than {MaxDepth} levels (line {j.LineNumber + 1}, byte {j.BytePositionInLine + 1}).",
                 _ => "the parser could not read it.",

@@ -46,7 +46,7 @@ public static partial class MagEvaluateOperation
         Parameters p => FromParameters(p),
         Bundle b => FromBundle(b, body.BadEntries),
         var other => throw new FhirRequestException(StatusCodes.Status422UnprocessableEntity, OutcomeCodes.UnsupportedResource,
-            $"$mag-evaluate accepts an Observation, a Parameters or a Bundle, not a {other.TypeName}."),
+            $"$mag-evaluate accepts an Observation, a Parameters or a Bundle, not {Outcomes.AType(other.TypeName)}."),
     };
 
     private static Mapped FromParameters(Parameters p)

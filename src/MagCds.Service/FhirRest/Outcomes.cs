@@ -22,6 +22,9 @@ public static class Outcomes
         return issue;
     }
 
+    /// <summary>A resource type name with its article, for messages: "a Patient", "an OperationOutcome".</summary>
+    public static string AType(string typeName) => (typeName is [ 'A' or 'E' or 'I' or 'O' or 'U', ..] ? "an " : "a ") + typeName;
+
     /// <summary>
     /// The text with every character FHIR strings may not hold (controls but tab, CR and LF; U+FFFE, U+FFFF; a lone
     /// surrogate) replaced by U+FFFD: an error answer must be writable in XML too, whatever a message came to hold.

@@ -67,6 +67,30 @@ public class ErrorTests : ServiceTests
         });
     }
 
+    [TestCase("{\"resourceType\":\"OperationOutcome\",\"issue\":[{\"severity\":\"information\",\"code\":\"informational\"}]}", "not an OperationOutcome.")]
+    [TestCase("{\"resourceType\":\"Patient\",\"id\":\"p1\"}", "not a Patient.")]
+    public async Task A_resource_of_another_type_is_named_in_the_answer(string body, string says)
+    {
+        var resp = await Client.SendAsync(new HttpRequestMessage(HttpMethod.Post, Http.Evaluate) { Content = Http.Raw(body, "application/fhir+json") });
+        var oo = (OperationOutcome)await Http.ReadAsync(resp);
+        Assert.That(resp.StatusCode, Is.EqualTo(HttpStatusCode.UnprocessableEntity));
+        Assert.That(oo.Issue[0].Details?.Text, Does.EndWith(says));
+    }
+
+    [Test]
+    public async Task A_DTD_is_refused_by_name_not_as_XML_that_is_not_well_formed()
+    {
+        // Found by a black-box probe: a well-formed body with a DTD was told "not well-formed (line 0, position 0)".
+        using var req = new HttpRequestMessage(HttpMethod.Post, Http.Evaluate)
+        {
+            Content = Http.Raw("<?xml version=\"1.0\"?><!DOCTYPE Observation><Observation xmlns=\"http://hl7.org/fhir\"><status value=\"final\"/></Observation>", "application/fhir+xml"),
+        };
+        var resp = await Client.SendAsync(req);
+        var oo = (OperationOutcome)await Http.ReadAsync(resp);
+        Assert.That((resp.StatusCode, Http.Codes(oo).Single()), Is.EqualTo((HttpStatusCode.BadRequest, "unparseable")));
+        Assert.That(oo.Issue[0].Details?.Text, Does.Contain("document type declaration").And.Not.Contain("not well-formed"));
+    }
+
     [Test]
     public async Task A_refused_request_is_logged_with_the_status_the_caller_got_and_no_exception()
     {
