@@ -29,6 +29,9 @@ public sealed class CardBuilder(Evaluator evaluator)
     private readonly IReadOnlyList<CdsCoding> _overrideReasons =
         OverrideReasonConcepts.Select(c => new CdsCoding(c.Code, evaluator.Canonical.OverrideReasonSystem, c.Display)).ToList();
 
+    /// <summary>A card that shows no interpretation and no interval offers no reason that disputes them.</summary>
+    private IReadOnlyList<CdsCoding> NoResultOverrideReasons => [.. _overrideReasons.Where(r => r.Code is not ("assay-does-not-apply" or "disagree"))];
+
     private KnowledgeBase Knowledge => evaluator.Knowledge;
 
     /// <summary>A card about one evaluated result. <paramref name="forOrder"/>: the ordering context (always info, adds what the test is for).</summary>
@@ -91,7 +94,7 @@ public sealed class CardBuilder(Evaluator evaluator)
             Detail = Escape(detail.ToString(), Knowledge.Citations),
             Indicator = "info",
             Source = Source(knowledgeUrl),
-            OverrideReasons = _overrideReasons,
+            OverrideReasons = NoResultOverrideReasons,
             Links = Links(),
         };
     }
@@ -103,7 +106,7 @@ public sealed class CardBuilder(Evaluator evaluator)
     /// </summary>
     private static string Summary(Interpretation i, bool forOrder)
     {
-        bool showsLimit = i.Category == Category.Elevated || (i.Category == Category.NotElevated && i.Trend is not { CategoryChanged: true });
+        bool showsLimit = i.Category is Category.Elevated or Category.NotElevated;
         // What the result was judged against, in words that cannot be misread at a glance; a qualitative result is
         // its own basis ("Positive: raised"), so nothing is added.
         // Where the interval came from is said even here (a profile's interval is MagCds's choice, not the lab's), and
@@ -119,12 +122,14 @@ public sealed class CardBuilder(Evaluator evaluator)
         string meaning = i.Category switch
         {
             Category.Elevated => "raised",
-            Category.NotElevated when i.Trend is { CategoryChanged: true } => "not raised; the previous result was raised",
             Category.NotElevated => "not raised",
             _ => "cannot be interpreted safely",
         };
+        // A move across the limit since the previous result is said after the basis, so the limit sits next to the
+        // reading it is the basis of ("not raised (MagCds profile: …); the previous result was raised").
         string after = (i.Stratum is { } s ? ", " + s.Name.Split(" (")[0] : "")
-                       + (i.Category == Category.Elevated && i.Trend is { CategoryChanged: true } ? "; previous result not raised" : "");
+                       + (i.Trend is { CategoryChanged: true } ? i.Category == Category.Elevated ? "; previous result not raised"
+                           : i.Category == Category.NotElevated ? "; the previous result was raised" : "" : "");
         string start = (i.Preliminary ? "Preliminary: " : "") + (forOrder ? "Latest anti-MAG IgM " : "Anti-MAG IgM ");
         string value = i.Value.Display;
         foreach (string limit in limits)

@@ -130,7 +130,7 @@ public class CardTests : ServiceTests
         using var json = JsonDocument.Parse(await resp.Content.ReadAsStringAsync());
         var card = json.RootElement.GetProperty("cards").EnumerateArray().Single();
         Assert.That(card.GetProperty("indicator").GetString(), Is.EqualTo("info"));
-        Assert.That(card.GetProperty("summary").GetString(), Is.EqualTo("Anti-MAG IgM 640 BTU: not raised; the previous result was raised"));
+        Assert.That(card.GetProperty("summary").GetString(), Is.EqualTo("Anti-MAG IgM 640 BTU: not raised (MagCds profile: below 1000 BTU, one laboratory's not-detected cut-off); the previous result was raised"));
     }
 
     /// <summary>

@@ -45,6 +45,8 @@ public class OrderHookTests : ServiceTests
         var card = (await Cards("magcds-order-sign", CdsKit.OrderHook("order-sign", "pat-oakhaven", AntiMag, true, null))).EnumerateArray().Single();
         Assert.That(card.GetProperty("summary").GetString(), Is.EqualTo("No earlier anti-MAG IgM result on file for this patient"));
         Assert.That(card.GetProperty("detail").GetString(), Does.Contain("monitoring therapy"));
+        // It shows no interpretation or interval, so no reason to dismiss it disputes one (found by a black-box probe).
+        Assert.That(card.GetProperty("overrideReasons").EnumerateArray().Select(r => r.GetProperty("code").GetString()), Is.EqualTo(new[] { "already-known", "not-relevant" }));
     }
 
     /// <summary>A result of status unknown is on file too: "none" could lead to a duplicate order (found by a probe).</summary>
