@@ -94,6 +94,10 @@ public static class CdsRequestReader
             string userType = UserType(RequiredString(ctx, "userId", "context."))
                 ?? throw Bad("context.userId must be Practitioner/<id>, PractitionerRole/<id>, Patient/<id> or RelatedPerson/<id>.");
             string patientId = RequiredString(ctx, "patientId", "context.");
+            // The FHIR id, not a reference: "Patient/123" would match no result's subject, and every result would be
+            // set aside as another patient's, answering "nothing to show" for a patient who may have a raised result.
+            if (patientId.Any(c => c == '/' || char.IsWhiteSpace(c) || char.IsControl(c)))
+                throw Bad("context.patientId must be the patient's FHIR id (such as 123), not a reference (Patient/123); it may not hold '/', spaces or control characters.");
 
             var selections = new List<string>();
             Bundle? draftOrders = null;

@@ -156,7 +156,10 @@ public static class MagCdsHostingExtensions
             cors.AddPolicy(CdsHooksEndpoints.CorsPolicy, p => p
                 .WithOrigins([.. cds.Value.AllowedOrigins])
                 .WithHeaders("Authorization", "Content-Type")
-                .WithMethods("GET", "POST")));
+                .WithMethods("GET", "POST")
+                // A browser client (the sandbox) may keep the answer to its preflight for 10 minutes instead of asking
+                // again before every hook call.
+                .SetPreflightMaxAge(TimeSpan.FromMinutes(10))));
         return services;
     }
 

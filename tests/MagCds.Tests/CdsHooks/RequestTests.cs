@@ -48,6 +48,8 @@ public class RequestTests : ServiceTests
         yield return C("no patientId", b => b["context"]!.AsObject().Remove("patientId") ? b : b);
         yield return C("no userId", b => b["context"]!.AsObject().Remove("userId") ? b : b);
         yield return C("patientId a number", b => b["context"]!["patientId"] = 5);
+        // A reference instead of the id matched no result and gave an empty answer (found by a black-box probe).
+        yield return C("patientId a reference, not an id", b => b["context"]!["patientId"] = "Patient/pat-oakhaven");
         yield return C("userId not ResourceType/id", b => b["context"]!["userId"] = "garbage");
         yield return C("userId of a type no hook names", b => b["context"]!["userId"] = "Device/1");
         yield return C("extension not an object", b => b["extension"] = "x");
@@ -295,6 +297,7 @@ public class RequestTests : ServiceTests
         var ok = await Preflight("https://sandbox.cds-hooks.org");
         var other = await Preflight("https://evil.example");
         Assert.That(ok.Headers.GetValues("Access-Control-Allow-Origin").Single(), Is.EqualTo("https://sandbox.cds-hooks.org"));
+        Assert.That(ok.Headers.GetValues("Access-Control-Max-Age").Single(), Is.EqualTo("600"), "a browser need not ask before every call");
         Assert.That(other.Headers.Contains("Access-Control-Allow-Origin"), Is.False);
     }
 
