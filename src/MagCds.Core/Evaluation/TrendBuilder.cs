@@ -139,7 +139,7 @@ internal sealed class TrendPool
         [ObservationStatus.Final, ObservationStatus.Amended, ObservationStatus.Corrected, ObservationStatus.Preliminary];
 
     private readonly Dictionary<string, List<Prepared>> _results = new(StringComparer.Ordinal);
-    private Dictionary<string, List<(Prepared, AssayKey)>?>? _series;
+    private Dictionary<string, List<(Prepared Result, AssayKey Assay)>>? _series;
 
     public void Add(Prepared p)
     {
