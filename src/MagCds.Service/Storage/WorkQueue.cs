@@ -295,21 +295,27 @@ public sealed class WorkQueue(Database db, TimeProvider time)
     /// Queues again every resource of <paramref name="server"/> last assessed with a knowledge version other than
     /// <paramref name="knowledgeVersion"/> (or not known), or every resource assessed when <paramref name="all"/>: after
     /// a knowledge upgrade, results keep their earlier outputs until something about them changes, and this is how an
-    /// operator has them all assessed with the knowledge in use. One statement; a resource already waiting is marked to
-    /// be read again, as for any event. Returns how many were queued (or marked).
+    /// operator has them all assessed with the knowledge in use. They are due one every <paramref name="spacing"/>
+    /// from now (queued to start then, which is when their lag counts from), so results that arrive meanwhile, due at
+    /// once, go before most of them. One statement; a resource already waiting keeps the earlier of its two times and
+    /// is marked to be read again, as for any event. Returns how many were queued (or marked).
     /// </summary>
-    public async Task<int> EnqueueReassessmentAsync(string server, string knowledgeVersion, bool all, CancellationToken ct)
+    public async Task<int> EnqueueReassessmentAsync(string server, string knowledgeVersion, bool all, TimeSpan spacing, CancellationToken ct)
     {
         long now = Now;
         await using var w = await db.OpenWriterAsync(ct);
+        // WHERE true: SQLite needs a WHERE before ON CONFLICT to tell the upsert from a join.
         await using var cmd = w.Connection.Command($"""
             INSERT INTO work_item (server, resource_type, resource_id, source, state, enqueued_at, due_at)
-            SELECT server, resource_type, resource_id, 'knowledge', 'pending', @now, @now FROM worker_assessed
-            WHERE server = @server{(all ? "" : " AND (knowledge_version IS NULL OR knowledge_version <> @knowledge)")}
+            SELECT server, resource_type, resource_id, 'knowledge', 'pending', @now + n * @spacing, @now + n * @spacing
+            FROM (SELECT server, resource_type, resource_id, ROW_NUMBER() OVER (ORDER BY resource_type, resource_id) - 1 AS n
+                  FROM worker_assessed
+                  WHERE server = @server{(all ? "" : " AND (knowledge_version IS NULL OR knowledge_version <> @knowledge)")}) AS stale
+            WHERE true
             ON CONFLICT (server, resource_type, resource_id) WHERE state = 'pending'
             DO UPDATE SET generation = work_item.generation + 1,
-                          due_at = CASE WHEN work_item.due_at < @now THEN work_item.due_at ELSE @now END
-            """).With("server", server).With("now", now).With("knowledge", knowledgeVersion);
+                          due_at = CASE WHEN work_item.due_at < excluded.due_at THEN work_item.due_at ELSE excluded.due_at END
+            """).With("server", server).With("now", now).With("knowledge", knowledgeVersion).With("spacing", (long)spacing.TotalMilliseconds);
         return await cmd.ExecuteNonQueryAsync(ct);
     }
 

@@ -47,12 +47,15 @@ public static class WorkerEndpoints
         });
         // After a knowledge upgrade: every result assessed with another knowledge version (all=true: every result
         // assessed) is assessed again; its new outputs are written and the earlier ones superseded, as for any change.
+        // They start at perSecond (default 5), so new results keep going first and the FHIR server is not flooded.
         admin.MapPost("/reassess", async (WorkQueue queue, WorkerFhirClient fhir, WorkerSignal signal, MagCds.Core.Knowledge.KnowledgeBase knowledge,
-            CancellationToken ct, bool all = false) =>
+            CancellationToken ct, bool all = false, double perSecond = 5) =>
         {
-            int queued = await queue.EnqueueReassessmentAsync(fhir.Server, knowledge.Version, all, ct);
+            if (!(perSecond is > 0 and <= 1000))
+                throw new FhirRequestException(StatusCodes.Status400BadRequest, OutcomeCodes.InvalidQuery, "perSecond must be a number above 0 and at most 1000.");
+            int queued = await queue.EnqueueReassessmentAsync(fhir.Server, knowledge.Version, all, TimeSpan.FromSeconds(1 / perSecond), ct);
             signal.Wake();
-            return Results.Json(new { queued, knowledgeVersion = knowledge.Version }, statusCode: StatusCodes.Status202Accepted);
+            return Results.Json(new { queued, knowledgeVersion = knowledge.Version, perSecond }, statusCode: StatusCodes.Status202Accepted);
         });
         admin.MapRead("/dead-letters", async (WorkQueue queue, WorkerFhirClient fhir, CancellationToken ct, int max = 100) =>
             Results.Json((await queue.DeadLettersAsync(Math.Clamp(max, 1, 1000), ct, fhir.Server)).Select(d => new

@@ -313,7 +313,7 @@ public sealed class WorkQueueTests(StoreProvider provider)
         await _queue.EnqueueAsync(Server, [("Observation", "waiting")], "subscription", CancellationToken.None);
 
         Assert.That(await _queue.AssessedWithOtherKnowledgeAsync(Server, "2026.2", CancellationToken.None), Is.EqualTo(3), "old, unknown and waiting");
-        Assert.That(await _queue.EnqueueReassessmentAsync(Server, "2026.2", all: false, CancellationToken.None), Is.EqualTo(3));
+        Assert.That(await _queue.EnqueueReassessmentAsync(Server, "2026.2", all: false, TimeSpan.Zero, CancellationToken.None), Is.EqualTo(3));
         var queued = await _queue.LeaseAsync("w1", 10, Lease, CancellationToken.None);
         Assert.That(queued.Select(i => i.ResourceId).Order(), Is.EqualTo(new[] { "old", "unknown", "waiting" }), "not the current one, nor another server's");
         Assert.That(queued.Single(i => i.ResourceId == "waiting").Generation, Is.EqualTo(1), "the waiting row is read again");
@@ -321,9 +321,31 @@ public sealed class WorkQueueTests(StoreProvider provider)
             await _queue.CompleteAsync(item, "w1", "evaluated", CancellationToken.None, assessedVersion: "1", knowledgeVersion: "2026.2");
 
         Assert.That(await _queue.AssessedWithOtherKnowledgeAsync(Server, "2026.2", CancellationToken.None), Is.Zero);
-        Assert.That(await _queue.EnqueueReassessmentAsync(Server, "2026.2", all: false, CancellationToken.None), Is.Zero, "nothing left to reassess");
-        Assert.That(await _queue.EnqueueReassessmentAsync(Server, "2026.2", all: true, CancellationToken.None), Is.EqualTo(4), "all: every result assessed");
+        Assert.That(await _queue.EnqueueReassessmentAsync(Server, "2026.2", all: false, TimeSpan.Zero, CancellationToken.None), Is.Zero, "nothing left to reassess");
+        Assert.That(await _queue.EnqueueReassessmentAsync(Server, "2026.2", all: true, TimeSpan.Zero, CancellationToken.None), Is.EqualTo(4), "all: every result assessed");
         Assert.That((await _queue.LeaseAsync("w1", 10, Lease, CancellationToken.None, Other)), Is.Empty, "another server's results are left alone");
+    }
+
+    [Test]
+    public async Task A_reassessment_is_spread_over_time_so_new_results_go_first()
+    {
+        await _queue.EnqueueAsync(Server, [("Observation", "a"), ("Observation", "b"), ("Observation", "c")], "poll", CancellationToken.None);
+        foreach (var item in await _queue.LeaseAsync("w1", 10, Lease, CancellationToken.None))
+            await _queue.CompleteAsync(item, "w1", "evaluated", CancellationToken.None, assessedVersion: "1", knowledgeVersion: "2026.1");
+
+        Assert.That(await _queue.EnqueueReassessmentAsync(Server, "2026.2", all: false, TimeSpan.FromSeconds(10), CancellationToken.None), Is.EqualTo(3));
+        await _queue.EnqueueAsync(Server, [("Observation", "new")], "subscription", CancellationToken.None);
+        var first = await _queue.LeaseAsync("w1", 10, Lease, CancellationToken.None);
+        Assert.That(first.Select(i => i.ResourceId).Order(), Is.EqualTo(new[] { "a", "new" }), "one reassessment is due now, the others later; the new result at once");
+        foreach (var item in first) await _queue.CompleteAsync(item, "w1", "evaluated", CancellationToken.None);
+        _clock.Now = _clock.Now.AddSeconds(5);
+        var waiting = await _queue.StatsAsync(CancellationToken.None);
+        Assert.That((waiting.Pending, waiting.Lag), Is.EqualTo((2L, TimeSpan.Zero)), "a reassessment not due yet is no lag");
+
+        _clock.Now = _clock.Now.AddSeconds(5);
+        Assert.That((await _queue.LeaseAsync("w1", 10, Lease, CancellationToken.None)).Select(i => i.ResourceId), Is.EqualTo(new[] { "b" }));
+        _clock.Now = _clock.Now.AddSeconds(10);
+        Assert.That((await _queue.LeaseAsync("w1", 10, Lease, CancellationToken.None)).Select(i => i.ResourceId), Is.EqualTo(new[] { "c" }));
     }
 
     [Test]
