@@ -57,8 +57,8 @@ public sealed class Evaluator
 
     /// <summary>
     /// For doors that receive a patient's results rather than one result (CDS Hooks): the latest anti-MAG results that
-    /// can be evaluated (one, or several of the same time) become the inputs, every other one their history. Empty
-    /// when there is none.
+    /// can be evaluated (one, or several of the same time, at most five: raised ones first) become the inputs, every
+    /// other one their history. Empty when there is none.
     /// </summary>
     /// <param name="maxEarlier">
     /// How many of the results dated before the latest are kept, the most recent: the trend, and so the output ids,
@@ -67,6 +67,7 @@ public sealed class Evaluator
     /// </param>
     public EvaluationRequest LatestWithHistory(IReadOnlyList<EvaluationInput> results, int maxEarlier = int.MaxValue)
     {
+        const int MaxLatest = 5;
         // The latest results that can be assessed: a newer one that cannot (cancelled, no value, under a modifier
         // MagCds does not know) must not hide an earlier raised result behind an empty answer. Results of the same
         // time (two assays of one sample, a second result of the same draw) are all the latest, whenever each was
@@ -84,6 +85,14 @@ public sealed class Evaluator
         if (latest.Count == 0) return new EvaluationRequest([], []);
         // In the same order whatever the order they came in: the later reported first, then by identity.
         latest.Sort((a, b) => IssuedLater(a, b) ? -1 : IssuedLater(b, a) ? 1 : 0);
+        // Many results of one time are bad data (a feed that stamps a day's results with one time, a result copied
+        // hundreds of times): the ones assessed are bounded, and chosen so that none left out is more worrying than
+        // one assessed (raised first, then those that cannot be interpreted). Their outputs are built only for these.
+        if (latest.Count > MaxLatest)
+            latest = [.. latest.OrderBy(r => ValueReader.Read(r.Observation) is { } v
+                        ? _interpreter.Interpret(r.Observation, v).Category switch { Category.Elevated => 0, Category.CannotInterpret => 1, _ => 2 }
+                        : 1)
+                      .Take(MaxLatest)];
         var history = results.Where(r => !latest.Contains(r)).ToList();
         var earlier = history.Where(r => TrendBuilder.When(r.Observation) < latestWhen).ToList();
         if (earlier.Count > maxEarlier)

@@ -183,6 +183,22 @@ public class EvaluationCaseTests
         Assert.That(CoreUnderTest.Evaluator.LatestWithHistory(results).History, Has.Count.EqualTo(30), "no limit unless a door asks for one");
     }
 
+    [Test]
+    public void Of_many_results_of_the_latest_time_the_ones_assessed_are_bounded_and_the_raised_one_is_among_them()
+    {
+        // Bad data: eight results stamped with one time, the raised one reported first and last by identity.
+        var results = Enumerable.Range(0, 8).Select(i =>
+        {
+            var o = TestFiles.Resource<Observation>(i == 0 ? "Observation-btu-medium.json" : "Observation-btu-not-detected.json");
+            o.Id = $"z{7 - i}"; o.Identifier[0].Value = $"ACC-{i}";
+            return new EvaluationInput(o, "Observation/" + o.Id, $"results[{i}]");
+        }).ToList();
+        var request = CoreUnderTest.Evaluator.LatestWithHistory(results);
+        Assert.That(request.Inputs, Has.Count.EqualTo(5));
+        Assert.That(request.Inputs.Select(i => i.Observation.Id), Does.Contain("z7"), "the raised result is assessed");
+        Assert.That(request.History, Has.Count.EqualTo(3));
+    }
+
     /// <summary>
     /// A lab range written without a unit, with only the value's unit code, or with its unit text: the basis shows the
     /// value's unit, says when the range had none, and one output id never carries two texts (found by a probe: a
