@@ -86,11 +86,13 @@ public static class FhirWire
         }
         if (!MediaTypeHeaderValue.TryParseList(request.Headers.Accept.OfType<string>().ToList(), out var accepts) || accepts.Count == 0)
             return requestFormat ?? FhirFormat.Json;
-        foreach (var a in accepts.OrderByDescending(a => a.Quality ?? 1.0))
+        foreach (var tier in accepts.Where(a => a.Quality != 0).GroupBy(a => a.Quality ?? 1.0).OrderByDescending(g => g.Key))
         {
-            if (a.Quality == 0) continue;
-            if (FromMediaType(a.ToString()) is { } fmt) return fmt;
-            if (a.MatchesAllTypes || a.MediaType.Equals("application/*")) return requestFormat ?? FhirFormat.Json;
+            var offered = tier.Select(a => FromMediaType(a.ToString())
+                                           ?? (a.MatchesAllTypes || a.MediaType.Equals("application/*") ? requestFormat ?? FhirFormat.Json : null))
+                              .Where(f => f is not null).Select(f => f!.Value).ToList();
+            // Among formats the client takes equally, the one it sent its body in.
+            if (offered.Count > 0) return requestFormat is { } sent && offered.Contains(sent) ? sent : offered[0];
         }
         throw NotAcceptable();
     }

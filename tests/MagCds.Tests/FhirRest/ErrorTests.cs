@@ -207,6 +207,21 @@ public class ErrorTests : ServiceTests
         Assert.That(resp.Content.Headers.ContentType!.MediaType, Is.EqualTo(expected));
     }
 
+    /// <summary>Of formats the client takes equally, the one it sent: an XML request gets XML (found by a black-box probe).</summary>
+    [TestCase("application/fhir+json;q=0.1, application/fhir+xml;q=0.1", "application/fhir+xml", "application/fhir+xml")]
+    [TestCase("application/fhir+json, application/fhir+xml", "application/fhir+xml", "application/fhir+xml")]
+    [TestCase("application/fhir+xml, application/fhir+json", "application/fhir+json", "application/fhir+json")]
+    [TestCase("application/fhir+json;q=0.9, application/fhir+xml;q=0.1", "application/fhir+xml", "application/fhir+json")]
+    public async Task Of_formats_accepted_equally_the_request_s_own_is_answered(string accept, string sent, string expected)
+    {
+        string body = sent == "application/fhir+xml" ? Http.Text(TestFiles.Resource("Observation-btu-medium.json"), FhirFormat.Xml) : Obs;
+        using var req = new HttpRequestMessage(HttpMethod.Post, Http.Evaluate) { Content = Http.Raw(body, sent) };
+        req.Headers.TryAddWithoutValidation("Accept", accept);
+        var resp = await Client.SendAsync(req);
+        Assert.That(resp.StatusCode, Is.EqualTo(HttpStatusCode.OK));
+        Assert.That(resp.Content.Headers.ContentType!.MediaType, Is.EqualTo(expected));
+    }
+
     [TestCase("xml", "application/fhir+xml")]
     [TestCase("json", "application/fhir+json")]
     [TestCase("application/fhir+xml", "application/fhir+xml")]
