@@ -76,7 +76,7 @@ catch (MagCds.Service.Storage.StoreUnavailableException e)
 catch (IOException e) when (e.InnerException is Microsoft.AspNetCore.Connections.AddressInUseException)
 {
     // Another process (often a previous MagCds still stopping) holds the port: Kestrel's message names the address.
-    Console.Error.WriteLine($"MagCds cannot start: {e.Message} Stop the process that listens there, or set another address (--urls or ASPNETCORE_URLS).");
+    Console.Error.WriteLine($"MagCds cannot start: {e.Message} Stop the process that listens there, or set another address (--urls, or the environment variable Urls: appsettings.json's Urls outranks ASPNETCORE_URLS).");
     Environment.ExitCode = 69;
 }
 

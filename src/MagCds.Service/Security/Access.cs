@@ -20,7 +20,10 @@ public static class Access
 
     public static IServiceCollection AddMagCdsAccess(this IServiceCollection services, IConfiguration config)
     {
+        string? unbound = Hosting.ConfigurationLists.FirstUnbound<ApiKeyClient>(config, SecurityOptions.Section + ":ApiKeys")
+                          ?? Hosting.ConfigurationLists.FirstUnbound<CertificateClient>(config, SecurityOptions.Section + ":ClientCertificates:Clients");
         services.AddOptions<SecurityOptions>().Bind(config.GetSection(SecurityOptions.Section))
+            .Validate(_ => unbound is null, unbound ?? "")
             .Validate(o => o.ApiKeys.All(k => k.Key.Length >= 16 && !string.IsNullOrWhiteSpace(k.Name)),
                 "Each MagCds:Security:ApiKeys entry needs a Name and a Key of at least 16 characters.")
             .Validate(o => !o.Jwt.IsConfigured || !string.IsNullOrEmpty(o.Jwt.Audience),

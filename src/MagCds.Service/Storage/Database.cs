@@ -48,7 +48,10 @@ public sealed class Database : IAsyncDisposable
             // The database's own words (they name no password); the service stops with them instead of a stack trace.
             throw new StoreUnavailableException(
                 $"the store (MagCds:Store, provider {o.Provider}) could not be opened: {e.Message} " +
-                (o.Provider == StoreProvider.Sqlite
+                (e is Microsoft.Data.Sqlite.SqliteException { SqliteErrorCode: 26 or 11 }
+                    // SQLITE_NOTADB, SQLITE_CORRUPT: no restart heals the file.
+                    ? "The file of MagCds:Store:SqliteConnectionString is not a SQLite database or is damaged, and a restart will not mend it: restore it from a backup, or move it away (MagCds then starts with a new, empty store)."
+                    : o.Provider == StoreProvider.Sqlite
                     ? "Check that the folder of MagCds:Store:SqliteConnectionString exists and this user may write it."
                     : "Check MagCds:Store:PostgresConnectionString and that the server answers."), e);
         }

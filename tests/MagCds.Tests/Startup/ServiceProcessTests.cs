@@ -94,6 +94,26 @@ public class ServiceProcessTests
     }
 
     /// <summary>
+    /// An API key whose Admin is not true or false was dropped by the configuration binder without a word: the service
+    /// started without it (found by an operator's probe). It now stops, naming the setting.
+    /// </summary>
+    [Test]
+    public async Task An_API_key_with_a_value_of_the_wrong_type_stops_the_service_naming_it()
+    {
+        using var p = Start(FreePort(),
+            ("MagCds__Security__ApiKeys__0__Name", "lab-engine"), ("MagCds__Security__ApiKeys__0__Key", "lab-engine-key-0123456789"),
+            ("MagCds__Security__ApiKeys__1__Name", "oncall"), ("MagCds__Security__ApiKeys__1__Key", "oncall-admin-key-0123456789"),
+            ("MagCds__Security__ApiKeys__1__Admin", "yes"));
+        var stderrRead = p.StandardError.ReadToEndAsync();
+        // Before the fix the service started (without the key) and ran on: that must fail the test, not hang it.
+        if (!p.WaitForExit(TimeSpan.FromSeconds(60))) { p.Kill(entireProcessTree: true); Assert.Fail("The service started with an API key it could not read."); }
+        string stderr = await stderrRead;
+        Assert.That(p.ExitCode, Is.EqualTo(78));
+        Assert.That(stderr, Does.StartWith("MagCds cannot start: ").And.Contain("'MagCds:Security:ApiKeys:1:Admin'").And.Not.Contain("   at "));
+        Assert.That(stderr, Does.Not.Contain("0123456789"), "the keys are not echoed");
+    }
+
+    /// <summary>
     /// A port already taken stops the service with one plain line that says so (exit 69), not an unhandled exception
     /// (exit 134) and a "BackgroundService failed" error about the conformance warm-up. Found by a black-box probe.
     /// </summary>
@@ -174,6 +194,24 @@ public class ServiceProcessTests
         Assert.That(p.ExitCode, Is.EqualTo(69));
         Assert.That(stderr, Does.StartWith("MagCds cannot start: the store (MagCds:Store, provider Sqlite) could not be opened: ")
             .And.Contain("unable to open database file").And.Not.Contain("   at "));
+    }
+
+    /// <summary>A file that is no SQLite database says a restart will not mend it, not "check the folder" (found by an operator's probe).</summary>
+    [Test]
+    public async Task A_store_file_that_is_no_database_says_to_restore_it()
+    {
+        string garbage = Path.Combine(Path.GetTempPath(), $"magcds-garbage-{Guid.NewGuid():N}.db");
+        await File.WriteAllTextAsync(garbage, new string('x', 8192));
+        try
+        {
+            using var p = Start(FreePort(), ("MagCds__Store__SqliteConnectionString", $"Data Source={garbage}"));
+            var stderrRead = p.StandardError.ReadToEndAsync();
+            if (!p.WaitForExit(TimeSpan.FromSeconds(60))) { p.Kill(entireProcessTree: true); Assert.Fail("The service started on a file that is no database."); }
+            string stderr = await stderrRead;
+            Assert.That(p.ExitCode, Is.EqualTo(69));
+            Assert.That(stderr, Does.Contain("is not a SQLite database or is damaged").And.Contain("restore it from a backup").And.Not.Contain("exists and this user may write it"));
+        }
+        finally { File.Delete(garbage); }
     }
 
     [Test]
