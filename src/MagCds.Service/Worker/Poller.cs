@@ -41,7 +41,7 @@ public sealed partial class Poller(WorkerFhirClient fhir, WorkQueue queue, Evalu
         queue.EnqueueAndClearStateAsync(fhir.Server, [], "poll", RequestKey, token, ct);
 
     /// <summary>
-    /// At the worker's start: with no cursor and no <c>PollFrom</c>, the cursor is set to now, so that the first poll
+    /// At the worker's start: with no cursor and no <c>PollFrom</c>, the cursor is set to the start, so that the first poll
     /// (an interval poll, or one a notification asks for while interval polling is off) covers every change since the
     /// worker started instead of starting from the moment it runs. "Now" is the server's time (<see cref="ServerClock"/>):
     /// when no answer has told it yet, the server's CapabilityStatement is read for its Date header; while the server
@@ -49,6 +49,10 @@ public sealed partial class Poller(WorkerFhirClient fhir, WorkQueue queue, Evalu
     /// </summary>
     public async Task StartAsync(CancellationToken ct)
     {
+        // "Now" is when the worker first tried, on this machine's clock, told in the server's once it answers: a server
+        // that cannot be reached at first (a firewall not open yet) must not move the start past what was written
+        // meanwhile (found by an operator's probe: results written before the first answer were never assessed).
+        _startedAt ??= time.GetUtcNow();
         if (options.Value.PreviousServerUrl?.TrimEnd('/') is { Length: > 0 } previous && previous != fhir.Server)
         {
             var (pending, dead) = await queue.MoveServerAsync(previous, fhir.Server, ct);
@@ -62,11 +66,14 @@ public sealed partial class Poller(WorkerFhirClient fhir, WorkQueue queue, Evalu
             var others = await queue.ServersWithStateAsync(CursorKey, ct);
             string? carried = others.Count == 1 ? await queue.GetStateAsync(others[0], CursorKey, ct) : null;
             if (carried is not null) CursorCarriedOver(logger, others[0], carried);
-            await queue.SetStateAsync(fhir.Server, CursorKey, carried ?? Format(await ServerNowAsync(ct)), ct);
+            await queue.SetStateAsync(fhir.Server, CursorKey, carried ?? Format(await OnServerClockAsync(_startedAt.Value, ct)), ct);
         }
     }
 
-    private async Task<DateTimeOffset> ServerNowAsync(CancellationToken ct)
+    /// <summary>When the worker first tried to start (this machine's clock), kept for the retries of <see cref="StartAsync"/>.</summary>
+    private DateTimeOffset? _startedAt;
+
+    private async Task<DateTimeOffset> OnServerClockAsync(DateTimeOffset local, CancellationToken ct)
     {
         if (!serverClock.Known)
         {
@@ -74,7 +81,7 @@ public sealed partial class Poller(WorkerFhirClient fhir, WorkQueue queue, Evalu
             await client.CapabilityStatementAsync(SummaryType.True, ct);
             if (!serverClock.Known) NoServerDate(logger);
         }
-        return serverClock.Now;
+        return serverClock.ToServer(local);
     }
 
     [LoggerMessage(Level = LogLevel.Warning, Message = "The FHIR server sends no Date header: polling takes its clock to agree with this machine's (keep both on NTP)")]

@@ -182,6 +182,13 @@ public sealed class FhirTestServer(string? requiredToken = null, IReadOnlyDictio
         await EnsureOkAsync(resp, cancellationToken);
     }
 
+    /// <summary>Removes every injected failure that has not run out.</summary>
+    public async Task ClearFaultsAsync(CancellationToken cancellationToken = default)
+    {
+        using var resp = await Admin.DeleteAsync("admin/faults", cancellationToken);
+        await EnsureOkAsync(resp, cancellationToken);
+    }
+
     /// <summary>Empties only the request log, e.g. after seeding, so a test sees just what the code under test asked for.</summary>
     public async Task ClearRequestsAsync(CancellationToken cancellationToken = default)
     {

@@ -473,6 +473,27 @@ public sealed class WorkerTests(StoreProvider provider) : WorkerTestBase(provide
         Assert.That(dead.GetProperty("reason").GetString(), Is.EqualTo("unreadable-response"), "not an internal error");
     }
 
+    /// <summary>
+    /// A first start (no cursor, no PollFrom) while the FHIR server cannot be reached yet: what is written meanwhile is
+    /// assessed once it answers (found by an operator's probe: the cursor was set to the first answer's time, and a
+    /// result written before it was never assessed).
+    /// </summary>
+    [Test]
+    public async Task On_a_first_start_a_result_written_before_the_server_first_answers_is_assessed()
+    {
+        await Fhir.FaultAsync(503, 100_000, "GET", "/fhir/R4/metadata");
+        await Fhir.FaultAsync(503, 100_000, "GET", "/fhir/R4/Observation");
+        await H.StartAsync(new() { ["MagCds:Worker:PollFrom"] = "" });
+        await WaitUntilAsync(async () => (await Fhir.RequestsAsync()).Any(r => r.Status == 503), "the worker has tried the server");
+        var late = await Fhir.SeedAsync(Result("p1", 23.5m, "ACC-LATE"));
+        // Longer than the overlap a poll keeps (5 s), so the first answer's time lies clearly after the result.
+        await Task.Delay(TimeSpan.FromSeconds(7));
+        await Fhir.ClearFaultsAsync();
+
+        await WaitUntilAsync(async () => (await H.AllAsync<RiskAssessment>()).Any(r => r.Basis[0].Reference == "Observation/" + late.Id),
+            "the result written before the server first answered is assessed", 60);
+    }
+
     [Test]
     public async Task A_rerun_from_scratch_creates_nothing_new()
     {
