@@ -25,6 +25,22 @@ public class WorkerMetricsTests
         Assert.That(labels, Is.EqualTo(new[] { "kind=event-notification", "kind=other", "type=Patient", "type=other" }));
     }
 
+    /// <summary>The lag is in seconds: its buckets must tell 0.1 s from 4 s (the SDK's default ones put both in le=5).</summary>
+    [Test]
+    public void The_lag_histogram_has_buckets_in_seconds()
+    {
+        using var metrics = new WorkerMetrics(new ServerClock(TimeProvider.System));
+        IReadOnlyList<double>? buckets = null;
+        using var listener = new MeterListener();
+        listener.InstrumentPublished = (instrument, _) =>
+        {
+            if (instrument is Histogram<double> { Name: "magcds.worker.lag" } h && h.Meter.Name == WorkerMetrics.MeterName) buckets = h.Advice?.HistogramBucketBoundaries;
+        };
+        listener.Start();
+        Assert.That(buckets, Is.Not.Null.And.Contains(0.1).And.Contains(1.0).And.Contains(5.0).And.Contains(3600.0));
+        Assert.That(buckets, Is.Ordered);
+    }
+
     [Test]
     public void A_pause_the_server_asked_for_shows_as_the_seconds_left()
     {

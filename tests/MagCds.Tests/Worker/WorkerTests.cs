@@ -1138,6 +1138,19 @@ public sealed class WorkerTests(StoreProvider provider) : WorkerTestBase(provide
         Assert.That(ras.Select(r => r.Basis[0].Reference).Order(), Is.EqualTo(seeded.Select(o => "Observation/" + o.Id).Order()));
     }
 
+    /// <summary>The lag reaches Prometheus in buckets of seconds, so a p95 alert can be read below 5 s (found by an operator's probe).</summary>
+    [Test]
+    public async Task The_lag_is_exported_in_buckets_of_seconds()
+    {
+        await Fhir.SeedAsync(Result("p1", 23.5m, "ACC-1"));
+        await H.StartAsync(new() { ["MagCds:Telemetry:Prometheus"] = "true" });
+        await H.DrainedAsync(1);
+        string metrics = "";
+        await WaitUntilAsync(async () => (metrics = await H.Client.GetStringAsync("/metrics")).Contains("magcds_worker_lag_seconds_bucket", StringComparison.Ordinal), "the lag is exported");
+        Assert.That(metrics, Does.Match(@"magcds_worker_lag_seconds_bucket\{[^}]*le=""0.25""[^}]*\}"));
+        Assert.That(metrics, Does.Match(@"magcds_worker_lag_seconds_bucket\{[^}]*le=""3600""[^}]*\}"));
+    }
+
     [Test]
     public async Task A_row_whose_leases_keep_running_out_is_dead_lettered()
     {
