@@ -297,26 +297,34 @@ public sealed class WorkQueue(Database db, TimeProvider time)
     /// a knowledge upgrade, results keep their earlier outputs until something about them changes, and this is how an
     /// operator has them all assessed with the knowledge in use. They are due one every <paramref name="spacing"/>
     /// from now (queued to start then, which is when their lag counts from), so results that arrive meanwhile, due at
-    /// once, go before most of them. One statement; a resource already waiting keeps the earlier of its two times and
-    /// is marked to be read again, as for any event. Returns how many were queued (or marked).
+    /// once, go before most of them. Asked again, the ones still waiting for it alone are paced anew (a slower pace for
+    /// a busy server); a row being processed, retried, or waiting for an event of its own is left as it is, and nothing
+    /// is queued twice. One transaction. Returns how many wait for the re-assessment at this pace.
     /// </summary>
     public async Task<int> EnqueueReassessmentAsync(string server, string knowledgeVersion, bool all, TimeSpan spacing, CancellationToken ct)
     {
         long now = Now;
         await using var w = await db.OpenWriterAsync(ct);
+        var c = w.Connection;
+        await using var tx = await c.BeginTransactionAsync(ct);
+        await using (var repace = c.Command("""
+            DELETE FROM work_item WHERE server = @server AND state = 'pending' AND source = 'knowledge'
+                                    AND generation = 0 AND attempts = 0 AND lease_owner IS NULL
+            """, tx).With("server", server))
+            await repace.ExecuteNonQueryAsync(ct);
         // WHERE true: SQLite needs a WHERE before ON CONFLICT to tell the upsert from a join.
-        await using var cmd = w.Connection.Command($"""
+        await using var cmd = c.Command($"""
             INSERT INTO work_item (server, resource_type, resource_id, source, state, enqueued_at, due_at)
             SELECT server, resource_type, resource_id, 'knowledge', 'pending', @now + n * @spacing, @now + n * @spacing
             FROM (SELECT server, resource_type, resource_id, ROW_NUMBER() OVER (ORDER BY resource_type, resource_id) - 1 AS n
                   FROM worker_assessed
                   WHERE server = @server{(all ? "" : " AND (knowledge_version IS NULL OR knowledge_version <> @knowledge)")}) AS stale
             WHERE true
-            ON CONFLICT (server, resource_type, resource_id) WHERE state = 'pending'
-            DO UPDATE SET generation = work_item.generation + 1,
-                          due_at = CASE WHEN work_item.due_at < excluded.due_at THEN work_item.due_at ELSE excluded.due_at END
-            """).With("server", server).With("now", now).With("knowledge", knowledgeVersion).With("spacing", (long)spacing.TotalMilliseconds);
-        return await cmd.ExecuteNonQueryAsync(ct);
+            ON CONFLICT (server, resource_type, resource_id) WHERE state = 'pending' DO NOTHING
+            """, tx).With("server", server).With("now", now).With("knowledge", knowledgeVersion).With("spacing", (long)spacing.TotalMilliseconds);
+        int queued = await cmd.ExecuteNonQueryAsync(ct);
+        await tx.CommitAsync(ct);
+        return queued;
     }
 
     /// <summary>How many resources of <paramref name="server"/> were last assessed with another (or an unknown) knowledge version.</summary>

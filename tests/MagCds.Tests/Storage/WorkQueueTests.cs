@@ -313,10 +313,11 @@ public sealed class WorkQueueTests(StoreProvider provider)
         await _queue.EnqueueAsync(Server, [("Observation", "waiting")], "subscription", CancellationToken.None);
 
         Assert.That(await _queue.AssessedWithOtherKnowledgeAsync(Server, "2026.2", CancellationToken.None), Is.EqualTo(3), "old, unknown and waiting");
-        Assert.That(await _queue.EnqueueReassessmentAsync(Server, "2026.2", all: false, TimeSpan.Zero, CancellationToken.None), Is.EqualTo(3));
+        Assert.That(await _queue.EnqueueReassessmentAsync(Server, "2026.2", all: false, TimeSpan.Zero, CancellationToken.None), Is.EqualTo(2),
+            "old and unknown; waiting is waiting already");
         var queued = await _queue.LeaseAsync("w1", 10, Lease, CancellationToken.None);
         Assert.That(queued.Select(i => i.ResourceId).Order(), Is.EqualTo(new[] { "old", "unknown", "waiting" }), "not the current one, nor another server's");
-        Assert.That(queued.Single(i => i.ResourceId == "waiting").Generation, Is.EqualTo(1), "the waiting row is read again");
+        Assert.That(queued.Single(i => i.ResourceId == "waiting").Generation, Is.Zero, "the waiting row is left as it is (it reads the result anyway)");
         foreach (var item in queued)
             await _queue.CompleteAsync(item, "w1", "evaluated", CancellationToken.None, assessedVersion: "1", knowledgeVersion: "2026.2");
 
@@ -337,14 +338,20 @@ public sealed class WorkQueueTests(StoreProvider provider)
         await _queue.EnqueueAsync(Server, [("Observation", "new")], "subscription", CancellationToken.None);
         var first = await _queue.LeaseAsync("w1", 10, Lease, CancellationToken.None);
         Assert.That(first.Select(i => i.ResourceId).Order(), Is.EqualTo(new[] { "a", "new" }), "one reassessment is due now, the others later; the new result at once");
-        foreach (var item in first) await _queue.CompleteAsync(item, "w1", "evaluated", CancellationToken.None);
+        foreach (var item in first) await _queue.CompleteAsync(item, "w1", "evaluated", CancellationToken.None, assessedVersion: "1", knowledgeVersion: "2026.2");
         _clock.Now = _clock.Now.AddSeconds(5);
         var waiting = await _queue.StatsAsync(CancellationToken.None);
         Assert.That((waiting.Pending, waiting.Lag), Is.EqualTo((2L, TimeSpan.Zero)), "a reassessment not due yet is no lag");
 
-        _clock.Now = _clock.Now.AddSeconds(5);
-        Assert.That((await _queue.LeaseAsync("w1", 10, Lease, CancellationToken.None)).Select(i => i.ResourceId), Is.EqualTo(new[] { "b" }));
-        _clock.Now = _clock.Now.AddSeconds(10);
+        // Asked again, more slowly: the two still waiting are paced anew (b now, c a minute later), not queued twice.
+        Assert.That(await _queue.EnqueueReassessmentAsync(Server, "2026.2", all: false, TimeSpan.FromMinutes(1), CancellationToken.None), Is.EqualTo(2));
+        Assert.That((await _queue.StatsAsync(CancellationToken.None)).Pending, Is.EqualTo(2));
+        var b = (await _queue.LeaseAsync("w1", 10, Lease, CancellationToken.None)).Single();
+        Assert.That((b.ResourceId, b.Generation), Is.EqualTo(("b", 0)));
+        await _queue.CompleteAsync(b, "w1", "evaluated", CancellationToken.None, assessedVersion: "1", knowledgeVersion: "2026.2");
+        _clock.Now = _clock.Now.AddSeconds(30);
+        Assert.That(await _queue.LeaseAsync("w1", 10, Lease, CancellationToken.None), Is.Empty, "c waits for the slower pace");
+        _clock.Now = _clock.Now.AddSeconds(30);
         Assert.That((await _queue.LeaseAsync("w1", 10, Lease, CancellationToken.None)).Select(i => i.ResourceId), Is.EqualTo(new[] { "c" }));
     }
 
