@@ -59,7 +59,10 @@ try
 catch (Exception e) when (e is KnowledgeInvalidException or OptionsValidationException)
 {
     // Broken knowledge or configuration stops the service with a message that says what to fix, not a stack trace.
-    Console.Error.WriteLine($"MagCds cannot start: {e.Message}");
+    // A range check names the member ('Concurrency'), not the setting: the options' section says where it is.
+    string where = e is OptionsValidationException { OptionsType: var type } && e.Message.Contains("DataAnnotation", StringComparison.Ordinal)
+                   && type.GetField("Section")?.GetValue(null) is string section ? $" (settings under {section})" : "";
+    Console.Error.WriteLine($"MagCds cannot start: {e.Message}{where}");
     Environment.ExitCode = 78; // EX_CONFIG
 }
 catch (InvalidOperationException e) when (e.Source == "Microsoft.Extensions.Configuration.Binder")

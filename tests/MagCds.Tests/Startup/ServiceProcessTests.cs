@@ -82,6 +82,8 @@ public class ServiceProcessTests
     [TestCase("MagCds__Worker__PollFrom", "12/11/2026", "MagCds:Worker:PollFrom must be a FHIR date or instant")]
     [TestCase("MagCds__Worker__PollFrom", "2999-01-01T00:00:00Z", "lies in the future")]
     [TestCase("MagCds__RateLimit__PermitsPerSecond", "lots", "at 'MagCds:RateLimit:PermitsPerSecond' to type")]
+    [TestCase("MagCds__Worker__Concurrency", "0", "'Concurrency'")]
+    [TestCase("MagCds__Worker__Concurrency", "0", "(settings under MagCds:Worker)")]
     [TestCase("MagCds__Telemetry__OtlpEndpoint", "not a url", "OtlpEndpoint must be an absolute URL")]
     [TestCase("MagCds__Store__SqliteConnectionString", "Bogus=1", "Sqlite connection string (MagCds:Store) is not valid")]
     public async Task A_worker_or_store_misconfiguration_stops_the_service_with_a_clear_message(string key, string value, string message)
