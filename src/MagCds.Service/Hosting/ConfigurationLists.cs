@@ -2,8 +2,9 @@ namespace MagCds.Service.Hosting;
 
 /// <summary>
 /// The .NET configuration binder drops an element of a list whose value has the wrong type (an API key or a client
-/// certificate with <c>Admin: yes</c>) without a word, so a caller would simply be refused at run time. Binding each element on its own throws instead, naming the setting: that message is what the
-/// start-up check reports (exit 78), as it is for a single setting of the wrong type.
+/// certificate with <c>Admin: yes</c>) without a word, so a caller would simply be refused at run time. Binding each
+/// element on its own throws instead, naming the setting: that message is what the start-up check reports (exit 78),
+/// as it is for a single setting of the wrong type.
 /// </summary>
 public static class ConfigurationLists
 {

@@ -22,6 +22,9 @@ public sealed partial class Poller(WorkerFhirClient fhir, WorkQueue queue, Evalu
     private const string SettledKey = "poll-settled";
     private static readonly TimeSpan Overlap = TimeSpan.FromSeconds(5);
 
+    /// <summary>When the worker first tried to start (this machine's clock), kept for the retries of <see cref="StartAsync"/>.</summary>
+    private DateTimeOffset? _startedAt;
+
     /// <summary>
     /// A poll asked for by a notification (empty payload, or missed events on a server without <c>$events</c>), kept in
     /// the store so that an acknowledged request survives a restart and a failed poll: each request writes a new token,
@@ -69,9 +72,6 @@ public sealed partial class Poller(WorkerFhirClient fhir, WorkQueue queue, Evalu
             await queue.SetStateAsync(fhir.Server, CursorKey, carried ?? Format(await OnServerClockAsync(_startedAt.Value, ct)), ct);
         }
     }
-
-    /// <summary>When the worker first tried to start (this machine's clock), kept for the retries of <see cref="StartAsync"/>.</summary>
-    private DateTimeOffset? _startedAt;
 
     private async Task<DateTimeOffset> OnServerClockAsync(DateTimeOffset local, CancellationToken ct)
     {

@@ -15,7 +15,7 @@ public sealed class WorkerMetrics : IDisposable
     private QueueStats _last = new(0, 0, 0, 0, TimeSpan.Zero);
 
     /// <summary>The lag histogram's bucket boundaries, in seconds.</summary>
-    public static readonly IReadOnlyList<double> LagBuckets = [0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600, 1800, 3600];
+    private static readonly IReadOnlyList<double> LagBuckets = [0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600, 1800, 3600];
 
     public WorkerMetrics(ServerClock serverClock)
     {
