@@ -406,8 +406,7 @@ public sealed class Evaluator
         static string? TypeOf(string? reference)
         {
             if (reference is null) return null;
-            int history = reference.IndexOf("/_history/", StringComparison.Ordinal);
-            var parts = (history >= 0 ? reference[..history] : reference).Split('/');
+            var parts = WithoutVersion(reference).Split('/');
             return parts.Length >= 2 && parts[^2].Length > 0 && char.IsUpper(parts[^2][0]) ? parts[^2] : null;
         }
     }
