@@ -43,7 +43,7 @@ try
     app.UseRateLimiter();
     app.UseAuthentication();
     app.UseAuthorization();
-    app.UseRequestTimeouts();
+    app.UseMagCdsRequestTimeouts();
     app.MapMagCdsHealth();
     app.MapMagCdsTelemetry();
     app.MapFhirRest();

@@ -272,6 +272,8 @@ public static class MagCdsHostingExtensions
             .MinimumLevel.Override("Polly", Serilog.Events.LogEventLevel.Warning)
             // The certificate handler names a refused certificate's subject (a person's name, or text a stranger chose).
             .MinimumLevel.Override("Microsoft.AspNetCore.Authentication.Certificate", Serilog.Events.LogEventLevel.Error)
+            // The time limit's middleware logs each 504 with a stack trace; RequestTimeouts logs it in one line.
+            .MinimumLevel.Override("Microsoft.AspNetCore.Http.Timeouts", Serilog.Events.LogEventLevel.Error)
             .ReadFrom.Configuration(sp.GetRequiredService<IConfiguration>())
             .ReadFrom.Services(sp)
             .Destructure.With<NoPhiDestructuring>()

@@ -70,8 +70,10 @@ public static class RequestLogLine
     {
         // A 5xx is an error, except a readiness probe's 503 while the service warms up or its store is away: that is
         // the probe doing its job (the failing check is logged on its own), not a failed request.
+        // An answer the time limit cut off went out with the status it started with: an error all the same.
         o.GetLevel = (http, _, error) =>
-            error is not null || http.Response.StatusCode >= 500 && !http.Request.Path.StartsWithSegments("/health", StringComparison.Ordinal)
+            error is not null || http.Items.ContainsKey(RequestTimeouts.CutOffItem)
+            || http.Response.StatusCode >= 500 && !http.Request.Path.StartsWithSegments("/health", StringComparison.Ordinal)
                 ? LogEventLevel.Error
                 : LogEventLevel.Information;
         o.MessageTemplate = "HTTP {RequestMethod} {RequestRoute} responded {StatusCode} in {Elapsed:0.0000} ms";

@@ -11,7 +11,7 @@ public class ServiceProcessTests
 {
     private static string ServiceDll => Path.Combine(AppContext.BaseDirectory, "MagCds.Service.dll");
 
-    private static Process Start(int port, params (string Key, string Value)[] env)
+    internal static Process Start(int port, params (string Key, string Value)[] env)
     {
         var psi = new ProcessStartInfo("dotnet", [ServiceDll, "--urls", $"http://127.0.0.1:{port}"])
         {
