@@ -71,7 +71,8 @@ let baseUrl = ''; // absolute, set once listening: http://127.0.0.1:PORT/fhir/R4
  * Injected failures (POST /admin/faults): the next `remaining` FHIR requests matching method and path get `status`,
  * after `delayMs` if given; status 0 with a delay makes them slow but answered normally (a server under load, or one
  * that hangs past a client's time-out); `body`, if given, is the answer's JSON instead of an OperationOutcome (a
- * server that answers with something other than what was asked for, or with data no FHIR validator would pass).
+ * server that answers with something other than what was asked for, or with data no FHIR validator would pass);
+ * `location`, if given, is sent as the Location header (a redirect).
  */
 let faults = [];
 /**
@@ -321,9 +322,10 @@ async function handleAdmin(req, res, url) {
     // e.g. {"status": 503, "count": 3, "method": "POST", "path": "/fhir/R4"}: the next 3 matching requests fail;
     // {"status": 0, "delayMs": 5000, ...}: they are answered normally, 5 s late;
     // {"status": 429, "retryAfter": "8", ...}: the failures carry that Retry-After header;
-    // {"status": 200, "body": {...}, ...}: the requests are answered with that body.
+    // {"status": 200, "body": {...}, ...}: the requests are answered with that body;
+    // {"status": 302, "location": "http://...", ...}: they are redirected there.
     const f = JSON.parse((await readBody(req)) || '{}');
-    faults.push({ status: Number(f.status), remaining: Number(f.count ?? 1), method: f.method ?? null, path: f.path ?? '', delayMs: Number(f.delayMs ?? 0), retryAfter: f.retryAfter ?? null, body: f.body ?? null });
+    faults.push({ status: Number(f.status), remaining: Number(f.count ?? 1), method: f.method ?? null, path: f.path ?? '', delayMs: Number(f.delayMs ?? 0), retryAfter: f.retryAfter ?? null, body: f.body ?? null, location: f.location ?? null });
     return send(res, 204, undefined);
   }
   if (req.method === 'POST' && url.pathname === '/admin/quirks') {
@@ -382,7 +384,10 @@ async function handle(req, res) {
   if (fault) {
     fault.remaining--;
     if (fault.delayMs > 0) await new Promise((resolve) => setTimeout(resolve, fault.delayMs));
-    if (fault.status !== 0) return send(res, fault.status, fault.body ?? outcome('error', 'transient', `Injected fault ${fault.status}`), fault.retryAfter ? { 'Retry-After': fault.retryAfter } : {});
+    if (fault.status !== 0) {
+      const headers = { ...(fault.retryAfter ? { 'Retry-After': fault.retryAfter } : {}), ...(fault.location ? { Location: fault.location } : {}) };
+      return send(res, fault.status, fault.body ?? outcome('error', 'transient', `Injected fault ${fault.status}`), headers);
+    }
   }
   if (url.pathname !== BASE_PATH && !url.pathname.startsWith(BASE_PATH + '/')) {
     return send(res, 404, outcome('error', 'not-found', `FHIR base is ${BASE_PATH}`));

@@ -214,7 +214,10 @@ public static class MagCdsHostingExtensions
         services.AddTransient<ServerPauseGate>();
         var timeout = TimeSpan.FromSeconds(config.GetSection(WorkerOptions.Section).Get<WorkerOptions>()?.RequestTimeoutSeconds ?? new WorkerOptions().RequestTimeoutSeconds);
         // Outermost, the pause the server asked for: nothing is sent, not even a token fetched, while it lasts.
+        // Redirects are not followed: the worker reads and writes only under FhirServerUrl, and what another address
+        // answers is not the watched server's data (a redirect is a dead letter naming its status).
         var workerClient = services.AddHttpClient(WorkerFhirClient.HttpClientName)
+            .ConfigurePrimaryHttpMessageHandler(() => new SocketsHttpHandler { AllowAutoRedirect = false })
             .AddHttpMessageHandler<ServerPauseGate>()
             .AddHttpMessageHandler<OutboundAuthHandler>();
         workerClient.AddStandardResilienceHandler(o =>

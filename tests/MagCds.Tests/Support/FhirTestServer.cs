@@ -173,10 +173,10 @@ public sealed class FhirTestServer(string? requiredToken = null, IReadOnlyDictio
     /// half of a UTF-16 surrogate pair escaped, reaches the server that way).
     /// </summary>
     public async Task FaultAsync(int status, int count, string method, string path, int delayMs = 0, string? retryAfter = null,
-        System.Text.Json.Nodes.JsonNode? body = null, CancellationToken cancellationToken = default, string? rawBody = null)
+        System.Text.Json.Nodes.JsonNode? body = null, CancellationToken cancellationToken = default, string? rawBody = null, string? location = null)
     {
         // A body may be nested deeper than System.Text.Json writes by default (an answer too deep for a client to read).
-        string fault = System.Text.Json.JsonSerializer.Serialize(new { status, count, method, path, delayMs, retryAfter, body }, new System.Text.Json.JsonSerializerOptions { MaxDepth = 512 });
+        string fault = System.Text.Json.JsonSerializer.Serialize(new { status, count, method, path, delayMs, retryAfter, location, body }, new System.Text.Json.JsonSerializerOptions { MaxDepth = 512 });
         if (rawBody is not null) fault = fault[..fault.LastIndexOf(",\"body\":", StringComparison.Ordinal)] + ",\"body\":" + rawBody + "}";
         using var resp = await Admin.PostAsync("admin/faults", new StringContent(fault, System.Text.Encoding.UTF8, "application/json"), cancellationToken);
         await EnsureOkAsync(resp, cancellationToken);

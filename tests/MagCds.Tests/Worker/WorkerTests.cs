@@ -473,6 +473,24 @@ public sealed class WorkerTests(StoreProvider provider) : WorkerTestBase(provide
         Assert.That(dead.GetProperty("reason").GetString(), Is.EqualTo("unreadable-response"), "not an internal error");
     }
 
+    [Test]
+    public async Task A_read_the_server_redirects_elsewhere_is_not_followed_but_dead_lettered_with_its_status()
+    {
+        // Found by a security probe: the worker followed a redirect to another address and assessed what it found
+        // there as the watched server's Observation. Here the redirect points at another patient's result.
+        await H.StartAsync(new() { ["MagCds:Worker:PollIntervalSeconds"] = "0" });
+        var obs = await Fhir.SeedAsync(Result("p1", 23.5m, "ACC-1"));
+        var other = await Fhir.SeedAsync(Result("p2", 3m, "ACC-2"));
+        await Fhir.FaultAsync(302, 100, "GET", "/fhir/R4/Observation/" + obs.Id, location: Fhir.BaseUrl + "/Observation/" + other.Id);
+        using (var resp = await PutNotificationAsync(obs)) Assert.That(resp.StatusCode, Is.EqualTo(HttpStatusCode.OK));
+        await WaitUntilAsync(async () => (await H.QueueAsync()).GetProperty("deadLetters").GetInt64() == 1, "the item is dead-lettered", 60);
+        var dead = (await H.Client.GetFromJsonAsync<JsonElement>("/admin/worker/dead-letters")).EnumerateArray().Single();
+        Assert.That(dead.GetProperty("reason").GetString(), Is.EqualTo("http-302"));
+        Assert.That((await Fhir.RequestsAsync()).Where(r => r.Url.Contains("/Observation/" + other.Id, StringComparison.Ordinal)), Is.Empty,
+            "the redirect was not followed");
+        Assert.That(await H.AllAsync<RiskAssessment>(), Is.Empty);
+    }
+
     /// <summary>
     /// A first start (no cursor, no PollFrom) while the FHIR server cannot be reached yet: what is written meanwhile is
     /// assessed once it answers (found by an operator's probe: the cursor was set to the first answer's time, and a
