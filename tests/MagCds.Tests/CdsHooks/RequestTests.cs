@@ -134,6 +134,12 @@ public class RequestTests : ServiceTests
     [TestCase("https://ehr.example:8443/fhir/Observation?page=2", false)]
     [TestCase("https://ehr.example/fhirx/Observation?page=2", false)]
     [TestCase("https://ehr.example/other/Observation?page=2", false)]
+    // Encoded separators a server or proxy may decode after the check (found by a security probe).
+    [TestCase("https://ehr.example/fhir/..%2F..%2Fsecret/Observation", false)]
+    [TestCase("https://ehr.example/fhir/..%2f%2e%2e%2fsecret", false)]
+    [TestCase("https://ehr.example/fhir/%2E%2E/secret", false)]
+    [TestCase("https://ehr.example/fhir/..%5Csecret", false)]
+    [TestCase("https://ehr.example/fhir/Observation?_getpages=a%2Fb", true)]
     public void The_access_token_follows_only_next_links_on_the_named_server(string link, bool followed) =>
         Assert.That(MagCds.Service.Security.OutboundLinks.IsUnderServer(new Uri(link), new Uri("https://ehr.example/fhir")), Is.EqualTo(followed));
 
