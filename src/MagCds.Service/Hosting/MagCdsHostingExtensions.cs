@@ -100,8 +100,8 @@ public static class MagCdsHostingExtensions
             .Validate(o => o.TrustedIssuers.All(i => new[] { i.JwksUrl }.Concat(i.AllowedJku).Where(u => !string.IsNullOrEmpty(u)).All(u => SafeKeyUrl(u!))),
                 "MagCds:CdsHooks:TrustedIssuers JwksUrl and AllowedJku must be https URLs (http only for a loopback host).")
             // Development mode answers anyone with cards and makes MagCds query any fhirServer a caller names.
-            .Validate(o => !o.AllowUnsignedCalls || !MagCds.Service.Security.Access.ListensBeyondLoopback(config),
-                "MagCds:CdsHooks:AllowUnsignedCalls (development mode: calls without a JWT) is allowed only while MagCds listens on loopback (127.0.0.1).")
+            .Validate(o => !o.AllowUnsignedCalls || !(MagCds.Service.Security.Access.ListensBeyondLoopback(config) || MagCds.Service.Security.Access.BehindProxy(config)),
+                "MagCds:CdsHooks:AllowUnsignedCalls (development mode: calls without a JWT) is allowed only while MagCds listens on loopback (127.0.0.1) with no trusted proxy (MagCds:Proxies) in front of it.")
             .Validate(o => o.Algorithms.Count > 0 && o.Algorithms.All(asymmetric.Contains),
                 "MagCds:CdsHooks:Algorithms may only name asymmetric algorithms (CDS Hooks forbids none and HMAC), e.g. ES384, RS384.")
             .Validate(o => o.TrustedIssuers.All(i => !string.IsNullOrEmpty(i.Issuer) && (i.JwksUrl is not null || i.JwksFile is not null || i.AllowedJku.Count > 0)),

@@ -35,6 +35,9 @@ public static class Access
             .Validate(o => !ListensBeyondLoopback(config) || o.AnyConfigured,
                 "MagCds listens on a non-loopback address but no authentication is configured (MagCds:Security:ApiKeys, " +
                 "MagCds:Security:Jwt:Authority or MagCds:Security:ClientCertificates): set one, or listen on 127.0.0.1 only.")
+            .Validate(o => !BehindProxy(config) || o.AnyConfigured,
+                "MagCds:Proxies names a trusted proxy, so callers beyond this machine reach MagCds through it, but no authentication " +
+                "is configured (MagCds:Security:ApiKeys, MagCds:Security:Jwt:Authority or MagCds:Security:ClientCertificates): set one, or remove MagCds:Proxies.")
             .Validate(o => ClientCertificateAuthentication.IsValid(o.ClientCertificates),
                 "MagCds:Security:ClientCertificates needs a readable CaFile (PEM, one or more CA certificates) and, for each client, " +
                 "a Name and a distinct Subject distinguished name such as 'CN=lab-engine, O=Hospital'.")
@@ -140,6 +143,13 @@ public static class Access
         string? origin = req.Headers.Origin;
         return origin is not null && !string.Equals(origin, $"{req.Scheme}://{req.Host}", StringComparison.OrdinalIgnoreCase);
     }
+
+    /// <summary>
+    /// Whether a trusted proxy is configured (MagCds:Proxies): then callers from beyond this machine come in through it,
+    /// even to a loopback address, and the loopback-only rules (no authentication, CDS Hooks development mode) do not hold.
+    /// </summary>
+    public static bool BehindProxy(IConfiguration config) =>
+        config.GetSection("MagCds:Proxies:KnownProxies").GetChildren().Any() || config.GetSection("MagCds:Proxies:KnownNetworks").GetChildren().Any();
 
     /// <summary>Whether any configured URL listens beyond loopback (0.0.0.0, *, +, a host name or a non-loopback IP).</summary>
     public static bool ListensBeyondLoopback(IConfiguration config)

@@ -17,6 +17,9 @@ public sealed class ForwardedHeadersTests
         {
             ["MagCds:RateLimit:PermitsPerSecond"] = "1",
             ["MagCds:RateLimit:Burst"] = "2",
+            // A trusted proxy lets callers from beyond this machine in: MagCds refuses to start without authentication.
+            ["MagCds:Security:ApiKeys:0:Name"] = "engine",
+            ["MagCds:Security:ApiKeys:0:Key"] = "an-api-key-of-some-length",
         };
         // What ASPNETCORE_FORWARDEDHEADERS_ENABLED=true sets: the host inserts the middleware itself.
         if (hostProcessesForwardedHeaders) settings["FORWARDEDHEADERS_ENABLED"] = "true";

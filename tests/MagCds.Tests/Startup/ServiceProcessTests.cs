@@ -241,6 +241,32 @@ public class ServiceProcessTests
         Assert.That(stderr, Does.StartWith("MagCds cannot start: ").And.Contain("PublicBaseUrl (the absolute URL EHRs call"));
     }
 
+    /// <summary>
+    /// On loopback, but behind a trusted proxy: callers from beyond this machine come in through it, so the loopback
+    /// rules do not hold (found by a security probe: development mode answered unsigned calls through the proxy).
+    /// </summary>
+    [TestCase("KnownProxies", "127.0.0.1", false)]
+    [TestCase("KnownNetworks", "127.0.0.0/8", false)]
+    [TestCase("KnownProxies", "127.0.0.1", true)]
+    public async Task A_trusted_proxy_without_authentication_or_with_development_mode_is_refused(string setting, string value, bool cdsHooksDevelopmentMode)
+    {
+        var env = new List<(string, string)> { ($"MagCds__Proxies__{setting}__0", value) };
+        if (cdsHooksDevelopmentMode)
+            env.AddRange([("MagCds__Security__ApiKeys__0__Name", "engine"), ("MagCds__Security__ApiKeys__0__Key", "an-api-key-of-some-length"),
+                ("MagCds__CdsHooks__AllowUnsignedCalls", "true")]);
+        using var p = Start(FreePort(), [.. env]);
+        var stderr = p.StandardError.ReadToEndAsync();
+        if (!p.WaitForExit(60_000))
+        {
+            p.Kill();
+            Assert.Fail("the service did not stop");
+        }
+        Assert.That(p.ExitCode, Is.EqualTo(78));
+        Assert.That(await stderr, Does.StartWith("MagCds cannot start: ").And.Contain(cdsHooksDevelopmentMode
+            ? "allowed only while MagCds listens on loopback (127.0.0.1) with no trusted proxy"
+            : "MagCds:Proxies names a trusted proxy"));
+    }
+
     /// <summary>Told to listen on every interface by URL, or by the container image's way (no URL, HTTP_PORTS).</summary>
     [TestCase("urls", false)]
     [TestCase("HTTP_PORTS", false)]
