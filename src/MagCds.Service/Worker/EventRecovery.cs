@@ -9,9 +9,10 @@ namespace MagCds.Service.Worker;
 /// Backport event-number bookkeeping. Each notification's event numbers (and a heartbeat's
 /// events-since-subscription-start) are compared with the last number seen for that Subscription; numbers skipped
 /// are a gap, recorded in the store. The worker then asks the server for the missed events with <c>$events</c>;
-/// a server without <c>$events</c> gets a catch-up poll instead.
+/// a server without <c>$events</c> gets a catch-up poll instead. Each gap is logged, so an operator sees a Subscription
+/// that keeps losing events (the server's delivery, or the network to MagCds).
 /// </summary>
-public sealed class EventRecovery(WorkQueue queue, WorkerFhirClient fhir, WorkerSignal signal)
+public sealed partial class EventRecovery(WorkQueue queue, WorkerFhirClient fhir, WorkerSignal signal, ILogger<EventRecovery> logger)
 {
     private const string LastPrefix = "events-last:";
     private const string GapPrefix = "events-gap:";
@@ -53,7 +54,11 @@ public sealed class EventRecovery(WorkQueue queue, WorkerFhirClient fhir, Worker
             }
             return (set, found);
         }, ct);
-        if (gap is not null) signal.Wake();
+        if (gap is { } missed)
+        {
+            GapFound(logger, n.Subscription, missed.From, missed.To);
+            signal.Wake();
+        }
         return gap;
     }
 
@@ -86,6 +91,7 @@ public sealed class EventRecovery(WorkQueue queue, WorkerFhirClient fhir, Worker
                                               or Hl7.Fhir.Serialization.DeserializationFailedException or FormatException
                                           || (e is OperationCanceledException && !ct.IsCancellationRequested)))
             {
+                EventsUnavailable(logger, subscription, gap.From, gap.To, e is FhirOperationException f ? "http-" + (int)f.Status : e.GetType().Name);
                 // No $events (400/404/405/501), no right to it (403), or no answer: a catch-up poll finds whatever the
                 // missed events were about. Asking $events again on every turn of the loop would repeat the failure,
                 // hold up the work behind it and count against the circuit breaker every assessment shares.
@@ -99,6 +105,12 @@ public sealed class EventRecovery(WorkQueue queue, WorkerFhirClient fhir, Worker
             if (poll) signal.Wake();
         }
     }
+
+    [LoggerMessage(Level = LogLevel.Warning, Message = "Backport Subscription {Subscription} skipped events {From} to {To}: they are asked for with $events (or found by a catch-up poll)")]
+    private static partial void GapFound(ILogger logger, string subscription, long from, long to);
+
+    [LoggerMessage(Level = LogLevel.Information, Message = "$events of {Subscription} for events {From} to {To} failed ({Reason}): a catch-up poll finds what they were about")]
+    private static partial void EventsUnavailable(ILogger logger, string subscription, long from, long to, string reason);
 
     /// <summary>Whether the event numbers returned include every number of the gap.</summary>
     public static bool Covers(IReadOnlyList<long> numbers, long from, long to) =>

@@ -29,6 +29,7 @@ public sealed partial class WorkerService(
         DateTimeOffset pauseLogged = DateTimeOffset.MinValue, nextPoll = time.GetUtcNow(), retryRequestedPoll = time.GetUtcNow(), nextSubscribe = time.GetUtcNow(), nextStats = time.GetUtcNow();
         string server = fhir.Server;
         Started(logger, o.PollIntervalSeconds, o.Subscription.Create);
+        if (string.IsNullOrEmpty(o.Subscription.Secret)) NoSecret(logger, o.PollIntervalSeconds);
 
         while (!stoppingToken.IsCancellationRequested)
         {
@@ -320,6 +321,9 @@ public sealed partial class WorkerService(
 
     [LoggerMessage(Level = LogLevel.Information, Message = "FHIR server worker started: poll every {PollIntervalSeconds} s, create subscription {CreateSubscription}")]
     private static partial void Started(ILogger logger, int pollIntervalSeconds, bool createSubscription);
+
+    [LoggerMessage(Level = LogLevel.Warning, Message = "MagCds:Worker:Subscription:Secret is not set: every notification to /worker/notifications is refused (403), so new results are found only by polling (every {PollIntervalSeconds} s; 0 = never)")]
+    private static partial void NoSecret(ILogger logger, int pollIntervalSeconds);
 
     [LoggerMessage(Level = LogLevel.Information, Message = "Subscription {SubscriptionId} in use ({SubscriptionAction})")]
     private static partial void SubscriptionReady(ILogger logger, string subscriptionId, string subscriptionAction);

@@ -49,7 +49,8 @@ public static class PhiScan
     /// <summary>
     /// The sensitive strings of a resource: names, identifier values, ids of and references to patients and other
     /// non-Observation resources, dates of birth, and result values. Observation ids are not in it: MagCds logs them
-    /// (resource ids are how an operator traces a result; the rule is no names, identifiers, values or tokens).
+    /// (resource ids are how an operator traces a result; the rule is no names, identifiers, values or tokens), nor are
+    /// references to Subscriptions (the worker's channel, configuration rather than anyone's data).
     /// </summary>
     public static IEnumerable<string> In(Resource r)
     {
@@ -64,6 +65,7 @@ public static class PhiScan
                     yield return i.Value;
                     break;
                 case ResourceReference { Reference: { } reference } when !reference.StartsWith("Observation/", StringComparison.Ordinal)
+                                                                      && !reference.StartsWith("Subscription/", StringComparison.Ordinal)
                                                                       && reference.Split('/').Last() is { Length: > 2 } id:
                     yield return id;
                     break;

@@ -43,7 +43,7 @@ public class EventRecoveryTests
     {
         await using var db = StoreUnderTest.Open(await StoreUnderTest.OptionsAsync(StoreProvider.Sqlite));
         var queue = new WorkQueue(db, TimeProvider.System);
-        var recovery = new EventRecovery(queue, new WorkerFhirClient(new Paused(), Options.Create(new WorkerOptions { FhirServerUrl = "https://fhir.example/R4" })), new WorkerSignal());
+        var recovery = new EventRecovery(queue, new WorkerFhirClient(new Paused(), Options.Create(new WorkerOptions { FhirServerUrl = "https://fhir.example/R4" })), new WorkerSignal(), Microsoft.Extensions.Logging.Abstractions.NullLogger<EventRecovery>.Instance);
         var ct = CancellationToken.None;
         static Notification Event(long number) => new("event-notification", "Subscription/s1", null, [number], [], false);
 
@@ -71,7 +71,7 @@ public class EventRecoveryTests
         const string server = "https://fhir.example/R4";
         await using var db = StoreUnderTest.Open(await StoreUnderTest.OptionsAsync(provider));
         var queue = new WorkQueue(db, TimeProvider.System);
-        var recovery = new EventRecovery(queue, new WorkerFhirClient(new Paused(), Options.Create(new WorkerOptions { FhirServerUrl = server })), new WorkerSignal());
+        var recovery = new EventRecovery(queue, new WorkerFhirClient(new Paused(), Options.Create(new WorkerOptions { FhirServerUrl = server })), new WorkerSignal(), Microsoft.Extensions.Logging.Abstractions.NullLogger<EventRecovery>.Instance);
         var ct = CancellationToken.None;
         for (int round = 0; round < 15; round++)
         {
@@ -114,7 +114,7 @@ public class EventRecoveryTests
         await using var db = StoreUnderTest.Open(await StoreUnderTest.OptionsAsync(StoreProvider.Sqlite));
         var queue = new WorkQueue(db, TimeProvider.System);
         await queue.EnqueueAsync(server, [], "subscription", new Dictionary<string, string> { ["events-gap:Subscription/s1"] = "3-5" }, CancellationToken.None);
-        var recovery = new EventRecovery(queue, new WorkerFhirClient(new Paused(), Options.Create(new WorkerOptions { FhirServerUrl = server })), new WorkerSignal());
+        var recovery = new EventRecovery(queue, new WorkerFhirClient(new Paused(), Options.Create(new WorkerOptions { FhirServerUrl = server })), new WorkerSignal(), Microsoft.Extensions.Logging.Abstractions.NullLogger<EventRecovery>.Instance);
 
         // A server without $events (or one that fails it) gets a catch-up poll instead; a pause says nothing about $events.
         await Assert.ThrowsAsync<ServerPausedException>(() => recovery.RecoverAsync(CancellationToken.None));

@@ -92,6 +92,9 @@ public sealed class NotificationTests(StoreProvider provider) : WorkerTestBase(p
         int poll = urls.FindIndex(u => u.Contains("_lastUpdated=gt", StringComparison.Ordinal));
         Assert.That(events, Is.GreaterThanOrEqualTo(0), "the server was asked for the missed events first");
         Assert.That(poll, Is.GreaterThan(events), "this server has no $events, so a catch-up poll followed");
+        // The operator sees the gap and what became of it.
+        Assert.That(H.Service!.Logs.Lines, Has.One.Contains("Backport Subscription \\\"Subscription/lab-anti-mag\\\" skipped events 2 to 3"));
+        Assert.That(H.Service!.Logs.Lines, Has.One.Contains("failed (\\\"http-404\\\"): a catch-up poll finds what they were about"));
     }
 
     /// <summary>$events refused (403: no right to it) or failing (503, more often than one call's retries absorb): the gap is recovered by a catch-up poll, not asked for again on every turn.</summary>
@@ -281,6 +284,10 @@ public sealed class WorkerEndpointSetupTests
         using var admin = await client.GetAsync("/admin/worker");
         Assert.That(admin.StatusCode, Is.EqualTo(HttpStatusCode.Forbidden), "no one can be an admin until keys, JWTs or certificates are configured");
         Assert.That(Http.Codes((OperationOutcome)await Http.ReadAsync(admin)), Is.EqualTo(new[] { "forbidden" }));
+        // Said at start-up too, not only to the server whose notifications bounce (found by an integrator's probe).
+        // The worker starts beside the host, so its line may come a moment after the first answers.
+        for (int i = 0; i < 50 && !f.Logs.Lines.Any(l => l.Contains("Subscription:Secret is not set", StringComparison.Ordinal)); i++) await Task.Delay(100);
+        Assert.That(f.Logs.Lines, Has.One.Contains("Subscription:Secret is not set: every notification to /worker/notifications is refused (403)"));
     }
 
     [Test]
