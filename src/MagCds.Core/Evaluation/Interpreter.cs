@@ -60,7 +60,9 @@ public sealed class Interpreter(KnowledgeBase knowledge)
             // A value MagCds cannot read is not replaced by the lab's flag: the words may say what the flag does not
             // ("equivocal", "weakly positive", "trace" flagged H), and the output could not show the value it judged.
             _ => Cannot(obs.Value is Ratio ? CannotInterpretReason.UnreadableRatio : CannotInterpretReason.UnreadableQualitative,
-                $"The value '{value.Display}' is not a number, a 1:n titre or a recognised qualitative result"
+                // Text that is a number ("25000") is still text: a result sent without its quantity carries no unit.
+                (obs.Value is FhirString ? $"The value is text ('{value.Display}'); MagCds reads text only as a 1:n titre or a recognised qualitative result, and a number sent as text carries no unit to judge it by"
+                                         : $"The value '{value.Display}' is not a number, a 1:n titre or a recognised qualitative result")
                 + (labFlag is bool flag ? $"; the laboratory's flag ({flags.Shown}, read as {(flag ? "raised" : "not raised")}) is not taken in place of a value MagCds cannot read." : ".")),
         };
 
@@ -155,9 +157,18 @@ public sealed class Interpreter(KnowledgeBase knowledge)
                 // excludes it, a result exactly at the limit is raised by one reading and not by the other (FHIR's:
                 // the high value is inside the range); MagCds does not choose between them. Not for a censored value
                 // ("<1000" is below the limit on either reading), nor when the lab's flag says which it is.
-                if (n == high && v.Comparator is null && flag is null && range.Text is null && matched?.ReferenceInterval is { HighInclusive: false } cutOff && cutOff.High == high && UnitsAgree(v, rangeHigh))
-                    return Cannot(CannotInterpretReason.UnusableRange,
-                        $"The value {v.Display} equals the upper limit of the laboratory's reference range ({limit}). FHIR reads that limit as inside the range (not raised), but the range carries no text saying so, and the cut-off of MagCds's assay profile '{matched.Name}' ({ProfileBasis(matched).Display}, {matched.ReferenceInterval.Label}) reads the same number as raised; a range written '<{limit}' often arrives this way. MagCds does not choose between the two readings.");
+                // Also any range of an upper limit alone (no low, no text, no comparator on the limit), not only one at
+                // a profile's cut-off: a laboratory's "<1500 BTU" arrives the same way (found in a laboratory
+                // director's review). A range with a low limit ("0.1-10") was not a "<" range.
+                if (n == high && v.Comparator is null && flag is null && range.Text is null && rangeHigh.Comparator is null)
+                {
+                    if (matched?.ReferenceInterval is { HighInclusive: false } cutOff && cutOff.High == high)
+                        return Cannot(CannotInterpretReason.UnusableRange,
+                            $"The value {v.Display} equals the upper limit of the laboratory's reference range ({limit}). FHIR reads that limit as inside the range (not raised), but the range carries no text saying so, and the cut-off of MagCds's assay profile '{matched.Name}' ({ProfileBasis(matched).Display}, {matched.ReferenceInterval.Label}) reads the same number as raised; a range written '<{limit}' often arrives this way. MagCds does not choose between the two readings.");
+                    if (low is null)
+                        return Cannot(CannotInterpretReason.UnusableRange,
+                            $"The value {v.Display} equals the upper limit of the laboratory's reference range ({limit}), which has no lower limit and no text. FHIR reads that limit as inside the range (not raised), but a range written '<{limit}' often arrives this way (converted from HL7 v2, the '<' is lost), and then the value is raised. MagCds does not choose between the two readings.");
+                }
                 basis = new IntervalBasis(IntervalOrigin.ObservationReferenceRange, low, high, inclusive,
                     inclusive ? (low is { } l ? $"{LowText(l)}-" : "up to ") + limit
                               : (low is { } l2 ? $"{LowText(l2)} to " : "") + "below " + limit,
@@ -389,7 +400,11 @@ public sealed class Interpreter(KnowledgeBase knowledge)
         }
         // No unit text, or text that only repeats the code ("{BTU}" as both): the code decides.
         if (text is null || (byText is null && string.Equals(text, v.UnitCode, StringComparison.OrdinalIgnoreCase))) return byCode;
-        if (byCode is not null && byCode != byText)
+        // UCUM's enzyme unit (U, U/mL) beside an assay's text names something else than that assay's units. (Until
+        // knowledge 2026.11.7 the Units profile claimed the code U, which made it a conflict that way.)
+        bool enzymeUnit = byText is not null && byCode is null && v.UnitSystem == "http://unitsofmeasure.org"
+                          && v.UnitCode is { } code && (code == "U" || code.StartsWith("U/", StringComparison.Ordinal));
+        if ((byCode is not null && byCode != byText) || enzymeUnit)
         {
             conflict = $"The value's unit text '{text}' and its unit code '{v.UnitCode}' do not name the same assay; MagCds does not choose between them.";
             return null;

@@ -573,7 +573,7 @@ public class EvaluationCaseTests
     }
 
     /// <summary>A Buhlmann BTU result of <paramref name="value"/> with the lab's range up to <paramref name="high"/> BTU (and its text), interpreted.</summary>
-    private static Interpretation InterpretBtuWithRange(int value, int high, string? text, string? comparator = null, string? flag = null)
+    private static Interpretation InterpretBtuWithRange(int value, int high, string? text, string? comparator = null, string? flag = null, int? low = null)
     {
         static Quantity Btu(int v) => new() { Value = v, Unit = "BTU", System = "http://unitsofmeasure.org", Code = "[arb'U]" };
         var quantity = Btu(value);
@@ -586,7 +586,7 @@ public class EvaluationCaseTests
             Subject = new ResourceReference("Patient/pat-range"),
             Effective = new FhirDateTime("2026-03-02"),
             Value = quantity,
-            ReferenceRange = [new Observation.ReferenceRangeComponent { High = Btu(high), Text = text }],
+            ReferenceRange = [new Observation.ReferenceRangeComponent { Low = low is int l ? Btu(l) : null, High = Btu(high), Text = text }],
         };
         if (flag is not null) obs.Interpretation.Add(new CodeableConcept("http://terminology.hl7.org/CodeSystem/v3-ObservationInterpretation", flag));
         return CoreUnderTest.Evaluator.Evaluate(EvaluationRequest.Of(new EvaluationInput(obs, "Observation/btu-with-range", "observation"))).Results.Single().Interpretation!;
@@ -598,7 +598,6 @@ public class EvaluationCaseTests
     [TestCase(1500, 1500, "<1500 BTU", Category.Elevated, false)]
     [TestCase(1500, 1500, "< 1,500 BTU", Category.Elevated, false)]
     [TestCase(1500, 1500, "<=1500 BTU", Category.NotElevated, true)]
-    [TestCase(1500, 1500, null, Category.NotElevated, true)]
     public void A_strict_limit_is_read_from_the_range_text_only_at_the_ranges_own_high(int value, int high, string? text, Category expected, bool inclusive)
     {
         var i = InterpretBtuWithRange(value, high, text);
@@ -606,23 +605,37 @@ public class EvaluationCaseTests
         Assert.That(i.Basis!.HighInclusive, Is.EqualTo(inclusive));
     }
 
-    // Only at the limit, only without range text, and only where the assay's own published cut-off is that number and
-    // excludes it (the Buhlmann profile: below 1000 BTU) do the two readings part: then MagCds does not choose.
+    // Only at the limit of a range without text do the two readings part (FHIR's inclusive high, or a "<" lost on the
+    // way): where the assay profile's own cut-off is that number and excludes it, or the range is an upper limit alone
+    // (a laboratory's "<1500 BTU" arrives so; since knowledge 2026.11.7). Then MagCds does not choose.
     [TestCase(1000, 1000, null, Category.CannotInterpret)]
     [TestCase(999, 1000, null, Category.NotElevated)]
     [TestCase(1000, 1000, "0-1000 BTU", Category.NotElevated)]
     [TestCase(1000, 1000, "<1000 BTU", Category.Elevated)]
-    [TestCase(1500, 1500, null, Category.NotElevated)]
+    [TestCase(1500, 1500, null, Category.CannotInterpret)]
+    [TestCase(1499, 1500, null, Category.NotElevated)]
+    [TestCase(1500, 1500, null, Category.NotElevated, null, null, 0)] // a range with a low limit ("0-1500") was not a "<" range
     [TestCase(1000, 1000, null, Category.NotElevated, "<")]  // below the limit on either reading
     [TestCase(1000, 1000, null, Category.Elevated, ">")]
     [TestCase(1000, 1000, null, Category.NotElevated, null, "N")] // the lab's flag says which reading it meant
-    public void A_value_at_a_textless_range_limit_that_the_assays_cut_off_reads_as_raised_is_not_decided(int value, int high, string? text, Category expected,
-        string? comparator = null, string? flag = null)
+    public void A_value_at_the_limit_of_a_textless_range_that_may_have_lost_its_less_than_is_not_decided(int value, int high, string? text, Category expected,
+        string? comparator = null, string? flag = null, int? low = null)
     {
-        var i = InterpretBtuWithRange(value, high, text, comparator, flag);
+        var i = InterpretBtuWithRange(value, high, text, comparator, flag, low);
         Assert.That(i.Category, Is.EqualTo(expected));
         if (expected == Category.CannotInterpret)
             Assert.That(i.Reason, Is.EqualTo(CannotInterpretReason.UnusableRange));
+    }
+
+    [Test]
+    public void A_number_sent_as_text_is_not_called_not_a_number()
+    {
+        // A laboratory director's review: "The value '25000' is not a number" is false; it is a number sent as text.
+        var obs = TestFiles.Resource<Observation>("Observation-btu-medium.json");
+        obs.Value = new FhirString("25000");
+        var i = CoreUnderTest.Evaluator.Evaluate(EvaluationRequest.Of(new EvaluationInput(obs, "Observation/as-text", "observation"))).Results.Single().Interpretation!;
+        Assert.That(i.Category, Is.EqualTo(Category.CannotInterpret));
+        Assert.That(i.Rule, Does.StartWith("The value is text ('25000')").And.Contain("a number sent as text carries no unit").And.Not.Contain("is not a number"));
     }
 
     [Test]
