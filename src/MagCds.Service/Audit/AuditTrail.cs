@@ -74,13 +74,16 @@ public sealed partial class AuditTrail(Database db, TimeProvider time, Microsoft
             {
                 await InsertAsync(batch, ct);
                 batch.Clear();
+                if (failures > QuietAfter) StoredAgain(logger, failures);
                 failures = 0;
                 if (partial && !drain) return;
             }
             catch (System.Data.Common.DbException e)
             {
-                StoreFailed(logger, e.GetType().Name, batch.Count);
                 failures++;
+                // A store that is down fails every second: the first tries are logged, then one in a minute, so an
+                // outage shows without flooding the log (the store's own health lines say the rest).
+                if (failures <= QuietAfter || failures % 60 == 0) StoreFailed(logger, e.GetType().Name, batch.Count, failures);
                 // A batch that keeps failing may hold one entry the database refuses (not a store outage): entries are
                 // then written one by one and only those refused alone are dropped, so one bad entry cannot stop the
                 // trail. If every one fails, the store is down and the batch waits.
@@ -188,6 +191,12 @@ public sealed partial class AuditTrail(Database db, TimeProvider time, Microsoft
     [LoggerMessage(Level = LogLevel.Error, Message = "Audit: {Count} entries refused by the store one by one were dropped")]
     private static partial void Refused(ILogger logger, int count);
 
-    [LoggerMessage(Level = LogLevel.Warning, Message = "Audit entries not stored yet ({Count}), will retry: {Reason}")]
-    private static partial void StoreFailed(ILogger logger, string reason, int count);
+    /// <summary>Failed tries logged one by one before only every 60th is.</summary>
+    private const int QuietAfter = 5;
+
+    [LoggerMessage(Level = LogLevel.Warning, Message = "Audit entries not stored yet ({Count}), will retry every second: {Reason} (failed try {Tries}; after the fifth, one line a minute)")]
+    private static partial void StoreFailed(ILogger logger, string reason, int count, int tries);
+
+    [LoggerMessage(Level = LogLevel.Information, Message = "Audit entries stored again after {Tries} failed tries")]
+    private static partial void StoredAgain(ILogger logger, int tries);
 }

@@ -122,11 +122,16 @@ public sealed class AuditTests(StoreProvider provider)
         await audit.StartAsync(CancellationToken.None);
         for (int i = 0; i < 3; i++) audit.Record(new AuditEntry(now, "fhir-rest", "test", $"KEPT-{i}", $"Observation/k{i}", "1", "k", "Elevated", ["ra-1"]));
 
-        await WorkerHarness.WaitUntilAsync(() => Task.FromResult(log.Collector.GetSnapshot().Count(r => r.Message.Contains("not stored yet", StringComparison.Ordinal)) >= 4),
+        await WorkerHarness.WaitUntilAsync(() => Task.FromResult(log.Collector.GetSnapshot().Count(r => r.Message.Contains("not stored yet", StringComparison.Ordinal)) >= 5),
             "the writer failed past its one-by-one pass", 30);
+        // A store that stays down is not logged every second (an operator's probe saw a line a second during an outage).
+        await Task.Delay(TimeSpan.FromSeconds(4));
+        Assert.That(log.Collector.GetSnapshot().Count(r => r.Message.Contains("not stored yet", StringComparison.Ordinal)), Is.EqualTo(5),
+            "after five failed tries, one line a minute");
         await ExecuteAsync(db, "ALTER TABLE audit_event_away RENAME TO audit_event");
         await WorkerHarness.WaitUntilAsync(async () => (await audit.QueryAsync(null, 10, CancellationToken.None)).Count == 3, "all three entries are stored once the store takes them", 30);
         Assert.That(log.Collector.GetSnapshot().Select(r => r.Message), Has.None.Contains("dropped"));
+        Assert.That(log.Collector.GetSnapshot().Select(r => r.Message), Has.One.Contains("Audit entries stored again after"));
         await audit.StopAsync(CancellationToken.None);
     }
 
