@@ -56,6 +56,15 @@ public sealed class FhirServerScopeTests : ServiceWithFhirServer
     }
 
     [Test]
+    public void An_issuer_without_FhirServers_is_named_in_a_start_up_warning_and_one_with_them_is_not()
+    {
+        using var open = new MagCdsFactory(_kit.TrustSettings());
+        open.CreateClient().Dispose();
+        Assert.That(open.Logs.Lines, Has.One.Contains("has no FhirServers: a call it signs may make MagCds query any https server"));
+        Assert.That(Service.Logs.Lines, Has.None.Contains("has no FhirServers"));
+    }
+
+    [Test]
     public async Task A_fhirServer_the_issuer_is_configured_with_is_queried()
     {
         using var resp = await CallNaming(Fhir.BaseUrl);
