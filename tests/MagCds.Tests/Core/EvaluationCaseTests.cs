@@ -627,6 +627,20 @@ public class EvaluationCaseTests
             Assert.That(i.Reason, Is.EqualTo(CannotInterpretReason.UnusableRange));
     }
 
+    [TestCase("BTU")]
+    [TestCase("Buhlmann Titer Unit")]
+    [TestCase("Buhlmann Titer Units")]
+    [TestCase("Bühlmann Titer Unit")]
+    [TestCase("Bühlmann Titer Units")]
+    [TestCase("bühlmann titer units")]
+    public void Every_spelling_of_the_Buhlmann_unit_is_read_as_BTU(string unit)
+    {
+        var obs = TestFiles.Resource<Observation>("Observation-btu-medium.json");
+        obs.Value = new Quantity { Value = 25000, Unit = unit };
+        var i = CoreUnderTest.Evaluator.Evaluate(EvaluationRequest.Of(new EvaluationInput(obs, "Observation/spelling", "observation"))).Results.Single().Interpretation!;
+        Assert.That((i.Category, i.RuleId), Is.EqualTo((Category.Elevated, "buhlmann-btu")));
+    }
+
     [Test]
     public void A_number_sent_as_text_is_not_called_not_a_number()
     {
