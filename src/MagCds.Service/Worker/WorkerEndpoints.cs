@@ -48,12 +48,13 @@ public static class WorkerEndpoints
         // After a knowledge upgrade: every result assessed with another knowledge version (all=true: every result
         // assessed) is assessed again; its new outputs are written and the earlier ones superseded, as for any change.
         // They start at perSecond (default 5), so new results keep going first and the FHIR server is not flooded.
-        admin.MapPost("/reassess", async (WorkQueue queue, WorkerFhirClient fhir, WorkerSignal signal, MagCds.Core.Knowledge.KnowledgeBase knowledge,
+        admin.MapPost("/reassess", async (HttpContext http, WorkQueue queue, WorkerFhirClient fhir, WorkerSignal signal, MagCds.Core.Knowledge.KnowledgeBase knowledge,
             CancellationToken ct, bool all = false, double perSecond = 5) =>
         {
             if (!(perSecond is > 0 and <= 1000))
                 throw new FhirRequestException(StatusCodes.Status400BadRequest, OutcomeCodes.InvalidQuery, "perSecond must be a number above 0 and at most 1000.");
             int queued = await queue.EnqueueReassessmentAsync(fhir.Server, knowledge.Version, all, TimeSpan.FromSeconds(1 / perSecond), ct);
+            http.Items[Audit.AuditEndpoints.DetailItem] = $"{queued} queued{(all ? ", all" : "")}";
             signal.Wake();
             return Results.Json(new { queued, knowledgeVersion = knowledge.Version, perSecond }, statusCode: StatusCodes.Status202Accepted);
         });
@@ -62,9 +63,12 @@ public static class WorkerEndpoints
             {
                 id = d.Id, resource = $"{d.ResourceType}/{d.ResourceId}", reason = d.Reason, attempts = d.Attempts, enqueuedAt = d.EnqueuedAt, failedAt = d.FailedAt,
             })));
-        admin.MapPost("/dead-letters/replay", async (WorkQueue queue, WorkerFhirClient fhir, WorkerSignal signal, CancellationToken ct, string? reason = null) =>
+        admin.MapPost("/dead-letters/replay", async (HttpContext http, WorkQueue queue, WorkerFhirClient fhir, WorkerSignal signal, CancellationToken ct, string? reason = null) =>
         {
             int replayed = await queue.ReplayAllAsync(fhir.Server, reason, ct);
+            // The reason is a code the worker wrote (http-401); anything else an admin typed is not copied into the trail.
+            http.Items[Audit.AuditEndpoints.DetailItem] = $"{replayed} replayed"
+                + (reason is null ? "" : System.Text.RegularExpressions.Regex.IsMatch(reason, "^[a-z0-9-]{1,40}$") ? ", reason " + reason : ", reason given");
             signal.Wake();
             return Results.Json(new { replayed }, statusCode: StatusCodes.Status202Accepted);
         });

@@ -783,6 +783,8 @@ public sealed class WorkerTests(StoreProvider provider) : WorkerTestBase(provide
             Assert.That(reassess.StatusCode, Is.EqualTo(HttpStatusCode.Accepted));
             Assert.That((await reassess.Content.ReadFromJsonAsync<JsonElement>()).GetProperty("queued").GetInt32(), Is.EqualTo(2));
             await H.DrainedAsync(4);
+            await WaitUntilAsync(async () => (await H.Client.GetFromJsonAsync<JsonElement>("/admin/audit?door=admin")).EnumerateArray()
+                .Any(e => e.GetProperty("outcome").GetString() == "done (2 queued)"), "the reassessment is audited with its count");
 
             var ras = await H.AllAsync<RiskAssessment>();
             Assert.That(ras, Has.Count.EqualTo(4));
@@ -1099,6 +1101,36 @@ public sealed class WorkerTests(StoreProvider provider) : WorkerTestBase(provide
         Assert.That(admin, Does.Contain($"test-operator POST /admin/worker/dead-letters/{{id:long}}/replay {id} done"));
         Assert.That(admin, Does.Contain($"test-operator POST /admin/worker/dead-letters/{{id:long}}/replay {id} not-found"));
         Assert.That(admin, Does.Contain("test-operator GET /admin/worker/dead-letters  done"));
+    }
+
+    [Test]
+    public async Task Dead_letters_are_replayed_by_reason_and_the_audit_says_how_many()
+    {
+        await H.StartAsync(new() { ["MagCds:Worker:PollIntervalSeconds"] = "0" });
+        var first = await Fhir.SeedAsync(Result("p1", 23.5m, "ACC-1"));
+        var second = await Fhir.SeedAsync(Result("p2", 3m, "ACC-2"));
+        await InjectAsync(422, 2, "POST", "/fhir/R4");
+        using (await PutNotificationAsync(first)) { }
+        using (await PutNotificationAsync(second)) { }
+        await WaitUntilAsync(async () => (await H.QueueAsync()).GetProperty("deadLetters").GetInt64() == 2, "both writes are dead-lettered");
+
+        using (var none = await H.Client.PostAsync("/admin/worker/dead-letters/replay?reason=http-500", null))
+            Assert.That((await none.Content.ReadFromJsonAsync<JsonElement>()).GetProperty("replayed").GetInt32(), Is.Zero, "no dead letter has that reason");
+        using (var both = await H.Client.PostAsync("/admin/worker/dead-letters/replay?reason=http-422", null))
+        {
+            Assert.That(both.StatusCode, Is.EqualTo(HttpStatusCode.Accepted));
+            Assert.That((await both.Content.ReadFromJsonAsync<JsonElement>()).GetProperty("replayed").GetInt32(), Is.EqualTo(2));
+        }
+        await H.DrainedAsync(2);
+        Assert.That(await H.AllAsync<RiskAssessment>(), Has.Count.EqualTo(2));
+
+        List<string> admin = [];
+        await WaitUntilAsync(async () =>
+        {
+            admin = [.. (await H.Client.GetFromJsonAsync<JsonElement>("/admin/audit?door=admin")).EnumerateArray().Select(e => e.GetProperty("outcome").GetString()!)];
+            return admin.Count(a => a.Contains("replayed", StringComparison.Ordinal)) == 2;
+        }, "both replays are audited");
+        Assert.That(admin, Does.Contain("done (0 replayed, reason http-500)").And.Contain("done (2 replayed, reason http-422)"));
     }
 
     [Test]
