@@ -165,6 +165,16 @@ public sealed record Interpretation
     public Trend? Trend { get; init; }
 
     /// <summary>
+    /// Earlier results of the patient in the request that the trend does not compare with this one (another code,
+    /// unit, method or reference range): said in a note, so a trend never leaves results out silently, and part of
+    /// the output ids like the trend itself (the same result with other history gets other outputs).
+    /// </summary>
+    public int NotCompared { get; init; }
+
+    /// <summary>What the outputs' ids add for the history shown (<see cref="Trend.Basis"/>, and the results not compared); null for none.</summary>
+    public string? HistoryBasis => NotCompared == 0 ? Trend?.Basis : $"{Trend?.Basis};not-compared {NotCompared}";
+
+    /// <summary>
     /// Whether the result asks for a clinician's attention: raised, not interpretable, or moved between raised and not
     /// raised since the previous result of the same assay. A result within its interval with nothing else does not.
     /// </summary>

@@ -53,6 +53,24 @@ internal static class TrendBuilder
     }
 
     /// <summary>
+    /// How many of the patient's results dated before this one are of another assay (code, unit, method or reference
+    /// range), so not compared with it. Only for a numeric result: a qualitative one is never trended.
+    /// </summary>
+    public static int NotCompared(Prepared current, TrendPool pool)
+    {
+        if (current.Patient is null || current.When is not DateTimeOffset now || current.Value?.Number is null
+            || pool.SeriesOf(current.Patient) is not { } series) return 0;
+        var assay = AssayKey.Of(current);
+        int n = 0;
+        foreach (var (p, key) in series)
+        {
+            if (p.When >= now) break;
+            if (p.Keys.Observation != current.Keys.Observation && !assay.SameAs(key)) n++;
+        }
+        return n;
+    }
+
+    /// <summary>
     /// What the trend shows of each earlier result (identity, date, value, reference, category) and how many are not
     /// listed: a new version of an earlier result that shows the same (a note added, a resend) leaves the later
     /// results' output ids, and so their outputs and alerts, as they are; one whose value or status shows otherwise

@@ -102,7 +102,7 @@ public sealed class OutputBuilder(KnowledgeBase knowledge, CanonicalUrls canonic
         var obs = input.Observation;
         var status = i.Preliminary ? ObservationStatus.Preliminary : ObservationStatus.Final;
         var x = Explain(obs, i, when);
-        var ids = DeterministicIds.For(keys, knowledge.Version, trendBasis: i.Trend?.Basis);
+        var ids = DeterministicIds.For(keys, knowledge.Version, trendBasis: i.HistoryBasis);
         var occurrence = Occurrence(obs);
         var observationRef = ObservationReference(input);
 

@@ -256,7 +256,10 @@ public class DeterministicIdsTests
             var withdrawn = Earlier("e1", "2", 12000);
             withdrawn.Status = ObservationStatus.EnteredInError;
             Assert.That(Assess(withdrawn), Is.EqualTo(alone), "the earlier result withdrawn: no trend, the ids of the result alone");
-            Assert.That(Assess(Earlier("e9", "1", 8, "Units")), Is.EqualTo(alone), "another assay's result: no trend, the ids of the result alone");
+            // Another assay's result: no trend, but a note that says it was not compared (since knowledge 2026.11.7), so ids of their own.
+            var otherAssay = Assess(Earlier("e9", "1", 8, "Units"));
+            Assert.That(otherAssay.Ra, Is.Not.EqualTo(alone.Ra), "another assay's result is named in a note");
+            Assert.That(Assess(Earlier("e9", "1", 8, "Units")), Is.EqualTo(otherAssay), "the same input gives the same ids");
             Assert.That(Assess(Earlier("e1", "1", 12000), Earlier("e2", "1", 15000)).Ra, Is.Not.EqualTo(withEarlier.Ra), "another earlier result");
         });
     }

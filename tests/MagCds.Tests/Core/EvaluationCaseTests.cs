@@ -642,6 +642,17 @@ public class EvaluationCaseTests
     }
 
     [Test]
+    public void Earlier_results_of_another_assay_are_named_as_not_compared_not_left_out_silently()
+    {
+        // A laboratory director's review: a trend that drops results without saying so misleads by omission.
+        var result = CoreUnderTest.EvaluateFile("Parameters-history-other-assay.json").Results.Single();
+        Assert.That(result.Interpretation!.Trend, Is.Null, "a Units result is not trended with BTU");
+        Assert.That(result.Interpretation.NotCompared, Is.EqualTo(1));
+        Assert.That(result.RiskAssessment!.Prediction[0].Rationale,
+            Does.Contain("1 earlier anti-MAG result of this patient is not compared with this one: its code, unit, method or reference range differs"));
+    }
+
+    [Test]
     public void A_number_sent_as_text_is_not_called_not_a_number()
     {
         // A laboratory director's review: "The value '25000' is not a number" is false; it is a number sent as text.
