@@ -16,13 +16,13 @@ public static class AuditEndpoints
         return app;
     }
 
+    /// <summary>What an endpoint adds to its "done" (how many it replayed or queued), set in HttpContext.Items; no PHI.</summary>
+    public const string DetailItem = "magcds.audit-detail";
+
     /// <summary>
     /// Every call of these admin endpoints (reading the audit trail, the queue or its dead letters; replaying them) is
     /// itself an audit entry of door "admin": who, when, which route with its id, and whether it was done or refused.
     /// </summary>
-    /// <summary>What an endpoint adds to its "done" (how many it replayed or queued), set in HttpContext.Items; no PHI.</summary>
-    public const string DetailItem = "magcds.audit-detail";
-
     public static TBuilder Audited<TBuilder>(this TBuilder builder) where TBuilder : IEndpointConventionBuilder =>
         builder.AddEndpointFilter(async (ctx, next) =>
         {

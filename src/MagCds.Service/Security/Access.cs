@@ -149,7 +149,7 @@ public static class Access
     /// even to a loopback address, and the loopback-only rules (no authentication, CDS Hooks development mode) do not hold.
     /// </summary>
     public static bool BehindProxy(IConfiguration config) =>
-        config.GetSection("MagCds:Proxies:KnownProxies").GetChildren().Any() || config.GetSection("MagCds:Proxies:KnownNetworks").GetChildren().Any();
+        config.GetSection(Hosting.ProxyOptions.Section).Get<Hosting.ProxyOptions>()?.AnyConfigured == true;
 
     /// <summary>Whether any configured URL listens beyond loopback (0.0.0.0, *, +, a host name or a non-loopback IP).</summary>
     public static bool ListensBeyondLoopback(IConfiguration config)
