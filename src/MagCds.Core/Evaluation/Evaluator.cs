@@ -324,16 +324,17 @@ public sealed class Evaluator
         }
 
         var interpretation = _interpreter.Interpret(obs, value);
-        if (TrendBuilder.Build(current, interpretation.Category, pool, _classify) is { } trend)
+        if (TrendBuilder.Build(current, interpretation.Category, pool, _classify, out int notCompared) is { } trend)
             interpretation = interpretation with { Trend = trend };
-        if (TrendBuilder.NotCompared(current, pool) is > 0 and int notCompared)
+        if (notCompared > 0)
+        {
+            var (results, isAre, its) = notCompared == 1 ? ("result", "is", "its") : ("results", "are", "their");
             interpretation = interpretation with
             {
                 NotCompared = notCompared,
-                Notes = [.. interpretation.Notes, notCompared == 1
-                    ? "1 earlier anti-MAG result of this patient is not compared with this one: its code, unit, method or reference range differs (or a unit is missing), and results of different assays are not compared."
-                    : $"{notCompared} earlier anti-MAG results of this patient are not compared with this one: their code, unit, method or reference range differs (or a unit is missing), and results of different assays are not compared."],
+                Notes = [.. interpretation.Notes, $"{notCompared} earlier anti-MAG {results} of this patient {isAre} not compared with this one: {its} code, unit, method or reference range differs (or a unit is missing), and results of different assays are not compared."],
             };
+        }
         var (ra, di, explanation) = _outputs.Build(input, current.Keys, current.When, interpretation);
 
         var issues = new List<CoreIssue>();

@@ -19,8 +19,11 @@ internal static class TrendBuilder
 
     /// <param name="classify">The category of an earlier result by the same rules as the current one.</param>
     /// <param name="pool">Each patient's anti-MAG results in the request, current one included.</param>
-    public static Trend? Build(Prepared current, Category currentCategory, TrendPool pool, Func<Prepared, Category> classify)
+    /// <param name="notCompared">How many of the patient's results dated before this one are of another assay (code,
+    /// unit, method or reference range, or no unit), so not compared with it. A qualitative result is never trended.</param>
+    public static Trend? Build(Prepared current, Category currentCategory, TrendPool pool, Func<Prepared, Category> classify, out int notCompared)
     {
+        notCompared = 0;
         if (current.Patient is null || current.When is not DateTimeOffset now || current.Value?.Number is null
             || pool.SeriesOf(current.Patient) is not { } series) return null;
 
@@ -30,7 +33,9 @@ internal static class TrendBuilder
         foreach (var (p, key) in series)
         {
             if (p.When >= now) break;
-            if (p.Keys.Observation != current.Keys.Observation && assay.SameAs(key)) earlier.Add(p);
+            if (p.Keys.Observation == current.Keys.Observation) continue;
+            if (assay.SameAs(key)) earlier.Add(p);
+            else notCompared++;
         }
         if (earlier.Count == 0) return null;
 
@@ -50,24 +55,6 @@ internal static class TrendBuilder
         return new Trend(points, titre ? null : Percent(prev, cur), titre ? null : Percent(first, cur),
             notComputed is null ? preliminary : preliminary is null ? notComputed : notComputed + " " + preliminary, earlier.Count - listed.Count,
             Basis(listed, points, earlier.Count - listed.Count));
-    }
-
-    /// <summary>
-    /// How many of the patient's results dated before this one are of another assay (code, unit, method or reference
-    /// range), so not compared with it. Only for a numeric result: a qualitative one is never trended.
-    /// </summary>
-    public static int NotCompared(Prepared current, TrendPool pool)
-    {
-        if (current.Patient is null || current.When is not DateTimeOffset now || current.Value?.Number is null
-            || pool.SeriesOf(current.Patient) is not { } series) return 0;
-        var assay = AssayKey.Of(current);
-        int n = 0;
-        foreach (var (p, key) in series)
-        {
-            if (p.When >= now) break;
-            if (p.Keys.Observation != current.Keys.Observation && !assay.SameAs(key)) n++;
-        }
-        return n;
     }
 
     /// <summary>
