@@ -15,13 +15,16 @@ public sealed class RateLimitOptions
 {
     public const string Section = "MagCds:RateLimit";
 
-    /// <summary>Requests a client may make per second, on average; 0 turns limiting off.</summary>
+    /// <summary>
+    /// Requests a client may make per second, on average; 0 turns limiting off. One EHR sends every call from one
+    /// address and the CDS Hooks door is built to serve it 2,000 calls a second, so the default lies well above that.
+    /// </summary>
     [Range(0, 1_000_000)]
-    public int PermitsPerSecond { get; set; } = 1000;
+    public int PermitsPerSecond { get; set; } = 5000;
 
     /// <summary>How many requests a client may make at once above the average (token bucket size).</summary>
     [Range(1, 1_000_000)]
-    public int Burst { get; set; } = 2000;
+    public int Burst { get; set; } = 10000;
 }
 
 /// <summary>

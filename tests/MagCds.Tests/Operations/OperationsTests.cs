@@ -102,6 +102,24 @@ public sealed class OperationsTests
     }
 
     [Test]
+    public async Task One_client_at_the_CDS_Hooks_target_rate_is_not_throttled_by_default()
+    {
+        // An EHR sends every call from one address, and the CDS Hooks door is to serve it 2,000 calls a second:
+        // the default limit must lie above that, with room for a burst (6,000 calls sent as fast as they go, about a
+        // second in process, are within it).
+        using var f = new MagCdsFactory();
+        using var client = f.CreateClient();
+        var statuses = new System.Collections.Concurrent.ConcurrentBag<HttpStatusCode>();
+        await Parallel.ForEachAsync(Enumerable.Range(0, 6000), new ParallelOptions { MaxDegreeOfParallelism = 8 }, async (_, ct) =>
+        {
+            using var r = await client.GetAsync("/cds-services", ct);
+            statuses.Add(r.StatusCode);
+        });
+        Assert.That(statuses.Count(s => s == HttpStatusCode.TooManyRequests), Is.Zero);
+        Assert.That(statuses, Is.All.EqualTo(HttpStatusCode.OK));
+    }
+
+    [Test]
     public async Task Prometheus_metrics_count_evaluations_by_door_and_outcome_without_PHI()
     {
         using var f = new MagCdsFactory(new Dictionary<string, string?> { ["MagCds:Telemetry:Prometheus"] = "true" });
