@@ -42,7 +42,7 @@ public static partial class CdsHooksEndpoints
 
     private static async Task<IResult> CallAsync(
         string id, HttpRequest req, CdsServiceCatalog catalog, CdsJwtValidator jwt, IOptions<CdsHooksOptions> options,
-        PatientResults results, Evaluator evaluator, CardBuilder cards, CdsHooksMetrics metrics, ILoggerFactory loggers, Audit.AuditTrail audit, CancellationToken ct)
+        PatientResults results, Evaluator evaluator, CardBuilder cards, CdsHooksMetrics metrics, FhirServerRefusals refusals, ILoggerFactory loggers, Audit.AuditTrail audit, CancellationToken ct)
     {
         var o = options.Value;
         var issuer = o.AllowUnsignedCalls ? null : await jwt.ValidateAsync(req, [EndpointUrl(req, o)], ct);
@@ -55,7 +55,7 @@ public static partial class CdsHooksEndpoints
         {
             // MagCds reads only the FHIR servers this EHR is known to use: a fhirServer naming anything else (an
             // internal address, another organisation's server) is not queried, and neither is its token sent there.
-            FhirServerNotAllowed(logger, issuer.Issuer);
+            refusals.Refused(service.Id, issuer.Issuer);
             call = call with { MayQueryFhirServer = false, AccessToken = null };
         }
 
@@ -155,9 +155,6 @@ public static partial class CdsHooksEndpoints
 
     private static FhirRequestException UnknownService(string id) =>
         new(StatusCodes.Status404NotFound, OutcomeCodes.NotFound, "No CDS Service with that id. See GET /cds-services.");
-
-    [LoggerMessage(Level = LogLevel.Warning, Message = "CDS Hooks call from {Issuer} names a fhirServer outside that issuer's FhirServers; it is not queried (the call is answered from its prefetch, or 412)")]
-    private static partial void FhirServerNotAllowed(ILogger logger, string issuer);
 
     [LoggerMessage(Level = LogLevel.Warning, Message = "DEVELOPMENT MODE: CDS Hooks calls are accepted WITHOUT a valid JWT (MagCds:CdsHooks:AllowUnsignedCalls). Never use this with real patient data.")]
     private static partial void UnsignedCallsAllowed(ILogger logger);

@@ -121,6 +121,7 @@ public static class MagCdsHostingExtensions
         services.AddSingleton<CardBuilder>();
         services.AddSingleton<PatientResults>();
         services.AddSingleton<CdsHooksMetrics>();
+        services.AddSingleton<FhirServerRefusals>();
         services.AddSingleton<JwksProvider>();
         services.AddSingleton<CdsJwtValidator>();
 

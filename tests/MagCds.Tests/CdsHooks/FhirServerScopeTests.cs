@@ -83,4 +83,27 @@ public sealed class FhirServerScopeTests : ServiceWithFhirServer
         Assert.That(await Fhir.RequestsAsync(), Is.Empty, "nothing was sent to the server the call named");
         Assert.That(Service.Logs.Lines, Has.Some.Contains("\"Name\":\"FhirServerNotAllowed\""));
     }
+
+    [Test]
+    public async Task Such_calls_are_all_counted_but_logged_once_a_minute_per_issuer()
+    {
+        // An EHR set up against another address makes every call one of these: one warning, not one per call.
+        using var service = new MagCdsFactory(new Dictionary<string, string?>(Settings) { ["MagCds:Telemetry:Prometheus"] = "true" });
+        using var client = service.CreateClient();
+        const string path = "/cds-services/magcds-patient-view";
+        for (int i = 0; i < 3; i++)
+        {
+            using var resp = await client.SendAsync(CdsKit.Post(path, CdsKit.PatientView(Patient, null, SameServerOtherName, "ehr-access-token-scope", includeResultsKey: false),
+                _kit.Token(CdsKit.Base + path)));
+            Assert.That(resp.StatusCode, Is.EqualTo(HttpStatusCode.PreconditionFailed));
+        }
+        Assert.That(service.Logs.Lines.Count(l => l.Contains("\"Name\":\"FhirServerNotAllowed\"", StringComparison.Ordinal)), Is.EqualTo(1));
+        string metrics = "";
+        await WorkerHarness.WaitUntilAsync(async () =>
+        {
+            metrics = await client.GetStringAsync("/metrics");
+            return metrics.Contains("magcds_cdshooks_fhirserver_not_allowed", StringComparison.Ordinal);
+        }, "the calls are counted", 30);
+        Assert.That(metrics, Does.Match(@"magcds_cdshooks_fhirserver_not_allowed_total\{[^}]*issuer=""https://ehr\.test\.example""[^}]*\} 3"));
+    }
 }
