@@ -18,15 +18,20 @@ export DOTNET_CLI_TELEMETRY_OPTOUT=1 DOTNET_NOLOGO=1
 command -v wrk >/dev/null || { echo "error: wrk is not installed (apt-get install wrk)" >&2; exit 1; }
 WORK="$(mktemp -d "${TMPDIR:-/tmp}/magcds-soak.XXXXXX")"
 PIDS=()
-cleanup() { for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done; pkill -f "MagCds.Service.dll --urls http://127.0.0.1:$PORT" 2>/dev/null || true; }
+cleanup() { for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done; [[ -n "${PORT:-}" ]] && pkill -f "MagCds.Service.dll --urls http://127.0.0.1:$PORT" 2>/dev/null || true; }
 trap cleanup EXIT
 free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1]); s.close()'; }
 
+PROJECTS=(src/MagCds.Service tests/MagCds.WorkerBench tests/MagCds.LoadTools tests/MagCds.Baseline)
 if [[ "${SKIP_BUILD:-0}" != 1 ]]; then
-    for p in src/MagCds.Service tests/MagCds.WorkerBench tests/MagCds.LoadTools tests/MagCds.Baseline; do
+    for p in "${PROJECTS[@]}"; do
         dotnet build "$ROOT/$p" -c Release -nologo -v quiet -clp:ErrorsOnly
     done
 fi
+# With SKIP_BUILD=1 a project never built here would otherwise fail minutes later as a refused connection.
+for p in "${PROJECTS[@]}"; do
+    [[ -f "$ROOT/$p/bin/Release/net10.0/$(basename "$p").dll" ]] || { echo "error: $p has no Release build (run without SKIP_BUILD=1)" >&2; exit 1; }
+done
 DLL="$ROOT/src/MagCds.Service/bin/Release/net10.0/MagCds.Service.dll"
 PORT="$(free_port)"; BASE="http://127.0.0.1:$PORT"
 BASELINE_PORT="$(free_port)"
