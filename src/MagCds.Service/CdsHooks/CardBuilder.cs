@@ -165,19 +165,25 @@ public sealed class CardBuilder(Evaluator evaluator)
     private static string Escape(string markdown, IReadOnlyList<Citation> citations)
     {
         var sb = new StringBuilder(markdown.Length + 16);
-        for (int k = 0; k < markdown.Length; k++)
+        int k = 0;
+        while (true)
         {
-            char c = markdown[k];
-            if (c == '<' && AutolinkLength(markdown, k) is int n and > 0 && citations.Any(r => markdown.AsSpan(k + 1, n - 2).SequenceEqual(r.Url)))
+            // Copied in runs up to the next angle bracket: the detail is several kilobytes with a few brackets.
+            int next = markdown.AsSpan(k).IndexOfAny('<', '>');
+            if (next < 0) return sb.Append(markdown, k, markdown.Length - k).ToString();
+            sb.Append(markdown, k, next);
+            k += next;
+            if (markdown[k] == '<' && AutolinkLength(markdown, k) is int n and > 0 && citations.Any(r => markdown.AsSpan(k + 1, n - 2).SequenceEqual(r.Url)))
             {
                 sb.Append(markdown, k, n);
-                k += n - 1;
+                k += n;
             }
-            else if (c == '<') sb.Append("&lt;");
-            else if (c == '>') sb.Append("&gt;");
-            else sb.Append(c);
+            else
+            {
+                sb.Append(markdown[k] == '<' ? "&lt;" : "&gt;");
+                k++;
+            }
         }
-        return sb.ToString();
     }
 
     /// <summary>

@@ -40,8 +40,14 @@ public sealed record CdsCoding(string Code, string System, string? Display);
 
 public static class CdsJson
 {
-    public static JsonSerializerOptions Options { get; } = new JsonSerializerOptions(JsonSerializerDefaults.Web)
+    public static JsonSerializerOptions Options { get; } = Build();
+
+    private static JsonSerializerOptions Build()
     {
-        DefaultIgnoreCondition = JsonIgnoreCondition.WhenWritingNull,
-    }.ForFhir();
+        var options = new JsonSerializerOptions(JsonSerializerDefaults.Web) { DefaultIgnoreCondition = JsonIgnoreCondition.WhenWritingNull }.ForFhir();
+        // ForFhir sets the relaxed escaping of the Firely serializer; JsonEscaping writes the same bytes, and writes
+        // the card's markdown (line breaks on every line) quickly.
+        options.Encoder = MagCds.Service.FhirRest.JsonEscaping.Instance;
+        return options;
+    }
 }

@@ -397,8 +397,9 @@ public static class FhirWire
         await output.WriteAsync(xml.GetBuffer().AsMemory(0, (int)xml.Length), ct);
     }
 
-    // The same escaping as the Firely serializer's own ToJson (the body is FHIR JSON, never embedded in HTML).
-    private static readonly JsonWriterOptions JsonWriter = new() { Encoder = System.Text.Encodings.Web.JavaScriptEncoder.UnsafeRelaxedJsonEscaping };
+    // The same escaping as the Firely serializer's own ToJson (the body is FHIR JSON, never embedded in HTML), quick
+    // over long texts with line breaks (see JsonEscaping).
+    private static readonly JsonWriterOptions JsonWriter = new() { Encoder = JsonEscaping.Instance };
     private static readonly XmlWriterSettings XmlWriter = new() { Encoding = new UTF8Encoding(false), OmitXmlDeclaration = true, CloseOutput = false };
 
     /// <summary>

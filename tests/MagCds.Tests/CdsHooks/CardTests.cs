@@ -52,10 +52,11 @@ public class CardTests : ServiceTests
         Assert.That(detail, Does.Contain("Rule: ").And.Contain("**References**").And.Contain("MagCds knowledge"));
         if (c.PercentFromPrevious is not null) Assert.That(detail, Does.Contain("| date | result |"));
 
-        // The suggestion's resources are exactly what the FHIR REST door returns for the same input.
+        // The suggestion's resources are exactly what the FHIR REST door returns for the same input, down to the
+        // bytes: both doors write JSON with the same escaping.
         var rest = CoreUnderTest.EvaluateFile(c.File).Outputs.Select(o => o.ToJson()).ToList();
         var actions = card.GetProperty("suggestions")[0].GetProperty("actions").EnumerateArray()
-            .Select(a => new FhirJsonDeserializer().DeserializeResource(a.GetProperty("resource").GetRawText()).ToJson()).ToList();
+            .Select(a => a.GetProperty("resource").GetRawText()).ToList();
         Assert.That(actions, Is.EqualTo(rest));
         // (Each suggestion was also checked against the profiles on its way out: a failing one would have been a 500.)
     }
