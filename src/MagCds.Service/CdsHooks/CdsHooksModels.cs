@@ -46,7 +46,7 @@ public static class CdsJson
     {
         var options = new JsonSerializerOptions(JsonSerializerDefaults.Web) { DefaultIgnoreCondition = JsonIgnoreCondition.WhenWritingNull }.ForFhir();
         // ForFhir sets the relaxed escaping of the Firely serializer; JsonEscaping writes the same bytes, and writes
-        // the card's markdown (line breaks on every line) quickly.
+        // the card's markdown (a line break every few lines) quickly.
         options.Encoder = MagCds.Service.FhirRest.JsonEscaping.Instance;
         return options;
     }
