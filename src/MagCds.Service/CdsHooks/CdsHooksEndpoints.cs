@@ -60,7 +60,7 @@ public static partial class CdsHooksEndpoints
         }
 
         var (list, response) = await AnswerAsync(call, results, evaluator, cards, knowledgeUrl, ct);
-        if (response is not null) EvaluationSummary.Of(call.ServiceId, response).Write(logger, audit, req.HttpContext, Caller(req, o));
+        if (response is not null) EvaluationSummary.Of(call.ServiceId, response).Write(logger, audit, req.HttpContext, Caller(issuer));
         foreach (var c in list) metrics.Card(call.ServiceId, c.Indicator);
         return Results.Json(new CdsResponse(list), CdsJson.Options);
     }
@@ -135,17 +135,11 @@ public static partial class CdsHooksEndpoints
         return await FhirWire.ReadBodyAsync(req, o.MaxRequestBodyBytes, req.HttpContext.RequestAborted);
     }
 
-    /// <summary>The EHR, for the audit: the issuer of its (already validated) JWT.</summary>
-    private static string Caller(HttpRequest req, CdsHooksOptions o)
-    {
-        string auth = req.Headers.Authorization.ToString();
-        if (auth.StartsWith("Bearer ", StringComparison.OrdinalIgnoreCase))
-        {
-            try { return "ehr:" + new Microsoft.IdentityModel.JsonWebTokens.JsonWebToken(auth["Bearer ".Length..].Trim()).Issuer; }
-            catch (ArgumentException) { }
-        }
-        return o.AllowUnsignedCalls ? "unsigned-development-call" : "ehr";
-    }
+    /// <summary>
+    /// The EHR, for the audit: the trusted issuer whose JWT the call carried. In development mode no token is checked,
+    /// so none is named, even when the call carries one: an unchecked issuer claim is whatever the caller wrote.
+    /// </summary>
+    private static string Caller(TrustedIssuer? issuer) => issuer is null ? "unsigned-development-call" : "ehr:" + issuer.Issuer;
 
     public static string BaseUrl(HttpRequest req, CdsHooksOptions o) =>
         string.IsNullOrEmpty(o.PublicBaseUrl) ? $"{req.Scheme}://{req.Host}{req.PathBase}" : o.PublicBaseUrl.TrimEnd('/');

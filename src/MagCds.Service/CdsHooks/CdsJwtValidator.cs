@@ -69,7 +69,8 @@ public sealed partial class CdsJwtValidator(
             // The injected clock decides, so tests and replicas agree on "now".
             LifetimeValidator = (nbf, exp, _, _) => exp is { } e && e.ToUniversalTime() + skew >= now.UtcDateTime && (nbf is null || nbf.Value.ToUniversalTime() - skew <= now.UtcDateTime),
         };
-        var result = await _handler.ValidateTokenAsync(token, parameters);
+        // The token as read above: its claims were already parsed once, for the checks before the key was fetched.
+        var result = await _handler.ValidateTokenAsync(jwt, parameters);
         if (!result.IsValid) return Reject(result.Exception?.GetType().Name ?? "invalid");
 
         var iat = jwt.IssuedAt == DateTime.MinValue ? (DateTimeOffset?)null : new DateTimeOffset(jwt.IssuedAt, TimeSpan.Zero);

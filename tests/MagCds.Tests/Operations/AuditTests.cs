@@ -46,7 +46,9 @@ public sealed class AuditTests(StoreProvider provider)
             Assert.That((int)r.StatusCode, Is.EqualTo(422));
         }
         var obs = TestFiles.Resource<Hl7.Fhir.Model.Observation>("Observation-btu-high.json");
-        using (var r = await client.SendAsync(CdsKit.Post("/cds-services/magcds-patient-view", CdsKit.PatientView("pat-oakhaven", [obs]), null)))
+        // Development mode checks no token, so the issuer this (unsigned) one claims must not be audited as the caller.
+        string unverified = CdsKit.UnsignedToken(CdsKit.Base + "/cds-services/magcds-patient-view");
+        using (var r = await client.SendAsync(CdsKit.Post("/cds-services/magcds-patient-view", CdsKit.PatientView("pat-oakhaven", [obs]), unverified)))
             Assert.That(r.StatusCode, Is.EqualTo(HttpStatusCode.OK));
 
         List<JsonElement> entries = [], admin = [];
@@ -87,6 +89,39 @@ public sealed class AuditTests(StoreProvider provider)
 
         using var anonymous = await client.GetAsync("/admin/audit");
         Assert.That(anonymous.StatusCode, Is.EqualTo(HttpStatusCode.Unauthorized));
+    }
+
+    [Test]
+    public async Task A_CDS_Hooks_call_is_audited_with_the_trusted_issuer_of_its_JWT()
+    {
+        using var kit = new CdsKit();
+        var settings = await StoreUnderTest.SettingsAsync(provider);
+        foreach (var (k, v) in kit.TrustSettings()) settings[k] = v;
+        settings["MagCds:Security:ApiKeys:0:Name"] = "operator";
+        settings["MagCds:Security:ApiKeys:0:Key"] = AdminKey;
+        settings["MagCds:Security:ApiKeys:0:Admin"] = "true";
+        using var f = new MagCdsFactory(settings);
+        using var client = f.CreateClient();
+
+        const string path = "/cds-services/magcds-patient-view";
+        var obs = TestFiles.Resource<Hl7.Fhir.Model.Observation>("Observation-btu-high.json");
+        string token = kit.Token(CdsKit.Base + path, kit.RsaKey, Microsoft.IdentityModel.Tokens.SecurityAlgorithms.RsaSha384);
+        using (var r = await client.SendAsync(CdsKit.Post(path, CdsKit.PatientView("pat-oakhaven", [obs]), token)))
+            Assert.That(r.StatusCode, Is.EqualTo(HttpStatusCode.OK));
+
+        JsonElement cds = default;
+        await WorkerHarness.WaitUntilAsync(async () =>
+        {
+            using var req = new HttpRequestMessage(HttpMethod.Get, "/admin/audit");
+            req.Headers.Add("X-API-Key", AdminKey);
+            using var r = await client.SendAsync(req);
+            var found = JsonDocument.Parse(await r.Content.ReadAsStringAsync()).RootElement.EnumerateArray()
+                .Where(e => e.GetProperty("door").GetString() == "magcds-patient-view").ToList();
+            if (found.Count == 1) cds = found[0].Clone();
+            return found.Count == 1;
+        }, "the call is audited");
+        Assert.That(cds.GetProperty("caller").GetString(), Is.EqualTo("ehr:" + CdsKit.Issuer));
+        Assert.That(cds.GetRawText(), Does.Not.Contain(token.Split('.')[1]).And.Not.Contain(token.Split('.')[2]), "no part of the token");
     }
 
     [Test]
