@@ -122,6 +122,7 @@ public static class MagCdsHostingExtensions
         services.AddSingleton<PatientResults>();
         services.AddSingleton<CdsHooksMetrics>();
         services.AddSingleton<FhirServerRefusals>();
+        services.AddSingleton(new FhirServerPipelines());
         services.AddSingleton<JwksProvider>();
         services.AddSingleton<CdsJwtValidator>();
 
@@ -139,8 +140,8 @@ public static class MagCdsHostingExtensions
                 o.AttemptTimeout.Timeout = total / 2;
                 o.Retry.Delay = TimeSpan.FromMilliseconds(100);
             })
-            // One circuit breaker per FHIR server: one EHR's failing server does not cut the others off.
-            .SelectPipelineByAuthority();
+            // One circuit breaker per FHIR server, up to a bound (FhirServerPipelines).
+            .SelectPipelineBy(sp => sp.GetRequiredService<FhirServerPipelines>().KeyOf);
         // Redirects are not followed: the jku allow-list names the URL keys come from, not wherever it points. A known
         // key never waits for this client (JwksProvider refreshes beside the call); an unknown kid waits at most 10 s.
         services.AddHttpClient(JwksProvider.HttpClientName).ConfigurePrimaryHttpMessageHandler(() => new SocketsHttpHandler { AllowAutoRedirect = false })

@@ -5,6 +5,7 @@ using System.Text.Json.Nodes;
 using Hl7.Fhir.Model;
 using Hl7.Fhir.Serialization;
 using MagCds.Tests.Support;
+using Microsoft.Extensions.DependencyInjection;
 
 namespace MagCds.Tests.CdsHooks;
 
@@ -193,6 +194,9 @@ public class PrefetchFallbackTests : ServiceWithFhirServer
 
         using var resp = await Call(CdsKit.PatientView(Patient, null, Fhir.BaseUrl, AccessToken, includeResultsKey: false));
         Assert.That(resp.StatusCode, Is.EqualTo(HttpStatusCode.OK), await resp.Content.ReadAsStringAsync());
+        // The pipelines are the ones FhirServerPipelines hands out (whose number it bounds): one for each server.
+        Assert.That(Service.Services.GetRequiredService<MagCds.Service.CdsHooks.FhirServerPipelines>().Servers,
+            Does.Contain(new Uri(dead).GetLeftPart(UriPartial.Authority)).And.Contain(new Uri(Fhir.BaseUrl).GetLeftPart(UriPartial.Authority)));
     }
 
     /// <summary>A loopback port nothing listens on (taken and released at once).</summary>
