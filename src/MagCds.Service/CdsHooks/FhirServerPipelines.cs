@@ -29,7 +29,7 @@ public sealed class FhirServerPipelines(int capacity = FhirServerPipelines.Defau
         if (request.RequestUri is not { IsAbsoluteUri: true } uri) return Shared;
         string server = uri.GetLeftPart(UriPartial.Authority);
         if (_servers.ContainsKey(server)) return server;
-        // Two calls may both pass the count and add one server too many: a bound, not an exact number.
+        // Calls racing here may each add their server past the count: a bound (capacity plus concurrent calls), not an exact number.
         if (_servers.Count >= Capacity) return Shared;
         _servers.TryAdd(server, true);
         return server;
