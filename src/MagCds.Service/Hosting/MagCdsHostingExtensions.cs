@@ -151,6 +151,8 @@ public static class MagCdsHostingExtensions
                 o.AttemptTimeout.Timeout = TimeSpan.FromSeconds(4);
                 o.Retry.Delay = TimeSpan.FromMilliseconds(200);
             })
+            // One pipeline per key server: unlike FHIR servers these come only from configuration (JwksUrl, AllowedJku),
+            // so they are few and need no bound.
             .SelectPipelineByAuthority();
 
         services.AddCors();
