@@ -1,5 +1,7 @@
 -- wrk script: POST the patient-view call, each request with its own pre-minted JWT (unique jti, so no replay).
 -- Threads take disjoint token slices. Needs env TOKENS (file, one JWT per line) and BODY (request body file).
+-- wrk shares the service's two cores, so each request is one string concatenation of parts built once: with
+-- wrk.format (a header table rebuilt per request) wrk took 0.067 ms of CPU a request, with this 0.058.
 local threads = {}
 local counter = 0
 
@@ -10,7 +12,7 @@ function setup(thread)
 end
 
 function init(args)
-  local f = assert(io.open(os.getenv("BODY"), "r")); body = f:read("*a"); f:close()
+  local f = assert(io.open(os.getenv("BODY"), "r")); local body = f:read("*a"); f:close()
   tokens = {}
   local nthreads = tonumber(os.getenv("THREADS") or "2")
   local i = 0
@@ -21,19 +23,21 @@ function init(args)
       i = i + 1
     end
   end
+  ntokens = #tokens
   next_token = 1
-  wrk.method = "POST"
-  wrk.headers["Content-Type"] = "application/json"
+  -- wrk has set the Host header from the URL before init runs.
+  head = "POST " .. wrk.path .. " HTTP/1.1\r\nHost: " .. wrk.headers["Host"] .. "\r\nContent-Type: application/json\r\n"
+    .. "Content-Length: " .. #body .. "\r\n"
+  tail = "\r\n" .. body
+  unsigned = head .. tail
 end
 
 function request()
-  local headers = { ["Content-Type"] = "application/json" }
-  if #tokens > 0 then
-    headers["Authorization"] = "Bearer " .. tokens[next_token]
-    next_token = next_token + 1
-    if next_token > #tokens then next_token = 1 end -- wraps only if the run outlasts the tokens (then 401s show up as errors)
-  end
-  return wrk.format("POST", wrk.path, headers, body)
+  if ntokens == 0 then return unsigned end
+  local token = tokens[next_token]
+  next_token = next_token + 1
+  if next_token > ntokens then next_token = 1 end -- wraps only if the run outlasts the tokens (then 401s show up as errors)
+  return head .. "Authorization: Bearer " .. token .. "\r\n" .. tail
 end
 
 function done(summary, latency, requests)
