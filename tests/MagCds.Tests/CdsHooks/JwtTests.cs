@@ -52,37 +52,48 @@ public class JwtTests
     public async Task A_valid_RS384_token_is_accepted() =>
         Assert.That((await Call(_kit.Token(Aud, _kit.RsaKey, SecurityAlgorithms.RsaSha384))).StatusCode, Is.EqualTo(HttpStatusCode.OK));
 
+    /// <summary>Each bad token with the reason MagCds logs for it: the test fails if the token is refused for another reason.</summary>
     private static IEnumerable<TestCaseData> BadTokens()
     {
-        TestCaseData C(string name, Func<CdsKit, string?> make) => new TestCaseData(make).SetArgDisplayNames(name);
-        yield return C("no token", _ => null);
-        yield return C("alg none", _ => CdsKit.UnsignedToken(Aud));
-        yield return C("HS256 with a shared secret", k => k.Token(Aud, new SymmetricSecurityKey(new byte[32]) { KeyId = "ec-key" }, SecurityAlgorithms.HmacSha256));
-        yield return C("ES256 (not allowed)", k => k.Token(Aud, k.EcKey, SecurityAlgorithms.EcdsaSha256));
-        yield return C("expired", k => k.Token(Aud, issued: DateTime.UtcNow.AddMinutes(-20), expires: DateTime.UtcNow.AddMinutes(-10)));
-        yield return C("iat in the future", k => k.Token(Aud, issued: DateTime.UtcNow.AddMinutes(10), expires: DateTime.UtcNow.AddMinutes(15)));
-        yield return C("lifetime over an hour", k => k.Token(Aud, expires: DateTime.UtcNow.AddHours(3)));
-        yield return C("wrong audience", k => k.Token(CdsKit.Base + "/cds-services/other-service"));
-        yield return C("audience of discovery", k => k.Token(CdsKit.Base + "/cds-services"));
-        yield return C("audience with a trailing slash", k => k.Token(Aud + "/"));
-        yield return C("untrusted issuer", k => k.Token(Aud, issuer: "https://evil.example"));
-        yield return C("unknown kid", k => k.Token(Aud, new ECDsaSecurityKey(System.Security.Cryptography.ECDsa.Create(System.Security.Cryptography.ECCurve.NamedCurves.nistP384)) { KeyId = "other-kid" }));
-        yield return C("known kid, other key", k => k.Token(Aud, new ECDsaSecurityKey(System.Security.Cryptography.ECDsa.Create(System.Security.Cryptography.ECCurve.NamedCurves.nistP384)) { KeyId = "ec-key" }));
-        yield return C("jku not allow-listed", k => k.Token(Aud, header: new Dictionary<string, object> { ["jku"] = "https://evil.example/jwks" }));
-        yield return C("garbage", _ => "not.a.jwt");
-        yield return C("no typ (REQUIRED, fixed JWT)", k => k.TokenWithHeader(Aud, "{\"alg\":\"ES384\",\"kid\":\"ec-key\"}"));
-        yield return C("typ other than JWT", k => k.TokenWithHeader(Aud, "{\"alg\":\"ES384\",\"typ\":\"at+jwt\",\"kid\":\"ec-key\"}"));
+        TestCaseData C(string name, string reason, Func<CdsKit, string?> make) => new TestCaseData(make, reason).SetArgDisplayNames(name);
+        var otherEc = new ECDsaSecurityKey(System.Security.Cryptography.ECDsa.Create(System.Security.Cryptography.ECCurve.NamedCurves.nistP384));
+        yield return C("no token", "no-bearer-token", _ => null);
+        yield return C("alg none", "algorithm-not-allowed", _ => CdsKit.UnsignedToken(Aud));
+        yield return C("HS256 with a shared secret", "algorithm-not-allowed", k => k.Token(Aud, new SymmetricSecurityKey(new byte[32]) { KeyId = "ec-key" }, SecurityAlgorithms.HmacSha256));
+        yield return C("ES256 (not allowed)", "algorithm-not-allowed", k => k.Token(Aud, k.EcKey, SecurityAlgorithms.EcdsaSha256));
+        yield return C("expired", "SecurityTokenInvalidLifetimeException", k => k.Token(Aud, issued: DateTime.UtcNow.AddMinutes(-20), expires: DateTime.UtcNow.AddMinutes(-10)));
+        // No nbf, as in the spec's example token: iat alone must keep a token from the future out.
+        yield return C("iat in the future", "iat-in-future", k => k.Token(Aud, issued: DateTime.UtcNow.AddMinutes(10), expires: DateTime.UtcNow.AddMinutes(15)));
+        yield return C("nbf in the future", "SecurityTokenInvalidLifetimeException", k => k.Token(Aud, notBefore: DateTime.UtcNow.AddMinutes(10)));
+        yield return C("lifetime over an hour", "lifetime-too-long", k => k.Token(Aud, expires: DateTime.UtcNow.AddHours(3)));
+        yield return C("no iat", "no-iat", k => k.TokenWithPayload(CdsKit.PayloadWithout(Aud, "iat")));
+        yield return C("no exp", "SecurityTokenInvalidLifetimeException", k => k.TokenWithPayload(CdsKit.PayloadWithout(Aud, "exp")));
+        yield return C("no jti", "no-jti", k => k.TokenWithPayload(CdsKit.PayloadWithout(Aud, "jti")));
+        yield return C("no kid", "no-kid", k => k.TokenWithHeader(Aud, "{\"alg\":\"ES384\",\"typ\":\"JWT\"}"));
+        yield return C("wrong audience", "SecurityTokenInvalidAudienceException", k => k.Token(CdsKit.Base + "/cds-services/other-service"));
+        yield return C("audience of discovery", "SecurityTokenInvalidAudienceException", k => k.Token(CdsKit.Base + "/cds-services"));
+        yield return C("audience with a trailing slash", "SecurityTokenInvalidAudienceException", k => k.Token(Aud + "/"));
+        yield return C("untrusted issuer", "untrusted-issuer", k => k.Token(Aud, issuer: "https://evil.example"));
+        yield return C("unknown kid", "unknown-kid", k => k.Token(Aud, new ECDsaSecurityKey(otherEc.ECDsa) { KeyId = "other-kid" }));
+        yield return C("known kid, other key", "SecurityTokenInvalidSignatureException", k => k.Token(Aud, new ECDsaSecurityKey(otherEc.ECDsa) { KeyId = "ec-key" }));
+        yield return C("jku not allow-listed", "jku-not-allowed", k => k.Token(Aud, header: new Dictionary<string, object> { ["jku"] = "https://evil.example/jwks" }));
+        yield return C("garbage", "unreadable", _ => "not.a.jwt");
+        yield return C("no typ (REQUIRED, fixed JWT)", "typ", k => k.TokenWithHeader(Aud, "{\"alg\":\"ES384\",\"kid\":\"ec-key\"}"));
+        yield return C("typ other than JWT", "typ", k => k.TokenWithHeader(Aud, "{\"alg\":\"ES384\",\"typ\":\"at+jwt\",\"kid\":\"ec-key\"}"));
         // RFC 7515 4.1.11: an extension header the recipient must understand, which MagCds does not (found by a probe).
-        yield return C("a crit header MagCds does not understand", k => k.TokenWithHeader(Aud, "{\"alg\":\"ES384\",\"typ\":\"JWT\",\"kid\":\"ec-key\",\"crit\":[\"foo\"],\"foo\":1}"));
+        yield return C("a crit header MagCds does not understand", "crit", k => k.TokenWithHeader(Aud, "{\"alg\":\"ES384\",\"typ\":\"JWT\",\"kid\":\"ec-key\",\"crit\":[\"foo\"],\"foo\":1}"));
     }
 
     [TestCaseSource(nameof(BadTokens))]
-    public async Task A_bad_token_gets_a_bare_401(Func<CdsKit, string?> make)
+    public async Task A_bad_token_gets_a_bare_401(Func<CdsKit, string?> make, string reason)
     {
+        int before = _factory.Logs.Lines.Count;
         var resp = await Call(make(_kit));
         Assert.That(resp.StatusCode, Is.EqualTo(HttpStatusCode.Unauthorized));
         Assert.That(await resp.Content.ReadAsStringAsync(), Is.Empty, "no detail for the caller");
         Assert.That(resp.Headers.WwwAuthenticate.Single().Scheme, Is.EqualTo("Bearer"), "HTTP: a 401 carries a challenge");
+        var rejections = _factory.Logs.Lines.Skip(before).Where(l => l.Contains("CDS Hooks JWT rejected", StringComparison.Ordinal)).ToList();
+        Assert.That(rejections, Has.Count.EqualTo(1).And.Some.Contains($"\"Reason\":\"{reason}\""), "refused for the reason this case is about");
     }
 
     [Test]

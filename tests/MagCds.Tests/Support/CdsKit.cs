@@ -55,8 +55,12 @@ public sealed class CdsKit : IDisposable
         ["MagCds:CdsHooks:AllowInsecureFhirServer"] = "true",
     };
 
+    /// <summary>
+    /// A token as the CDS Hooks spec's example has it: iss, aud, iat, exp and jti, and no nbf (so a check of iat is not
+    /// stood in for by the nbf check); <paramref name="notBefore"/> adds one.
+    /// </summary>
     public string Token(string audience, SecurityKey? key = null, string alg = SecurityAlgorithms.EcdsaSha384, string issuer = Issuer,
-        DateTime? issued = null, DateTime? expires = null, string? jti = null, IDictionary<string, object>? header = null)
+        DateTime? issued = null, DateTime? expires = null, string? jti = null, IDictionary<string, object>? header = null, DateTime? notBefore = null)
     {
         var now = DateTime.UtcNow;
         var descriptor = new SecurityTokenDescriptor
@@ -64,7 +68,7 @@ public sealed class CdsKit : IDisposable
             Issuer = issuer,
             Audience = audience,
             IssuedAt = issued ?? now,
-            NotBefore = issued ?? now,
+            NotBefore = notBefore,
             Expires = expires ?? now.AddMinutes(5),
             Claims = new Dictionary<string, object> { ["jti"] = jti ?? Guid.NewGuid().ToString() },
             SigningCredentials = new SigningCredentials(key ?? EcKey, alg),
@@ -89,10 +93,30 @@ public sealed class CdsKit : IDisposable
     /// </summary>
     public string TokenWithHeader(string audience, string headerJson)
     {
-        static string B64(byte[] b) => Base64UrlEncoder.Encode(b);
         long now = DateTimeOffset.UtcNow.ToUnixTimeSeconds();
-        string input = B64(Encoding.UTF8.GetBytes(headerJson)) + "." +
-                       B64(Encoding.UTF8.GetBytes($"{{\"iss\":\"{Issuer}\",\"aud\":\"{audience}\",\"iat\":{now},\"exp\":{now + 300},\"jti\":\"{Guid.NewGuid()}\"}}"));
+        return SignedByHand(headerJson, $"{{\"iss\":\"{Issuer}\",\"aud\":\"{audience}\",\"iat\":{now},\"exp\":{now + 300},\"jti\":\"{Guid.NewGuid()}\"}}");
+    }
+
+    /// <summary>
+    /// A token with this payload JSON and the usual header (ES384, typ JWT, kid ec-key), signed with <see cref="Ec"/>:
+    /// for payloads the token handler would not write, such as one without iat.
+    /// </summary>
+    public string TokenWithPayload(string payloadJson) => SignedByHand("{\"alg\":\"ES384\",\"typ\":\"JWT\",\"kid\":\"ec-key\"}", payloadJson);
+
+    /// <summary>The payload of a valid token for <paramref name="audience"/> issued now, less the claims named.</summary>
+    public static string PayloadWithout(string audience, params string[] omitted)
+    {
+        long now = DateTimeOffset.UtcNow.ToUnixTimeSeconds();
+        var claims = new JsonObject { ["iss"] = Issuer, ["aud"] = audience, ["iat"] = now, ["exp"] = now + 300, ["jti"] = Guid.NewGuid().ToString() };
+        foreach (var name in omitted) if (!claims.Remove(name)) throw new ArgumentException($"no claim {name}");
+        return claims.ToJsonString();
+    }
+
+    /// <summary>JWS compact form with a raw r||s ES384 signature by <see cref="Ec"/>.</summary>
+    private string SignedByHand(string headerJson, string payloadJson)
+    {
+        static string B64(byte[] b) => Base64UrlEncoder.Encode(b);
+        string input = B64(Encoding.UTF8.GetBytes(headerJson)) + "." + B64(Encoding.UTF8.GetBytes(payloadJson));
         byte[] signature = Ec.SignData(Encoding.ASCII.GetBytes(input), HashAlgorithmName.SHA384, DSASignatureFormat.IeeeP1363FixedFieldConcatenation);
         return input + "." + B64(signature);
     }
