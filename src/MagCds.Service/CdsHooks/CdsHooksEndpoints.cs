@@ -22,6 +22,7 @@ public static partial class CdsHooksEndpoints
         else if (options.TrustedIssuers.Count == 0) NoIssuer(logger);
         // Said once at start-up (a security review): such an issuer's calls choose where MagCds sends their token.
         foreach (var open in options.TrustedIssuers.Where(i => i.FhirServers.Count == 0)) AnyFhirServer(logger, open.Issuer);
+        if (options.AllowInsecureFhirServer) InsecureFhirServersAllowed(logger);
         var worker = app.ServiceProvider.GetRequiredService<IOptions<Worker.WorkerOptions>>().Value;
         if (worker.Enabled && worker.HistoryCount != options.MaxResults - 1) TrendsDiffer(logger, options.MaxResults, worker.HistoryCount);
 
@@ -155,6 +156,9 @@ public static partial class CdsHooksEndpoints
 
     [LoggerMessage(Level = LogLevel.Warning, Message = "CDS Hooks issuer {Issuer} has no FhirServers: a call it signs may make MagCds query any https server the call names, with the call's access token. List the EHR's FHIR base URLs in MagCds:CdsHooks:TrustedIssuers:<n>:FhirServers")]
     private static partial void AnyFhirServer(ILogger logger, string issuer);
+
+    [LoggerMessage(Level = LogLevel.Warning, Message = "MagCds:CdsHooks:AllowInsecureFhirServer is on: a CDS Hooks call may name a plain-http fhirServer, and MagCds then sends the call's access token to it unencrypted. For test servers only.")]
+    private static partial void InsecureFhirServersAllowed(ILogger logger);
 
     [LoggerMessage(Level = LogLevel.Information, Message = "No CDS Hooks issuer is trusted yet: every hook call gets 401 until MagCds:CdsHooks:TrustedIssuers is configured.")]
     private static partial void NoIssuer(ILogger logger);

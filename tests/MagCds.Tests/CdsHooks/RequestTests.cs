@@ -340,6 +340,16 @@ public class RequestTests : ServiceTests
         var resp = await secure.CreateClient().SendAsync(CdsKit.Post("/cds-services/magcds-patient-view", Valid, null));
         Assert.That(resp.StatusCode, Is.EqualTo(HttpStatusCode.Unauthorized));
         Assert.That(secure.Logs.Lines.Any(l => l.Contains("DEVELOPMENT MODE", StringComparison.Ordinal)), Is.False);
+        Assert.That(secure.Logs.Lines.Any(l => l.Contains("AllowInsecureFhirServer is on", StringComparison.Ordinal)), Is.False);
+    }
+
+    [Test]
+    public async Task Allowing_plain_http_FHIR_servers_is_announced_at_start_up()
+    {
+        // The access token of a call naming an http fhirServer would cross the network in clear (CDS Hooks requires TLS).
+        await using var insecure = new MagCdsFactory(new Dictionary<string, string?> { ["MagCds:CdsHooks:AllowInsecureFhirServer"] = "true" });
+        await insecure.CreateClient().GetAsync("/cds-services");
+        Assert.That(insecure.Logs.Lines.Any(l => l.Contains("AllowInsecureFhirServer is on", StringComparison.Ordinal) && l.Contains("Warning", StringComparison.Ordinal)), Is.True);
     }
 }
 
