@@ -1,5 +1,6 @@
 using System.Net;
 using System.Text.Json;
+using System.Text.Json.Nodes;
 using Hl7.Fhir.Model;
 using MagCds.Tests.Support;
 
@@ -76,4 +77,31 @@ public class OrderHookTests : ServiceTests
     [Test]
     public async Task Another_test_being_ordered_gets_no_card() =>
         Assert.That((await Cards("magcds-order-sign", CdsKit.OrderHook("order-sign", "pat-oakhaven", Glucose, true, History()))).GetArrayLength(), Is.Zero);
+
+    /// <summary>The order hooks' own required context (draftOrders, and selections for order-select) is checked as patient-view's is.</summary>
+    private static IEnumerable<TestCaseData> BadOrderCalls()
+    {
+        TestCaseData C(string name, string hook, Action<JsonObject> edit) => new TestCaseData(hook, edit).SetArgDisplayNames(name);
+        foreach (var hook in new[] { "order-select", "order-sign" })
+        {
+            yield return C($"{hook}: no draftOrders", hook, b => b["context"]!.AsObject().Remove("draftOrders"));
+            yield return C($"{hook}: draftOrders an array", hook, b => b["context"]!["draftOrders"] = new JsonArray());
+            yield return C($"{hook}: draftOrders not a Bundle", hook, b => b["context"]!["draftOrders"] = new JsonObject { ["resourceType"] = "Patient", ["id"] = "p1" });
+            yield return C($"{hook}: draftOrders not FHIR", hook, b => b["context"]!["draftOrders"] = new JsonObject { ["resourceType"] = "Bundle", ["type"] = "no-such-type" });
+        }
+        yield return C("order-select: no selections", "order-select", b => b["context"]!.AsObject().Remove("selections"));
+        yield return C("order-select: selections a string", "order-select", b => b["context"]!["selections"] = "ServiceRequest/1");
+        yield return C("order-select: selections holding a number", "order-select", b => b["context"]!["selections"] = new JsonArray(1));
+    }
+
+    [TestCaseSource(nameof(BadOrderCalls))]
+    public async Task A_malformed_order_call_gets_a_400_with_an_OperationOutcome(string hook, Action<JsonObject> edit)
+    {
+        var body = JsonNode.Parse(CdsKit.OrderHook(hook, "pat-oakhaven", AntiMag, selected: true, History()))!.AsObject();
+        edit(body);
+        var resp = await Client.SendAsync(CdsKit.Post("/cds-services/magcds-" + hook, body.ToJsonString(), null));
+        Assert.That(resp.StatusCode, Is.EqualTo(HttpStatusCode.BadRequest), await resp.Content.ReadAsStringAsync());
+        var oo = (OperationOutcome)await Http.ReadAsync(resp);
+        Assert.That(Http.Codes(oo), Does.Contain("invalid-cds-request"));
+    }
 }
