@@ -51,6 +51,7 @@ public class CardTests : ServiceTests
         string detail = card.GetProperty("detail").GetString()!;
         Assert.That(detail, Does.Contain("Rule: ").And.Contain("**References**").And.Contain("MagCds knowledge"));
         if (c.PercentFromPrevious is not null) Assert.That(detail, Does.Contain("| date | result |"));
+        await CardRules.AssertSourceLinksAndSuggestion(Client, card);
 
         // The suggestion's resources are exactly what the FHIR REST door returns for the same input, down to the
         // bytes: both doors write JSON with the same escaping.

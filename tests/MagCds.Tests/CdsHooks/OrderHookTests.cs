@@ -38,6 +38,7 @@ public class OrderHookTests : ServiceTests
             Assert.That(detail, Does.Contain("useful for diagnosis and for monitoring therapy"));
             Assert.That(detail, Does.Contain("| 2026-03-02 | 20000 BTU (this result) |"));
         });
+        await CardRules.AssertSourceLinksAndSuggestion(Client, card);
     }
 
     [Test]

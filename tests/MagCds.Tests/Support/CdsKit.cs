@@ -246,4 +246,30 @@ public static class CardRules
                 break;
         }
     }
+
+    /// <summary>
+    /// The card's source names the knowledge version and points at the knowledge this service publishes (which must
+    /// answer with that version); its links are the references the source document cites, as absolute URLs; its one
+    /// suggestion is "Record this assessment".
+    /// </summary>
+    public static async Task AssertSourceLinksAndSuggestion(HttpClient client, JsonElement card)
+    {
+        var kb = CoreUnderTest.Knowledge;
+        var source = card.GetProperty("source");
+        Assert.That(source.GetProperty("label").GetString(), Is.EqualTo($"MagCds, knowledge {kb.Version}"));
+        string url = source.GetProperty("url").GetString()!;
+        Assert.That(url, Is.EqualTo("http://localhost/knowledge"));
+        using (var published = JsonDocument.Parse(await client.GetStringAsync(url)))
+            Assert.That(published.RootElement.GetProperty("version").GetString(), Is.EqualTo(kb.Version), "the source URL serves the knowledge the card was made with");
+
+        var links = card.GetProperty("links").EnumerateArray()
+            .Select(l => (l.GetProperty("label").GetString(), l.GetProperty("url").GetString(), l.GetProperty("type").GetString())).ToList();
+        var cited = kb.SourceReferences.Select(kb.Citation).Select(x => ((string?)x.Label, (string?)x.Url, (string?)"absolute")).ToList();
+        Assert.That(cited.Select(x => x.Item1), Is.EqualTo(new[] { "Svahn 2018", "Quarles 2007" }), "the two references the source document cites");
+        Assert.That(links, Is.EqualTo(cited));
+        Assert.That(links.Select(l => Uri.TryCreate(l.Item2, UriKind.Absolute, out var u) && u.Scheme == "https"), Is.All.True);
+
+        var suggestion = card.GetProperty("suggestions").EnumerateArray().Single();
+        Assert.That(suggestion.GetProperty("label").GetString(), Is.EqualTo("Record this assessment"));
+    }
 }
