@@ -307,6 +307,32 @@ public class RequestTests : ServiceTests
         Assert.That(other.Headers.Contains("Access-Control-Allow-Origin"), Is.False);
     }
 
+    /// <summary>
+    /// A browser client (the sandbox) can read the answers that are not 200 too: without the CORS header it would see
+    /// a network error instead of the OperationOutcome that says what was wrong.
+    /// </summary>
+    [TestCase("malformed", 400)]
+    [TestCase("no-data", 412)]
+    [TestCase("ok", 200)]
+    public async Task A_cross_origin_call_from_the_configured_origin_can_read_every_answer(string call, int status)
+    {
+        string body = call switch
+        {
+            "malformed" => "{\"hook\":\"patient-view\"}",
+            "no-data" => CdsKit.PatientView("pat-oakhaven", null, includeResultsKey: false),
+            _ => Valid,
+        };
+        var req = CdsKit.Post("/cds-services/magcds-patient-view", body, null);
+        req.Headers.Add("Origin", "https://sandbox.cds-hooks.org");
+        var resp = await Client.SendAsync(req);
+        Assert.That((int)resp.StatusCode, Is.EqualTo(status), await resp.Content.ReadAsStringAsync());
+        Assert.That(resp.Headers.GetValues("Access-Control-Allow-Origin").Single(), Is.EqualTo("https://sandbox.cds-hooks.org"));
+
+        var other = CdsKit.Post("/cds-services/magcds-patient-view", body, null);
+        other.Headers.Add("Origin", "https://evil.example");
+        Assert.That((await Client.SendAsync(other)).Headers.Contains("Access-Control-Allow-Origin"), Is.False);
+    }
+
     [Test]
     public async Task Development_mode_is_announced_at_start_up()
     {
