@@ -175,6 +175,36 @@ public class JkuTests
         await jwks.StopAsync();
     }
 
+    /// <summary>
+    /// An issuer configured with a JwksUrl (the usual registration: the EHR publishes its keys at a fixed URL): the
+    /// keys come from there, and a key the EHR adds later is found once an unknown kid may trigger a new fetch (30 s).
+    /// </summary>
+    [Test]
+    public async Task An_issuers_JwksUrl_serves_its_keys_and_a_key_added_later_is_picked_up()
+    {
+        using var kit = new CdsKit();
+        var rotated = new ECDsaSecurityKey(System.Security.Cryptography.ECDsa.Create(System.Security.Cryptography.ECCurve.NamedCurves.nistP384)) { KeyId = "rotated-key" };
+        string served = CdsKit.Jwks(kit.EcKey);
+        var (jwks, url) = await JwksServerAsync(() => Results.Text(served, "application/json"));
+        await using var _ = jwks;
+        var settings = kit.TrustSettings();
+        settings.Remove("MagCds:CdsHooks:TrustedIssuers:0:JwksFile");
+        settings["MagCds:CdsHooks:TrustedIssuers:0:JwksUrl"] = url;
+        var clock = new FixedClock(DateTimeOffset.UtcNow);
+        await using var factory = new MagCdsFactory(settings, clock);
+        var client = factory.CreateClient();
+        string body = CdsKit.PatientView("pat-oakhaven", []), aud = CdsKit.Base + PatientView;
+        async Task<HttpStatusCode> Call(SecurityKey key) => (await client.SendAsync(CdsKit.Post(PatientView, body,
+            kit.Token(aud, key, issued: clock.Now.UtcDateTime, expires: clock.Now.UtcDateTime.AddMinutes(5))))).StatusCode;
+
+        Assert.That(await Call(kit.EcKey), Is.EqualTo(HttpStatusCode.OK), "the key served at the JwksUrl");
+        Assert.That(await Call(rotated), Is.EqualTo(HttpStatusCode.Unauthorized), "a key the URL does not serve");
+        served = CdsKit.Jwks(kit.EcKey, rotated);
+        clock.Now += TimeSpan.FromSeconds(31);
+        Assert.That(await Call(rotated), Is.EqualTo(HttpStatusCode.OK), "the EHR's new key, fetched again for its unknown kid");
+        Assert.That(await Call(kit.EcKey), Is.EqualTo(HttpStatusCode.OK));
+    }
+
     [Test]
     public async Task Configured_algorithms_replace_the_defaults_rather_than_add_to_them()
     {
