@@ -1,5 +1,7 @@
 using System.Net;
 using System.Text.Json;
+using System.Text.Json.Nodes;
+using MagCds.Service.CdsHooks;
 using MagCds.Service.Storage;
 using MagCds.Tests.Support;
 using Microsoft.Extensions.DependencyInjection;
@@ -91,19 +93,84 @@ public class SpecFixtureTests
             Is.EquivalentTo(new[] { ("accepted", (string?)null, 1L), ("overridden", "d7ecf885", 1L) }));
     }
 
+    // Section "Calling a CDS Service › Example", verbatim.
+    private const string SpecRequest = """
+    { "hookInstance": "d1577c69-dfbe-44ad-ba6d-3e05e953b2ea", "fhirServer": "http://hooks.smarthealthit.org:9080", "hook": "patient-view",
+      "fhirAuthorization": { "access_token": "some-opaque-fhir-access-token", "token_type": "Bearer", "expires_in": 300, "scope": "user/Patient.read user/Observation.read", "subject": "cds-service4" },
+      "context": { "userId": "Practitioner/example", "patientId": "1288992", "encounterId": "89284" },
+      "prefetch": { "patientToGreet": { "resourceType": "Patient", "gender": "male", "birthDate": "1925-12-23", "id": "1288992", "active": true } } }
+    """;
+
     [Test]
     public async Task The_spec_request_example_is_refused_for_its_plain_http_fhirServer_in_the_secure_default()
     {
-        const string example = """
-        { "hookInstance": "d1577c69-dfbe-44ad-ba6d-3e05e953b2ea", "fhirServer": "http://hooks.smarthealthit.org:9080", "hook": "patient-view",
-          "fhirAuthorization": { "access_token": "some-opaque-fhir-access-token", "token_type": "Bearer", "expires_in": 300, "scope": "user/Patient.read user/Observation.read", "subject": "cds-service4" },
-          "context": { "userId": "Practitioner/example", "patientId": "1288992", "encounterId": "89284" },
-          "prefetch": { "patientToGreet": { "resourceType": "Patient", "gender": "male", "birthDate": "1925-12-23", "id": "1288992", "active": true } } }
-        """;
+        const string example = SpecRequest;
         await using var f = new MagCdsFactory(new Dictionary<string, string?> { ["MagCds:CdsHooks:AllowUnsignedCalls"] = "true" });
         var resp = await f.CreateClient().SendAsync(CdsKit.Post("/cds-services/magcds-patient-view", example, null));
         Assert.That(resp.StatusCode, Is.EqualTo(HttpStatusCode.BadRequest));
         string text = await resp.Content.ReadAsStringAsync();
         Assert.That(text, Does.Contain("https").And.Not.Contain("some-opaque-fhir-access-token"));
+    }
+
+    // Section "Discovery › Example", verbatim.
+    private const string SpecDiscovery = """
+    { "services": [
+        { "hook": "patient-view", "title": "Static CDS Service Example", "description": "An example of a CDS Service that returns a static set of cards",
+          "id": "static-patient-greeter", "prefetch": { "patientToGreet": "Patient/{{context.patientId}}" } },
+        { "hook": "order-select", "title": "Order Echo CDS Service", "description": "An example of a CDS Service that simply echoes the order(s) being placed",
+          "id": "order-echo", "prefetch": { "patient": "Patient/{{context.patientId}}", "medications": "MedicationRequest?patient={{context.patientId}}" } },
+        { "hook": "order-sign", "title": "Pharmacogenomics CDS Service", "description": "An example of a more advanced, precision medicine CDS Service",
+          "id": "pgx-on-order-sign", "usageRequirements": "Note: functionality of this CDS Service is degraded without access to a FHIR Restful API as part of CDS recommendation generation." } ] }
+    """;
+
+    [Test]
+    public async Task Discovery_is_written_as_the_spec_example_is()
+    {
+        // The spec's discovery document read into MagCds's model and written back is the same JSON: no member renamed,
+        // lost, or added as null (its third service has no prefetch, its first no usageRequirements).
+        var model = JsonSerializer.Deserialize<DiscoveryResponse>(SpecDiscovery, CdsJson.Options)!;
+        Assert.That(JsonNode.DeepEquals(JsonSerializer.SerializeToNode(model, CdsJson.Options), JsonNode.Parse(SpecDiscovery)), Is.True,
+            JsonSerializer.Serialize(model, CdsJson.Options));
+
+        // MagCds's own discovery uses only members the example uses, with the same JSON types.
+        await using var f = new MagCdsFactory();
+        var ours = JsonNode.Parse(await f.CreateClient().GetStringAsync("/cds-services"))!.AsObject();
+        Assert.That(ours.Select(m => m.Key), Is.EqualTo(new[] { "services" }));
+        var specMembers = JsonNode.Parse(SpecDiscovery)!["services"]!.AsArray().SelectMany(x => x!.AsObject().Select(m => m.Key)).ToHashSet();
+        foreach (var service in ours["services"]!.AsArray().Select(x => x!.AsObject()))
+        {
+            Assert.That(service.Select(m => m.Key), Is.SubsetOf(specMembers));
+            Assert.That(new[] { "hook", "description", "id" }.All(service.ContainsKey), Is.True, "the members the spec requires");
+            Assert.That(service.Where(m => m.Key != "prefetch").Select(m => m.Value!.GetValueKind()), Is.All.EqualTo(JsonValueKind.String));
+            Assert.That(service["prefetch"]!.AsObject().Select(m => m.Value!.GetValueKind()), Is.All.EqualTo(JsonValueKind.String));
+        }
+    }
+
+    /// <summary>
+    /// The spec's request example as a production EHR would send it (its fhirServer on https) and with MagCds's own
+    /// prefetch key added: its other members (fhirAuthorization's expires_in, scope and subject, context.encounterId,
+    /// the prefetch key MagCds does not ask for) are accepted and ignored, and no query is made for what was prefetched.
+    /// </summary>
+    [TestCase(true)]
+    [TestCase(false)]
+    public async Task The_spec_request_example_with_MagCds_prefetch_is_answered(bool raisedResultOnFile)
+    {
+        var body = JsonNode.Parse(SpecRequest)!.AsObject();
+        body["fhirServer"] = "https://hooks.smarthealthit.org:9080";
+        var result = TestFiles.Resource<Hl7.Fhir.Model.Observation>("Observation-btu-medium.json");
+        result.Subject = new Hl7.Fhir.Model.ResourceReference("Patient/1288992");
+        // A raised result, or null: "the EHR searched and found nothing".
+        body["prefetch"]!["antiMagResults"] = raisedResultOnFile
+            ? JsonNode.Parse(JsonNode.Parse(CdsKit.PatientView("1288992", [result]))!["prefetch"]!["antiMagResults"]!.ToJsonString())
+            : null;
+        await using var f = new MagCdsFactory(new Dictionary<string, string?> { ["MagCds:CdsHooks:AllowUnsignedCalls"] = "true" });
+        var resp = await f.CreateClient().SendAsync(CdsKit.Post("/cds-services/magcds-patient-view", body.ToJsonString(), null));
+        string text = await resp.Content.ReadAsStringAsync();
+        Assert.That(resp.StatusCode, Is.EqualTo(HttpStatusCode.OK), text);
+        var cards = JsonDocument.Parse(text).RootElement.GetProperty("cards");
+        Assert.That(CardRules.Violations(JsonDocument.Parse(text).RootElement), Is.Empty);
+        Assert.That(cards.GetArrayLength(), Is.EqualTo(raisedResultOnFile ? 1 : 0));
+        if (raisedResultOnFile) Assert.That(cards[0].GetProperty("indicator").GetString(), Is.EqualTo("warning"));
+        Assert.That(text, Does.Not.Contain("some-opaque-fhir-access-token"));
     }
 }
