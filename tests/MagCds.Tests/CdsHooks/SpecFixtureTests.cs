@@ -70,10 +70,15 @@ public class SpecFixtureTests
                                  { "code": "12354", "system": "http://example.org/cds-services/fhir/CodeSystem/override-reasons", "display": "Contraindicated" } ] } ] }
         """;
         Assert.That(CardRules.Violations(JsonDocument.Parse(example).RootElement), Is.Empty);
-        // ...and the rules can fail: a null member, an over-long summary and a suggestion without selectionBehavior.
+        // ...and the rules can fail: a null member, an over-long summary, a misspelt member and a relative source URL.
         string bad = example.Replace("\"detail\": \"This is an example card.\"", "\"detail\": null", StringComparison.Ordinal)
-            .Replace("\"Another card\"", "\"" + new string('x', 150) + "\"", StringComparison.Ordinal);
-        Assert.That(CardRules.Violations(JsonDocument.Parse(bad).RootElement), Has.Count.EqualTo(2));
+            .Replace("\"Another card\"", "\"" + new string('x', 150) + "\"", StringComparison.Ordinal)
+            .Replace("\"overrideReasons\"", "\"overrideReason\"", StringComparison.Ordinal)
+            .Replace("\"url\": \"https://example.com\", \"icon\"", "\"url\": \"/cds\", \"icon\"", StringComparison.Ordinal);
+        Assert.That(CardRules.Violations(JsonDocument.Parse(bad).RootElement), Is.EquivalentTo(new[]
+        {
+            "null at $.cards[0].detail", "summary length 150", "card member 'overrideReason' is not a CDS Hooks 2.0 member", "source.url not absolute",
+        }));
     }
 
     [Test]

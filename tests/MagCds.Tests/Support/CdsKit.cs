@@ -188,13 +188,34 @@ public sealed class CdsKit : IDisposable
 /// <summary>The card rules of CDS Hooks 2.0 that a response must satisfy, checked on the raw JSON.</summary>
 public static class CardRules
 {
+    // The members CDS Hooks 2.0 defines for a response, a card and its parts: a misspelt member ("overrideReason")
+    // would be ignored by an EHR without a word.
+    private static readonly string[] ResponseMembers = ["cards", "systemActions"];
+    private static readonly string[] CardMembers = ["uuid", "summary", "detail", "indicator", "source", "suggestions", "selectionBehavior", "overrideReasons", "links", "extension"];
+    private static readonly string[] SourceMembers = ["label", "url", "icon", "topic"];
+    private static readonly string[] SuggestionMembers = ["label", "uuid", "isRecommended", "actions"];
+    private static readonly string[] ActionMembers = ["type", "description", "resource", "resourceId"];
+    private static readonly string[] LinkMembers = ["label", "url", "type", "appContext"];
+
+    private static void OnlyMembers(JsonElement o, string[] allowed, string what, List<string> v)
+    {
+        foreach (var m in o.EnumerateObject()) if (!allowed.Contains(m.Name)) v.Add($"{what} member '{m.Name}' is not a CDS Hooks 2.0 member");
+    }
+
     public static IReadOnlyList<string> Violations(JsonElement response)
     {
         var v = new List<string>();
         NoNullOrEmpty(response, "$", v);
         if (!response.TryGetProperty("cards", out var cards) || cards.ValueKind != JsonValueKind.Array) { v.Add("cards array missing"); return v; }
+        OnlyMembers(response, ResponseMembers, "response", v);
         foreach (var c in cards.EnumerateArray())
         {
+            OnlyMembers(c, CardMembers, "card", v);
+            if (c.TryGetProperty("source", out var source))
+            {
+                OnlyMembers(source, SourceMembers, "source", v);
+                if (source.TryGetProperty("url", out var su) && !Uri.IsWellFormedUriString(su.GetString(), UriKind.Absolute)) v.Add("source.url not absolute");
+            }
             string summary = c.TryGetProperty("summary", out var s) ? s.GetString() ?? "" : "";
             if (summary.Length is 0 or >= 140) v.Add($"summary length {summary.Length}");
             if (!c.TryGetProperty("uuid", out var u) || !Guid.TryParse(u.GetString(), out _)) v.Add("card uuid");
@@ -205,10 +226,12 @@ public static class CardRules
                 if (!c.TryGetProperty("selectionBehavior", out var sb) || sb.GetString() is not ("at-most-one" or "any")) v.Add("selectionBehavior missing with suggestions");
                 foreach (var sg in sugg.EnumerateArray())
                 {
+                    OnlyMembers(sg, SuggestionMembers, "suggestion", v);
                     if (!sg.TryGetProperty("label", out _)) v.Add("suggestion label");
                     if (!sg.TryGetProperty("uuid", out var su) || !Guid.TryParse(su.GetString(), out _)) v.Add("suggestion uuid");
                     foreach (var a in sg.TryGetProperty("actions", out var acts) ? acts.EnumerateArray() : default)
                     {
+                        OnlyMembers(a, ActionMembers, "action", v);
                         if (a.GetProperty("type").GetString() is not ("create" or "update" or "delete")) v.Add("action type");
                         if (!a.TryGetProperty("description", out _)) v.Add("action description");
                         if (a.GetProperty("type").GetString() == "create" && (!a.TryGetProperty("resource", out var r) || r.ValueKind != JsonValueKind.Object)) v.Add("create without resource object");
@@ -221,6 +244,7 @@ public static class CardRules
             if (c.TryGetProperty("links", out var links))
                 foreach (var l in links.EnumerateArray())
                 {
+                    OnlyMembers(l, LinkMembers, "link", v);
                     if (l.GetProperty("type").GetString() is not ("absolute" or "smart")) v.Add("link type");
                     if (!l.TryGetProperty("label", out _) || !Uri.IsWellFormedUriString(l.GetProperty("url").GetString(), UriKind.Absolute)) v.Add("link label/url");
                 }
