@@ -124,7 +124,8 @@ public static partial class CdsHooksEndpoints
         var items = FeedbackReader.Read(await ReadJsonBodyAsync(req, o), service.Id);
         // Counted once per item stored (a resent item is not counted again), labelled only with MagCds's own reasons.
         foreach (var f in await store.AddAsync(items, ct))
-            metrics.Feedback(service.Id, f.Outcome, CdsHooksMetrics.OverrideReasonTag(f.OverrideSystem, f.OverrideCode, urls.OverrideReasonSystem));
+            metrics.Feedback(service.Id, f.Outcome, f.OverrideCode is null ? "none"
+                : f.OverrideSystem == urls.OverrideReasonSystem && CardBuilder.OverrideReasonConcepts.Any(c => c.Code == f.OverrideCode) ? f.OverrideCode : "other");
         return Results.Ok();
     }
 

@@ -121,7 +121,6 @@ public static class MagCdsHostingExtensions
         services.AddSingleton<CardBuilder>();
         services.AddSingleton<PatientResults>();
         services.AddSingleton<CdsHooksMetrics>();
-        services.AddHostedService<FeedbackTotals>();
         services.AddSingleton<FhirServerRefusals>();
         services.AddSingleton(new FhirServerPipelines());
         services.AddSingleton<JwksProvider>();

@@ -5,7 +5,7 @@ public sealed record FeedbackItem(
     string ServiceId, string Card, string Outcome, IReadOnlyList<string> AcceptedSuggestions,
     string? OverrideSystem, string? OverrideCode, string? OverrideDisplay, string? UserComment, DateTimeOffset OutcomeTimestamp);
 
-public sealed record FeedbackCount(string ServiceId, string Outcome, string? OverrideSystem, string? OverrideCode, long Count);
+public sealed record FeedbackCount(string ServiceId, string Outcome, string? OverrideCode, long Count);
 
 /// <summary>Feedback of one day (UTC, from the outcome time stamp) by outcome and override reason.</summary>
 public sealed record FeedbackDay(string Day, string Outcome, string? OverrideCode, long Count);
@@ -54,14 +54,11 @@ public sealed class FeedbackStore(Database db)
     public async Task<IReadOnlyList<FeedbackCount>> CountsAsync(CancellationToken ct)
     {
         await using var c = await db.OpenAsync(ct);
-        await using var cmd = c.Command("""
-            SELECT service_id, outcome, override_system, override_code, COUNT(*) FROM cds_feedback
-            GROUP BY service_id, outcome, override_system, override_code ORDER BY 1, 2, 3, 4
-            """);
+        await using var cmd = c.Command("SELECT service_id, outcome, override_code, COUNT(*) FROM cds_feedback GROUP BY service_id, outcome, override_code ORDER BY 1, 2, 3");
         var list = new List<FeedbackCount>();
         await using var r = await cmd.ExecuteReaderAsync(ct);
         while (await r.ReadAsync(ct))
-            list.Add(new FeedbackCount(r.GetString(0), r.GetString(1), r.IsDBNull(2) ? null : r.GetString(2), r.IsDBNull(3) ? null : r.GetString(3), r.GetInt64(4)));
+            list.Add(new FeedbackCount(r.GetString(0), r.GetString(1), r.IsDBNull(2) ? null : r.GetString(2), r.GetInt64(3)));
         return list;
     }
 
