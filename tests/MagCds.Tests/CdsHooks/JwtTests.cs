@@ -200,7 +200,9 @@ public class JkuTests
         Assert.That(await Call(kit.EcKey), Is.EqualTo(HttpStatusCode.OK), "the key served at the JwksUrl");
         Assert.That(await Call(rotated), Is.EqualTo(HttpStatusCode.Unauthorized), "a key the URL does not serve");
         served = CdsKit.Jwks(kit.EcKey, rotated);
-        clock.Now += TimeSpan.FromSeconds(31);
+        clock.Now += TimeSpan.FromSeconds(29);
+        Assert.That(await Call(rotated), Is.EqualTo(HttpStatusCode.Unauthorized), "no new fetch within 30 s of the last one");
+        clock.Now += TimeSpan.FromSeconds(2);
         Assert.That(await Call(rotated), Is.EqualTo(HttpStatusCode.OK), "the EHR's new key, fetched again for its unknown kid");
         Assert.That(await Call(kit.EcKey), Is.EqualTo(HttpStatusCode.OK));
     }

@@ -289,7 +289,10 @@ public static class CardRules
         var links = card.GetProperty("links").EnumerateArray()
             .Select(l => (l.GetProperty("label").GetString(), l.GetProperty("url").GetString(), l.GetProperty("type").GetString())).ToList();
         var cited = kb.SourceReferences.Select(kb.Citation).Select(x => ((string?)x.Label, (string?)x.Url, (string?)"absolute")).ToList();
-        Assert.That(cited.Select(x => x.Item1), Is.EqualTo(new[] { "Svahn 2018", "Quarles 2007" }), "the two references the source document cites");
+        Assert.That(cited.Select(x => (x.Item1, x.Item2)), Is.EqualTo(new[]
+        {
+            ("Svahn 2018", "https://doi.org/10.1136/jnnp-2017-316715"), ("Quarles 2007", "https://pubmed.ncbi.nlm.nih.gov/17241126/"),
+        }), "the two references the source document cites");
         Assert.That(links, Is.EqualTo(cited));
         Assert.That(links.Select(l => Uri.TryCreate(l.Item2, UriKind.Absolute, out var u) && u.Scheme == "https"), Is.All.True);
 
