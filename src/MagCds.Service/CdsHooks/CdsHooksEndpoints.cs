@@ -104,12 +104,13 @@ public static partial class CdsHooksEndpoints
 
     /// <summary>
     /// Draft ServiceRequests for anti-MAG IgM for the patient in context (an order for someone else is not this
-    /// patient's order); for order-select only those the clinician selected.
+    /// patient's order); for order-select only those the clinician selected (by id: an order without one cannot be
+    /// named in selections, and "ServiceRequest/" names none).
     /// </summary>
     private static IEnumerable<Hl7.Fhir.Model.ServiceRequest> AntiMagOrders(CdsCall call, Evaluator evaluator) =>
         (call.DraftOrders?.Entry ?? []).Select(e => e.Resource).OfType<Hl7.Fhir.Model.ServiceRequest>()
             .Where(sr => evaluator.IsAntiMagCode(sr.Code) && PatientResults.IsPatient(sr.Subject, call.PatientId, call.FhirServer))
-            .Where(sr => call.Hook != "order-select" || call.Selections.Contains("ServiceRequest/" + sr.Id));
+            .Where(sr => call.Hook != "order-select" || (!string.IsNullOrEmpty(sr.Id) && call.Selections.Contains("ServiceRequest/" + sr.Id)));
 
     private static async Task<IResult> FeedbackAsync(
         string id, HttpRequest req, CdsServiceCatalog catalog, CdsJwtValidator jwt, IOptions<CdsHooksOptions> options,

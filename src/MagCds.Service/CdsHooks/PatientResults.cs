@@ -32,6 +32,11 @@ public sealed partial class PatientResults(
             // A search that failed (an error OperationOutcome among the entries) found nothing that can be trusted,
             // not "no results": looked up again like an OperationOutcome in the key (412 without a fhirServer).
             PrefetchSlot.Found { Resource: Bundle b } when ReportsFailure(b) => await QueryAsync(call, ct),
+            // An entry without its resource may be a result that was cut off, maybe the newest: as with an unreadable
+            // entry, the call is refused rather than answered from the others.
+            PrefetchSlot.Found { Resource: Bundle b } when b.Entry.FindIndex(e => e.Resource is null) is >= 0 and var empty =>
+                throw new FhirRequestException(StatusCodes.Status400BadRequest, OutcomeCodes.InvalidCdsRequest,
+                    $"prefetch.{CdsServiceCatalog.ResultsKey}: entry {empty} has no resource; MagCds does not choose a latest result while one of the patient's results may be missing."),
             PrefetchSlot.Found { Resource: Bundle b } => b.Entry.Select(e => (e.Resource as Observation, e.FullUrl)).Where(x => x.Item1 is not null).Select(x => (x.Item1!, x.FullUrl)).ToList(),
             PrefetchSlot.Found { Resource: Observation o } => [(o, (string?)null)],
             PrefetchSlot.Found other => throw new FhirRequestException(StatusCodes.Status400BadRequest, OutcomeCodes.InvalidCdsRequest,

@@ -76,6 +76,16 @@ public class OrderHookTests : ServiceTests
     }
 
     [Test]
+    public async Task A_selection_naming_no_id_selects_no_draft_order_without_one()
+    {
+        // "ServiceRequest/" names no order; it must not match a draft order that has no id (found by a black-box probe).
+        var body = JsonNode.Parse(CdsKit.OrderHook("order-select", "pat-oakhaven", AntiMag, selected: true, History()))!.AsObject();
+        body["context"]!["draftOrders"]!["entry"]![0]!["resource"]!.AsObject().Remove("id");
+        body["context"]!["selections"] = new JsonArray("ServiceRequest/");
+        Assert.That((await Cards("magcds-order-select", body.ToJsonString())).GetArrayLength(), Is.Zero);
+    }
+
+    [Test]
     public async Task Another_test_being_ordered_gets_no_card() =>
         Assert.That((await Cards("magcds-order-sign", CdsKit.OrderHook("order-sign", "pat-oakhaven", Glucose, true, History()))).GetArrayLength(), Is.Zero);
 

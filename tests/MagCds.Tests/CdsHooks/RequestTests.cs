@@ -102,6 +102,21 @@ public class RequestTests : ServiceTests
         Assert.That(oo.Issue[0].Diagnostics ?? oo.Issue[0].Details?.Text, Does.Contain("entry 0"));
     }
 
+    [Test]
+    public async Task A_prefetched_entry_without_its_resource_refuses_the_call_rather_than_answer_from_the_others()
+    {
+        // The entry may be the newest result with its resource cut off (found by a black-box probe: it was dropped, and
+        // the order hooks said no result was on file).
+        var body = JsonNode.Parse(CdsKit.PatientView("pat-oakhaven", [TestFiles.Resource("Observation-btu-not-detected.json")]))!.AsObject();
+        body["prefetch"]!["antiMagResults"]!["entry"]!.AsArray().Insert(0, new JsonObject { ["fullUrl"] = "https://ehr.example/fhir/Observation/cut" });
+        var resp = await Client.SendAsync(CdsKit.Post("/cds-services/magcds-patient-view", body.ToJsonString(), null));
+
+        Assert.That(resp.StatusCode, Is.EqualTo(HttpStatusCode.BadRequest));
+        var oo = (OperationOutcome)await Http.ReadAsync(resp);
+        Assert.That(Http.Codes(oo), Does.Contain("invalid-cds-request"));
+        Assert.That(oo.Issue[0].Diagnostics ?? oo.Issue[0].Details?.Text, Does.Contain("entry 0 has no resource"));
+    }
+
     [TestCase("patientId")]
     [TestCase("hook")]
     public async Task A_member_given_twice_is_refused(string member)
