@@ -17,6 +17,8 @@ public sealed class FhirServerPipelines(int capacity = FhirServerPipelines.Defau
     public const string Shared = "(other FHIR servers)";
 
     private readonly ConcurrentDictionary<string, bool> _servers = new(StringComparer.Ordinal);
+    // Kept beside the dictionary: its Count takes every lock, and past the capacity each request would read it.
+    private int _count;
 
     public int Capacity { get; } = capacity;
 
@@ -30,8 +32,8 @@ public sealed class FhirServerPipelines(int capacity = FhirServerPipelines.Defau
         string server = uri.GetLeftPart(UriPartial.Authority);
         if (_servers.ContainsKey(server)) return server;
         // Calls racing here may each add their server past the count: a bound (capacity plus concurrent calls), not an exact number.
-        if (_servers.Count >= Capacity) return Shared;
-        _servers.TryAdd(server, true);
+        if (Volatile.Read(ref _count) >= Capacity) return Shared;
+        if (_servers.TryAdd(server, true)) Interlocked.Increment(ref _count);
         return server;
     }
 }
